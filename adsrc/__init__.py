@@ -1,0 +1,16 @@
+"""adsrc: source-transformation automatic differentiation of in-place numeric kernels.
+
+The public API is what this module exports; everything else is internal.
+"""
+
+__version__ = "0.1.0"
+
+from adsrc.api import Differentiable, differentiate, grad, value_and_grad  # noqa: E402
+from adsrc.checking import check_grads  # noqa: E402
+from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError  # noqa: E402
+from adsrc.runtime.tape import TapeStats  # noqa: E402
+
+__all__ = [
+    "AdsrcError", "ArgumentError", "Differentiable", "TapeStats", "UnsupportedError",
+    "check_grads", "differentiate", "grad", "value_and_grad",
+]

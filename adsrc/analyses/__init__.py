@@ -1,0 +1,1 @@
+"""Analyses of a normalised kernel: types, effects, activity, recomputation, to-be-recorded."""

@@ -1,0 +1,310 @@
+"""Type inference: which names are int, float or bool scalars, and which are arrays (dtype, ndim).
+
+Types come from the arguments of a call (like a JIT: one specialisation per signature) and are
+propagated through the kernel to a fixed point.  The reverse transformation needs them to know
+what can be active (floats only), what to push on which tape, and how to lower whole-array
+statements into loops.
+"""
+
+from dataclasses import dataclass
+
+import gast
+import numpy as np
+
+from adsrc.errors import ArgumentError
+
+
+@dataclass(frozen=True)
+class Type:
+    kind: str            # "int", "float", "bool", "array", "shape"
+    dtype: str = ""      # arrays: "float64", "int32", "int64"
+    ndim: int = 0
+
+    @property
+    def is_array(self):
+        return self.kind == "array"
+
+    @property
+    def is_float(self):
+        """Float scalar or float array: the values that can carry derivatives."""
+        return self.kind == "float" or (self.kind == "array" and self.dtype == "float64")
+
+    @property
+    def element(self):
+        """The scalar type of one element of an array."""
+        return FLOAT if self.dtype == "float64" else INT
+
+    def __str__(self):
+        if self.is_array:
+            return f"{self.dtype}[{','.join(':' * self.ndim)}]"
+        return self.kind
+
+
+INT = Type("int")
+FLOAT = Type("float")
+BOOL = Type("bool")
+SHAPE = Type("shape")
+
+
+def array(dtype, ndim):
+    return Type("array", dtype, ndim)
+
+
+def type_of_value(value, what):
+    """Type of a run-time argument value; ``what`` names it in errors."""
+    if isinstance(value, (bool, np.bool_)):
+        return INT
+    if isinstance(value, (int, np.integer)):
+        return INT
+    if isinstance(value, (float, np.floating)):
+        return FLOAT
+    if isinstance(value, np.ndarray):
+        if value.ndim not in (1, 2):
+            raise ArgumentError(f"{what}: arrays of 1 or 2 dimensions are supported, "
+                                f"got {value.ndim}")
+        if value.dtype == np.float64:
+            return array("float64", value.ndim)
+        if value.dtype in (np.int32, np.int64):
+            return array(str(value.dtype), value.ndim)
+        raise ArgumentError(f"{what}: float arrays must be float64 and index arrays int32 or "
+                            f"int64, got dtype {value.dtype}")
+    raise ArgumentError(f"{what}: expected a float, an int or a NumPy array, "
+                        f"got {type(value).__name__}")
+
+
+def join(a, b):
+    """The type of a name assigned values of types a and b."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    if a.is_array or b.is_array:
+        return None
+    if FLOAT in (a, b):
+        return FLOAT
+    return INT
+
+
+class TypeInference:
+    """Infers ``self.env`` (name -> Type) for a kernel tree, given its parameter types.
+
+    ``callee_return(name, arg_types)`` gives the return type of a called user kernel.
+    """
+
+    def __init__(self, source, tree, param_types, callee_return):
+        self.source = source
+        self.tree = tree
+        self.callee_return = callee_return
+        self.env = dict(zip(source.params, param_types))
+        self.params = set(source.params)
+        self.return_type = None
+
+    def run(self):
+        for _ in range(20):
+            before = dict(self.env)
+            self._block(self.tree.body)
+            if before == self.env:
+                return self.env
+        return self.env
+
+    def _fail(self, node, message):
+        raise self.source.error(node, message)
+
+    def _assign(self, name_node, value_type, node):
+        name = name_node.id
+        old = self.env.get(name)
+        if name in self.params and old is not None and old.is_array != (value_type or old).is_array:
+            self._fail(node, f"'{name}' is an array argument and cannot be rebound")
+        new = join(old, value_type)
+        if new is None and old is not None and value_type is not None:
+            self._fail(node, f"'{name}' is given both a scalar and an array value")
+        self.env[name] = new
+
+    def _block(self, stmts):
+        for stmt in stmts:
+            self._statement(stmt)
+
+    def _statement(self, stmt):
+        if isinstance(stmt, gast.Assign):
+            target = stmt.targets[0]
+            value = self.expr(stmt.value)
+            if isinstance(target, gast.Name):
+                self._assign(target, value, stmt)
+            else:
+                self._check_store(target, value)
+        elif isinstance(stmt, gast.AugAssign):
+            value = self.expr(stmt.value)
+            if isinstance(stmt.target, gast.Name):
+                old = self.env.get(stmt.target.id)
+                if old is not None and not old.is_array:
+                    combined = FLOAT if isinstance(stmt.op, gast.Div) else join(old, value)
+                    self._assign(stmt.target, combined, stmt)
+            else:
+                self._check_store(stmt.target, value)
+        elif isinstance(stmt, gast.For):
+            for arg in stmt.iter.args:
+                self._expect_int(arg)
+            self._assign(stmt.target, INT, stmt)
+            self._block(stmt.body)
+        elif isinstance(stmt, gast.While):
+            self.expr(stmt.test)
+            self._block(stmt.body)
+        elif isinstance(stmt, gast.If):
+            self.expr(stmt.test)
+            self._block(stmt.body)
+            self._block(stmt.orelse)
+        elif isinstance(stmt, gast.Expr):
+            self.expr(stmt.value)
+        elif isinstance(stmt, gast.Return) and stmt.value is not None:
+            value = self.expr(stmt.value)
+            if value is not None and value.is_array:
+                self._fail(stmt, "kernels may return a scalar, not an array")
+            self.return_type = join(self.return_type, value)
+
+    def _check_store(self, target, value):
+        target_type = self.expr(target)
+        base = self.env.get(target.value.id)
+        if base is None:
+            return
+        if not base.is_array:
+            self._fail(target, f"'{target.value.id}' is not an array")
+        if value is not None and value.is_float and base.dtype != "float64":
+            self._fail(target, f"storing a float into the integer array '{target.value.id}'")
+        if value is not None and value.is_array and target_type is not None \
+                and not target_type.is_array:
+            self._fail(target, "storing an array into a single element")
+
+    def _expect_int(self, node):
+        kind = self.expr(node)
+        if kind is not None and kind not in (INT, BOOL):
+            self._fail(node, f"expected an integer here, got {kind}")
+
+    def expr(self, node):
+        """Type of an expression (None while unknown)."""
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            self._fail(node, f"unexpected expression {type(node).__name__}")
+        return method(node)
+
+    def _Constant(self, node):
+        if isinstance(node.value, bool):
+            return BOOL
+        return INT if isinstance(node.value, int) else FLOAT
+
+    def _Name(self, node):
+        return self.env.get(node.id)
+
+    def _Tuple(self, node):
+        for elt in node.elts:
+            self.expr(elt)
+        return None
+
+    def _BinOp(self, node):
+        left, right = self.expr(node.left), self.expr(node.right)
+        if left is None or right is None:
+            return None
+        if left.is_array or right.is_array:
+            return self._elementwise(node, [left, right])
+        if isinstance(node.op, gast.Div):
+            return FLOAT
+        if isinstance(node.op, (gast.FloorDiv, gast.Mod)) and FLOAT in (left, right):
+            self._fail(node, "'//' and '%' are supported on integers only")
+        return FLOAT if FLOAT in (left, right) else INT
+
+    def _elementwise(self, node, kinds):
+        arrays = [kind for kind in kinds if kind is not None and kind.is_array]
+        ndims = {kind.ndim for kind in arrays}
+        if len(ndims) > 1:
+            self._fail(node, "element-wise operations on arrays of different dimensions")
+        return array("float64", arrays[0].ndim)
+
+    def _UnaryOp(self, node):
+        operand = self.expr(node.operand)
+        return BOOL if isinstance(node.op, gast.Not) else operand
+
+    def _BoolOp(self, node):
+        for value in node.values:
+            self.expr(value)
+        return BOOL
+
+    def _Compare(self, node):
+        for value in [node.left] + node.comparators:
+            kind = self.expr(value)
+            if kind is not None and kind.is_array:
+                self._fail(node, "comparisons of whole arrays are not supported")
+        return BOOL
+
+    def _IfExp(self, node):
+        self.expr(node.test)
+        return join(self.expr(node.body), self.expr(node.orelse))
+
+    def _Attribute(self, node):
+        base = self.expr(node.value)
+        if base is not None and not base.is_array:
+            self._fail(node, f"'{node.value.id}' is not an array: it has no .shape")
+        return SHAPE
+
+    def _Subscript(self, node):
+        base = self.expr(node.value)
+        if base is None:
+            return None
+        if base == SHAPE:
+            self._expect_int(node.slice)
+            return INT
+        if not base.is_array:
+            self._fail(node, f"'{gast.unparse(node.value).strip()}' is not an array")
+        indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
+        if len(indices) != base.ndim:
+            self._fail(node, f"index with {base.ndim} subscripts (one per dimension); "
+                             f"got {len(indices)}")
+        sliced = 0
+        for index in indices:
+            if isinstance(index, gast.Slice):
+                sliced += 1
+                for part in (index.lower, index.upper, index.step):
+                    if part is not None:
+                        self._expect_int(part)
+            else:
+                self._expect_int(index)
+        if sliced:
+            return array(base.dtype, sliced)
+        return base.element
+
+    def _Call(self, node):
+        func = gast.unparse(node.func).strip()
+        args = [self.expr(arg) for arg in node.args]
+        if func.startswith("math.") or func in ("abs", "min", "max", "pow"):
+            if any(arg is not None and arg.is_array for arg in args):
+                return self._elementwise(node, args)
+            if func in ("abs", "min", "max"):
+                result = None
+                for arg in args:
+                    result = join(result, arg)
+                return result
+            return FLOAT
+        if func in ("np.dot", "np.sum"):
+            for arg in args:
+                if arg is not None and not arg.is_array:
+                    self._fail(node, f"{func} takes arrays")
+            if func == "np.dot" and any(arg is not None and arg.ndim != 1 for arg in args):
+                self._fail(node, "np.dot is supported for two 1-D arrays")
+            return FLOAT
+        if func in ("np.zeros", "np.empty"):
+            shape = node.args[0] if node.args else None
+            if len(node.args) != 1:
+                self._fail(node, f"{func}(shape) takes exactly the shape (float64 arrays only)")
+            ndim = len(shape.elts) if isinstance(shape, gast.Tuple) else 1
+            if ndim not in (1, 2):
+                self._fail(node, "arrays of 1 or 2 dimensions are supported")
+            return array("float64", ndim)
+        if func in ("np.zeros_like", "np.empty_like", "np.copy"):
+            if len(args) != 1 or (args[0] is not None and not args[0].is_array):
+                self._fail(node, f"{func} takes one array")
+            return args[0]
+        if func == "len":
+            return INT
+        if func == "float":
+            return FLOAT
+        if func == "int":
+            return INT
+        return self.callee_return(node, args)

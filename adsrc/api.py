@@ -1,0 +1,221 @@
+"""The public entry points: ``differentiate``, ``grad`` and ``value_and_grad``.
+
+Semantics (also in the README):
+
+* ``wrt`` names the differentiable arguments (names or positions); every other argument is
+  constant.  ``outputs`` names the dependents: arrays the kernel mutates and/or ``"return"``
+  (default: the return value if the kernel returns one, else every float array it mutates).
+* ``f.adjoint(*args, **bars)`` runs the primal forward, mutating the arguments exactly as ``f``
+  would, then the reverse sweep.  On entry each output's ``<name>_bar`` holds the adjoint of its
+  final value (``out_bar=`` for the return value, default 1.0); on return the ``_bar`` of a
+  mutated array holds the adjoint of its initial value, and the ``_bar`` of every other ``wrt``
+  array has been incremented by its adjoint.  It returns one entry per ``wrt`` name: the
+  ``_bar`` array (the one passed in, or a new one started at zero) or a float for a scalar.
+"""
+
+import functools
+import inspect
+
+import numpy as np
+
+from adsrc.errors import AdsrcError, ArgumentError
+from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
+from adsrc.runtime.arguments import check_bar, check_distinct, signature_of
+from adsrc.runtime.tape import Tape
+
+
+def _parameter_names(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+def _names(fn, spec, what):
+    """Normalise ``wrt``/``outputs`` given as names or positions to a tuple of names."""
+    params = _parameter_names(fn)
+    items = (spec,) if isinstance(spec, (str, int)) else tuple(spec)
+    names = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not -len(params) <= item < len(params):
+                raise AdsrcError(f"{fn.__name__}: {what} position {item} is out of range")
+            item = params[item]
+        if item not in params and not (what == "outputs" and item == RETURN_OUTPUT):
+            raise AdsrcError(f"{fn.__name__}: {what} names '{item}', which is not an argument "
+                             f"(arguments: {', '.join(params)})")
+        names.append(item)
+    if not names and what == "wrt":
+        raise AdsrcError(f"{fn.__name__}: wrt is empty")
+    return tuple(names)
+
+
+class _Compiled:
+    """The loaded adjoint of one signature."""
+
+    def __init__(self, entry, source, namespace):
+        self.entry = entry
+        self.source = source
+        self.forward = namespace[entry.fwd_name]
+        self.reverse = namespace[entry.rev_name]
+
+
+class Adjoint:
+    """``f.adjoint``: callable, with ``last_tape_stats`` describing the last call."""
+
+    def __init__(self, owner):
+        self._owner = owner
+        self.last_tape_stats = None
+
+    def __call__(self, *args, **bars):
+        _, results, stats = self._owner._run(args, bars)
+        self.last_tape_stats = stats
+        return results
+
+
+class Differentiable:
+    """A kernel with its derivative: call it for the primal, ``.adjoint`` for reverse mode."""
+
+    def __init__(self, fn, wrt, outputs=None):
+        if isinstance(fn, Differentiable):
+            fn = fn.fn
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        self.__wrapped_kernel__ = fn
+        self.wrt = _names(fn, wrt, "wrt")
+        self.outputs = None if outputs is None else _names(fn, outputs, "outputs")
+        self.params = _parameter_names(fn)
+        self.adjoint = Adjoint(self)
+        self._program = Program()
+        self._compiled = {}
+        self._last_signature = None
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    # generation ---------------------------------------------------------------------------------
+
+    def _outputs_for(self, signature):
+        info = self._program.info(self.fn)
+        returns = self._program.return_type(self.fn, signature) is not None
+        if self.outputs is not None:
+            if RETURN_OUTPUT in self.outputs and not returns:
+                raise AdsrcError(f"{self.fn.__name__}: outputs names 'return', but the kernel "
+                                 "returns nothing")
+            return self.outputs
+        if returns:
+            return (RETURN_OUTPUT,)
+        written = self._program.written_params(self.fn)
+        mutated = tuple(info.source.params[i] for i in sorted(written)
+                        if signature[i].is_array and signature[i].is_float)
+        if not mutated:
+            raise AdsrcError(f"{self.fn.__name__}: the kernel returns nothing and mutates no "
+                             "float array: there is no output to differentiate")
+        return mutated
+
+    def _compile(self, signature):
+        if signature not in self._compiled:
+            for name in self.wrt:
+                kind = signature[self.params.index(name)]
+                if not kind.is_float:
+                    raise ArgumentError(f"{self.fn.__name__}: cannot differentiate with respect "
+                                        f"to '{name}', which is {kind} (not a float)")
+            outputs = self._outputs_for(signature)
+            generator, entry = specialise_entry(self._program, self.fn, signature, self.wrt,
+                                                outputs)
+            source, namespace = generator.module(entry)
+            self._compiled[signature] = _Compiled(entry, source, namespace)
+        self._last_signature = signature
+        return self._compiled[signature]
+
+    def source(self, kind="adjoint", args=None):
+        """The generated source for the signature of ``args`` (default: the last call's)."""
+        if kind != "adjoint":
+            raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint')")
+        if args is not None:
+            signature = signature_of(self.fn.__name__, self.params, args)
+        elif self._last_signature is not None:
+            signature = self._last_signature
+        else:
+            raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
+                             "argument types; call .adjoint(...) first or pass args=(...)")
+        return self._compile(signature).source
+
+    # running ------------------------------------------------------------------------------------
+
+    def _run(self, args, bars):
+        name = self.fn.__name__
+        signature = signature_of(name, self.params, args)
+        compiled = self._compile(signature)
+        entry = compiled.entry
+        out_bar = float(bars.pop("out_bar", 1.0))
+        allowed = {param + "_bar" for param in entry.bar_params
+                   if param in self.wrt or param in entry.key.outputs}
+        for key in bars:
+            if key not in allowed:
+                raise ArgumentError(f"{name}: unexpected adjoint '{key}'; this adjoint takes "
+                                    f"{', '.join(sorted(allowed)) or 'no array adjoints'} "
+                                    "(and out_bar= for the return value)")
+        arrays = {param: value for param, value in zip(self.params, args)
+                  if isinstance(value, np.ndarray)}
+        bar_arrays = []
+        for param in entry.bar_params:
+            primal = arrays[param]
+            key = param + "_bar"
+            if key in bars:
+                check_bar(name, param, primal, bars[key])
+                bar_arrays.append(bars[key])
+            elif param in entry.key.outputs:
+                raise ArgumentError(f"{name}: pass {key}=, the adjoint of the final value of "
+                                    f"the output '{param}'")
+            else:
+                bar_arrays.append(np.zeros_like(primal))
+        everything = dict(arrays)
+        everything.update({param + "_bar": value
+                           for param, value in zip(entry.bar_params, bar_arrays)})
+        written = set(entry.written_arrays) | {param + "_bar" for param in entry.bar_params}
+        check_distinct(name, everything, written)
+
+        tape = Tape()
+        value = compiled.forward(*args, tape)
+        finals = {param: arrays[param].copy() for param in entry.written_arrays}
+        seed = [out_bar] if entry.returns else []
+        scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
+        for param, final in finals.items():
+            arrays[param][...] = final
+        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_bars or ()))
+        array_bars = dict(zip(entry.bar_params, bar_arrays))
+        results = tuple(array_bars[param] if param in array_bars
+                        else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
+        return value, results, tape.stats()
+
+
+def differentiate(fn=None, *, wrt, outputs=None):
+    """Make a kernel differentiable; usable as ``@differentiate(wrt=...)`` or a function."""
+    if fn is None:
+        return lambda function: Differentiable(function, wrt, outputs)
+    return Differentiable(fn, wrt, outputs)
+
+
+def _scalar_kernel(f, wrt):
+    kernel = Differentiable(f, wrt, outputs=(RETURN_OUTPUT,))
+    single = isinstance(wrt, (str, int))
+    return kernel, single
+
+
+def value_and_grad(f, wrt):
+    """``(value, gradients)`` of a kernel returning a scalar; arrays are mutated as ``f`` would."""
+    kernel, single = _scalar_kernel(f, wrt)
+
+    def value_and_gradient(*args):
+        value, results, _ = kernel._run(args, {})
+        return float(value), (results[0] if single else results)
+
+    return functools.wraps(kernel.fn)(value_and_gradient)
+
+
+def grad(f, wrt):
+    """Gradients of a kernel returning a scalar, in the order of ``wrt``."""
+    both = value_and_grad(f, wrt)
+
+    def gradient(*args):
+        return both(*args)[1]
+
+    return functools.wraps(both)(gradient)

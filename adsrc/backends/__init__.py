@@ -1,0 +1,1 @@
+"""Backends: print generated trees as source and load them."""

@@ -1,0 +1,39 @@
+"""The Python backend: generated trees printed as a readable module and executed.
+
+The generated module imports only ``math`` and ``numpy``; the tape is passed in by the caller, so
+the module can be saved and used without adsrc.
+"""
+
+import ast
+import re
+
+from adsrc.frontend.quoting import COMMENT_MARK, unparse
+
+_COMMENT_LINE = re.compile(r"^(\s*)(['\"])" + re.escape(COMMENT_MARK) + r"(.*)\2$")
+
+
+def _comments(text):
+    lines = []
+    for line in text.splitlines():
+        match = _COMMENT_LINE.match(line)
+        if match:
+            body = ast.literal_eval(match.group(2) + COMMENT_MARK + match.group(3)
+                                    + match.group(2))[len(COMMENT_MARK):]
+            line = f"{match.group(1)}# {body}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def module_source(header, functions):
+    """Source text of a module with a docstring ``header`` and the given FunctionDefs."""
+    body = [unparse(function) for function in functions]
+    text = '"""' + header + '"""\n\nimport math\n\nimport numpy as np\n\n\n' \
+        + "\n\n\n".join(body) + "\n"
+    return _comments(text)
+
+
+def load(source, module_name):
+    """Execute a generated module's source; returns its namespace."""
+    namespace = {"__name__": module_name}
+    exec(compile(source, f"<adsrc:{module_name}>", "exec"), namespace)
+    return namespace

@@ -1,0 +1,1 @@
+"""Front end: from a Python function to a located, fenced ``gast`` tree."""

@@ -1,0 +1,292 @@
+"""The fence: reject what adsrc cannot differentiate, early, with a located error.
+
+The fence walks the kernel before any analysis.  It accepts the documented subset (see README),
+rewrites calls of supported library functions to their canonical spelling (``np.sqrt`` and
+``math.sqrt`` both become ``math.sqrt``), inlines numeric module-level constants, records which
+user functions are called, and raises :class:`~adsrc.errors.UnsupportedError` for anything else.
+Nothing downstream has to handle a construct the fence let through by accident.
+"""
+
+import numbers
+import types
+
+import gast
+import numpy as np
+
+from adsrc.frontend import intrinsics
+
+_BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod)
+_AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div)
+_UNARY = (gast.USub, gast.UAdd, gast.Not)
+_COMPARE = (gast.Eq, gast.NotEq, gast.Lt, gast.LtE, gast.Gt, gast.GtE)
+
+
+class Fence(gast.NodeTransformer):
+    """Validates and canonicalises one kernel tree in place.
+
+    After :meth:`run`, ``self.callees`` maps the names of called user functions to the function
+    objects.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.callees = {}
+        self.local_names = set(source.params)
+        for node in gast.walk(source.tree):
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+                self.local_names.add(node.id)
+
+    def run(self):
+        tree = self.source.tree
+        self._check_signature(tree)
+        body = tree.body
+        if body and isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
+            body = body[1:]  # docstring
+        if not body:
+            body = [gast.Pass()]
+        tree.body = [self._statement(stmt, top=True, last=(k == len(body) - 1), loop=False)
+                     for k, stmt in enumerate(body)]
+        return tree
+
+    def _fail(self, node, message):
+        raise self.source.error(node, message)
+
+    def _check_signature(self, tree):
+        args = tree.args
+        if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs:
+            self._fail(tree, "kernels take plain positional arguments only "
+                             "(no defaults, *args, **kwargs or keyword-only arguments)")
+        for arg in args.args:
+            self._check_name(arg, arg.id)
+
+    def _check_name(self, node, name):
+        if name.endswith("_bar") or name.endswith("_dot"):
+            self._fail(node, f"the name '{name}' is reserved: adsrc names adjoints '<name>_bar' "
+                             "and tangents '<name>_dot'")
+        if name.startswith("_") and name != "_":
+            self._fail(node, f"the name '{name}': names starting with '_' are reserved for "
+                             "generated code")
+
+    # statements ---------------------------------------------------------------------------------
+
+    def _statements(self, stmts, loop):
+        return [self._statement(stmt, top=False, last=False, loop=loop) for stmt in stmts]
+
+    def _statement(self, stmt, top, last, loop):
+        if isinstance(stmt, gast.Assign):
+            if len(stmt.targets) != 1:
+                self._fail(stmt, "chained assignment 'a = b = ...' is not supported")
+            target = stmt.targets[0]
+            if isinstance(target, gast.Tuple):
+                return self._shape_unpack(stmt, target)
+            self._target(target)
+            stmt.value = self._expression(stmt.value)
+            return stmt
+        if isinstance(stmt, gast.AugAssign):
+            if not isinstance(stmt.op, _AUGOPS):
+                self._fail(stmt, f"augmented assignment with '{_opname(stmt.op)}' is not supported")
+            self._target(stmt.target)
+            stmt.value = self._expression(stmt.value)
+            return stmt
+        if isinstance(stmt, gast.For):
+            return self._for(stmt)
+        if isinstance(stmt, gast.While):
+            if stmt.orelse:
+                self._fail(stmt, "'while ... else' is not supported")
+            stmt.test = self._expression(stmt.test)
+            stmt.body = self._statements(stmt.body, loop=True)
+            return stmt
+        if isinstance(stmt, gast.If):
+            stmt.test = self._expression(stmt.test)
+            stmt.body = self._statements(stmt.body, loop)
+            stmt.orelse = self._statements(stmt.orelse, loop)
+            return stmt
+        if isinstance(stmt, (gast.Break, gast.Continue)):
+            if not loop:
+                self._fail(stmt, f"'{type(stmt).__name__.lower()}' outside a loop")
+            return stmt
+        if isinstance(stmt, gast.Pass):
+            return stmt
+        if isinstance(stmt, gast.Return):
+            if not (top and last):
+                self._fail(stmt, "'return' is supported only as the last statement of the kernel "
+                                 "(early returns are not)")
+            if stmt.value is not None:
+                stmt.value = self._expression(stmt.value)
+            return stmt
+        if isinstance(stmt, gast.Expr):
+            if isinstance(stmt.value, gast.Call):
+                stmt.value = self._expression(stmt.value)
+                if isinstance(stmt.value.func, gast.Name) and stmt.value.func.id in self.callees:
+                    return stmt
+            self._fail(stmt, "an expression statement must be a call of a user kernel")
+        self._fail(stmt, f"the statement '{type(stmt).__name__}' is not supported by adsrc")
+
+    def _shape_unpack(self, stmt, target):
+        """``n, m = u.shape`` is accepted and split into one assignment per dimension."""
+        value = stmt.value
+        if not (isinstance(value, gast.Attribute) and value.attr == "shape"
+                and all(isinstance(elt, gast.Name) for elt in target.elts)):
+            self._fail(stmt, "tuple assignment is supported only as 'n, m = array.shape'")
+        for elt in target.elts:
+            self._check_name(elt, elt.id)
+        self._expression(value.value)
+        parts = []
+        for dim, elt in enumerate(target.elts):
+            index = gast.Subscript(value=gast.Attribute(value=value.value, attr="shape",
+                                                        ctx=gast.Load()),
+                                   slice=gast.Constant(value=dim, kind=None), ctx=gast.Load())
+            part = gast.Assign(targets=[elt], value=index, type_comment=None)
+            gast.copy_location(part, stmt)
+            parts.append(part)
+        return parts
+
+    def _for(self, stmt):
+        if stmt.orelse:
+            self._fail(stmt, "'for ... else' is not supported")
+        if not isinstance(stmt.target, gast.Name):
+            self._fail(stmt.target, "a for loop must bind a single name")
+        self._check_name(stmt.target, stmt.target.id)
+        call = stmt.iter
+        if isinstance(call, gast.Call) and isinstance(call.func, gast.Name) \
+                and self._resolve_call(call) == ("builtin", "range") and 1 <= len(call.args) <= 3 \
+                and not call.keywords:
+            call.args = [self._expression(arg) for arg in call.args]
+        else:
+            self._fail(call, "for loops must iterate over range(start, stop, step)")
+        stmt.body = self._statements(stmt.body, loop=True)
+        return stmt
+
+    def _target(self, target):
+        if isinstance(target, gast.Name):
+            self._check_name(target, target.id)
+            return
+        if isinstance(target, gast.Subscript) and isinstance(target.value, gast.Name):
+            target.slice = self._index(target.slice)
+            return
+        self._fail(target, "assignment targets must be a name or an element/slice 'a[i]' of an "
+                           "array argument or local")
+
+    # expressions --------------------------------------------------------------------------------
+
+    def _index(self, index):
+        if isinstance(index, gast.Tuple):
+            index.elts = [self._index(elt) for elt in index.elts]
+            return index
+        if isinstance(index, gast.Slice):
+            for part in ("lower", "upper", "step"):
+                value = getattr(index, part)
+                if value is not None:
+                    setattr(index, part, self._expression(value))
+            return index
+        return self._expression(index)
+
+    def _expression(self, node):
+        if isinstance(node, gast.Constant):
+            if isinstance(node.value, (bool, int, float)):
+                return node
+            self._fail(node, f"the constant {node.value!r} is not supported in a kernel")
+        if isinstance(node, gast.Name):
+            return self._name(node)
+        if isinstance(node, gast.BinOp):
+            if not isinstance(node.op, _BINOPS):
+                self._fail(node, f"the operator '{_opname(node.op)}' is not supported")
+            node.left = self._expression(node.left)
+            node.right = self._expression(node.right)
+            return node
+        if isinstance(node, gast.UnaryOp):
+            if not isinstance(node.op, _UNARY):
+                self._fail(node, f"the operator '{_opname(node.op)}' is not supported")
+            node.operand = self._expression(node.operand)
+            return node
+        if isinstance(node, gast.BoolOp):
+            node.values = [self._expression(value) for value in node.values]
+            return node
+        if isinstance(node, gast.Compare):
+            if not all(isinstance(op, _COMPARE) for op in node.ops):
+                self._fail(node, "only the comparisons == != < <= > >= are supported")
+            node.left = self._expression(node.left)
+            node.comparators = [self._expression(value) for value in node.comparators]
+            return node
+        if isinstance(node, gast.IfExp):
+            node.test = self._expression(node.test)
+            node.body = self._expression(node.body)
+            node.orelse = self._expression(node.orelse)
+            return node
+        if isinstance(node, gast.Subscript):
+            if not isinstance(node.value, (gast.Name, gast.Attribute)):
+                self._fail(node, "only subscripts of names ('a[i]', 'a.shape[0]') are supported")
+            node.value = self._expression(node.value)
+            node.slice = self._index(node.slice)
+            return node
+        if isinstance(node, gast.Attribute):
+            if node.attr == "shape" and isinstance(node.value, gast.Name):
+                node.value = self._name(node.value)
+                return node
+            self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape')")
+        if isinstance(node, gast.Call):
+            return self._call(node)
+        self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")
+
+    def _name(self, node):
+        if node.id in self.local_names:
+            return node
+        value = self.source.resolve(node.id)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            self._fail(node, f"the global name '{node.id}' is not supported here: kernels may "
+                             "read their arguments, locals and numeric module constants")
+        constant = gast.Constant(value=float(value) if isinstance(value, (float, np.floating))
+                                 else int(value), kind=None)
+        return gast.copy_location(constant, node)
+
+    def _resolve_call(self, call):
+        """Canonical ``(namespace, name)`` of a call's library function, or None."""
+        func = call.func
+        if isinstance(func, gast.Name):
+            if func.id in self.local_names:
+                self._fail(call, f"'{func.id}' is a local variable, not a function")
+            obj = self.source.resolve(func.id)
+        elif isinstance(func, gast.Attribute) and isinstance(func.value, gast.Name) \
+                and func.value.id not in self.local_names:
+            base = self.source.resolve(func.value.id)
+            obj = getattr(base, func.attr, None) if isinstance(base, types.ModuleType) else None
+        else:
+            return None
+        return intrinsics.canonical(obj) if obj is not None else None
+
+    def _call(self, call):
+        if call.keywords:
+            self._fail(call, "keyword arguments in calls are not supported")
+        func = call.func
+        if isinstance(func, gast.Attribute) and func.attr == "copy" and not call.args \
+                and isinstance(func.value, gast.Name) and func.value.id in self.local_names:
+            copy = gast.Call(func=_dotted("np", "copy"), args=[func.value], keywords=[])
+            return gast.copy_location(copy, call)
+        resolved = self._resolve_call(call)
+        call.args = [self._expression(arg) for arg in call.args]
+        if resolved is not None:
+            namespace, name = resolved
+            if name in ("range", "reversed"):
+                self._fail(call, f"'{name}' is supported only as the iterable of a for loop")
+            spelled = intrinsics.spelled(namespace, name)
+            head, _, tail = spelled.rpartition(".")
+            call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)
+            return call
+        if isinstance(func, gast.Name):
+            target = self.source.resolve(func.id)
+            target = getattr(target, "__wrapped_kernel__", target)
+            if isinstance(target, types.FunctionType):
+                self.callees[func.id] = target
+                return call
+        self._fail(call, f"no derivative rule for the call of '{gast.unparse(func)}': adsrc "
+                         "supports math/NumPy elementary functions, np.dot, np.sum, allocation "
+                         "functions and calls of other plain Python kernels")
+
+
+def _dotted(head, tail):
+    return gast.Attribute(value=gast.Name(head, gast.Load(), None, None), attr=tail,
+                          ctx=gast.Load())
+
+
+def _opname(op):
+    return type(op).__name__

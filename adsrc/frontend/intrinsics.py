@@ -1,0 +1,51 @@
+"""The library functions a kernel may call, resolved by identity to one canonical spelling.
+
+Kernels write ``np.sqrt``, ``math.sqrt`` or ``from math import sqrt``; the rest of adsrc sees one
+canonical name per function (``math.sqrt``, ``min``, ``np.zeros``...) so that the analyses and the
+derivative rules recognise a function by name, never by guessing at aliases.
+"""
+
+import builtins
+import math
+
+import numpy as np
+
+#: scalar elementary functions, canonical spelling ``math.<name>``.
+ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh")
+#: allocation functions, canonical spelling ``np.<name>``.
+ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
+#: reductions over arrays, canonical spelling ``np.<name>``.
+REDUCTIONS = ("dot", "sum")
+
+
+def _table():
+    table = {}
+    for name in ELEMENTARY:
+        table[id(getattr(math, name))] = ("math", name)
+        table[id(getattr(np, name))] = ("math", name)
+    for obj in (builtins.abs, np.abs, np.absolute, math.fabs):
+        table[id(obj)] = ("builtin", "abs")
+    for obj in (builtins.min, np.minimum):
+        table[id(obj)] = ("builtin", "min")
+    for obj in (builtins.max, np.maximum):
+        table[id(obj)] = ("builtin", "max")
+    for obj in (np.power, math.pow, builtins.pow):
+        table[id(obj)] = ("builtin", "pow")
+    for name in ALLOCATIONS + REDUCTIONS:
+        table[id(getattr(np, name))] = ("np", name)
+    for name in ("len", "range", "float", "int", "reversed"):
+        table[id(getattr(builtins, name))] = ("builtin", name)
+    return table
+
+
+_CANONICAL = _table()
+
+
+def canonical(obj):
+    """``(namespace, name)`` of a supported library function, or None."""
+    return _CANONICAL.get(id(obj))
+
+
+def spelled(namespace, name):
+    """Source spelling of a canonical function: ``math.sqrt``, ``np.zeros``, ``min``."""
+    return name if namespace == "builtin" else f"{namespace}.{name}"

@@ -1,0 +1,79 @@
+"""Building trees from code templates, and printing them.
+
+Generated code is written as small Python templates, so a rule reads like the code it produces:
+``quote("X_BAR[I] += G * W", X_BAR=..., I=..., G=..., W=...)``.  Upper-case names in a template
+are placeholders, replaced by (copies of) the given nodes or by names when given strings.
+"""
+
+import ast
+import copy
+
+import gast
+
+COMMENT_MARK = "__adsrc_comment__ "
+
+
+def name(identifier, store=False):
+    return gast.Name(identifier, gast.Store() if store else gast.Load(), None, None)
+
+
+def const(value):
+    return gast.Constant(value=value, kind=None)
+
+
+def with_ctx(node, ctx):
+    """A copy of an expression usable in ``ctx`` (Load or Store) position."""
+    node = copy.deepcopy(node)
+    if isinstance(node, (gast.Name, gast.Subscript, gast.Attribute, gast.Tuple)):
+        node.ctx = ctx
+    return node
+
+
+class _Substitute(gast.NodeTransformer):
+    def __init__(self, subs):
+        self.subs = subs
+
+    def visit_Name(self, node):
+        if node.id not in self.subs:
+            return node
+        value = self.subs[node.id]
+        if isinstance(value, str):
+            return gast.Name(value, node.ctx, None, None)
+        return with_ctx(value, node.ctx)
+
+
+def quote(template, **subs):
+    """Statements parsed from ``template`` with placeholders substituted."""
+    tree = gast.parse(template)
+    tree = _Substitute(subs).visit(tree)
+    return tree.body
+
+
+def quote_expr(template, **subs):
+    """One expression parsed from ``template`` with placeholders substituted."""
+    return quote(template, **subs)[0].value
+
+
+def comment(text):
+    """A statement that the backends print as ``# text``."""
+    return gast.Expr(value=const(COMMENT_MARK + text))
+
+
+def is_comment(stmt):
+    return (isinstance(stmt, gast.Expr) and isinstance(stmt.value, gast.Constant)
+            and isinstance(stmt.value.value, str) and stmt.value.value.startswith(COMMENT_MARK))
+
+
+def unparse(node):
+    """Source text of an expression, a statement or a list of statements."""
+    nodes = node if isinstance(node, list) else [node]
+    converted = [gast.gast_to_ast(copy.deepcopy(item)) for item in nodes]
+    if all(isinstance(item, ast.expr) for item in converted):
+        converted = [ast.Expr(value=item) for item in converted]
+    module = ast.fix_missing_locations(ast.Module(body=converted, type_ignores=[]))
+    return ast.unparse(module).strip()
+
+
+def same(a, b):
+    """Structural equality of two expressions (ignoring contexts and locations)."""
+    return gast.dump(with_ctx(a, gast.Load())) == gast.dump(with_ctx(b, gast.Load()))

@@ -1,0 +1,76 @@
+"""Reading a kernel's source and mapping tree locations back to the user's file.
+
+A :class:`KernelSource` owns the parsed ``gast.FunctionDef`` of one user function together with
+what is needed to report errors against the user's file (file name, first line, indentation) and
+to resolve the global names the kernel refers to (``np``, ``math``, other kernels).
+"""
+
+import inspect
+import textwrap
+import types
+
+import gast
+
+from adsrc.errors import AdsrcError, UnsupportedError
+
+
+class KernelSource:
+    """The parsed source of one kernel function."""
+
+    def __init__(self, fn):
+        if not isinstance(fn, types.FunctionType):
+            raise AdsrcError(f"adsrc differentiates plain Python functions, got {fn!r}")
+        try:
+            lines, first_line = inspect.getsourcelines(fn)
+        except (OSError, TypeError) as exc:
+            raise AdsrcError(
+                f"cannot read the source of {fn.__qualname__}: define kernels in a .py file "
+                f"(adsrc transforms source code) ({exc})"
+            ) from None
+        raw = "".join(lines)
+        dedented = textwrap.dedent(raw)
+        self.fn = fn
+        self.name = fn.__name__
+        self.filename = inspect.getsourcefile(fn) or "<unknown>"
+        self.first_line = first_line
+        self.indent = len(lines[0]) - len(lines[0].lstrip())
+        self.lines = dedented.splitlines()
+        self.globals = fn.__globals__
+        module = gast.parse(dedented)
+        defs = [node for node in module.body if isinstance(node, gast.FunctionDef)]
+        if len(defs) != 1:
+            raise AdsrcError(f"{self.name}: expected one function definition in its source")
+        self.tree = defs[0]
+        self.tree.decorator_list = []
+        self.params = [arg.id for arg in self.tree.args.args]
+
+    def location(self, node):
+        """(file, line, col) of a tree node in the user's file (1-based line, 0-based col)."""
+        line = getattr(node, "lineno", 1) or 1
+        col = getattr(node, "col_offset", 0) or 0
+        return self.filename, self.first_line + line - 1, col + self.indent
+
+    def source_line(self, node):
+        """The text of the line a node starts on, as the user wrote it."""
+        index = (getattr(node, "lineno", 1) or 1) - 1
+        if 0 <= index < len(self.lines):
+            return self.lines[index].strip()
+        return ""
+
+    def error(self, node, message):
+        """An :class:`UnsupportedError` located at ``node``."""
+        filename, line, col = self.location(node)
+        index = (getattr(node, "lineno", 1) or 1) - 1
+        text = None
+        if 0 <= index < len(self.lines):
+            text = " " * self.indent + self.lines[index]
+        return UnsupportedError(message, filename, line, col, text)
+
+    def resolve(self, name):
+        """The global object a free name of the kernel refers to, or None."""
+        if name in self.globals:
+            return self.globals[name]
+        builtins = self.globals.get("__builtins__")
+        if isinstance(builtins, dict):
+            return builtins.get(name)
+        return getattr(builtins, name, None)

@@ -1,0 +1,129 @@
+"""Desugaring: augmented assignments, the return value, and hoisting of nested calls.
+
+* ``a op= e`` becomes ``a = a op e`` (a whole array ``x += e`` becomes ``x[:] = x[:] + e``, which
+  keeps NumPy's in-place meaning);
+* ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
+* reductions (``np.dot``, ``np.sum``) and user-kernel calls nested inside an expression are
+  computed into temporaries first, and float arguments of user calls become names, so that every
+  call's adjoint has a variable to send its derivative to.
+"""
+
+import gast
+
+from adsrc.frontend.quoting import name, with_ctx
+
+RETURN = "_ret"
+
+
+def _full_slice(ndim):
+    slices = [gast.Slice(None, None, None) for _ in range(ndim)]
+    return slices[0] if ndim == 1 else gast.Tuple(slices, gast.Load())
+
+
+class Desugar:
+    def __init__(self, source, env, namer, user_functions):
+        self.source = source
+        self.env = env
+        self.namer = namer
+        self.user_functions = user_functions
+
+    def run(self, tree):
+        tree.body = self._block(tree.body)
+        return tree
+
+    def _block(self, stmts):
+        out = []
+        for stmt in stmts:
+            out.extend(self._statement(stmt))
+        return out
+
+    def _statement(self, stmt):
+        if isinstance(stmt, gast.AugAssign):
+            stmt = self._augassign(stmt)
+        if isinstance(stmt, gast.Assign):
+            before = []
+            stmt.value = self._hoist_nested(stmt.value, before, top=True)
+            return before + [stmt]
+        if isinstance(stmt, gast.Expr):
+            before = []
+            stmt.value = self._hoist_nested(stmt.value, before, top=True)
+            return before + [stmt]
+        if isinstance(stmt, gast.Return):
+            if stmt.value is None:
+                return []
+            before = []
+            value = self._hoist_nested(stmt.value, before, top=True)
+            assign = gast.copy_location(
+                gast.Assign(targets=[name(RETURN, store=True)], value=value, type_comment=None),
+                stmt)
+            return before + [assign, gast.copy_location(gast.Return(value=name(RETURN)), stmt)]
+        if isinstance(stmt, gast.For):
+            for arg in stmt.iter.args:
+                self._forbid_calls(arg)
+            stmt.body = self._block(stmt.body)
+        elif isinstance(stmt, gast.While):
+            self._forbid_calls(stmt.test)
+            stmt.body = self._block(stmt.body)
+        elif isinstance(stmt, gast.If):
+            self._forbid_calls(stmt.test)
+            stmt.body = self._block(stmt.body)
+            stmt.orelse = self._block(stmt.orelse)
+        return [stmt]
+
+    def _augassign(self, stmt):
+        target = stmt.target
+        kind = self.env.get(target.id) if isinstance(target, gast.Name) else None
+        if kind is not None and kind.is_array:
+            target = gast.Subscript(value=name(target.id), slice=_full_slice(kind.ndim),
+                                    ctx=gast.Store())
+        value = gast.BinOp(left=with_ctx(target, gast.Load()), op=stmt.op, right=stmt.value)
+        assign = gast.Assign(targets=[with_ctx(target, gast.Store())], value=value,
+                             type_comment=None)
+        return gast.copy_location(assign, stmt)
+
+    def _is_user_call(self, node):
+        return (isinstance(node, gast.Call) and isinstance(node.func, gast.Name)
+                and node.func.id in self.user_functions)
+
+    def _is_reduction(self, node):
+        return isinstance(node, gast.Call) and gast.unparse(node.func).strip() in ("np.dot",
+                                                                                  "np.sum")
+
+    def _hoist_nested(self, node, before, top):
+        """Rewrite ``node``, moving nested reductions and user calls into temporaries."""
+        if self._is_user_call(node):
+            node.args = [self._user_argument(arg, before) for arg in node.args]
+            return node if top else self._temporary(node, before)
+        if self._is_reduction(node):
+            node.args = [self._hoist_nested(arg, before, top=False) for arg in node.args]
+            return node if top else self._temporary(node, before)
+        for field, value in gast.iter_fields(node):
+            if isinstance(value, gast.AST):
+                setattr(node, field, self._hoist_nested(value, before, top=False))
+            elif isinstance(value, list):
+                setattr(node, field, [self._hoist_nested(item, before, top=False)
+                                      if isinstance(item, gast.AST) else item for item in value])
+        return node
+
+    def _user_argument(self, arg, before):
+        arg = self._hoist_nested(arg, before, top=False)
+        if isinstance(arg, (gast.Name, gast.Constant)):
+            return arg
+        if any(isinstance(node, gast.Subscript) and isinstance(node.slice, (gast.Slice,
+                                                                             gast.Tuple))
+               for node in gast.walk(arg)):
+            raise self.source.error(arg, "pass whole arrays (names) to user kernels, not slices")
+        return self._temporary(arg, before)
+
+    def _temporary(self, value, before):
+        temp = self.namer.fresh("t")
+        assign = gast.Assign(targets=[name(temp, store=True)], value=value, type_comment=None)
+        before.append(gast.copy_location(assign, value))
+        return gast.copy_location(name(temp), value)
+
+    def _forbid_calls(self, node):
+        for sub in gast.walk(node):
+            if self._is_user_call(sub) or self._is_reduction(sub):
+                raise self.source.error(sub, "compute this call into a variable before the loop "
+                                             "or condition that uses it")
+

@@ -1,0 +1,314 @@
+"""Lowering of whole-array statements and reductions into element loops.
+
+``x[:] = x[:] + alpha * dinv * r`` becomes ``for _i0 in range(x.shape[0]): x[_i0] = x[_i0] + ...``;
+``u[1:-1] = 0.5 * (w[:-2] + w[2:])`` maps each slice to ``start + step * _i0``; ``s = np.dot(a, b)``
+becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop.  After this
+pass every derivative is a derivative of a scalar statement, so the reverse transformation has one
+case to handle, and the loops are what the compiled backend wants anyway.
+
+Slices must have a constant positive step; run-time slice bounds must lie within the array
+(constant negative bounds count from the end, as in Python).  Operands of different extents are
+caught by an ``assert`` emitted before the loop.
+"""
+
+import copy
+
+import gast
+
+from adsrc.frontend.quoting import const, name, quote, quote_expr
+
+ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
+
+
+def _callee(node):
+    return gast.unparse(node.func).strip() if isinstance(node, gast.Call) else None
+
+
+class _Axis:
+    """One sliced axis of an array operand: element index = start + step * counter."""
+
+    def __init__(self, start, step, count):
+        self.start, self.step, self.count = start, step, count
+
+    def index(self, counter):
+        index = name(counter)
+        if self.step != 1:
+            index = quote_expr("STEP * I", STEP=const(self.step), I=index)
+        if not (isinstance(self.start, gast.Constant) and self.start.value == 0):
+            index = quote_expr("START + I", START=self.start, I=index)
+        return index
+
+
+class LowerArrays:
+    def __init__(self, source, typer, namer):
+        self.source = source
+        self.typer = typer
+        self.env = typer.env
+        self.namer = namer
+        self.local_arrays = set()
+
+    def _fail(self, node, message):
+        raise self.source.error(node, message)
+
+    def run(self, tree):
+        tree.body = self._block(tree.body, top=True)
+        return tree
+
+    def _block(self, stmts, top):
+        out = []
+        for stmt in stmts:
+            out.extend(self._statement(stmt, top))
+        return out
+
+    def _statement(self, stmt, top):
+        if isinstance(stmt, (gast.For, gast.While)):
+            stmt.body = self._block(stmt.body, top=False)
+            return [stmt]
+        if isinstance(stmt, gast.If):
+            stmt.body = self._block(stmt.body, top=False)
+            stmt.orelse = self._block(stmt.orelse, top=False)
+            return [stmt]
+        if not isinstance(stmt, gast.Assign):
+            return [stmt]
+        target, value = stmt.targets[0], stmt.value
+        func = _callee(value)
+        if func in ("np.dot", "np.sum"):
+            return self._reduction(stmt, func)
+        if isinstance(target, gast.Name) and self._is_array(value):
+            return self._local_array(stmt, top)
+        if isinstance(target, gast.Subscript) and self._has_slice(target):
+            return self._elementwise(stmt)
+        if isinstance(target, gast.Subscript) and self._is_array(value):
+            self._fail(stmt, "storing an array into a single element")
+        return [stmt]
+
+    # what is an array ---------------------------------------------------------------------------
+
+    def _type(self, node):
+        if isinstance(node, gast.Name):
+            return self.env.get(node.id)
+        return None
+
+    def _is_array(self, node):
+        """Whether an expression is array-valued (typed with the current environment)."""
+        kind = self.typer.expr(node)
+        return kind is not None and kind.is_array
+
+    def _array_leaves(self, node):
+        """Array operands of an element-wise expression, left to right: bare array names and
+        sliced subscripts."""
+        if isinstance(node, gast.Name):
+            kind = self._type(node)
+            return [node] if kind is not None and kind.is_array else []
+        if isinstance(node, gast.Subscript):
+            return [node] if self._has_slice(node) else []
+        if isinstance(node, gast.Attribute):
+            return []
+        leaves = []
+        for child in gast.iter_child_nodes(node):
+            if isinstance(child, gast.expr):
+                leaves.extend(self._array_leaves(child))
+        return leaves
+
+    @staticmethod
+    def _has_slice(node):
+        index = node.slice
+        parts = index.elts if isinstance(index, gast.Tuple) else [index]
+        return any(isinstance(part, gast.Slice) for part in parts)
+
+    # statements ---------------------------------------------------------------------------------
+
+    def _local_array(self, stmt, top):
+        target, value = stmt.targets[0], stmt.value
+        if not top:
+            self._fail(stmt, "allocate local arrays once, at the top level of the kernel "
+                             "(outside loops and branches), then fill them with 'a[:] = ...'")
+        if target.id in self.source.params:
+            self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
+                             f"'{target.id}[:] = ...' instead of rebinding it")
+        if target.id in self.local_arrays:
+            self._fail(stmt, f"the local array '{target.id}' is allocated twice; allocate it "
+                             "once and fill it in place")
+        self.local_arrays.add(target.id)
+        func = _callee(value)
+        if func in ALLOCATIONS:
+            return [stmt]
+        if isinstance(value, gast.Name):
+            self._fail(stmt, f"'{target.id} = {value.id}' makes two names for one array; "
+                             f"write '{target.id} = np.copy({value.id})'")
+        if func == "np.copy":
+            source = value.args[0]
+            allocate = quote("T = np.empty_like(S)", T=target.id, S=source)
+            fill = quote("T[:] = S", T=target.id, S=source)[0]
+        else:
+            shape_of = self._first_full_operand(value)
+            if shape_of is None:
+                self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
+                                 f"assign '{target.id}[:] = ...'")
+            allocate = quote("T = np.empty(S.shape)", T=target.id, S=shape_of)
+            fill = quote("T[:] = V", T=target.id, V=value)[0]
+        ndim = self.env[target.id].ndim
+        if ndim == 2:
+            fill.targets[0].slice = gast.Tuple([gast.Slice(None, None, None)] * 2, gast.Load())
+        for node in allocate + [fill]:
+            gast.copy_location(node, stmt)
+            for sub in gast.walk(node):
+                gast.copy_location(sub, stmt)
+        return allocate + self._elementwise(fill)
+
+    def _first_full_operand(self, value):
+        names = [leaf for leaf in self._array_leaves(value) if isinstance(leaf, gast.Name)]
+        return names[0] if names else None
+
+    def _axes(self, subscript):
+        """Sliced axes of an array operand ``a[...]`` (or a bare array name), with their index
+        positions; scalar indices are kept as they are."""
+        if isinstance(subscript, gast.Name):
+            ndim = self.env[subscript.id].ndim
+            array = subscript
+            parts = [gast.Slice(None, None, None)] * ndim
+        else:
+            array = subscript.value
+            index = subscript.slice
+            parts = index.elts if isinstance(index, gast.Tuple) else [index]
+        axes = []
+        for dim, part in enumerate(parts):
+            if isinstance(part, gast.Slice):
+                axes.append((dim, self._axis(array, dim, part)))
+            else:
+                axes.append((dim, part))
+        return array, axes
+
+    def _axis(self, array, dim, part):
+        step = 1
+        if part.step is not None:
+            if not (isinstance(part.step, gast.Constant) and isinstance(part.step.value, int)
+                    and part.step.value > 0):
+                self._fail(part.step, "slices need a constant positive step")
+            step = part.step.value
+        extent = quote_expr("A.shape[D]", A=array, D=const(dim))
+
+        def bound(value, default):
+            if value is None:
+                return default
+            if isinstance(value, gast.UnaryOp) and isinstance(value.op, gast.USub) \
+                    and isinstance(value.operand, gast.Constant):
+                return quote_expr("N - K", N=extent, K=value.operand)
+            if isinstance(value, gast.Constant) and value.value < 0:
+                return quote_expr("N - K", N=extent, K=const(-value.value))
+            return value
+
+        start = bound(part.lower, const(0))
+        stop = bound(part.upper, extent)
+        if isinstance(start, gast.Constant) and start.value == 0:
+            span = stop
+        else:
+            span = quote_expr("STOP - START", STOP=stop, START=start)
+        if step == 1:
+            count = span
+        else:
+            count = quote_expr("(SPAN + STEPM1) // STEP", SPAN=span, STEPM1=const(step - 1),
+                               STEP=const(step))
+        return _Axis(start, step, count)
+
+    def _elementwise(self, stmt):
+        """``T[slices] = expr`` as nested loops over the sliced axes of T."""
+        target = stmt.targets[0]
+        array, axes = self._axes(target)
+        sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+        counters = [self.namer.fresh("i") for _ in sliced]
+        checks = []
+        element_value = self._elements(stmt.value, sliced, counters, checks)
+        index = self._index(axes, counters)
+        body = [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
+                            value=element_value, type_comment=None)]
+        for counter, axis in reversed(list(zip(counters, sliced))):
+            body = [gast.For(target=name(counter, store=True),
+                             iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
+                             type_comment=None)]
+        return self._located(checks + body, stmt)
+
+    def _index(self, axes, counters):
+        parts, position = [], 0
+        for _, axis in axes:
+            if isinstance(axis, _Axis):
+                parts.append(axis.index(counters[position]))
+                position += 1
+            else:
+                parts.append(copy.deepcopy(axis))
+        return parts[0] if len(parts) == 1 else gast.Tuple(parts, gast.Load())
+
+    def _elements(self, value, sliced, counters, checks):
+        """The element of an array expression at the loop counters."""
+        if isinstance(value, gast.Subscript) and isinstance(value.value, gast.Name) \
+                and self._has_slice(value) or (isinstance(value, gast.Name)
+                                               and self._type(value) is not None
+                                               and self._type(value).is_array):
+            array, axes = self._axes(value)
+            operand_sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+            if len(operand_sliced) != len(sliced):
+                self._fail(value, "element-wise operands must have the same number of "
+                                  "dimensions as the target")
+            for mine, theirs in zip(operand_sliced, sliced):
+                if gast.dump(mine.count) != gast.dump(theirs.count):
+                    message = const(f"operands of different shapes in an element-wise statement "
+                                    f"(line {self.source.location(value)[1]})")
+                    checks.append(gast.Assert(test=quote_expr("A == B", A=mine.count,
+                                                              B=theirs.count), msg=message))
+            return gast.Subscript(array, self._index(axes, counters), gast.Load())
+        if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy", "np.dot",
+                                                                             "np.sum"):
+            self._fail(value, "this call is not supported inside an element-wise expression")
+        for field, child in gast.iter_fields(value):
+            if isinstance(child, list):
+                setattr(value, field, [self._elements(item, sliced, counters, checks)
+                                       if isinstance(item, gast.expr) else item
+                                       for item in child])
+            elif isinstance(child, gast.expr) and not (isinstance(value, gast.Call)
+                                                       and field == "func"):
+                setattr(value, field, self._elements(child, sliced, counters, checks))
+        return value
+
+    def _reduction(self, stmt, func):
+        """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop."""
+        target = stmt.targets[0]
+        if not isinstance(target, gast.Name):
+            self._fail(stmt, f"assign {func}(...) to a scalar variable")
+        args = stmt.value.args
+        if func == "np.dot":
+            if len(args) != 2:
+                self._fail(stmt, "np.dot takes two 1-D arrays")
+            summand = gast.BinOp(args[0], gast.Mult(), args[1])
+        else:
+            if len(args) != 1:
+                self._fail(stmt, "np.sum is supported with one argument (no axis)")
+            summand = args[0]
+        shape_of = self._first_operand(summand)
+        if shape_of is None:
+            self._fail(stmt, f"{func} needs an array argument")
+        _, axes = self._axes(shape_of)
+        sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+        counters = [self.namer.fresh("i") for _ in sliced]
+        checks = []
+        element = self._elements(summand, sliced, counters, checks)
+        body = quote("S = S + E", S=target.id, E=element)
+        for counter, axis in reversed(list(zip(counters, sliced))):
+            body = [gast.For(target=name(counter, store=True),
+                             iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
+                             type_comment=None)]
+        init = quote("S = 0.0", S=target.id)
+        return self._located(init + checks + body, stmt)
+
+    def _first_operand(self, value):
+        leaves = self._array_leaves(value)
+        return leaves[0] if leaves else None
+
+    @staticmethod
+    def _located(stmts, origin):
+        for stmt in stmts:
+            for node in gast.walk(stmt):
+                gast.copy_location(node, origin)
+                if isinstance(node, gast.Name) and not hasattr(node, "ctx"):
+                    node.ctx = gast.Load()
+        return stmts
+

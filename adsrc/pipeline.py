@@ -1,0 +1,273 @@
+"""The pipeline: from a kernel and a call signature to a generated adjoint module.
+
+source -> fence -> types -> normalisation -> analyses -> reverse transformation -> backend.
+
+A *specialisation* is one kernel for one argument signature, one set of active arguments and
+outputs, and one calling context (the entry kernel, or a callee that must restore the arrays it
+writes).  Called kernels are specialised on demand, recursion included; every specialisation
+becomes a ``__fwd``/``__rev`` pair in one generated module.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import gast
+
+from adsrc import __version__
+from adsrc.analyses.activity import Activity
+from adsrc.analyses.effects import Effects, directly_written_params, user_call, walk_statements
+from adsrc.analyses.needs import AdjointNeeds
+from adsrc.analyses.recompute import Recomputation
+from adsrc.analyses.tbr import ToBeRecorded
+from adsrc.analyses.types import FLOAT, TypeInference
+from adsrc.backends import python as python_backend
+from adsrc.errors import ArgumentError
+from adsrc.frontend.fence import Fence
+from adsrc.frontend.source import KernelSource
+from adsrc.naming import Namer
+from adsrc.normalize.control import StructureJumps
+from adsrc.normalize.desugar import RETURN, Desugar
+from adsrc.normalize.lower_arrays import LowerArrays
+from adsrc.transformations.reverse import build_functions
+
+RETURN_OUTPUT = "return"
+
+
+@dataclass
+class FunctionInfo:
+    source: KernelSource
+    tree: gast.FunctionDef          # fenced, not normalised
+    callees: dict                   # called name -> function object
+
+
+class Program:
+    """Every kernel reachable from the entry kernels, fenced once, with call summaries."""
+
+    def __init__(self):
+        self._infos = {}
+        self._written = {}
+        self._returns = {}
+        self._inferring = set()
+
+    def info(self, fn):
+        if fn not in self._infos:
+            source = KernelSource(fn)
+            fence = Fence(source)
+            tree = fence.run()
+            self._infos[fn] = FunctionInfo(source, tree, fence.callees)
+            for callee in fence.callees.values():
+                self.info(callee)
+        return self._infos[fn]
+
+    def written_params(self, fn):
+        """Indices of the parameters ``fn`` writes, directly or through the kernels it calls."""
+        if fn not in self._written:
+            self._summarise(fn)
+        return self._written[fn]
+
+    def _summarise(self, entry):
+        reachable, pending = [], [entry]
+        while pending:
+            fn = pending.pop()
+            if fn in reachable:
+                continue
+            reachable.append(fn)
+            pending.extend(self.info(fn).callees.values())
+        direct = {fn: directly_written_params(self.info(fn).tree) for fn in reachable}
+        written = {fn: set(direct[fn][0]) for fn in reachable}
+        changed = True
+        while changed:
+            changed = False
+            for fn in reachable:
+                info = self.info(fn)
+                params = info.source.params
+                for call in direct[fn][1]:
+                    callee = info.callees.get(call.func.id)
+                    if callee is None:
+                        continue
+                    for position, arg in enumerate(call.args):
+                        if position in written[callee] and isinstance(arg, gast.Name) \
+                                and arg.id in params and params.index(arg.id) not in written[fn]:
+                            written[fn].add(params.index(arg.id))
+                            changed = True
+        for fn in reachable:
+            self._written.setdefault(fn, frozenset(written[fn]))
+
+    def return_type(self, fn, signature):
+        """Type of what ``fn`` returns for arguments of these types (None: nothing)."""
+        key = (fn, signature)
+        if key in self._returns:
+            return self._returns[key]
+        if key in self._inferring:
+            return FLOAT       # a recursive call: kernels return float scalars
+        self._inferring.add(key)
+        info = self.info(fn)
+        tree = copy.deepcopy(info.tree)
+        typer = TypeInference(info.source, tree, signature, self._callee_return(info))
+        typer.run()
+        self._inferring.discard(key)
+        self._returns[key] = typer.return_type
+        return typer.return_type
+
+    def _callee_return(self, info):
+        def callee_return(call, arg_types):
+            if any(kind is None for kind in arg_types):
+                return None
+            callee = info.callees[call.func.id]
+            if len(arg_types) != len(self.info(callee).source.params):
+                raise info.source.error(call, f"'{call.func.id}' takes "
+                                              f"{len(self.info(callee).source.params)} "
+                                              f"arguments, {len(arg_types)} given")
+            return self.return_type(callee, tuple(arg_types))
+        return callee_return
+
+
+@dataclass(frozen=True)
+class Key:
+    fn: object
+    signature: tuple
+    wrt: frozenset
+    outputs: frozenset
+    restore: bool          # a callee restores every array argument it writes
+
+
+class Specialization:
+    """One analysed kernel; what :mod:`adsrc.transformations.reverse` transforms."""
+
+    RETURN = RETURN
+
+    def __init__(self, generator, key, index):
+        self.generator = generator
+        self.key = key
+        program = generator.program
+        info = program.info(key.fn)
+        self.source = info.source
+        self.params = list(info.source.params)
+        self.user_functions = info.callees
+        suffix = "" if index == 0 else f"_{index}"
+        self.fwd_name = f"{key.fn.__name__}{suffix}__fwd"
+        self.rev_name = f"{key.fn.__name__}{suffix}__rev"
+        self._callees = {}
+        self._normalise(program, info)
+        self._analyse(program)
+
+    def _normalise(self, program, info):
+        self.tree = copy.deepcopy(info.tree)
+        self.namer = Namer()
+        callee_return = program._callee_return(info)
+        infer = lambda: TypeInference(self.source, self.tree, self.key.signature,  # noqa: E731
+                                      callee_return)
+        typer = infer()
+        typer.run()
+        Desugar(self.source, typer.env, self.namer, self.user_functions).run(self.tree)
+        typer = infer()
+        typer.run()
+        LowerArrays(self.source, typer, self.namer).run(self.tree)
+        StructureJumps().run(self.tree)
+        self.typer = infer()
+        self.env = self.typer.run()
+        undefined = [name for name, kind in self.env.items() if kind is None]
+        if undefined:
+            raise ArgumentError(f"{self.source.name}: cannot infer the type of "
+                                f"{', '.join(sorted(undefined))}")
+        self.returns = any(isinstance(stmt, gast.Return) for stmt in self.tree.body)
+
+    def _analyse(self, program):
+        effects = Effects(self.user_functions, program.written_params)
+        self.effects = effects
+        self._check_calls(effects)
+        outputs = {RETURN if out == RETURN_OUTPUT else out for out in self.key.outputs}
+        self.active = Activity(self.tree, self.env, effects, self.key.wrt, outputs).run()
+        needs = AdjointNeeds(self.source, self.tree, self.env, self.active,
+                             self.user_functions).run()
+        self.recompute = Recomputation(self.tree, self.env, effects, needs, self.params).run()
+        array_params = [p for p in self.params if self.env[p].is_array]
+        self.tbr = ToBeRecorded(self.tree, effects, needs, self.recompute.recorded,
+                                required_on_entry=array_params if self.key.restore else ()).run()
+        array_bars = set(self.key.wrt) | set(self.key.outputs) | self.active
+        self.bar_params = [p for p in self.params
+                           if p in array_bars and self.env[p].is_float and self.env[p].is_array]
+        self.scalar_bar_params = [p for p in self.params if p in set(self.key.wrt) | self.active
+                                  and self.env[p].is_float and not self.env[p].is_array]
+        written = effects.written_anywhere(self.tree.body)
+        self.written_arrays = [p for p in array_params if p in written]
+
+    def _check_calls(self, effects):
+        for stmt in walk_statements(self.tree.body):
+            call = user_call(stmt, self.user_functions)
+            if call is None:
+                continue
+            written = effects.call_writes(call)
+            names = [arg.id for arg in call.args if isinstance(arg, gast.Name)
+                     and self.env.get(arg.id) is not None and self.env[arg.id].is_array]
+            for arg in set(names):
+                if names.count(arg) > 1 and arg in written:
+                    raise self.source.error(call, f"the array '{arg}' is passed twice to a "
+                                                  "kernel that writes it; adsrc assumes distinct "
+                                                  "arrays")
+
+    def callee(self, stmt):
+        """The specialisation the user-kernel call of a statement goes to."""
+        call = user_call(stmt, self.user_functions)
+        if id(call) not in self._callees:
+            fn = self.user_functions[call.func.id]
+            params = self.generator.program.info(fn).source.params
+            signature = tuple(self.typer.expr(arg) for arg in call.args)
+            active_args = {param for param, arg in zip(params, call.args)
+                           if isinstance(arg, gast.Name) and arg.id in self.active}
+            written = self.generator.program.written_params(fn)
+            outputs = {params[i] for i in written if params[i] in active_args}
+            if isinstance(stmt, gast.Assign) and stmt.targets[0].id in self.active:
+                outputs.add(RETURN_OUTPUT)
+            key = Key(fn, signature, frozenset(active_args), frozenset(outputs), True)
+            self._callees[id(call)] = self.generator.specialise(key)
+        return self._callees[id(call)]
+
+
+class Generator:
+    """Specialises kernels on demand and assembles one module for an entry kernel."""
+
+    def __init__(self, program):
+        self.program = program
+        self.specs = {}
+        self._per_function = {}
+
+    def specialise(self, key):
+        if key not in self.specs:
+            index = self._per_function.get(key.fn.__name__, 0)
+            self._per_function[key.fn.__name__] = index + 1
+            self.specs[key] = None          # placeholder while analysing (recursion)
+            self.specs[key] = Specialization(self, key, index)
+        return self.specs[key]
+
+    def module(self, entry):
+        """(source, namespace) of the module holding the entry and all its callees."""
+        functions, done = [], set()
+        while True:
+            pending = [spec for spec in list(self.specs.values()) if id(spec) not in done]
+            if not pending:
+                break
+            for spec in pending:
+                done.add(id(spec))
+                functions.extend(build_functions(spec))
+        header = _header(entry)
+        source = python_backend.module_source(header, functions)
+        return source, python_backend.load(source, entry.fwd_name)
+
+
+def _header(entry):
+    filename, line, _ = entry.source.location(entry.source.tree)
+    wrt = ", ".join(sorted(entry.key.wrt)) or "-"
+    outputs = ", ".join(sorted(entry.key.outputs)) or "-"
+    signature = ", ".join(f"{p}: {kind}" for p, kind in zip(entry.params, entry.key.signature))
+    return (f"Adjoint of {entry.source.name} ({filename}:{line}), generated by adsrc "
+            f"{__version__}.\n\nwrt: {wrt}; outputs: {outputs}\nsignature: {signature}\n\n"
+            f"{entry.fwd_name}(args..., tape) runs the primal and records; "
+            f"{entry.rev_name}(args..., bars..., tape) runs the reverse sweep.\n")
+
+
+def specialise_entry(program, fn, signature, wrt, outputs):
+    """The generator and entry specialisation for a top-level adjoint."""
+    generator = Generator(program)
+    key = Key(fn, signature, frozenset(wrt), frozenset(outputs), False)
+    return generator, generator.specialise(key)

@@ -1,0 +1,1 @@
+"""Derivative rules: each derivative adsrc knows is written once, here."""

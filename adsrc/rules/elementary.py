@@ -1,0 +1,196 @@
+"""Partial derivatives of scalar expressions: the chain rule over one statement's right-hand side.
+
+``partials(expr, is_active)`` returns, for every occurrence of an active leaf (a name or an array
+element), the expression of d expr / d leaf, written with the primal values the statement saw.
+The reverse transformation turns each pair into ``leaf_bar += g * partial``; the to-be-recorded
+analysis reads the same partials to learn which values the reverse sweep needs.
+
+Where a derivative is cheaper to state with the statement's own result (``y = u / v``,
+``y = exp(u)``, ``y = sqrt(u)``, ``y = tanh(u)``) and that operation is the whole right-hand side,
+the partial is written with ``result`` (the new value of the target), so that the reverse sweep
+needs ``y`` instead of ``u``: this is what lets Gauss-Seidel's ``x[i] = acc / diag`` avoid
+recording ``acc``.
+"""
+
+import gast
+
+from adsrc.frontend.quoting import const, quote_expr
+
+ONE = None  # the multiplier 1, kept symbolic so that no '1.0 *' is generated
+
+
+def _is_minus_one(node):
+    return isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub) \
+        and isinstance(node.operand, gast.Constant) and node.operand.value == 1.0
+
+
+def _mul(a, b):
+    if a is ONE:
+        return b
+    if b is ONE:
+        return a
+    if _is_minus_one(a):
+        return _neg(b)
+    return gast.BinOp(a, gast.Mult(), b)
+
+
+def _neg(a):
+    """``-a``; minus minus cancels, and ``-1`` stays visible as a negation (so the reverse
+    sweep writes ``x_bar -= ...``)."""
+    if a is ONE:
+        return gast.UnaryOp(gast.USub(), const(1.0))
+    if isinstance(a, gast.UnaryOp) and isinstance(a.op, gast.USub):
+        return ONE if _is_minus_one(a) else a.operand
+    return gast.UnaryOp(gast.USub(), a)
+
+
+def _div(a, b):
+    return gast.BinOp(const(1.0) if a is ONE else a, gast.Div(), b)
+
+
+def _select(test, a, b):
+    """``a if test else b`` with a multiplier that may be ONE."""
+    return gast.IfExp(test, const(1.0) if a is ONE else a, const(1.0) if b is ONE else b)
+
+
+def _callee(node):
+    return gast.unparse(node.func).strip()
+
+
+class _Partials:
+    def __init__(self, is_active, fail):
+        self.is_active = is_active
+        self.fail = fail
+        self.found = []
+
+    def has_active(self, node):
+        if isinstance(node, (gast.Name, gast.Subscript)):
+            return self.is_active(node)
+        if isinstance(node, gast.Attribute):
+            return False
+        return any(self.has_active(child) for child in gast.iter_child_nodes(node)
+                   if isinstance(child, gast.expr))
+
+    def visit(self, node, m):
+        if not self.has_active(node):
+            return
+        if isinstance(node, (gast.Name, gast.Subscript)):
+            self.found.append((node, m))
+            return
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            self.fail(node, f"no derivative rule for '{gast.unparse(node).strip()}'")
+        method(node, m)
+
+    def _BinOp(self, node, m):
+        left, right, op = node.left, node.right, node.op
+        if isinstance(op, gast.Add):
+            self.visit(left, m)
+            self.visit(right, m)
+        elif isinstance(op, gast.Sub):
+            self.visit(left, m)
+            self.visit(right, _neg(m))
+        elif isinstance(op, gast.Mult):
+            self.visit(left, _mul(m, right))
+            self.visit(right, _mul(m, left))
+        elif isinstance(op, gast.Div):
+            self.visit(left, _div(m, right))
+            self.visit(right, _mul(_neg(m), quote_expr("U / (V * V)", U=left, V=right)))
+        elif isinstance(op, gast.Pow):
+            self._power(node, left, right, m)
+        else:
+            self.fail(node, "no derivative rule for integer division or modulo of floats")
+
+    def _power(self, node, base, exponent, m):
+        if isinstance(exponent, gast.Constant):
+            value = exponent.value
+            if value == 1:
+                self.visit(base, m)
+            elif value == 2:
+                self.visit(base, _mul(m, quote_expr("2.0 * U", U=base)))
+            else:
+                self.visit(base, _mul(m, quote_expr("C * U ** D", C=const(float(value)), U=base,
+                                                    D=const(value - 1))))
+            return
+        self.visit(base, _mul(m, quote_expr("E * U ** (E - 1)", U=base, E=exponent)))
+        self.visit(exponent, _mul(m, quote_expr("U ** E * math.log(U)", U=base, E=exponent)))
+
+    def _UnaryOp(self, node, m):
+        if isinstance(node.op, gast.USub):
+            self.visit(node.operand, _neg(m))
+        elif isinstance(node.op, gast.UAdd):
+            self.visit(node.operand, m)
+        else:
+            self.fail(node, "no derivative rule for a logical operator")
+
+    def _IfExp(self, node, m):
+        self.visit(node.body, _select(node.test, m, const(0.0)))
+        self.visit(node.orelse, _select(node.test, const(0.0), m))
+
+    def _Call(self, node, m):
+        func = _callee(node)
+        args = node.args
+        if func in ("min", "max"):
+            if len(args) != 2:
+                self.fail(node, f"{func}() is differentiated for two arguments")
+            a, b = args
+            test = quote_expr("A <= B" if func == "min" else "A >= B", A=a, B=b)
+            self.visit(a, _select(test, m, const(0.0)))
+            self.visit(b, _select(test, const(0.0), m))
+            return
+        if func == "pow":
+            self._power(node, args[0], args[1], m)
+            return
+        if func == "float":
+            self.visit(args[0], m)
+            return
+        if len(args) != 1:
+            self.fail(node, f"{func} takes one argument")
+        u = args[0]
+        rules = {
+            "math.sqrt": "0.5 / math.sqrt(U)",
+            "math.exp": "math.exp(U)",
+            "math.log": "1.0 / U",
+            "math.sin": "math.cos(U)",
+            "math.cos": "-math.sin(U)",
+            "math.tan": "1.0 / math.cos(U) ** 2",
+            "math.tanh": "1.0 - math.tanh(U) ** 2",
+            "abs": "(1.0 if U >= 0.0 else -1.0)",
+        }
+        if func not in rules:
+            self.fail(node, f"no derivative rule for {func}()")
+        self.visit(u, _mul(m, quote_expr(rules[func], U=u)))
+
+
+_RESULT_RULES = {
+    "math.exp": "R",
+    "math.sqrt": "0.5 / R",
+    "math.tanh": "1.0 - R * R",
+}
+
+
+def uses_result(expr, is_active, fail):
+    """Whether the derivative of ``target = expr`` is best written with the new target value."""
+    probe = _Partials(is_active, fail)
+    if isinstance(expr, gast.BinOp) and isinstance(expr.op, gast.Div):
+        return probe.has_active(expr.right)
+    if isinstance(expr, gast.Call) and _callee(expr) in _RESULT_RULES:
+        return probe.has_active(expr)
+    return False
+
+
+def partials(expr, is_active, fail, result=None):
+    """``[(leaf, partial)]`` for the active leaves of ``expr``; ``partial`` is None for 1.
+
+    ``result`` is the expression holding the statement's result when :func:`uses_result` said
+    so; ``fail(node, message)`` raises a located error.
+    """
+    walker = _Partials(is_active, fail)
+    if result is not None and isinstance(expr, gast.BinOp) and isinstance(expr.op, gast.Div):
+        walker.visit(expr.left, _div(ONE, expr.right))
+        walker.visit(expr.right, quote_expr("-R / V", R=result, V=expr.right))
+    elif result is not None:
+        walker.visit(expr.args[0], quote_expr(_RESULT_RULES[_callee(expr)], R=result))
+    else:
+        walker.visit(expr, ONE)
+    return walker.found

@@ -1,0 +1,1 @@
+"""Run-time support of generated code: the tape and the checks on call arguments."""

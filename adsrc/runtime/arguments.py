@@ -1,0 +1,48 @@
+"""Checks on the arguments of a call, made before anything runs.
+
+A bad call (wrong dtype, a bar of the wrong shape, an adjoint for an argument that has none, two
+arguments sharing memory that the transformation assumes distinct) raises
+:class:`~adsrc.errors.ArgumentError` and leaves every user array as it was.
+"""
+
+import numpy as np
+
+from adsrc.analyses.types import type_of_value
+from adsrc.errors import ArgumentError
+
+
+def signature_of(kernel_name, params, args):
+    """The tuple of argument types a call specialises on."""
+    if len(args) != len(params):
+        raise ArgumentError(f"{kernel_name}() takes {len(params)} arguments "
+                            f"({', '.join(params)}), {len(args)} given")
+    return tuple(type_of_value(value, f"{kernel_name}: argument '{param}'")
+                 for param, value in zip(params, args))
+
+
+def check_bar(kernel_name, param, primal, adjoint):
+    """An adjoint array must be a float64 array of its primal's shape."""
+    if not isinstance(adjoint, np.ndarray) or adjoint.dtype != np.float64:
+        raise ArgumentError(f"{kernel_name}: {param}_bar must be a float64 NumPy array")
+    if adjoint.shape != primal.shape:
+        raise ArgumentError(f"{kernel_name}: {param}_bar has shape {adjoint.shape}, but "
+                            f"{param} has shape {primal.shape}")
+    if not adjoint.flags.writeable:
+        raise ArgumentError(f"{kernel_name}: {param}_bar must be writeable")
+
+
+def check_distinct(kernel_name, arrays, written):
+    """Arrays the kernel writes must not share memory with any other array argument.
+
+    ``arrays`` maps a name to an array (primal arguments and adjoints alike); ``written`` names
+    the ones that will be written.
+    """
+    names = list(arrays)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if first not in written and second not in written:
+                continue
+            if np.shares_memory(arrays[first], arrays[second]):
+                raise ArgumentError(f"{kernel_name}: '{first}' and '{second}' share memory, "
+                                    "but adsrc assumes the arrays a kernel writes are distinct "
+                                    "from its other arrays; pass copies")

@@ -1,0 +1,77 @@
+"""The tape shared by a forward sweep and its reverse sweep.
+
+Three stacks: floats (old values of overwritten float scalars and elements), ints (old integer
+values, loop bounds, trip counts, branch directions) and frames (the locals a reverse sweep
+reads, saved once per call).  The tape counts what was pushed, so every adjoint can report what
+it recorded (:class:`TapeStats`).
+"""
+
+from dataclasses import dataclass
+
+BYTES_PER_VALUE = 8
+
+
+@dataclass(frozen=True)
+class TapeStats:
+    """What one adjoint call recorded.
+
+    ``floats_pushed``/``ints_pushed`` count scalar values saved (frame scalars included);
+    ``peak_bytes`` is the most the tape held at once, 8 bytes a value.
+    """
+
+    floats_pushed: int
+    ints_pushed: int
+    peak_bytes: int
+
+
+class Tape:
+    def __init__(self):
+        self.floats = []
+        self.ints = []
+        self.frames = []
+        self.floats_pushed = 0
+        self.ints_pushed = 0
+        self.peak_values = 0
+
+    def push_float(self, value):
+        self.floats.append(value)
+        self.floats_pushed += 1
+
+    def pop_float(self):
+        return self.floats.pop()
+
+    def push_int(self, value):
+        self.ints.append(int(value))
+        self.ints_pushed += 1
+
+    def pop_int(self):
+        return self.ints.pop()
+
+    def push_frame(self, values):
+        self.frames.append(values)
+        for value in values:
+            if isinstance(value, float):
+                self.floats_pushed += 1
+            elif isinstance(value, int):
+                self.ints_pushed += 1
+        self.note_peak()
+
+    def pop_frame(self):
+        return self.frames.pop()
+
+    def note_peak(self):
+        """Record the current size as a candidate peak.
+
+        A forward sweep only pushes and a reverse sweep only pops, so the size at the end of a
+        forward sweep (where the frame is pushed) is the peak.
+        """
+        held = len(self.floats) + len(self.ints) + sum(
+            sum(isinstance(value, (int, float)) for value in frame) for frame in self.frames)
+        self.peak_values = max(self.peak_values, held)
+
+    def stats(self):
+        return TapeStats(self.floats_pushed, self.ints_pushed,
+                         self.peak_values * BYTES_PER_VALUE)
+
+    def empty(self):
+        return not (self.floats or self.ints or self.frames)

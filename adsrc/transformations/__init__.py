@@ -1,0 +1,1 @@
+"""Transformations of an analysed kernel into derivative code (reverse mode for now)."""

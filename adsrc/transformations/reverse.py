@@ -1,0 +1,385 @@
+"""Reverse mode: the forward sweep and the reverse sweep of one analysed kernel.
+
+The kernel becomes two functions sharing a tape:
+
+* ``<name>__fwd(args..., _tape)`` runs the primal and saves what the to-be-recorded analysis asked
+  for: the old value at an overwrite, a loop's bounds or trip count, a branch's direction; at the
+  end it saves the locals the reverse sweep reads (its *frame*);
+* ``<name>__rev(args..., <array>_bar..., [_ret_bar], _tape)`` walks the kernel backwards.  For each
+  assignment it reads the target's adjoint into ``_g``, restores the old value if one was saved,
+  and adds ``_g * partial`` to the adjoint of every active leaf.  At the start of each reverse
+  iteration it re-runs the recomputation slice of the loop body.  It returns the adjoints of the
+  scalar arguments.
+
+Each reverse block starts with a comment naming the primal line it comes from.
+"""
+
+import copy
+
+import gast
+
+from adsrc.analyses.effects import names_read, target_root, user_call
+from adsrc.analyses.needs import RESULT
+from adsrc.frontend.quoting import comment, const, is_comment, name, quote, quote_expr, same
+from adsrc.normalize.control import contains_break
+from adsrc.rules import elementary
+
+TAPE = "_tape"
+SEED = "_g"
+
+
+def bar(node):
+    """The adjoint of a name or of an array element."""
+    if isinstance(node, gast.Name):
+        return name(node.id + "_bar")
+    return gast.Subscript(name(node.value.id + "_bar"), copy.deepcopy(node.slice), gast.Load())
+
+
+class ReverseMode:
+    """Generates ``__fwd`` and ``__rev`` for one specialisation (see adsrc.pipeline)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.source = spec.source
+        self.env = spec.env
+        self.active = spec.active
+        self.recompute = spec.recompute
+        self.tbr = spec.tbr
+        self.namer = spec.namer
+        self.loop_temps = {}
+
+    # helpers ------------------------------------------------------------------------------------
+
+    def _tape_kind(self, target):
+        kind = self.env[target_root(target)]
+        if kind.is_array:
+            kind = kind.element
+        return "float" if kind.is_float else "int"
+
+    def _push(self, value, kind):
+        return quote(f"{TAPE}.push_{kind}(V)", V=value)[0]
+
+    def _pop(self, target, kind):
+        return quote(f"T = {TAPE}.pop_{kind}()", T=target)[0]
+
+    def _line(self, node):
+        _, line, _ = self.source.location(node)
+        return f"line {line}: {self.source.source_line(node)}"
+
+    def _is_active_leaf(self, leaf):
+        return target_root(leaf) in self.active
+
+    def _fail(self, node, message):
+        raise self.source.error(node, message)
+
+    def _temps(self, loop):
+        """Names of the generated temporaries of one loop (bounds, trip count)."""
+        if id(loop) not in self.loop_temps:
+            args = loop.iter.args if isinstance(loop, gast.For) else []
+            self.loop_temps[id(loop)] = {
+                "bounds": [self.namer.fresh("bound") for _ in args],
+                "trips": self.namer.fresh("trips"),
+            }
+        return self.loop_temps[id(loop)]
+
+    def _records_bounds(self, loop):
+        return isinstance(loop, gast.For) and id(loop) not in self.recompute.recompute_control
+
+    def _counts_trips(self, loop):
+        return isinstance(loop, gast.While) or contains_break(loop.body)
+
+    # forward sweep ------------------------------------------------------------------------------
+
+    def forward(self, stmts):
+        out = []
+        for stmt in stmts:
+            out.extend(self._forward_statement(stmt))
+        return out
+
+    def _forward_statement(self, stmt):
+        if isinstance(stmt, (gast.Assign, gast.Expr)):
+            out = []
+            if id(stmt) in self.tbr.saves:
+                target = stmt.targets[0]
+                out.append(self._push(copy.deepcopy(target), self._tape_kind(target)))
+            original = stmt
+            stmt = copy.deepcopy(stmt)
+            call = user_call(stmt, self.spec.user_functions)
+            if call is not None:
+                callee = self.spec.callee(original)
+                call.func = name(callee.fwd_name)
+                call.args.append(name(TAPE))
+            out.append(stmt)
+            return out
+        if isinstance(stmt, gast.For):
+            return self._forward_for(stmt)
+        if isinstance(stmt, gast.While):
+            trips = self._temps(stmt)["trips"]
+            loop = gast.While(test=copy.deepcopy(stmt.test),
+                              body=quote(f"{trips} = {trips} + 1") + self.forward(stmt.body),
+                              orelse=[])
+            return quote(f"{trips} = 0") + [loop] + [self._push(name(trips), "int")]
+        if isinstance(stmt, gast.If):
+            body, orelse = self.forward(stmt.body), self.forward(stmt.orelse)
+            if id(stmt) not in self.recompute.recompute_control:
+                body = self._before_break(body, self._push(const(1), "int"))
+                orelse = self._before_break(orelse, self._push(const(0), "int"))
+            return [gast.If(test=copy.deepcopy(stmt.test), body=body or [gast.Pass()],
+                            orelse=orelse)]
+        if isinstance(stmt, gast.Return):
+            return []
+        return [copy.deepcopy(stmt)]
+
+    @staticmethod
+    def _before_break(stmts, push):
+        if stmts and isinstance(stmts[-1], gast.Break):
+            return stmts[:-1] + [push, stmts[-1]]
+        return stmts + [push]
+
+    def _forward_for(self, stmt):
+        out = []
+        counter = stmt.target.id
+        if id(stmt) in self.tbr.saves_counter:
+            out.append(self._push(name(counter), "int"))
+        loop = copy.deepcopy(stmt)
+        loop.body = self.forward(stmt.body)
+        after = []
+        temps = self._temps(stmt)
+        if self._records_bounds(stmt):
+            for temp, arg in zip(temps["bounds"], stmt.iter.args):
+                out += quote("T = A", T=temp, A=arg)
+            loop.iter.args = [name(temp) for temp in temps["bounds"]]
+            after += [self._push(name(temp), "int") for temp in temps["bounds"]]
+        if self._counts_trips(stmt):
+            trips = temps["trips"]
+            out += quote(f"{trips} = 0")
+            loop.body = quote(f"{trips} = {trips} + 1") + loop.body
+            after.append(self._push(name(trips), "int"))
+        return out + [loop] + after
+
+    # reverse sweep ------------------------------------------------------------------------------
+
+    def reverse(self, stmts):
+        out = []
+        for stmt in reversed(stmts):
+            block = self._reverse_statement(stmt)
+            if block and not isinstance(stmt, (gast.For, gast.While, gast.If)):
+                block = [comment(self._line(stmt))] + block
+            out.extend(block)
+        return out
+
+    def _reverse_statement(self, stmt):
+        if isinstance(stmt, (gast.Assign, gast.Expr)):
+            if user_call(stmt, self.spec.user_functions) is not None:
+                return self._reverse_call(stmt)
+            if isinstance(stmt, gast.Assign):
+                return self._reverse_assign(stmt)
+            return []
+        if isinstance(stmt, gast.For):
+            return self._reverse_for(stmt)
+        if isinstance(stmt, gast.While):
+            temps = self._temps(stmt)
+            counter = self.namer.fresh("w")
+            body = self._loop_body(stmt)
+            loop = gast.For(target=name(counter, store=True),
+                            iter=quote_expr(f"range({temps['trips']})"),
+                            body=body or [gast.Pass()], orelse=[], type_comment=None)
+            return [comment(self._line(stmt))] + quote(f"{temps['trips']} = {TAPE}.pop_int()") \
+                + [loop]
+        if isinstance(stmt, gast.If):
+            body, orelse = self.reverse(stmt.body), self.reverse(stmt.orelse)
+            if id(stmt) in self.recompute.recompute_control:
+                if not body and not orelse:
+                    return []
+                test = copy.deepcopy(stmt.test)
+            else:
+                test = quote_expr(f"{TAPE}.pop_int()")
+                if not body and not orelse:
+                    return [comment(self._line(stmt)), gast.Expr(value=test)]
+            return [comment(self._line(stmt)),
+                    gast.If(test=test, body=body or [gast.Pass()], orelse=orelse)]
+        return []
+
+    def _reverse_assign(self, stmt):
+        target, value = stmt.targets[0], stmt.value
+        root = target_root(target)
+        saved = id(stmt) in self.tbr.saves
+        if self.env[root].is_array and isinstance(target, gast.Name):
+            return []    # allocation of a local array: nothing to undo
+        if root not in self.active:
+            return [self._pop(copy.deepcopy(target), self._tape_kind(target))] if saved else []
+        increment = isinstance(value, gast.BinOp) and isinstance(value.op, (gast.Add, gast.Sub)) \
+            and same(value.left, target)
+        uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
+        found = [(leaf, partial) for leaf, partial in elementary.partials(
+            value, self._is_active_leaf, self._fail, name(RESULT) if uses_result else None)
+            if not (increment and leaf is value.left)]
+        out = quote(f"{SEED} = B", B=bar(target)) if found else []
+        if not increment:
+            out += quote("B = 0.0", B=bar(target))
+        if uses_result:
+            out += quote(f"{RESULT} = T", T=target)
+        if saved:
+            out.append(self._pop(copy.deepcopy(target), self._tape_kind(target)))
+        return out + [self._accumulate(leaf, partial) for leaf, partial in found]
+
+    def _accumulate(self, leaf, partial):
+        """``leaf_bar += _g * partial`` (``-=`` for a negated partial)."""
+        op = gast.Add()
+        if isinstance(partial, gast.UnaryOp) and isinstance(partial.op, gast.USub):
+            partial, op = partial.operand, gast.Sub()
+            if isinstance(partial, gast.Constant) and partial.value == 1.0:
+                partial = None
+        increment = name(SEED) if partial is None else gast.BinOp(name(SEED), gast.Mult(),
+                                                                   partial)
+        target = bar(leaf)
+        target.ctx = gast.Store()
+        return gast.AugAssign(target=target, op=op, value=increment)
+
+    def _reverse_call(self, stmt):
+        call = user_call(stmt, self.spec.user_functions)
+        callee = self.spec.callee(stmt)
+        out = []
+        seed = []
+        if isinstance(stmt, gast.Assign):
+            target = stmt.targets[0]
+            if target.id in self.active:
+                out += quote(f"{SEED} = B", B=bar(target)) + quote("B = 0.0", B=bar(target))
+                seed = [name(SEED)]
+            if id(stmt) in self.tbr.saves:
+                out.append(self._pop(copy.deepcopy(target), self._tape_kind(target)))
+        if callee.returns and not seed:
+            seed = [const(0.0)]
+        args = [copy.deepcopy(arg) for arg in call.args]
+        params = callee.params
+        bars = [name(call.args[params.index(param)].id + "_bar") for param in callee.bar_params]
+        rev_call = gast.Call(func=name(callee.rev_name), args=args + bars + seed + [name(TAPE)],
+                             keywords=[])
+        scalar_args = [call.args[params.index(param)] for param in callee.scalar_bar_params]
+        receivers = [self.namer.fresh("s") for _ in scalar_args]
+        if receivers:
+            targets = gast.Tuple([name(r, store=True) for r in receivers], gast.Store())
+            out.append(gast.Assign(targets=[targets], value=rev_call, type_comment=None))
+        else:
+            out.append(gast.Expr(value=rev_call))
+        for receiver, arg in zip(receivers, scalar_args):
+            if isinstance(arg, gast.Name) and arg.id in self.active:
+                out += quote("B += R", B=bar(arg), R=receiver)
+        return out
+
+    def _reverse_for(self, stmt):
+        temps = self._temps(stmt)
+        out = [comment(self._line(stmt))]
+        if self._counts_trips(stmt):
+            out += quote(f"{temps['trips']} = {TAPE}.pop_int()")
+        if self._records_bounds(stmt):
+            for temp in reversed(temps["bounds"]):
+                out += quote(f"T = {TAPE}.pop_int()", T=temp)
+            args = [name(temp) for temp in temps["bounds"]]
+        else:
+            args = [copy.deepcopy(arg) for arg in stmt.iter.args]
+        iterable = gast.Call(func=name("range"), args=args, keywords=[])
+        if self._counts_trips(stmt):
+            iterable = gast.Subscript(iterable, gast.Slice(None, name(temps["trips"]), None),
+                                      gast.Load())
+        loop = gast.For(target=name(stmt.target.id, store=True),
+                        iter=gast.Call(func=name("reversed"), args=[iterable], keywords=[]),
+                        body=self._loop_body(stmt) or [gast.Pass()], orelse=[],
+                        type_comment=None)
+        out.append(loop)
+        if id(stmt) in self.tbr.saves_counter:
+            out.append(self._pop(name(stmt.target.id), "int"))
+        return out
+
+    def _loop_body(self, loop):
+        """The reverse of one iteration: the recomputation slice, then the adjoint statements."""
+        body = self.reverse(loop.body)
+        names = self.recompute.slices.get(id(loop))
+        if names and any(not is_comment(stmt) for stmt in body):
+            body = [comment("recompute " + ", ".join(sorted(names)))] \
+                + _slice(loop.body, names) + body
+        return body
+
+
+def _slice(stmts, names):
+    """The statements of a loop body that compute ``names``, with the control around them."""
+    out = []
+    for stmt in stmts:
+        if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Name) \
+                and stmt.targets[0].id in names:
+            out.append(copy.deepcopy(stmt))
+        elif isinstance(stmt, (gast.For, gast.While)):
+            body = _slice(stmt.body, names)
+            if body:
+                loop = copy.copy(stmt)
+                loop.body = body
+                out.append(copy.deepcopy(loop))
+        elif isinstance(stmt, gast.If):
+            body, orelse = _slice(stmt.body, names), _slice(stmt.orelse, names)
+            if body or orelse:
+                out.append(gast.If(test=copy.deepcopy(stmt.test), body=body or [gast.Pass()],
+                                   orelse=orelse))
+    return out
+
+
+
+def _zero(kind):
+    return const(0.0 if kind.is_float else 0)
+
+
+def build_functions(spec):
+    """The ``__fwd`` and ``__rev`` function definitions of a specialisation."""
+    mode = ReverseMode(spec)
+    forward = mode.forward(spec.tree.body)
+    reverse = mode.reverse(spec.tree.body)
+    inits = []
+    for local in sorted(spec.active - set(spec.params) - {spec.RETURN}):
+        kind = spec.env[local]
+        if kind.is_array:
+            inits += quote(f"{local}_bar = np.zeros_like({local})")
+        else:
+            inits += quote(f"{local}_bar = 0.0")
+    for param in spec.scalar_bar_params:
+        inits += quote(f"{param}_bar = 0.0")
+    reverse = inits + reverse
+
+    locals_read = set()
+    for stmt in reverse:
+        locals_read |= names_read(stmt)
+    recomputed = set().union(*spec.recompute.slices.values()) if spec.recompute.slices else set()
+    frame = sorted((locals_read & set(spec.env)) - set(spec.params)
+                   - spec.recompute.pure_counters - recomputed)
+    unbound = [local for local in frame if local not in spec.recompute.invariant
+               and not spec.env[local].is_array]
+    forward = [stmt for local in unbound for stmt in quote("V = Z", V=local,
+                                                         Z=_zero(spec.env[local]))] + forward
+    if frame:
+        values = gast.Tuple([name(local) for local in frame], gast.Load())
+        forward += quote(f"{TAPE}.push_frame(F)", F=values)
+        unpack = gast.Tuple([name(local, store=True) for local in frame], gast.Store())
+        reverse = [gast.Assign(targets=[unpack], value=quote_expr(f"{TAPE}.pop_frame()"),
+                               type_comment=None)] + reverse
+    if spec.returns:
+        forward += quote(f"return {spec.RETURN}")
+    if spec.scalar_bar_params:
+        values = gast.Tuple([name(param + "_bar") for param in spec.scalar_bar_params],
+                            gast.Load())
+        reverse.append(gast.Return(value=values))
+
+    params = list(spec.params)
+    fwd_args = params + [TAPE]
+    rev_args = params + [param + "_bar" for param in spec.bar_params] \
+        + ([spec.RETURN + "_bar"] if spec.returns else []) + [TAPE]
+    return _function(spec.fwd_name, fwd_args, forward), _function(spec.rev_name, rev_args,
+                                                                   reverse)
+
+
+def _function(function_name, args, body):
+    arguments = gast.arguments(args=[name(arg, store=False) for arg in args], posonlyargs=[],
+                               vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                               defaults=[])
+    for arg in arguments.args:
+        arg.ctx = gast.Param()
+    return gast.FunctionDef(name=function_name, args=arguments, body=body or [gast.Pass()],
+                            decorator_list=[], returns=None, type_comment=None,
+                            type_params=[])
