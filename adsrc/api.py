@@ -94,7 +94,12 @@ class Differentiable:
 
     def _outputs_for(self, signature):
         info = self._program.info(self.fn)
-        returns = self._program.return_type(self.fn, signature) is not None
+        return_type = self._program.return_type(self.fn, signature)
+        returns = return_type is not None
+        if returns and not return_type.is_float and (
+                self.outputs is None or RETURN_OUTPUT in self.outputs):
+            raise AdsrcError(f"{self.fn.__name__}: the return value is {return_type}, not a "
+                             "float: there is no derivative to take of it")
         if self.outputs is not None:
             if RETURN_OUTPUT in self.outputs and not returns:
                 raise AdsrcError(f"{self.fn.__name__}: outputs names 'return', but the kernel "
@@ -142,6 +147,9 @@ class Differentiable:
 
     def _run(self, args, bars):
         name = self.fn.__name__
+        args = tuple(float(value) if param in self.wrt and isinstance(value, int)
+                     and not isinstance(value, bool) else value
+                     for param, value in zip(self.params, args))
         signature = signature_of(name, self.params, args)
         compiled = self._compile(signature)
         entry = compiled.entry

@@ -347,10 +347,14 @@ def build_functions(spec):
     for stmt in reverse:
         locals_read |= names_read(stmt)
     recomputed = set().union(*spec.recompute.slices.values()) if spec.recompute.slices else set()
-    frame = sorted((locals_read & set(spec.env)) - set(spec.params)
+    # Arguments the kernel never rebinds (array arguments never are) arrive unchanged in the
+    # reverse sweep; everything else it reads is saved at the end of the forward sweep.
+    unchanged_params = {param for param in spec.params
+                        if spec.env[param].is_array or param in spec.recompute.invariant}
+    frame = sorted((locals_read & set(spec.env)) - unchanged_params
                    - spec.recompute.pure_counters - recomputed)
     unbound = [local for local in frame if local not in spec.recompute.invariant
-               and not spec.env[local].is_array]
+               and local not in spec.params and not spec.env[local].is_array]
     forward = [stmt for local in unbound for stmt in quote("V = Z", V=local,
                                                          Z=_zero(spec.env[local]))] + forward
     if frame:
