@@ -19,6 +19,7 @@ import inspect
 import numpy as np
 
 from adsrc.errors import AdsrcError, ArgumentError
+from adsrc.frontend.source import KernelSource
 from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
 from adsrc.runtime.arguments import check_bar, check_distinct, signature_of
 from adsrc.runtime.tape import Tape
@@ -82,6 +83,7 @@ class Differentiable:
         self.wrt = _names(fn, wrt, "wrt")
         self.outputs = None if outputs is None else _names(fn, outputs, "outputs")
         self.params = _parameter_names(fn)
+        KernelSource(fn)        # a function adsrc cannot read is refused here, not at first call
         self.adjoint = Adjoint(self)
         self._program = Program()
         self._compiled = {}
@@ -120,8 +122,9 @@ class Differentiable:
             for name in self.wrt:
                 kind = signature[self.params.index(name)]
                 if not kind.is_float:
+                    hint = " (pass a float such as 1.0)" if kind.kind == "int" else ""
                     raise ArgumentError(f"{self.fn.__name__}: cannot differentiate with respect "
-                                        f"to '{name}', which is {kind} (not a float)")
+                                        f"to '{name}', which is {kind}, not a float{hint}")
             outputs = self._outputs_for(signature)
             generator, entry = specialise_entry(self._program, self.fn, signature, self.wrt,
                                                 outputs)
@@ -147,9 +150,6 @@ class Differentiable:
 
     def _run(self, args, bars):
         name = self.fn.__name__
-        args = tuple(float(value) if param in self.wrt and isinstance(value, int)
-                     and not isinstance(value, bool) else value
-                     for param, value in zip(self.params, args))
         signature = signature_of(name, self.params, args)
         compiled = self._compile(signature)
         entry = compiled.entry

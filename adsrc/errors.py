@@ -38,3 +38,12 @@ class ArgumentError(AdsrcError, ValueError):
 
     Raised before anything runs, so the user's arrays are left unchanged.
     """
+
+
+class SignatureError(UnsupportedError, ArgumentError):
+    """The kernel cannot run with the types of the given arguments (a float array where an
+    index array is expected, an array rebound as a scalar...).
+
+    It is an :class:`UnsupportedError`, located in the kernel where the types clash, and an
+    :class:`ArgumentError`, since another call with other argument types may be fine.
+    """

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import gast
 import numpy as np
 
-from adsrc.errors import ArgumentError
+from adsrc.errors import ArgumentError, SignatureError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,12 @@ class TypeInference:
         return self.env
 
     def _fail(self, node, message):
-        raise self.source.error(node, message)
+        error = self.source.error(node, message)
+        raise SignatureError(error.message + f" (argument types: {self._signature_text()})",
+                             error.filename, error.line, error.col, error.source_line)
+
+    def _signature_text(self):
+        return ", ".join(f"{param}: {self.env.get(param)}" for param in self.source.params)
 
     def _assign(self, name_node, value_type, node):
         name = name_node.id
@@ -195,8 +200,9 @@ class TypeInference:
         return self.env.get(node.id)
 
     def _Tuple(self, node):
+        """Only the shape of np.zeros/np.empty is a tuple: integers."""
         for elt in node.elts:
-            self.expr(elt)
+            self._expect_int(elt)
         return None
 
     def _BinOp(self, node):
@@ -293,7 +299,12 @@ class TypeInference:
             shape = node.args[0] if node.args else None
             if len(node.args) != 1:
                 self._fail(node, f"{func}(shape) takes exactly the shape (float64 arrays only)")
-            ndim = len(shape.elts) if isinstance(shape, gast.Tuple) else 1
+            if isinstance(shape, gast.Tuple):
+                ndim = len(shape.elts)
+            elif isinstance(shape, gast.Attribute):        # np.zeros(u.shape)
+                ndim = self.expr(shape.value).ndim
+            else:
+                ndim = 1
             if ndim not in (1, 2):
                 self._fail(node, "arrays of 1 or 2 dimensions are supported")
             return array("float64", ndim)

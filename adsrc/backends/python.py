@@ -9,7 +9,9 @@ import re
 
 from adsrc.frontend.quoting import COMMENT_MARK, unparse
 
-_COMMENT_LINE = re.compile(r"^(\s*)(['\"])" + re.escape(COMMENT_MARK) + r"(.*)\2$")
+# A comment marker prints as a string statement; as the first statement of a function body
+# ast.unparse prints it as a docstring, in triple quotes.
+_COMMENT_LINE = re.compile(r"^(\s*)(\"{3}|'{3}|'|\")" + re.escape(COMMENT_MARK) + r"(.*)\2$")
 
 
 def _comments(text):

@@ -44,8 +44,8 @@ class Fence(gast.NodeTransformer):
             body = body[1:]  # docstring
         if not body:
             body = [gast.Pass()]
-        tree.body = [self._statement(stmt, top=True, last=(k == len(body) - 1), loop=False)
-                     for k, stmt in enumerate(body)]
+        tree.body = _flatten(self._statement(stmt, top=True, last=(k == len(body) - 1),
+                                             loop=False) for k, stmt in enumerate(body))
         return tree
 
     def _fail(self, node, message):
@@ -70,7 +70,8 @@ class Fence(gast.NodeTransformer):
     # statements ---------------------------------------------------------------------------------
 
     def _statements(self, stmts, loop):
-        return [self._statement(stmt, top=False, last=False, loop=loop) for stmt in stmts]
+        return _flatten(self._statement(stmt, top=False, last=False, loop=loop)
+                        for stmt in stmts)
 
     def _statement(self, stmt, top, last, loop):
         if isinstance(stmt, gast.Assign):
@@ -263,7 +264,11 @@ class Fence(gast.NodeTransformer):
             copy = gast.Call(func=_dotted("np", "copy"), args=[func.value], keywords=[])
             return gast.copy_location(copy, call)
         resolved = self._resolve_call(call)
-        call.args = [self._expression(arg) for arg in call.args]
+        if resolved in (("np", "zeros"), ("np", "empty")) and len(call.args) == 1 \
+                and isinstance(call.args[0], gast.Tuple):
+            call.args[0].elts = [self._expression(elt) for elt in call.args[0].elts]
+        else:
+            call.args = [self._expression(arg) for arg in call.args]
         if resolved is not None:
             namespace, name = resolved
             if name in ("range", "reversed"):
@@ -281,6 +286,14 @@ class Fence(gast.NodeTransformer):
         self._fail(call, f"no derivative rule for the call of '{gast.unparse(func)}': adsrc "
                          "supports math/NumPy elementary functions, np.dot, np.sum, allocation "
                          "functions and calls of other plain Python kernels")
+
+
+def _flatten(results):
+    """Statements from results that are statements or lists of them (a split assignment)."""
+    out = []
+    for result in results:
+        out.extend(result if isinstance(result, list) else [result])
+    return out
 
 
 def _dotted(head, tail):

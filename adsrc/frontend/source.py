@@ -18,8 +18,9 @@ class KernelSource:
     """The parsed source of one kernel function."""
 
     def __init__(self, fn):
-        if not isinstance(fn, types.FunctionType):
-            raise AdsrcError(f"adsrc differentiates plain Python functions, got {fn!r}")
+        if not isinstance(fn, types.FunctionType) or fn.__name__ == "<lambda>":
+            raise AdsrcError(f"adsrc differentiates plain Python functions defined with 'def' "
+                             f"in a .py file, got {fn!r}")
         try:
             lines, first_line = inspect.getsourcelines(fn)
         except (OSError, TypeError) as exc:
@@ -36,7 +37,10 @@ class KernelSource:
         self.indent = len(lines[0]) - len(lines[0].lstrip())
         self.lines = dedented.splitlines()
         self.globals = fn.__globals__
-        module = gast.parse(dedented)
+        try:
+            module = gast.parse(dedented)
+        except SyntaxError as exc:
+            raise AdsrcError(f"cannot parse the source of {fn.__qualname__}: {exc}") from None
         defs = [node for node in module.body if isinstance(node, gast.FunctionDef)]
         if len(defs) != 1:
             raise AdsrcError(f"{self.name}: expected one function definition in its source")

@@ -220,6 +220,7 @@ class LowerArrays:
         checks = []
         element_value = self._elements(stmt.value, sliced, counters, checks)
         index = self._index(axes, counters)
+        self._check_no_overlap(stmt, array, index, element_value)
         body = [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
                             value=element_value, type_comment=None)]
         for counter, axis in reversed(list(zip(counters, sliced))):
@@ -227,6 +228,18 @@ class LowerArrays:
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
         return self._located(checks + body, stmt)
+
+    def _check_no_overlap(self, stmt, array, index, element_value):
+        """NumPy evaluates the right-hand side before storing; an element loop stores as it
+        goes.  The two agree only if every read of the target array reads the element being
+        written, so anything else is refused rather than given the loop's meaning."""
+        written = gast.dump(index)
+        for node in gast.walk(element_value):
+            if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name) \
+                    and node.value.id == array.id and gast.dump(node.slice) != written:
+                self._fail(stmt, f"the right-hand side reads '{array.id}' at other elements "
+                                 f"than those it writes (NumPy would read the old values); "
+                                 f"copy first, e.g. 'old = np.copy({array.id})', and read 'old'")
 
     def _index(self, axes, counters):
         parts, position = [], 0

@@ -1,0 +1,540 @@
+"""One small kernel per item of the supported language subset (docs/API.md).
+
+Used by tests/test_subset.py.  adsrc reads this file with ``inspect``: keep it
+a real module, no decorators, kernels at module level.  Every kernel is written
+so that the test inputs of test_subset.py keep branches and trip counts away
+from their switching points (finite differences stay valid).
+"""
+
+import math
+from math import sqrt
+
+import numpy as np
+
+# module-level numeric constant (inlined by adsrc)
+HALF = 0.5
+
+# ---------------------------------------------------------------------------
+# arguments and scalars
+# ---------------------------------------------------------------------------
+
+
+def scalars_float_int(a, b, n):
+    """Float scalars a, b and an int scalar n (loop bound and a factor)."""
+    s = a
+    for i in range(n):
+        s = s * b + a
+    return s + n * a * b
+
+
+def array_1d(x, y):
+    """Element reads/writes of 1-D arrays; y is overwritten."""
+    for i in range(len(x)):
+        y[i] = x[i] * x[i] + 2.0 * y[i]
+
+
+def array_2d(a, x, y):
+    """a[i, j] reads of a 2-D array, y = y + a x."""
+    m = a.shape[0]
+    p = a.shape[1]
+    for i in range(m):
+        acc = 0.0
+        for j in range(p):
+            acc += a[i, j] * x[j]
+        y[i] += acc
+
+
+def write_2d(u, f):
+    """a[i, j] writes of a 2-D array, in place."""
+    n, m = u.shape
+    for i in range(n):
+        for j in range(m):
+            u[i, j] = u[i, j] * f[i, j] + f[i, j]
+
+
+# ---------------------------------------------------------------------------
+# integer index arrays
+# ---------------------------------------------------------------------------
+
+
+def gather_scatter(idx, x, y):
+    """a[idx[k]] reads (gather) and writes (scatter with +=)."""
+    for k in range(len(idx)):
+        y[idx[k]] += x[idx[k]] * x[k]
+
+
+def csr_matvec(indptr, indices, data, x, y):
+    """CSR y = A x with indptr/indices index arrays."""
+    for i in range(len(y)):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        y[i] = acc
+
+
+# ---------------------------------------------------------------------------
+# assignment and augmented assignment
+# ---------------------------------------------------------------------------
+
+
+def augassign_scalars(a, b):
+    """= += -= *= /= on float scalars."""
+    s = a
+    s += b
+    s -= 0.25 * a
+    s *= b
+    s /= 1.0 + a * a
+    return s
+
+
+def augassign_elements(x, y):
+    """= += -= *= /= on array elements."""
+    for i in range(len(x)):
+        y[i] += x[i]
+        y[i] -= 0.5 * x[i] * x[i]
+        y[i] *= x[i]
+        y[i] /= 2.0 + x[i] * x[i]
+
+
+def augassign_2d_elements(u, v):
+    """augmented assignment on a[i, j]."""
+    n, m = u.shape
+    for i in range(n):
+        for j in range(m):
+            u[i, j] *= v[i, j]
+            u[i, j] += v[i, j] * v[i, j]
+
+
+# ---------------------------------------------------------------------------
+# whole-array element-wise statements
+# ---------------------------------------------------------------------------
+
+
+def axpy_whole(x, dinv, r, alpha):
+    """x += alpha * dinv * r"""
+    x += alpha * dinv * r
+
+
+def residual_whole(b, y, r):
+    """r[:] = b - y"""
+    r[:] = b - y * y
+
+
+def whole_2d(u, f):
+    """u[:, :] = ... on 2-D arrays."""
+    u[:, :] = 0.5 * u + f * u
+
+
+def slice_inner(x, y):
+    """x[1:-1], x[:-2], x[2:]"""
+    y[1:-1] = 0.5 * (x[:-2] + x[2:]) * x[1:-1]
+
+
+def slice_step(x, y):
+    """x[::2], x[1::2]"""
+    y[::2] = y[::2] * x[1::2]
+    y[1::2] += x[::2]
+
+
+def slice_runtime_bound(v, w):
+    """v[1:n-1] with a run-time bound n."""
+    n = len(v)
+    v[1:n - 1] = v[1:n - 1] * w[0:n - 2] + w[2:n]
+
+
+def shape_unpack_in_loop(u, f):
+    """n, m = u.shape inside a loop body."""
+    for it in range(2):
+        n, m = u.shape
+        for i in range(n):
+            for j in range(m):
+                u[i, j] = u[i, j] * f[i, j] * (0.5 * m)
+
+
+# ---------------------------------------------------------------------------
+# loops
+# ---------------------------------------------------------------------------
+
+
+def range_step2(x, y, start, stop):
+    """for over range(start, stop, 2) with run-time bounds."""
+    for i in range(start, stop, 2):
+        y[i] = y[i] * x[i] + x[i + 1]
+
+
+def range_negative(x):
+    """range(n - 1, -1, -1): a backward recurrence in place."""
+    n = len(x)
+    for i in range(n - 1, -1, -1):
+        if i < n - 1:
+            x[i] = x[i] * (1.0 + 0.5 * x[i + 1])
+        else:
+            x[i] = x[i] * x[i]
+
+
+def range_negative_step2(x, y):
+    """range(n - 1, 0, -2)"""
+    n = len(x)
+    for i in range(n - 1, 0, -2):
+        y[i] = y[i] * x[i - 1] + x[i]
+
+
+def nested_loops(x, y, sweeps):
+    """three nested loops, inner bound depends on the outer counter."""
+    n = len(x)
+    for s in range(sweeps):
+        for i in range(n):
+            for j in range(i):
+                y[i] += 0.1 * x[j] * y[j]
+
+
+def while_halving(a, c, tol):
+    """while loop whose trip count depends on the float data."""
+    s = a
+    while s > tol:
+        s = 0.5 * s * c
+    return s
+
+
+def while_index(x, y):
+    """while loop over an integer counter with a data-dependent condition."""
+    i = 0
+    n = len(x)
+    while i < n and x[i] > 0.0:
+        y[i] = y[i] * x[i]
+        i += 1
+
+
+def if_elif_else(x, y, t):
+    """if/elif/else on run-time float data."""
+    for i in range(len(x)):
+        if x[i] > t:
+            y[i] = x[i] * x[i] * y[i]
+        elif x[i] < -t:
+            y[i] = -x[i] * y[i]
+        else:
+            y[i] = math.sin(x[i]) + y[i]
+
+
+def if_scalar(a, b):
+    """if/else on a scalar, each branch a different formula."""
+    if a > b:
+        s = a * b
+    else:
+        s = a + b * b
+    return s
+
+
+def loop_break(x, limit):
+    """break as the last statement of an if branch."""
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i]
+        if s > limit:
+            break
+    return s
+
+
+def loop_continue(x, y):
+    """continue as the last statement of an if branch."""
+    for i in range(len(x)):
+        if x[i] < 0.0:
+            y[i] = -x[i] * y[i]
+            continue
+        y[i] = y[i] * x[i] + x[i]
+
+
+def while_break(x, limit):
+    """break inside a while loop."""
+    s = 0.0
+    i = 0
+    while i < len(x):
+        s = s + x[i] * s + x[i]
+        i += 1
+        if s > limit:
+            break
+    return s
+
+
+def temporaries(x, y):
+    """local scalar temporaries overwritten in the loop."""
+    t = 0.0
+    for i in range(len(x)):
+        t = x[i]
+        t = t * t + y[i]
+        u = t * x[i]
+        t = u - t
+        y[i] = t * u
+    return t
+
+
+# ---------------------------------------------------------------------------
+# math / NumPy functions, one kernel per spelling
+# ---------------------------------------------------------------------------
+
+
+def fn_np_sqrt(a):
+    return np.sqrt(a)
+
+
+def fn_math_sqrt(a):
+    return math.sqrt(a)
+
+
+def fn_from_sqrt(a):
+    return sqrt(a)
+
+
+def fn_np_exp(a):
+    return np.exp(a)
+
+
+def fn_math_exp(a):
+    return math.exp(a)
+
+
+def fn_np_log(a):
+    return np.log(a)
+
+
+def fn_math_log(a):
+    return math.log(a)
+
+
+def fn_np_sin(a):
+    return np.sin(a)
+
+
+def fn_math_sin(a):
+    return math.sin(a)
+
+
+def fn_np_cos(a):
+    return np.cos(a)
+
+
+def fn_math_cos(a):
+    return math.cos(a)
+
+
+def fn_np_tanh(a):
+    return np.tanh(a)
+
+
+def fn_math_tanh(a):
+    return math.tanh(a)
+
+
+def fn_np_abs(a):
+    return np.abs(a) * a
+
+
+def fn_builtin_abs(a):
+    return abs(a) * a
+
+
+def fn_pow_op(a, b):
+    return a ** b + a ** 3 + 2.0 ** a
+
+
+def fn_np_power(a, b):
+    return np.power(a, b) + np.power(a, 2)
+
+
+def fn_np_minimum(a, b):
+    return np.minimum(a, b) * a
+
+
+def fn_builtin_min(a, b):
+    return min(a, b) * b
+
+
+def fn_np_maximum(a, b):
+    return np.maximum(a, b) * a
+
+
+def fn_builtin_max(a, b):
+    return max(a, b) * b
+
+
+def functions_elementwise(x, y):
+    """the functions applied element by element to arrays, in a loop."""
+    for i in range(len(x)):
+        y[i] = (np.sqrt(x[i]) + math.exp(x[i]) * np.log(x[i]) + np.sin(y[i])
+                + math.cos(x[i]) * np.tanh(y[i]) + abs(y[i]) + x[i] ** 1.5
+                + np.power(y[i], 2) + np.minimum(x[i], y[i]) + max(x[i], y[i]))
+
+
+def functions_whole_array(x, y):
+    """the functions applied to whole arrays in an element-wise statement."""
+    y[:] = np.sqrt(x) * np.exp(y) + np.sin(x) * np.tanh(y) + np.maximum(x, y) + x ** 2
+
+
+# ---------------------------------------------------------------------------
+# reductions and local arrays
+# ---------------------------------------------------------------------------
+
+
+def dot_sum(x, y):
+    """np.dot and np.sum."""
+    d = np.dot(x, y)
+    s = np.sum(x * x)
+    return d * s
+
+
+def sum_2d(u):
+    """np.sum of a 2-D array."""
+    s = np.sum(u * u)
+    return s
+
+
+def local_zeros(x):
+    """np.zeros local array."""
+    n = len(x)
+    t = np.zeros(n)
+    for i in range(n):
+        t[i] = x[i] * x[i]
+    s = 0.0
+    for i in range(n):
+        s += t[i] * x[n - 1 - i]
+    return s
+
+
+def local_empty(x, y):
+    """np.empty local array filled before use."""
+    n = len(x)
+    t = np.empty(n)
+    t[:] = x * y
+    y[:] = t * t + x
+
+
+def local_zeros_like(x, y):
+    """np.zeros_like local array."""
+    t = np.zeros_like(x)
+    for i in range(len(x)):
+        t[i] = x[i] * y[i]
+    y += t * x
+
+
+def local_copy(x, y):
+    """np.copy local array: y updated from a frozen copy of the old values."""
+    old = np.copy(y)
+    n = len(y)
+    for i in range(1, n - 1):
+        y[i] = x[i] * (old[i - 1] + old[i + 1])
+
+
+def local_zeros_2d(u):
+    """a 2-D np.zeros((m, p)) local array."""
+    m, p = u.shape
+    t = np.zeros((m, p))
+    for i in range(m):
+        for j in range(p):
+            t[i, j] = u[i, j] * u[i, j]
+    u[:, :] = t * u
+
+
+def local_zeros_shape(u):
+    """a 2-D np.zeros(u.shape) local array."""
+    t = np.zeros(u.shape)
+    t[:, :] = u * u
+    u[:, :] = t * u + u
+
+
+def local_zeros_like_2d(u):
+    """a 2-D np.zeros_like local array."""
+    t = np.zeros_like(u)
+    t[:, :] = u * u
+    u[:, :] = t * u + u
+
+
+def local_copy_2d(u):
+    """np.copy of a 2-D array, a 5-point-like stencil."""
+    old = np.copy(u)
+    n, m = u.shape
+    for i in range(1, n - 1):
+        for j in range(1, m - 1):
+            u[i, j] = 0.25 * (old[i - 1, j] + old[i + 1, j] + old[i, j - 1] + old[i, j + 1]) * old[i, j]
+
+
+def shape_and_len(u, x):
+    """len, .shape[k] and n, m = u.shape."""
+    n, m = u.shape
+    k = len(x)
+    s = 0.0
+    for i in range(u.shape[0]):
+        for j in range(m):
+            s += u[i, j] * x[(i + j) % k]
+    return s * n
+
+
+# ---------------------------------------------------------------------------
+# calls to other user kernels
+# ---------------------------------------------------------------------------
+
+
+
+
+def sq_norm(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i]
+    return s
+
+
+def scale_add(x, y, alpha):
+    for i in range(len(x)):
+        y[i] += alpha * x[i]
+
+
+def call_scalar_in_expression(x, y):
+    """a callee's scalar return used inside an expression."""
+    return 3.0 * sq_norm(x) * sq_norm(y) + sq_norm(x)
+
+
+def call_statement(x, y, alpha):
+    """array-mutating call as a statement, scalar argument an expression."""
+    scale_add(x, y, 2.0 * alpha)
+    scale_add(y, x, alpha * alpha)
+
+
+def rec_sum(x, k):
+    """recursive, scalar return: sum_{i<k} x[i]^2 * (i + 1)."""
+    s = 0.0
+    if k > 0:
+        s = x[k - 1] * x[k - 1] * k + rec_sum(x, k - 1)
+    return s
+
+
+def rec_sweep(x, y, k):
+    """recursive, array-mutating: y[i] = y[i] * x[i] + y[i-1] for i = 1..k."""
+    if k > 0:
+        rec_sweep(x, y, k - 1)
+        y[k] = y[k] * x[k] + y[k - 1]
+
+
+# ---------------------------------------------------------------------------
+# returns and default outputs
+# ---------------------------------------------------------------------------
+
+
+def returns_nothing(x, y, z):
+    """mutates two float arrays and returns nothing: default outputs (y, z)."""
+    for i in range(len(x)):
+        y[i] = y[i] * x[i]
+        z[i] = z[i] + y[i] * x[i]
+
+
+def returns_scalar_and_mutates(x, y):
+    """mutates y and returns a scalar: default outputs ("return",)."""
+    s = 0.0
+    for i in range(len(x)):
+        y[i] = y[i] * x[i]
+        s += y[i] * y[i]
+    return s
+
+
+def uses_constant(x):
+    """a numeric module-level constant."""
+    for i in range(len(x)):
+        x[i] = HALF * x[i] * x[i]

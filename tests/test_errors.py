@@ -1,0 +1,534 @@
+"""Errors (docs/API.md):
+
+* constructs outside the subset raise ``adsrc.UnsupportedError`` formatted
+  ``<file>:<line>:<col>: error: <message>`` + the source line + a caret line, naming this
+  file and the line of the construct, before any user array is touched;
+* bad arguments raise ``adsrc.ArgumentError`` and leave every user array unchanged;
+* bad ``wrt`` names and non-kernel callables raise ``adsrc.AdsrcError``.
+
+The unsupported kernels are defined here (adsrc reads them with inspect).  The line
+each error must point at carries a trailing ``# <-`` marker.
+"""
+
+import builtins
+import inspect
+import math
+import re
+
+import numpy as np
+import pytest
+
+import adsrc
+
+# ---------------------------------------------------------------------------
+# kernels outside the subset
+# ---------------------------------------------------------------------------
+
+
+def early_return_in_loop(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i]
+        if s > 1.0:
+            return s  # <-
+    return s
+
+
+def for_over_array(x):
+    s = 0.0
+    for v in x:  # <-
+        s += v
+    return s
+
+
+def list_literal(x):
+    w = [1.0, 2.0]  # <-
+    return x[0] * w[0]
+
+
+def dict_literal(x):
+    w = {"a": 1.0}  # <-
+    return x[0]
+
+
+def tuple_literal(x):
+    w = (1.0, 2.0)  # <-
+    return x[0]
+
+
+def string_constant(x):
+    mode = "fast"  # <-
+    return x[0]
+
+
+def string_in_compare(x, t):
+    s = x[0]
+    if t == "up":  # <-
+        s = x[1]
+    return s
+
+
+def try_statement(x):
+    s = 0.0
+    try:  # <-
+        s = x[0] * x[1]
+    except ZeroDivisionError:
+        s = 0.0
+    return s
+
+
+def with_statement(x):
+    s = 0.0
+    with np.errstate(all="ignore"):  # <-
+        s = x[0] * x[1]
+    return s
+
+
+def lambda_expression(x):
+    sq = lambda t: t * t  # <-  # noqa: E731
+    return sq(x[0])
+
+
+def nested_function(x):
+    def sq(t):  # <-
+        return t * t
+    return x[0] * x[0]
+
+
+def keyword_argument(x):
+    s = np.sum(x, axis=0)  # <-
+    return s
+
+
+def keyword_argument_user_call(x, y):
+    user_axpy(x, y, alpha=2.0)  # <-
+
+
+def user_axpy(x, y, alpha):
+    for i in range(len(x)):
+        y[i] += alpha * x[i]
+
+
+def unknown_library_function(x):
+    s = np.linalg.norm(x)  # <-
+    return s
+
+
+def unknown_builtin(x):
+    s = round(x[0])  # <-
+    return s
+
+
+def array_alias(x, y):
+    z = x  # <-
+    for i in range(len(y)):
+        y[i] = z[i] * y[i]
+
+
+def allocation_in_loop(x, y):
+    for it in range(2):
+        t = np.zeros(len(x))  # <-
+        for i in range(len(x)):
+            t[i] = x[i] * y[i]
+        y += t
+
+
+def attribute_size(x):
+    s = 0.0
+    for i in range(x.size):  # <-
+        s += x[i]
+    return s
+
+
+def attribute_method(x):
+    s = x.sum()  # <-
+    return s
+
+
+def attribute_transpose(u, v):
+    v[:, :] = u.T  # <-
+
+
+def reserved_bar_local(x):
+    x_bar = 2.0 * x[0]  # <-
+    return x_bar
+
+
+def reserved_underscore_local(x):
+    _tmp = x[0] * x[1]  # <-
+    return _tmp
+
+
+def reserved_bar_argument(x, y_bar):  # <-
+    return x[0] * y_bar
+
+
+def star_args(x, *rest):  # <-
+    return x[0]
+
+
+def default_argument(x, alpha=2.0):  # <-
+    return x[0] * alpha
+
+
+def keyword_only_argument(x, *, alpha):  # <-
+    return x[0] * alpha
+
+
+def chained_assignment(x):
+    a = b = x[0]  # <-
+    return a * b
+
+
+def float_index(x):
+    n = len(x)
+    s = x[n / 2]  # <-
+    return s
+
+
+def float_index_variable(x, t):
+    s = x[t]  # <-
+    return s
+
+
+def while_else(x):
+    i = 0
+    s = 0.0
+    while i < len(x):  # <-
+        s += x[i]
+        i += 1
+    else:
+        s = -s
+    return s
+
+
+def for_else(x):
+    s = 0.0
+    for i in range(len(x)):  # <-
+        s += x[i]
+    else:
+        s = -s
+    return s
+
+
+def print_call(x):
+    print(x[0])  # <-
+    return x[0]
+
+
+def global_statement(x):
+    global HALF  # <-
+    return x[0]
+
+
+def range_of_floats(x):
+    s = 0.0
+    for i in range(0.0, 3.0):  # <-
+        s += x[0]
+    return s
+
+
+# (kernel, expected fragment of the message or None, token the caret must point at, args)
+def _x(n=4):
+    return (np.linspace(0.5, 1.5, n),)
+
+
+def _xy(n=4):
+    return (np.linspace(0.5, 1.5, n), np.linspace(1.0, 2.0, n))
+
+
+def slice_inplace_overlap(x):
+    # NumPy would read the old x[:-2] and x[2:]; an element loop would read new values.
+    x[1:-1] = 0.5 * (x[:-2] + x[2:]) * x[1:-1]  # <-
+
+
+def stencil_2d_whole(u, f):
+    u[1:-1, 1:-1] = 0.25 * (u[:-2, 1:-1] + u[2:, 1:-1]) + f[1:-1, 1:-1]  # <-
+
+
+UNSUPPORTED = [
+    (slice_inplace_overlap, "other elements", "x[1:-1]", _x),
+    (stencil_2d_whole, "other elements", "u[1:-1, 1:-1]",
+     lambda: (np.ones((4, 5)), np.ones((4, 5)))),
+    (early_return_in_loop, "return", "return", _x),
+    (for_over_array, "range", "x", _x),
+    (list_literal, None, "[", _x),
+    (dict_literal, None, "{", _x),
+    (tuple_literal, None, "(1.0", _x),
+    (string_constant, None, '"fast"', _x),
+    (string_in_compare, None, '"up"', lambda: (*_x(), 1.0)),
+    (try_statement, None, "try", _x),
+    (with_statement, None, "with", _x),
+    (lambda_expression, None, "lambda", _x),
+    (nested_function, None, "def sq", _x),
+    (keyword_argument, "keyword", "np.sum", _x),
+    (keyword_argument_user_call, "keyword", "user_axpy", _xy),
+    (unknown_library_function, "no derivative rule", "np.linalg.norm", _x),
+    (unknown_builtin, "no derivative rule", "round", _x),
+    (array_alias, None, "z = x", _xy),
+    (allocation_in_loop, None, "t = np.zeros", _xy),
+    (attribute_size, "size", "x.size", _x),
+    (attribute_method, None, "x.sum", _x),
+    (attribute_transpose, None, "u.T", lambda: (np.ones((2, 2)), np.ones((2, 2)))),
+    (reserved_bar_local, "x_bar", "x_bar", _x),
+    (reserved_underscore_local, "_tmp", "_tmp", _x),
+    (reserved_bar_argument, "y_bar", "y_bar", lambda: (*_x(), 1.0)),
+    (star_args, None, "def", lambda: (*_x(), 1.0)),
+    (default_argument, None, "def", lambda: (*_x(), 1.0)),
+    (keyword_only_argument, None, "def", lambda: (*_x(), 1.0)),
+    (chained_assignment, "chained", "a = b", _x),
+    (float_index, "integer", "n / 2", _x),
+    (float_index_variable, "integer", "t]", lambda: (*_x(), 1.0)),
+    (while_else, "else", "while", _x),
+    (for_else, "else", "for", _x),
+    (print_call, None, "print", _x),
+    (global_statement, None, "global", _x),
+    (range_of_floats, "integer", "0.0", _x),
+]
+
+THIS_FILE = inspect.getsourcefile(_x)
+with open(THIS_FILE) as _fh:
+    FILE_LINES = _fh.read().splitlines()
+
+
+def _marked_line(kernel):
+    lines, first = inspect.getsourcelines(kernel)
+    marked = [first + k for k, text in enumerate(lines) if "# <-" in text]
+    assert len(marked) == 1, kernel.__name__
+    return marked[0]
+
+
+def _copies(args):
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _assert_unchanged(before, after):
+    for b, a in zip(before, after):
+        if isinstance(b, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype
+
+
+@pytest.mark.parametrize("kernel,fragment,token,make", UNSUPPORTED,
+                         ids=[c[0].__name__ for c in UNSUPPORTED])
+def test_unsupported_construct(kernel, fragment, token, make):
+    args = make()
+    before = _copies(args)
+    wrt = 0
+    with pytest.raises(adsrc.UnsupportedError) as info:
+        f = adsrc.differentiate(kernel, wrt=wrt)
+        f.adjoint(*args, **{p + "_bar": np.ones_like(a) for p, a in zip(
+            inspect.signature(kernel).parameters, args) if isinstance(a, np.ndarray)
+            and p in ("y", "v")})
+    _assert_unchanged(before, args)
+    message = str(info.value)
+    lines = message.split("\n")
+    line = _marked_line(kernel)
+    head = re.match(r"^(.*):(\d+):(\d+): error: (.+)$", lines[0])
+    assert head, f"first line not 'file:line:col: error: message': {lines[0]!r}"
+    assert head.group(1) == THIS_FILE, head.group(1)
+    assert int(head.group(2)) == line, (f"points at line {head.group(2)}, the construct is on "
+                                        f"line {line}:\n{message}")
+    col = int(head.group(3))
+    text = FILE_LINES[line - 1]
+    assert len(lines) >= 3, message
+    assert lines[1] == "    " + text.rstrip(), f"source line: {lines[1]!r}"
+    caret = lines[2]
+    assert caret.strip() == "^", f"caret line: {caret!r}"
+    assert caret.index("^") == 4 + col - 1, f"caret not under column {col}:\n{message}"
+    assert text[col - 1:].startswith(token), (f"column {col} points at {text[col - 1:]!r}, "
+                                              f"expected {token!r}")
+    if fragment is not None:
+        assert fragment in head.group(4), head.group(4)
+
+
+# ---------------------------------------------------------------------------
+# bad arguments
+# ---------------------------------------------------------------------------
+
+
+def csr_relax(indptr, indices, data, x, b, alpha):
+    """x[i] += alpha * (b[i] - (A x)[i]), one in-place sweep."""
+    for i in range(len(b)):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        x[i] += alpha * (b[i] - acc)
+
+
+def scaled_norm(x, n):
+    s = 0.0
+    for i in range(n):
+        s += x[i] * x[i]
+    return s
+
+
+def _csr_args(int_dtype=np.int64):
+    indptr = np.array([0, 2, 5, 8, 10], dtype=int_dtype)
+    indices = np.array([0, 1, 0, 1, 2, 1, 2, 3, 2, 3], dtype=int_dtype)
+    data = np.array([4.0, -1.0, -1.0, 4.0, -1.0, -1.0, 4.0, -1.0, -1.0, 4.0])
+    return [indptr, indices, data, np.linspace(0.1, 0.4, 4), np.ones(4), 0.7]
+
+
+def _relax(wrt=("data", "b"), outputs=("x",)):
+    return adsrc.differentiate(csr_relax, wrt=wrt, outputs=outputs)
+
+
+def _expect_argument_error(f, args, bars):
+    arrays = list(args) + list(bars.values())
+    before = _copies(arrays)
+    with pytest.raises(adsrc.ArgumentError) as info:
+        f.adjoint(*args, **bars)
+    assert isinstance(info.value, adsrc.AdsrcError)
+    assert isinstance(info.value, (TypeError, ValueError))
+    _assert_unchanged(before, arrays)
+    return str(info.value)
+
+
+def test_good_call_works():
+    """the baseline the bad calls below deviate from."""
+    args = _csr_args()
+    data_bar, b_bar = _relax().adjoint(*args, x_bar=np.ones(4))
+    assert data_bar.shape == (10,) and b_bar.shape == (4,)
+
+
+@pytest.mark.parametrize("position", [2, 3, 4])
+def test_float32_array(position):
+    args = _csr_args()
+    args[position] = args[position].astype(np.float32)
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint32, np.float64])
+def test_index_array_dtype(dtype):
+    args = _csr_args()
+    args[1] = args[1].astype(dtype)
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+
+
+def test_three_dimensional_array():
+    args = _csr_args()
+    args[4] = np.ones((4, 1, 1))
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+
+
+@pytest.mark.parametrize("count", [5, 7, 0])
+def test_wrong_number_of_arguments(count):
+    args = _csr_args()
+    args = (args + [1.0])[:count]
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+
+
+def test_bar_of_wrong_shape():
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(5)})
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(4), "data_bar": np.ones(9)})
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones((4, 1))})
+
+
+@pytest.mark.parametrize("bad", [np.ones(4, dtype=np.float32), np.ones(4, dtype=np.int64),
+                                 [1.0, 1.0, 1.0, 1.0], 1.0],
+                         ids=["float32", "int64", "list", "scalar"])
+def test_bar_of_wrong_dtype(bad):
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": bad})
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(4), "b_bar": bad})
+
+
+def test_bar_for_a_constant_argument():
+    msg = _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(4),
+                                                         "indices_bar": np.ones(10)})
+    assert "indices_bar" in msg
+    only_b = _relax(wrt=("b",))
+    msg = _expect_argument_error(only_b, _csr_args(), {"x_bar": np.ones(4),
+                                                       "data_bar": np.ones(10)})
+    assert "data_bar" in msg
+    _expect_argument_error(only_b, _csr_args(), {"x_bar": np.ones(4), "alpha_bar": 1.0})
+    _expect_argument_error(only_b, _csr_args(), {"x_bar": np.ones(4), "nonsense_bar": np.ones(4)})
+
+
+def test_missing_bar_of_an_output_array():
+    msg = _expect_argument_error(_relax(), _csr_args(), {})
+    assert "x_bar" in msg
+    _expect_argument_error(_relax(), _csr_args(), {"data_bar": np.zeros(10)})
+
+
+def test_same_array_twice_when_one_is_written():
+    args = _csr_args()
+    args[4] = args[3]  # x passed as both x and b
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+    args = _csr_args()
+    args[4] = args[3][:]  # a view of x
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+
+
+def dot2(x, y):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * y[i]
+    return s
+
+
+def test_same_read_only_array_twice_is_fine():
+    """sharing memory is an error only when one of the two arrays is written."""
+    x = np.linspace(0.5, 1.5, 3)
+    gx, gy = adsrc.grad(dot2, wrt=("x", "y"))(x, x)
+    np.testing.assert_allclose(gx, x)
+    np.testing.assert_allclose(gy, x)
+
+
+def test_bar_aliasing_a_primal_array():
+    args = _csr_args()
+    _expect_argument_error(_relax(), args, {"x_bar": args[3]})
+    args = _csr_args()
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4), "b_bar": args[4]})
+    args = _csr_args()
+    _expect_argument_error(_relax(), args, {"x_bar": np.ones(4), "data_bar": args[2]})
+    args = _csr_args()
+    shared = np.ones(4)
+    _expect_argument_error(_relax(), args, {"x_bar": shared, "b_bar": shared})
+
+
+@pytest.mark.parametrize("wrt", ["indices", "indptr", ("data", "indices")])
+def test_wrt_an_integer_array(wrt):
+    _expect_argument_error(_relax(wrt=wrt), _csr_args(), {"x_bar": np.ones(4)})
+
+
+def test_wrt_an_integer_scalar():
+    """n is an int used as a loop bound.  adsrc accepts a Python int for a float wrt scalar
+    (it is converted to float), so the kernel then fails to type: any AdsrcError will do,
+    raised before the array is touched."""
+    f = adsrc.differentiate(scaled_norm, wrt=("x", "n"))
+    x = np.ones(3)
+    before = x.copy()
+    with pytest.raises(adsrc.AdsrcError):
+        f.adjoint(x, 3)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("wrt", ["nothere", ("data", "nothere"), 6, -7])
+def test_wrt_names_a_nonexistent_argument(wrt):
+    with pytest.raises(adsrc.AdsrcError):
+        adsrc.differentiate(csr_relax, wrt=wrt, outputs=("x",))
+    with pytest.raises(adsrc.AdsrcError):
+        adsrc.differentiate(wrt=wrt, outputs=("x",))(csr_relax)
+
+
+def test_outputs_names_a_nonexistent_argument():
+    with pytest.raises(adsrc.AdsrcError):
+        adsrc.differentiate(csr_relax, wrt="data", outputs=("y",))
+
+
+_NO_SOURCE = eval("lambda x: x * x")  # noqa: S307  (a function without a source file)
+_LAMBDA_OWN_LINE = lambda x: 2.0 * x  # noqa: E731
+
+
+@pytest.mark.parametrize("fn", [np.sum, builtins.sum, math.sqrt, len, _NO_SOURCE,
+                                _LAMBDA_OWN_LINE, lambda x: 2.0 * x],
+                         ids=["np.sum", "sum", "math.sqrt", "len", "eval_lambda",
+                              "lambda_own_line", "lambda_inside_an_expression"])
+def test_non_kernel_callable(fn):
+    x = np.linspace(0.5, 1.5, 4)
+    before = x.copy()
+    with pytest.raises(adsrc.AdsrcError):
+        f = adsrc.differentiate(fn, wrt=0)
+        f.adjoint(x)
+    np.testing.assert_array_equal(x, before)

@@ -1,0 +1,535 @@
+"""The supported language subset of docs/API.md, one small kernel per item
+(tests/subset_kernels.py), each checked two ways:
+
+(a) ``adsrc.check_grads`` (random directions, Richardson-extrapolated FD) at rtol 1e-7;
+(b) the full adjoint ``J^T w`` (``Differentiable.adjoint`` with random seeds, and
+    ``adsrc.grad`` for kernels returning a scalar) against a per-component central
+    finite-difference gradient computed here (h = 1e-6, rtol 1e-6).
+
+Also: the state adjoint() leaves equals the primal's, the semantics of the bars
+(output bars -> adjoint of the initial value, other wrt bars incremented), the
+default-outputs rule, f.source("adjoint") and the generated module run by hand.
+"""
+
+import importlib.util
+import inspect
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import adsrc
+import subset_kernels as K
+from adsrc.runtime.tape import Tape
+
+INT_DTYPES = (np.int32, np.int64)
+FD_H = 1e-6
+FD_RTOL = 1e-6
+
+
+# ---------------------------------------------------------------------------
+# cases
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    name: str
+    kernel: object
+    make: object                 # make(rng, int_dtype) -> tuple of args
+    wrt: tuple
+    outputs: tuple = None        # passed to adsrc (None: the default rule)
+    effective: tuple = None      # the outputs the default rule must choose (when outputs is None)
+    uses_indices: bool = False
+
+    @property
+    def params(self):
+        return list(inspect.signature(self.kernel).parameters)
+
+    def index(self, name):
+        return self.params.index(name)
+
+    @property
+    def outs(self):
+        return self.outputs if self.outputs is not None else self.effective
+
+
+def _u(rng, n, lo=0.5, hi=1.5):
+    return rng.uniform(lo, hi, n)
+
+
+def _csr(int_dtype):
+    import scipy.sparse as sp
+    a = sp.csr_matrix(sp.diags([-1.0, 3.0, -1.2], [-1, 0, 2], shape=(6, 6)))
+    a.sort_indices()
+    return (a.indptr.astype(int_dtype), a.indices.astype(int_dtype),
+            np.array(a.data, dtype=np.float64))
+
+
+def _mixed_sign(rng, n, margin=0.3):
+    """values with |x| >= margin, alternating signs."""
+    return np.array([(margin + rng.uniform(0.0, 1.0)) * (-1) ** k for k in range(n)])
+
+
+CASES = [
+    Case("scalars_float_int", K.scalars_float_int, lambda r, d: (0.7, 0.9, 4), ("a", "b"),
+         effective=("return",)),
+    Case("scalars_by_position", K.scalars_float_int, lambda r, d: (0.7, 0.9, 4), (1, 0),
+         outputs=("return",)),
+    Case("array_1d", K.array_1d, lambda r, d: (_u(r, 6), _u(r, 6)), ("x", "y"), ("y",)),
+    Case("array_1d_output_not_wrt", K.array_1d, lambda r, d: (_u(r, 6), _u(r, 6)), ("x",),
+         ("y",)),
+    Case("array_2d", K.array_2d, lambda r, d: (_u(r, (4, 3)), _u(r, 3), _u(r, 4)),
+         ("a", "x"), ("y",)),
+    Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
+         effective=("u",)),
+    Case("gather_scatter", K.gather_scatter,
+         lambda r, d: (np.array([2, 0, 2, 5, 1, 3], dtype=d), _u(r, 6), _u(r, 6)),
+         ("x",), ("y",), uses_indices=True),
+    Case("csr_matvec", K.csr_matvec, lambda r, d: (*_csr(d), _u(r, 6), np.zeros(6)),
+         ("data", "x"), ("y",), uses_indices=True),
+    Case("augassign_scalars", K.augassign_scalars, lambda r, d: (0.8, 1.3), ("a", "b")),
+    Case("augassign_elements", K.augassign_elements, lambda r, d: (_u(r, 5), _u(r, 5)),
+         ("x", "y"), ("y",)),
+    Case("augassign_2d_elements", K.augassign_2d_elements,
+         lambda r, d: (_u(r, (3, 2)), _u(r, (3, 2))), ("u", "v"), ("u",)),
+    Case("axpy_whole", K.axpy_whole, lambda r, d: (_u(r, 5), _u(r, 5), _u(r, 5), 0.7),
+         ("x", "dinv", "r", "alpha"), ("x",)),
+    Case("residual_whole", K.residual_whole, lambda r, d: (_u(r, 5), _u(r, 5), np.zeros(5)),
+         ("b", "y"), ("r",)),
+    Case("whole_2d", K.whole_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
+         ("u",)),
+    Case("slice_inner", K.slice_inner, lambda r, d: (_u(r, 7), _u(r, 7)), ("x", "y"), ("y",)),
+    Case("slice_step", K.slice_step, lambda r, d: (_u(r, 8), _u(r, 8)), ("x", "y"), ("y",)),
+    Case("slice_runtime_bound", K.slice_runtime_bound, lambda r, d: (_u(r, 7), _u(r, 7)),
+         ("v", "w"), ("v",)),
+    Case("shape_unpack_in_loop", K.shape_unpack_in_loop,
+         lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"), ("u",)),
+    Case("range_step2", K.range_step2, lambda r, d: (_u(r, 9), _u(r, 9), 1, 8), ("x", "y"),
+         ("y",)),
+    Case("range_negative", K.range_negative, lambda r, d: (_u(r, 6),), ("x",), ("x",)),
+    Case("range_negative_step2", K.range_negative_step2, lambda r, d: (_u(r, 7), _u(r, 7)),
+         ("x", "y"), ("y",)),
+    Case("nested_loops", K.nested_loops, lambda r, d: (_u(r, 5), _u(r, 5), 2), ("x", "y"),
+         ("y",)),
+    # s: 3.0, 1.35, 0.6075, 0.273, 0.123, 0.0554 -> 5 trips, far from tol = 0.1
+    Case("while_halving", K.while_halving, lambda r, d: (3.0, 0.9, 0.1), ("a", "c", "tol")),
+    Case("while_index", K.while_index,
+         lambda r, d: (np.array([0.5, 1.2, 0.8, -0.7, 0.9]), _u(r, 5)), ("x", "y"), ("y",)),
+    Case("if_elif_else", K.if_elif_else,
+         lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
+         ("x", "y", "t"), ("y",)),
+    Case("if_scalar_then", K.if_scalar, lambda r, d: (2.0, 1.0), ("a", "b")),
+    Case("if_scalar_else", K.if_scalar, lambda r, d: (0.5, 1.5), ("a", "b")),
+    # cumulative sums 0.25, 1.25, 1.89, 3.33: breaks at i = 3, margins >= 5 %
+    Case("loop_break", K.loop_break, lambda r, d: (np.array([0.5, 1.0, 0.8, 1.2, 0.3]), 2.0),
+         ("x", "limit")),
+    Case("loop_continue", K.loop_continue, lambda r, d: (_mixed_sign(r, 6), _u(r, 6)),
+         ("x", "y"), ("y",)),
+    # s: 0.3, 0.56, 1.184, 2.276 > 2: breaks after i = 3
+    Case("while_break", K.while_break,
+         lambda r, d: (np.array([0.3, 0.2, 0.4, 0.5, 0.1, 0.3]), 2.0), ("x", "limit")),
+    Case("temporaries", K.temporaries, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"),
+         ("y", "return")),
+    Case("functions_elementwise", K.functions_elementwise,
+         lambda r, d: (np.array([0.6, 1.4, 0.9, 1.2]), np.array([0.9, 0.8, 1.5, -0.7])),
+         ("x", "y"), ("y",)),
+    Case("functions_whole_array", K.functions_whole_array,
+         lambda r, d: (np.array([0.6, 1.4, 0.9, 1.2]), np.array([0.9, 0.8, 1.5, -0.7])),
+         ("x", "y"), ("y",)),
+    Case("dot_sum", K.dot_sum, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y")),
+    Case("sum_2d", K.sum_2d, lambda r, d: (_u(r, (3, 4)),), ("u",)),
+    Case("local_zeros", K.local_zeros, lambda r, d: (_u(r, 5),), ("x",)),
+    Case("local_empty", K.local_empty, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"), ("y",)),
+    Case("local_zeros_like", K.local_zeros_like, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"),
+         ("y",)),
+    Case("local_copy", K.local_copy, lambda r, d: (_u(r, 6), _u(r, 6)), ("x", "y"), ("y",)),
+    Case("local_zeros_2d", K.local_zeros_2d, lambda r, d: (_u(r, (3, 4)),), ("u",), ("u",)),
+    Case("local_zeros_shape", K.local_zeros_shape, lambda r, d: (_u(r, (3, 4)),), ("u",),
+         ("u",)),
+    Case("local_zeros_like_2d", K.local_zeros_like_2d, lambda r, d: (_u(r, (3, 4)),), ("u",),
+         ("u",)),
+    Case("local_copy_2d", K.local_copy_2d, lambda r, d: (_u(r, (4, 5)),), ("u",), ("u",)),
+    Case("shape_and_len", K.shape_and_len, lambda r, d: (_u(r, (3, 4)), _u(r, 5)), ("u", "x")),
+    Case("call_scalar_in_expression", K.call_scalar_in_expression,
+         lambda r, d: (_u(r, 4), _u(r, 4)), ("x", "y")),
+    Case("call_statement", K.call_statement, lambda r, d: (_u(r, 4), _u(r, 4), 0.7),
+         ("x", "y", "alpha"), ("x", "y")),
+    Case("call_statement_default_outputs", K.call_statement,
+         lambda r, d: (_u(r, 4), _u(r, 4), 0.7), ("alpha",), effective=("x", "y")),
+    Case("rec_sum_depth5", K.rec_sum, lambda r, d: (_u(r, 5), 5), ("x",)),
+    Case("rec_sweep_depth4", K.rec_sweep, lambda r, d: (_u(r, 5), _u(r, 5), 4), ("x", "y"),
+         ("y",)),
+    Case("returns_nothing_default_outputs", K.returns_nothing,
+         lambda r, d: (_u(r, 4), _u(r, 4), _u(r, 4)), ("x",), effective=("y", "z")),
+    Case("returns_scalar_default_outputs", K.returns_scalar_and_mutates,
+         lambda r, d: (_u(r, 4), _u(r, 4)), ("x",), effective=("return",)),
+    Case("uses_module_constant", K.uses_constant, lambda r, d: (_u(r, 4),), ("x",), ("x",)),
+]
+
+# elementary functions: one scalar kernel per spelling, return-only
+_FN_ARGS = {
+    "fn_pow_op": (0.7, 1.3), "fn_np_power": (0.7, 1.3),
+    "fn_np_minimum": (0.7, 1.3), "fn_builtin_min": (1.3, 0.7),
+    "fn_np_maximum": (0.7, 1.3), "fn_builtin_max": (1.3, 0.7),
+}
+for _name in [n for n in dir(K) if n.startswith("fn_")]:
+    _fn = getattr(K, _name)
+    _nargs = len(inspect.signature(_fn).parameters)
+    if _nargs == 1:
+        for _a in ((0.7,) if "abs" not in _name else (0.7, -0.7)):
+            CASES.append(Case(f"{_name}({_a})", _fn, lambda r, d, _a=_a: (_a,), ("a",)))
+    else:
+        CASES.append(Case(_name, _fn, lambda r, d, _v=_FN_ARGS[_name]: _v, ("a", "b")))
+for _c in CASES:
+    if _c.outputs is None and _c.effective is None:
+        _c.effective = ("return",)
+
+
+def _params(cases):
+    out = []
+    for case in cases:
+        for dt in INT_DTYPES if case.uses_indices else (np.int64,):
+            out.append(pytest.param(case, dt, id=f"{case.name}-{np.dtype(dt).name}"
+                                    if case.uses_indices else case.name))
+    return out
+
+
+PARAMS = _params(CASES)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _args(case, int_dtype, seed=1):
+    return case.make(np.random.default_rng(seed), int_dtype)
+
+
+def _copy(args):
+    return tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _wrt_names(case):
+    return tuple(case.params[w] if isinstance(w, int) else w for w in case.wrt)
+
+
+def _array_outs(case):
+    return [o for o in case.outs if o != "return"]
+
+
+def _seeds(case, args, rng):
+    bars = {o + "_bar": rng.standard_normal(np.shape(args[case.index(o)])) for o in _array_outs(case)}
+    if "return" in case.outs:
+        bars["out_bar"] = float(rng.uniform(0.5, 1.5))
+    return bars
+
+
+def _loss(case, args, seeds):
+    """<w, F(args)> for the seeds (kernel run on copies)."""
+    a = list(_copy(args))
+    ret = case.kernel(*a)
+    total = 0.0
+    for o in _array_outs(case):
+        total += float(np.sum(seeds[o + "_bar"] * a[case.index(o)]))
+    if "return" in case.outs:
+        total += seeds.get("out_bar", 1.0) * float(ret)
+    return total
+
+
+def _fd_gradient(case, args, seeds, name):
+    """per-component central difference of <w, F> with respect to argument ``name``."""
+    i = case.index(name)
+    value = args[i]
+
+    def at(perturbed):
+        a = list(args)
+        a[i] = perturbed
+        return _loss(case, a, seeds)
+
+    if not isinstance(value, np.ndarray):
+        return (at(value + FD_H) - at(value - FD_H)) / (2 * FD_H)
+    grad = np.zeros(value.shape)
+    for j in np.ndindex(value.shape):
+        plus, minus = value.copy(), value.copy()
+        plus[j] += FD_H
+        minus[j] -= FD_H
+        grad[j] = (at(plus) - at(minus)) / (2 * FD_H)
+    return grad
+
+
+def _assert_close(got, want, what, rtol=FD_RTOL):
+    if isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray), f"{what}: expected an array, got {type(got)}"
+        assert got.shape == want.shape and got.dtype == np.float64, what
+        scale = max(float(np.max(np.abs(want))), 1e-3) if want.size else 1.0
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
+    else:
+        assert isinstance(got, float), f"{what}: a scalar wrt must be a Python float, got {type(got)}"
+        assert got == pytest.approx(want, rel=rtol, abs=rtol * max(abs(want), 1e-3)), what
+
+
+def _assert_same_state(got, want, what):
+    for k, (g, w) in enumerate(zip(got, want)):
+        if isinstance(w, np.ndarray):
+            assert g.dtype == w.dtype and g.shape == w.shape, (what, k)
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15, err_msg=f"{what}: arg {k}")
+        else:
+            assert g == w, (what, k)
+
+
+def _diff(case):
+    return adsrc.differentiate(case.kernel, wrt=case.wrt, outputs=case.outputs)
+
+
+# ---------------------------------------------------------------------------
+# (a) check_grads, (b) full adjoint vs per-component FD
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case,int_dtype", PARAMS)
+def test_check_grads(case, int_dtype):
+    args = _args(case, int_dtype)
+    before = _copy(args)
+    report = adsrc.check_grads(case.kernel, args, wrt=case.wrt, outputs=case.outputs, rtol=1e-7)
+    assert report is not None
+    _assert_same_state(args, before, "check_grads leaves the caller's arrays")
+
+
+@pytest.mark.parametrize("case,int_dtype", PARAMS)
+def test_adjoint_against_finite_differences(case, int_dtype):
+    """every wrt gradient and every output array's bar (the adjoint of its initial value),
+    component by component."""
+    args = _args(case, int_dtype)
+    seeds = _seeds(case, args, np.random.default_rng(7))
+    passed = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in seeds.items()}
+    got = _diff(case).adjoint(*_copy(args), **passed)
+    wrt = _wrt_names(case)
+    assert isinstance(got, tuple) and len(got) == len(wrt)
+    for name, g in zip(wrt, got):
+        _assert_close(g, _fd_gradient(case, args, seeds, name), f"{case.name}: {name}_bar")
+        if name in case.outs:
+            assert g is passed[name + "_bar"], f"{name}: an output bar is returned in place"
+    for o in _array_outs(case):
+        if o not in wrt:  # not returned, but its bar holds the adjoint of the initial value
+            _assert_close(passed[o + "_bar"], _fd_gradient(case, args, seeds, o),
+                          f"{case.name}: {o}_bar (output not in wrt)")
+
+
+SCALAR_RETURN = [p for p in PARAMS if "return" in p.values[0].outs]
+
+
+@pytest.mark.parametrize("case,int_dtype", SCALAR_RETURN)
+def test_grad_against_finite_differences(case, int_dtype):
+    args = _args(case, int_dtype)
+    only_return = Case(case.name, case.kernel, case.make, case.wrt, outputs=("return",))
+    seeds = {"out_bar": 1.0}
+    got = adsrc.grad(case.kernel, wrt=case.wrt)(*_copy(args))
+    wrt = _wrt_names(case)
+    assert isinstance(got, tuple) and len(got) == len(wrt)
+    for name, g in zip(wrt, got):
+        _assert_close(g, _fd_gradient(only_return, args, seeds, name), f"{case.name}: grad {name}")
+    value, got2 = adsrc.value_and_grad(case.kernel, wrt=case.wrt)(*_copy(args))
+    assert value == pytest.approx(float(case.kernel(*_copy(args))), rel=1e-13)
+    for g, g2 in zip(got, got2):
+        np.testing.assert_allclose(g2, g, rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# state after adjoint(), semantics of the bars
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case,int_dtype", PARAMS)
+def test_adjoint_leaves_primal_state(case, int_dtype):
+    args = _args(case, int_dtype)
+    seeds = _seeds(case, args, np.random.default_rng(8))
+    f = _diff(case)
+    a_adj, a_pri = _copy(args), _copy(args)
+    f.adjoint(*a_adj, **seeds)
+    r = case.kernel(*a_pri)
+    _assert_same_state(a_adj, a_pri, f"{case.name}: arrays after adjoint()")
+    a_call = _copy(args)
+    assert f(*a_call) == r  # the primal through the wrapper
+    _assert_same_state(a_call, a_pri, f"{case.name}: arrays after f()")
+
+
+def _accumulating(case, args):
+    return [n for n in _wrt_names(case)
+            if n not in case.outs and isinstance(args[case.index(n)], np.ndarray)]
+
+
+ACCUMULATING = [p for p in PARAMS if _accumulating(p.values[0], _args(p.values[0], p.values[1]))]
+
+
+@pytest.mark.parametrize("case,int_dtype", ACCUMULATING)
+def test_other_wrt_bars_are_incremented(case, int_dtype):
+    args = _args(case, int_dtype)
+    rng = np.random.default_rng(9)
+    seeds = _seeds(case, args, rng)
+    acc = _accumulating(case, args)
+    start = {n + "_bar": rng.standard_normal(np.shape(args[case.index(n)])) for n in acc}
+    f = _diff(case)
+    fresh = dict(zip(_wrt_names(case), f.adjoint(*_copy(args), **{k: (v.copy() if isinstance(
+        v, np.ndarray) else v) for k, v in seeds.items()})))
+    passed = {**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in seeds.items()},
+              **{k: v.copy() for k, v in start.items()}}
+    got = dict(zip(_wrt_names(case), f.adjoint(*_copy(args), **passed)))
+    for n in acc:
+        assert got[n] is passed[n + "_bar"], f"{n}: the bar passed in is returned"
+        np.testing.assert_allclose(got[n], start[n + "_bar"] + fresh[n], rtol=1e-12, atol=1e-14,
+                                   err_msg=f"{case.name}: {n}_bar must be incremented")
+        assert not np.allclose(got[n], fresh[n]), "the starting bar was not added"
+
+
+def test_output_bar_holds_adjoint_of_initial_value_by_hand():
+    """x += alpha * dinv * r: x_final = x0 + alpha dinv r, so x_bar stays, and
+    dinv_bar += alpha r x_bar, r_bar += alpha dinv x_bar, alpha_bar = sum(dinv r x_bar)."""
+    rng = np.random.default_rng(3)
+    x, dinv, r = rng.standard_normal((3, 5))
+    alpha = 0.3
+    w = rng.standard_normal(5)
+    x_bar, d0, r0 = w.copy(), rng.standard_normal(5), rng.standard_normal(5)
+    dinv_bar, r_bar = d0.copy(), r0.copy()
+    f = adsrc.differentiate(K.axpy_whole, wrt=("dinv", "r", "alpha", "x"), outputs="x")
+    xx = x.copy()
+    got = f.adjoint(xx, dinv.copy(), r.copy(), alpha, x_bar=x_bar, dinv_bar=dinv_bar,
+                    r_bar=r_bar)
+    np.testing.assert_allclose(xx, x + alpha * dinv * r, rtol=1e-15)
+    assert got[0] is dinv_bar and got[1] is r_bar and got[3] is x_bar
+    np.testing.assert_allclose(dinv_bar, d0 + alpha * r * w, rtol=1e-14)
+    np.testing.assert_allclose(r_bar, r0 + alpha * dinv * w, rtol=1e-14)
+    assert isinstance(got[2], float)
+    assert got[2] == pytest.approx(float(np.sum(dinv * r * w)), rel=1e-13)
+    np.testing.assert_allclose(x_bar, w, rtol=0, atol=0)
+
+
+def test_output_bar_of_overwritten_array_by_hand():
+    """r[:] = b - y*y overwrites r: r_bar on return is 0 (adjoint of the initial value)."""
+    rng = np.random.default_rng(4)
+    b, y, r = rng.standard_normal((3, 5))
+    w = rng.standard_normal(5)
+    r_bar = w.copy()
+    b_bar, y_bar = rng.standard_normal((2, 5))
+    b0, y0 = b_bar.copy(), y_bar.copy()
+    f = adsrc.differentiate(K.residual_whole, wrt=("b", "y"), outputs=("r",))
+    f.adjoint(b.copy(), y.copy(), r, r_bar=r_bar, b_bar=b_bar, y_bar=y_bar)
+    np.testing.assert_array_equal(r_bar, np.zeros(5))
+    np.testing.assert_allclose(b_bar, b0 + w, rtol=1e-14)
+    np.testing.assert_allclose(y_bar, y0 - 2 * y * w, rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# the default-outputs rule (docs/API.md)
+# ---------------------------------------------------------------------------
+
+
+def test_default_outputs_returns_nothing_are_mutated_float_arrays():
+    f = adsrc.differentiate(K.returns_nothing, wrt="x")
+    x, y, z = np.random.default_rng(5).uniform(0.5, 1.5, (3, 4))
+    with pytest.raises(adsrc.ArgumentError):          # y and z are outputs: bars required
+        f.adjoint(x.copy(), y.copy(), z.copy(), y_bar=np.ones(4))
+    with pytest.raises(adsrc.ArgumentError):
+        f.adjoint(x.copy(), y.copy(), z.copy(), z_bar=np.ones(4))
+    (xb,) = f.adjoint(x.copy(), y.copy(), z.copy(), y_bar=np.ones(4), z_bar=np.ones(4))
+    # L = sum(y1) + sum(z1), y1 = y x, z1 = z + y x^2
+    np.testing.assert_allclose(xb, y + 2 * y * x, rtol=1e-14)
+
+
+def test_default_outputs_returning_kernel_is_the_return_value():
+    f = adsrc.differentiate(K.returns_scalar_and_mutates, wrt="x")
+    x, y = np.random.default_rng(6).uniform(0.5, 1.5, (2, 4))
+    with pytest.raises(adsrc.ArgumentError):          # y is not an output: no y_bar
+        f.adjoint(x.copy(), y.copy(), y_bar=np.ones(4))
+    (xb,) = f.adjoint(x.copy(), y.copy(), out_bar=2.0)
+    np.testing.assert_allclose(xb, 2.0 * 2 * y * y * x, rtol=1e-14)   # s = sum (y x)^2
+    assert adsrc.grad(K.returns_scalar_and_mutates, wrt="x")(x.copy(), y.copy()) \
+        == pytest.approx(xb / 2.0, rel=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# generated source
+# ---------------------------------------------------------------------------
+
+_KERNEL_FILE = inspect.getsourcefile(K)
+with open(_KERNEL_FILE) as _fh:
+    _KERNEL_LINES = _fh.read().splitlines()
+
+SOURCE_CASES = [c for c in CASES if c.name in (
+    "csr_matvec", "call_statement", "rec_sum_depth5", "if_elif_else", "while_halving",
+    "slice_step", "temporaries", "loop_break", "residual_whole", "write_2d")]
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES, ids=[c.name for c in SOURCE_CASES])
+def test_source_has_bars_and_line_comments(case):
+    f = _diff(case)
+    args = _args(case, np.int64)
+    f.adjoint(*_copy(args), **_seeds(case, args, np.random.default_rng(0)))
+    text = f.source("adjoint")
+    assert isinstance(text, str)
+    assert re.search(r"\b\w+_bar\b", text), "no _bar names in the generated source"
+    comments = re.findall(r"# line (\d+): (.*)$", text, flags=re.M)
+    assert comments, "no '# line N:' comments"
+    assert "__adsrc_comment__" not in text, "a placeholder string instead of a '# line' comment"
+    for number, quoted in comments:
+        line = _KERNEL_LINES[int(number) - 1].strip()
+        assert line == quoted.strip(), f"# line {number}: {quoted!r} is {line!r} in the file"
+    # the comments point into the kernel (or its callees) in subset_kernels.py
+    first = inspect.getsourcelines(case.kernel)[1]
+    own = [int(n) for n, _ in comments]
+    assert any(first <= n < first + len(inspect.getsourcelines(case.kernel)[0]) for n in own)
+    assert f.source("adjoint", args=args) == text
+
+
+def _import_source(text, path, modname):
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES, ids=[c.name for c in SOURCE_CASES])
+def test_generated_module_runs_by_hand(case, tmp_path):
+    """save f.source() to a file, import it, run <name>__fwd / <name>__rev with a Tape."""
+    f = _diff(case)
+    args = _args(case, np.int64)
+    seeds = _seeds(case, args, np.random.default_rng(1))
+    want = dict(zip(_wrt_names(case), f.adjoint(*_copy(args), **{
+        k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in seeds.items()})))
+    module = _import_source(f.source("adjoint"), tmp_path / f"gen_{case.name}.py",
+                            f"gen_{case.name}")
+    name = case.kernel.__name__
+    fwd, rev = getattr(module, name + "__fwd"), getattr(module, name + "__rev")
+
+    a = list(_copy(args))
+    tape = Tape()
+    value = fwd(*a, tape)
+    primal = list(_copy(args))
+    ret = case.kernel(*primal)
+    _assert_same_state(a, primal, f"{case.name}: arrays after {name}__fwd")
+    if "return" in case.outs:
+        assert value == pytest.approx(float(ret), rel=1e-13)
+    bars, call = {}, []
+    for p in list(inspect.signature(rev).parameters)[len(case.params):]:
+        if p == "_tape":
+            call.append(tape)
+        elif p.endswith("_bar") and p[:-4] in case.params:
+            arr = args[case.index(p[:-4])]
+            bars[p[:-4]] = seeds[p].copy() if p in seeds else np.zeros(np.shape(arr))
+            call.append(bars[p[:-4]])
+        else:  # the seed of the return value
+            call.append(seeds["out_bar"])
+    scalars = rev(*a, *call)
+    assert tape.empty(), "the reverse sweep must consume the tape"
+    scalar_names = [n for n in _wrt_names(case) if not isinstance(args[case.index(n)], np.ndarray)]
+    for n, w in want.items():
+        if isinstance(w, np.ndarray):
+            np.testing.assert_allclose(bars[n], w, rtol=1e-13, atol=1e-15, err_msg=n)
+    if scalar_names:
+        # scalar adjoints come back as a tuple (order internal): compare the values
+        assert len(scalars) == len(scalar_names)
+        assert sorted(float(v) for v in scalars) == pytest.approx(
+            sorted(float(want[n]) for n in scalar_names), rel=1e-13)
