@@ -1,10 +1,11 @@
-"""Build hook for adsrc.
+"""Build script: package layout (metadata lives in pyproject.toml).
 
-All metadata lives in pyproject.toml. This file exists so that the Cython
-extension modules (kernels/, issue 3) can be declared here with
-``ext_modules=cythonize(...)``; until then it adds nothing.
+The solver kernels live in the top-level ``kernels/`` folder and install as ``adsrc.kernels``.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
-setup()
+setup(
+    packages=find_packages(include=["adsrc", "adsrc.*"]) + ["adsrc.kernels"],
+    package_dir={"adsrc.kernels": "kernels"},
+)
