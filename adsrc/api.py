@@ -15,14 +15,18 @@ Semantics (also in the README):
 
 import functools
 import inspect
+import os
+import shutil
+import sysconfig
+import warnings
 
 import numpy as np
 
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
 from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
-from adsrc.runtime.arguments import check_bar, check_distinct, signature_of
-from adsrc.runtime.tape import Tape
+from adsrc.runtime.arguments import check_bar, check_contiguous, check_distinct, signature_of
+from adsrc.runtime.tape import BYTES_PER_VALUE, Tape, TapeStats
 
 
 def _parameter_names(fn):
@@ -48,14 +52,44 @@ def _names(fn, spec, what):
     return tuple(names)
 
 
-class _Compiled:
-    """The loaded adjoint of one signature."""
+BACKENDS = ("cython", "python")
 
-    def __init__(self, entry, source, namespace):
+
+BACKEND_VARIABLE = "ADSRC_BACKEND"
+
+
+def default_backend():
+    """$ADSRC_BACKEND if set; else "cython" when a C compiler is available, else "python"."""
+    return os.environ.get(BACKEND_VARIABLE) or _detected_backend()
+
+
+@functools.lru_cache(maxsize=None)
+def _detected_backend():
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) or shutil.which("cc"):
+        return "cython"
+    warnings.warn("adsrc: no C compiler found; using the (slow) Python backend", stacklevel=4)
+    return "python"
+
+
+def _backend(name):
+    name = default_backend() if name is None else name
+    if name not in BACKENDS:
+        raise AdsrcError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
+    return name
+
+
+class _Compiled:
+    """The loaded adjoint of one signature and backend."""
+
+    def __init__(self, entry, backend, source, namespace):
         self.entry = entry
+        self.backend = backend
         self.source = source
         self.forward = namespace[entry.fwd_name]
         self.reverse = namespace[entry.rev_name]
+        self.primal = namespace[entry.primal_name] if backend == "cython" else entry.key.fn
+        self.make_tape = namespace["Tape"] if backend == "cython" else Tape
 
 
 class Adjoint:
@@ -74,7 +108,7 @@ class Adjoint:
 class Differentiable:
     """A kernel with its derivative: call it for the primal, ``.adjoint`` for reverse mode."""
 
-    def __init__(self, fn, wrt, outputs=None):
+    def __init__(self, fn, wrt, outputs=None, backend=None):
         if isinstance(fn, Differentiable):
             fn = fn.fn
         self.fn = fn
@@ -84,6 +118,7 @@ class Differentiable:
         self.outputs = None if outputs is None else _names(fn, outputs, "outputs")
         self.params = _parameter_names(fn)
         KernelSource(fn)        # a function adsrc cannot read is refused here, not at first call
+        self.backend = _backend(backend)
         self.adjoint = Adjoint(self)
         self._program = Program()
         self._compiled = {}
@@ -91,6 +126,13 @@ class Differentiable:
 
     def __call__(self, *args):
         return self.fn(*args)
+
+    def primal(self, *args):
+        """The kernel compiled by this object's backend (the original function for "python")."""
+        compiled = self._compile(signature_of(self.fn.__name__, self.params, args))
+        if self.backend == "cython":
+            check_contiguous(self.fn.__name__, self.params, args)
+        return compiled.primal(*args)
 
     # generation ---------------------------------------------------------------------------------
 
@@ -117,8 +159,9 @@ class Differentiable:
                              "float array: there is no output to differentiate")
         return mutated
 
-    def _compile(self, signature):
-        if signature not in self._compiled:
+    def _compile(self, signature, backend=None):
+        backend = self.backend if backend is None else _backend(backend)
+        if (signature, backend) not in self._compiled:
             for name in self.wrt:
                 kind = signature[self.params.index(name)]
                 if not kind.is_float:
@@ -128,13 +171,14 @@ class Differentiable:
             outputs = self._outputs_for(signature)
             generator, entry = specialise_entry(self._program, self.fn, signature, self.wrt,
                                                 outputs)
-            source, namespace = generator.module(entry)
-            self._compiled[signature] = _Compiled(entry, source, namespace)
+            source, namespace = generator.module(entry, backend)
+            self._compiled[signature, backend] = _Compiled(entry, backend, source, namespace)
         self._last_signature = signature
-        return self._compiled[signature]
+        return self._compiled[signature, backend]
 
-    def source(self, kind="adjoint", args=None):
-        """The generated source for the signature of ``args`` (default: the last call's)."""
+    def source(self, kind="adjoint", args=None, backend=None):
+        """The generated source for the signature of ``args`` (default: the last call's), in
+        the language of ``backend`` (default: this object's)."""
         if kind != "adjoint":
             raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint')")
         if args is not None:
@@ -144,7 +188,7 @@ class Differentiable:
         else:
             raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
                              "argument types; call .adjoint(...) first or pass args=(...)")
-        return self._compile(signature).source
+        return self._compile(signature, backend).source
 
     # running ------------------------------------------------------------------------------------
 
@@ -153,6 +197,8 @@ class Differentiable:
         signature = signature_of(name, self.params, args)
         compiled = self._compile(signature)
         entry = compiled.entry
+        if compiled.backend == "cython":
+            check_contiguous(name, self.params, args)
         out_bar = float(bars.pop("out_bar", 1.0))
         allowed = {param + "_bar" for param in entry.bar_params
                    if param in self.wrt or param in entry.key.outputs}
@@ -181,7 +227,7 @@ class Differentiable:
         written = set(entry.written_arrays) | {param + "_bar" for param in entry.bar_params}
         check_distinct(name, everything, written)
 
-        tape = Tape()
+        tape = compiled.make_tape()
         value = compiled.forward(*args, tape)
         finals = {param: arrays[param].copy() for param in entry.written_arrays}
         seed = [out_bar] if entry.returns else []
@@ -192,25 +238,24 @@ class Differentiable:
         array_bars = dict(zip(entry.bar_params, bar_arrays))
         results = tuple(array_bars[param] if param in array_bars
                         else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
-        return value, results, tape.stats()
+        stats = TapeStats(tape.floats_pushed, tape.ints_pushed, tape.peak_values * BYTES_PER_VALUE)
+        return value, results, stats
 
 
-def differentiate(fn=None, *, wrt, outputs=None):
-    """Make a kernel differentiable; usable as ``@differentiate(wrt=...)`` or a function."""
+def differentiate(fn=None, *, wrt, outputs=None, backend=None):
+    """Make a kernel differentiable; usable as ``@differentiate(wrt=...)`` or a function.
+
+    ``backend`` is "cython" (compiled; the default when a C compiler is available) or
+    "python" (the reference)."""
     if fn is None:
-        return lambda function: Differentiable(function, wrt, outputs)
-    return Differentiable(fn, wrt, outputs)
+        return lambda function: Differentiable(function, wrt, outputs, backend)
+    return Differentiable(fn, wrt, outputs, backend)
 
 
-def _scalar_kernel(f, wrt):
-    kernel = Differentiable(f, wrt, outputs=(RETURN_OUTPUT,))
-    single = isinstance(wrt, (str, int))
-    return kernel, single
-
-
-def value_and_grad(f, wrt):
+def value_and_grad(f, wrt, backend=None):
     """``(value, gradients)`` of a kernel returning a scalar; arrays are mutated as ``f`` would."""
-    kernel, single = _scalar_kernel(f, wrt)
+    kernel = Differentiable(f, wrt, outputs=(RETURN_OUTPUT,), backend=backend)
+    single = isinstance(wrt, (str, int))
 
     def value_and_gradient(*args):
         value, results, _ = kernel._run(args, {})
@@ -219,9 +264,9 @@ def value_and_grad(f, wrt):
     return functools.wraps(kernel.fn)(value_and_gradient)
 
 
-def grad(f, wrt):
+def grad(f, wrt, backend=None):
     """Gradients of a kernel returning a scalar, in the order of ``wrt``."""
-    both = value_and_grad(f, wrt)
+    both = value_and_grad(f, wrt, backend)
 
     def gradient(*args):
         return both(*args)[1]

@@ -35,9 +35,10 @@ def _copy(args):
     return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
 
 
-def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-4, seed=0):
+def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-4, seed=0,
+                backend=None):
     """Check the adjoint of ``f`` at ``args``; raises AssertionError with a report on mismatch."""
-    kernel = Differentiable(f, wrt, outputs)
+    kernel = Differentiable(f, wrt, outputs, backend)
     params = kernel.params
     signature = signature_of(kernel.fn.__name__, params, args)
     entry = kernel._compile(signature).entry

@@ -21,6 +21,8 @@ from adsrc.analyses.recompute import Recomputation
 from adsrc.analyses.tbr import ToBeRecorded
 from adsrc.analyses.types import FLOAT, TypeInference
 from adsrc.backends import python as python_backend
+from adsrc.backends.cython import CythonModule, line_map
+from adsrc.compiling import cython_build
 from adsrc.errors import ArgumentError
 from adsrc.frontend.fence import Fence
 from adsrc.frontend.source import KernelSource
@@ -147,6 +149,7 @@ class Specialization:
         suffix = "" if index == 0 else f"_{index}"
         self.fwd_name = f"{key.fn.__name__}{suffix}__fwd"
         self.rev_name = f"{key.fn.__name__}{suffix}__rev"
+        self.primal_name = f"{key.fn.__name__}{suffix}__primal"
         self._callees = {}
         self._normalise(program, info)
         self._analyse(program)
@@ -240,19 +243,39 @@ class Generator:
             self.specs[key] = Specialization(self, key, index)
         return self.specs[key]
 
-    def module(self, entry):
+    def module(self, entry, backend):
         """(source, namespace) of the module holding the entry and all its callees."""
-        functions, done = [], set()
+        built, done = [], set()
         while True:
             pending = [spec for spec in list(self.specs.values()) if id(spec) not in done]
             if not pending:
                 break
             for spec in pending:
                 done.add(id(spec))
-                functions.extend(build_functions(spec))
+                built.append((spec, *build_functions(spec)))
         header = _header(entry)
-        source = python_backend.module_source(header, functions)
-        return source, python_backend.load(source, entry.fwd_name)
+        if backend == "python":
+            functions = [function for _, forward, reverse in built
+                         for function in (forward, reverse)]
+            source = python_backend.module_source(header, functions)
+            return source, python_backend.load(source, entry.fwd_name)
+        module = CythonModule()
+        for spec, forward, reverse in built:
+            module.add(spec, forward, reverse, primal_function(spec), entry=spec is entry)
+        source = module.source(header)
+        lines = line_map(source, entry.source.filename)
+        return source, vars(cython_build.load(source, entry.source.name, lines))
+
+
+def primal_function(spec):
+    """The normalised kernel as a function, its calls sent to the callees' primals."""
+    tree = copy.deepcopy(spec.tree)
+    for original, stmt in zip(walk_statements(spec.tree.body), walk_statements(tree.body)):
+        call = user_call(stmt, spec.user_functions)
+        if call is not None:
+            call.func = gast.Name(spec.callee(original).primal_name, gast.Load(), None, None)
+    tree.name = spec.primal_name
+    return tree
 
 
 def _header(entry):

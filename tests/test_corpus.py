@@ -13,6 +13,8 @@ import adsrc
 from corpus.hand_adjoints import CASES
 from corpus.problems import INT_DTYPES
 
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
 RTOL = 1e-10
 
 

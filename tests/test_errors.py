@@ -20,6 +20,8 @@ import pytest
 
 import adsrc
 
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
 # ---------------------------------------------------------------------------
 # kernels outside the subset
 # ---------------------------------------------------------------------------

@@ -23,6 +23,8 @@ import adsrc
 import subset_kernels as K
 from adsrc.runtime.tape import Tape
 
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
 INT_DTYPES = (np.int32, np.int64)
 FD_H = 1e-6
 FD_RTOL = 1e-6
@@ -493,14 +495,15 @@ def _import_source(text, path, modname):
 
 @pytest.mark.parametrize("case", SOURCE_CASES, ids=[c.name for c in SOURCE_CASES])
 def test_generated_module_runs_by_hand(case, tmp_path):
-    """save f.source() to a file, import it, run <name>__fwd / <name>__rev with a Tape."""
+    """save the generated Python module to a file, import it, run <name>__fwd / <name>__rev
+    with a Tape (the Cython module is built by the compile tests)."""
     f = _diff(case)
     args = _args(case, np.int64)
     seeds = _seeds(case, args, np.random.default_rng(1))
     want = dict(zip(_wrt_names(case), f.adjoint(*_copy(args), **{
         k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in seeds.items()})))
-    module = _import_source(f.source("adjoint"), tmp_path / f"gen_{case.name}.py",
-                            f"gen_{case.name}")
+    module = _import_source(f.source("adjoint", backend="python"),
+                            tmp_path / f"gen_{case.name}.py", f"gen_{case.name}")
     name = case.kernel.__name__
     fwd, rev = getattr(module, name + "__fwd"), getattr(module, name + "__rev")
 

@@ -23,6 +23,8 @@ from corpus import kernels as K
 from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
 from corpus.problems import INT_DTYPES, diagonal_of, perturb_data, poisson2d_csr
 
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
 M = 8
 N = M * M
 SWEEPS = 3

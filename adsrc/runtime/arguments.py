@@ -46,3 +46,12 @@ def check_distinct(kernel_name, arrays, written):
                 raise ArgumentError(f"{kernel_name}: '{first}' and '{second}' share memory, "
                                     "but adsrc assumes the arrays a kernel writes are distinct "
                                     "from its other arrays; pass copies")
+
+
+def check_contiguous(kernel_name, params, args):
+    """The compiled backend takes C-contiguous arrays (typed ``[::1]`` memoryviews)."""
+    for param, value in zip(params, args):
+        if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
+            raise ArgumentError(f"{kernel_name}: '{param}' is not C-contiguous; the compiled "
+                                f"backend needs np.ascontiguousarray({param}) (or use "
+                                f"backend='python')")

@@ -69,9 +69,6 @@ class Tape:
             sum(isinstance(value, (int, float)) for value in frame) for frame in self.frames)
         self.peak_values = max(self.peak_values, held)
 
-    def stats(self):
-        return TapeStats(self.floats_pushed, self.ints_pushed,
-                         self.peak_values * BYTES_PER_VALUE)
-
     def empty(self):
+        """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return not (self.floats or self.ints or self.frames)

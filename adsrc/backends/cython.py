@@ -1,0 +1,548 @@
+"""The Cython backend: the same generated trees, printed as typed Cython.
+
+For every specialisation it prints ``cdef`` functions (``<name>__primal_c``, ``<name>__fwd_c``,
+``<name>__rev_c``) with typed memoryviews, C scalars and C loops, and, for the entry kernel,
+Python-callable wrappers with the names the Python backend uses (``<name>__primal``,
+``<name>__fwd``, ``<name>__rev``).  The module carries its own tape (typed C stacks that grow by
+``realloc``), so a generated ``.pyx`` needs neither adsrc nor NumPy headers to build.
+
+Loops that touch no Python object run inside ``with nogil:``.  Integer ``//`` and ``%`` keep
+Python's floor semantics (``cdivision`` is on for speed, so they go through small helpers).
+"""
+
+import copy
+import re
+
+import gast
+
+from adsrc.analyses.types import FLOAT, INT
+from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
+from adsrc.transformations.reverse import SEED, TAPE
+
+DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
+              "cdivision=True, cpow=True")
+
+_ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.sin": "sin",
+               "math.cos": "cos", "math.tan": "tan", "math.tanh": "tanh"}
+
+CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
+_DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
+_INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+)$")
+
+PRELUDE = '''
+from libc.math cimport sqrt, exp, log, sin, cos, tan, tanh, fabs
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, realloc, free
+
+import numpy as np
+
+
+cdef struct TapeData:
+    double* floats
+    long long* ints
+    Py_ssize_t n_floats, n_ints, cap_floats, cap_ints
+    long long floats_pushed, ints_pushed, peak_values
+
+
+cdef class Tape:
+    """The tape of one adjoint call: typed C stacks, plus a list for the arrays a reverse
+    sweep reads from its frame."""
+    cdef TapeData data
+    cdef public list objects
+
+    def __cinit__(self):
+        self.data.floats = <double*>malloc(1024 * sizeof(double))
+        self.data.ints = <long long*>malloc(1024 * sizeof(long long))
+        if self.data.floats == NULL or self.data.ints == NULL:
+            raise MemoryError()
+        self.data.cap_floats = 1024
+        self.data.cap_ints = 1024
+        self.data.n_floats = 0
+        self.data.n_ints = 0
+        self.data.floats_pushed = 0
+        self.data.ints_pushed = 0
+        self.data.peak_values = 0
+        self.objects = []
+
+    def __dealloc__(self):
+        free(self.data.floats)
+        free(self.data.ints)
+
+    @property
+    def floats_pushed(self):
+        return self.data.floats_pushed
+
+    @property
+    def ints_pushed(self):
+        return self.data.ints_pushed
+
+    @property
+    def peak_values(self):
+        return self.data.peak_values
+
+    def empty(self):
+        """Whether everything pushed has been popped (true after a complete reverse sweep)."""
+        return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
+
+
+cdef inline int _grow_failed() except -1 nogil:
+    with gil:
+        raise MemoryError("adsrc tape: out of memory")
+
+
+cdef inline int push_float(TapeData* t, double value) except -1 nogil:
+    cdef double* grown
+    if t.n_floats == t.cap_floats:
+        grown = <double*>realloc(t.floats, 2 * t.cap_floats * sizeof(double))
+        if grown == NULL:
+            return _grow_failed()
+        t.floats = grown
+        t.cap_floats *= 2
+    t.floats[t.n_floats] = value
+    t.n_floats += 1
+    t.floats_pushed += 1
+    if t.n_floats + t.n_ints > t.peak_values:
+        t.peak_values = t.n_floats + t.n_ints
+    return 0
+
+
+cdef inline double pop_float(TapeData* t) noexcept nogil:
+    t.n_floats -= 1
+    return t.floats[t.n_floats]
+
+
+cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
+    cdef long long* grown
+    if t.n_ints == t.cap_ints:
+        grown = <long long*>realloc(t.ints, 2 * t.cap_ints * sizeof(long long))
+        if grown == NULL:
+            return _grow_failed()
+        t.ints = grown
+        t.cap_ints *= 2
+    t.ints[t.n_ints] = value
+    t.n_ints += 1
+    t.ints_pushed += 1
+    if t.n_floats + t.n_ints > t.peak_values:
+        t.peak_values = t.n_floats + t.n_ints
+    return 0
+
+
+cdef inline long long pop_int(TapeData* t) noexcept nogil:
+    t.n_ints -= 1
+    return t.ints[t.n_ints]
+
+
+cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
+                                    Py_ssize_t step) noexcept nogil:
+    """len(range(start, stop, step))."""
+    if step > 0 and stop > start:
+        return (stop - start + step - 1) // step
+    if step < 0 and stop < start:
+        return (start - stop - step - 1) // (-step)
+    return 0
+
+
+cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t r = a % b
+    if r != 0 and ((r < 0) != (b < 0)):
+        r += b
+    return r
+
+
+cdef inline int _shape_error(int line) except -1 nogil:
+    with gil:
+        raise AssertionError(f"operands of different shapes in an element-wise statement "
+                             f"(line {line})")
+'''
+
+
+def _c_scalar(kind):
+    return "double" if kind.is_float else "Py_ssize_t"
+
+
+def _c_array(kind, const=False):
+    element = {"float64": "double", "int32": "int32_t", "int64": "int64_t"}[kind.dtype]
+    dims = ", ".join([":"] * (kind.ndim - 1) + ["::1"])
+    return f"{'const ' if const else ''}{element}[{dims}]"
+
+
+def _c_type(kind, const=False):
+    return _c_array(kind, const) if kind.is_array else _c_scalar(kind)
+
+
+class _Expressions(gast.NodeTransformer):
+    """Rewrites an expression into Cython spelling (before it is unparsed)."""
+
+    def __init__(self, types):
+        self.types = types
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        func = unparse(node.func)
+        if func in _ELEMENTARY:
+            node.func = gast.Name(_ELEMENTARY[func], gast.Load(), None, None)
+        elif func == "len":
+            return gast.Subscript(gast.Attribute(node.args[0], "shape", gast.Load()),
+                                  gast.Constant(0, None), gast.Load())
+        elif func in ("float", "int"):
+            node.func = gast.Name(f"__cast_{'double' if func == 'float' else 'Py_ssize_t'}",
+                                  gast.Load(), None, None)
+        elif func == "pow":
+            return gast.BinOp(node.args[0], gast.Pow(), node.args[1])
+        elif func in ("np.zeros", "np.empty") and isinstance(node.args[0], gast.Attribute):
+            array = node.args[0].value                      # np.empty(u.shape)
+            dims = [gast.Subscript(gast.Attribute(copy.deepcopy(array), "shape", gast.Load()),
+                                   gast.Constant(d, None), gast.Load())
+                    for d in range(self.types[array.id].ndim)]
+            node.args = [gast.Tuple(dims, gast.Load())]
+        return node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, (gast.FloorDiv, gast.Mod)):
+            helper = "_floordiv" if isinstance(node.op, gast.FloorDiv) else "_mod"
+            return gast.Call(gast.Name(helper, gast.Load(), None, None),
+                             [node.left, node.right], [])
+        return node
+
+
+def _expression(node, types):
+    text = unparse(_Expressions(types).visit(copy.deepcopy(node)))
+    return re.sub(r"__cast_(double|Py_ssize_t)\(", r"<\1>(", text)
+
+
+def _is_tape_call(node, method):
+    return (isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute)
+            and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE
+            and node.func.attr == method)
+
+
+def _python_only(stmt, user_names):
+    """Whether a statement needs the GIL: allocations, calls of kernels, frames."""
+    for node in gast.walk(stmt):
+        if isinstance(node, gast.Call):
+            func = unparse(node.func)
+            if func.startswith("np.") or func in user_names or func.endswith("_frame"):
+                return True
+    return False
+
+
+class _Printer:
+    """Prints one function body as Cython text."""
+
+    def __init__(self, types, user_names, renames, scalar_returns=None):
+        self.types = types                  # name -> adsrc Type, for every variable used
+        self.user_names = user_names        # names of called generated functions
+        self.renames = renames              # generated Python-level name -> cdef name
+        self.scalar_returns = scalar_returns
+        self.lines = []
+        self.counter = 0
+        self.callee_out = 0
+
+    def emit(self, depth, text):
+        self.lines.append("    " * depth + text)
+
+    def expr(self, node):
+        node = copy.deepcopy(node)
+        for sub in gast.walk(node):
+            if isinstance(sub, gast.Call) and isinstance(sub.func, gast.Name) \
+                    and sub.func.id in self.renames:
+                sub.func.id = self.renames[sub.func.id]
+        return _expression(node, self.types)
+
+    def block(self, stmts, depth, nogil_ok=True):
+        if not stmts:
+            self.emit(depth, "pass")
+        for stmt in stmts:
+            self.statement(stmt, depth, nogil_ok)
+
+    def fresh(self):
+        self.counter += 1
+        name = f"_c{self.counter}"
+        self.types[name] = INT
+        return name
+
+    def statement(self, stmt, depth, nogil_ok):
+        if is_comment(stmt):
+            self.emit(depth, "# " + stmt.value.value[len(COMMENT_MARK):])
+            return
+        compound = isinstance(stmt, (gast.For, gast.While, gast.If))
+        if compound and nogil_ok and depth == 1 and not _python_only(stmt, self.user_names):
+            self.emit(depth, "with nogil:")
+            self._statement(stmt, depth + 1)
+            return
+        self._statement(stmt, depth)
+
+    def _statement(self, stmt, depth):
+        method = getattr(self, "_" + type(stmt).__name__)
+        method(stmt, depth)
+
+    def _Expr(self, stmt, depth):
+        value = stmt.value
+        if _is_tape_call(value, "push_float") or _is_tape_call(value, "push_int"):
+            self.emit(depth, f"{value.func.attr}(_tp, {self.expr(value.args[0])})")
+        elif _is_tape_call(value, "push_frame"):
+            for item in value.args[0].elts:
+                kind = self.types[item.id]
+                if kind.is_array:
+                    self.emit(depth, f"{TAPE}.objects.append({item.id})")
+                else:
+                    self.emit(depth, f"push_{'float' if kind.is_float else 'int'}"
+                                     f"(_tp, {item.id})")
+        elif _is_tape_call(value, "pop_int"):
+            self.emit(depth, "pop_int(_tp)")
+        else:
+            self.emit(depth, self.expr(value))
+
+    def _Assign(self, stmt, depth):
+        target, value = stmt.targets[0], stmt.value
+        if isinstance(target, gast.Tuple) and _is_tape_call(value, "pop_frame"):
+            for item in reversed(target.elts):
+                kind = self.types[item.id]
+                if kind.is_array:
+                    self.emit(depth, f"{item.id} = {TAPE}.objects.pop()")
+                else:
+                    self.emit(depth, f"{item.id} = pop_{'float' if kind.is_float else 'int'}"
+                                     f"(_tp)")
+            return
+        if isinstance(target, gast.Tuple):          # scalar adjoints returned by a callee
+            args = value.args[:-1] + [gast.Name(CALLEE_OUT, gast.Load(), None, None),
+                                      value.args[-1]]
+            self.emit(depth, self.expr(gast.Call(value.func, args, [])))
+            for position, item in enumerate(target.elts):
+                self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
+            self.callee_out = max(self.callee_out, len(target.elts))
+            return
+        for kind in ("float", "int"):
+            if _is_tape_call(value, f"pop_{kind}"):
+                self.emit(depth, f"{self.expr(target)} = pop_{kind}(_tp)")
+                return
+        self.emit(depth, f"{self.expr(target)} = {self.expr(value)}")
+
+    def _AugAssign(self, stmt, depth):
+        op = {gast.Add: "+=", gast.Sub: "-=", gast.Mult: "*=", gast.Div: "/="}[type(stmt.op)]
+        self.emit(depth, f"{self.expr(stmt.target)} {op} {self.expr(stmt.value)}")
+
+    def _Assert(self, stmt, depth):
+        line = stmt.msg.value.rsplit("line ", 1)[-1].rstrip(")") if stmt.msg else "0"
+        self.emit(depth, f"if not ({self.expr(stmt.test)}):")
+        self.emit(depth + 1, f"_shape_error({line})")
+
+    def _Pass(self, stmt, depth):
+        self.emit(depth, "pass")
+
+    def _Break(self, stmt, depth):
+        self.emit(depth, "break")
+
+    def _Return(self, stmt, depth):
+        if self.scalar_returns is not None and isinstance(stmt.value, gast.Tuple):
+            for position, item in enumerate(stmt.value.elts):
+                self.emit(depth, f"_scalar_out[{position}] = {self.expr(item)}")
+            self.emit(depth, "return 0")
+        else:
+            self.emit(depth, f"return {self.expr(stmt.value)}" if stmt.value else "return 0")
+
+    def _If(self, stmt, depth):
+        test = stmt.test
+        if _is_tape_call(test, "pop_int"):
+            self.emit(depth, "if pop_int(_tp):")
+        else:
+            self.emit(depth, f"if {self.expr(test)}:")
+        self.block(stmt.body, depth + 1, nogil_ok=False)
+        if stmt.orelse:
+            self.emit(depth, "else:")
+            self.block(stmt.orelse, depth + 1, nogil_ok=False)
+
+    def _While(self, stmt, depth):
+        self.emit(depth, f"while {self.expr(stmt.test)}:")
+        self.block(stmt.body, depth + 1, nogil_ok=False)
+
+    def _For(self, stmt, depth):
+        counter = stmt.target.id
+        iterable = stmt.iter
+        limit = None
+        reverse = isinstance(iterable, gast.Call) and unparse(iterable.func) == "reversed"
+        if reverse:
+            iterable = iterable.args[0]
+            if isinstance(iterable, gast.Subscript):        # reversed(range(...)[:trips])
+                limit = iterable.slice.upper
+                iterable = iterable.value
+        args = [self.expr(arg) for arg in iterable.args]
+        if len(args) == 1:
+            start, stop, step = "0", args[0], "1"
+        else:
+            start, stop = args[0], args[1]
+            step = args[2] if len(args) == 3 else "1"
+        literal_step = re.fullmatch(r"-?\d+", step.replace(" ", "").strip("()")) is not None
+        if not reverse and limit is None and literal_step:
+            self.emit(depth, f"for {counter} in range({', '.join(args)}):")
+            self.block(stmt.body, depth + 1, nogil_ok=False)
+            return
+        if reverse and limit is None and step.strip() in ("1", "-1"):
+            last, before_first = (f"{stop} - 1", f"{start} - 1") if step.strip() == "1" \
+                else (f"{stop} + 1", f"{start} + 1")
+            direction = "-1" if step.strip() == "1" else "1"
+            self.emit(depth, f"for {counter} in range({last}, {before_first}, {direction}):")
+            self.block(stmt.body, depth + 1, nogil_ok=False)
+            return
+        position = self.fresh()
+        count = self.fresh()
+        self.emit(depth, f"{count} = _range_count({start}, {stop}, {step})")
+        if limit is not None:
+            self.emit(depth, f"{count} = min({count}, {self.expr(limit)})")
+        if reverse:
+            self.emit(depth, f"for {position} in range({count} - 1, -1, -1):")
+        else:
+            self.emit(depth, f"for {position} in range({count}):")
+        self.emit(depth + 1, f"{counter} = {start} + {position} * {step}")
+        self.block(stmt.body, depth + 1, nogil_ok=False)
+
+
+def _declarations(printer_types, params, skip):
+    scalars, arrays = {}, []
+    for variable, kind in sorted(printer_types.items()):
+        if variable in params or variable in skip:
+            continue
+        if kind.is_array:
+            arrays.append(f"cdef {_c_array(kind)} {variable}")
+        else:
+            scalars.setdefault(_c_scalar(kind), []).append(variable)
+    lines = [f"cdef {ctype} {', '.join(names)}" for ctype, names in sorted(scalars.items())]
+    return lines + arrays
+
+
+def _assigned_names(function):
+    names = set()
+    for node in gast.walk(function):
+        if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+            names.add(node.id)
+    return names
+
+
+def _types_for(spec, function):
+    """Types of every variable a generated function assigns or takes."""
+    types = {}
+    for variable in _assigned_names(function) | {arg.id for arg in function.args.args}:
+        if variable == TAPE:
+            continue
+        if variable in spec.env:
+            types[variable] = spec.env[variable]
+        elif variable.endswith("_bar") and variable[:-4] in spec.env:
+            base = spec.env[variable[:-4]]
+            types[variable] = base if base.is_array else FLOAT
+        elif _DOUBLE_TEMPS.match(variable) or variable == SEED:
+            types[variable] = FLOAT
+        elif _INDEX_TEMPS.match(variable):
+            types[variable] = INT
+        else:
+            raise AssertionError(f"adsrc internal error: no C type for '{variable}'")
+    return types
+
+
+class CythonModule:
+    """Collects the specialisations of one entry kernel and prints their module."""
+
+    def __init__(self):
+        self.parts = []
+
+    @staticmethod
+    def cdef_name(name):
+        return name + "_c"
+
+    def add(self, spec, forward, reverse, primal, entry):
+        renames = {}
+        for function in (forward, reverse, primal):
+            for node in gast.walk(function):
+                if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+                        and node.func.id.endswith(("__fwd", "__rev", "__primal")):
+                    renames[node.func.id] = self.cdef_name(node.func.id)
+        written = spec.effects.written_anywhere(spec.tree.body)
+        self.parts.append(self._function(spec, primal, renames, written, tape=False))
+        self.parts.append(self._function(spec, forward, renames, written, tape=True))
+        self.parts.append(self._function(spec, reverse, renames, written, tape=True,
+                                         scalar_returns=spec.scalar_bar_params))
+        if entry:
+            self.parts.append(self._wrappers(spec, forward, reverse, primal, written))
+
+    def _signature(self, spec, function, written, tape, scalar_returns):
+        types = _types_for(spec, function)
+        params = []
+        for arg in function.args.args:
+            if arg.id == TAPE:
+                continue
+            kind = types[arg.id]
+            const = kind.is_array and arg.id in spec.params and arg.id not in written
+            params.append(f"{_c_type(kind, const)} {arg.id}")
+        if scalar_returns:
+            params.append("double* _scalar_out")
+        if tape:
+            params.append(f"Tape {TAPE}")
+        return types, params
+
+    def _function(self, spec, function, renames, written, tape, scalar_returns=None):
+        types, params = self._signature(spec, function, written, tape, scalar_returns)
+        returns_value = spec.returns and function.name.endswith(("__fwd", "__primal"))
+        ctype = "double" if returns_value and spec.env[spec.RETURN].is_float else \
+            "Py_ssize_t" if returns_value else "int"
+        user_names = set(renames)
+        printer = _Printer(types, user_names, renames,
+                           scalar_returns=scalar_returns if scalar_returns else None)
+        body = function.body
+        printer.block(body, 1)
+        if not body or not isinstance(body[-1], gast.Return):
+            printer.emit(1, "return 0")
+        header = [f"cdef {ctype} {self.cdef_name(function.name)}({', '.join(params)}):"]
+        decls = ["    " + line for line in _declarations(
+            printer.types, {arg.id for arg in function.args.args}, set())]
+        if tape:
+            decls.append(f"    cdef TapeData* _tp = &{TAPE}.data")
+        if printer.callee_out:
+            decls.append(f"    cdef double {CALLEE_OUT}[{printer.callee_out}]")
+        return "\n".join(header + decls + printer.lines)
+
+    def _wrappers(self, spec, forward, reverse, primal, written):
+        out = []
+        for function, tape, scalar in ((primal, False, None), (forward, True, None),
+                                       (reverse, True, spec.scalar_bar_params)):
+            _, params = self._signature(spec, function, written, tape, None)
+            args = [arg.id for arg in function.args.args if arg.id != TAPE]
+            call_args = args + (["_scalar_out"] if scalar else []) + ([TAPE] if tape else [])
+            lines = [f"def {function.name}({', '.join(params)}):"]
+            if scalar:
+                lines.append(f"    cdef double _scalar_out[{len(scalar)}]")
+                lines += [f"    _scalar_out[{k}] = 0.0" for k in range(len(scalar))]
+                lines.append(f"    {self.cdef_name(function.name)}({', '.join(call_args)})")
+                lines.append("    return (" + ", ".join(f"_scalar_out[{k}]"
+                                                       for k in range(len(scalar))) + ",)")
+            else:
+                lines.append(f"    return {self.cdef_name(function.name)}"
+                             f"({', '.join(call_args)})")
+            out.append("\n".join(lines))
+        return "\n\n\n".join(out)
+
+    def source(self, header):
+        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE + "\n\n"
+                + "\n\n\n".join(self.parts) + "\n")
+
+
+def line_map(source, filename):
+    """Generated line number -> (user file, user line), from the ``# line N:`` comments."""
+    mapping, current = {}, None
+    for number, text in enumerate(source.splitlines(), start=1):
+        match = re.match(r"\s*# line (\d+):", text)
+        if match:
+            current = (filename, int(match.group(1)))
+        elif text and not text[0].isspace():
+            current = None
+        if current:
+            mapping[number] = current
+    return mapping
+
+
