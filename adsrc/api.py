@@ -159,18 +159,21 @@ class Differentiable:
                              "float array: there is no output to differentiate")
         return mutated
 
+    def specialise(self, signature):
+        """The generator and entry specialisation for argument types ``signature``."""
+        for name in self.wrt:
+            kind = signature[self.params.index(name)]
+            if not kind.is_float:
+                hint = " (pass a float such as 1.0)" if kind.kind == "int" else ""
+                raise ArgumentError(f"{self.fn.__name__}: cannot differentiate with respect "
+                                    f"to '{name}', which is {kind}, not a float{hint}")
+        return specialise_entry(self._program, self.fn, signature, self.wrt,
+                                self._outputs_for(signature))
+
     def _compile(self, signature, backend=None):
         backend = self.backend if backend is None else _backend(backend)
         if (signature, backend) not in self._compiled:
-            for name in self.wrt:
-                kind = signature[self.params.index(name)]
-                if not kind.is_float:
-                    hint = " (pass a float such as 1.0)" if kind.kind == "int" else ""
-                    raise ArgumentError(f"{self.fn.__name__}: cannot differentiate with respect "
-                                        f"to '{name}', which is {kind}, not a float{hint}")
-            outputs = self._outputs_for(signature)
-            generator, entry = specialise_entry(self._program, self.fn, signature, self.wrt,
-                                                outputs)
+            generator, entry = self.specialise(signature)
             source, namespace = generator.module(entry, backend)
             self._compiled[signature, backend] = _Compiled(entry, backend, source, namespace)
         self._last_signature = signature

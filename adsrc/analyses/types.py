@@ -72,6 +72,19 @@ def type_of_value(value, what):
                         f"got {type(value).__name__}")
 
 
+def parse_type(text):
+    """A type from its printed form: ``int``, ``float``, ``float64[:]``, ``int32[:, :]``..."""
+    text = text.strip().replace(" ", "")
+    if text in ("int", "float"):
+        return INT if text == "int" else FLOAT
+    if "[" in text and text.endswith("]"):
+        dtype, dims = text[:-1].split("[", 1)
+        if dtype in ("float64", "int32", "int64") and dims in (":", ":,:"):
+            return array(dtype, dims.count(":"))
+    raise ArgumentError(f"cannot read the type {text!r}: write int, float, float64[:], "
+                        f"int32[:], int64[:] or a 2-D form such as float64[:,:]")
+
+
 def join(a, b):
     """The type of a name assigned values of types a and b."""
     if a is None or a == b:
