@@ -8,13 +8,21 @@ point); scalars are passed by value and are never written by a call.
 import gast
 
 
-def names_read(node):
+def names_read(node, shapes=True):
     """Variables read (Load context) anywhere in an expression or statement; the names of
-    called functions are not variables."""
-    called = {id(sub.func) for sub in gast.walk(node) if isinstance(sub, gast.Call)}
+    called functions are not variables.  With ``shapes=False``, arrays read only for their
+    shape (``x.shape[0]``, ``len(x)``) are left out: a shape never changes."""
+    skipped = set()
+    for sub in gast.walk(node):
+        if isinstance(sub, gast.Call):
+            skipped.add(id(sub.func))
+            if not shapes and isinstance(sub.func, gast.Name) and sub.func.id == "len":
+                skipped.update(id(arg) for arg in sub.args)
+        elif not shapes and isinstance(sub, gast.Attribute) and sub.attr == "shape":
+            skipped.add(id(sub.value))
     return {sub.id for sub in gast.walk(node)
             if isinstance(sub, gast.Name) and isinstance(sub.ctx, gast.Load)
-            and id(sub) not in called}
+            and id(sub) not in skipped}
 
 
 def target_root(target):

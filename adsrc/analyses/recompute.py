@@ -24,30 +24,33 @@ from adsrc.analyses.effects import names_read
 from adsrc.normalize.control import contains_break
 
 
+def _values_read(node):
+    return names_read(node, shapes=False)
+
+
 def own_reads(stmt):
-    """Names a statement reads itself, not counting the statements nested in it."""
+    """Values a statement reads itself, not counting the statements nested in it (reading an
+    array's shape is not reading its values)."""
     if isinstance(stmt, gast.For):
-        return names_read(stmt.iter)
-    if isinstance(stmt, (gast.If, gast.While)):
-        return names_read(stmt.test)
-    if isinstance(stmt, gast.Assert):
-        return names_read(stmt.test)
+        return _values_read(stmt.iter)
+    if isinstance(stmt, (gast.If, gast.While, gast.Assert)):
+        return _values_read(stmt.test)
     if isinstance(stmt, gast.Assign):
-        reads = names_read(stmt.value)
+        reads = _values_read(stmt.value)
         target = stmt.targets[0]
         if isinstance(target, gast.Subscript):
-            reads |= names_read(target.slice) | {target.value.id}
+            reads |= _values_read(target.slice) | {target.value.id}
         return reads
     if isinstance(stmt, (gast.Expr, gast.Return)):
-        return names_read(stmt) if getattr(stmt, "value", None) is not None else set()
+        return _values_read(stmt) if getattr(stmt, "value", None) is not None else set()
     return set()
 
 
 def control_reads(stmt):
-    """The names a loop's bounds or a branch's condition read."""
+    """The values a loop's bounds or a branch's condition read."""
     if isinstance(stmt, gast.For):
-        return names_read(stmt.iter)
-    return names_read(stmt.test)
+        return _values_read(stmt.iter)
+    return _values_read(stmt.test)
 
 
 def _can_break(stmt):

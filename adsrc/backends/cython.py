@@ -84,6 +84,13 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
 
+    def note_forward_end(self):
+        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
+        where the tape is largest; counting there keeps the push itself minimal."""
+        self.data.floats_pushed = self.data.n_floats
+        self.data.ints_pushed = self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints
+
 
 cdef inline int _grow_failed() except -1 nogil:
     with gil:
@@ -100,9 +107,6 @@ cdef inline int push_float(TapeData* t, double value) except -1 nogil:
         t.cap_floats *= 2
     t.floats[t.n_floats] = value
     t.n_floats += 1
-    t.floats_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -121,9 +125,6 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
         t.cap_ints *= 2
     t.ints[t.n_ints] = value
     t.n_ints += 1
-    t.ints_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -521,6 +522,11 @@ class CythonModule:
                 lines.append(f"    {self.cdef_name(function.name)}({', '.join(call_args)})")
                 lines.append("    return (" + ", ".join(f"_scalar_out[{k}]"
                                                        for k in range(len(scalar))) + ",)")
+            elif function is forward:
+                lines.append(f"    result = {self.cdef_name(function.name)}"
+                             f"({', '.join(call_args)})")
+                lines.append(f"    {TAPE}.note_forward_end()")
+                lines.append("    return result")
             else:
                 lines.append(f"    return {self.cdef_name(function.name)}"
                              f"({', '.join(call_args)})")

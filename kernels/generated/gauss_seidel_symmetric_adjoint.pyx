@@ -69,6 +69,13 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
 
+    def note_forward_end(self):
+        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
+        where the tape is largest; counting there keeps the push itself minimal."""
+        self.data.floats_pushed = self.data.n_floats
+        self.data.ints_pushed = self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints
+
 
 cdef inline int _grow_failed() except -1 nogil:
     with gil:
@@ -85,9 +92,6 @@ cdef inline int push_float(TapeData* t, double value) except -1 nogil:
         t.cap_floats *= 2
     t.floats[t.n_floats] = value
     t.n_floats += 1
-    t.floats_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -106,9 +110,6 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
         t.cap_ints *= 2
     t.ints[t.n_ints] = value
     t.n_ints += 1
-    t.ints_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -181,7 +182,9 @@ def gauss_seidel_symmetric__primal(const int32_t[::1] indptr, const int32_t[::1]
 
 
 def gauss_seidel_symmetric__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, Tape _tape):
-    return gauss_seidel_symmetric__fwd_c(indptr, indices, data, x, b, sweeps, _tape)
+    result = gauss_seidel_symmetric__fwd_c(indptr, indices, data, x, b, sweeps, _tape)
+    _tape.note_forward_end()
+    return result
 
 
 def gauss_seidel_symmetric__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

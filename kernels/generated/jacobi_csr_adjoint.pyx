@@ -69,6 +69,13 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
 
+    def note_forward_end(self):
+        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
+        where the tape is largest; counting there keeps the push itself minimal."""
+        self.data.floats_pushed = self.data.n_floats
+        self.data.ints_pushed = self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints
+
 
 cdef inline int _grow_failed() except -1 nogil:
     with gil:
@@ -85,9 +92,6 @@ cdef inline int push_float(TapeData* t, double value) except -1 nogil:
         t.cap_floats *= 2
     t.floats[t.n_floats] = value
     t.n_floats += 1
-    t.floats_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -106,9 +110,6 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
         t.cap_ints *= 2
     t.ints[t.n_ints] = value
     t.n_ints += 1
-    t.ints_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -173,7 +174,7 @@ cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indi
 
 
 cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _bound0, _i0, i, it, j, k, n
+    cdef Py_ssize_t _i0, i, it, j, k, n
     cdef double acc, diag
     cdef double[::1] xold
     cdef TapeData* _tp = &_tape.data
@@ -184,11 +185,9 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
         for it in range(iters):
             if not (x.shape[0] == xold.shape[0]):
                 _shape_error(41)
-            _bound0 = xold.shape[0]
-            for _i0 in range(_bound0):
+            for _i0 in range(xold.shape[0]):
                 push_float(_tp, xold[_i0])
                 xold[_i0] = x[_i0]
-            push_int(_tp, _bound0)
             for i in range(n):
                 push_float(_tp, acc)
                 acc = b[i]
@@ -207,7 +206,7 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
 
 
 cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, double* _scalar_out, Tape _tape):
-    cdef Py_ssize_t _bound0, _i0, i, it, j, k, n
+    cdef Py_ssize_t _i0, i, it, j, k, n
     cdef double _g, acc, acc_bar, diag, diag_bar, omega_bar
     cdef double[::1] xold
     cdef double[::1] xold_bar
@@ -261,8 +260,7 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 acc = pop_float(_tp)
                 b_bar[i] += _g
             # line 41: xold[:] = x
-            _bound0 = pop_int(_tp)
-            for _i0 in range(_bound0 - 1, 0 - 1, -1):
+            for _i0 in range(xold.shape[0] - 1, 0 - 1, -1):
                 # line 41: xold[:] = x
                 _g = xold_bar[_i0]
                 xold_bar[_i0] = 0.0
@@ -277,7 +275,9 @@ def jacobi_csr__primal(const int32_t[::1] indptr, const int32_t[::1] indices, co
 
 
 def jacobi_csr__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, Tape _tape):
-    return jacobi_csr__fwd_c(indptr, indices, data, x, b, omega, iters, _tape)
+    result = jacobi_csr__fwd_c(indptr, indices, data, x, b, omega, iters, _tape)
+    _tape.note_forward_end()
+    return result
 
 
 def jacobi_csr__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

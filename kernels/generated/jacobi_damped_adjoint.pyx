@@ -69,6 +69,13 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
 
+    def note_forward_end(self):
+        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
+        where the tape is largest; counting there keeps the push itself minimal."""
+        self.data.floats_pushed = self.data.n_floats
+        self.data.ints_pushed = self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints
+
 
 cdef inline int _grow_failed() except -1 nogil:
     with gil:
@@ -85,9 +92,6 @@ cdef inline int push_float(TapeData* t, double value) except -1 nogil:
         t.cap_floats *= 2
     t.floats[t.n_floats] = value
     t.n_floats += 1
-    t.floats_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -106,9 +110,6 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
         t.cap_ints *= 2
     t.ints[t.n_ints] = value
     t.n_ints += 1
-    t.ints_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -170,7 +171,7 @@ cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] i
 
 
 cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _bound3, _i0, i, it, k, n
+    cdef Py_ssize_t _i0, i, it, k, n
     cdef double acc
     cdef double[::1] r
     cdef TapeData* _tp = &_tape.data
@@ -188,18 +189,16 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 _shape_error(31)
             if not (r.shape[0] == x.shape[0]):
                 _shape_error(31)
-            _bound3 = x.shape[0]
-            for _i0 in range(_bound3):
+            for _i0 in range(x.shape[0]):
                 push_float(_tp, x[_i0])
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
-            push_int(_tp, _bound3)
     push_int(_tp, n)
     _tape.objects.append(r)
     return 0
 
 
 cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, double[::1] data_bar, double[::1] dinv_bar, double[::1] x_bar, double[::1] b_bar, double* _scalar_out, Tape _tape):
-    cdef Py_ssize_t _bound3, _i0, i, it, k, n
+    cdef Py_ssize_t _i0, i, it, k, n
     cdef double _g, acc_bar, alpha_bar
     cdef double[::1] r
     cdef double[::1] r_bar
@@ -213,8 +212,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
     with nogil:
         for it in range(iters - 1, 0 - 1, -1):
             # line 31: x += alpha * dinv * r
-            _bound3 = pop_int(_tp)
-            for _i0 in range(_bound3 - 1, 0 - 1, -1):
+            for _i0 in range(x.shape[0] - 1, 0 - 1, -1):
                 # line 31: x += alpha * dinv * r
                 _g = x_bar[_i0]
                 x[_i0] = pop_float(_tp)
@@ -247,7 +245,9 @@ def jacobi_damped__primal(const int32_t[::1] indptr, const int32_t[::1] indices,
 
 
 def jacobi_damped__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, Tape _tape):
-    return jacobi_damped__fwd_c(indptr, indices, data, dinv, x, b, alpha, iters, _tape)
+    result = jacobi_damped__fwd_c(indptr, indices, data, dinv, x, b, alpha, iters, _tape)
+    _tape.note_forward_end()
+    return result
 
 
 def jacobi_damped__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, double[::1] data_bar, double[::1] dinv_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

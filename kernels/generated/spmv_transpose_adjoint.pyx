@@ -69,6 +69,13 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
 
+    def note_forward_end(self):
+        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
+        where the tape is largest; counting there keeps the push itself minimal."""
+        self.data.floats_pushed = self.data.n_floats
+        self.data.ints_pushed = self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints
+
 
 cdef inline int _grow_failed() except -1 nogil:
     with gil:
@@ -85,9 +92,6 @@ cdef inline int push_float(TapeData* t, double value) except -1 nogil:
         t.cap_floats *= 2
     t.floats[t.n_floats] = value
     t.n_floats += 1
-    t.floats_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -106,9 +110,6 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
         t.cap_ints *= 2
     t.ints[t.n_ints] = value
     t.n_ints += 1
-    t.ints_pushed += 1
-    if t.n_floats + t.n_ints > t.peak_values:
-        t.peak_values = t.n_floats + t.n_ints
     return 0
 
 
@@ -162,14 +163,12 @@ cdef int spmv_transpose__primal_c(const int32_t[::1] indptr, const int32_t[::1] 
 
 
 cdef int spmv_transpose__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, Tape _tape):
-    cdef Py_ssize_t _bound0, i, j, k
+    cdef Py_ssize_t i, j, k
     cdef double xi
     cdef TapeData* _tp = &_tape.data
-    _bound0 = y.shape[0]
     with nogil:
-        for j in range(_bound0):
+        for j in range(y.shape[0]):
             y[j] = 0.0
-    push_int(_tp, _bound0)
     with nogil:
         for i in range(x.shape[0]):
             xi = x[i]
@@ -179,7 +178,7 @@ cdef int spmv_transpose__fwd_c(const int32_t[::1] indptr, const int32_t[::1] ind
 
 
 cdef int spmv_transpose__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, double[::1] data_bar, double[::1] x_bar, double[::1] y_bar, Tape _tape):
-    cdef Py_ssize_t _bound0, i, j, k
+    cdef Py_ssize_t i, j, k
     cdef double _g, xi, xi_bar
     cdef TapeData* _tp = &_tape.data
     xi_bar = 0.0
@@ -199,9 +198,8 @@ cdef int spmv_transpose__rev_c(const int32_t[::1] indptr, const int32_t[::1] ind
             xi_bar = 0.0
             x_bar[i] += _g
     # line 134: for j in range(len(y)):
-    _bound0 = pop_int(_tp)
     with nogil:
-        for j in range(_bound0 - 1, 0 - 1, -1):
+        for j in range(y.shape[0] - 1, 0 - 1, -1):
             # line 135: y[j] = 0.0
             y_bar[j] = 0.0
     return 0
@@ -212,7 +210,9 @@ def spmv_transpose__primal(const int32_t[::1] indptr, const int32_t[::1] indices
 
 
 def spmv_transpose__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, Tape _tape):
-    return spmv_transpose__fwd_c(indptr, indices, data, x, y, _tape)
+    result = spmv_transpose__fwd_c(indptr, indices, data, x, y, _tape)
+    _tape.note_forward_end()
+    return result
 
 
 def spmv_transpose__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, double[::1] data_bar, double[::1] x_bar, double[::1] y_bar, Tape _tape):
