@@ -186,7 +186,8 @@ class Specialization:
         self.recompute = Recomputation(self.tree, self.env, effects, needs, self.params).run()
         array_params = [p for p in self.params if self.env[p].is_array]
         self.tbr = ToBeRecorded(self.tree, effects, needs, self.recompute.recorded,
-                                required_on_entry=array_params if self.key.restore else ()).run()
+                                required_on_entry=array_params if self.key.restore else (),
+                                slice_reads=self.recompute.slice_reads).run()
         array_bars = set(self.key.wrt) | set(self.key.outputs) | self.active
         self.bar_params = [p for p in self.params
                            if p in array_bars and self.env[p].is_float and self.env[p].is_array]

@@ -10,6 +10,10 @@ non-symmetric perturbed entries, 3 sweeps / iterations.
   row update overwrites must be kept: at most n floats per sweep (+ 8).
 * Damped Jacobi with only ``alpha`` active: alpha_bar needs the residual of
   each iteration: at most n floats per iteration (+ 8).
+* Weighted Jacobi (``jacobi_csr``) with ``data``, ``b`` and ``omega`` active:
+  only the previous iterate ``xold`` of each iteration, as a hand adjoint
+  keeps it; each row's sum is recomputed from it: at most n floats per
+  iteration (+ 8).
 
 Each configuration also checks the gradient against the hand adjoint, so a
 tool that records nothing and returns garbage fails.
@@ -20,7 +24,7 @@ import pytest
 
 import adsrc
 from corpus import kernels as K
-from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
+from corpus.hand_adjoints import gauss_seidel_adj, jacobi_csr_adj, jacobi_damped_adj
 from corpus.problems import INT_DTYPES, diagonal_of, perturb_data, poisson2d_csr
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
@@ -102,3 +106,17 @@ def test_damped_jacobi_alpha_active_records_one_float_per_row_and_iteration(int_
     want = jacobi_damped_adj(*args, x_bar=x_bar)
     _close(alpha_bar, want["alpha"], "alpha_bar")
     assert abs(want["alpha"]) > 1e-3  # the check above is not vacuous
+
+
+@pytest.mark.parametrize("int_dtype", INT_DTYPES)
+def test_weighted_jacobi_records_the_previous_iterate_only(int_dtype):
+    rng = np.random.default_rng(104)
+    indptr, indices, data = _poisson(rng, int_dtype)
+    args = (indptr, indices, data, rng.uniform(-1, 1, N), rng.uniform(-1, 1, N), 0.7, SWEEPS)
+    x_bar = rng.standard_normal(N)
+    (data_bar, b_bar, omega_bar), stats = _run(K.jacobi_csr, args, ("data", "b", "omega"), x_bar)
+    assert stats.floats_pushed <= N * SWEEPS + SLACK, stats
+    want = jacobi_csr_adj(*args, x_bar=x_bar)
+    _close(data_bar, want["data"], "data_bar")
+    _close(b_bar, want["b"], "b_bar")
+    _close(omega_bar, want["omega"], "omega_bar")

@@ -7,15 +7,24 @@ bound and branch condition, this analysis decides how the reverse sweep will hav
   scalars assigned once at the top level (``n = x.shape[0]``), and loop counters inside their own
   loop (the reverse loop sets them);
 * **recomputed**: a scalar local to one loop body (every read preceded by a write in the same
-  iteration, never seen outside the loop), computed only from available values and other such
-  locals, and not written again later in the body.  The reverse sweep re-runs the slice of the
-  body that computes it at the start of each reverse iteration.  This is how a Gauss-Seidel row's
-  diagonal, and every ``j = indices[k]``, cost no tape at all;
+  iteration, never seen outside the loop), computed only from available values, other such
+  locals and values the loop never writes, and not written again later in the body.  The reverse
+  sweep re-runs the slice of the body that computes it at the start of each reverse iteration.
+  This is how a Gauss-Seidel row's diagonal, and every ``j = indices[k]``, cost no tape at all,
+  and how a Jacobi row sum over the previous iterate is recomputed instead of recorded;
 * **recorded**: everything else; the to-be-recorded analysis then saves the old value at each
   overwrite that the reverse sweep would otherwise miss.
 
 Loop bounds and branch conditions made of available or recomputable values are recomputed; the
 others are recorded (loop bounds and branch directions on the integer tape).
+
+A value the loop never writes (Jacobi's ``xold`` inside the row loop) is constant while the loop
+runs, but an enclosing loop may overwrite it later.  A slice may read such a *frozen* value only
+if it is recorded anyway: the slice's reads are then handed to the to-be-recorded analysis
+(``slice_reads``), which keeps the later overwrites undone by the time the reverse sweep re-enters
+the loop.  That restriction makes recomputation never record a name that would not have been
+recorded without it, so it can only shrink the tape; :meth:`Recomputation.run` therefore
+classifies twice, the second time with the first pass's recorded names as the frozen candidates.
 """
 
 import gast
@@ -63,6 +72,8 @@ class Recomputation:
 
     * ``recorded``: names the to-be-recorded analysis must keep track of;
     * ``slices``: loop node id -> names to recompute at the start of each reverse iteration;
+    * ``slice_reads``: loop node id -> frozen values its slice reads, which must be as the
+      forward iteration saw them when the reverse iteration starts;
     * ``recompute_control``: ids of ``for``/``if`` statements whose bounds/condition are
       recomputed (all others are recorded);
     * ``pure_counters``, ``invariant``: as described in the module docstring.
@@ -174,7 +185,12 @@ class Recomputation:
 
         return block(loop.body, False) is not None
 
-    def _loop_locals(self):
+    def _frozen(self, loop, trackable):
+        """The ``trackable`` values no statement inside ``loop`` writes."""
+        return {name for name in trackable
+                if not any(self._inside(writer, loop) for writer in self.writes.get(name, []))}
+
+    def _loop_locals(self, trackable):
         """Which scalars each loop can recompute at the start of a reverse iteration.
 
         A scalar local to an inner loop is local to the loops around it too (the slice of an
@@ -196,15 +212,16 @@ class Recomputation:
         self.local_to = {}
         self.locality = {}
         for loop_id, (loop, names) in candidates.items():
-            self.local_to[loop_id] = self._recomputable(loop, names)
+            self.local_to[loop_id] = self._recomputable(loop, names,
+                                                        self._frozen(loop, trackable))
         for loop in self.stmts:
             for name in self.local_to.get(id(loop), ()):
                 previous = self.locality.get(name)
                 if previous is None or self._inside(loop, previous):
                     self.locality[name] = loop
 
-    def _recomputable(self, loop, names):
-        safe_base = self.invariant | self.pure_counters
+    def _recomputable(self, loop, names, frozen):
+        safe_base = self.invariant | self.pure_counters | frozen
         changed = True
         while changed:
             changed = False
@@ -267,7 +284,13 @@ class Recomputation:
         self._occurrences()
         self.invariant = self._invariants()
         self.pure_counters = self._pure_counters()
-        self._loop_locals()
+        self._classify(trackable=set())
+        if self.recorded:
+            self._classify(trackable=self.recorded)
+        return self
+
+    def _classify(self, trackable):
+        self._loop_locals(trackable)
         uses = {}
         for stmt in self.stmts:
             need = self.needs.get(id(stmt))
@@ -289,25 +312,45 @@ class Recomputation:
                     self.recompute_control.add(id(stmt))
                     wanted |= {name for name, way in ways.items() if way == "recomputed"}
         self.slices = self._close(wanted)
-        return self
+        self.slice_reads = self._slice_reads()
+        for names in self.slice_reads.values():
+            self.recorded |= names
+
+    def _slice_statement_reads(self, name, loop):
+        """What recomputing ``name`` in ``loop``'s slice reads, control around it included."""
+        reads = set()
+        for stmt in self.writes[name]:
+            reads |= own_reads(stmt)
+            for outer in self._controls_between(stmt, loop):
+                reads |= control_reads(outer)
+        return reads
 
     def _close(self, wanted):
         """Slices per loop: the wanted names, plus the locals their recomputation reads."""
         slices = {}
         for name in wanted:
             slices.setdefault(id(self.locality[name]), (self.locality[name], set()))[1].add(name)
+        self.slice_loops = {loop_id: loop for loop_id, (loop, _) in slices.items()}
         for loop, names in slices.values():
             local = self.local_to[id(loop)]
             changed = True
             while changed:
                 changed = False
                 for name in list(names):
-                    for stmt in self.writes[name]:
-                        reads = own_reads(stmt)
-                        for outer in self._controls_between(stmt, loop):
-                            reads |= control_reads(outer)
-                        extra = (reads & local) - names
-                        if extra:
-                            names |= extra
-                            changed = True
+                    extra = (self._slice_statement_reads(name, loop) & local) - names
+                    if extra:
+                        names |= extra
+                        changed = True
         return {loop_id: names for loop_id, (_, names) in slices.items()}
+
+    def _slice_reads(self):
+        """Per loop, the frozen values its slice reads (everything it reads that is neither
+        available everywhere nor computed by the slice itself)."""
+        result = {}
+        for loop_id, names in self.slices.items():
+            loop = self.slice_loops[loop_id]
+            reads = set().union(*(self._slice_statement_reads(name, loop) for name in names))
+            frozen = reads - names - self.invariant - self.pure_counters
+            if frozen:
+                result[loop_id] = frozen
+        return result

@@ -7,6 +7,10 @@ or the one overwritten array element, never a copy of the array); a scalar store
 set, since the new value is only needed if a later statement reads it.  Loops are iterated to a
 fixed point, branches are joined by union, and a ``break`` sends its set to the loop exit.
 
+A loop whose recomputation slice reads frozen values (see :mod:`adsrc.analyses.recompute`)
+makes them required from the start of its body: the reverse sweep re-runs the slice when it
+re-enters an iteration, so every later overwrite of those values must be undone by then.
+
 Decisions are collected in ``self.saves`` (ids of assignments that save the old target value) and
 ``self.saves_counter`` (ids of ``for`` loops that save their counter's previous value).
 """
@@ -17,12 +21,13 @@ from adsrc.analyses.effects import target_root
 
 
 class ToBeRecorded:
-    def __init__(self, tree, effects, needs, recorded, required_on_entry=()):
+    def __init__(self, tree, effects, needs, recorded, required_on_entry=(), slice_reads=None):
         self.tree = tree
         self.effects = effects
         self.needs = needs
         self.recorded = recorded
         self.required_on_entry = set(required_on_entry)
+        self.slice_reads = slice_reads or {}
         self.saves = set()
         self.saves_counter = set()
         self._breaks = []
@@ -61,7 +66,7 @@ class ToBeRecorded:
         return required
 
     def _loop(self, loop, entry):
-        body_in = set(entry)
+        body_in = set(entry) | self.slice_reads.get(id(loop), set())
         while True:
             self._breaks.append([])
             body_out = self._block(loop.body, set(body_in))

@@ -178,7 +178,6 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
     cdef double acc, diag
     cdef double[::1] xold
     cdef TapeData* _tp = &_tape.data
-    acc = 0.0
     n = b.shape[0]
     xold = np.zeros(n)
     with nogil:
@@ -189,7 +188,6 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 push_float(_tp, xold[_i0])
                 xold[_i0] = x[_i0]
             for i in range(n):
-                push_float(_tp, acc)
                 acc = b[i]
                 diag = 0.0
                 for k in range(indptr[i], indptr[i + 1]):
@@ -199,7 +197,6 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
                     else:
                         acc = acc - data[k] * xold[j]
                 x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
-    push_float(_tp, acc)
     push_int(_tp, n)
     _tape.objects.append(xold)
     return 0
@@ -213,7 +210,6 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
     cdef TapeData* _tp = &_tape.data
     xold = _tape.objects.pop()
     n = pop_int(_tp)
-    acc = pop_float(_tp)
     acc_bar = 0.0
     diag_bar = 0.0
     xold_bar = np.zeros_like(xold)
@@ -223,12 +219,15 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
         for it in range(iters - 1, 0 - 1, -1):
             # line 42: for i in range(n):
             for i in range(n - 1, 0 - 1, -1):
-                # recompute diag, j
+                # recompute acc, diag, j
+                acc = b[i]
                 diag = 0.0
                 for k in range(indptr[i], indptr[i + 1]):
                     j = indices[k]
                     if j == i:
                         diag = data[k]
+                    else:
+                        acc = acc - data[k] * xold[j]
                 # line 51: x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
                 _g = x_bar[i]
                 x_bar[i] = 0.0
@@ -257,7 +256,6 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 # line 43: acc = b[i]
                 _g = acc_bar
                 acc_bar = 0.0
-                acc = pop_float(_tp)
                 b_bar[i] += _g
             # line 41: xold[:] = x
             for _i0 in range(xold.shape[0] - 1, 0 - 1, -1):
