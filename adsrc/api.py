@@ -26,7 +26,7 @@ from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
 from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
 from adsrc.runtime.arguments import check_bar, check_contiguous, check_distinct, signature_of
-from adsrc.runtime.tape import BYTES_PER_VALUE, Tape, TapeStats
+from adsrc.runtime.tape import Tape, TapeStats
 
 
 def _parameter_names(fn):
@@ -241,7 +241,7 @@ class Differentiable:
         array_bars = dict(zip(entry.bar_params, bar_arrays))
         results = tuple(array_bars[param] if param in array_bars
                         else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
-        stats = TapeStats(tape.floats_pushed, tape.ints_pushed, tape.peak_values * BYTES_PER_VALUE)
+        stats = TapeStats.of(tape)
         return value, results, stats
 
 

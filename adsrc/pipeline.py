@@ -18,6 +18,7 @@ from adsrc.analyses.activity import Activity
 from adsrc.analyses.effects import Effects, directly_written_params, user_call, walk_statements
 from adsrc.analyses.needs import AdjointNeeds
 from adsrc.analyses.recompute import Recomputation
+from adsrc.analyses.snapshots import ArraySnapshots
 from adsrc.analyses.tbr import ToBeRecorded
 from adsrc.analyses.types import FLOAT, TypeInference
 from adsrc.backends import python as python_backend
@@ -188,6 +189,7 @@ class Specialization:
         self.tbr = ToBeRecorded(self.tree, effects, needs, self.recompute.recorded,
                                 required_on_entry=array_params if self.key.restore else (),
                                 slice_reads=self.recompute.slice_reads).run()
+        self.snapshots = ArraySnapshots(self.tree, self.env, effects, self.tbr.saves).run()
         array_bars = set(self.key.wrt) | set(self.key.outputs) | self.active
         self.bar_params = [p for p in self.params
                            if p in array_bars and self.env[p].is_float and self.env[p].is_array]

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import adsrc
+import complex_step
 import recompute_kernels as K
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
 N = 7
 ITERS = 3
-CS_STEP = 1e-30
 
 
 def _rescaled_rows(rng):
@@ -64,22 +64,6 @@ def _copies(args):
     return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
 
 
-def _complex_step_jvp(kernel, args, wrt, outputs, direction):
-    """J v by the complex step of the plain kernel: the outputs' imaginary parts after
-    running it on args + i*h*v (exact to rounding for kernels without abs/min/max)."""
-    params = kernel.__code__.co_varnames[:kernel.__code__.co_argcount]
-    shifted = []
-    for param, arg in zip(params, args):
-        if param in wrt:
-            arg = np.asarray(arg, dtype=complex) + 1j * CS_STEP * direction[param]
-            arg = complex(arg) if np.ndim(arg) == 0 else arg
-        elif isinstance(arg, np.ndarray):
-            arg = arg.copy()
-        shifted.append(arg)
-    kernel(*shifted)
-    return {out: np.imag(shifted[params.index(out)]) / CS_STEP for out in outputs}
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_check_grads(case):
     kernel, make, wrt, outputs, _ = CASES[case]
@@ -92,16 +76,8 @@ def test_dot_product_against_complex_step(case):
     kernel, make, wrt, outputs, _ = CASES[case]
     rng = np.random.default_rng(2)
     args = make(rng)
-    params = kernel.__code__.co_varnames[:kernel.__code__.co_argcount]
-    v = {p: rng.standard_normal(np.shape(args[params.index(p)])) for p in wrt}
-    w = {o: rng.standard_normal(np.shape(args[params.index(o)])) for o in outputs}
-    jv = _complex_step_jvp(kernel, args, wrt, outputs, v)
-    forward = sum(float(np.dot(w[o], jv[o])) for o in outputs)
-
     f = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs)
-    bars = {o + "_bar": w[o].copy() for o in outputs}
-    grads = f.adjoint(*_copies(args), **bars)
-    reverse = sum(float(np.sum(g * v[p])) for p, g in zip(wrt, grads))
+    forward, reverse = complex_step.dot_product_test(f, kernel, args, wrt, outputs, rng)
     assert reverse == pytest.approx(forward, rel=1e-12)
     assert abs(forward) > 1e-3          # not a vacuous comparison
 

@@ -27,12 +27,13 @@ _ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
 _DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
-_INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+)$")
+_INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
 
 PRELUDE = '''
 from libc.math cimport sqrt, exp, log, sin, cos, tan, tanh, fabs
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -40,8 +41,9 @@ import numpy as np
 cdef struct TapeData:
     double* floats
     long long* ints
-    Py_ssize_t n_floats, n_ints, cap_floats, cap_ints
-    long long floats_pushed, ints_pushed, peak_values
+    double* blocks         # array snapshots, element by element
+    Py_ssize_t n_floats, n_ints, cap_floats, cap_ints, n_blocks, cap_blocks
+    long long floats_pushed, ints_pushed, peak_values, blocks_pushed
 
 
 cdef class Tape:
@@ -53,12 +55,16 @@ cdef class Tape:
     def __cinit__(self):
         self.data.floats = <double*>malloc(1024 * sizeof(double))
         self.data.ints = <long long*>malloc(1024 * sizeof(long long))
-        if self.data.floats == NULL or self.data.ints == NULL:
+        self.data.blocks = <double*>malloc(1024 * sizeof(double))
+        if self.data.floats == NULL or self.data.ints == NULL or self.data.blocks == NULL:
             raise MemoryError()
         self.data.cap_floats = 1024
         self.data.cap_ints = 1024
+        self.data.cap_blocks = 1024
         self.data.n_floats = 0
         self.data.n_ints = 0
+        self.data.n_blocks = 0
+        self.data.blocks_pushed = 0
         self.data.floats_pushed = 0
         self.data.ints_pushed = 0
         self.data.peak_values = 0
@@ -67,6 +73,7 @@ cdef class Tape:
     def __dealloc__(self):
         free(self.data.floats)
         free(self.data.ints)
+        free(self.data.blocks)
 
     @property
     def floats_pushed(self):
@@ -77,19 +84,24 @@ cdef class Tape:
         return self.data.ints_pushed
 
     @property
+    def arrays_copied(self):
+        return self.data.blocks_pushed
+
+    @property
     def peak_values(self):
         return self.data.peak_values
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
-        return self.data.n_floats == 0 and self.data.n_ints == 0 and not self.objects
+        return self.data.n_floats == 0 and self.data.n_ints == 0 and self.data.n_blocks == 0 \
+            and not self.objects
 
     def note_forward_end(self):
         """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
         where the tape is largest; counting there keeps the push itself minimal."""
-        self.data.floats_pushed = self.data.n_floats
+        self.data.floats_pushed = self.data.n_floats + self.data.n_blocks
         self.data.ints_pushed = self.data.n_ints
-        self.data.peak_values = self.data.n_floats + self.data.n_ints
+        self.data.peak_values = self.data.n_floats + self.data.n_ints + self.data.n_blocks
 
 
 cdef inline int _grow_failed() except -1 nogil:
@@ -131,6 +143,29 @@ cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
 cdef inline long long pop_int(TapeData* t) noexcept nogil:
     t.n_ints -= 1
     return t.ints[t.n_ints]
+
+
+cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+    cdef double* grown
+    cdef Py_ssize_t cap = t.cap_blocks
+    while t.n_blocks + n > cap:
+        cap *= 2
+    if cap != t.cap_blocks:
+        grown = <double*>realloc(t.blocks, cap * sizeof(double))
+        if grown == NULL:
+            return _grow_failed()
+        t.blocks = grown
+        t.cap_blocks = cap
+    memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
+    t.n_blocks += n
+    t.blocks_pushed += 1
+    return 0
+
+
+cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
+    """Where the last copy of n values starts; it stays readable until the next push."""
+    t.n_blocks -= n
+    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
@@ -299,6 +334,9 @@ class _Printer:
                                      f"(_tp, {item.id})")
         elif _is_tape_call(value, "pop_int"):
             self.emit(depth, "pop_int(_tp)")
+        elif _is_tape_call(value, "push_block"):
+            array = value.args[0].id
+            self.emit(depth, f"push_block(_tp, &{array}[0], {array}.shape[0])")
         else:
             self.emit(depth, self.expr(value))
 
@@ -320,6 +358,13 @@ class _Printer:
             for position, item in enumerate(target.elts):
                 self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
             self.callee_out = max(self.callee_out, len(target.elts))
+            return
+        if _is_tape_call(value, "pop_block"):
+            self.emit(depth, f"{target.id} = pop_block(_tp, {value.args[0].id}.shape[0])")
+            return
+        if _is_tape_call(value, "saved"):
+            block, index = (self.expr(arg) for arg in value.args)
+            self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + {index}]")
             return
         for kind in ("float", "int"):
             if _is_tape_call(value, f"pop_{kind}"):

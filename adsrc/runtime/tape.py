@@ -8,6 +8,8 @@ it recorded (:class:`TapeStats`).
 
 from dataclasses import dataclass
 
+import numpy as np
+
 BYTES_PER_VALUE = 8
 
 
@@ -15,13 +17,22 @@ BYTES_PER_VALUE = 8
 class TapeStats:
     """What one adjoint call recorded.
 
-    ``floats_pushed``/``ints_pushed`` count scalar values saved (frame scalars included);
-    ``peak_bytes`` is the most the tape held at once, 8 bytes a value.
+    ``floats_pushed``/``ints_pushed`` count scalar values saved (frame scalars and the elements
+    of array copies included); ``arrays_copied`` counts the array snapshots among them (see
+    :mod:`adsrc.analyses.snapshots`); ``peak_bytes`` is the most the tape held at once, 8 bytes
+    a value.
     """
 
     floats_pushed: int
     ints_pushed: int
     peak_bytes: int
+    arrays_copied: int = 0
+
+    @classmethod
+    def of(cls, tape):
+        """The statistics of a tape (either backend's) after a forward sweep."""
+        return cls(tape.floats_pushed, tape.ints_pushed, tape.peak_values * BYTES_PER_VALUE,
+                   tape.arrays_copied)
 
 
 class Tape:
@@ -32,6 +43,9 @@ class Tape:
         self.floats_pushed = 0
         self.ints_pushed = 0
         self.peak_values = 0
+        self.blocks = []                # array snapshots (see adsrc.analyses.snapshots)
+        self._block_values = 0          # their total size
+        self.arrays_copied = 0
 
     def push_float(self, value):
         self.floats.append(value)
@@ -46,6 +60,24 @@ class Tape:
 
     def pop_int(self):
         return self.ints.pop()
+
+    def push_block(self, array):
+        """Save a copy of a whole array, which a loop is about to overwrite element by element."""
+        self.blocks.append(np.array(array, copy=True))
+        self.arrays_copied += 1
+        self.floats_pushed += array.size
+        self._block_values += array.size
+
+    def pop_block(self, array):
+        """The copy of ``array`` pushed last; the reverse sweep reads it with :meth:`saved`."""
+        block = self.blocks.pop()
+        self._block_values -= block.size
+        return block
+
+    @staticmethod
+    def saved(block, index):
+        """Element ``index`` of a copy returned by :meth:`pop_block`."""
+        return block[index]
 
     def push_frame(self, values):
         self.frames.append(values)
@@ -65,10 +97,10 @@ class Tape:
         A forward sweep only pushes and a reverse sweep only pops, so the size at the end of a
         forward sweep (where the frame is pushed) is the peak.
         """
-        held = len(self.floats) + len(self.ints) + sum(
+        held = len(self.floats) + len(self.ints) + self._block_values + sum(
             sum(isinstance(value, (int, float)) for value in frame) for frame in self.frames)
         self.peak_values = max(self.peak_values, held)
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
-        return not (self.floats or self.ints or self.frames)
+        return not (self.floats or self.ints or self.frames or self.blocks)

@@ -4,7 +4,9 @@ The kernel becomes two functions sharing a tape:
 
 * ``<name>__fwd(args..., _tape)`` runs the primal and saves what the to-be-recorded analysis asked
   for: the old value at an overwrite, a loop's bounds or trip count, a branch's direction; at the
-  end it saves the locals the reverse sweep reads (its *frame*);
+  end it saves the locals the reverse sweep reads (its *frame*).  Where the snapshot analysis
+  allows it (:mod:`adsrc.analyses.snapshots`), a loop copies an array once instead of pushing
+  its old elements, if at run time that is the cheaper of the two;
 * ``<name>__rev(args..., <array>_bar..., [_ret_bar], _tape)`` walks the kernel backwards.  For each
   assignment it reads the target's adjoint into ``_g``, restores the old value if one was saved,
   and adds ``_g * partial`` to the adjoint of every active leaf.  At the start of each reverse
@@ -20,6 +22,7 @@ import gast
 
 from adsrc.analyses.effects import names_read, target_root, user_call
 from adsrc.analyses.needs import RESULT
+from adsrc.analyses.snapshots import int_literal, literal_step
 from adsrc.frontend.quoting import comment, const, is_comment, name, quote, quote_expr, same
 from adsrc.normalize.control import contains_break
 from adsrc.rules import elementary
@@ -45,8 +48,10 @@ class ReverseMode:
         self.active = spec.active
         self.recompute = spec.recompute
         self.tbr = spec.tbr
+        self.snapshots = spec.snapshots
         self.namer = spec.namer
         self.loop_temps = {}
+        self.snapshot_names = {}
 
     # helpers ------------------------------------------------------------------------------------
 
@@ -82,6 +87,54 @@ class ReverseMode:
             }
         return self.loop_temps[id(loop)]
 
+    def _snapshot(self, loop, array):
+        """Names of the run-time choice (copy or pushes) and of the copy, per loop and array."""
+        key = (id(loop), array)
+        if key not in self.snapshot_names:
+            self.snapshot_names[key] = (self.namer.fresh("keep"), self.namer.fresh("saved"))
+        return self.snapshot_names[key]
+
+    def _snapshotted(self, loop):
+        """The arrays that may be copied before ``loop``."""
+        return self.snapshots.by_loop.get(id(loop), (None, []))[1]
+
+    def _snapshot_of(self, store):
+        """(choice, copy) names when ``store`` may restore from an array copy, else None."""
+        found = self.snapshots.by_store.get(id(store))
+        return self._snapshot(*found) if found else None
+
+    def _take_snapshots(self, loop, args):
+        """Before ``loop`` (running over ``range(*args)``): copy each array if the loop visits
+        at least half of it with a counter that never goes negative; otherwise its elements
+        are pushed one by one."""
+        out = []
+        start, stop = (const(0), args[0]) if len(args) == 1 else (args[0], args[1])
+        step = literal_step(loop)
+        # the counter runs from ``first`` towards ``last``; its lowest value is ``lowest``
+        # (plus one for a negative step, where ``stop`` is never reached)
+        if step > 0:
+            first, last, lowest, floor = start, stop, start, 0
+        else:
+            first, last, lowest, floor = stop, start, stop, -1
+        tests = []
+        known_lowest, known_first = int_literal(lowest), int_literal(first)
+        if known_lowest is None or known_lowest < floor:
+            tests.append(f"L >= {floor}")
+        if known_first is None:
+            span = "(B - A)"
+        else:
+            span = "B" if known_first == 0 else f"(B {'-' if known_first > 0 else '+'} " \
+                f"{abs(known_first)})"
+        scale = "" if abs(step) == 1 else f"{abs(step)} * "
+        tests.append(f"2 * {span} >= {scale}X.shape[0]")
+        for array in self._snapshotted(loop):
+            keep, _ = self._snapshot(loop, array)
+            out += quote("K = " + " and ".join(tests), K=name(keep, store=True),
+                         L=copy.deepcopy(lowest), A=copy.deepcopy(first), B=copy.deepcopy(last),
+                         X=name(array))
+            out += quote(f"if K:\n    {TAPE}.push_block(X)", K=name(keep), X=name(array))
+        return out
+
     def _records_bounds(self, loop):
         return isinstance(loop, gast.For) and id(loop) not in self.recompute.recompute_control
 
@@ -101,7 +154,12 @@ class ReverseMode:
             out = []
             if id(stmt) in self.tbr.saves:
                 target = stmt.targets[0]
-                out.append(self._push(copy.deepcopy(target), self._tape_kind(target)))
+                push = self._push(copy.deepcopy(target), self._tape_kind(target))
+                snapshot = self._snapshot_of(stmt)
+                if snapshot is not None:        # pushed only when the array was not copied
+                    push = gast.If(test=gast.UnaryOp(gast.Not(), name(snapshot[0])),
+                                   body=[push], orelse=[])
+                out.append(push)
             original = stmt
             stmt = copy.deepcopy(stmt)
             call = user_call(stmt, self.spec.user_functions)
@@ -155,6 +213,9 @@ class ReverseMode:
             out += quote(f"{trips} = 0")
             loop.body = quote(f"{trips} = {trips} + 1") + loop.body
             after.append(self._push(name(trips), "int"))
+        out += self._take_snapshots(stmt, loop.iter.args)
+        for array in self._snapshotted(stmt):     # the choices, popped first in reverse
+            after.append(self._push(name(self._snapshot(stmt, array)[0]), "int"))
         return out + [loop] + after
 
     # reverse sweep ------------------------------------------------------------------------------
@@ -207,7 +268,7 @@ class ReverseMode:
         if self.env[root].is_array and isinstance(target, gast.Name):
             return []    # allocation of a local array: nothing to undo
         if root not in self.active:
-            return [self._pop(copy.deepcopy(target), self._tape_kind(target))] if saved else []
+            return [self._restore(stmt)] if saved else []
         increment = isinstance(value, gast.BinOp) and isinstance(value.op, (gast.Add, gast.Sub)) \
             and same(value.left, target)
         uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
@@ -220,8 +281,21 @@ class ReverseMode:
         if uses_result:
             out += quote(f"{RESULT} = T", T=target)
         if saved:
-            out.append(self._pop(copy.deepcopy(target), self._tape_kind(target)))
+            out.append(self._restore(stmt))
         return out + [self._accumulate(leaf, partial) for leaf, partial in found]
+
+    def _restore(self, store):
+        """Put back the value a saved store overwrote: from the tape, or from the array's
+        copy when the loop took one."""
+        target = store.targets[0]
+        pop = self._pop(copy.deepcopy(target), self._tape_kind(target))
+        snapshot = self._snapshot_of(store)
+        if snapshot is None:
+            return pop
+        keep, saved = snapshot
+        from_copy = quote(f"T = {TAPE}.saved(S, I)", T=copy.deepcopy(target), S=saved,
+                          I=copy.deepcopy(target.slice))
+        return gast.If(test=name(keep), body=from_copy, orelse=[pop])
 
     def _accumulate(self, leaf, partial):
         """``leaf_bar += _g * partial`` (``-=`` for a negated partial)."""
@@ -270,6 +344,10 @@ class ReverseMode:
     def _reverse_for(self, stmt):
         temps = self._temps(stmt)
         out = [comment(self._line(stmt))]
+        for array in reversed(self._snapshotted(stmt)):
+            keep, saved = self._snapshot(stmt, array)
+            out += quote(f"K = {TAPE}.pop_int()\nif K:\n    S = {TAPE}.pop_block(X)",
+                         K=keep, S=saved, X=array)
         if self._counts_trips(stmt):
             out += quote(f"{temps['trips']} = {TAPE}.pop_int()")
         if self._records_bounds(stmt):

@@ -1,0 +1,49 @@
+"""Kernels for the array-snapshot tests (see adsrc.analyses.snapshots): loops that overwrite
+elements of an array the reverse sweep needs, some of which may copy the array instead.
+
+Only +, -, * and / so that a complex-step derivative of the plain kernel is exact.
+"""
+
+
+def square_prefix(x, c, lo, hi):
+    """Overwrites x[lo:hi] once each; a copy of x pays off when the loop covers at least half
+    of it and lo is not negative (a negative index wraps around)."""
+    for i in range(lo, hi):
+        x[i] = x[i] * x[i] * c
+
+
+def square_backwards(x, c, stride):
+    """The same, from the last element down, every ``stride``-th element (stride 1 or 2)."""
+    n = x.shape[0]
+    if stride == 1:
+        for i in range(n - 1, -1, -1):
+            x[i] = x[i] * x[i] * c + x[(i + 1) % n]
+    else:
+        for i in range(n - 1, -1, -2):
+            x[i] = x[i] * x[i] * c + x[(i + 1) % n]
+
+
+def written_twice(x, c):
+    """Each x[i] is overwritten twice per iteration: its first new value is needed back, so
+    no copy of x before the loop can replace the pushes."""
+    n = x.shape[0]
+    for i in range(n):
+        x[i] = x[i] * x[i] * c
+        x[i] = x[i] * x[i] + c
+
+
+def shifted_write(x, c):
+    """Writes x[i + 1], not indexed by the counter itself: pushes only."""
+    n = x.shape[0]
+    for i in range(n - 1):
+        x[i + 1] = x[i + 1] * x[i] * c
+
+
+def sweeps_with_copy(x, y, c, sweeps):
+    """A Gauss-Seidel-like recurrence over two arrays, several sweeps: both are copied once
+    per sweep."""
+    n = x.shape[0]
+    for s in range(sweeps):
+        for i in range(1, n):
+            x[i] = x[i] * x[i - 1] * c + y[i]
+            y[i] = y[i] * x[i]

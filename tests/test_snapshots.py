@@ -1,0 +1,135 @@
+"""Array snapshots (adsrc.analyses.snapshots): a loop that overwrites most of an array the
+reverse sweep needs copies it once instead of pushing its old elements one by one.
+
+On both backends, for every kernel of tests/snapshot_kernels.py:
+
+* the gradient passes ``adsrc.check_grads`` (finite differences) and the dot-product test
+  against the complex step of the plain kernel (an independent forward method);
+* the choice is visible: in the generated code (``push_block``) and in the tape statistics
+  (``arrays_copied``), and it is the one the cost rule in the module says, at run time;
+* a copy never replaces pushes where it would be wrong (an element written twice, an index
+  other than the counter).
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import adsrc
+import complex_step
+import snapshot_kernels as K
+from corpus import kernels as corpus
+from corpus.hand_adjoints import gauss_seidel_adj
+from corpus.problems import perturb_data, poisson2d_csr
+
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
+N = 8
+
+
+def _x(seed=0):
+    return np.random.default_rng(seed).uniform(0.5, 1.0, N)
+
+
+# name -> (kernel, arguments, wrt, outputs, arrays copied, floats pushed)
+CASES = {
+    # the whole array: one copy of x, nothing pushed element by element
+    "prefix_whole": (K.square_prefix, lambda: (_x(), 0.7, 0, N), ("x", "c"), ("x",), 1, N),
+    # half of it: still a copy
+    "prefix_half": (K.square_prefix, lambda: (_x(), 0.7, 0, N // 2), ("x", "c"), ("x",),
+                    1, N),
+    # fewer than half: the 3 old elements are pushed
+    "prefix_short": (K.square_prefix, lambda: (_x(), 0.7, 2, 5), ("x", "c"), ("x",), 0, 3),
+    # a negative start wraps around: pushes, never the copy
+    "prefix_negative": (K.square_prefix, lambda: (_x(), 0.7, -3, N - 3), ("x", "c"), ("x",),
+                        0, N),
+    "backwards": (K.square_backwards, lambda: (_x(), 0.7, 1), ("x", "c"), ("x",), 1, N),
+    # every second element, backwards: N / 2 visits of an array of N, a copy
+    "backwards_stride": (K.square_backwards, lambda: (_x(), 0.7, 2), ("x", "c"), ("x",),
+                         1, N),
+    "written_twice": (K.written_twice, lambda: (_x(), 0.7), ("x", "c"), ("x",), 0, 2 * N),
+    "shifted_write": (K.shifted_write, lambda: (_x(), 0.7), ("x", "c"), ("x",), 0, N - 1),
+    # per sweep, one copy of x and one of y
+    "two_arrays": (K.sweeps_with_copy, lambda: (_x(), _x(1), 0.7, 3), ("x", "y", "c"),
+                   ("x", "y"), 6, 6 * N),
+}
+
+
+# negative indices wrap around in Python only; compiled code does not check or wrap indices
+PYTHON_ONLY = {"prefix_negative"}
+
+
+@pytest.fixture(autouse=True)
+def _skip_python_only(request, backend):
+    case = request.node.callspec.params.get("case") if hasattr(request.node, "callspec") else None
+    if backend == "cython" and case in PYTHON_ONLY:
+        pytest.skip("negative indices wrap around only in Python (see README: compiled code "
+                    "neither checks nor wraps indices)")
+
+
+def _copies(args):
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _adjoint(case):
+    kernel, make, wrt, outputs, _, _ = CASES[case]
+    args = make()
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs)
+    f.adjoint(*_copies(args), **{o + "_bar": np.ones(N) for o in outputs})
+    return f, args
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_check_grads(case):
+    kernel, make, wrt, outputs, _, _ = CASES[case]
+    adsrc.check_grads(kernel, make(), wrt=wrt, outputs=outputs, rtol=1e-7)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dot_product_against_complex_step(case):
+    kernel, make, wrt, outputs, _, _ = CASES[case]
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs)
+    forward, reverse = complex_step.dot_product_test(f, kernel, make(), wrt, outputs,
+                                                     np.random.default_rng(5))
+    assert reverse == pytest.approx(forward, rel=1e-12)
+    assert abs(forward) > 1e-3
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_choice_is_in_the_tape_statistics(case):
+    _, _, _, _, copied, floats = CASES[case]
+    f, _ = _adjoint(case)
+    stats = f.adjoint.last_tape_stats
+    assert stats.arrays_copied == copied
+    assert stats.floats_pushed == floats
+
+
+@pytest.mark.parametrize("case", ["prefix_whole", "two_arrays", "written_twice"])
+def test_the_choice_is_in_the_generated_code(case):
+    f, args = _adjoint(case)
+    source = f.source("adjoint", args=args)
+    may_copy = CASES[case][4] > 0
+    # the run-time choice and the copy are generated variables, _keepN and _savedN
+    assert bool(re.search(r"\b_keep\d+ = ", source)) == may_copy
+    assert bool(re.search(r"\b_saved\d+ = ", source)) == may_copy
+
+
+def test_gauss_seidel_copies_x_once_per_sweep():
+    """The issue's example: a Gauss-Seidel sweep rewrites every x[i]; with the matrix values
+    active the reverse sweep needs the old x, one copy per sweep, against the hand adjoint."""
+    m, sweeps = 6, 4
+    rng = np.random.default_rng(11)
+    indptr, indices, data = poisson2d_csr(m)
+    data = perturb_data(rng, indptr, indices, data)
+    n = m * m
+    args = (indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), sweeps)
+    x_bar = rng.standard_normal(n)
+    f = adsrc.differentiate(corpus.gauss_seidel, wrt=("data", "b"), outputs=("x",))
+    data_bar, b_bar = f.adjoint(*_copies(args), x_bar=x_bar.copy())
+    stats = f.adjoint.last_tape_stats
+    assert stats.arrays_copied == sweeps
+    assert stats.floats_pushed == n * sweeps
+    want = gauss_seidel_adj(*args, x_bar=x_bar)
+    np.testing.assert_allclose(data_bar, want["data"], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(b_bar, want["b"], rtol=1e-11, atol=1e-13)
