@@ -18,6 +18,7 @@ import inspect
 import os
 import shutil
 import sysconfig
+import threading
 import warnings
 
 import numpy as np
@@ -25,7 +26,8 @@ import numpy as np
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
 from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
-from adsrc.runtime.arguments import check_bar, check_contiguous, check_distinct, signature_of
+from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
+                                     check_out_bar, check_writeable, signature_of)
 from adsrc.runtime.tape import Tape, TapeStats
 
 
@@ -122,16 +124,21 @@ class Differentiable:
         self.adjoint = Adjoint(self)
         self._program = Program()
         self._compiled = {}
+        self._lock = threading.RLock()
         self._last_signature = None
 
     def __call__(self, *args):
         return self.fn(*args)
 
     def primal(self, *args):
-        """The kernel compiled by this object's backend (the original function for "python")."""
-        compiled = self._compile(signature_of(self.fn.__name__, self.params, args))
-        if self.backend == "cython":
-            check_contiguous(self.fn.__name__, self.params, args)
+        """The kernel compiled by this object's backend (the original function for "python").
+
+        Returns what the kernel returns (None for a kernel without a return value)."""
+        name = self.fn.__name__
+        compiled = self._compile(signature_of(name, self.params, args))
+        if compiled.backend == "cython":
+            check_contiguous(name, self.params, args)
+        check_writeable(name, self.params, args, compiled.entry.written_arrays)
         return compiled.primal(*args)
 
     # generation ---------------------------------------------------------------------------------
@@ -172,12 +179,17 @@ class Differentiable:
 
     def _compile(self, signature, backend=None):
         backend = self.backend if backend is None else _backend(backend)
-        if (signature, backend) not in self._compiled:
-            generator, entry = self.specialise(signature)
-            source, namespace = generator.module(entry, backend)
-            self._compiled[signature, backend] = _Compiled(entry, backend, source, namespace)
+        compiled = self._compiled.get((signature, backend))
+        if compiled is None:
+            with self._lock:        # one analysis at a time: threads share self._program
+                compiled = self._compiled.get((signature, backend))
+                if compiled is None:
+                    generator, entry = self.specialise(signature)
+                    source, namespace = generator.module(entry, backend)
+                    compiled = _Compiled(entry, backend, source, namespace)
+                    self._compiled[signature, backend] = compiled
         self._last_signature = signature
-        return self._compiled[signature, backend]
+        return compiled
 
     def source(self, kind="adjoint", args=None, backend=None):
         """The generated source for the signature of ``args`` (default: the last call's), in
@@ -197,12 +209,41 @@ class Differentiable:
 
     def _run(self, args, bars):
         name = self.fn.__name__
-        signature = signature_of(name, self.params, args)
-        compiled = self._compile(signature)
+        compiled = self._compile(signature_of(name, self.params, args))
         entry = compiled.entry
-        if compiled.backend == "cython":
+        # Every check comes before anything runs: a bad call leaves the user's arrays as they were.
+        arrays, bar_arrays, out_bar = self._checked(compiled, args, dict(bars))
+
+        tape = compiled.make_tape()
+        value = compiled.forward(*args, tape)
+        tape.note_forward_end()         # the peak (the compiled forward wrapper did it already)
+        finals = {param: arrays[param].copy() for param in entry.written_arrays}
+        seed = [out_bar] if entry.returns else []
+        scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
+        for param, final in finals.items():
+            arrays[param][...] = final
+        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_bars or ()))
+        array_bars = dict(zip(entry.bar_params, bar_arrays))
+        results = tuple(array_bars[param] if param in array_bars
+                        else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
+        stats = TapeStats.of(tape)
+        return value, results, stats
+
+    def _checked(self, compiled, args, bars):
+        """``(arrays by name, the bar arrays in the reverse sweep's order, out_bar)``, after
+        checking every argument and adjoint of an adjoint call; raises ArgumentError."""
+        name = self.fn.__name__
+        entry = compiled.entry
+        cython = compiled.backend == "cython"
+        if cython:
             check_contiguous(name, self.params, args)
-        out_bar = float(bars.pop("out_bar", 1.0))
+        check_writeable(name, self.params, args, entry.written_arrays)
+        out_bar = 1.0
+        if "out_bar" in bars:
+            if RETURN_OUTPUT not in entry.key.outputs:
+                raise ArgumentError(f"{name}: out_bar= is the adjoint of the return value, "
+                                    "which is not an output of this adjoint")
+            out_bar = check_out_bar(name, bars.pop("out_bar"))
         allowed = {param + "_bar" for param in entry.bar_params
                    if param in self.wrt or param in entry.key.outputs}
         for key in bars:
@@ -218,6 +259,8 @@ class Differentiable:
             key = param + "_bar"
             if key in bars:
                 check_bar(name, param, primal, bars[key])
+                if cython:
+                    check_contiguous(name, [key], [bars[key]])
                 bar_arrays.append(bars[key])
             elif param in entry.key.outputs:
                 raise ArgumentError(f"{name}: pass {key}=, the adjoint of the final value of "
@@ -229,20 +272,7 @@ class Differentiable:
                            for param, value in zip(entry.bar_params, bar_arrays)})
         written = set(entry.written_arrays) | {param + "_bar" for param in entry.bar_params}
         check_distinct(name, everything, written)
-
-        tape = compiled.make_tape()
-        value = compiled.forward(*args, tape)
-        finals = {param: arrays[param].copy() for param in entry.written_arrays}
-        seed = [out_bar] if entry.returns else []
-        scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
-        for param, final in finals.items():
-            arrays[param][...] = final
-        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_bars or ()))
-        array_bars = dict(zip(entry.bar_params, bar_arrays))
-        results = tuple(array_bars[param] if param in array_bars
-                        else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
-        stats = TapeStats.of(tape)
-        return value, results, stats
+        return arrays, bar_arrays, out_bar
 
 
 def differentiate(fn=None, *, wrt, outputs=None, backend=None):

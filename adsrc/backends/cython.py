@@ -567,14 +567,14 @@ class CythonModule:
                 lines.append(f"    {self.cdef_name(function.name)}({', '.join(call_args)})")
                 lines.append("    return (" + ", ".join(f"_scalar_out[{k}]"
                                                        for k in range(len(scalar))) + ",)")
-            elif function is forward:
-                lines.append(f"    result = {self.cdef_name(function.name)}"
-                             f"({', '.join(call_args)})")
-                lines.append(f"    {TAPE}.note_forward_end()")
-                lines.append("    return result")
             else:
-                lines.append(f"    return {self.cdef_name(function.name)}"
-                             f"({', '.join(call_args)})")
+                # the cdef function of a kernel without a return value returns 0 (an ``int``,
+                # so that errors propagate): the wrapper returns None, as the kernel does
+                call = f"{self.cdef_name(function.name)}({', '.join(call_args)})"
+                lines.append(f"    result = {call}" if spec.returns else f"    {call}")
+                if function is forward:
+                    lines.append(f"    {TAPE}.note_forward_end()")
+                lines.append("    return result" if spec.returns else "    return None")
             out.append("\n".join(lines))
         return "\n\n\n".join(out)
 

@@ -5,6 +5,12 @@ the cache; the finished ``.so`` is renamed into the cache.  All modules share on
 module (Cython >= 3.1), built once per toolchain, so a kernel compiles in well under a second
 instead of several.  A failed build raises :class:`~adsrc.errors.AdsrcError` naming the user's
 kernel file and line when the failure can be traced to a generated line.
+
+Builds in one process are serialised by a lock: the output capture of a build redirects the
+process's file descriptors 1 and 2 and ``sys.stdout``/``sys.stderr``, which two overlapping
+captures would restore in the wrong order (the process's output lost for good).  Two threads
+that need the same new module build it once.  (Other processes are handled by the cache's atomic
+renames.)
 """
 
 import contextlib
@@ -15,11 +21,16 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 
 from adsrc.compiling import cache
 from adsrc.errors import AdsrcError
 
 FLAGS = ["-O3", "-fno-strict-aliasing"]
+
+# Held while a build runs and while its output is captured (re-entrant: ``load`` holds it around
+# the whole find-or-build, ``_captured_output`` again around the capture).
+_BUILD_LOCK = threading.RLock()
 
 
 def _shared_name():
@@ -29,10 +40,19 @@ def _shared_name():
 @contextlib.contextmanager
 def _captured_output():
     """Capture what Cython and the C compiler print, at the file-descriptor level (the
-    compiler is a child process): shown only if the build fails."""
+    compiler is a child process): shown only if the build fails.
+
+    The redirection is process-wide, so captures are serialised: a second thread waits here
+    until the first has restored the process's output."""
+    with _BUILD_LOCK, _redirected_output() as text:
+        yield text
+
+
+@contextlib.contextmanager
+def _redirected_output():
     sys.stdout.flush()
     sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+") as sink:
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as sink:
         saved = os.dup(1), os.dup(2)
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
@@ -67,7 +87,7 @@ def _build(directory, extensions, shared):
             command.ensure_finalized()
             command.run()
             failure = None
-        except BaseException as exc:        # Cython raises CompileError, setuptools SystemExit
+        except (Exception, SystemExit) as exc:      # Cython: CompileError; setuptools: SystemExit
             failure = exc
     if failure is not None:
         raise _BuildFailed(output.getvalue() or str(failure))
@@ -81,17 +101,26 @@ def _import(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]           # not a half-initialised module for the next call
+        raise
     return module
 
 
 def _ensure_shared(directory):
     """Build (once) and import the shared Cython utility module."""
+    name = _shared_name()
+    with _BUILD_LOCK:
+        if name not in sys.modules:
+            _find_or_build_shared(directory, name)
+    return name
+
+
+def _find_or_build_shared(directory, name):
     from setuptools import Extension
 
-    name = _shared_name()
-    if name in sys.modules:
-        return name
     final = os.path.join(directory, name + cache.extension_suffix())
     if not os.path.exists(final):
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
@@ -103,18 +132,22 @@ def _ensure_shared(directory):
         finally:
             shutil.rmtree(work, ignore_errors=True)
     _import(name, final)
-    return name
 
 
 def load(source, name_hint, line_map=None):
     """Compile (or find in the cache) a generated ``.pyx`` source and import it."""
-    from setuptools import Extension
-
     directory = cache.cache_dir()
     shared = _ensure_shared(directory)
     name = f"adsrc_{name_hint}_{cache.key(source, FLAGS)}"
-    if name in sys.modules:
-        return sys.modules[name]
+    with _BUILD_LOCK:           # a second thread wanting the same module waits and imports it
+        if name in sys.modules:
+            return sys.modules[name]
+        return _find_or_build(directory, name, source, shared, line_map)
+
+
+def _find_or_build(directory, name, source, shared, line_map):
+    from setuptools import Extension
+
     final = os.path.join(directory, name + cache.extension_suffix())
     if not os.path.exists(final):
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
@@ -123,8 +156,7 @@ def load(source, name_hint, line_map=None):
             with open(pyx, "w") as handle:
                 handle.write(source)
             _build(work, [Extension(name, [pyx], extra_compile_args=FLAGS)], shared)
-            with open(pyx) as handle, open(os.path.join(directory, name + ".pyx"), "w") as out:
-                out.write(handle.read())
+            cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
         except _BuildFailed as exc:
             raise AdsrcError(_located(str(exc), line_map)) from None

@@ -1,7 +1,8 @@
 """Checks on the arguments of a call, made before anything runs.
 
 A bad call (wrong dtype, a bar of the wrong shape, an adjoint for an argument that has none, two
-arguments sharing memory that the transformation assumes distinct) raises
+arguments sharing memory that the transformation assumes distinct, a read-only array the kernel
+writes, a non-contiguous array or bar for the compiled backend) raises
 :class:`~adsrc.errors.ArgumentError` and leaves every user array as it was.
 """
 
@@ -31,6 +32,25 @@ def check_bar(kernel_name, param, primal, adjoint):
         raise ArgumentError(f"{kernel_name}: {param}_bar must be writeable")
 
 
+def check_out_bar(kernel_name, value):
+    """``out_bar``, the adjoint of a scalar return value, as a float."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise ArgumentError(f"{kernel_name}: out_bar must be a float (the adjoint of the "
+                            f"return value), got {type(value).__name__}")
+    return float(value)
+
+
+def check_writeable(kernel_name, params, args, written):
+    """The arrays the kernel writes must be writeable."""
+    for param, value in zip(params, args):
+        if param in written and isinstance(value, np.ndarray) and not value.flags.writeable:
+            raise ArgumentError(f"{kernel_name}: '{param}' is read-only, but the kernel "
+                                "writes it")
+
+
 def check_distinct(kernel_name, arrays, written):
     """Arrays the kernel writes must not share memory with any other array argument.
 
@@ -49,7 +69,8 @@ def check_distinct(kernel_name, arrays, written):
 
 
 def check_contiguous(kernel_name, params, args):
-    """The compiled backend takes C-contiguous arrays (typed ``[::1]`` memoryviews)."""
+    """The compiled backend takes C-contiguous arrays (typed ``[::1]`` memoryviews): arguments
+    and adjoints (``params`` may name ``x_bar``) alike."""
     for param, value in zip(params, args):
         if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
             raise ArgumentError(f"{kernel_name}: '{param}' is not C-contiguous; the compiled "

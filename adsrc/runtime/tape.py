@@ -35,6 +35,20 @@ class TapeStats:
                    tape.arrays_copied)
 
 
+def _frame_counts(values):
+    """(floats, ints) among the values of a frame; arrays are held by reference, not counted.
+
+    A frame's scalars may be NumPy scalars (``j = idx[0]`` is an ``np.int32``): they count as
+    the C tape counts them."""
+    floats = ints = 0
+    for value in values:
+        if isinstance(value, (float, np.floating)):
+            floats += 1
+        elif isinstance(value, (int, np.integer)):
+            ints += 1
+    return floats, ints
+
+
 class Tape:
     def __init__(self):
         self.floats = []
@@ -43,6 +57,8 @@ class Tape:
         self.floats_pushed = 0
         self.ints_pushed = 0
         self.peak_values = 0
+        self._frame_sizes = []          # scalars held by each frame, parallel to ``frames``
+        self._frame_values = 0          # their sum
         self.blocks = []                # array snapshots (see adsrc.analyses.snapshots)
         self._block_values = 0          # their total size
         self.arrays_copied = 0
@@ -80,26 +96,33 @@ class Tape:
         return block[index]
 
     def push_frame(self, values):
+        floats, ints = _frame_counts(values)
         self.frames.append(values)
-        for value in values:
-            if isinstance(value, float):
-                self.floats_pushed += 1
-            elif isinstance(value, int):
-                self.ints_pushed += 1
+        self._frame_sizes.append(floats + ints)
+        self._frame_values += floats + ints
+        self.floats_pushed += floats
+        self.ints_pushed += ints
         self.note_peak()
 
     def pop_frame(self):
+        self._frame_values -= self._frame_sizes.pop()
         return self.frames.pop()
 
-    def note_peak(self):
-        """Record the current size as a candidate peak.
+    def held(self):
+        """How many scalar values the tape holds now."""
+        return len(self.floats) + len(self.ints) + self._frame_values + self._block_values
 
-        A forward sweep only pushes and a reverse sweep only pops, so the size at the end of a
-        forward sweep (where the frame is pushed) is the peak.
-        """
-        held = len(self.floats) + len(self.ints) + self._block_values + sum(
-            sum(isinstance(value, (int, float)) for value in frame) for frame in self.frames)
-        self.peak_values = max(self.peak_values, held)
+    def note_peak(self):
+        """Record the current size as a candidate peak."""
+        self.peak_values = max(self.peak_values, self.held())
+
+    def note_forward_end(self):
+        """Record the size at the end of a forward sweep.
+
+        A forward sweep only pushes and a reverse sweep only pops, so the size there is the
+        peak.  Call it after ``<kernel>__fwd`` (``adsrc`` does; so does the compiled tape)
+        whether or not the forward sweep pushed a frame."""
+        self.note_peak()
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
