@@ -284,14 +284,16 @@ cdef int gauss_seidel_backward__rev_c(const int32_t[::1] indptr, const int32_t[:
 
 
 def gauss_seidel_backward__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
-    return gauss_seidel_backward__primal_c(indptr, indices, data, x, b, sweeps)
+    gauss_seidel_backward__primal_c(indptr, indices, data, x, b, sweeps)
+    return None
 
 
 def gauss_seidel_backward__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, Tape _tape):
-    result = gauss_seidel_backward__fwd_c(indptr, indices, data, x, b, sweeps, _tape)
+    gauss_seidel_backward__fwd_c(indptr, indices, data, x, b, sweeps, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def gauss_seidel_backward__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):
-    return gauss_seidel_backward__rev_c(indptr, indices, data, x, b, sweeps, data_bar, x_bar, b_bar, _tape)
+    gauss_seidel_backward__rev_c(indptr, indices, data, x, b, sweeps, data_bar, x_bar, b_bar, _tape)
+    return None

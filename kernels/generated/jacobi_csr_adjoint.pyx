@@ -314,13 +314,14 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
 
 
 def jacobi_csr__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters):
-    return jacobi_csr__primal_c(indptr, indices, data, x, b, omega, iters)
+    jacobi_csr__primal_c(indptr, indices, data, x, b, omega, iters)
+    return None
 
 
 def jacobi_csr__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, Tape _tape):
-    result = jacobi_csr__fwd_c(indptr, indices, data, x, b, omega, iters, _tape)
+    jacobi_csr__fwd_c(indptr, indices, data, x, b, omega, iters, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def jacobi_csr__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

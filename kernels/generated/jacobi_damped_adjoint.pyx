@@ -297,13 +297,14 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
 
 
 def jacobi_damped__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters):
-    return jacobi_damped__primal_c(indptr, indices, data, dinv, x, b, alpha, iters)
+    jacobi_damped__primal_c(indptr, indices, data, dinv, x, b, alpha, iters)
+    return None
 
 
 def jacobi_damped__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, Tape _tape):
-    result = jacobi_damped__fwd_c(indptr, indices, data, dinv, x, b, alpha, iters, _tape)
+    jacobi_damped__fwd_c(indptr, indices, data, dinv, x, b, alpha, iters, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def jacobi_damped__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, double[::1] data_bar, double[::1] dinv_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

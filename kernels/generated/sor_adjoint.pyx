@@ -293,13 +293,14 @@ cdef int sor__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const
 
 
 def sor__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t sweeps):
-    return sor__primal_c(indptr, indices, data, x, b, omega, sweeps)
+    sor__primal_c(indptr, indices, data, x, b, omega, sweeps)
+    return None
 
 
 def sor__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t sweeps, Tape _tape):
-    result = sor__fwd_c(indptr, indices, data, x, b, omega, sweeps, _tape)
+    sor__fwd_c(indptr, indices, data, x, b, omega, sweeps, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def sor__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t sweeps, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, Tape _tape):

@@ -235,14 +235,16 @@ cdef int spmv__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, cons
 
 
 def spmv__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y):
-    return spmv__primal_c(indptr, indices, data, x, y)
+    spmv__primal_c(indptr, indices, data, x, y)
+    return None
 
 
 def spmv__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, Tape _tape):
-    result = spmv__fwd_c(indptr, indices, data, x, y, _tape)
+    spmv__fwd_c(indptr, indices, data, x, y, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def spmv__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, double[::1] data_bar, double[::1] x_bar, double[::1] y_bar, Tape _tape):
-    return spmv__rev_c(indptr, indices, data, x, y, data_bar, x_bar, y_bar, _tape)
+    spmv__rev_c(indptr, indices, data, x, y, data_bar, x_bar, y_bar, _tape)
+    return None

@@ -240,14 +240,16 @@ cdef int spmv_transpose__rev_c(const int32_t[::1] indptr, const int32_t[::1] ind
 
 
 def spmv_transpose__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y):
-    return spmv_transpose__primal_c(indptr, indices, data, x, y)
+    spmv_transpose__primal_c(indptr, indices, data, x, y)
+    return None
 
 
 def spmv_transpose__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, Tape _tape):
-    result = spmv_transpose__fwd_c(indptr, indices, data, x, y, _tape)
+    spmv_transpose__fwd_c(indptr, indices, data, x, y, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def spmv_transpose__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y, double[::1] data_bar, double[::1] x_bar, double[::1] y_bar, Tape _tape):
-    return spmv_transpose__rev_c(indptr, indices, data, x, y, data_bar, x_bar, y_bar, _tape)
+    spmv_transpose__rev_c(indptr, indices, data, x, y, data_bar, x_bar, y_bar, _tape)
+    return None

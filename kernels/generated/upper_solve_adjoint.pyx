@@ -289,14 +289,16 @@ cdef int upper_solve__rev_c(const int32_t[::1] indptr, const int32_t[::1] indice
 
 
 def upper_solve__primal(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x):
-    return upper_solve__primal_c(indptr, indices, data, x)
+    upper_solve__primal_c(indptr, indices, data, x)
+    return None
 
 
 def upper_solve__fwd(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, Tape _tape):
-    result = upper_solve__fwd_c(indptr, indices, data, x, _tape)
+    upper_solve__fwd_c(indptr, indices, data, x, _tape)
     _tape.note_forward_end()
-    return result
+    return None
 
 
 def upper_solve__rev(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, double[::1] data_bar, double[::1] x_bar, Tape _tape):
-    return upper_solve__rev_c(indptr, indices, data, x, data_bar, x_bar, _tape)
+    upper_solve__rev_c(indptr, indices, data, x, data_bar, x_bar, _tape)
+    return None
