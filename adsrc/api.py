@@ -25,9 +25,10 @@ import numpy as np
 
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
-from adsrc.pipeline import RETURN_OUTPUT, Program, specialise_entry
+from adsrc.pipeline import ADJOINT, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
-                                     check_out_bar, check_writeable, signature_of)
+                                     check_float, check_out_bar, check_writeable,
+                                     signature_of)
 from adsrc.runtime.tape import Tape, TapeStats
 
 
@@ -92,6 +93,16 @@ class _Compiled:
         self.reverse = namespace[entry.rev_name]
         self.primal = namespace[entry.primal_name] if backend == "cython" else entry.key.fn
         self.make_tape = namespace["Tape"] if backend == "cython" else Tape
+
+
+class _CompiledTangent:
+    """The loaded tangent of one signature and backend."""
+
+    def __init__(self, entry, backend, source, namespace):
+        self.entry = entry
+        self.backend = backend
+        self.source = source
+        self.tangent = namespace[entry.tan_name]
 
 
 class Adjoint:
@@ -177,25 +188,29 @@ class Differentiable:
         return specialise_entry(self._program, self.fn, signature, self.wrt,
                                 self._outputs_for(signature))
 
-    def _compile(self, signature, backend=None):
+    def _compile(self, signature, backend=None, mode=ADJOINT):
         backend = self.backend if backend is None else _backend(backend)
-        compiled = self._compiled.get((signature, backend))
+        key = (signature, backend, mode)
+        compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:        # one analysis at a time: threads share self._program
-                compiled = self._compiled.get((signature, backend))
+                compiled = self._compiled.get(key)
                 if compiled is None:
                     generator, entry = self.specialise(signature)
-                    source, namespace = generator.module(entry, backend)
-                    compiled = _Compiled(entry, backend, source, namespace)
-                    self._compiled[signature, backend] = compiled
+                    source, namespace = generator.module(entry, backend, mode)
+                    loaded = _CompiledTangent if mode == TANGENT else _Compiled
+                    compiled = loaded(entry, backend, source, namespace)
+                    self._compiled[key] = compiled
         self._last_signature = signature
         return compiled
 
-    def source(self, kind="adjoint", args=None, backend=None):
-        """The generated source for the signature of ``args`` (default: the last call's), in
-        the language of ``backend`` (default: this object's)."""
-        if kind != "adjoint":
-            raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint')")
+    def source(self, kind=ADJOINT, args=None, backend=None):
+        """The generated source of the adjoint (``kind="adjoint"``) or of the tangent
+        (``"tangent"``) for the signature of ``args`` (default: the last call's), in the
+        language of ``backend`` (default: this object's)."""
+        if kind not in (ADJOINT, TANGENT):
+            raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint', "
+                             "'tangent')")
         if args is not None:
             signature = signature_of(self.fn.__name__, self.params, args)
         elif self._last_signature is not None:
@@ -203,7 +218,60 @@ class Differentiable:
         else:
             raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
                              "argument types; call .adjoint(...) first or pass args=(...)")
-        return self._compile(signature, backend).source
+        return self._compile(signature, backend, kind).source
+
+    def tangent(self, *args, **dots):
+        """Tangent (forward) mode: the directional derivatives of the outputs.
+
+        Runs the kernel, mutating the arguments exactly as ``f`` would.  ``<name>_dot=`` gives
+        the direction of a ``wrt`` argument (an array of its shape, or a float; zero when not
+        given).  Returns one entry per output, in the order of ``outputs``: the tangent of a
+        mutated array's final value (in the ``_dot`` array passed for it, which is overwritten,
+        or in a new array), or of the return value as a float."""
+        name = self.fn.__name__
+        compiled = self._compile(signature_of(name, self.params, args), mode=TANGENT)
+        entry = compiled.entry
+        if compiled.backend == "cython":
+            check_contiguous(name, self.params, args)
+        check_writeable(name, self.params, args, entry.written_arrays)
+        allowed = {param + "_dot" for param in self.wrt}
+        for key in dots:
+            if key not in allowed:
+                raise ArgumentError(f"{name}: unexpected direction '{key}'; this tangent takes "
+                                    f"{', '.join(sorted(allowed))}")
+        values = dict(zip(self.params, args))
+        directions = []
+        for param in entry.dot_params:
+            given = dots.get(param + "_dot")
+            primal = values[param]
+            if not isinstance(primal, np.ndarray):
+                directions.append(0.0 if given is None else
+                                  check_float(name, param + "_dot", given, "a direction"))
+                continue
+            if given is None:
+                given = np.zeros_like(primal)
+            else:
+                check_bar(name, param, primal, given, suffix="_dot")
+                if compiled.backend == "cython":
+                    check_contiguous(name, [param + "_dot"], [given])
+            directions.append(given)
+        arrays = {param: value for param, value in values.items()
+                  if isinstance(value, np.ndarray)}
+        arrays.update({param + "_dot": value for param, value in zip(entry.dot_params, directions)
+                       if isinstance(value, np.ndarray)})
+        written = set(entry.written_arrays) | {param + "_dot" for param in entry.written_arrays
+                                               if param in entry.dot_params}
+        check_distinct(name, arrays, written)
+
+        returned = compiled.tangent(*args, *directions)
+        tangents = dict(zip(entry.dot_params, directions))
+        out = []
+        for output in self._outputs_for(entry.key.signature):
+            if output == RETURN_OUTPUT:
+                out.append(float(returned[1]))
+            else:
+                out.append(tangents.get(output, np.zeros_like(values[output])))
+        return tuple(out)
 
     # running ------------------------------------------------------------------------------------
 

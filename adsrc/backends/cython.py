@@ -26,7 +26,7 @@ _ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.
                "math.cos": "cos", "math.tan": "tan", "math.tanh": "tanh"}
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
-_DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
+_DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+|_unused\d+)$")
 _INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
 
 PRELUDE = '''
@@ -351,9 +351,10 @@ class _Printer:
                     self.emit(depth, f"{item.id} = pop_{'float' if kind.is_float else 'int'}"
                                      f"(_tp)")
             return
-        if isinstance(target, gast.Tuple):          # scalar adjoints returned by a callee
-            args = value.args[:-1] + [gast.Name(CALLEE_OUT, gast.Load(), None, None),
-                                      value.args[-1]]
+        if isinstance(target, gast.Tuple):          # scalars returned by a callee
+            out = [gast.Name(CALLEE_OUT, gast.Load(), None, None)]
+            taped = isinstance(value.args[-1], gast.Name) and value.args[-1].id == TAPE
+            args = value.args[:-1] + out + value.args[-1:] if taped else value.args + out
             self.emit(depth, self.expr(gast.Call(value.func, args, [])))
             for position, item in enumerate(target.elts):
                 self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
@@ -480,7 +481,7 @@ def _types_for(spec, function):
             continue
         if variable in spec.env:
             types[variable] = spec.env[variable]
-        elif variable.endswith("_bar") and variable[:-4] in spec.env:
+        elif variable.endswith(("_bar", "_dot")) and variable[:-4] in spec.env:
             base = spec.env[variable[:-4]]
             types[variable] = base if base.is_array else FLOAT
         elif _DOUBLE_TEMPS.match(variable) or variable == SEED:
@@ -507,7 +508,7 @@ class CythonModule:
         for function in (forward, reverse, primal):
             for node in gast.walk(function):
                 if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
-                        and node.func.id.endswith(("__fwd", "__rev", "__primal")):
+                        and node.func.id.endswith(("__fwd", "__rev", "__primal", "__tan")):
                     renames[node.func.id] = self.cdef_name(node.func.id)
         written = spec.effects.written_anywhere(spec.tree.body)
         self.parts.append(self._function(spec, primal, renames, written, tape=False))
@@ -516,6 +517,20 @@ class CythonModule:
                                          scalar_returns=spec.scalar_bar_params))
         if entry:
             self.parts.append(self._wrappers(spec, forward, reverse, primal, written))
+
+    def add_tangent(self, spec, tangent, entry):
+        """The tangent function of a specialisation; a Python wrapper for the entry."""
+        renames = {}
+        for node in gast.walk(tangent):
+            if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+                    and node.func.id.endswith("__tan"):
+                renames[node.func.id] = self.cdef_name(node.func.id)
+        written = spec.effects.written_anywhere(spec.tree.body)
+        pair = ["value", "tangent"] if spec.returns else None
+        self.parts.append(self._function(spec, tangent, renames, written, tape=False,
+                                         scalar_returns=pair))
+        if entry:
+            self.parts.append(self._wrappers_for(spec, [(tangent, False, pair)], written))
 
     def _signature(self, spec, function, written, tape, scalar_returns):
         types = _types_for(spec, function)
@@ -554,9 +569,14 @@ class CythonModule:
         return "\n".join(header + decls + printer.lines)
 
     def _wrappers(self, spec, forward, reverse, primal, written):
+        return self._wrappers_for(spec, [(primal, False, None), (forward, True, None),
+                                         (reverse, True, spec.scalar_bar_params)], written)
+
+    def _wrappers_for(self, spec, functions, written):
+        """Python-callable ``def`` wrappers of cdef functions: (function, takes a tape,
+        names of the scalars it returns through ``_scalar_out`` or None)."""
         out = []
-        for function, tape, scalar in ((primal, False, None), (forward, True, None),
-                                       (reverse, True, spec.scalar_bar_params)):
+        for function, tape, scalar in functions:
             _, params = self._signature(spec, function, written, tape, None)
             args = [arg.id for arg in function.args.args if arg.id != TAPE]
             call_args = args + (["_scalar_out"] if scalar else []) + ([TAPE] if tape else [])
@@ -572,7 +592,7 @@ class CythonModule:
                 # so that errors propagate): the wrapper returns None, as the kernel does
                 call = f"{self.cdef_name(function.name)}({', '.join(call_args)})"
                 lines.append(f"    result = {call}" if spec.returns else f"    {call}")
-                if function is forward:
+                if function.name.endswith("__fwd"):
                     lines.append(f"    {TAPE}.note_forward_end()")
                 lines.append("    return result" if spec.returns else "    return None")
             out.append("\n".join(lines))

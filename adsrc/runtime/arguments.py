@@ -21,26 +21,32 @@ def signature_of(kernel_name, params, args):
                  for param, value in zip(params, args))
 
 
-def check_bar(kernel_name, param, primal, adjoint):
-    """An adjoint array must be a float64 array of its primal's shape."""
+def check_bar(kernel_name, param, primal, adjoint, suffix="_bar"):
+    """An adjoint (``_bar``) or tangent (``_dot``) array must be a float64 array of its
+    primal's shape."""
     if not isinstance(adjoint, np.ndarray) or adjoint.dtype != np.float64:
-        raise ArgumentError(f"{kernel_name}: {param}_bar must be a float64 NumPy array")
+        raise ArgumentError(f"{kernel_name}: {param}{suffix} must be a float64 NumPy array")
     if adjoint.shape != primal.shape:
-        raise ArgumentError(f"{kernel_name}: {param}_bar has shape {adjoint.shape}, but "
+        raise ArgumentError(f"{kernel_name}: {param}{suffix} has shape {adjoint.shape}, but "
                             f"{param} has shape {primal.shape}")
     if not adjoint.flags.writeable:
-        raise ArgumentError(f"{kernel_name}: {param}_bar must be writeable")
+        raise ArgumentError(f"{kernel_name}: {param}{suffix} must be writeable")
 
 
-def check_out_bar(kernel_name, value):
-    """``out_bar``, the adjoint of a scalar return value, as a float."""
+def check_float(kernel_name, label, value, meaning):
+    """A scalar such as ``out_bar`` or ``omega_dot``, as a float."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
                                                                       np.floating)):
-        raise ArgumentError(f"{kernel_name}: out_bar must be a float (the adjoint of the "
-                            f"return value), got {type(value).__name__}")
+        raise ArgumentError(f"{kernel_name}: {label} must be a float ({meaning}), got "
+                            f"{type(value).__name__}")
     return float(value)
+
+
+def check_out_bar(kernel_name, value):
+    """``out_bar``, the adjoint of a scalar return value, as a float."""
+    return check_float(kernel_name, "out_bar", value, "the adjoint of the return value")
 
 
 def check_writeable(kernel_name, params, args, written):

@@ -1,0 +1,161 @@
+"""Tangent (forward) mode: one function that runs the primal and carries directional derivatives.
+
+``<name>__tan(args..., <active>_dot...)`` runs the kernel statement by statement; before each
+active assignment it sets the target's tangent ``t_dot`` to the sum over the statement's active
+leaves of ``partial * leaf_dot``, with the same partial derivatives the reverse mode uses
+(:mod:`adsrc.rules.elementary`), so both modes differentiate every construct alike.  Nothing is
+recorded: a tangent needs no tape.
+
+Activity is the reverse mode's (:mod:`adsrc.analyses.activity`): inactive variables get no
+tangent.  The ``_dot`` of an array argument holds the direction on entry; for a mutated array it
+holds the tangent of the final value on return, and it is left as it was for the others.  A
+kernel returning a value returns ``(value, value_dot)``.
+"""
+
+import copy
+
+import gast
+
+from adsrc.analyses.effects import target_root, user_call
+from adsrc.analyses.needs import RESULT
+from adsrc.frontend.quoting import comment, const, name, quote
+from adsrc.rules import elementary
+
+SUFFIX = "_dot"
+
+
+def dot(node):
+    """The tangent of a name or of an array element."""
+    if isinstance(node, gast.Name):
+        return name(node.id + SUFFIX)
+    return gast.Subscript(name(node.value.id + SUFFIX), copy.deepcopy(node.slice), gast.Load())
+
+
+def _sum(terms):
+    if not terms:
+        return const(0.0)
+    total = terms[0]
+    for term in terms[1:]:
+        if isinstance(term, gast.UnaryOp) and isinstance(term.op, gast.USub):
+            total = gast.BinOp(total, gast.Sub(), term.operand)
+        else:
+            total = gast.BinOp(total, gast.Add(), term)
+    return total
+
+
+def _term(leaf, partial):
+    """``partial * leaf_dot``, with the multiplier 1 and a negation kept readable."""
+    if partial is elementary.ONE:
+        return dot(leaf)
+    if isinstance(partial, gast.UnaryOp) and isinstance(partial.op, gast.USub):
+        inner = partial.operand
+        if isinstance(inner, gast.Constant) and inner.value == 1.0:
+            return gast.UnaryOp(gast.USub(), dot(leaf))
+        return gast.UnaryOp(gast.USub(), gast.BinOp(inner, gast.Mult(), dot(leaf)))
+    return gast.BinOp(partial, gast.Mult(), dot(leaf))
+
+
+class TangentMode:
+    """Generates ``__tan`` for one specialisation (see adsrc.pipeline)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.source = spec.source
+        self.env = spec.env
+        self.active = spec.active
+
+    def _is_active_leaf(self, leaf):
+        return target_root(leaf) in self.active
+
+    def _fail(self, node, message):
+        raise self.source.error(node, message)
+
+    def _line(self, node):
+        _, line, _ = self.source.location(node)
+        return f"line {line}: {self.source.source_line(node)}"
+
+    def statements(self, stmts):
+        out = []
+        for stmt in stmts:
+            out.extend(self._statement(stmt))
+        return out
+
+    def _statement(self, stmt):
+        if isinstance(stmt, (gast.Assign, gast.Expr)) \
+                and user_call(stmt, self.spec.user_functions) is not None:
+            return self._call(stmt)
+        if isinstance(stmt, gast.Assign):
+            return self._assign(stmt)
+        if isinstance(stmt, (gast.For, gast.While)):
+            loop = copy.copy(stmt)
+            loop.body = self.statements(stmt.body) or [gast.Pass()]
+            return [copy.deepcopy(loop)]
+        if isinstance(stmt, gast.If):
+            return [gast.If(test=copy.deepcopy(stmt.test),
+                            body=self.statements(stmt.body) or [gast.Pass()],
+                            orelse=self.statements(stmt.orelse))]
+        if isinstance(stmt, gast.Return):
+            value = stmt.value.id
+            tangent = name(value + SUFFIX) if value in self.active else const(0.0)
+            return [gast.Return(value=gast.Tuple([name(value), tangent], gast.Load()))]
+        return [copy.deepcopy(stmt)]
+
+    def _assign(self, stmt):
+        target, value = stmt.targets[0], stmt.value
+        root = target_root(target)
+        if root not in self.active:
+            return [copy.deepcopy(stmt)]
+        if self.env[root].is_array and isinstance(target, gast.Name):
+            # allocation of a local array: its values are constants
+            return [copy.deepcopy(stmt)] + quote(f"D = np.zeros_like({root})",
+                                                 D=root + SUFFIX)
+        uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
+        found = elementary.partials(value, self._is_active_leaf, self._fail,
+                                    name(RESULT) if uses_result else None)
+        tangent = _sum([_term(leaf, partial) for leaf, partial in found])
+        set_tangent = gast.Assign(targets=[_store(dot(target))], value=tangent,
+                                  type_comment=None)
+        out = [comment(self._line(stmt))]
+        if uses_result:
+            # the partials read the new value: compute it first, store it last
+            return out + quote(f"{RESULT} = V", V=copy.deepcopy(value)) + [set_tangent] \
+                + quote(f"T = {RESULT}", T=copy.deepcopy(target))
+        # the partials read the old values: the tangent goes first
+        return out + [set_tangent, copy.deepcopy(stmt)]
+
+    def _call(self, stmt):
+        call = user_call(stmt, self.spec.user_functions)
+        callee = self.spec.callee(stmt)
+        args = [copy.deepcopy(arg) for arg in call.args]
+        dots = [name(call.args[callee.params.index(param)].id + SUFFIX)
+                for param in callee.dot_params]
+        tan_call = gast.Call(func=name(callee.tan_name), args=args + dots, keywords=[])
+        out = [comment(self._line(stmt))]
+        if isinstance(stmt, gast.Expr):
+            return out + [gast.Expr(value=tan_call)]
+        target = stmt.targets[0].id
+        tangent = target + SUFFIX if target in self.active else self.spec.namer.fresh("unused")
+        pair = gast.Tuple([name(target, store=True), name(tangent, store=True)], gast.Store())
+        return out + [gast.Assign(targets=[pair], value=tan_call, type_comment=None)]
+
+
+def _store(node):
+    node.ctx = gast.Store()
+    return node
+
+
+def build_tangent(spec):
+    """The ``__tan`` function definition of a specialisation."""
+    mode = TangentMode(spec)
+    body = mode.statements(spec.tree.body)
+    inits = []
+    for local in sorted(spec.active - set(spec.params) - {spec.RETURN}):
+        if not spec.env[local].is_array:
+            inits += quote(f"{local}{SUFFIX} = 0.0")
+    params = list(spec.params) + [param + SUFFIX for param in spec.dot_params]
+    arguments = gast.arguments(args=[name(arg) for arg in params], posonlyargs=[], vararg=None,
+                               kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    for arg in arguments.args:
+        arg.ctx = gast.Param()
+    return gast.FunctionDef(name=spec.tan_name, args=arguments, body=inits + body or [gast.Pass()],
+                            decorator_list=[], returns=None, type_comment=None, type_params=[])
