@@ -1,0 +1,77 @@
+"""Dense Jacobians of small kernels, column by column (tangent mode) or row by row (adjoint).
+
+``adsrc.jacobian(f, wrt=..., outputs=...)(*args)`` returns the matrix ``J`` whose rows are the
+output values (every output raveled, in ``outputs`` order, then concatenated) and whose columns
+are the ``wrt`` inputs (likewise).  With ``n`` input and ``m`` output values, forward mode costs
+``n`` tangent runs and reverse mode ``m`` adjoint runs; ``mode="auto"`` picks the cheaper.  The
+arguments are not modified: every run works on copies.
+"""
+
+import numpy as np
+
+from adsrc.api import Differentiable
+from adsrc.errors import AdsrcError
+from adsrc.pipeline import RETURN_OUTPUT
+from adsrc.runtime.arguments import signature_of
+
+MODES = ("auto", "forward", "reverse")
+
+
+def _copies(args):
+    return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
+
+
+def _size(value):
+    return value.size if isinstance(value, np.ndarray) else 1
+
+
+def _unit(value, index):
+    """The ``index``-th unit direction in the space of ``value`` (an array or a scalar)."""
+    if not isinstance(value, np.ndarray):
+        return 1.0
+    unit = np.zeros_like(value, dtype=np.float64)
+    unit.flat[index] = 1.0
+    return unit
+
+
+def _flat(value):
+    return np.ravel(value) if isinstance(value, np.ndarray) else np.array([value], dtype=float)
+
+
+def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
+    """A function of the kernel's arguments returning its dense Jacobian (see the module)."""
+    if mode not in MODES:
+        raise AdsrcError(f"jacobian: unknown mode {mode!r} (available: {', '.join(MODES)})")
+    kernel = Differentiable(f, wrt, outputs, backend)
+
+    def dense_jacobian(*args):
+        values = dict(zip(kernel.params, args))
+        outs = kernel._outputs_for(signature_of(kernel.fn.__name__, kernel.params, args))
+        out_sizes = [1 if out == RETURN_OUTPUT else _size(values[out]) for out in outs]
+        in_sizes = [_size(values[name]) for name in kernel.wrt]
+        jac = np.zeros((sum(out_sizes), sum(in_sizes)))
+        forward = mode == "forward" or (mode == "auto" and sum(in_sizes) <= sum(out_sizes))
+        if forward:
+            column = 0
+            for name, size in zip(kernel.wrt, in_sizes):
+                for index in range(size):
+                    direction = _unit(values[name], index)
+                    tangents = kernel.tangent(*_copies(args), **{name + "_dot": direction})
+                    jac[:, column] = np.concatenate([_flat(t) for t in tangents])
+                    column += 1
+            return jac
+        row = 0
+        for out, size in zip(outs, out_sizes):
+            for index in range(size):
+                seeds = {other + "_bar": np.zeros_like(values[other])
+                         for other in outs if other != RETURN_OUTPUT}
+                if RETURN_OUTPUT in outs:
+                    seeds["out_bar"] = 1.0 if out == RETURN_OUTPUT else 0.0
+                if out != RETURN_OUTPUT:
+                    seeds[out + "_bar"] = _unit(values[out], index)
+                grads = kernel.adjoint(*_copies(args), **seeds)
+                jac[row, :] = np.concatenate([_flat(g) for g in grads])
+                row += 1
+        return jac
+
+    return dense_jacobian
