@@ -25,11 +25,12 @@ import numpy as np
 
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
-from adsrc.pipeline import ADJOINT, RETURN_OUTPUT, TANGENT, Program, specialise_entry
+from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
                                      check_float, check_out_bar, check_writeable,
                                      signature_of)
 from adsrc.runtime.tape import Tape, TapeStats
+from adsrc.transformations.second_order import dot_name
 
 
 def _parameter_names(fn):
@@ -103,6 +104,21 @@ class _CompiledTangent:
         self.backend = backend
         self.source = source
         self.tangent = namespace[entry.tan_name]
+
+
+class _CompiledSecondOrder:
+    """The loaded tangent of the adjoint (``__fwd_dot``, ``__rev_dot``) of one signature."""
+
+    def __init__(self, entry, backend, source, namespace):
+        self.entry = entry
+        self.backend = backend
+        self.source = source
+        self.forward = namespace[dot_name(entry.fwd_name)]
+        self.reverse = namespace[dot_name(entry.rev_name)]
+        self.make_tape = namespace["Tape"] if backend == "cython" else Tape
+
+
+_LOADED = {ADJOINT: _Compiled, TANGENT: _CompiledTangent, HVP: _CompiledSecondOrder}
 
 
 class Adjoint:
@@ -198,8 +214,7 @@ class Differentiable:
                 if compiled is None:
                     generator, entry = self.specialise(signature)
                     source, namespace = generator.module(entry, backend, mode)
-                    loaded = _CompiledTangent if mode == TANGENT else _Compiled
-                    compiled = loaded(entry, backend, source, namespace)
+                    compiled = _LOADED[mode](entry, backend, source, namespace)
                     self._compiled[key] = compiled
         self._last_signature = signature
         return compiled

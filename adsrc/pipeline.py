@@ -32,9 +32,10 @@ from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
 from adsrc.normalize.lower_arrays import LowerArrays
 from adsrc.transformations.reverse import build_functions
+from adsrc.transformations.second_order import build_second_order
 from adsrc.transformations.tangent import build_tangent
 
-ADJOINT, TANGENT = "adjoint", "tangent"
+ADJOINT, TANGENT, HVP = "adjoint", "tangent", "hvp"
 RETURN_OUTPUT = "return"
 
 
@@ -275,6 +276,16 @@ class Generator:
             return module.source(header)
         built = self._build_all(build_functions)
         header = _header(entry, backend, display_path) + header_note
+        if mode == HVP:
+            second = [(spec, *build_second_order(spec, forward, reverse))
+                      for spec, forward, reverse in built]
+            if backend == "python":
+                return python_backend.module_source(header, [
+                    function for _, forward, reverse in second for function in (forward, reverse)])
+            module = CythonModule()
+            for spec, forward, reverse in second:
+                module.add_second_order(spec, forward, reverse, entry=spec is entry)
+            return module.source(header)
         if backend == "python":
             functions = [function for _, forward, reverse in built
                          for function in (forward, reverse)]

@@ -473,23 +473,30 @@ def _assigned_names(function):
     return names
 
 
+def _type_of(spec, variable):
+    """The type of a kernel variable, of a generated temporary, or of the adjoint (``_bar``)
+    or tangent (``_dot``) of either, which has the type of what it differentiates."""
+    if variable in spec.env:
+        return spec.env[variable]
+    if variable.endswith(("_bar", "_dot")):
+        return _type_of(spec, variable[:-4])
+    if _DOUBLE_TEMPS.match(variable) or variable == SEED:
+        return FLOAT
+    if _INDEX_TEMPS.match(variable):
+        return INT
+    return None
+
+
 def _types_for(spec, function):
     """Types of every variable a generated function assigns or takes."""
     types = {}
     for variable in _assigned_names(function) | {arg.id for arg in function.args.args}:
         if variable == TAPE:
             continue
-        if variable in spec.env:
-            types[variable] = spec.env[variable]
-        elif variable.endswith(("_bar", "_dot")) and variable[:-4] in spec.env:
-            base = spec.env[variable[:-4]]
-            types[variable] = base if base.is_array else FLOAT
-        elif _DOUBLE_TEMPS.match(variable) or variable == SEED:
-            types[variable] = FLOAT
-        elif _INDEX_TEMPS.match(variable):
-            types[variable] = INT
-        else:
+        kind = _type_of(spec, variable)
+        if kind is None:
             raise AssertionError(f"adsrc internal error: no C type for '{variable}'")
+        types[variable] = kind
     return types
 
 
@@ -508,7 +515,8 @@ class CythonModule:
         for function in (forward, reverse, primal):
             for node in gast.walk(function):
                 if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
-                        and node.func.id.endswith(("__fwd", "__rev", "__primal", "__tan")):
+                        and node.func.id.endswith(("__fwd", "__rev", "__primal", "__tan",
+                                                   "__fwd_dot", "__rev_dot")):
                     renames[node.func.id] = self.cdef_name(node.func.id)
         written = spec.effects.written_anywhere(spec.tree.body)
         self.parts.append(self._function(spec, primal, renames, written, tape=False))
@@ -531,6 +539,27 @@ class CythonModule:
                                          scalar_returns=pair))
         if entry:
             self.parts.append(self._wrappers_for(spec, [(tangent, False, pair)], written))
+
+    def add_second_order(self, spec, forward, reverse, entry):
+        """The tangents of a specialisation's forward and reverse sweeps (for Hessian-vector
+        products); Python wrappers for the entry."""
+        renames = {}
+        for function in (forward, reverse):
+            for node in gast.walk(function):
+                if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+                        and node.func.id.endswith(("__fwd_dot", "__rev_dot")):
+                    renames[node.func.id] = self.cdef_name(node.func.id)
+        written = spec.effects.written_anywhere(spec.tree.body)
+        value = ["value", "tangent"] if spec.returns else None
+        scalars = [name for param in spec.scalar_bar_params
+                   for name in (param + "_bar", param + "_bar_dot")] or None
+        self.parts.append(self._function(spec, forward, renames, written, tape=True,
+                                         scalar_returns=value))
+        self.parts.append(self._function(spec, reverse, renames, written, tape=True,
+                                         scalar_returns=scalars))
+        if entry:
+            self.parts.append(self._wrappers_for(
+                spec, [(forward, True, value), (reverse, True, scalars)], written))
 
     def _signature(self, spec, function, written, tape, scalar_returns):
         types = _types_for(spec, function)

@@ -1,0 +1,256 @@
+"""Tangent of the generated adjoint: Hessian-vector products, forward over reverse.
+
+The reverse transformation turns a kernel into ``__fwd`` and ``__rev`` (see
+:mod:`adsrc.transformations.reverse`).  This module differentiates those two functions once
+more, in tangent mode, into ``__fwd_dot`` and ``__rev_dot``: every float the adjoint computes
+gets a ``_dot`` that carries its derivative in a direction ``v``.  With ``v`` seeding the
+tangent of ``x`` and the adjoint seeded with 1 on a scalar result, ``x_bar`` is the gradient and
+``x_bar_dot`` is ``H v``.
+
+The tape is differentiated too: a value pushed on the float tape is followed by its tangent, a
+copied array by the copy of its tangent, and a frame carries the tangents of its active
+values; the reverse sweep pops them in mirror order.  Integer pushes (loop bounds, branch
+directions) have no tangent: the control flow of a tangent run is the primal's.
+
+Which values carry a tangent: the primal values activity analysis marked active, every adjoint
+(``_bar``) and the adjoint temporaries.  Adjoints of values that do not depend on ``v`` get a
+tangent that stays zero: a little extra work, never a wrong one.
+"""
+
+import copy
+import re
+
+import gast
+
+from adsrc.analyses.effects import target_root
+from adsrc.frontend.quoting import name, quote
+from adsrc.rules import elementary
+from adsrc.transformations.reverse import TAPE
+from adsrc.transformations.tangent import SUFFIX, _store, _sum, _term, dot
+
+_ADJOINT_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
+_ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
+
+
+def dot_name(function_name):
+    return function_name + SUFFIX
+
+
+def _tape_call(node, *methods):
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
+        and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE \
+        and node.func.attr in methods
+
+
+def _call_name(node):
+    if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
+        return node.func.id
+    return None
+
+
+class TangentOfAdjoint:
+    """Differentiates the ``__fwd`` and ``__rev`` functions of one specialisation."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.callees = {}       # generated function name -> (callee spec, "fwd" or "rev")
+
+    # which values carry a tangent ---------------------------------------------------------------
+
+    def carries(self, variable):
+        env = self.spec.env
+        if variable in env:
+            return variable in self.spec.active and env[variable].is_float
+        if variable.endswith("_bar"):
+            base = variable[:-4]
+            return base in env and env[base].is_float
+        return bool(_ADJOINT_TEMPS.match(variable))
+
+    def _active_leaf(self, leaf):
+        return self.carries(target_root(leaf))
+
+    def _fail(self, node, message):
+        raise AssertionError(f"adsrc internal error in the tangent of an adjoint: {message}")
+
+    def _tangent_of(self, node):
+        """The tangent of an expression: ``sum(partial * leaf_dot)``."""
+        found = elementary.partials(node, self._active_leaf, self._fail)
+        return _sum([_term(leaf, partial) for leaf, partial in found])
+
+    # functions ----------------------------------------------------------------------------------
+
+    def function(self, function, tangent_params):
+        """``function`` differentiated; ``tangent_params`` are its parameters that get a
+        ``_dot`` parameter, after all the primal ones (and before the tape)."""
+        self.register_callees(function)
+        body = self.block(function.body)
+        params = [arg.id for arg in function.args.args]
+        tape = params[-1] == TAPE
+        plain = params[:-1] if tape else params
+        dots = [param + SUFFIX for param in plain if param in tangent_params]
+        args = plain + dots + ([TAPE] if tape else [])
+        arguments = gast.arguments(args=[name(arg) for arg in args], posonlyargs=[],
+                                   vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                                   defaults=[])
+        for arg in arguments.args:
+            arg.ctx = gast.Param()
+        return gast.FunctionDef(name=dot_name(function.name), args=arguments, body=body,
+                                decorator_list=[], returns=None, type_comment=None,
+                                type_params=[])
+
+    def register_callees(self, function):
+        for node in gast.walk(function):
+            callee = _call_name(node)
+            if callee is None:
+                continue
+            for spec in self.spec.generator.specs.values():
+                if spec is not None and callee in (spec.fwd_name, spec.rev_name):
+                    self.callees[callee] = spec
+
+    # statements ---------------------------------------------------------------------------------
+
+    def block(self, stmts):
+        out = []
+        for stmt in stmts:
+            out.extend(self.statement(stmt))
+        return out or [gast.Pass()]
+
+    def statement(self, stmt):
+        if isinstance(stmt, (gast.For, gast.While)):
+            loop = copy.copy(stmt)
+            loop.body = self.block(stmt.body)
+            return [copy.deepcopy(loop)]
+        if isinstance(stmt, gast.If):
+            orelse = self.block(stmt.orelse) if stmt.orelse else []
+            return [gast.If(test=copy.deepcopy(stmt.test), body=self.block(stmt.body),
+                            orelse=orelse)]
+        if isinstance(stmt, gast.Return):
+            return [self._return(stmt)]
+        if isinstance(stmt, gast.Expr):
+            return self._expression_statement(stmt)
+        if isinstance(stmt, gast.AugAssign):
+            return self._augmented(stmt)
+        if isinstance(stmt, gast.Assign):
+            return self._assign(stmt)
+        return [copy.deepcopy(stmt)]
+
+    def _return(self, stmt):
+        values = stmt.value.elts if isinstance(stmt.value, gast.Tuple) else [stmt.value]
+        tangents = [self._leaf_tangent(value) for value in values]
+        return gast.Return(value=gast.Tuple([copy.deepcopy(v) for v in values] + tangents,
+                                            gast.Load()))
+
+    def _leaf_tangent(self, node):
+        if isinstance(node, (gast.Name, gast.Subscript)) and self._active_leaf(node):
+            return dot(node)
+        return gast.Constant(0.0, None)
+
+    def _frame(self, values):
+        """A frame's values followed by the tangents of its active ones."""
+        return values + [dot(value) for value in values if self.carries(value.id)]
+
+    def _expression_statement(self, stmt):
+        value = stmt.value
+        if _tape_call(value, "push_float"):
+            pushed = value.args[0]
+            if self._active_leaf(pushed):
+                return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_float(D)", D=dot(pushed))
+            return [copy.deepcopy(stmt)]
+        if _tape_call(value, "push_block"):
+            array = value.args[0].id
+            if self.carries(array):
+                return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_block(D)", D=array + SUFFIX)
+            return [copy.deepcopy(stmt)]
+        if _tape_call(value, "push_frame"):
+            values = [copy.deepcopy(v) for v in value.args[0].elts]
+            return quote(f"{TAPE}.push_frame(F)", F=gast.Tuple(self._frame(values), gast.Load()))
+        if _call_name(value) in self.callees:
+            return [gast.Expr(value=self._callee_call(value))]
+        return [copy.deepcopy(stmt)]
+
+    def _augmented(self, stmt):
+        out = []
+        if self._active_leaf(stmt.target):
+            target = _store(dot(stmt.target))
+            out.append(gast.AugAssign(target=target, op=copy.deepcopy(stmt.op),
+                                      value=self._tangent_of(stmt.value)))
+        return out + [copy.deepcopy(stmt)]
+
+    def _assign(self, stmt):
+        target, value = stmt.targets[0], stmt.value
+        if isinstance(target, gast.Tuple):
+            return self._tuple_assign(stmt)
+        if _tape_call(value, "pop_float"):
+            if self._active_leaf(target):
+                return quote(f"D = {TAPE}.pop_float()", D=dot(target)) + [copy.deepcopy(stmt)]
+            return [copy.deepcopy(stmt)]
+        if _tape_call(value, "pop_block"):
+            array = value.args[0].id
+            if self.carries(array):
+                return quote(f"D = {TAPE}.pop_block(A)", D=target.id + SUFFIX,
+                             A=array + SUFFIX) + [copy.deepcopy(stmt)]
+            return [copy.deepcopy(stmt)]
+        if _tape_call(value, "saved"):
+            if self._active_leaf(target):
+                block, index = value.args
+                return quote(f"D = {TAPE}.saved(S, I)", D=dot(target), S=block.id + SUFFIX,
+                             I=copy.deepcopy(index)) + [copy.deepcopy(stmt)]
+            return [copy.deepcopy(stmt)]
+        if _tape_call(value, "pop_int"):
+            return [copy.deepcopy(stmt)]
+        if _call_name(value) in self.callees:
+            pair = gast.Tuple([copy.deepcopy(target), _store(dot(target))], gast.Store())
+            return [gast.Assign(targets=[pair], value=self._callee_call(value),
+                                type_comment=None)]
+        root = target_root(target)
+        if not self._active_leaf(target):
+            return [copy.deepcopy(stmt)]
+        if isinstance(target, gast.Name) and isinstance(value, gast.Call) \
+                and gast.unparse(value.func).strip() in _ALLOCATIONS:
+            return [copy.deepcopy(stmt)] + quote(f"D = np.zeros_like({root})", D=root + SUFFIX)
+        tangent = gast.Assign(targets=[_store(dot(target))], value=self._tangent_of(value),
+                              type_comment=None)
+        return [tangent, copy.deepcopy(stmt)]
+
+    def _tuple_assign(self, stmt):
+        targets = [copy.deepcopy(t) for t in stmt.targets[0].elts]
+        value = stmt.value
+        if _tape_call(value, "pop_frame"):
+            unpack = gast.Tuple(self._frame(targets), gast.Store())
+            for item in unpack.elts:
+                item.ctx = gast.Store()
+            return [gast.Assign(targets=[unpack], value=copy.deepcopy(value), type_comment=None)]
+        # scalar adjoints returned by a callee's reverse sweep
+        receivers = targets + [_store(dot(t)) for t in targets]
+        return [gast.Assign(targets=[gast.Tuple(receivers, gast.Store())],
+                            value=self._callee_call(value), type_comment=None)]
+
+    def _callee_call(self, call):
+        """The call of a callee's ``__fwd``/``__rev`` turned into its ``_dot`` version: the
+        tangents of the arguments follow the primal arguments, as in :meth:`function`."""
+        callee = self.callees[call.func.id]
+        args = [copy.deepcopy(arg) for arg in call.args]
+        tape = args.pop()
+        primal = args[:len(callee.params)]
+        dots = [dot(primal[callee.params.index(param)]) for param in callee.dot_params]
+        rest = args[len(callee.params):]
+        if call.func.id == callee.rev_name:
+            rest_dots = [self._leaf_tangent(arg) for arg in rest]
+            tail = rest + rest_dots
+        else:
+            tail = rest
+        return gast.Call(func=name(dot_name(call.func.id)), args=primal + dots + tail + [tape],
+                         keywords=[])
+
+
+def build_second_order(spec, forward, reverse):
+    """``__fwd_dot`` and ``__rev_dot`` of a specialisation, from its ``__fwd`` and ``__rev``."""
+    mode = TangentOfAdjoint(spec)
+    tangent_params = set(spec.dot_params)
+    fwd = mode.function(forward, tangent_params)
+    adjoints = {param + "_bar" for param in spec.bar_params}
+    if spec.returns:
+        adjoints.add(spec.RETURN + "_bar")
+    rev = mode.function(reverse, tangent_params | adjoints)
+    return fwd, rev
+

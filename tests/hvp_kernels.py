@@ -1,0 +1,40 @@
+"""Smooth scalar kernels for the Hessian-vector-product tests: loops, branches, in-place
+updates, a while loop."""
+
+import math
+
+
+def norm_cubed(x):
+    """``norm(x)**3 * x[-1] + x[0]**2``, the example of the issue."""
+    n = x.shape[0]
+    s = 0.0
+    for i in range(n):
+        s += x[i] * x[i]
+    return math.sqrt(s) ** 3 * x[n - 1] + x[0] ** 2
+
+
+def smoothed_energy(x, w, iters):
+    """A few nonlinear in-place smoothing sweeps, then an energy with a branch per element."""
+    n = x.shape[0]
+    for it in range(iters):
+        for i in range(1, n - 1):
+            x[i] = x[i] + w * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i]
+    e = 0.0
+    for i in range(n):
+        if x[i] > 0.0:
+            e += x[i] ** 3
+        else:
+            e -= math.exp(x[i]) * x[i]
+    return e
+
+
+def damped_oscillation(x, k):
+    """A while loop whose trip count depends on the data: steps until the energy is small."""
+    e = x[0] * x[0] + x[1] * x[1]
+    steps = 0
+    while e > 1e-3 and steps < 50:
+        x[0] = x[0] - k * math.sin(x[1])
+        x[1] = x[1] + k * x[0] * 0.9
+        e = 0.5 * e
+        steps += 1
+    return x[0] * x[1] + math.tanh(x[0]) + k * x[1] * x[1]

@@ -1,0 +1,142 @@
+"""Hessian-vector products by tangent over adjoint (adsrc.hvp, adsrc.hessian_operator).
+
+For smooth scalar kernels with loops, branches, in-place updates and a while loop (tests/
+hvp_kernels.py, and corpus kernels), checked against two other methods:
+
+* fourth-order central finite differences of the gradient (adsrc.grad) in the direction v;
+* symmetry: ``<H u, v> == <u, H v>``;
+
+and the operator: it plugs into scipy.sparse.linalg.cg, and ``update(x)`` moves the point without
+generating or compiling anything again.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import adsrc
+import hvp_kernels as K
+from corpus.hand_adjoints import CASES
+
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
+FD_STEP = 1e-4
+
+
+def _case(name):
+    return next(case for case in CASES if case.name == name)
+
+
+def _copies(args):
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _corpus(name, wrt):
+    case = _case(name)
+    return case.kernel, wrt, lambda rng: case.make_args(rng, np.int32)
+
+
+# name -> (kernel, wrt, make(rng) -> args)
+PROBLEMS = {
+    "norm_cubed": (K.norm_cubed, "x", lambda rng: (rng.uniform(0.5, 1.5, 7),)),
+    "smoothed_energy": (K.smoothed_energy, "x",
+                        lambda rng: (rng.uniform(-1.0, 1.0, 9), 0.1, 3)),
+    "smoothed_energy[w]": (K.smoothed_energy, "w",
+                           lambda rng: (rng.uniform(-1.0, 1.0, 9), 0.1, 3)),
+    "damped_oscillation": (K.damped_oscillation, "x",
+                           lambda rng: (np.array([0.8, -0.6]), 0.3)),
+    "residual_loss": _corpus("residual_loss", "x"),
+    "residual_loss[data]": _corpus("residual_loss", "data"),
+    "newton_cubic": _corpus("newton_cubic", "a"),
+    "branchy": _corpus("branchy", "x"),
+}
+
+
+def _vector(value, rng):
+    return rng.standard_normal(value.shape) if isinstance(value, np.ndarray) \
+        else float(rng.standard_normal())
+
+
+def _setup(name, seed):
+    kernel, wrt, make = PROBLEMS[name]
+    rng = np.random.default_rng(seed)
+    args = make(rng)
+    position = list(kernel.__code__.co_varnames).index(wrt)
+    return kernel, wrt, args, position, rng
+
+
+def _hvp(kernel, wrt, args, position, v):
+    with_v = list(args)
+    with_v.insert(position + 1, v)
+    return adsrc.hvp(kernel, wrt=wrt)(*with_v)
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_hvp_equals_finite_differences_of_the_gradient(name):
+    kernel, wrt, args, position, rng = _setup(name, 41)
+    v = _vector(args[position], rng)
+    before = _copies(args)
+    hv = _hvp(kernel, wrt, args, position, v)
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)        # the arguments are left alone
+    grad = adsrc.grad(kernel, wrt=wrt)
+
+    def gradient_at(h):
+        moved = _copies(args)
+        moved[position] = moved[position] + h * v
+        return np.asarray(grad(*moved))
+
+    fd = (-gradient_at(2 * FD_STEP) + 8 * gradient_at(FD_STEP) - 8 * gradient_at(-FD_STEP)
+          + gradient_at(-2 * FD_STEP)) / (12 * FD_STEP)
+    scale = max(float(np.max(np.abs(fd))), 1e-3)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7 * scale)
+    assert float(np.max(np.abs(hv))) > 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_hessian_is_symmetric(name):
+    kernel, wrt, args, position, rng = _setup(name, 42)
+    u, v = _vector(args[position], rng), _vector(args[position], rng)
+    hu = _hvp(kernel, wrt, args, position, u)
+    hv = _hvp(kernel, wrt, args, position, v)
+    assert float(np.sum(hu * v)) == pytest.approx(float(np.sum(u * hv)), rel=1e-10)
+
+
+def test_operator_with_cg_and_update():
+    """Newton step of a convex regularised least-squares loss by CG on the operator; update()
+    moves the point and compiles nothing new."""
+    case = _case("residual_loss")
+    args = list(case.make_args(np.random.default_rng(43), np.int32))
+    position = case.arg_index("x")
+    x0 = args[position]
+    hessian = adsrc.hessian_operator(case.kernel, *args, wrt="x")
+    n = x0.size
+    dense = np.column_stack([hessian.matvec(e) for e in np.eye(n)])
+    np.testing.assert_allclose(dense, dense.T, rtol=1e-10, atol=1e-12)
+    gradient = hessian.gradient
+    np.testing.assert_allclose(gradient, adsrc.grad(case.kernel, wrt="x")(*_copies(args)),
+                               rtol=1e-12)
+    step, info = spla.cg(hessian, -gradient, rtol=1e-12, maxiter=10 * n)
+    assert info == 0
+    np.testing.assert_allclose(step, np.linalg.solve(dense, -gradient), rtol=1e-8, atol=1e-10)
+    compiled = dict(hessian._second.kernel._compiled)
+    x1 = x0 + 0.3 * step
+    hessian.update(x1)
+    moved = _copies(args)
+    moved[position] = x1
+    v = np.random.default_rng(44).standard_normal(n)
+    with_v = list(moved)
+    with_v.insert(position + 1, v)
+    np.testing.assert_allclose(hessian.matvec(v), adsrc.hvp(case.kernel, wrt="x")(*with_v),
+                               rtol=1e-12, atol=1e-14)
+    assert hessian._second.kernel._compiled == compiled        # nothing new was built
+    matmat = hessian.matmat(np.eye(n)[:, :3])
+    np.testing.assert_allclose(matmat[:, 1], hessian.matvec(np.eye(n)[:, 1]), rtol=1e-13)
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(adsrc.AdsrcError, match="one wrt"):
+        adsrc.hvp(K.smoothed_energy, wrt=("x", "w"))
+    x = np.ones(5)
+    with pytest.raises(adsrc.ArgumentError, match="shape"):
+        adsrc.hvp(K.norm_cubed, wrt="x")(x, np.ones(4))
