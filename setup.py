@@ -32,6 +32,11 @@ def _load_build_module():
     return build
 
 
+# the flags adsrc compiles its run-time modules with (adsrc/compiling/cython_build.py, FLAGS);
+# -fno-math-errno lets the compiler share repeated sqrt/exp calls of a derivative expression
+COMPILE_FLAGS = ["-O3", "-fno-strict-aliasing", "-fno-math-errno"]
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -42,7 +47,7 @@ def extensions():
     sources = [Extension(shared, [os.path.join("kernels", "generated", "_cyutility.c")])]
     sources += [Extension(f"{package}.{module}",
                           [os.path.join("kernels", "generated", module + ".pyx")],
-                          extra_compile_args=["-O3"]) for module in modules]
+                          extra_compile_args=COMPILE_FLAGS) for module in modules]
     return cythonize(sources, shared_utility_qualified_name=shared, quiet=True)
 
 

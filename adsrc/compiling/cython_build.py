@@ -26,7 +26,9 @@ import threading
 from adsrc.compiling import cache
 from adsrc.errors import AdsrcError
 
-FLAGS = ["-O3", "-fno-strict-aliasing"]
+# -fno-math-errno: errno is never read, and without it a derivative expression's repeated
+# sqrt/exp calls could not be shared (setup.py builds the shipped kernels with the same flags)
+FLAGS = ["-O3", "-fno-strict-aliasing", "-fno-math-errno"]
 
 # Held while a build runs and while its output is captured (re-entrant: ``load`` holds it around
 # the whole find-or-build, ``_captured_output`` again around the capture).
