@@ -513,6 +513,88 @@ def rec_sweep(x, y, k):
         y[k] = y[k] * x[k] + y[k - 1]
 
 
+def smooth(u, v):
+    return u * math.tanh(v) + 0.5 * math.sin(u)
+
+
+def call_into_element(x, y):
+    """a user call stored into an element, its arguments a reduction and the element itself."""
+    for i in range(len(x)):
+        x[i] = smooth(np.dot(y, x), x[i])
+
+
+def call_of_inactive_in_expression(x, a):
+    """a user call nested in an expression, with arguments that carry no derivative."""
+    for i in range(len(x)):
+        x[i] = x[i] * smooth(a, a)
+
+
+def call_with_2d_element(x, u):
+    """a user call with an element of a 2-D array as argument (u[i, 0] is not a slice)."""
+    s = 0.0
+    for i in range(len(x)):
+        s += smooth(u[i, 0], x[i])
+    return s
+
+
+def reduction_into_element(x, y):
+    """np.sum / np.dot stored into an element, also of the array reduced."""
+    for i in range(len(x)):
+        x[i] = np.sum(y) + 0.1 * np.dot(x, y)
+    y[0] = np.sum(y)
+
+
+def reduction_reads_target(x, a):
+    """the name a reduction is assigned to is read inside the reduction."""
+    a = np.sum(a * x)
+    a = np.dot(a * x, x)
+    return a
+
+
+def calls_in_if_conditions(x, y):
+    """reductions and user calls in if/elif conditions, at the top level and in a loop."""
+    s = 0.0
+    if sq_norm(x) > 1.0 + 0.5 * np.dot(x, y):
+        s += np.sum(x)
+    elif np.sum(y) > 0.0:
+        s += np.sum(y)
+    for i in range(len(x)):
+        if np.dot(x, y) * x[i] > 0.3:
+            s += x[i] * y[i]
+        elif np.sum(y) < 0.5:
+            s -= y[i]
+    return s
+
+
+def call_in_if_condition_in_loop(x, y):
+    """a user call in the condition of an if inside a loop."""
+    s = 0.0
+    for i in range(len(x)):
+        if smooth(x[i], y[i]) > 0.6:
+            s += x[i] * y[i]
+    return s
+
+
+def calls_in_while_condition(x, tol):
+    """a reduction and a user call in a while condition: evaluated again on every trip,
+    also on the trips that end with continue."""
+    k = 0
+    while sq_norm(x) > tol * np.sum(x):
+        k += 1
+        if k == 2:
+            x[0] = 0.5 * x[0]
+            continue
+        for i in range(len(x)):
+            x[i] = 0.8 * x[i]
+    return sq_norm(x)
+
+
+def reduction_in_range(x, y):
+    """a reduction in a loop bound."""
+    for k in range(int(np.sum(x))):
+        y[k] = y[k] * x[k]
+
+
 # ---------------------------------------------------------------------------
 # returns and default outputs
 # ---------------------------------------------------------------------------

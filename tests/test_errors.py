@@ -230,6 +230,23 @@ def range_of_floats(x):
     return s
 
 
+def user_sq(x, k):
+    return x[k] * x[k]
+
+
+def call_in_and_operand(x, k):
+    # adsrc computes calls before their statement; Python calls user_sq only when k < len(x)
+    s = 0.0
+    if k < len(x) and user_sq(x, k) > 1.0:  # <-
+        s = x[0]
+    return s
+
+
+def reduction_in_conditional_expression(x, t):
+    s = x[0] if t > 0.0 else np.sum(x)  # <-
+    return s
+
+
 # (kernel, expected fragment of the message or None, token the caret must point at, args)
 def _x(n=4):
     return (np.linspace(0.5, 1.5, n),)
@@ -252,6 +269,8 @@ UNSUPPORTED = [
     (slice_inplace_overlap, "other elements", "x[1:-1]", _x),
     (stencil_2d_whole, "other elements", "u[1:-1, 1:-1]",
      lambda: (np.ones((4, 5)), np.ones((4, 5)))),
+    (call_in_and_operand, "'and'/'or'", "user_sq", lambda: (*_x(), 2)),
+    (reduction_in_conditional_expression, "'a if c else b'", "np.sum", lambda: (*_x(), 1.0)),
     (early_return_in_loop, "return", "return", _x),
     (for_over_array, "range", "x", _x),
     (list_literal, None, "[", _x),

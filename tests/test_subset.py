@@ -44,6 +44,7 @@ class Case:
     outputs: tuple = None        # passed to adsrc (None: the default rule)
     effective: tuple = None      # the outputs the default rule must choose (when outputs is None)
     uses_indices: bool = False
+    known_bug: str = None        # a strict xfail: the test must start passing once it is fixed
 
     @property
     def params(self):
@@ -73,6 +74,12 @@ def _mixed_sign(rng, n, margin=0.3):
     """values with |x| >= margin, alternating signs."""
     return np.array([(margin + rng.uniform(0.0, 1.0)) * (-1) ** k for k in range(n)])
 
+
+# A loop-local scalar computed by a user call (``_t0 = g(a)``, hoisted or written by hand) is
+# classified "recomputed" by adsrc/analyses/recompute.py, and the reverse sweep re-runs
+# ``g(a)`` under the primal's name, which the generated module does not define: NameError
+# (Python backend), "undeclared name" (Cython).
+_RECOMPUTED_CALL = "known bug: recompute.py recomputes user-call results in the reverse sweep"
 
 CASES = [
     Case("scalars_float_int", K.scalars_float_int, lambda r, d: (0.7, 0.9, 4), ("a", "b"),
@@ -160,6 +167,34 @@ CASES = [
          ("x", "y", "alpha"), ("x", "y")),
     Case("call_statement_default_outputs", K.call_statement,
          lambda r, d: (_u(r, 4), _u(r, 4), 0.7), ("alpha",), effective=("x", "y")),
+    # hoisting of calls and reductions (desugar) and reductions into temporaries (lower_arrays)
+    Case("call_into_element", K.call_into_element, lambda r, d: (_u(r, 5), _u(r, 5, 0.1, 0.3)),
+         ("x", "y"), ("x",)),
+    Case("call_of_inactive_in_expression", K.call_of_inactive_in_expression,
+         lambda r, d: (_u(r, 5), 0.7), ("x",), ("x",), known_bug=_RECOMPUTED_CALL),
+    Case("call_with_2d_element", K.call_with_2d_element,
+         lambda r, d: (_u(r, 4), _u(r, (4, 3))), ("x", "u")),
+    Case("reduction_into_element", K.reduction_into_element,
+         lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"), ("x", "y")),
+    Case("reduction_reads_target", K.reduction_reads_target, lambda r, d: (_u(r, 5), 0.8),
+         ("x", "a")),
+    # values chosen so that every condition is >= 0.04 away from switching
+    Case("calls_in_if_conditions_elif", K.calls_in_if_conditions,
+         lambda r, d: (np.array([0.5, -0.4, 0.3, 0.6, 0.1]),
+                       np.array([0.9, 0.2, -0.5, 0.7, 0.4])), ("x", "y")),
+    Case("calls_in_if_conditions_then", K.calls_in_if_conditions,
+         lambda r, d: (np.array([1.2, 0.9, -0.8, 1.1, 0.7]),
+                       np.array([0.3, -0.6, 0.2, -0.4, 0.5])), ("x", "y")),
+    Case("call_in_if_condition_in_loop", K.call_in_if_condition_in_loop,
+         lambda r, d: (np.array([0.2, 1.3, 0.9, 1.5, 0.6]),
+                       np.array([0.4, 0.7, 1.1, -0.3, 0.9])), ("x", "y"),
+         known_bug=_RECOMPUTED_CALL),
+    # sq_norm(x) / (tol * sum(x)) on the trips: 1.60, 1.28, 1.12 (continue), 0.89 -> 3 trips
+    Case("calls_in_while_condition", K.calls_in_while_condition,
+         lambda r, d: (np.array([1.4, 0.9, 1.2, 0.8, 1.1]), 0.7), ("x", "tol")),
+    # sum(x) = 4.7: 4 trips
+    Case("reduction_in_range", K.reduction_in_range,
+         lambda r, d: (np.array([0.9, 1.1, 0.8, 1.2, 0.7]), _u(r, 5)), ("x", "y"), ("y",)),
     Case("rec_sum_depth5", K.rec_sum, lambda r, d: (_u(r, 5), 5), ("x",)),
     Case("rec_sweep_depth4", K.rec_sweep, lambda r, d: (_u(r, 5), _u(r, 5), 4), ("x", "y"),
          ("y",)),
@@ -192,9 +227,10 @@ for _c in CASES:
 def _params(cases):
     out = []
     for case in cases:
+        marks = [pytest.mark.xfail(strict=True, reason=case.known_bug)] if case.known_bug else []
         for dt in INT_DTYPES if case.uses_indices else (np.int64,):
             out.append(pytest.param(case, dt, id=f"{case.name}-{np.dtype(dt).name}"
-                                    if case.uses_indices else case.name))
+                                    if case.uses_indices else case.name, marks=marks))
     return out
 
 
@@ -358,9 +394,20 @@ def test_adjoint_leaves_primal_state(case, int_dtype):
     _assert_same_state(a_call, a_pri, f"{case.name}: arrays after f()")
 
 
+def _mutated(case, args):
+    after = _copy(args)
+    case.kernel(*after)
+    return {name for name, a, b in zip(case.params, args, after)
+            if isinstance(a, np.ndarray) and not np.array_equal(a, b)}
+
+
 def _accumulating(case, args):
+    """wrt arrays whose bars are incremented: neither outputs nor mutated (the bar of a mutated
+    array holds the adjoint of its initial value on return, docs/API.md)."""
+    mutated = _mutated(case, args)
     return [n for n in _wrt_names(case)
-            if n not in case.outs and isinstance(args[case.index(n)], np.ndarray)]
+            if n not in case.outs and n not in mutated and isinstance(args[case.index(n)],
+                                                                      np.ndarray)]
 
 
 ACCUMULATING = [p for p in PARAMS if _accumulating(p.values[0], _args(p.values[0], p.values[1]))]

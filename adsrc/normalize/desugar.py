@@ -5,8 +5,24 @@
 * ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
 * reductions (``np.dot``, ``np.sum``) and user-kernel calls nested inside an expression are
   computed into temporaries first, and float arguments of user calls become names, so that every
-  call's adjoint has a variable to send its derivative to.
+  call's adjoint has a variable to send its derivative to.  A user call stored into an element
+  (``x[i] = g(...)``) goes through a temporary too: the analyses see a call only as a statement
+  or as the whole right-hand side of an assignment to a name;
+* the calls in ``range(...)`` bounds and in an ``if`` or ``while`` condition are computed before
+  the statement, and for a ``while`` again at the end of the body (and before each
+  ``continue``), so the condition sees the values of the current trip:
+
+      while np.dot(r, r) > tol:         _t0 = np.dot(r, r)
+          body                  ->      while _t0 > tol:
+                                            body
+                                            _t0 = np.dot(r, r)
+
+Hoisting computes a call before the rest of its statement, so a call is refused where Python
+would evaluate it only conditionally: in the operands of ``and``/``or`` after the first, and in
+the branches of ``a if c else b``.
 """
+
+import copy
 
 import gast
 
@@ -43,6 +59,8 @@ class Desugar:
         if isinstance(stmt, gast.Assign):
             before = []
             stmt.value = self._hoist_nested(stmt.value, before, top=True)
+            if self._is_user_call(stmt.value) and not isinstance(stmt.targets[0], gast.Name):
+                stmt.value = self._temporary(stmt.value, before)
             return before + [stmt]
         if isinstance(stmt, gast.Expr):
             before = []
@@ -58,16 +76,23 @@ class Desugar:
                 stmt)
             return before + [assign, gast.copy_location(gast.Return(value=name(RETURN)), stmt)]
         if isinstance(stmt, gast.For):
-            for arg in stmt.iter.args:
-                self._forbid_calls(arg)
+            before = []
+            stmt.iter.args = [self._hoist_nested(arg, before, top=False) for arg in stmt.iter.args]
             stmt.body = self._block(stmt.body)
-        elif isinstance(stmt, gast.While):
-            self._forbid_calls(stmt.test)
+            return before + [stmt]
+        if isinstance(stmt, gast.While):
+            before = []
+            stmt.test = self._hoist_nested(stmt.test, before, top=False)
             stmt.body = self._block(stmt.body)
-        elif isinstance(stmt, gast.If):
-            self._forbid_calls(stmt.test)
+            if before:
+                stmt.body = _before_continue(stmt.body, before) + copy.deepcopy(before)
+            return before + [stmt]
+        if isinstance(stmt, gast.If):
+            before = []
+            stmt.test = self._hoist_nested(stmt.test, before, top=False)
             stmt.body = self._block(stmt.body)
             stmt.orelse = self._block(stmt.orelse)
+            return before + [stmt]
         return [stmt]
 
     def _augassign(self, stmt):
@@ -97,6 +122,12 @@ class Desugar:
         if self._is_reduction(node):
             node.args = [self._hoist_nested(arg, before, top=False) for arg in node.args]
             return node if top else self._temporary(node, before)
+        if isinstance(node, gast.BoolOp):
+            for value in node.values[1:]:
+                self._forbid_calls(value, "only if the operands of 'and'/'or' before it allow it")
+        elif isinstance(node, gast.IfExp):
+            for value in (node.body, node.orelse):
+                self._forbid_calls(value, "only when its branch of 'a if c else b' is chosen")
         for field, value in gast.iter_fields(node):
             if isinstance(value, gast.AST):
                 setattr(node, field, self._hoist_nested(value, before, top=False))
@@ -109,9 +140,7 @@ class Desugar:
         arg = self._hoist_nested(arg, before, top=False)
         if isinstance(arg, (gast.Name, gast.Constant)):
             return arg
-        if any(isinstance(node, gast.Subscript) and isinstance(node.slice, (gast.Slice,
-                                                                             gast.Tuple))
-               for node in gast.walk(arg)):
+        if any(isinstance(node, gast.Subscript) and _has_slice(node) for node in gast.walk(arg)):
             raise self.source.error(arg, "pass whole arrays (names) to user kernels, not slices")
         return self._temporary(arg, before)
 
@@ -121,9 +150,31 @@ class Desugar:
         before.append(gast.copy_location(assign, value))
         return gast.copy_location(name(temp), value)
 
-    def _forbid_calls(self, node):
+    def _forbid_calls(self, node, when):
         for sub in gast.walk(node):
             if self._is_user_call(sub) or self._is_reduction(sub):
-                raise self.source.error(sub, "compute this call into a variable before the loop "
-                                             "or condition that uses it")
+                raise self.source.error(sub, f"Python evaluates this call {when}, but adsrc "
+                                             f"computes calls of user kernels and reductions "
+                                             f"before their statement: compute it into a "
+                                             f"variable first, inside an 'if'")
+
+
+def _has_slice(subscript):
+    """Whether a subscript takes a slice on some axis (``a[1:]``, ``a[i, :]``; not ``a[i, 0]``)."""
+    index = subscript.slice
+    parts = index.elts if isinstance(index, gast.Tuple) else [index]
+    return any(isinstance(part, gast.Slice) for part in parts)
+
+
+def _before_continue(stmts, again):
+    """``stmts`` with a copy of ``again`` before every ``continue`` of the enclosing loop."""
+    out = []
+    for stmt in stmts:
+        if isinstance(stmt, gast.Continue):
+            out.extend(copy.deepcopy(again))
+        elif isinstance(stmt, gast.If):
+            stmt.body = _before_continue(stmt.body, again)
+            stmt.orelse = _before_continue(stmt.orelse, again)
+        out.append(stmt)
+    return out
 

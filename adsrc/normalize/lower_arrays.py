@@ -283,10 +283,12 @@ class LowerArrays:
         return value
 
     def _reduction(self, stmt, func):
-        """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop."""
+        """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop.
+
+        The sum goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``) when
+        the target is an element, or a name the summand reads (``a = np.sum(a * x)`` must read
+        the old ``a`` all along)."""
         target = stmt.targets[0]
-        if not isinstance(target, gast.Name):
-            self._fail(stmt, f"assign {func}(...) to a scalar variable")
         args = stmt.value.args
         if func == "np.dot":
             if len(args) != 2:
@@ -304,13 +306,19 @@ class LowerArrays:
         counters = [self.namer.fresh("i") for _ in sliced]
         checks = []
         element = self._elements(summand, sliced, counters, checks)
-        body = quote("S = S + E", S=target.id, E=element)
+        if isinstance(target, gast.Name) and not any(
+                isinstance(node, gast.Name) and node.id == target.id for node in gast.walk(element)):
+            total, store = target.id, []
+        else:
+            total = self.namer.fresh("s")
+            store = [gast.Assign(targets=[target], value=name(total), type_comment=None)]
+        body = quote("S = S + E", S=total, E=element)
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
-        init = quote("S = 0.0", S=target.id)
-        return self._located(init + checks + body, stmt)
+        init = quote("S = 0.0", S=total)
+        return self._located(init + checks + body + store, stmt)
 
     def _first_operand(self, value):
         leaves = self._array_leaves(value)
