@@ -346,7 +346,8 @@ class ReverseMode:
         out = [comment(self._line(stmt))]
         for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
-            out += quote(f"K = {TAPE}.pop_int()\nif K:\n    S = {TAPE}.pop_block(X)",
+            # S is set on both paths: C compilers warn about a maybe-unset variable otherwise
+            out += quote(f"K = {TAPE}.pop_int()\nS = 0\nif K:\n    S = {TAPE}.pop_block(X)",
                          K=keep, S=saved, X=array)
         if self._counts_trips(stmt):
             out += quote(f"{temps['trips']} = {TAPE}.pop_int()")

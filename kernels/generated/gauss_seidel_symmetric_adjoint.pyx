@@ -285,6 +285,7 @@ cdef int gauss_seidel__rev_c(const int32_t[::1] indptr, const int32_t[::1] indic
         for s in range(sweeps - 1, 0 - 1, -1):
             # line 64: for i in range(n):
             _keep0 = pop_int(_tp)
+            _saved0 = 0
             if _keep0:
                 _saved0 = pop_block(_tp, x.shape[0])
             for i in range(n - 1, 0 - 1, -1):
@@ -386,6 +387,7 @@ cdef int gauss_seidel_backward__rev_c(const int32_t[::1] indptr, const int32_t[:
         for s in range(sweeps - 1, 0 - 1, -1):
             # line 80: for i in range(n - 1, -1, -1):
             _keep0 = pop_int(_tp)
+            _saved0 = 0
             if _keep0:
                 _saved0 = pop_block(_tp, x.shape[0])
             for i in range(-1 + 1, n - 1 + 1, 1):

@@ -298,6 +298,7 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 b_bar[i] += _g
             # line 41: xold[:] = x
             _keep0 = pop_int(_tp)
+            _saved0 = 0
             if _keep0:
                 _saved0 = pop_block(_tp, xold.shape[0])
             for _i0 in range(xold.shape[0] - 1, 0 - 1, -1):

@@ -257,6 +257,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
         for it in range(iters - 1, 0 - 1, -1):
             # line 31: x += alpha * dinv * r
             _keep1 = pop_int(_tp)
+            _saved1 = 0
             if _keep1:
                 _saved1 = pop_block(_tp, x.shape[0])
             for _i0 in range(x.shape[0] - 1, 0 - 1, -1):
@@ -271,6 +272,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 r_bar[_i0] += _g * (alpha * dinv[_i0])
             # line 26: for i in range(n):
             _keep0 = pop_int(_tp)
+            _saved0 = 0
             if _keep0:
                 _saved0 = pop_block(_tp, r.shape[0])
             for i in range(n - 1, 0 - 1, -1):

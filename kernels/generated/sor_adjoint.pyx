@@ -245,6 +245,7 @@ cdef int sor__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const
         for s in range(sweeps - 1, 0 - 1, -1):
             # line 105: for i in range(n):
             _keep0 = pop_int(_tp)
+            _saved0 = 0
             if _keep0:
                 _saved0 = pop_block(_tp, x.shape[0])
             for i in range(n - 1, 0 - 1, -1):

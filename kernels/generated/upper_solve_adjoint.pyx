@@ -238,6 +238,7 @@ cdef int upper_solve__rev_c(const int32_t[::1] indptr, const int32_t[::1] indice
     diag_bar = 0.0
     # line 164: for i in range(n - 1, -1, -1):
     _keep0 = pop_int(_tp)
+    _saved0 = 0
     with nogil:
         if _keep0:
             _saved0 = pop_block(_tp, x.shape[0])
