@@ -44,7 +44,6 @@ class Case:
     outputs: tuple = None        # passed to adsrc (None: the default rule)
     effective: tuple = None      # the outputs the default rule must choose (when outputs is None)
     uses_indices: bool = False
-    known_bug: str = None        # a strict xfail: the test must start passing once it is fixed
 
     @property
     def params(self):
@@ -74,12 +73,6 @@ def _mixed_sign(rng, n, margin=0.3):
     """values with |x| >= margin, alternating signs."""
     return np.array([(margin + rng.uniform(0.0, 1.0)) * (-1) ** k for k in range(n)])
 
-
-# A loop-local scalar computed by a user call (``_t0 = g(a)``, hoisted or written by hand) is
-# classified "recomputed" by adsrc/analyses/recompute.py, and the reverse sweep re-runs
-# ``g(a)`` under the primal's name, which the generated module does not define: NameError
-# (Python backend), "undeclared name" (Cython).
-_RECOMPUTED_CALL = "known bug: recompute.py recomputes user-call results in the reverse sweep"
 
 CASES = [
     Case("scalars_float_int", K.scalars_float_int, lambda r, d: (0.7, 0.9, 4), ("a", "b"),
@@ -171,7 +164,7 @@ CASES = [
     Case("call_into_element", K.call_into_element, lambda r, d: (_u(r, 5), _u(r, 5, 0.1, 0.3)),
          ("x", "y"), ("x",)),
     Case("call_of_inactive_in_expression", K.call_of_inactive_in_expression,
-         lambda r, d: (_u(r, 5), 0.7), ("x",), ("x",), known_bug=_RECOMPUTED_CALL),
+         lambda r, d: (_u(r, 5), 0.7), ("x",), ("x",)),
     Case("call_with_2d_element", K.call_with_2d_element,
          lambda r, d: (_u(r, 4), _u(r, (4, 3))), ("x", "u")),
     Case("reduction_into_element", K.reduction_into_element,
@@ -187,8 +180,7 @@ CASES = [
                        np.array([0.3, -0.6, 0.2, -0.4, 0.5])), ("x", "y")),
     Case("call_in_if_condition_in_loop", K.call_in_if_condition_in_loop,
          lambda r, d: (np.array([0.2, 1.3, 0.9, 1.5, 0.6]),
-                       np.array([0.4, 0.7, 1.1, -0.3, 0.9])), ("x", "y"),
-         known_bug=_RECOMPUTED_CALL),
+                       np.array([0.4, 0.7, 1.1, -0.3, 0.9])), ("x", "y")),
     # sq_norm(x) / (tol * sum(x)) on the trips: 1.60, 1.28, 1.12 (continue), 0.89 -> 3 trips
     Case("calls_in_while_condition", K.calls_in_while_condition,
          lambda r, d: (np.array([1.4, 0.9, 1.2, 0.8, 1.1]), 0.7), ("x", "tol")),
@@ -227,10 +219,9 @@ for _c in CASES:
 def _params(cases):
     out = []
     for case in cases:
-        marks = [pytest.mark.xfail(strict=True, reason=case.known_bug)] if case.known_bug else []
         for dt in INT_DTYPES if case.uses_indices else (np.int64,):
             out.append(pytest.param(case, dt, id=f"{case.name}-{np.dtype(dt).name}"
-                                    if case.uses_indices else case.name, marks=marks))
+                                    if case.uses_indices else case.name))
     return out
 
 
