@@ -7,13 +7,14 @@ __version__ = "0.1.0"
 
 from adsrc.api import Differentiable, differentiate, grad, value_and_grad  # noqa: E402
 from adsrc.checking import check_grads  # noqa: E402
+from adsrc.checkpointing import CheckpointStats, checkpointed  # noqa: E402
 from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError  # noqa: E402
 from adsrc.hessians import HessianOperator, hessian_operator, hvp  # noqa: E402
 from adsrc.jacobians import jacobian  # noqa: E402
 from adsrc.runtime.tape import TapeStats  # noqa: E402
 
 __all__ = [
-    "AdsrcError", "ArgumentError", "Differentiable", "HessianOperator", "TapeStats",
-    "UnsupportedError", "check_grads", "differentiate", "grad", "hessian_operator", "hvp",
-    "jacobian", "value_and_grad",
+    "AdsrcError", "ArgumentError", "CheckpointStats", "Differentiable", "HessianOperator",
+    "TapeStats", "UnsupportedError", "check_grads", "checkpointed", "differentiate", "grad",
+    "hessian_operator", "hvp", "jacobian", "value_and_grad",
 ]

@@ -161,12 +161,17 @@ class Differentiable:
         """The kernel compiled by this object's backend (the original function for "python").
 
         Returns what the kernel returns (None for a kernel without a return value)."""
+        return self._checked_primal(args).primal(*args)
+
+    def _checked_primal(self, args):
+        """The compiled adjoint module for ``args``, after the checks a primal call needs
+        (shared with the loops of :mod:`adsrc.checkpointing`)."""
         name = self.fn.__name__
         compiled = self._compile(signature_of(name, self.params, args))
         if compiled.backend == "cython":
             check_contiguous(name, self.params, args)
         check_writeable(name, self.params, args, compiled.entry.written_arrays)
-        return compiled.primal(*args)
+        return compiled
 
     # generation ---------------------------------------------------------------------------------
 

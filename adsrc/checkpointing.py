@@ -1,0 +1,299 @@
+"""``checkpointed``: memory-bounded adjoints of a loop that runs a differentiated step kernel.
+
+``adsrc.checkpointed(step, schedule="binomial", snapshots=10)`` wraps a differentiated *step*
+(one sweep, one time step).  Calling it with ``steps=N`` runs the step N times; its ``adjoint``
+has the semantics of ``Differentiable.adjoint`` for a kernel that calls the step N times with the
+same arguments, but holds at most ``snapshots`` checkpoints of the state (the arrays the step
+writes) and recomputes the rest, instead of taping all N steps.  The schedules and their driver
+are in :mod:`adsrc.runtime.checkpointing`.
+
+Which adjoint of the step runs: revolve (``"binomial"``) reverses one step at a time, right after
+recording it, and puts the state back from a checkpoint before it is used again, so the step's own
+adjoint serves.  ``"periodic"`` and ``"store_all"`` reverse several steps from one tape, so each
+step's reverse sweep must hand the next one the state it ran from: they use the variant of the
+step's adjoint that puts back every array it overwrites (the one adsrc generates for a kernel
+called from another).
+"""
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from adsrc.api import Differentiable, _Compiled
+from adsrc.errors import AdsrcError, ArgumentError
+from adsrc.pipeline import RETURN_OUTPUT, Generator, Key
+from adsrc.runtime.arguments import signature_of
+from adsrc.runtime.checkpointing import (SCHEDULES, predicted_peak_bytes,
+                                         reverses_one_step_at_a_time, run_schedule,
+                                         schedule_actions)
+from adsrc.runtime.tape import BYTES_PER_VALUE
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    """What one ``loop.adjoint(...)`` call did.
+
+    ``schedule``/``snapshots``: the schedule run (the one ``max_tape_bytes=`` picked, if so);
+    ``forward_steps``: step executions, taped and untaped (``steps`` for store_all, more when
+    steps are recomputed); ``taped_steps``: those recorded on a tape; ``reverse_steps``: step
+    reverse sweeps; ``peak_snapshots``: most checkpoints held at once; ``peak_bytes``: most bytes
+    held at once by checkpoints and step tapes together, ``peak_tape_bytes`` by step tapes alone;
+    ``state_bytes``: the size of one checkpoint (the arrays the step writes).  One more copy of
+    the state, the final one, is kept from the end of the forward sweep to the end of the call,
+    to leave the arrays as the primal does; it is not in ``peak_bytes``.
+    ``tape_floats``/``tape_ints``: values pushed on all step tapes; ``probe_steps``: taped steps
+    run on copies of the state to measure a step tape for ``max_tape_bytes=`` (not counted in
+    ``forward_steps``).
+    """
+
+    schedule: str
+    snapshots: int | None
+    steps: int
+    forward_steps: int
+    taped_steps: int
+    reverse_steps: int
+    peak_snapshots: int
+    peak_bytes: int
+    peak_tape_bytes: int
+    state_bytes: int
+    tape_floats: int
+    tape_ints: int
+    probe_steps: int
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_steps(name, steps):
+    if not _is_int(steps):
+        raise ArgumentError(f"{name}: steps must be an int (the number of steps to run), "
+                            f"got {type(steps).__name__}")
+    if steps < 0:
+        raise ArgumentError(f"{name}: steps must be >= 0, got {steps}")
+    return int(steps)
+
+
+class LoopAdjoint:
+    """``loop.adjoint``: callable, with ``last_stats`` (:class:`CheckpointStats`) of the last
+    call."""
+
+    def __init__(self, owner):
+        self._owner = owner
+        self.last_stats = None
+
+    def __call__(self, *args, steps, **bars):
+        results, stats = self._owner._run(args, bars, steps)
+        self.last_stats = stats
+        return results
+
+
+class Checkpointed:
+    """A differentiated step kernel run ``steps`` times, with a checkpointed adjoint."""
+
+    def __init__(self, step, schedule=None, snapshots=None, max_tape_bytes=None):
+        if not isinstance(step, Differentiable):
+            raise AdsrcError("checkpointed() takes a differentiated step kernel: "
+                             "adsrc.checkpointed(adsrc.differentiate(step, wrt=..., outputs=...), "
+                             "...)")
+        name = step.fn.__name__
+        if schedule is not None and schedule not in SCHEDULES:
+            raise AdsrcError(f"{name}: unknown schedule {schedule!r} (available: "
+                             f"{', '.join(map(repr, SCHEDULES))})")
+        if max_tape_bytes is not None and (not _is_int(max_tape_bytes) or max_tape_bytes < 0):
+            raise AdsrcError(f"{name}: max_tape_bytes must be a non-negative int, got "
+                             f"{max_tape_bytes!r}")
+        if schedule is None and max_tape_bytes is None:
+            schedule = "binomial"
+        if schedule is None:
+            if snapshots is not None:
+                raise AdsrcError(f"{name}: max_tape_bytes= without schedule= picks the schedule "
+                                 "and the number of snapshots; do not pass snapshots=")
+        elif schedule == "store_all":
+            if snapshots is not None:
+                raise AdsrcError(f"{name}: the store_all schedule takes no snapshots=")
+        elif not _is_int(snapshots) or snapshots < 1:
+            raise AdsrcError(f"{name}: the {schedule} schedule needs snapshots=, the number of "
+                             f"checkpoints to hold, an int >= 1 (got {snapshots!r})")
+        self.step = step
+        self.schedule = schedule
+        self.snapshots = None if snapshots is None else int(snapshots)
+        self.max_tape_bytes = None if max_tape_bytes is None else int(max_tape_bytes)
+        functools.update_wrapper(self, step.fn)
+        self.adjoint = LoopAdjoint(self)
+        self._restoring = {}
+
+    def __repr__(self):
+        how = (f"schedule={self.schedule!r}, snapshots={self.snapshots}"
+               if self.max_tape_bytes is None else f"max_tape_bytes={self.max_tape_bytes}")
+        return f"<checkpointed {self.step.fn.__name__}: {how}>"
+
+    def __call__(self, *args, steps):
+        """The primal: the step kernel, compiled by the step's backend, run ``steps`` times.
+        Returns what the last step returns (None for no steps)."""
+        name = self.step.fn.__name__
+        steps = _check_steps(name, steps)
+        compiled = self.step._checked_primal(args)
+        value = None
+        for _ in range(steps):
+            value = compiled.primal(*args)
+        return value
+
+    # the adjoint --------------------------------------------------------------------------------
+
+    def _step_compiled(self, args):
+        step = self.step
+        name = step.fn.__name__
+        signature = signature_of(name, step.params, args)
+        compiled = step._compile(signature)
+        entry = compiled.entry
+        if not entry.written_arrays:
+            raise AdsrcError(f"{name}: checkpointed() needs a step kernel that updates arrays in "
+                             f"place (the state carried from one step to the next), but {name} "
+                             "writes none of its array arguments")
+        if RETURN_OUTPUT in entry.key.outputs:
+            raise AdsrcError(f"{name}: the outputs of a checkpointed step kernel must be arrays "
+                             "it writes, not its return value (pass outputs=(...) to "
+                             "differentiate)")
+        return signature, compiled
+
+    def _restoring_variant(self, signature):
+        """The step's adjoint whose reverse sweep puts back every array it overwrites."""
+        step = self.step
+        key = (signature, step.backend)
+        if key not in self._restoring:
+            plain = step._compile(signature).entry
+            with step._lock:
+                generator = Generator(step._program)
+                entry = generator.specialise(Key(step.fn, signature, frozenset(step.wrt),
+                                                 frozenset(plain.key.outputs), True))
+                source, namespace = generator.module(entry, step.backend)
+            for field in ("bar_params", "scalar_bar_params", "written_arrays", "returns"):
+                if getattr(entry, field) != getattr(plain, field):
+                    raise AssertionError(f"adsrc internal error: the restoring adjoint of "
+                                         f"{step.fn.__name__} differs in {field}")
+            self._restoring[key] = _Compiled(entry, step.backend, source, namespace)
+        return self._restoring[key]
+
+    def _variant(self, actions, signature, compiled):
+        """The step's own adjoint if ``actions`` reverse one step at a time, else its
+        restoring variant."""
+        if reverses_one_step_at_a_time(actions):
+            return compiled
+        return self._restoring_variant(signature)
+
+    @staticmethod
+    def _probe(variant, args):
+        """Bytes the tape of one step holds, measured on copies of the arrays the step writes."""
+        written = set(variant.entry.written_arrays)
+        copies = [np.array(arg, copy=True) if param in written else arg
+                  for param, arg in zip(variant.entry.params, args)]
+        tape = variant.make_tape()
+        variant.forward(*copies, tape)
+        tape.note_forward_end()
+        return tape.peak_values * BYTES_PER_VALUE
+
+    def _plan(self, signature, compiled, args, steps, state_bytes):
+        """(schedule, snapshots, probe steps): the configured schedule, or the one that
+        ``max_tape_bytes`` picks; raises AdsrcError when none fits.  Runs nothing on the user's
+        arrays."""
+        budget = self.max_tape_bytes
+        if budget is None or steps == 0:
+            return self.schedule or "store_all", self.snapshots, 0
+        name = self.step.fn.__name__
+        if self.schedule is not None:
+            actions = schedule_actions(self.schedule, steps, self.snapshots)
+            variant = self._variant(actions, signature, compiled)
+            need = predicted_peak_bytes(self.schedule, steps, self.snapshots, state_bytes,
+                                        self._probe(variant, args))
+            if need > budget:
+                raise AdsrcError(f"{name}: the {self.schedule} schedule needs {need} bytes of "
+                                 f"checkpoints and step tapes for {steps} steps, more than "
+                                 f"max_tape_bytes={budget}")
+            return self.schedule, self.snapshots, 1
+        all_bytes = predicted_peak_bytes("store_all", steps, None, state_bytes,
+                                         self._probe(self._restoring_variant(signature), args))
+        if all_bytes <= budget:
+            return "store_all", None, 1
+        step_bytes = self._probe(compiled, args)
+        if steps == 1:
+            snapshots = 1 if step_bytes <= budget else 0
+        elif state_bytes == 0:
+            snapshots = steps - 1 if step_bytes <= budget else 0
+        else:
+            snapshots = min(max(budget - step_bytes, -1) // state_bytes, steps - 1)
+        if snapshots < 1:
+            raise AdsrcError(
+                f"{name}: no checkpoint schedule of {steps} steps fits in "
+                f"max_tape_bytes={budget}: store_all needs {all_bytes} bytes, binomial at least "
+                f"{state_bytes + step_bytes} (one checkpoint of the state, {state_bytes} bytes, "
+                f"plus one step tape, {step_bytes} bytes, measured on the first step)")
+        return "binomial", snapshots, 2
+
+    def _run(self, args, bars, steps):
+        step = self.step
+        name = step.fn.__name__
+        steps = _check_steps(name, steps)
+        signature, compiled = self._step_compiled(args)
+        entry = compiled.entry
+        # every check comes before anything runs: a bad call leaves the user's arrays as they were
+        arrays, bar_arrays, _ = step._checked(compiled, args, dict(bars))
+        state = [arrays[param] for param in entry.written_arrays]
+        state_bytes = sum(array.nbytes for array in state)
+        schedule, snapshots, probes = self._plan(signature, compiled, args, steps, state_bytes)
+        actions = schedule_actions(schedule, steps, snapshots)
+        variant = self._variant(actions, signature, compiled)
+
+        seed = [0.0] if entry.returns else []
+        scalar_sums = [0.0] * len(entry.scalar_bar_params)
+        pushed = [0, 0]
+
+        def advance(n0, n1):
+            for _ in range(n1 - n0):
+                compiled.primal(*args)
+
+        def record(n0, n1):
+            tape = variant.make_tape()
+            for _ in range(n1 - n0):
+                variant.forward(*args, tape)
+                tape.note_forward_end()
+            pushed[0] += tape.floats_pushed
+            pushed[1] += tape.ints_pushed
+            return tape, tape.peak_values * BYTES_PER_VALUE
+
+        def reverse(tape, n1, n0):
+            for _ in range(n1 - n0):
+                scalars = variant.reverse(*args, *bar_arrays, *seed, tape)
+                for k, value in enumerate(scalars or ()):
+                    scalar_sums[k] += value
+
+        counts = run_schedule(actions, state, advance=advance, record=record, reverse=reverse,
+                              restores=variant is not compiled)
+        if self.max_tape_bytes is not None and counts.peak_bytes > self.max_tape_bytes:
+            warnings.warn(f"{name}: the adjoint held {counts.peak_bytes} bytes of checkpoints and "
+                          f"step tapes, more than max_tape_bytes={self.max_tape_bytes}: later "
+                          "steps recorded more than the first", stacklevel=3)
+        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_sums))
+        array_bars = dict(zip(entry.bar_params, bar_arrays))
+        results = tuple(array_bars[param] if param in array_bars
+                        else float(scalar_bars.get(param, 0.0)) for param in step.wrt)
+        stats = CheckpointStats(schedule, snapshots, steps, counts.forward_steps,
+                                counts.taped_steps, counts.reverse_steps, counts.peak_snapshots,
+                                counts.peak_bytes, counts.peak_tape_bytes, state_bytes,
+                                pushed[0], pushed[1], probes)
+        return results, stats
+
+
+def checkpointed(step, *, schedule=None, snapshots=None, max_tape_bytes=None):
+    """A loop of ``steps`` calls of the differentiated ``step`` kernel with a checkpointed adjoint.
+
+    ``schedule``: ``"binomial"`` (revolve, the default), ``"periodic"`` or ``"store_all"``;
+    ``snapshots``: the most checkpoints of the state held at once (binomial and periodic).
+    ``max_tape_bytes``: a budget for checkpoints plus step tapes; without ``schedule`` it picks
+    store_all if that fits, else binomial with as many snapshots as fit.  The step tape is
+    measured by one taped step on copies of the state before the loop runs, and a call raises
+    AdsrcError before anything runs when nothing fits.
+    """
+    return Checkpointed(step, schedule, snapshots, max_tape_bytes)

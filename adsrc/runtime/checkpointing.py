@@ -1,0 +1,214 @@
+"""Checkpoint schedules for the adjoint of an iteration loop, and the driver that runs them.
+
+A schedule is a sequence of the actions of the ``checkpoint_schedules`` package, read as:
+
+* ``Forward(n0, n1, write_ics, write_adj_deps, storage)``: run steps ``n0 .. n1-1`` on the working
+  state; first save a checkpoint of the state at ``n0`` if ``write_ics``; record the steps on a
+  tape if ``write_adj_deps``, else run them untaped;
+* ``Reverse(n1, n0, clear_adj_deps)``: run the reverse sweeps of steps ``n1-1 .. n0`` from the
+  tape the matching ``Forward`` recorded, then drop that tape;
+* ``Copy(n, RAM, WORK)`` / ``Move(n, RAM, WORK)``: put the checkpoint of step ``n`` into the
+  working state (``Move`` also drops the checkpoint);
+* ``EndForward()`` / ``EndReverse()``: the end of the forward and of the reverse sweep.
+
+Three schedules: ``"binomial"`` (Griewank and Walther's revolve, from
+``checkpoint_schedules.MultistageCheckpointSchedule``: the fewest step executions for a number of
+checkpoints), ``"periodic"`` (a checkpoint every ``ceil(steps / snapshots)`` steps, each segment
+re-run with its tape, then reversed) and ``"store_all"`` (every step taped, nothing re-run).
+
+:func:`run_schedule` runs the actions with callables for the steps (so it knows nothing about
+kernels), copies the state arrays for checkpoints, counts step executions and tracks the peak of
+checkpoint plus tape bytes held at once (:class:`ScheduleCounts`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# checkpoint_schedules is imported where it is used: it imports Numba when Numba is installed,
+# which would add a fifth of a second to ``import adsrc``.
+
+SCHEDULES = ("binomial", "periodic", "store_all")
+
+
+def binomial_actions(steps, snapshots):
+    """Revolve with at most ``snapshots`` checkpoints (the one of step 0 included)."""
+    from checkpoint_schedules import EndReverse, MultistageCheckpointSchedule
+
+    if steps == 0:
+        return []
+    actions = []
+    for action in MultistageCheckpointSchedule(steps, snapshots, 0):
+        actions.append(action)
+        if isinstance(action, EndReverse):
+            return actions
+    raise AssertionError("adsrc internal error: the binomial schedule did not end")
+
+
+def periodic_actions(steps, snapshots):
+    """A checkpoint at the start of every ``k = ceil(steps / snapshots)`` steps but the last
+    segment's, which is taped at once; every other segment is re-run from its checkpoint with a
+    tape and reversed, last segment first."""
+    from checkpoint_schedules import EndForward, EndReverse, Forward, Move, Reverse, StorageType
+
+    if steps == 0:
+        return []
+    period = math.ceil(steps / snapshots)
+    starts = list(range(0, steps, period))
+    ends = starts[1:] + [steps]
+    actions = [Forward(start, end, True, False, StorageType.RAM)
+               for start, end in zip(starts[:-1], ends[:-1])]
+    actions += [Forward(starts[-1], steps, False, True, StorageType.WORK), EndForward(),
+                Reverse(steps, starts[-1], True)]
+    for start, end in zip(reversed(starts[:-1]), reversed(ends[:-1])):
+        actions += [Move(start, StorageType.RAM, StorageType.WORK),
+                    Forward(start, end, False, True, StorageType.WORK),
+                    Reverse(end, start, True)]
+    return actions + [EndReverse()]
+
+
+def store_all_actions(steps):
+    """Every step taped in one forward sweep, then all reversed."""
+    from checkpoint_schedules import EndForward, EndReverse, Forward, Reverse, StorageType
+
+    if steps == 0:
+        return []
+    return [Forward(0, steps, False, True, StorageType.WORK), EndForward(),
+            Reverse(steps, 0, True), EndReverse()]
+
+
+def schedule_actions(schedule, steps, snapshots=None):
+    """The actions of ``schedule`` (one of :data:`SCHEDULES`) for ``steps`` steps."""
+    if schedule == "binomial":
+        return binomial_actions(steps, snapshots)
+    if schedule == "periodic":
+        return periodic_actions(steps, snapshots)
+    if schedule == "store_all":
+        return store_all_actions(steps)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def reverses_one_step_at_a_time(actions):
+    """Whether every ``Reverse`` of ``actions`` covers a single step (revolve's do): then a step
+    reverse sweep that leaves the state in an intermediate state is enough, since the state is
+    always put back from a checkpoint or recomputed before it is read again."""
+    from checkpoint_schedules import Reverse
+
+    return all(len(action) == 1 for action in actions if isinstance(action, Reverse))
+
+
+@dataclass
+class ScheduleCounts:
+    """What running a schedule cost.
+
+    ``forward_steps``: step executions, taped and untaped; ``taped_steps`` of them recorded on a
+    tape; ``reverse_steps``: step reverse sweeps; ``peak_snapshots``: most checkpoints held at
+    once; ``peak_bytes``: most bytes held at once by checkpoints and step tapes together;
+    ``peak_tape_bytes``: most bytes held at once by step tapes alone.
+    """
+
+    forward_steps: int = 0
+    taped_steps: int = 0
+    reverse_steps: int = 0
+    peak_snapshots: int = 0
+    peak_bytes: int = 0
+    peak_tape_bytes: int = 0
+
+
+def _state_bytes(arrays):
+    return sum(array.nbytes for array in arrays)
+
+
+def run_schedule(actions, state, *, advance, record, reverse, restores):
+    """Run a schedule on the working ``state`` (a list of arrays the steps update in place).
+
+    ``advance(n0, n1)`` runs steps ``n0 .. n1-1`` untaped; ``record(n0, n1)`` runs them on a tape
+    and returns ``(tape, bytes the tape holds)``; ``reverse(tape, n1, n0)`` runs their reverse
+    sweeps, last step first.  ``restores`` says whether a reverse sweep puts the state back to
+    what it was before the steps; if not, the state must come from a checkpoint before it is
+    used again (the driver checks it).  The final state is saved at ``EndForward`` and put back
+    at ``EndReverse``, so ``state`` ends as the forward sweep left it.  Returns
+    :class:`ScheduleCounts`.
+    """
+    from checkpoint_schedules import (Copy, EndForward, EndReverse, Forward, Move, Reverse,
+                                      StorageType)
+
+    counts = ScheduleCounts()
+    checkpoints = {}            # step -> copies of the state arrays
+    tapes = []                  # (n0, n1, tape, bytes), innermost last
+    final = None
+    at = 0                      # the step the working state is at; None: intermediate
+    held_checkpoints = 0
+    unit = _state_bytes(state)
+
+    def fail(action, why):
+        raise AssertionError(f"adsrc internal error: checkpoint schedule action {action!r}: {why}")
+
+    for action in actions:
+        if isinstance(action, Forward):
+            if at != action.n0:
+                fail(action, f"the working state is at step {at}")
+            if action.write_ics:
+                if action.storage != StorageType.RAM:
+                    fail(action, "only checkpoints in memory are supported")
+                checkpoints[action.n0] = [array.copy() for array in state]
+                held_checkpoints += unit
+            if action.write_adj_deps:
+                tape, nbytes = record(action.n0, action.n1)
+                tapes.append((action.n0, action.n1, tape, nbytes))
+                counts.taped_steps += len(action)
+            else:
+                advance(action.n0, action.n1)
+            counts.forward_steps += len(action)
+            at = action.n1
+        elif isinstance(action, Reverse):
+            if not tapes or tapes[-1][:2] != (action.n0, action.n1):
+                fail(action, "no tape recorded for exactly these steps")
+            if at != action.n1:
+                fail(action, f"the working state is at step {at}")
+            if not restores and len(action) != 1:
+                fail(action, "a reverse over several steps needs a restoring reverse sweep")
+            _, _, tape, _ = tapes.pop()
+            reverse(tape, action.n1, action.n0)
+            counts.reverse_steps += len(action)
+            at = action.n0 if restores else None
+        elif isinstance(action, (Copy, Move)):
+            if action.to_storage != StorageType.WORK or action.n not in checkpoints:
+                fail(action, "not a held checkpoint copied to the working state")
+            for array, saved in zip(state, checkpoints[action.n]):
+                np.copyto(array, saved)
+            if isinstance(action, Move):
+                del checkpoints[action.n]
+                held_checkpoints -= unit
+            at = action.n
+        elif isinstance(action, EndForward):
+            final = [array.copy() for array in state]
+        elif isinstance(action, EndReverse):
+            for array, saved in zip(state, final):
+                np.copyto(array, saved)
+            at = None
+        else:
+            fail(action, "unknown action")
+        held_tapes = sum(entry[3] for entry in tapes)
+        counts.peak_snapshots = max(counts.peak_snapshots, len(checkpoints))
+        counts.peak_bytes = max(counts.peak_bytes, held_checkpoints + held_tapes)
+        counts.peak_tape_bytes = max(counts.peak_tape_bytes, held_tapes)
+    if checkpoints or tapes:
+        raise AssertionError("adsrc internal error: checkpoints or tapes left after the schedule")
+    return counts
+
+
+def predicted_peak_bytes(schedule, steps, snapshots, state_bytes, step_tape_bytes):
+    """Checkpoint plus tape bytes ``schedule`` holds at its peak, when every step's tape holds
+    ``step_tape_bytes``: what ``max_tape_bytes=`` is checked against."""
+    if steps == 0:
+        return 0
+    if schedule == "store_all":
+        return steps * step_tape_bytes
+    if schedule == "binomial":
+        return min(snapshots, steps - 1) * state_bytes + step_tape_bytes
+    if schedule == "periodic":
+        period = math.ceil(steps / snapshots)
+        return (math.ceil(steps / period) - 1) * state_bytes + period * step_tape_bytes
+    raise ValueError(f"unknown schedule {schedule!r}")

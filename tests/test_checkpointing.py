@@ -1,0 +1,412 @@
+"""Checkpointed adjoints of long iteration loops: ``adsrc.checkpointed(step, ...)``.
+
+A loop of ``steps`` calls of a differentiated step kernel is reversed with the binomial (revolve),
+periodic or store-all schedule.  Checked here, on both backends:
+
+* every schedule gives the store-all gradients to 1e-12 relative (damped Jacobi, Gauss-Seidel
+  with data, b and x active, an explicit reaction-diffusion step, a step whose reverse sweep does
+  not put its state back), and the arrays end as the primal leaves them;
+* the gradients equal two independent references: the plain adjoint of a kernel with the same
+  loop written inside (the hand adjoints of the corpus for Jacobi and Gauss-Seidel), and central
+  finite differences of the whole loop;
+* the tool's own counts: revolve runs 1000 + optimal_extra_steps(1000, 10) = 4636 step
+  executions for 1000 steps and 10 snapshots, store-all runs exactly ``steps``; checkpoints plus
+  step tapes stay within 11 copies of x (+ O(1)) for Gauss-Seidel with data active;
+* ``max_tape_bytes=`` picks store-all or the right number of snapshots and refuses, before
+  anything runs, when nothing fits; bad arguments raise clear errors and change nothing.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+from checkpoint_schedules.multistage import optimal_extra_steps
+
+import adsrc
+from adsrc.checkpointing import checkpointed
+from adsrc.runtime.checkpointing import (reverses_one_step_at_a_time, run_schedule,
+                                         schedule_actions)
+from corpus import kernels as K
+from corpus import steps as S
+from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
+from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
+
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
+STEPS = 13
+RTOL = 1e-12
+SCHEDULES = [("binomial", 3), ("binomial", 1), ("binomial", 40), ("periodic", 4),
+             ("periodic", 1)]
+
+_DIFFERENTIATED = {}
+
+
+def _step(kernel, wrt, outputs, backend):
+    """One Differentiable per kernel, wrt and backend, so compiled modules are reused."""
+    key = (kernel, wrt, outputs, backend)
+    if key not in _DIFFERENTIATED:
+        _DIFFERENTIATED[key] = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs,
+                                                   backend=backend)
+    return _DIFFERENTIATED[key]
+
+
+def _copy(values):
+    return tuple(np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in values)
+
+
+def _csr(rng, m=4):
+    indptr, indices, data = poisson2d_csr(m)
+    return indptr, indices, perturb_data(rng, indptr, indices, data)
+
+
+class Case:
+    """A step kernel, its arguments, wrt/outputs, and the same loop as one kernel."""
+
+    def __init__(self, name, step, args, wrt, outputs, loop_kernel, loop_args, hand=None):
+        self.name, self.step, self.args = name, step, args
+        self.wrt, self.outputs = wrt, outputs
+        self.loop_kernel, self.loop_args, self.hand = loop_kernel, loop_args, hand
+
+    def seeds(self, rng):
+        params = list(inspect.signature(self.step).parameters)
+        return {out + "_bar": rng.standard_normal(np.shape(self.args[params.index(out)]))
+                for out in self.outputs}
+
+
+def _gauss_seidel():
+    rng = np.random.default_rng(1)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    x, b = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    return Case("gauss_seidel", K.gauss_seidel, (indptr, indices, data, x, b, 1),
+                ("data", "b", "x"), ("x",), K.gauss_seidel,
+                lambda steps: (indptr, indices, data, x, b, steps),
+                hand=lambda steps, x_bar: gauss_seidel_adj(indptr, indices, data, x, b, steps,
+                                                           x_bar=x_bar))
+
+
+def _jacobi():
+    rng = np.random.default_rng(2)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    dinv = 1.0 / diagonal_of(indptr, indices, data)
+    x, b = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    return Case("jacobi_damped", K.jacobi_damped, (indptr, indices, data, dinv, x, b, 0.8, 1),
+                ("data", "b", "x", "alpha"), ("x",), K.jacobi_damped,
+                lambda steps: (indptr, indices, data, dinv, x, b, 0.8, steps),
+                hand=lambda steps, x_bar: jacobi_damped_adj(indptr, indices, data, dinv, x, b,
+                                                            0.8, steps, x_bar=x_bar))
+
+
+def _reaction_diffusion():
+    rng = np.random.default_rng(3)
+    n = 12
+    u = rng.uniform(0.1, 0.9, n)
+    d = rng.uniform(0.1, 0.3, n)
+    return Case("reaction_diffusion", S.reaction_diffusion_step, (u, d, 2.0, 0.2),
+                ("u", "d", "r"), ("u",), S.reaction_diffusion,
+                lambda steps: (u, d, 2.0, 0.2, steps))
+
+
+def _relay():
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(0.1, 0.5, 5), rng.uniform(0.1, 0.5, 5)
+    return Case("relay", S.relay_step, (x, y), ("x", "y"), ("x", "y"), S.relay,
+                lambda steps: (x, y, steps))
+
+
+def _relay_x_only():
+    """y is active but neither wrt nor an output: its adjoint carries from step to step."""
+    case = _relay()
+    case.name, case.wrt, case.outputs = "relay_x_only", ("x",), ("x",)
+    return case
+
+
+CASES = {case.name: case for case in (_gauss_seidel(), _jacobi(), _reaction_diffusion(),
+                                      _relay(), _relay_x_only())}
+
+
+def _adjoint(case, backend, steps, seeds, **options):
+    """(gradients, final arguments, stats) of the checkpointed loop, on copies."""
+    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), **options)
+    args = _copy(case.args)
+    grads = loop.adjoint(*args, steps=steps, **{k: v.copy() for k, v in seeds.items()})
+    return grads, args, loop.adjoint.last_stats
+
+
+def _assert_close(got, want, what):
+    for name, g, w in zip(what, got, want):
+        if isinstance(w, np.ndarray):
+            scale = max(float(np.max(np.abs(w))), 1e-300)
+            assert float(np.max(np.abs(g - w))) <= RTOL * scale, name
+        else:
+            assert isinstance(g, float), name
+            assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name
+
+
+def _primal_final(case, backend, steps):
+    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), schedule="store_all")
+    args = _copy(case.args)
+    loop(*args, steps=steps)
+    return args
+
+
+@pytest.mark.parametrize("schedule,snapshots", SCHEDULES)
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_schedule_gives_the_store_all_gradients(name, schedule, snapshots, backend):
+    case = CASES[name]
+    seeds = case.seeds(np.random.default_rng(10))
+    want, _, stats_all = _adjoint(case, backend, STEPS, seeds, schedule="store_all")
+    got, final, stats = _adjoint(case, backend, STEPS, seeds, schedule=schedule,
+                                 snapshots=snapshots)
+    _assert_close(got, want, case.wrt)
+    for got_arg, want_arg in zip(final, _primal_final(case, backend, STEPS)):
+        np.testing.assert_array_equal(got_arg, want_arg)    # arrays end as the primal leaves them
+    assert stats_all.forward_steps == STEPS and stats_all.peak_snapshots == 0
+    assert stats.taped_steps == stats.reverse_steps == STEPS
+    assert stats.peak_snapshots <= snapshots
+    # binomial runs the step's own adjoint; the others its restoring variant, which may record more
+    assert stats.tape_floats <= stats_all.tape_floats
+    if schedule == "periodic":
+        assert stats.tape_floats == stats_all.tape_floats
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_equals_the_adjoint_of_the_loop_written_in_a_kernel(name, backend):
+    case = CASES[name]
+    seeds = case.seeds(np.random.default_rng(11))
+    got, _, _ = _adjoint(case, backend, STEPS, seeds, schedule="binomial", snapshots=3)
+    whole = _step(case.loop_kernel, case.wrt, case.outputs, backend)
+    want = whole.adjoint(*_copy(case.loop_args(STEPS)),
+                         **{k: v.copy() for k, v in seeds.items()})
+    _assert_close(got, want, case.wrt)
+    if case.hand is not None:
+        hand = case.hand(STEPS, seeds["x_bar"])
+        for param, value in zip(case.wrt, got):
+            np.testing.assert_allclose(value, hand[param], rtol=1e-10,
+                                       atol=1e-10 * np.max(np.abs(hand[param])), err_msg=param)
+
+
+@pytest.mark.parametrize("schedule,snapshots", [("binomial", 3), ("periodic", 4),
+                                                ("store_all", None)])
+@pytest.mark.parametrize("name", list(CASES))
+def test_agrees_with_finite_differences_of_the_whole_loop(name, schedule, snapshots, backend):
+    case = CASES[name]
+    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), schedule=schedule,
+                        snapshots=snapshots)
+    params = loop.step.params
+    rng = np.random.default_rng(12)
+    direction = {p: rng.standard_normal(np.shape(case.args[params.index(p)])) for p in case.wrt}
+    weights = {p: rng.standard_normal(np.shape(case.args[params.index(p)]))
+               for p in case.outputs}
+
+    def projected(t):
+        args = list(_copy(case.args))
+        for p, v in direction.items():
+            args[params.index(p)] = args[params.index(p)] + t * v
+        loop(*args, steps=STEPS)
+        return sum(float(np.sum(weights[p] * args[params.index(p)])) for p in case.outputs)
+
+    def central(h):
+        return (projected(h) - projected(-h)) / (2 * h)
+
+    h = 1e-4
+    fd = (4.0 * central(h / 2) - central(h)) / 3.0
+    grads = loop.adjoint(*_copy(case.args), steps=STEPS,
+                         **{p + "_bar": w.copy() for p, w in weights.items()})
+    ad = sum(float(np.sum(direction[p] * g)) for p, g in zip(case.wrt, grads))
+    assert ad == pytest.approx(fd, rel=1e-7, abs=1e-9)
+
+
+def test_revolve_runs_the_optimal_number_of_steps(backend):
+    step = _step(S.tiny_step, ("x", "a"), ("x",), backend)
+    x0, a, seed = np.array([0.3, -0.2]), 0.9, np.array([1.0, -0.5])
+    runs = {}
+    for schedule, snapshots in (("binomial", 10), ("store_all", None), ("periodic", 10)):
+        loop = checkpointed(step, schedule=schedule, snapshots=snapshots)
+        x = x0.copy()
+        runs[schedule] = loop.adjoint(x, a, steps=1000, x_bar=seed.copy()), loop.adjoint.last_stats
+    grads, stats = runs["binomial"]
+    assert optimal_extra_steps(1000, 10) == 3636
+    assert stats.forward_steps == 1000 + 3636 == 4636
+    assert stats.taped_steps == stats.reverse_steps == 1000
+    assert stats.peak_snapshots == 10
+    assert runs["store_all"][1].forward_steps == 1000
+    assert runs["periodic"][1].forward_steps == 1000 + 900    # every segment but the last re-run
+    assert runs["periodic"][1].peak_snapshots == 9
+    _assert_close(grads, runs["store_all"][0], ("x", "a"))
+    _assert_close(runs["periodic"][0], runs["store_all"][0], ("x", "a"))
+
+
+def test_binomial_holds_at_most_eleven_copies_of_x(backend):
+    """Gauss-Seidel with data active tapes one float per row and sweep: with 10 snapshots,
+    checkpoints plus the one step tape held at once are 11 copies of x, plus a few integers."""
+    rng = np.random.default_rng(5)
+    indptr, indices, data = _csr(rng, m=8)
+    n = len(indptr) - 1
+    x, b = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    loop = checkpointed(step, schedule="binomial", snapshots=10)
+    loop.adjoint(indptr, indices, data, x, b, 1, steps=60, x_bar=np.ones(n))
+    stats = loop.adjoint.last_stats
+    assert stats.state_bytes == x.nbytes
+    assert stats.peak_snapshots == 10
+    assert 11 * x.nbytes <= stats.peak_bytes <= 11 * x.nbytes + 64, stats
+    assert stats.tape_floats == 60 * n
+
+
+def _gs_problem(seed=6):
+    rng = np.random.default_rng(seed)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    return (indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 1), n
+
+
+def test_max_tape_bytes_picks_store_all_when_it_fits(backend):
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    n = 16
+    want, _, all_stats = _adjoint(CASES["gauss_seidel"], backend, STEPS,
+                                  {"x_bar": np.ones(n)}, schedule="store_all")
+    loop = checkpointed(step, max_tape_bytes=all_stats.peak_bytes)
+    got = loop.adjoint(*_copy(CASES["gauss_seidel"].args), steps=STEPS, x_bar=np.ones(n))
+    stats = loop.adjoint.last_stats
+    assert stats.schedule == "store_all" and stats.forward_steps == STEPS
+    assert stats.peak_bytes <= all_stats.peak_bytes
+    _assert_close(got, want, ("data", "b", "x"))
+
+
+def test_max_tape_bytes_picks_the_snapshots_that_fit(backend):
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    args, n = _gs_problem()
+    one = checkpointed(step, schedule="binomial", snapshots=1)
+    one.adjoint(*_copy(args), steps=1, x_bar=np.ones(n))
+    step_bytes = one.adjoint.last_stats.peak_bytes          # the tape of one step
+    state_bytes = 8 * n
+    for budget, snapshots in ((5 * state_bytes + step_bytes, 5),
+                              (5 * state_bytes + step_bytes + state_bytes - 1, 5),
+                              (state_bytes + step_bytes, 1)):
+        loop = checkpointed(step, max_tape_bytes=budget)
+        loop.adjoint(*_copy(args), steps=STEPS, x_bar=np.ones(n))
+        stats = loop.adjoint.last_stats
+        assert (stats.schedule, stats.snapshots) == ("binomial", snapshots)
+        assert stats.peak_bytes <= budget
+        assert stats.probe_steps == 2
+
+
+def test_max_tape_bytes_refuses_before_running_when_nothing_fits(backend):
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    args, n = _gs_problem()
+    before = _copy(args)
+    x_bar = np.ones(n)
+    for loop in (checkpointed(step, max_tape_bytes=8 * n),
+                 checkpointed(step, schedule="binomial", snapshots=4, max_tape_bytes=4 * 8 * n)):
+        with pytest.raises(adsrc.AdsrcError, match="max_tape_bytes"):
+            loop.adjoint(*args, steps=STEPS, x_bar=x_bar)
+        for got, want in zip(args, before):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(x_bar, np.ones(n))
+
+
+def test_zero_and_one_steps(backend):
+    case = CASES["jacobi_damped"]
+    seeds = {"x_bar": np.random.default_rng(7).standard_normal(16)}
+    for schedule, snapshots in (("binomial", 3), ("periodic", 2), ("store_all", None)):
+        grads, final, stats = _adjoint(case, backend, 0, seeds, schedule=schedule,
+                                       snapshots=snapshots)
+        data_bar, b_bar, x_bar, alpha_bar = grads
+        np.testing.assert_array_equal(x_bar, seeds["x_bar"])
+        assert not data_bar.any() and not b_bar.any() and alpha_bar == 0.0
+        for got, want in zip(final, case.args):
+            np.testing.assert_array_equal(got, want)
+        assert stats.forward_steps == stats.reverse_steps == stats.peak_bytes == 0
+        grads, _, stats = _adjoint(case, backend, 1, seeds, schedule=schedule,
+                                   snapshots=snapshots)
+        want = _step(case.step, case.wrt, case.outputs, backend).adjoint(
+            *_copy(case.args), x_bar=seeds["x_bar"].copy())
+        _assert_close(grads, want, case.wrt)
+        assert stats.forward_steps == stats.reverse_steps == 1
+
+
+def test_bad_arguments_raise_clear_errors_and_change_nothing(backend):
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    loop = checkpointed(step, schedule="binomial", snapshots=3)
+    args, n = _gs_problem()
+    before = _copy(args)
+    for steps, message in ((-1, ">= 0"), (2.0, "must be an int"), (True, "must be an int"),
+                           ("3", "must be an int")):
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            loop.adjoint(*args, steps=steps, x_bar=np.ones(n))
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            loop(*args, steps=steps)
+    with pytest.raises(adsrc.ArgumentError, match="x_bar"):
+        loop.adjoint(*args, steps=3)
+    with pytest.raises(adsrc.ArgumentError, match="shape"):
+        loop.adjoint(*args, steps=3, x_bar=np.ones(n + 1))
+    with pytest.raises(adsrc.ArgumentError, match="unexpected adjoint"):
+        loop.adjoint(*args, steps=3, x_bar=np.ones(n), indices_bar=np.ones(n))
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+
+    with pytest.raises(adsrc.AdsrcError, match="unknown schedule 'revolve'"):
+        checkpointed(step, schedule="revolve", snapshots=3)
+    for snapshots in (0, -2, None, 2.5):
+        with pytest.raises(adsrc.AdsrcError, match="snapshots="):
+            checkpointed(step, schedule="periodic", snapshots=snapshots)
+    with pytest.raises(adsrc.AdsrcError, match="takes no snapshots"):
+        checkpointed(step, schedule="store_all", snapshots=3)
+    with pytest.raises(adsrc.AdsrcError, match="max_tape_bytes"):
+        checkpointed(step, max_tape_bytes=-1)
+    with pytest.raises(adsrc.AdsrcError, match="differentiated step kernel"):
+        checkpointed(K.gauss_seidel, snapshots=3)
+
+    reads = checkpointed(_step(S.reads_only, ("x",), None, backend), snapshots=2)
+    with pytest.raises(adsrc.AdsrcError, match="writes none of its array arguments"):
+        reads.adjoint(np.ones(3), np.ones(3), steps=4)
+    returns = checkpointed(_step(K.branchy, ("x",), None, backend), snapshots=2)
+    with pytest.raises(adsrc.AdsrcError, match="not its return value"):
+        returns.adjoint(np.ones(3), np.zeros(3), 0.5, steps=4)
+
+
+@pytest.mark.parametrize("schedule", ["binomial", "periodic", "store_all"])
+def test_the_driver_runs_every_step_from_the_state_it_needs(schedule):
+    """The schedule driver alone, with a fake step whose state is its step number: every taped
+    and untaped step must start from the state of its step, every reverse from the state after
+    its steps; revolve's counts are the optimum; the state ends as the forward sweep left it."""
+    for steps in range(0, 16):
+        for snapshots in (1, 2, 3, 5, 20):
+            state = [np.zeros(1)]
+            restores = not reverses_one_step_at_a_time(
+                schedule_actions(schedule, steps, snapshots))
+            assert restores == (schedule != "binomial" and steps > 1
+                                and not (schedule == "periodic" and snapshots >= steps))
+
+            def advance(n0, n1):
+                assert state[0][0] == n0
+                state[0][0] = n1
+
+            def record(n0, n1):
+                advance(n0, n1)
+                return list(range(n0, n1)), 8 * (n1 - n0)
+
+            def reverse(tape, n1, n0):
+                assert state[0][0] == n1 and tape == list(range(n0, n1))
+                state[0][0] = n0 if restores else -1.0
+
+            counts = run_schedule(schedule_actions(schedule, steps, snapshots), state,
+                                  advance=advance, record=record, reverse=reverse,
+                                  restores=restores)
+            assert state[0][0] == steps
+            assert counts.taped_steps == counts.reverse_steps == steps
+            if schedule == "binomial" and steps >= 2:
+                s = min(snapshots, steps - 1)
+                assert counts.forward_steps == steps + optimal_extra_steps(steps, s)
+                assert counts.peak_snapshots <= s
+            if schedule == "store_all":
+                assert counts.forward_steps == steps and counts.peak_bytes == 8 * steps
+
+
+def test_the_driver_refuses_a_multi_step_reverse_that_does_not_restore():
+    with pytest.raises(AssertionError, match="restoring reverse sweep"):
+        run_schedule(schedule_actions("store_all", 3), [np.zeros(1)],
+                     advance=lambda n0, n1: None, record=lambda n0, n1: (None, 0),
+                     reverse=lambda tape, n1, n0: None, restores=False)
