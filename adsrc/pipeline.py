@@ -167,7 +167,8 @@ class Specialization:
                                       callee_return)
         typer = infer()
         typer.run()
-        Desugar(self.source, typer.env, self.namer, self.user_functions).run(self.tree)
+        Desugar(self.source, typer.env, self.namer, self.user_functions,
+                program.written_params).run(self.tree)
         typer = infer()
         typer.run()
         LowerArrays(self.source, typer, self.namer).run(self.tree)

@@ -242,6 +242,18 @@ def call_in_and_operand(x, k):
     return s
 
 
+def bump_first(x):
+    x[0] = 2.0 * x[0]
+    return x[0]
+
+
+def call_writes_what_the_expression_reads(x):
+    # Python reads x[1] before bump_first doubles x[0]... and x[0] after it: computing the
+    # call before the statement would change the value
+    s = x[0] * bump_first(x) + x[1]  # <-
+    return s
+
+
 def reduction_in_conditional_expression(x, t):
     s = x[0] if t > 0.0 else np.sum(x)  # <-
     return s
@@ -270,6 +282,7 @@ UNSUPPORTED = [
     (stencil_2d_whole, "other elements", "u[1:-1, 1:-1]",
      lambda: (np.ones((4, 5)), np.ones((4, 5)))),
     (call_in_and_operand, "'and'/'or'", "user_sq", lambda: (*_x(), 2)),
+    (call_writes_what_the_expression_reads, "writes the array 'x'", "bump_first", _x),
     (reduction_in_conditional_expression, "'a if c else b'", "np.sum", lambda: (*_x(), 1.0)),
     (early_return_in_loop, "return", "return", _x),
     (for_over_array, "range", "x", _x),

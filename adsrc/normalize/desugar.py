@@ -37,11 +37,13 @@ def _full_slice(ndim):
 
 
 class Desugar:
-    def __init__(self, source, env, namer, user_functions):
+    def __init__(self, source, env, namer, user_functions, written_params):
         self.source = source
         self.env = env
         self.namer = namer
         self.user_functions = user_functions
+        self.written_params = written_params    # function -> indices of the arrays it writes
+        self._current = None                    # the statement being rewritten
 
     def run(self, tree):
         tree.body = self._block(tree.body)
@@ -56,6 +58,7 @@ class Desugar:
     def _statement(self, stmt):
         if isinstance(stmt, gast.AugAssign):
             stmt = self._augassign(stmt)
+        self._current = stmt
         if isinstance(stmt, gast.Assign):
             before = []
             stmt.value = self._hoist_nested(stmt.value, before, top=True)
@@ -117,6 +120,8 @@ class Desugar:
     def _hoist_nested(self, node, before, top):
         """Rewrite ``node``, moving nested reductions and user calls into temporaries."""
         if self._is_user_call(node):
+            if not top:
+                self._check_evaluation_order(node)
             node.args = [self._user_argument(arg, before) for arg in node.args]
             return node if top else self._temporary(node, before)
         if self._is_reduction(node):
@@ -135,6 +140,23 @@ class Desugar:
                 setattr(node, field, [self._hoist_nested(item, before, top=False)
                                       if isinstance(item, gast.AST) else item for item in value])
         return node
+
+    def _check_evaluation_order(self, call):
+        """A call moved before its statement must not write an array the rest of the
+        statement reads: Python would read it before the call, or after, by position."""
+        callee = self.user_functions[call.func.id]
+        written = {arg.id for position, arg in enumerate(call.args)
+                   if position in self.written_params(callee) and isinstance(arg, gast.Name)}
+        inside = {id(node) for node in gast.walk(call)}
+        read = {node.id for node in gast.walk(self._current)
+                if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
+                and id(node) not in inside}
+        clash = sorted(written & read)
+        if clash:
+            raise self.source.error(call, f"'{call.func.id}' writes the array '{clash[0]}', "
+                                          "which the rest of this statement reads; adsrc "
+                                          "computes calls before their statement, so compute "
+                                          "the call into a variable first")
 
     def _user_argument(self, arg, before):
         arg = self._hoist_nested(arg, before, top=False)
