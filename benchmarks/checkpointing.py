@@ -1,0 +1,305 @@
+"""Checkpointed adjoints of a long Gauss-Seidel loop; writes CHECKPOINTING.md.
+
+    python benchmarks/checkpointing.py                  # 256x256 grid, 1000 sweeps, 10 snapshots
+    python benchmarks/checkpointing.py --m 64 --steps 200 --output /tmp/c.md
+
+The loop: ``steps`` forward Gauss-Seidel sweeps (``adsrc.kernels.gauss_seidel`` with one sweep
+as the step kernel) on the 2-D Poisson 5-point matrix of an m x m grid, with the matrix values,
+the right-hand side and the initial x active (``wrt=("data", "b", "x")``), reversed by
+``adsrc.checkpointed`` with the store_all, periodic and binomial (revolve) schedules, on the
+compiled (Cython) backend.  For reference, the plain adjoint of the same loop written inside one
+kernel (``gauss_seidel`` with ``sweeps=steps``) is measured too.
+
+Per schedule: the adjoint time (median of ``--repeats`` calls) and its ratio to the compiled
+primal loop, step executions and the peak checkpoint + tape bytes counted by adsrc
+(``loop.adjoint.last_stats``), in copies of x, and memory measured around one adjoint call:
+
+* *tracemalloc + tape*: the peak of Python allocations during the call (``tracemalloc``; NumPy
+  arrays, so checkpoints and the final-state copy, are traced) above what was allocated before
+  it, plus the most bytes held by the C tapes (``malloc``'d, invisible to tracemalloc); the two
+  peaks may not coincide, so this is an upper bound of what the call adds;
+* *process peak RSS*: the peak resident set size (VmHWM) of a fresh process that builds the
+  problem and runs one adjoint call of that schedule only (the interpreter, NumPy and the
+  problem included), beside that of a process running the primal loop only.
+
+Timings are informative only: nothing asserts them.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import problems  # noqa: E402
+from run import cpu_model, git_revision, memory_total, nproc, version_of  # noqa: E402
+
+import adsrc  # noqa: E402
+from adsrc.checkpointing import checkpointed  # noqa: E402
+from adsrc.kernels import solvers  # noqa: E402
+from adsrc.runtime.checkpointing import schedule_actions  # noqa: E402
+
+WRT = ("data", "b", "x")
+MB = 1 << 20
+
+
+def make_problem(m, seed=0):
+    indptr, indices, data = problems.poisson_csr(m)
+    rng = np.random.default_rng(seed)
+    n = m * m
+    x0, b, w = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), rng.standard_normal(n)
+    return indptr, indices, data, x0, b, w
+
+
+def configurations(snapshots):
+    """(label, checkpointed options) of the compared schedules."""
+    return [("store_all", dict(schedule="store_all")),
+            ("periodic", dict(schedule="periodic", snapshots=snapshots)),
+            ("binomial", dict(schedule="binomial", snapshots=snapshots))]
+
+
+def make_loop(options):
+    step = adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",), backend="cython")
+    return checkpointed(step, **options)
+
+
+def one_adjoint(loop, problem, steps):
+    indptr, indices, data, x0, b, w = problem
+    x = x0.copy()
+    loop.adjoint(indptr, indices, data, x, b, 1, steps=steps, x_bar=w.copy())
+    return loop.adjoint.last_stats
+
+
+def timed(call, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def traced_memory(call):
+    """Peak of traced Python allocations during ``call()`` above those before it."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak - before
+
+
+def child_rss(m, steps, snapshots, label):
+    """Peak RSS (bytes) of a new process running one adjoint call of schedule ``label``."""
+    command = [sys.executable, os.path.abspath(__file__), "--m", str(m), "--steps", str(steps),
+               "--snapshots", str(snapshots), "--rss-of", label]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["rss"]
+
+
+def rss_of(label, m, steps, snapshots):
+    problem = make_problem(m)
+    if label in ("primal", "primal+schedules"):
+        indptr, indices, data, x0, b, _ = problem
+        make_loop(dict(schedule="store_all"))(indptr, indices, data, x0.copy(), b, 1, steps=steps)
+        if label == "primal+schedules":     # what every checkpointed call adds before any array
+            schedule_actions("binomial", steps, snapshots)
+    elif label == "plain":
+        plain_adjoint(adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",),
+                                          backend="cython"), problem, steps)
+    else:
+        one_adjoint(make_loop(dict(configurations(snapshots))[label]), problem, steps)
+    print(json.dumps({"rss": peak_rss()}))
+
+
+def peak_rss():
+    """This process's peak resident set size, in bytes: VmHWM of /proc/self/status, which
+    starts afresh at exec (``ru_maxrss`` keeps the parent's high-water mark across fork and
+    exec on Linux, so it is only the fallback)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def plain_adjoint(whole, problem, steps):
+    """The plain adjoint of ``steps`` sweeps inside one ``gauss_seidel`` call; its TapeStats."""
+    indptr, indices, data, x0, b, w = problem
+    whole.adjoint(indptr, indices, data, x0.copy(), b, steps, x_bar=w.copy())
+    return whole.adjoint.last_tape_stats
+
+
+def measure(m, steps, snapshots, repeats, log):
+    problem = make_problem(m)
+    indptr, indices, data, x0, b, w = problem
+    xbytes = x0.nbytes
+    # warm-up: compile (or load) the step adjoints; the first revolve schedule also JIT-compiles
+    # checkpoint_schedules' n_advance when Numba is installed (a few seconds, once per process)
+    for _, options in configurations(snapshots):
+        one_adjoint(make_loop(options), problem, 3)
+    loop = make_loop(dict(schedule="store_all"))
+
+    def primal():
+        x = x0.copy()
+        loop(indptr, indices, data, x, b, 1, steps=steps)
+
+    primal()
+    t_primal = timed(primal, repeats)
+    log(f"primal: {t_primal:.3f} s for {steps} sweeps")
+    rows = []
+    for label, options in configurations(snapshots):
+        loop = make_loop(options)
+        one_adjoint(loop, problem, steps)
+        t_adjoint = timed(lambda: one_adjoint(loop, problem, steps), repeats)
+        stats, traced = traced_memory(lambda: one_adjoint(loop, problem, steps))
+        rss = child_rss(m, steps, snapshots, label)
+        rows.append(dict(label=label, snapshots=options.get("snapshots"), time=t_adjoint,
+                         ratio=t_adjoint / t_primal, stats=stats,
+                         memory=traced + stats.peak_tape_bytes, rss=rss))
+        log(f"{label}: {t_adjoint:.3f} s, {stats}")
+    # the same loop inside one kernel, with the plain adjoint
+    whole = adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",), backend="cython")
+    plain_adjoint(whole, problem, 1)
+    t_plain = timed(lambda: plain_adjoint(whole, problem, steps), repeats)
+    tape, traced = traced_memory(lambda: plain_adjoint(whole, problem, steps))
+    rows.append(dict(label="plain", snapshots=None, time=t_plain, ratio=t_plain / t_primal,
+                     stats=None, tape=tape, memory=traced + tape.peak_bytes,
+                     rss=child_rss(m, steps, snapshots, "plain")))
+    log(f"plain adjoint of the loop kernel: {t_plain:.3f} s, {tape}")
+    return dict(m=m, n=m * m, steps=steps, snapshots=snapshots, xbytes=xbytes,
+                bars_bytes=data.nbytes + b.nbytes,
+                primal=t_primal, primal_rss=child_rss(m, steps, snapshots, "primal"),
+                schedules_rss=child_rss(m, steps, snapshots, "primal+schedules"), rows=rows)
+
+
+def table(result):
+    xbytes = result["xbytes"]
+    lines = ["| schedule | snapshots | adjoint (s) | adjoint/primal | step executions (taped) "
+             "| peak checkpoints | peak checkpoints + tapes (copies of x) | tracemalloc + tape "
+             "| process peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        stats = row["stats"]
+        if stats is None:
+            label = "loop in one kernel, plain adjoint"
+            executions = f"{result['steps']} ({result['steps']})"
+            checkpoints = "-"
+            held = f"{row['tape'].peak_bytes / MB:.1f} MB ({row['tape'].peak_bytes / xbytes:.2f})"
+        else:
+            label = row["label"]
+            executions = f"{stats.forward_steps} ({stats.taped_steps})"
+            checkpoints = str(stats.peak_snapshots)
+            held = f"{stats.peak_bytes / MB:.1f} MB ({stats.peak_bytes / xbytes:.2f})"
+        lines.append(f"| {label} | {row['snapshots'] or '-'} | {row['time']:.3f} "
+                     f"| {row['ratio']:.2f} | {executions} | {checkpoints} | {held} "
+                     f"| {row['memory'] / MB:.1f} MB | {row['rss'] / MB:.0f} MB |")
+    return "\n".join(lines)
+
+
+def write(path, result, command, elapsed):
+    from checkpoint_schedules.multistage import optimal_extra_steps
+    steps, snapshots = result["steps"], result["snapshots"]
+    text = [
+        "# adsrc checkpointed adjoints: a long Gauss-Seidel loop",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}; whole run: {elapsed:.0f} s  ",
+        f"Machine: {nproc()} CPUs (nproc), {cpu_model()}, {memory_total()} RAM, "
+        f"{platform.system()} {platform.release()} {platform.machine()}  ",
+        f"Python {platform.python_version()}, NumPy {np.__version__}, Cython "
+        f"{version_of('Cython')}, checkpoint_schedules "
+        f"{_distribution_version('checkpoint_schedules')}, adsrc {adsrc.__version__} at git "
+        f"{git_revision()}; adsrc backend: **cython**",
+        "",
+        f"Problem: {steps} forward Gauss-Seidel sweeps (`adsrc.kernels.gauss_seidel`, one sweep "
+        f"per step) on the 2-D Poisson 5-point matrix of a {result['m']}x{result['m']} grid "
+        f"(n = {result['n']}, CSR, int32 indices), `wrt=(\"data\", \"b\", \"x\")`, "
+        f"loss <w, x_final>; {snapshots} snapshots for periodic and binomial. One copy of x is "
+        f"{result['xbytes'] / MB:.2f} MB. Primal: the compiled step run {steps} times, "
+        f"{result['primal']:.3f} s (median of calls); a fresh process running only the primal "
+        f"loop peaks at {result['primal_rss'] / MB:.0f} MB RSS, "
+        f"{result['schedules_rss'] / MB:.0f} MB when it also makes a revolve schedule (importing "
+        "checkpoint_schedules, which compiles its revolve helper with Numba when Numba is "
+        f"installed: Numba {version_of('numba')} here); every checkpointed call imports "
+        "checkpoint_schedules, and a binomial one runs that helper.",
+        "",
+        table(result),
+        "",
+        "Columns: *adjoint* = `loop.adjoint(..., steps=...)`, forward and reverse sweeps, median "
+        "of calls; *adjoint/primal* = that over the primal loop's time; *step executions* = "
+        "`last_stats.forward_steps` (taped ones in parentheses), counted by adsrc: revolve's "
+        f"optimum for ({steps}, {snapshots}) is {steps} + optimal_extra_steps = "
+        f"{steps + optimal_extra_steps(steps, snapshots)}; *peak checkpoints + tapes* = "
+        "`last_stats.peak_bytes`, the most bytes of checkpoints and step tapes held at once "
+        "(for the plain adjoint, its tape's `peak_bytes`), and in copies of x; the adjoint also "
+        "keeps one copy of the final state (1 copy of x here) to leave x as the primal does, "
+        "which is not in that column but is in the next two; *tracemalloc + tape* = peak of "
+        "traced Python allocations during one adjoint call above those before it (NumPy arrays "
+        "included) plus the most bytes the C tapes held (an upper bound: the two peaks need not "
+        "coincide; the C tape grows by doubling, so its allocation may exceed what it holds); it "
+        f"includes the zero-started data_bar and b_bar the call returns "
+        f"({result['bars_bytes'] / MB:.1f} MB) and the copies of x and w it is passed "
+        f"({2 * result['xbytes'] / MB:.1f} MB); "
+        "*process peak RSS* = peak resident set size (VmHWM) of a fresh process that builds the "
+        "problem and runs "
+        "one adjoint call of that row only (interpreter, NumPy, compiled modules and problem "
+        "included).",
+        "",
+    ]
+    with open(path, "w") as handle:
+        handle.write("\n".join(text))
+
+
+def _distribution_version(name):
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m", type=int, default=256, help="grid size: an m x m grid")
+    parser.add_argument("--steps", type=int, default=1000, help="Gauss-Seidel sweeps")
+    parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
+    parser.add_argument("--output", default=os.path.join(HERE, "CHECKPOINTING.md"))
+    parser.add_argument("--rss-of", help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.rss_of:
+        rss_of(options.rss_of, options.m, options.steps, options.snapshots)
+        return 0
+    start = time.perf_counter()
+    result = measure(options.m, options.steps, options.snapshots, options.repeats,
+                     lambda text: print(text, file=sys.stderr, flush=True))
+    command = "python " + " ".join(shlex.quote(a) for a in
+                                   [os.path.relpath(os.path.abspath(__file__))] + argv)
+    print(table(result))
+    write(options.output, result, command, time.perf_counter() - start)
+    print(f"wrote {options.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
