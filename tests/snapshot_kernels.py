@@ -47,3 +47,13 @@ def sweeps_with_copy(x, y, c, sweeps):
         for i in range(1, n):
             x[i] = x[i] * x[i - 1] * c + y[i]
             y[i] = y[i] * x[i]
+
+
+def nested_copies(x, z, a):
+    """x is copied before the outer loop, z before some runs of the inner loop: the inner
+    copies sit above x's on the tape while the reverse sweep runs the outer loop."""
+    n = x.shape[0]
+    for i in range(1, n):
+        for j in range(i):
+            z[j] = z[j] * a + x[j]
+        x[i] = x[i] * x[i] + z[i - 1]

@@ -50,6 +50,10 @@ CASES = {
                          1, N),
     "written_twice": (K.written_twice, lambda: (_x(), 0.7), ("x", "c"), ("x",), 0, 2 * N),
     "shifted_write": (K.shifted_write, lambda: (_x(), 0.7), ("x", "c"), ("x",), 0, N - 1),
+    # x copied once; z copied before the inner loops that visit at least half of it
+    # (i = 4..7: 4 copies), its old elements pushed in the others (1 + 2 + 3)
+    "nested": (K.nested_copies, lambda: (_x(), _x(1), 0.7), ("x", "z", "a"), ("x", "z"),
+               5, 5 * N + 6),
     # per sweep, one copy of x and one of y
     "two_arrays": (K.sweeps_with_copy, lambda: (_x(), _x(1), 0.7, 3), ("x", "y", "c"),
                    ("x", "y"), 6, 6 * N),

@@ -145,8 +145,11 @@ cdef inline long long pop_int(TapeData* t) noexcept nogil:
     return t.ints[t.n_ints]
 
 
-cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
+                                  Py_ssize_t n) except -1 nogil:
+    """Copy n values; returns where the copy starts."""
     cdef double* grown
+    cdef Py_ssize_t start = t.n_blocks
     cdef Py_ssize_t cap = t.cap_blocks
     while t.n_blocks + n > cap:
         cap *= 2
@@ -159,13 +162,11 @@ cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) exce
     memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
     t.n_blocks += n
     t.blocks_pushed += 1
-    return 0
+    return start
 
 
-cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    """Where the last copy of n values starts; it stays readable until the next push."""
+cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
-    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
@@ -334,9 +335,8 @@ class _Printer:
                                      f"(_tp, {item.id})")
         elif _is_tape_call(value, "pop_int"):
             self.emit(depth, "pop_int(_tp)")
-        elif _is_tape_call(value, "push_block"):
-            array = value.args[0].id
-            self.emit(depth, f"push_block(_tp, &{array}[0], {array}.shape[0])")
+        elif _is_tape_call(value, "drop_block"):
+            self.emit(depth, f"drop_block(_tp, {value.args[0].id}.shape[0])")
         else:
             self.emit(depth, self.expr(value))
 
@@ -360,8 +360,9 @@ class _Printer:
                 self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
             self.callee_out = max(self.callee_out, len(target.elts))
             return
-        if _is_tape_call(value, "pop_block"):
-            self.emit(depth, f"{target.id} = pop_block(_tp, {value.args[0].id}.shape[0])")
+        if _is_tape_call(value, "push_block"):
+            array = value.args[0].id
+            self.emit(depth, f"{target.id} = push_block(_tp, &{array}[0], {array}.shape[0])")
             return
         if _is_tape_call(value, "saved"):
             block, index = (self.expr(arg) for arg in value.args)

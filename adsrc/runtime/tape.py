@@ -78,22 +78,22 @@ class Tape:
         return self.ints.pop()
 
     def push_block(self, array):
-        """Save a copy of a whole array, which a loop is about to overwrite element by element."""
+        """Save a copy of a whole array, which a loop is about to overwrite element by element;
+        returns the copy's position, for :meth:`saved`."""
         self.blocks.append(np.array(array, copy=True))
         self.arrays_copied += 1
         self.floats_pushed += array.size
         self._block_values += array.size
+        return len(self.blocks) - 1
 
-    def pop_block(self, array):
-        """The copy of ``array`` pushed last; the reverse sweep reads it with :meth:`saved`."""
+    def saved(self, position, index):
+        """Element ``index`` of the copy at ``position``."""
+        return self.blocks[position][index]
+
+    def drop_block(self, array):
+        """Discard the copy pushed last (the reverse sweep is done with it)."""
         block = self.blocks.pop()
         self._block_values -= block.size
-        return block
-
-    @staticmethod
-    def saved(block, index):
-        """Element ``index`` of a copy returned by :meth:`pop_block`."""
-        return block[index]
 
     def push_frame(self, values):
         floats, ints = _frame_counts(values)

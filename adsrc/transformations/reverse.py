@@ -128,11 +128,14 @@ class ReverseMode:
         scale = "" if abs(step) == 1 else f"{abs(step)} * "
         tests.append(f"2 * {span} >= {scale}X.shape[0]")
         for array in self._snapshotted(loop):
-            keep, _ = self._snapshot(loop, array)
+            keep, saved = self._snapshot(loop, array)
             out += quote("K = " + " and ".join(tests), K=name(keep, store=True),
                          L=copy.deepcopy(lowest), A=copy.deepcopy(first), B=copy.deepcopy(last),
                          X=name(array))
-            out += quote(f"if K:\n    {TAPE}.push_block(X)", K=name(keep), X=name(array))
+            # the copy's position (-1: none), for the reverse sweep: copies taken inside the
+            # loop sit above this one on the tape while the reverse sweep runs the loop
+            out += quote(f"S = -1\nif K:\n    S = {TAPE}.push_block(X)", K=name(keep),
+                         S=name(saved, store=True), X=name(array))
         return out
 
     def _records_bounds(self, loop):
@@ -214,8 +217,8 @@ class ReverseMode:
             loop.body = quote(f"{trips} = {trips} + 1") + loop.body
             after.append(self._push(name(trips), "int"))
         out += self._take_snapshots(stmt, loop.iter.args)
-        for array in self._snapshotted(stmt):     # the choices, popped first in reverse
-            after.append(self._push(name(self._snapshot(stmt, array)[0]), "int"))
+        for array in self._snapshotted(stmt):     # the copies' positions, popped first
+            after.append(self._push(name(self._snapshot(stmt, array)[1]), "int"))
         return out + [loop] + after
 
     # reverse sweep ------------------------------------------------------------------------------
@@ -346,9 +349,7 @@ class ReverseMode:
         out = [comment(self._line(stmt))]
         for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
-            # S is set on both paths: C compilers warn about a maybe-unset variable otherwise
-            out += quote(f"K = {TAPE}.pop_int()\nS = 0\nif K:\n    S = {TAPE}.pop_block(X)",
-                         K=keep, S=saved, X=array)
+            out += quote(f"S = {TAPE}.pop_int()\nK = S >= 0", K=keep, S=saved)
         if self._counts_trips(stmt):
             out += quote(f"{temps['trips']} = {TAPE}.pop_int()")
         if self._records_bounds(stmt):
@@ -366,6 +367,9 @@ class ReverseMode:
                         body=self._loop_body(stmt) or [gast.Pass()], orelse=[],
                         type_comment=None)
         out.append(loop)
+        for array in self._snapshotted(stmt):     # the copies are on top again: drop them
+            keep, _ = self._snapshot(stmt, array)
+            out += quote(f"if K:\n    {TAPE}.drop_block(X)", K=keep, X=array)
         if id(stmt) in self.tbr.saves_counter:
             out.append(self._pop(name(stmt.target.id), "int"))
         return out

@@ -42,6 +42,10 @@ def _tape_call(node, *methods):
         and node.func.attr in methods
 
 
+def _is_copy_position(node):
+    return isinstance(node, gast.Name) and re.match(r"^_saved\d+$", node.id) is not None
+
+
 def _call_name(node):
     if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
         return node.func.id
@@ -156,10 +160,13 @@ class TangentOfAdjoint:
             if self._active_leaf(pushed):
                 return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_float(D)", D=dot(pushed))
             return [copy.deepcopy(stmt)]
-        if _tape_call(value, "push_block"):
+        if _tape_call(value, "push_int") and _is_copy_position(value.args[0]):
+            position = value.args[0].id
+            return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_int(D)", D=position + SUFFIX)
+        if _tape_call(value, "drop_block"):
             array = value.args[0].id
-            if self.carries(array):
-                return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_block(D)", D=array + SUFFIX)
+            if self.carries(array):          # the tangent's copy was pushed after the copy
+                return quote(f"{TAPE}.drop_block(D)", D=array + SUFFIX) + [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)]
         if _tape_call(value, "push_frame"):
             values = [copy.deepcopy(v) for v in value.args[0].elts]
@@ -184,12 +191,18 @@ class TangentOfAdjoint:
             if self._active_leaf(target):
                 return quote(f"D = {TAPE}.pop_float()", D=dot(target)) + [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)]
-        if _tape_call(value, "pop_block"):
-            array = value.args[0].id
-            if self.carries(array):
-                return quote(f"D = {TAPE}.pop_block(A)", D=target.id + SUFFIX,
-                             A=array + SUFFIX) + [copy.deepcopy(stmt)]
-            return [copy.deepcopy(stmt)]
+        if _is_copy_position(target):
+            # an array copy's position on the tape (-1: none), and its tangent's beside it
+            position = target.id + SUFFIX
+            if _tape_call(value, "pop_int"):
+                return quote(f"D = {TAPE}.pop_int()", D=position) + [copy.deepcopy(stmt)]
+            if _tape_call(value, "push_block"):
+                array = value.args[0].id
+                if self.carries(array):
+                    return [copy.deepcopy(stmt)] + quote(f"D = {TAPE}.push_block(A)",
+                                                         D=position, A=array + SUFFIX)
+                return [copy.deepcopy(stmt)]
+            return [copy.deepcopy(stmt)] + quote("D = -1", D=position)
         if _tape_call(value, "saved"):
             if self._active_leaf(target):
                 block, index = value.args

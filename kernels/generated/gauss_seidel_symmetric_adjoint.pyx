@@ -129,8 +129,11 @@ cdef inline long long pop_int(TapeData* t) noexcept nogil:
     return t.ints[t.n_ints]
 
 
-cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
+                                  Py_ssize_t n) except -1 nogil:
+    """Copy n values; returns where the copy starts."""
     cdef double* grown
+    cdef Py_ssize_t start = t.n_blocks
     cdef Py_ssize_t cap = t.cap_blocks
     while t.n_blocks + n > cap:
         cap *= 2
@@ -143,13 +146,11 @@ cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) exce
     memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
     t.n_blocks += n
     t.blocks_pushed += 1
-    return 0
+    return start
 
 
-cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    """Where the last copy of n values starts; it stays readable until the next push."""
+cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
-    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
@@ -247,15 +248,16 @@ cdef int gauss_seidel__primal_c(const int32_t[::1] indptr, const int32_t[::1] in
 
 
 cdef int gauss_seidel__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, Tape _tape):
-    cdef Py_ssize_t _keep0, i, j, k, n, s
+    cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
     n = b.shape[0]
     with nogil:
         for s in range(sweeps):
             _keep0 = 2 * n >= x.shape[0]
+            _saved0 = -1
             if _keep0:
-                push_block(_tp, &x[0], x.shape[0])
+                _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n):
                 acc = b[i]
                 diag = 0.0
@@ -268,7 +270,7 @@ cdef int gauss_seidel__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indic
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag
-            push_int(_tp, _keep0)
+            push_int(_tp, _saved0)
     push_int(_tp, n)
     return 0
 
@@ -284,10 +286,8 @@ cdef int gauss_seidel__rev_c(const int32_t[::1] indptr, const int32_t[::1] indic
     with nogil:
         for s in range(sweeps - 1, 0 - 1, -1):
             # line 64: for i in range(n):
-            _keep0 = pop_int(_tp)
-            _saved0 = 0
-            if _keep0:
-                _saved0 = pop_block(_tp, x.shape[0])
+            _saved0 = pop_int(_tp)
+            _keep0 = _saved0 >= 0
             for i in range(n - 1, 0 - 1, -1):
                 # recompute diag, j
                 diag = 0.0
@@ -326,6 +326,8 @@ cdef int gauss_seidel__rev_c(const int32_t[::1] indptr, const int32_t[::1] indic
                 _g = acc_bar
                 acc_bar = 0.0
                 b_bar[i] += _g
+            if _keep0:
+                drop_block(_tp, x.shape[0])
     return 0
 
 
@@ -349,15 +351,16 @@ cdef int gauss_seidel_backward__primal_c(const int32_t[::1] indptr, const int32_
 
 
 cdef int gauss_seidel_backward__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, Tape _tape):
-    cdef Py_ssize_t _keep0, i, j, k, n, s
+    cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
     n = b.shape[0]
     with nogil:
         for s in range(sweeps):
             _keep0 = 2 * (n - 1 + 1) >= x.shape[0]
+            _saved0 = -1
             if _keep0:
-                push_block(_tp, &x[0], x.shape[0])
+                _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n - 1, -1, -1):
                 acc = b[i]
                 diag = 0.0
@@ -370,7 +373,7 @@ cdef int gauss_seidel_backward__fwd_c(const int32_t[::1] indptr, const int32_t[:
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag
-            push_int(_tp, _keep0)
+            push_int(_tp, _saved0)
     push_int(_tp, n)
     return 0
 
@@ -386,10 +389,8 @@ cdef int gauss_seidel_backward__rev_c(const int32_t[::1] indptr, const int32_t[:
     with nogil:
         for s in range(sweeps - 1, 0 - 1, -1):
             # line 80: for i in range(n - 1, -1, -1):
-            _keep0 = pop_int(_tp)
-            _saved0 = 0
-            if _keep0:
-                _saved0 = pop_block(_tp, x.shape[0])
+            _saved0 = pop_int(_tp)
+            _keep0 = _saved0 >= 0
             for i in range(-1 + 1, n - 1 + 1, 1):
                 # recompute diag, j
                 diag = 0.0
@@ -428,4 +429,6 @@ cdef int gauss_seidel_backward__rev_c(const int32_t[::1] indptr, const int32_t[:
                 _g = acc_bar
                 acc_bar = 0.0
                 b_bar[i] += _g
+            if _keep0:
+                drop_block(_tp, x.shape[0])
     return 0

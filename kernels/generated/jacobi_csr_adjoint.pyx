@@ -129,8 +129,11 @@ cdef inline long long pop_int(TapeData* t) noexcept nogil:
     return t.ints[t.n_ints]
 
 
-cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
+                                  Py_ssize_t n) except -1 nogil:
+    """Copy n values; returns where the copy starts."""
     cdef double* grown
+    cdef Py_ssize_t start = t.n_blocks
     cdef Py_ssize_t cap = t.cap_blocks
     while t.n_blocks + n > cap:
         cap *= 2
@@ -143,13 +146,11 @@ cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) exce
     memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
     t.n_blocks += n
     t.blocks_pushed += 1
-    return 0
+    return start
 
 
-cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    """Where the last copy of n values starts; it stays readable until the next push."""
+cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
-    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
@@ -208,7 +209,7 @@ cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indi
 
 
 cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, i, it, j, k, n
+    cdef Py_ssize_t _i0, _keep0, _saved0, i, it, j, k, n
     cdef double acc, diag
     cdef double[::1] xold
     cdef TapeData* _tp = &_tape.data
@@ -219,13 +220,14 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
             if not (x.shape[0] == xold.shape[0]):
                 _shape_error(41)
             _keep0 = 2 * xold.shape[0] >= xold.shape[0]
+            _saved0 = -1
             if _keep0:
-                push_block(_tp, &xold[0], xold.shape[0])
+                _saved0 = push_block(_tp, &xold[0], xold.shape[0])
             for _i0 in range(xold.shape[0]):
                 if not _keep0:
                     push_float(_tp, xold[_i0])
                 xold[_i0] = x[_i0]
-            push_int(_tp, _keep0)
+            push_int(_tp, _saved0)
             for i in range(n):
                 acc = b[i]
                 diag = 0.0
@@ -297,10 +299,8 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 acc_bar = 0.0
                 b_bar[i] += _g
             # line 41: xold[:] = x
-            _keep0 = pop_int(_tp)
-            _saved0 = 0
-            if _keep0:
-                _saved0 = pop_block(_tp, xold.shape[0])
+            _saved0 = pop_int(_tp)
+            _keep0 = _saved0 >= 0
             for _i0 in range(xold.shape[0] - 1, 0 - 1, -1):
                 # line 41: xold[:] = x
                 _g = xold_bar[_i0]
@@ -310,6 +310,8 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 else:
                     xold[_i0] = pop_float(_tp)
                 x_bar[_i0] += _g
+            if _keep0:
+                drop_block(_tp, xold.shape[0])
     _scalar_out[0] = omega_bar
     return 0
 

@@ -129,8 +129,11 @@ cdef inline long long pop_int(TapeData* t) noexcept nogil:
     return t.ints[t.n_ints]
 
 
-cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
+                                  Py_ssize_t n) except -1 nogil:
+    """Copy n values; returns where the copy starts."""
     cdef double* grown
+    cdef Py_ssize_t start = t.n_blocks
     cdef Py_ssize_t cap = t.cap_blocks
     while t.n_blocks + n > cap:
         cap *= 2
@@ -143,13 +146,11 @@ cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) exce
     memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
     t.n_blocks += n
     t.blocks_pushed += 1
-    return 0
+    return start
 
 
-cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    """Where the last copy of n values starts; it stays readable until the next push."""
+cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
-    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
@@ -205,7 +206,7 @@ cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] i
 
 
 cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, _keep1, i, it, k, n
+    cdef Py_ssize_t _i0, _keep0, _keep1, _saved0, _saved1, i, it, k, n
     cdef double acc
     cdef double[::1] r
     cdef TapeData* _tp = &_tape.data
@@ -214,8 +215,9 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
     with nogil:
         for it in range(iters):
             _keep0 = 2 * n >= r.shape[0]
+            _saved0 = -1
             if _keep0:
-                push_block(_tp, &r[0], r.shape[0])
+                _saved0 = push_block(_tp, &r[0], r.shape[0])
             for i in range(n):
                 acc = b[i]
                 for k in range(indptr[i], indptr[i + 1]):
@@ -223,19 +225,20 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 if not _keep0:
                     push_float(_tp, r[i])
                 r[i] = acc
-            push_int(_tp, _keep0)
+            push_int(_tp, _saved0)
             if not (dinv.shape[0] == x.shape[0]):
                 _shape_error(31)
             if not (r.shape[0] == x.shape[0]):
                 _shape_error(31)
             _keep1 = 2 * x.shape[0] >= x.shape[0]
+            _saved1 = -1
             if _keep1:
-                push_block(_tp, &x[0], x.shape[0])
+                _saved1 = push_block(_tp, &x[0], x.shape[0])
             for _i0 in range(x.shape[0]):
                 if not _keep1:
                     push_float(_tp, x[_i0])
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
-            push_int(_tp, _keep1)
+            push_int(_tp, _saved1)
     push_int(_tp, n)
     _tape.objects.append(r)
     return 0
@@ -256,10 +259,8 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
     with nogil:
         for it in range(iters - 1, 0 - 1, -1):
             # line 31: x += alpha * dinv * r
-            _keep1 = pop_int(_tp)
-            _saved1 = 0
-            if _keep1:
-                _saved1 = pop_block(_tp, x.shape[0])
+            _saved1 = pop_int(_tp)
+            _keep1 = _saved1 >= 0
             for _i0 in range(x.shape[0] - 1, 0 - 1, -1):
                 # line 31: x += alpha * dinv * r
                 _g = x_bar[_i0]
@@ -270,11 +271,11 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 alpha_bar += _g * (r[_i0] * dinv[_i0])
                 dinv_bar[_i0] += _g * (r[_i0] * alpha)
                 r_bar[_i0] += _g * (alpha * dinv[_i0])
+            if _keep1:
+                drop_block(_tp, x.shape[0])
             # line 26: for i in range(n):
-            _keep0 = pop_int(_tp)
-            _saved0 = 0
-            if _keep0:
-                _saved0 = pop_block(_tp, r.shape[0])
+            _saved0 = pop_int(_tp)
+            _keep0 = _saved0 >= 0
             for i in range(n - 1, 0 - 1, -1):
                 # line 30: r[i] = acc
                 _g = r_bar[i]
@@ -294,6 +295,8 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 _g = acc_bar
                 acc_bar = 0.0
                 b_bar[i] += _g
+            if _keep0:
+                drop_block(_tp, r.shape[0])
     _scalar_out[0] = alpha_bar
     return 0
 

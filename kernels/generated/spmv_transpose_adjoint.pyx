@@ -129,8 +129,11 @@ cdef inline long long pop_int(TapeData* t) noexcept nogil:
     return t.ints[t.n_ints]
 
 
-cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) except -1 nogil:
+cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
+                                  Py_ssize_t n) except -1 nogil:
+    """Copy n values; returns where the copy starts."""
     cdef double* grown
+    cdef Py_ssize_t start = t.n_blocks
     cdef Py_ssize_t cap = t.cap_blocks
     while t.n_blocks + n > cap:
         cap *= 2
@@ -143,13 +146,11 @@ cdef inline int push_block(TapeData* t, const double* values, Py_ssize_t n) exce
     memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
     t.n_blocks += n
     t.blocks_pushed += 1
-    return 0
+    return start
 
 
-cdef inline Py_ssize_t pop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    """Where the last copy of n values starts; it stays readable until the next push."""
+cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
-    return t.n_blocks
 
 
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
