@@ -14,7 +14,7 @@ The generator tests at the bottom do not need adsrc.
 
 Both adsrc backends are exercised: the Python backend on many kernels, the
 Cython backend (a C compile per kernel, ~2 s each) on a few.  Environment:
-ADSRC_HYPOTHESIS_EXAMPLES (default 60) and ADSRC_HYPOTHESIS_CYTHON_EXAMPLES
+ADSRC_HYPOTHESIS_EXAMPLES (default 120) and ADSRC_HYPOTHESIS_CYTHON_EXAMPLES
 (default 6) set the number of kernels per backend; ADSRC_RK_DISABLE=feat1,feat2
 switches generator features off for triage (names in random_kernels.FEATURES).
 """
@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, assume, event, given, note, settings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import random_kernels as rk  # noqa: E402
 
-N_EXAMPLES = int(os.environ.get("ADSRC_HYPOTHESIS_EXAMPLES", "60"))
+N_EXAMPLES = int(os.environ.get("ADSRC_HYPOTHESIS_EXAMPLES", "120"))
 N_CYTHON_EXAMPLES = int(os.environ.get("ADSRC_HYPOTHESIS_CYTHON_EXAMPLES", "6"))
 
 CHECK_GRADS_RTOL = 1e-6
