@@ -1,4 +1,8 @@
-"""Dense Jacobians of small kernels, column by column (tangent mode) or row by row (adjoint).
+"""Jacobian-vector products, and dense Jacobians of small kernels, column by column (tangent
+mode) or row by row (adjoint).
+
+``adsrc.jvp(f, wrt=...)(*args, **dots)`` is ``J v`` in tangent mode: the tangents of the outputs
+for the directions ``<name>_dot=`` (see ``Differentiable.tangent``).
 
 ``adsrc.jacobian(f, wrt=..., outputs=...)(*args)`` returns the matrix ``J`` whose rows are the
 output values (every output raveled, in ``outputs`` order, then concatenated) and whose columns
@@ -36,6 +40,12 @@ def _unit(value, index):
 
 def _flat(value):
     return np.ravel(value) if isinstance(value, np.ndarray) else np.array([value], dtype=float)
+
+
+def jvp(f, wrt, outputs=None, backend=None):
+    """A function of the kernel's arguments and the directions ``<name>_dot=`` returning the
+    outputs' tangents (one per output); the arguments are mutated as ``f`` would."""
+    return Differentiable(f, wrt, outputs, backend).tangent
 
 
 def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):

@@ -80,3 +80,17 @@ def test_unknown_mode_is_refused():
     case = _case("sor")
     with pytest.raises(adsrc.AdsrcError, match="mode"):
         adsrc.jacobian(case.kernel, wrt=case.wrt, outputs=case.outputs, mode="sideways")
+
+
+def test_jvp_is_the_jacobian_times_v():
+    case = _case("sor")
+    rng = np.random.default_rng(32)
+    args = case.make_args(rng, np.int32)
+    jac = adsrc.jacobian(case.kernel, wrt=case.wrt, outputs=case.outputs)(*args)
+    v = {name: (rng.standard_normal(np.shape(args[case.arg_index(name)]))
+                if isinstance(args[case.arg_index(name)], np.ndarray) else 0.3)
+         for name in case.wrt}
+    flat_v = np.concatenate([np.ravel(v[name]) for name in case.wrt])
+    (x_tangent,) = adsrc.jvp(case.kernel, wrt=case.wrt, outputs=case.outputs)(
+        *_copies(args), **{name + "_dot": np.copy(d) for name, d in v.items()})
+    np.testing.assert_allclose(x_tangent, jac @ flat_v, rtol=1e-11, atol=1e-12)
