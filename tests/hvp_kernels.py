@@ -38,3 +38,19 @@ def damped_oscillation(x, k):
         e = 0.5 * e
         steps += 1
     return x[0] * x[1] + math.tanh(x[0]) + k * x[1] * x[1]
+
+
+def smooth(u, v):
+    return u * math.tanh(v) + 0.5 * math.sin(u)
+
+
+def calls_in_a_loop(x, a):
+    """A user kernel called with scalars in a backward loop: its adjoint and seed reach the
+    tangent of its reverse sweep in the right order."""
+    n = x.shape[0]
+    for i in range(n - 2, 0, -1):
+        x[i - 1] = smooth(x[i], a) * x[i] + x[i]
+    s = 0.0
+    for i in range(n):
+        s += x[i] * x[i] * a
+    return s

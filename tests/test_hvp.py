@@ -45,6 +45,8 @@ PROBLEMS = {
                            lambda rng: (rng.uniform(-1.0, 1.0, 9), 0.1, 3)),
     "damped_oscillation": (K.damped_oscillation, "x",
                            lambda rng: (np.array([0.8, -0.6]), 0.3)),
+    "calls_in_a_loop": (K.calls_in_a_loop, "x", lambda rng: (rng.uniform(-1.0, 1.0, 6), 0.4)),
+    "calls_in_a_loop[a]": (K.calls_in_a_loop, "a", lambda rng: (rng.uniform(-1.0, 1.0, 6), 0.4)),
     "residual_loss": _corpus("residual_loss", "x"),
     "residual_loss[data]": _corpus("residual_loss", "data"),
     "newton_cubic": _corpus("newton_cubic", "a"),

@@ -8,7 +8,11 @@ Hypothesis generates random small kernels in the adsrc subset
   (h=1e-6, rtol 1e-5, atol 1e-8) and, much tighter, a complex-step gradient of
   the same kernel (computed without adsrc);
 * ``adsrc.grad``/``value_and_grad`` must mutate the arrays exactly as the
-  kernel does and return its value.
+  kernel does and return its value;
+* tangent mode (``f.tangent``) must give ``<gradient, v>`` of the complex step
+  for a random direction ``v``;
+* ``adsrc.hvp`` (first wrt argument) must be symmetric and match central
+  differences of ``adsrc.grad``.
 
 The generator tests at the bottom do not need adsrc.
 
@@ -209,6 +213,49 @@ def _check_gradients(case, adsrc, kernel_dir):
     assert math.isclose(v2, value, rel_tol=1e-9, abs_tol=1e-12), (v2, value)
     problems = rk.compare_grads(_as_tuple(case, grads2), grads, 1e-10, 1e-12, names=case.wrt)
     assert not problems, "value_and_grad gradients differ from grad's:\n  " + "\n  ".join(problems)
+
+    # --- 4. tangent mode: the return value's tangent is <gradient, v> (complex step) ---
+    rng = np.random.default_rng(7)
+    v = [rng.standard_normal(np.shape(c)) if np.ndim(c) else float(rng.standard_normal())
+         for c in cs]
+    tangent_args = rk.copy_args(args)
+    (tangent,) = adsrc.differentiate(kernel, wrt=case.wrt_spec, outputs=("return",)).tangent(
+        *tangent_args, **{name + "_dot": np.copy(d) for name, d in zip(case.wrt, v)})
+    want = sum(float(np.sum(np.asarray(c) * d)) for c, d in zip(cs, v))
+    size = sum(float(np.sum(np.abs(np.asarray(c) * d))) for c, d in zip(cs, v))
+    note(f"tangent {tangent!r}, complex step {want!r}")
+    assert math.isclose(tangent, want, rel_tol=CS_RTOL, abs_tol=CS_RTOL * size + 1e-12), (
+        f"tangent mode disagrees with the complex step: {tangent!r} != {want!r}")
+    diffs = _arrays_equal(case, tangent_args, primal_args)
+    assert not diffs, f"f.tangent did not leave the arrays as the kernel does: {diffs}"
+
+    # --- 5. Hessian-vector products (first wrt argument): symmetric, and the central
+    # difference of adsrc's gradient in the direction v ---
+    name, position = case.wrt[0], case.wrt_positions[0]
+    u, w = v[0], rng.standard_normal(np.shape(v[0])) if np.ndim(v[0]) else 0.6
+    hvp = adsrc.hvp(kernel, wrt=name)
+
+    def h_times(direction):
+        with_v = rk.copy_args(args)
+        with_v.insert(position + 1, np.copy(direction))
+        return hvp(*with_v)
+
+    hu, hw = h_times(u), h_times(w)
+    left, right = float(np.sum(hu * w)), float(np.sum(u * hw))
+    assert math.isclose(left, right, rel_tol=1e-8, abs_tol=1e-9 * (1.0 + abs(left))), (
+        f"Hessian not symmetric: <Hu, w> = {left!r}, <u, Hw> = {right!r}")
+    first = adsrc.grad(kernel, wrt=name)
+
+    def gradient_at(step):
+        moved = rk.copy_args(args)
+        moved[position] = moved[position] + step * u
+        return np.asarray(first(*moved), dtype=float)
+
+    fd_hu = (gradient_at(FD_H) - gradient_at(-FD_H)) / (2 * FD_H)
+    problems = rk.compare_grads([hu], [fd_hu], 1e-4, 1e-6 * (1.0 + float(np.max(np.abs(fd_hu)))),
+                                names=[name])
+    assert not problems, "H v disagrees with differences of the gradient:\n  " + "\n  ".join(
+        problems)
 
 
 # ---------------------------------------------------------------------------

@@ -239,21 +239,19 @@ class TangentOfAdjoint:
                             value=self._callee_call(value), type_comment=None)]
 
     def _callee_call(self, call):
-        """The call of a callee's ``__fwd``/``__rev`` turned into its ``_dot`` version: the
-        tangents of the arguments follow the primal arguments, as in :meth:`function`."""
+        """The call of a callee's ``__fwd``/``__rev`` turned into its ``_dot`` version, with
+        the arguments in the order :meth:`function` gives it: all the primal ones (the
+        kernel's arguments, then the adjoints and seed of a reverse sweep), then their
+        tangents in the same order."""
         callee = self.callees[call.func.id]
         args = [copy.deepcopy(arg) for arg in call.args]
         tape = args.pop()
         primal = args[:len(callee.params)]
         dots = [dot(primal[callee.params.index(param)]) for param in callee.dot_params]
-        rest = args[len(callee.params):]
-        if call.func.id == callee.rev_name:
-            rest_dots = [self._leaf_tangent(arg) for arg in rest]
-            tail = rest + rest_dots
-        else:
-            tail = rest
-        return gast.Call(func=name(dot_name(call.func.id)), args=primal + dots + tail + [tape],
-                         keywords=[])
+        rest = args[len(callee.params):]          # a reverse sweep's adjoints and seed
+        rest_dots = [self._leaf_tangent(arg) for arg in rest]
+        return gast.Call(func=name(dot_name(call.func.id)),
+                         args=primal + rest + dots + rest_dots + [tape], keywords=[])
 
 
 def build_second_order(spec, forward, reverse):
