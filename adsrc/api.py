@@ -251,37 +251,10 @@ class Differentiable:
         name = self.fn.__name__
         compiled = self._compile(signature_of(name, self.params, args), mode=TANGENT)
         entry = compiled.entry
-        if compiled.backend == "cython":
-            check_contiguous(name, self.params, args)
-        check_writeable(name, self.params, args, entry.written_arrays)
-        allowed = {param + "_dot" for param in self.wrt}
-        for key in dots:
-            if key not in allowed:
-                raise ArgumentError(f"{name}: unexpected direction '{key}'; this tangent takes "
-                                    f"{', '.join(sorted(allowed))}")
+        _, directions = self._checked_with(
+            compiled, args, dots, "_dot", entry.dot_params, {p + "_dot" for p in self.wrt},
+            "direction")
         values = dict(zip(self.params, args))
-        directions = []
-        for param in entry.dot_params:
-            given = dots.get(param + "_dot")
-            primal = values[param]
-            if not isinstance(primal, np.ndarray):
-                directions.append(0.0 if given is None else
-                                  check_float(name, param + "_dot", given, "a direction"))
-                continue
-            if given is None:
-                given = np.zeros_like(primal)
-            else:
-                check_bar(name, param, primal, given, suffix="_dot")
-                if compiled.backend == "cython":
-                    check_contiguous(name, [param + "_dot"], [given])
-            directions.append(given)
-        arrays = {param: value for param, value in values.items()
-                  if isinstance(value, np.ndarray)}
-        arrays.update({param + "_dot": value for param, value in zip(entry.dot_params, directions)
-                       if isinstance(value, np.ndarray)})
-        written = set(entry.written_arrays) | {param + "_dot" for param in entry.written_arrays
-                                               if param in entry.dot_params}
-        check_distinct(name, arrays, written)
 
         returned = compiled.tangent(*args, *directions)
         tangents = dict(zip(entry.dot_params, directions))
@@ -322,10 +295,6 @@ class Differentiable:
         checking every argument and adjoint of an adjoint call; raises ArgumentError."""
         name = self.fn.__name__
         entry = compiled.entry
-        cython = compiled.backend == "cython"
-        if cython:
-            check_contiguous(name, self.params, args)
-        check_writeable(name, self.params, args, entry.written_arrays)
         out_bar = 1.0
         if "out_bar" in bars:
             if RETURN_OUTPUT not in entry.key.outputs:
@@ -334,33 +303,56 @@ class Differentiable:
             out_bar = check_out_bar(name, bars.pop("out_bar"))
         allowed = {param + "_bar" for param in entry.bar_params
                    if param in self.wrt or param in entry.key.outputs}
-        for key in bars:
-            if key not in allowed:
-                raise ArgumentError(f"{name}: unexpected adjoint '{key}'; this adjoint takes "
-                                    f"{', '.join(sorted(allowed)) or 'no array adjoints'} "
-                                    "(and out_bar= for the return value)")
-        arrays = {param: value for param, value in zip(self.params, args)
-                  if isinstance(value, np.ndarray)}
-        bar_arrays = []
         for param in entry.bar_params:
-            primal = arrays[param]
-            key = param + "_bar"
-            if key in bars:
-                check_bar(name, param, primal, bars[key])
-                if cython:
-                    check_contiguous(name, [key], [bars[key]])
-                bar_arrays.append(bars[key])
-            elif param in entry.key.outputs:
-                raise ArgumentError(f"{name}: pass {key}=, the adjoint of the final value of "
-                                    f"the output '{param}'")
-            else:
-                bar_arrays.append(np.zeros_like(primal))
-        everything = dict(arrays)
-        everything.update({param + "_bar": value
-                           for param, value in zip(entry.bar_params, bar_arrays)})
-        written = set(entry.written_arrays) | {param + "_bar" for param in entry.bar_params}
-        check_distinct(name, everything, written)
+            if param in entry.key.outputs and param + "_bar" not in bars:
+                raise ArgumentError(f"{name}: pass {param}_bar=, the adjoint of the final value "
+                                    f"of the output '{param}'")
+        arrays, bar_arrays = self._checked_with(compiled, args, bars, "_bar", entry.bar_params,
+                                                allowed, "adjoint",
+                                                " (and out_bar= for the return value)")
         return arrays, bar_arrays, out_bar
+
+    def _checked_with(self, compiled, args, given, suffix, params, allowed, what, hint=""):
+        """The checks an adjoint or a tangent call makes before anything runs: the arguments
+        (contiguity for the compiled backend, writeable where written), then the companions
+        ``<param><suffix>`` of ``params`` (bars or directions): no unknown key, float64 arrays
+        of their primal's shape (or floats for scalars), and no aliasing of anything written.
+        Returns (the argument arrays by name, the companions in ``params`` order; zeros for
+        the ones not given)."""
+        name = self.fn.__name__
+        entry = compiled.entry
+        cython = compiled.backend == "cython"
+        if cython:
+            check_contiguous(name, self.params, args)
+        check_writeable(name, self.params, args, entry.written_arrays)
+        for key in given:
+            if key not in allowed:
+                raise ArgumentError(f"{name}: unexpected {what} '{key}'; this call takes "
+                                    f"{', '.join(sorted(allowed)) or f'no array {what}s'}{hint}")
+        values = dict(zip(self.params, args))
+        companions = []
+        for param in params:
+            key, primal = param + suffix, values[param]
+            if not isinstance(primal, np.ndarray):
+                companions.append(check_float(name, key, given[key], f"a {what}")
+                                  if key in given else 0.0)
+            elif key in given:
+                check_bar(name, param, primal, given[key], suffix=suffix)
+                if cython:
+                    check_contiguous(name, [key], [given[key]])
+                companions.append(given[key])
+            else:
+                companions.append(np.zeros_like(primal))
+        arrays = {param: value for param, value in values.items()
+                  if isinstance(value, np.ndarray)}
+        everything = dict(arrays)
+        everything.update({param + suffix: value for param, value in zip(params, companions)
+                           if isinstance(value, np.ndarray)})
+        written = set(entry.written_arrays) | {param + suffix for param in params
+                                               if suffix == "_bar"
+                                               or param in entry.written_arrays}
+        check_distinct(name, everything, written)
+        return arrays, companions
 
 
 def differentiate(fn=None, *, wrt, outputs=None, backend=None):
