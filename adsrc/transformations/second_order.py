@@ -26,7 +26,7 @@ from adsrc.analyses.effects import target_root
 from adsrc.frontend.quoting import name, quote
 from adsrc.rules import elementary
 from adsrc.transformations.reverse import TAPE
-from adsrc.transformations.tangent import SUFFIX, _store, _sum, _term, dot
+from adsrc.transformations.tangent import SUFFIX, dot, tangent_of
 
 _ADJOINT_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
 _ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
@@ -78,8 +78,7 @@ class TangentOfAdjoint:
 
     def _tangent_of(self, node):
         """The tangent of an expression: ``sum(partial * leaf_dot)``."""
-        found = elementary.partials(node, self._active_leaf, self._fail)
-        return _sum([_term(leaf, partial) for leaf, partial in found])
+        return tangent_of(elementary.partials(node, self._active_leaf, self._fail))
 
     # functions ----------------------------------------------------------------------------------
 
@@ -178,7 +177,7 @@ class TangentOfAdjoint:
     def _augmented(self, stmt):
         out = []
         if self._active_leaf(stmt.target):
-            target = _store(dot(stmt.target))
+            target = dot(stmt.target, store=True)
             out.append(gast.AugAssign(target=target, op=copy.deepcopy(stmt.op),
                                       value=self._tangent_of(stmt.value)))
         return out + [copy.deepcopy(stmt)]
@@ -212,7 +211,7 @@ class TangentOfAdjoint:
         if _tape_call(value, "pop_int"):
             return [copy.deepcopy(stmt)]
         if _call_name(value) in self.callees:
-            pair = gast.Tuple([copy.deepcopy(target), _store(dot(target))], gast.Store())
+            pair = gast.Tuple([copy.deepcopy(target), dot(target, store=True)], gast.Store())
             return [gast.Assign(targets=[pair], value=self._callee_call(value),
                                 type_comment=None)]
         root = target_root(target)
@@ -221,7 +220,7 @@ class TangentOfAdjoint:
         if isinstance(target, gast.Name) and isinstance(value, gast.Call) \
                 and gast.unparse(value.func).strip() in _ALLOCATIONS:
             return [copy.deepcopy(stmt)] + quote(f"D = np.zeros_like({root})", D=root + SUFFIX)
-        tangent = gast.Assign(targets=[_store(dot(target))], value=self._tangent_of(value),
+        tangent = gast.Assign(targets=[dot(target, store=True)], value=self._tangent_of(value),
                               type_comment=None)
         return [tangent, copy.deepcopy(stmt)]
 
@@ -234,7 +233,7 @@ class TangentOfAdjoint:
                 item.ctx = gast.Store()
             return [gast.Assign(targets=[unpack], value=copy.deepcopy(value), type_comment=None)]
         # scalar adjoints returned by a callee's reverse sweep
-        receivers = targets + [_store(dot(t)) for t in targets]
+        receivers = targets + [dot(t, store=True) for t in targets]
         return [gast.Assign(targets=[gast.Tuple(receivers, gast.Store())],
                             value=self._callee_call(value), type_comment=None)]
 

@@ -24,11 +24,12 @@ from adsrc.rules import elementary
 SUFFIX = "_dot"
 
 
-def dot(node):
-    """The tangent of a name or of an array element."""
+def dot(node, store=False):
+    """The tangent of a name or of an array element (as a store target with ``store``)."""
+    ctx = gast.Store() if store else gast.Load()
     if isinstance(node, gast.Name):
-        return name(node.id + SUFFIX)
-    return gast.Subscript(name(node.value.id + SUFFIX), copy.deepcopy(node.slice), gast.Load())
+        return name(node.id + SUFFIX, store=store)
+    return gast.Subscript(name(node.value.id + SUFFIX), copy.deepcopy(node.slice), ctx)
 
 
 def _sum(terms):
@@ -41,6 +42,12 @@ def _sum(terms):
         else:
             total = gast.BinOp(total, gast.Add(), term)
     return total
+
+
+def tangent_of(found):
+    """``sum(partial * leaf_dot)`` over the ``(leaf, partial)`` pairs of
+    :func:`adsrc.rules.elementary.partials`."""
+    return _sum([_term(leaf, partial) for leaf, partial in found])
 
 
 def _term(leaf, partial):
@@ -112,8 +119,7 @@ class TangentMode:
         uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
         found = elementary.partials(value, self._is_active_leaf, self._fail,
                                     name(RESULT) if uses_result else None)
-        tangent = _sum([_term(leaf, partial) for leaf, partial in found])
-        set_tangent = gast.Assign(targets=[_store(dot(target))], value=tangent,
+        set_tangent = gast.Assign(targets=[dot(target, store=True)], value=tangent_of(found),
                                   type_comment=None)
         out = [comment(self._line(stmt))]
         if uses_result:
@@ -137,11 +143,6 @@ class TangentMode:
         tangent = target + SUFFIX if target in self.active else self.spec.namer.fresh("unused")
         pair = gast.Tuple([name(target, store=True), name(tangent, store=True)], gast.Store())
         return out + [gast.Assign(targets=[pair], value=tan_call, type_comment=None)]
-
-
-def _store(node):
-    node.ctx = gast.Store()
-    return node
 
 
 def build_tangent(spec):
