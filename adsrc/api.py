@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
@@ -31,6 +32,7 @@ from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct
                                      signature_of)
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
+from adsrc.vector_pipeline import VECTOR_HVP, VECTOR_TANGENT
 
 
 def _parameter_names(fn):
@@ -118,7 +120,8 @@ class _CompiledSecondOrder:
         self.make_tape = namespace["Tape"] if backend == "cython" else Tape
 
 
-_LOADED = {ADJOINT: _Compiled, TANGENT: _CompiledTangent, HVP: _CompiledSecondOrder}
+_LOADED = {ADJOINT: _Compiled, TANGENT: _CompiledTangent, HVP: _CompiledSecondOrder,
+           VECTOR_TANGENT: _CompiledTangent, VECTOR_HVP: _CompiledSecondOrder}
 
 
 class Adjoint:
@@ -228,9 +231,9 @@ class Differentiable:
         """The generated source of the adjoint (``kind="adjoint"``) or of the tangent
         (``"tangent"``) for the signature of ``args`` (default: the last call's), in the
         language of ``backend`` (default: this object's)."""
-        if kind not in (ADJOINT, TANGENT):
+        if kind not in (ADJOINT, TANGENT, VECTOR_TANGENT):
             raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint', "
-                             "'tangent')")
+                             "'tangent', 'vector_tangent')")
         if args is not None:
             signature = signature_of(self.fn.__name__, self.params, args)
         elif self._last_signature is not None:
@@ -247,8 +250,16 @@ class Differentiable:
         the direction of a ``wrt`` argument (an array of its shape, or a float; zero when not
         given).  Returns one entry per output, in the order of ``outputs``: the tangent of a
         mutated array's final value (in the ``_dot`` array passed for it, which is overwritten,
-        or in a new array), or of the return value as a float."""
+        or in a new array), or of the return value as a float.
+
+        Vector mode: with stacks of k directions (``x_dot`` of shape ``(k,) + x.shape``, a
+        length-k array for a float) it runs one sweep whose tangent work is k wide, and returns
+        stacks of k tangents (``(k,)`` for the return value)."""
         name = self.fn.__name__
+        k = stack_size(name, self.params, args, dots)
+        if k is not None:
+            compiled = self._compile(signature_of(name, self.params, args), mode=VECTOR_TANGENT)
+            return vector_tangent(self, compiled, args, dots, k)
         compiled = self._compile(signature_of(name, self.params, args), mode=TANGENT)
         entry = compiled.entry
         _, directions = self._checked_with(

@@ -11,9 +11,11 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from adsrc.api import Differentiable
+from adsrc.directions import flatten, unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
 from adsrc.runtime.arguments import check_float, signature_of
+from adsrc.vector_pipeline import VECTOR_HVP
 
 
 def _copies(args):
@@ -31,35 +33,69 @@ class _SecondOrder:
         self.wrt = self.kernel.wrt[0]
         self.position = self.kernel.params.index(self.wrt)
 
-    def gradient_and_hvp(self, args, v):
-        """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``."""
+    def gradient_and_hvp(self, args, v, k=None):
+        """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.
+
+        With ``k``, ``v`` holds k directions, flat and direction innermost (the layout of
+        :mod:`adsrc.transformations.vector`), and so does ``H v``: one forward and one reverse
+        sweep whose tangent work is k wide."""
         name = self.kernel.fn.__name__
-        compiled = self.kernel._compile(signature_of(name, self.kernel.params, args), mode=HVP)
+        vector = k is not None
+        compiled = self.kernel._compile(signature_of(name, self.kernel.params, args),
+                                        mode=VECTOR_HVP if vector else HVP)
         entry = compiled.entry
         point = args[self.position]
-        if isinstance(point, np.ndarray):
+        if isinstance(point, np.ndarray) and not vector:      # stacks: checked by hvps()
             v = np.array(v, dtype=np.float64, copy=True)
             if v.shape != point.shape:
                 raise ArgumentError(f"{name}: v has shape {v.shape}, but {self.wrt} has shape "
                                     f"{point.shape}")
-        else:
+        elif not vector:
             v = check_float(name, "v", v, "the direction")
         work = _copies(args)
         values = dict(zip(self.kernel.params, work))
-        dots = [v if param == self.wrt else
-                (np.zeros_like(values[param]) if isinstance(values[param], np.ndarray) else 0.0)
-                for param in entry.dot_params]
+        if vector:
+            def zero(value):
+                return np.zeros(np.size(value) * k)
+            # the tangents the scalar functions return are out-parameters, then k
+            value_dot, scalar_dots = [np.zeros(k)], [np.zeros(k) for _ in
+                                                     entry.scalar_bar_params]
+            fwd_extra, rev_extra, seed_dot = value_dot + [k], scalar_dots + [k], np.zeros(k)
+        else:
+            def zero(value):
+                return np.zeros_like(value) if isinstance(value, np.ndarray) else 0.0
+            fwd_extra, rev_extra, seed_dot = [], [], 0.0
+        dots = [v if param == self.wrt else zero(values[param]) for param in entry.dot_params]
         tape = compiled.make_tape()
-        compiled.forward(*work, *dots, tape)
+        compiled.forward(*work, *dots, *fwd_extra, tape)
         bars = [np.zeros_like(values[param]) for param in entry.bar_params]
-        bar_dots = [np.zeros_like(values[param]) for param in entry.bar_params]
-        scalars = compiled.reverse(*work, *bars, 1.0, *dots, *bar_dots, 0.0, tape)
+        bar_dots = [zero(values[param]) for param in entry.bar_params]
+        scalars = compiled.reverse(*work, *bars, 1.0, *dots, *bar_dots, seed_dot, *rev_extra,
+                                   tape)
         if self.wrt in entry.bar_params:
             index = entry.bar_params.index(self.wrt)
             return bars[index], bar_dots[index]
         count = len(entry.scalar_bar_params)
         index = entry.scalar_bar_params.index(self.wrt)
+        if vector:
+            return float(scalars[index]), scalar_dots[index]
         return float(scalars[index]), float(scalars[count + index])
+
+    def hvps(self, args, vs):
+        """H applied to a stack of k directions ``vs`` (shape ``(k,) + x.shape``, a length-k
+        array for a float ``x``) at ``args`` (not modified), in one vector-mode sweep; the
+        result has the shape of ``vs``."""
+        name = self.kernel.fn.__name__
+        shape = np.shape(args[self.position])
+        try:
+            vs = np.asarray(vs, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ArgumentError(f"{name}: the directions must be floats ({error})") from None
+        if vs.ndim != len(shape) + 1 or vs.shape[1:] != shape:
+            raise ArgumentError(f"{name}: a stack of directions has shape (k,) + {shape}, got "
+                                f"{vs.shape}")
+        k = vs.shape[0]
+        return unflatten(self.gradient_and_hvp(args, flatten(vs), k)[1], shape, k)
 
 
 def hvp(f, wrt, backend=None):
@@ -68,7 +104,8 @@ def hvp(f, wrt, backend=None):
     The returned function takes the kernel's arguments with ``v`` inserted right after the
     ``wrt`` argument (``hvp(f, wrt="x")(x, v, *rest)`` when ``x`` comes first); it returns
     ``H v`` (an array like ``x``, or a float for a scalar ``x``) and leaves the arguments as
-    they were."""
+    they were.  A ``v`` with one more dimension than ``x`` is a stack of k directions (shape
+    ``(k,) + x.shape``): the k products come back stacked alike, from one vector-mode sweep."""
     second = _SecondOrder(f, wrt, backend)
 
     def hessian_vector_product(*args_with_v):
@@ -77,6 +114,8 @@ def hvp(f, wrt, backend=None):
             raise ArgumentError(f"{second.kernel.fn.__name__}: hvp takes the kernel's "
                                 f"{len(second.kernel.params)} arguments and v")
         v = args.pop(second.position + 1)
+        if np.ndim(v) == np.ndim(args[second.position]) + 1:
+            return second.hvps(args, v)
         return second.gradient_and_hvp(args, v)[1]
 
     return hessian_vector_product
@@ -85,8 +124,9 @@ def hvp(f, wrt, backend=None):
 class HessianOperator(LinearOperator):
     """The Hessian of a scalar kernel at a point, as a matrix-free ``LinearOperator``.
 
-    ``matvec``/``matmat`` run the compiled tangent of the adjoint; ``update(x)`` moves the
-    point (the other arguments stay) without regenerating or recompiling anything;
+    ``matvec``/``matmat`` run the compiled tangent of the adjoint (``matmat`` in vector mode: one
+    sweep for all its columns); ``update(x)`` moves the point (the other arguments stay)
+    without regenerating or recompiling anything;
     ``gradient`` is the gradient at the current point, from the last product or computed."""
 
     def __init__(self, second, args):
@@ -117,7 +157,8 @@ class HessianOperator(LinearOperator):
         return self._second.gradient_and_hvp(self._args, v)[1]
 
     def _matmat(self, vs):
-        return np.column_stack([self._matvec(vs[:, k]) for k in range(vs.shape[1])])
+        """H applied to the k columns of ``vs`` in one vector-mode sweep (not k matvecs)."""
+        return self._second.hvps(self._args, np.asarray(vs).T).T
 
     def _adjoint(self):
         return self        # a Hessian is symmetric

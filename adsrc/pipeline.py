@@ -34,6 +34,8 @@ from adsrc.normalize.lower_arrays import LowerArrays
 from adsrc.transformations.reverse import build_functions
 from adsrc.transformations.second_order import build_second_order
 from adsrc.transformations.tangent import build_tangent
+from adsrc.vector_pipeline import VECTOR_HVP, VECTOR_TANGENT
+from adsrc.vector_pipeline import module_source as vector_module_source
 
 ADJOINT, TANGENT, HVP = "adjoint", "tangent", "hvp"
 RETURN_OUTPUT = "return"
@@ -266,6 +268,10 @@ class Generator:
     def source(self, entry, backend, header_note="", display_path=None, mode=ADJOINT):
         """Source text of the module holding the entry and all its callees, for reverse mode
         (``mode="adjoint"``: ``__fwd`` and ``__rev``) or tangent mode (``"tangent"``)."""
+        if mode in (VECTOR_TANGENT, VECTOR_HVP):
+            header = (_tangent_header if mode == VECTOR_TANGENT else _header)(
+                entry, backend, display_path)
+            return vector_module_source(self, entry, backend, header + header_note, mode)
         if mode == TANGENT:
             built = self._build_all(lambda spec: (build_tangent(spec),))
             header = _tangent_header(entry, backend, display_path) + header_note

@@ -489,12 +489,15 @@ def _type_of(spec, variable):
 
 
 def _types_for(spec, function):
-    """Types of every variable a generated function assigns or takes."""
+    """Types of every variable a generated function assigns or takes (a pass that introduces
+    names of its own, such as :mod:`adsrc.transformations.vector`, gives their types in the
+    function's ``adsrc_types``)."""
     types = {}
+    known = getattr(function, "adsrc_types", {})
     for variable in _assigned_names(function) | {arg.id for arg in function.args.args}:
         if variable == TAPE:
             continue
-        kind = _type_of(spec, variable)
+        kind = known[variable] if variable in known else _type_of(spec, variable)
         if kind is None:
             raise AssertionError(f"adsrc internal error: no C type for '{variable}'")
         types[variable] = kind

@@ -1,0 +1,244 @@
+"""Vector mode: k directions in one sweep (``f.tangent`` with stacks of directions,
+``HessianOperator.matmat``, ``adsrc.hvp`` with a stack of vectors).
+
+Checked against independent computations:
+
+* on the whole corpus, in both backends: the vector tangent equals k single-direction tangents
+  (of the Python backend, the reference) direction by direction, and passes the dot-product
+  test ``<J V e_j, w> == <V e_j, J^T w>`` against the adjoint;
+* vector H V equals k single H v and fourth-order finite differences of the gradient;
+* bad stacks are refused before anything runs.
+
+Only the vector modules are compiled per case (the references run on the Python backend), to
+keep the Cython side of this file to one build per kernel.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+import adsrc
+import hvp_kernels as HK
+from corpus import kernels as K
+from corpus.hand_adjoints import CASES
+from corpus.problems import poisson2d_csr
+
+BACKENDS = ("python", "cython")
+DIRECTIONS = 3
+FD_STEP = 1e-4
+
+
+def _copies(args):
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _stacks(case, args, rng, k):
+    """A stack of k random directions per wrt argument: shape (k,) + its shape."""
+    return {param: rng.standard_normal((k,) + np.shape(args[case.arg_index(param)]))
+            for param in case.wrt}
+
+
+@functools.lru_cache(maxsize=None)
+def _corpus_reference(name):
+    """Arguments, stacks of directions, output weights ``w``, and the references from the
+    Python backend: ``J^T w`` (adjoint) and the single-direction tangents of every direction.
+    Computed once per case, shared by both backends."""
+    case = next(case for case in CASES if case.name == name)
+    rng = np.random.default_rng(51)
+    args = case.make_args(rng, np.int32)
+    stacks = _stacks(case, args, rng, DIRECTIONS)
+    reference = adsrc.differentiate(case.kernel, wrt=case.wrt, outputs=case.outputs,
+                                    backend="python")
+    w = {out: (0.7 if out == "return" else
+               rng.standard_normal(np.shape(args[case.arg_index(out)])))
+         for out in case.outputs}
+    bars = {out + "_bar": w[out].copy() for out in case.outputs if out != "return"}
+    if "return" in case.outputs:
+        bars["out_bar"] = w["return"]
+    adjoints = dict(zip(case.wrt, reference.adjoint(*_copies(args), **bars)))
+    singles = [reference.tangent(*_copies(args), **{param + "_dot": stack[d].copy()
+                                                    for param, stack in stacks.items()})
+               for d in range(DIRECTIONS)]
+    return args, stacks, w, adjoints, singles
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_corpus_vector_tangent(case, backend):
+    args, stacks, w, adjoints, singles = _corpus_reference(case.name)
+    given = {param + "_dot": stack.copy() for param, stack in stacks.items()}
+    vector = adsrc.differentiate(case.kernel, wrt=case.wrt, outputs=case.outputs,
+                                 backend=backend)
+    moved = _copies(args)
+    got = vector.tangent(*moved, **given)
+    # the arguments end as the primal leaves them
+    primal = _copies(args)
+    case.kernel(*primal)
+    for after, want in zip(moved, primal):
+        if isinstance(want, np.ndarray):
+            np.testing.assert_allclose(after, want, rtol=1e-13, atol=1e-15)
+    # the inputs' stacks are left alone; a mutated output's stack holds its tangents
+    for param, stack in stacks.items():
+        if param not in case.outputs:
+            np.testing.assert_array_equal(given[param + "_dot"], stack)
+        else:
+            assert got[case.outputs.index(param)] is given[param + "_dot"]
+
+    for d, single in enumerate(singles):
+        for out, column, want in zip(case.outputs, got, single):
+            assert np.shape(column) == (DIRECTIONS,) + np.shape(want)
+            scale = max(1.0, float(np.max(np.abs(want))))
+            np.testing.assert_allclose(column[d], want, rtol=1e-12, atol=1e-13 * scale,
+                                       err_msg=f"{out}, direction {d}")
+        forward = sum(float(np.sum(w[out] * column[d])) for out, column in zip(case.outputs, got))
+        reverse = sum(float(np.sum(adjoints[param] * stacks[param][d])) for param in case.wrt)
+        assert forward == pytest.approx(reverse, rel=1e-10)
+        assert abs(forward) > 1e-6
+
+
+def _gauss_seidel(backend, wrt=("x", "b")):
+    m = 3
+    indptr, indices, data = poisson2d_csr(m)
+    rng = np.random.default_rng(52)
+    x, b = rng.uniform(-1, 1, m * m), rng.uniform(-1, 1, m * m)
+    f = adsrc.differentiate(K.gauss_seidel, wrt=wrt, outputs=("x",), backend=backend)
+    return f, (indptr, indices, data, x, b, 2), rng
+
+
+def test_one_direction_and_defaults():
+    """k = 1 gives the single-direction tangent; a direction left out is zero, and the
+    output's tangents come back in a new (k,) + shape array."""
+    f, args, rng = _gauss_seidel("python")
+    b_dot = rng.standard_normal((1, 9))
+    (single,) = f.tangent(*_copies(args), b_dot=b_dot[0].copy())
+    (stacked,) = f.tangent(*_copies(args), b_dot=b_dot)
+    assert stacked.shape == (1, 9) and stacked.flags.c_contiguous
+    np.testing.assert_allclose(stacked[0], single, rtol=1e-14)
+
+
+def test_vector_source_is_readable_and_inactive_values_get_no_tangent():
+    m = 3
+    indptr, indices, data = poisson2d_csr(m)
+    f = adsrc.differentiate(K.gauss_seidel, wrt=("b",), outputs=("x",), backend="python")
+    f.tangent(indptr, indices, data, np.zeros(m * m), np.ones(m * m), 1,
+              b_dot=np.ones((2, m * m)))
+    source = f.source("vector_tangent")
+    assert "for _d in range(_k):" in source and "b_dot[i * _k + _d]" in source
+    assert "acc_dot = np.zeros(_k)" in source
+    for inactive in ("data_dot", "diag_dot", "indices_dot", "j_dot", "k_dot", "n_dot"):
+        assert inactive not in source
+    assert "for _d" not in f.source("tangent")           # the scalar tangent is unchanged
+
+
+@pytest.mark.parametrize("dots, message", [
+    ({"b_dot": np.ones((2, 9)), "x_dot": np.ones((3, 9))}, "same number"),   # mismatched k
+    ({"b_dot": np.ones((2, 9)), "x_dot": np.ones(9)}, "stacks"),              # mixed
+    ({"b_dot": np.ones((2, 8))}, "shape"),
+    ({"b_dot": np.ones((2, 9), dtype=np.float32)}, "float64"),
+    ({"b_dot": np.ones((0, 9))}, "at least one"),
+    ({"data_dot": np.ones((2, 33))}, "data_dot"),                             # not in wrt
+    ({"b_dot": [[1.0] * 9] * 2}, "NumPy array"),
+])
+def test_bad_stacks_are_refused_before_anything_runs(dots, message):
+    f, args, _ = _gauss_seidel("python")
+    x_before = args[3].copy()
+    given = {key: (value.copy() if isinstance(value, np.ndarray) else value)
+             for key, value in dots.items()}
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        f.tangent(*args, **given)
+    np.testing.assert_array_equal(args[3], x_before)
+    for key, value in dots.items():
+        np.testing.assert_array_equal(given[key], value)
+
+
+def test_a_stack_sharing_memory_with_a_written_argument_is_refused():
+    f, args, _ = _gauss_seidel("python")
+    x = args[3]
+    stack = np.stack([x, x])
+    args = list(args)
+    args[3] = stack[0]
+    before = stack.copy()
+    with pytest.raises(adsrc.ArgumentError, match="share memory"):
+        f.tangent(*args, x_dot=stack)
+    np.testing.assert_array_equal(stack, before)
+
+
+# vector Hessian-vector products ------------------------------------------------------------
+
+# name -> (kernel, wrt position, make(rng) -> args); smooth scalar kernels with loops,
+# branches, a while loop, and user calls returning scalars (the out-parameters of vector mode)
+HVP_PROBLEMS = {
+    "norm_cubed": (HK.norm_cubed, 0, lambda rng: (rng.uniform(0.5, 1.5, 7),)),
+    "smoothed_energy": (HK.smoothed_energy, 0, lambda rng: (rng.uniform(-1, 1, 9), 0.1, 3)),
+    "damped_oscillation": (HK.damped_oscillation, 0, lambda rng: (np.array([0.8, -0.6]), 0.3)),
+    "calls_in_a_loop": (HK.calls_in_a_loop, 0, lambda rng: (rng.uniform(-1, 1, 6), 0.4)),
+    "calls_in_a_loop[a]": (HK.calls_in_a_loop, 1, lambda rng: (rng.uniform(-1, 1, 6), 0.4)),
+    "residual_loss": (next(c for c in CASES if c.name == "residual_loss").kernel, 3,
+                      lambda rng: next(c for c in CASES if c.name == "residual_loss")
+                      .make_args(rng, np.int32)),
+}
+
+
+def _with(args, position, v):
+    out = list(args)
+    out.insert(position + 1, v)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _hvp_reference(name):
+    """Arguments, a stack of 4 directions, and per direction the single H v (matvecs of the
+    Python backend) and fourth-order central differences of the gradient.  Computed once per
+    problem, shared by both backends."""
+    kernel, position, make = HVP_PROBLEMS[name]
+    rng = np.random.default_rng(53)
+    args = make(rng)
+    vs = rng.standard_normal((4,) + np.shape(args[position]))
+    if vs.ndim == 2:
+        matvec = adsrc.hessian_operator(kernel, *args, wrt=position, backend="python").matvec
+    else:
+        single = adsrc.hvp(kernel, wrt=position, backend="python")
+
+        def matvec(v):
+            return single(*_with(args, position, float(v)))
+    grad = adsrc.grad(kernel, wrt=position, backend="python")
+
+    def gradient_at(v, h):
+        moved = _copies(args)
+        moved[position] = moved[position] + h * v
+        return np.asarray(grad(*moved))
+
+    singles = [matvec(v) for v in vs]
+    fds = [(-gradient_at(v, 2 * FD_STEP) + 8 * gradient_at(v, FD_STEP)
+            - 8 * gradient_at(v, -FD_STEP) + gradient_at(v, -2 * FD_STEP)) / (12 * FD_STEP)
+           for v in vs]
+    return args, vs, singles, fds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(HVP_PROBLEMS))
+def test_vector_hvp_equals_matvecs_and_finite_differences(name, backend):
+    kernel, position, _ = HVP_PROBLEMS[name]
+    args, vs, singles, fds = _hvp_reference(name)
+    args = _copies(args)
+    before = _copies(args)
+    if vs.ndim == 2:
+        operator = adsrc.hessian_operator(kernel, *args, wrt=position, backend=backend)
+        got = operator.matmat(vs.T).T          # the columns of matmat are the directions
+    else:
+        got = adsrc.hvp(kernel, wrt=position, backend=backend)(*_with(args, position, vs))
+    assert got.shape == vs.shape
+    for after, want in zip(args, before):
+        np.testing.assert_array_equal(after, want)         # the arguments are left alone
+    for hv, single, fd in zip(got, singles, fds):
+        scale = max(float(np.max(np.abs(single))), 1e-3)
+        np.testing.assert_allclose(hv, single, rtol=1e-12, atol=1e-13 * scale)
+        np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7 * scale)
+
+
+def test_bad_hvp_stacks_are_refused():
+    x = np.ones(5)
+    with pytest.raises(adsrc.ArgumentError, match="shape"):
+        adsrc.hvp(HK.norm_cubed, wrt="x", backend="python")(x, np.ones((2, 4)))
+    np.testing.assert_array_equal(x, np.ones(5))
