@@ -154,6 +154,14 @@ class Fence(gast.NodeTransformer):
                 and not call.keywords:
             call.args = [self._expression(arg) for arg in call.args]
         else:
+            if isinstance(call, gast.Call) \
+                    and gast.unparse(call.func).strip().split(".")[-1] == "checkpointed":
+                self._fail(call, f"'for {stmt.target.id} in {gast.unparse(call).strip()}': "
+                                 "checkpointing a loop written inside a kernel is not supported; "
+                                 "write the loop body as its own step kernel, differentiate it, "
+                                 "and run the loop with adsrc.checkpointed(step, ...)(..., "
+                                 "steps=n) (or until=..., max_steps=... for a loop to a "
+                                 "tolerance)")
             self._fail(call, "for loops must iterate over range(start, stop, step)")
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
