@@ -7,7 +7,8 @@ for the directions ``<name>_dot=`` (see ``Differentiable.tangent``).
 ``adsrc.jacobian(f, wrt=..., outputs=...)(*args)`` returns the matrix ``J`` whose rows are the
 output values (every output raveled, in ``outputs`` order, then concatenated) and whose columns
 are the ``wrt`` inputs (likewise).  With ``n`` input and ``m`` output values, forward mode costs
-``n`` tangent runs and reverse mode ``m`` adjoint runs; ``mode="auto"`` picks the cheaper.  The
+one vector-mode tangent run with ``n`` directions and reverse mode ``m`` adjoint runs;
+``mode="auto"`` picks forward mode when ``n <= m``.  The
 arguments are not modified: every run works on copies.
 """
 
@@ -62,14 +63,15 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
         jac = np.zeros((sum(out_sizes), sum(in_sizes)))
         forward = mode == "forward" or (mode == "auto" and sum(in_sizes) <= sum(out_sizes))
         if forward:
-            column = 0
+            # J times the identity: one vector-mode sweep with every unit direction at once
+            total, column, stacks = sum(in_sizes), 0, {}
             for name, size in zip(kernel.wrt, in_sizes):
-                for index in range(size):
-                    direction = _unit(values[name], index)
-                    tangents = kernel.tangent(*_copies(args), **{name + "_dot": direction})
-                    jac[:, column] = np.concatenate([_flat(t) for t in tangents])
-                    column += 1
-            return jac
+                stack = np.zeros((total,) + np.shape(values[name]))
+                stack.reshape(total, size)[column:column + size] = np.eye(size)
+                stacks[name + "_dot"] = stack
+                column += size
+            tangents = kernel.tangent(*_copies(args), **stacks)
+            return np.concatenate([np.reshape(t, (total, -1)) for t in tangents], axis=1).T
         row = 0
         for out, size in zip(outs, out_sizes):
             for index in range(size):
