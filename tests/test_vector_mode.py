@@ -14,11 +14,15 @@ keep the Cython side of this file to one build per kernel.
 """
 
 import functools
+from types import SimpleNamespace
 
+import gast
 import numpy as np
 import pytest
 
 import adsrc
+from adsrc.analyses.types import FLOAT
+from adsrc.transformations.vector import vectorize
 import hvp_kernels as HK
 from corpus import kernels as K
 from corpus.hand_adjoints import CASES
@@ -162,6 +166,21 @@ def test_a_stack_sharing_memory_with_a_written_argument_is_refused():
     with pytest.raises(adsrc.ArgumentError, match="share memory"):
         f.tangent(*args, x_dot=stack)
     np.testing.assert_array_equal(stack, before)
+
+
+@pytest.mark.parametrize("statement", [
+    "_o = rule(x, x_dot)",              # a tangent passed to a call it does not know
+    "y_dot = _o[1]",                    # a tangent set from an unknown value
+    "(y, y_dot) = rule(x, x_dot)",
+    "rule_into(y, y_dot, x, x_dot)",
+])
+def test_unknown_tangent_statements_are_refused_not_passed_through(statement):
+    """Generated tangent code of a form the vector pass does not know (such as a derivative
+    rule's call) is refused: passing it through unchanged would give wrong tangents."""
+    spec = SimpleNamespace(env={"x": FLOAT, "y": FLOAT}, source=SimpleNamespace(name="kernel"))
+    function = gast.parse(f"def kernel__tan(x, x_dot):\n    {statement}\n").body[0]
+    with pytest.raises(adsrc.AdsrcError, match="vector mode"):
+        vectorize([(spec, function)])
 
 
 # vector Hessian-vector products ------------------------------------------------------------

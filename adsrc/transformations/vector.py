@@ -33,7 +33,8 @@ import re
 import gast
 
 from adsrc.analyses.types import FLOAT, INT, array
-from adsrc.frontend.quoting import name, quote, quote_expr
+from adsrc.errors import AdsrcError
+from adsrc.frontend.quoting import name, quote, quote_expr, unparse
 from adsrc.transformations.reverse import TAPE
 from adsrc.transformations.tangent import SUFFIX
 
@@ -105,6 +106,26 @@ class Vectorize:
     def _mentions_tangent(self, node):
         return any(isinstance(sub, gast.Name) and self.is_tangent(sub.id)
                    for sub in gast.walk(node))
+
+    def _refuse(self, stmt):
+        """A tangent statement of a form this pass does not know (from a derivative rule of a
+        library call, say): refused, since carrying k directions through it unchanged would
+        give wrong derivatives."""
+        raise AdsrcError(f"{self.spec.source.name}: vector mode (stacks of directions) cannot "
+                         f"carry k directions through the generated statement "
+                         f"'{unparse(stmt)}' yet; pass one direction at a time")
+
+    def _check_expression(self, stmt):
+        """A tangent statement's value must be a sum of partials times tangents (or a
+        constant): no tangent inside a call, no other value."""
+        value = stmt.value
+        if not self._mentions_tangent(value):
+            if not isinstance(value, gast.Constant):
+                self._refuse(stmt)
+            return
+        for node in gast.walk(value):
+            if isinstance(node, gast.Call) and self._mentions_tangent(node):
+                self._refuse(stmt)
 
     # expressions ------------------------------------------------------------------------------
 
@@ -194,6 +215,10 @@ class Vectorize:
             target = stmt.target if isinstance(stmt, gast.AugAssign) else stmt.targets[0]
             if self._mentions_tangent(target):
                 return self._tangent_assign(stmt, target)
+        value = getattr(stmt, "value", None)
+        if value is not None and self._mentions_tangent(stmt) \
+                and not _tape_call(value, "push_block", "drop_block"):
+            self._refuse(stmt)
         return [copy.deepcopy(stmt)]
 
     def _tangent_assign(self, stmt, target):
@@ -208,6 +233,7 @@ class Vectorize:
         if isinstance(target, gast.Name) and isinstance(value, gast.Call) \
                 and gast.unparse(value.func).strip() in _ALLOCATIONS:
             return quote(f"T = np.zeros({self._size(target.id)} * {COUNT})", T=target.id)
+        self._check_expression(stmt)
         return self._loop(stmt)
 
     def _size(self, variable):
@@ -228,6 +254,8 @@ class Vectorize:
                                                 hoist=False)]
         if _generated_call(value):
             return [gast.Expr(value=self._call(value, []))]
+        if self._mentions_tangent(value) and not _tape_call(value, "drop_block"):
+            self._refuse(stmt)
         return [copy.deepcopy(stmt)]
 
     def _split_frame(self, values):
@@ -250,6 +278,8 @@ class Vectorize:
                 item.ctx = gast.Store()
             return pops + [gast.Assign(targets=[gast.Tuple(primal, gast.Store())],
                                        value=copy.deepcopy(value), type_comment=None)]
+        if not _generated_call(value):
+            self._refuse(stmt)
         # a generated call: primal receivers, then tangent receivers (out-parameters now)
         half = len(targets) // 2
         tangents = [target.id for target in targets[half:]]
