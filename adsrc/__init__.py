@@ -11,10 +11,11 @@ from adsrc.checkpointing import CheckpointStats, checkpointed  # noqa: E402
 from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError  # noqa: E402
 from adsrc.hessians import HessianOperator, hessian_operator, hvp  # noqa: E402
 from adsrc.jacobians import jacobian, jvp  # noqa: E402
+from adsrc.rules.library import rule  # noqa: E402
 from adsrc.runtime.tape import TapeStats  # noqa: E402
 
 __all__ = [
     "AdsrcError", "ArgumentError", "CheckpointStats", "Differentiable", "HessianOperator",
     "TapeStats", "UnsupportedError", "check_grads", "checkpointed", "differentiate", "grad",
-    "hessian_operator", "hvp", "jacobian", "jvp", "value_and_grad",
+    "hessian_operator", "hvp", "jacobian", "jvp", "rule", "value_and_grad",
 ]

@@ -15,7 +15,8 @@ import gast
 
 from adsrc import __version__
 from adsrc.analyses.activity import Activity
-from adsrc.analyses.effects import Effects, directly_written_params, user_call, walk_statements
+from adsrc.analyses.effects import (Effects, directly_written_params, rule_call, user_call,
+                                    walk_statements)
 from adsrc.analyses.needs import AdjointNeeds
 from adsrc.analyses.recompute import Recomputation
 from adsrc.analyses.snapshots import ArraySnapshots
@@ -31,6 +32,7 @@ from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
 from adsrc.normalize.lower_arrays import LowerArrays
+from adsrc.transformations import rule_calls
 from adsrc.transformations.reverse import build_functions
 from adsrc.transformations.second_order import build_second_order
 from adsrc.transformations.tangent import build_tangent
@@ -319,8 +321,23 @@ def primal_function(spec):
         call = user_call(stmt, spec.user_functions)
         if call is not None:
             call.func = gast.Name(spec.callee(original).primal_name, gast.Load(), None, None)
+    tree.body = _rule_primals(tree.body)
     tree.name = spec.primal_name
     return tree
+
+
+def _rule_primals(stmts):
+    """``stmts`` with array-valued rule calls written as ``_rules.f.into(u, ...)``."""
+    out = []
+    for stmt in stmts:
+        if rule_call(stmt) is not None:
+            out += rule_calls.primal(stmt)
+            continue
+        for field in ("body", "orelse"):
+            if getattr(stmt, field, None):
+                setattr(stmt, field, _rule_primals(getattr(stmt, field)))
+        out.append(stmt)
+    return out
 
 
 def _origin(entry, what, backend, display_path):

@@ -7,6 +7,8 @@ point); scalars are passed by value and are never written by a call.
 
 import gast
 
+from adsrc.rules.library import RULES
+
 
 def names_read(node, shapes=True):
     """Variables read (Load context) anywhere in an expression or statement; the names of
@@ -36,6 +38,20 @@ def user_call(stmt, user_functions):
     if isinstance(value, gast.Call) and isinstance(value.func, gast.Name) \
             and value.func.id in user_functions:
         return value
+    return None
+
+
+def is_rule_call(node):
+    """Whether an expression is a call of a library function with a derivative rule (the
+    fence spells those ``_rules.<name>(...)``, see :mod:`adsrc.rules.library`)."""
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
+        and isinstance(node.func.value, gast.Name) and node.func.value.id == RULES
+
+
+def rule_call(stmt):
+    """The rule call of ``v = f(...)`` or ``a[:] = f(...)``, else None."""
+    if isinstance(stmt, gast.Assign) and is_rule_call(stmt.value):
+        return stmt.value
     return None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import gast
 
-from adsrc.analyses.effects import names_read, user_call, walk_statements
+from adsrc.analyses.effects import names_read, rule_call, user_call, walk_statements
 from adsrc.frontend.quoting import name
 from adsrc.rules import elementary
 
@@ -56,8 +56,8 @@ class AdjointNeeds:
             result.pre |= names_read(call)
             result.pre.discard(call.func.id)
             return result
-        if isinstance(stmt, gast.Expr):
-            return result
+        if isinstance(stmt, gast.Expr) or rule_call(stmt) is not None:
+            return result       # a rule's reverse reads only what its forward part saved
         target = stmt.targets[0]
         if isinstance(target, gast.Subscript):
             result.pre |= names_read(target.slice)

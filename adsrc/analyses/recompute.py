@@ -29,7 +29,7 @@ classifies twice, the second time with the first pass's recorded names as the fr
 
 import gast
 
-from adsrc.analyses.effects import names_read, user_call
+from adsrc.analyses.effects import names_read, rule_call, user_call
 from adsrc.normalize.control import contains_break
 
 
@@ -230,8 +230,10 @@ class Recomputation:
                 for stmt in self.writes[name]:
                     # a call's result is recorded: the reverse sweep has the callee's
                     # adjoint, not the callee, and re-running it would cost a whole call
+                    # (a library call with a rule too)
                     if not isinstance(stmt, gast.Assign) or \
                             user_call(stmt, self.effects.user_functions) is not None or \
+                            rule_call(stmt) is not None or \
                             self.effects.writes(stmt) != {name} or \
                             not own_reads(stmt) <= safe or \
                             not all(control_reads(outer) <= safe and not _can_break(outer)

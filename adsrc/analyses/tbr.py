@@ -17,7 +17,7 @@ Decisions are collected in ``self.saves`` (ids of assignments that save the old 
 
 import gast
 
-from adsrc.analyses.effects import target_root
+from adsrc.analyses.effects import rule_call, target_root
 
 
 class ToBeRecorded:
@@ -89,6 +89,6 @@ class ToBeRecorded:
             root = target_root(target)
             if root in required:
                 self.saves.add(id(stmt))
-            if isinstance(target, gast.Name):
-                required = required - {root}
+            if isinstance(target, gast.Name) or rule_call(stmt) is not None:
+                required = required - {root}      # the whole value is overwritten
         return required | post

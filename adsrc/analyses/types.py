@@ -12,6 +12,8 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
+from adsrc.rules import library
+from adsrc.rules.library import RULES
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ INT = Type("int")
 FLOAT = Type("float")
 BOOL = Type("bool")
 SHAPE = Type("shape")
+OBJECT = Type("object")     # generated temporaries holding what a derivative rule returns
 
 
 def array(dtype, ndim):
@@ -325,6 +328,8 @@ class TypeInference:
             if len(args) != 1 or (args[0] is not None and not args[0].is_array):
                 self._fail(node, f"{func} takes one array")
             return args[0]
+        if func.startswith(RULES + "."):
+            return library.by_name(func[len(RULES) + 1:]).returns
         if func == "len":
             return INT
         if func == "float":

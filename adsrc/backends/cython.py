@@ -15,8 +15,10 @@ import re
 
 import gast
 
-from adsrc.analyses.types import FLOAT, INT
+from adsrc.analyses.types import FLOAT, INT, OBJECT
+from adsrc.backends.python import rules_import
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
+from adsrc.rules.library import RULES
 from adsrc.transformations.reverse import SEED, TAPE
 
 DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
@@ -27,6 +29,7 @@ _ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
 _DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+|_unused\d+)$")
+_OBJECT_TEMPS = re.compile(r"^_o\d+$")       # what a derivative rule returns
 _INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
 
 PRELUDE = '''
@@ -48,7 +51,7 @@ cdef struct TapeData:
 
 cdef class Tape:
     """The tape of one adjoint call: typed C stacks, plus a list for the arrays a reverse
-    sweep reads from its frame."""
+    sweep reads from its frame and for what derivative rules of library calls save."""
     cdef TapeData data
     cdef public list objects
 
@@ -90,6 +93,13 @@ cdef class Tape:
     @property
     def peak_values(self):
         return self.data.peak_values
+
+    def push_object(self, value):
+        """Save what a derivative rule's forward part returned (adsrc.runtime.rule_calls)."""
+        self.objects.append(value)
+
+    def pop_object(self):
+        return self.objects.pop()
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
@@ -201,6 +211,8 @@ cdef inline int _shape_error(int line) except -1 nogil:
 
 
 def _c_scalar(kind):
+    if kind == OBJECT:
+        return "object"
     return "double" if kind.is_float else "Py_ssize_t"
 
 
@@ -266,7 +278,8 @@ def _python_only(stmt, user_names):
     for node in gast.walk(stmt):
         if isinstance(node, gast.Call):
             func = unparse(node.func)
-            if func.startswith("np.") or func in user_names or func.endswith("_frame"):
+            if func.startswith(("np.", RULES + ".")) or func in user_names \
+                    or func.endswith("_frame"):
                 return True
     return False
 
@@ -485,6 +498,8 @@ def _type_of(spec, variable):
         return FLOAT
     if _INDEX_TEMPS.match(variable):
         return INT
+    if _OBJECT_TEMPS.match(variable):
+        return OBJECT
     return None
 
 
@@ -632,8 +647,9 @@ class CythonModule:
         return "\n\n\n".join(out)
 
     def source(self, header):
-        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE + "\n\n"
-                + "\n\n\n".join(self.parts) + "\n")
+        body = "\n\n\n".join(self.parts)
+        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE
+                + rules_import(body) + "\n\n" + body + "\n")
 
 
 def line_map(source, filename):

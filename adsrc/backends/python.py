@@ -1,13 +1,15 @@
 """The Python backend: generated trees printed as a readable module and executed.
 
 The generated module imports only ``math`` and ``numpy``; the tape is passed in by the caller, so
-the module can be saved and used without adsrc.
+the module can be saved and used without adsrc, unless the kernel calls library functions with
+derivative rules (:mod:`adsrc.rules.library`), which it then imports from adsrc.
 """
 
 import ast
 import re
 
 from adsrc.frontend.quoting import COMMENT_MARK, unparse
+from adsrc.rules.library import RULES
 
 # A comment marker prints as a string statement; as the first statement of a function body
 # ast.unparse prints it as a docstring, in triple quotes.
@@ -28,10 +30,16 @@ def _comments(text):
 
 def module_source(header, functions):
     """Source text of a module with a docstring ``header`` and the given FunctionDefs."""
-    body = [unparse(function) for function in functions]
-    text = '"""' + header + '"""\n\nimport math\n\nimport numpy as np\n\n\n' \
-        + "\n\n\n".join(body) + "\n"
-    return _comments(text)
+    body = "\n\n\n".join(unparse(function) for function in functions)
+    imports = "import math\n\nimport numpy as np\n" + rules_import(body)
+    return _comments('"""' + header + '"""\n\n' + imports + "\n\n" + body + "\n")
+
+
+def rules_import(body):
+    """The import a generated module needs when it calls derivative rules (and only then)."""
+    if RULES + "." not in body:
+        return ""
+    return f"\nfrom adsrc.runtime.rule_calls import RULES as {RULES}\n"
 
 
 def load(source, module_name):

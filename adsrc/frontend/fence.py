@@ -14,6 +14,9 @@ import gast
 import numpy as np
 
 from adsrc.frontend import intrinsics
+from adsrc.frontend.quoting import quote
+from adsrc.rules import library
+from adsrc.rules.library import RULES
 
 _BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod)
 _AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div)
@@ -79,6 +82,8 @@ class Fence(gast.NodeTransformer):
                 self._fail(stmt, "chained assignment 'a = b = ...' is not supported")
             target = stmt.targets[0]
             if isinstance(target, gast.Tuple):
+                if isinstance(stmt.value, gast.Call):
+                    return self._split_call(stmt, target)
                 return self._shape_unpack(stmt, target)
             self._target(target)
             stmt.value = self._expression(stmt.value)
@@ -122,6 +127,37 @@ class Fence(gast.NodeTransformer):
                     return stmt
             self._fail(stmt, "an expression statement must be a call of a user kernel")
         self._fail(stmt, f"the statement '{type(stmt).__name__}' is not supported by adsrc")
+
+    def _split_call(self, stmt, target):
+        """``Q, R = np.linalg.qr(A)``: one new local array per result, each computed by the
+        rule of its part (see :class:`adsrc.rules.library.Split`)."""
+        call = stmt.value
+        if call.keywords:
+            self._fail(call, "keyword arguments in calls are not supported")
+        found = library.split_of(self._called_object(call))
+        if found is None:
+            self._fail(stmt, "tuple assignment is supported only as 'n, m = array.shape' and "
+                             "for library functions returning several arrays, such as "
+                             "'Q, R = np.linalg.qr(A)'")
+        if len(target.elts) != len(found.parts) or not all(
+                isinstance(elt, gast.Name) for elt in target.elts):
+            self._fail(stmt, f"{library.spelled(found.function)} returns "
+                             f"{len(found.parts)} arrays: assign them to as many names")
+        if len(call.args) != 1 or not isinstance(call.args[0], gast.Name):
+            self._fail(call, f"{library.spelled(found.function)} takes one array, by name")
+        argument = self._expression(call.args[0])
+        parts = []
+        for elt, (function, *shape) in zip(target.elts, found.parts):
+            self._check_name(elt, elt.id)
+            rule_name = library.lookup(function).name
+            template = (f"T = np.empty(({', '.join(shape)}))\n"
+                        f"T[{', '.join([':'] * len(shape))}] = {RULES}.{rule_name}(A)")
+            for part in quote(template, T=elt.id, A=argument):
+                for node in gast.walk(part):          # errors point at the user's line
+                    if hasattr(node, "lineno"):
+                        gast.copy_location(node, stmt)
+                parts.append(part)
+        return parts
 
     def _shape_unpack(self, stmt, target):
         """``n, m = u.shape`` is accepted and split into one assignment per dimension."""
@@ -250,18 +286,29 @@ class Fence(gast.NodeTransformer):
 
     def _resolve_call(self, call):
         """Canonical ``(namespace, name)`` of a call's library function, or None."""
+        obj = self._called_object(call)
+        return intrinsics.canonical(obj) if obj is not None else None
+
+    def _called_object(self, call):
+        """The function a call names (``f``, ``np.linalg.solve``), or None when it is not a
+        global name or an attribute chain through modules."""
         func = call.func
         if isinstance(func, gast.Name):
             if func.id in self.local_names:
                 self._fail(call, f"'{func.id}' is a local variable, not a function")
-            obj = self.source.resolve(func.id)
-        elif isinstance(func, gast.Attribute) and isinstance(func.value, gast.Name) \
-                and func.value.id not in self.local_names:
-            base = self.source.resolve(func.value.id)
-            obj = getattr(base, func.attr, None) if isinstance(base, types.ModuleType) else None
-        else:
+            return self.source.resolve(func.id)
+        chain = []
+        while isinstance(func, gast.Attribute):
+            chain.append(func.attr)
+            func = func.value
+        if not isinstance(func, gast.Name) or func.id in self.local_names:
             return None
-        return intrinsics.canonical(obj) if obj is not None else None
+        obj = self.source.resolve(func.id)
+        for attr in reversed(chain):
+            if not isinstance(obj, types.ModuleType):
+                return None
+            obj = getattr(obj, attr, None)
+        return obj
 
     def _call(self, call):
         if call.keywords:
@@ -285,15 +332,22 @@ class Fence(gast.NodeTransformer):
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)
             return call
+        rule = library.lookup(self._called_object(call))
+        if rule is not None:
+            call.func = _dotted(RULES, rule.name)
+            return call
         if isinstance(func, gast.Name):
             target = self.source.resolve(func.id)
             target = getattr(target, "__wrapped_kernel__", target)
             if isinstance(target, types.FunctionType):
                 self.callees[func.id] = target
                 return call
-        self._fail(call, f"no derivative rule for the call of '{gast.unparse(func)}': adsrc "
-                         "supports math/NumPy elementary functions, np.dot, np.sum, allocation "
-                         "functions and calls of other plain Python kernels")
+        called = self._called_object(call)
+        spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
+        self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
+                         "math/NumPy elementary functions, np.dot, np.sum, allocation "
+                         "functions, calls of other plain Python kernels, and functions with "
+                         "a derivative rule (declare one with adsrc.rule)")
 
 
 def _flatten(results):

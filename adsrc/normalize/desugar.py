@@ -26,7 +26,9 @@ import copy
 
 import gast
 
+from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.quoting import name, with_ctx
+from adsrc.rules import library
 
 RETURN = "_ret"
 
@@ -64,6 +66,8 @@ class Desugar:
             stmt.value = self._hoist_nested(stmt.value, before, top=True)
             if self._is_user_call(stmt.value) and not isinstance(stmt.targets[0], gast.Name):
                 stmt.value = self._temporary(stmt.value, before)
+            if is_rule_call(stmt.value):
+                self._rule_target(stmt, before)
             return before + [stmt]
         if isinstance(stmt, gast.Expr):
             before = []
@@ -124,6 +128,13 @@ class Desugar:
                 self._check_evaluation_order(node)
             node.args = [self._user_argument(arg, before) for arg in node.args]
             return node if top else self._temporary(node, before)
+        if is_rule_call(node):
+            node.args = [self._user_argument(arg, before) for arg in node.args]
+            if top:
+                return node
+            if _rule_returns(node).is_array:
+                raise self.source.error(node, _WHOLE_ARRAY.format(_rule_spelled(node)))
+            return self._temporary(node, before)
         if self._is_reduction(node):
             node.args = [self._hoist_nested(arg, before, top=False) for arg in node.args]
             return node if top else self._temporary(node, before)
@@ -140,6 +151,23 @@ class Desugar:
                 setattr(node, field, [self._hoist_nested(item, before, top=False)
                                       if isinstance(item, gast.AST) else item for item in value])
         return node
+
+    def _rule_target(self, stmt, before):
+        """A rule's float result may go anywhere (through a temporary); its array result is
+        written into the whole of an existing array, which keeps every array the kernel names
+        one the kernel allocated (see :mod:`adsrc.runtime.rule_calls`)."""
+        target, call = stmt.targets[0], stmt.value
+        if not _rule_returns(call).is_array:
+            if not isinstance(target, gast.Name):
+                stmt.value = self._temporary(call, before)
+            return
+        whole = isinstance(target, gast.Subscript) and all(
+            isinstance(part, gast.Slice) and part.lower is None and part.upper is None
+            and part.step is None
+            for part in (target.slice.elts if isinstance(target.slice, gast.Tuple)
+                         else [target.slice]))
+        if not whole:
+            raise self.source.error(stmt, _WHOLE_ARRAY.format(_rule_spelled(call)))
 
     def _check_evaluation_order(self, call):
         """A call moved before its statement must not write an array the rest of the
@@ -163,7 +191,7 @@ class Desugar:
         if isinstance(arg, (gast.Name, gast.Constant)):
             return arg
         if any(isinstance(node, gast.Subscript) and _has_slice(node) for node in gast.walk(arg)):
-            raise self.source.error(arg, "pass whole arrays (names) to user kernels, not slices")
+            raise self.source.error(arg, "pass whole arrays (names) to called functions, not slices")
         return self._temporary(arg, before)
 
     def _temporary(self, value, before):
@@ -174,11 +202,24 @@ class Desugar:
 
     def _forbid_calls(self, node, when):
         for sub in gast.walk(node):
-            if self._is_user_call(sub) or self._is_reduction(sub):
+            if self._is_user_call(sub) or self._is_reduction(sub) or is_rule_call(sub):
                 raise self.source.error(sub, f"Python evaluates this call {when}, but adsrc "
                                              f"computes calls of user kernels and reductions "
                                              f"before their statement: compute it into a "
                                              f"variable first, inside an 'if'")
+
+
+_WHOLE_ARRAY = ("{} returns an array: assign it to the whole of an array, as in "
+                "'u[:] = ...' ('u[:, :] = ...' in 2-D), where u is an argument or a local "
+                "array from np.zeros/np.empty")
+
+
+def _rule_returns(call):
+    return library.by_name(call.func.attr).returns
+
+
+def _rule_spelled(call):
+    return library.spelled(library.by_name(call.func.attr).function)
 
 
 def _has_slice(subscript):

@@ -15,6 +15,7 @@ import copy
 
 import gast
 
+from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.quoting import const, name, quote, quote_expr
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
@@ -71,6 +72,8 @@ class LowerArrays:
         if not isinstance(stmt, gast.Assign):
             return [stmt]
         target, value = stmt.targets[0], stmt.value
+        if is_rule_call(value):
+            return [stmt]           # the rule computes the whole array; nothing to lower
         func = _callee(value)
         if func in ("np.dot", "np.sum"):
             return self._reduction(stmt, func)

@@ -1,8 +1,9 @@
 """The tape shared by a forward sweep and its reverse sweep.
 
-Three stacks: floats (old values of overwritten float scalars and elements), ints (old integer
-values, loop bounds, trip counts, branch directions) and frames (the locals a reverse sweep
-reads, saved once per call).  The tape counts what was pushed, so every adjoint can report what
+Four stacks: floats (old values of overwritten float scalars and elements), ints (old integer
+values, loop bounds, trip counts, branch directions), frames (the locals a reverse sweep
+reads, saved once per call) and objects (what the derivative rules of library calls save, see
+:mod:`adsrc.runtime.rule_calls`; not counted in the statistics).  The tape counts what was pushed, so every adjoint can report what
 it recorded (:class:`TapeStats`).
 """
 
@@ -62,6 +63,7 @@ class Tape:
         self.blocks = []                # array snapshots (see adsrc.analyses.snapshots)
         self._block_values = 0          # their total size
         self.arrays_copied = 0
+        self.objects = []
 
     def push_float(self, value):
         self.floats.append(value)
@@ -95,6 +97,12 @@ class Tape:
         block = self.blocks.pop()
         self._block_values -= block.size
 
+    def push_object(self, value):
+        self.objects.append(value)
+
+    def pop_object(self):
+        return self.objects.pop()
+
     def push_frame(self, values):
         floats, ints = _frame_counts(values)
         self.frames.append(values)
@@ -126,4 +134,4 @@ class Tape:
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
-        return not (self.floats or self.ints or self.frames or self.blocks)
+        return not (self.floats or self.ints or self.frames or self.blocks or self.objects)

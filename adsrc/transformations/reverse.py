@@ -20,12 +20,13 @@ import copy
 
 import gast
 
-from adsrc.analyses.effects import names_read, target_root, user_call
+from adsrc.analyses.effects import names_read, rule_call, target_root, user_call
 from adsrc.analyses.needs import RESULT
 from adsrc.analyses.snapshots import int_literal, literal_step
 from adsrc.frontend.quoting import comment, const, is_comment, name, quote, quote_expr, same
 from adsrc.normalize.control import contains_break
 from adsrc.rules import elementary
+from adsrc.transformations import rule_calls
 
 TAPE = "_tape"
 SEED = "_g"
@@ -153,6 +154,12 @@ class ReverseMode:
         return out
 
     def _forward_statement(self, stmt):
+        if rule_call(stmt) is not None:
+            saves_old = id(stmt) in self.tbr.saves
+            before = []
+            if saves_old and rule_calls.stored_array(stmt) is None:
+                before.append(self._push(copy.deepcopy(stmt.targets[0]), "float"))
+            return before + rule_calls.forward(self.spec, stmt, TAPE, saves_old)
         if isinstance(stmt, (gast.Assign, gast.Expr)):
             out = []
             if id(stmt) in self.tbr.saves:
@@ -233,6 +240,9 @@ class ReverseMode:
         return out
 
     def _reverse_statement(self, stmt):
+        if rule_call(stmt) is not None:
+            restore = self._restore(stmt) if id(stmt) in self.tbr.saves else None
+            return rule_calls.reverse(self.spec, stmt, TAPE, restore, self.namer)
         if isinstance(stmt, (gast.Assign, gast.Expr)):
             if user_call(stmt, self.spec.user_functions) is not None:
                 return self._reverse_call(stmt)

@@ -22,9 +22,10 @@ import re
 
 import gast
 
-from adsrc.analyses.effects import target_root
+from adsrc.analyses.effects import rule_call, target_root, walk_statements
 from adsrc.frontend.quoting import name, quote
-from adsrc.rules import elementary
+from adsrc.rules import elementary, library
+from adsrc.rules.library import RULES
 from adsrc.transformations.reverse import TAPE
 from adsrc.transformations.tangent import SUFFIX, dot, tangent_of
 
@@ -46,6 +47,23 @@ def _is_copy_position(node):
     return isinstance(node, gast.Name) and re.match(r"^_saved\d+$", node.id) is not None
 
 
+def _rules_call(node, function):
+    """Whether ``node`` calls ``_rules.<function>`` (keep, restore)."""
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
+        and isinstance(node.func.value, gast.Name) and node.func.value.id == RULES \
+        and node.func.attr == function
+
+
+def _rule_method(node):
+    """``m`` for a call ``_rules.<rule>.m(...)``, else None."""
+    if isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
+            and isinstance(node.func.value, gast.Attribute) \
+            and isinstance(node.func.value.value, gast.Name) \
+            and node.func.value.value.id == RULES:
+        return node.func.attr
+    return None
+
+
 def _call_name(node):
     if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
         return node.func.id
@@ -58,6 +76,7 @@ class TangentOfAdjoint:
     def __init__(self, spec):
         self.spec = spec
         self.callees = {}       # generated function name -> (callee spec, "fwd" or "rev")
+        self.received = {}      # rule reverse's receiver -> how many scalar adjoints it holds
 
     # which values carry a tangent ---------------------------------------------------------------
 
@@ -172,9 +191,51 @@ class TangentOfAdjoint:
             return quote(f"{TAPE}.push_frame(F)", F=gast.Tuple(self._frame(values), gast.Load()))
         if _call_name(value) in self.callees:
             return [gast.Expr(value=self._callee_call(value))]
+        if _rules_call(value, "keep") and self.carries(value.args[1].id):
+            return [copy.deepcopy(stmt)] + quote(f"{RULES}.keep({TAPE}, D)",
+                                                 D=value.args[1].id + SUFFIX)
+        if _rules_call(value, "restore") and self.carries(value.args[1].id):
+            return quote(f"{RULES}.restore({TAPE}, D)", D=value.args[1].id + SUFFIX) \
+                + [copy.deepcopy(stmt)]
+        if _rule_method(value) in ("record_into", "reverse", "reverse_into"):
+            return [gast.Expr(value=self._rule_call_dot(value))]
         return [copy.deepcopy(stmt)]
 
+    def _rule_call_dot(self, call):
+        """The tangent of a rule's forward or reverse call (see adsrc.runtime.rule_calls):
+        ``record_into(_tape, changing, u, args)`` becomes ``record_into_dot(_tape, changing,
+        u, u_dot, args, arg_dots)``, ``reverse_into(_tape, u_bar, bars)`` becomes
+        ``reverse_into_dot(_tape, u_bar, u_bar_dot, bars, bar_dots)``, and alike for the
+        float-valued ``record`` and ``reverse``."""
+        method = _rule_method(call)
+        args = [copy.deepcopy(arg) for arg in call.args]
+        fixed = {"record": 2, "record_into": 3, "reverse": 2, "reverse_into": 2}[method]
+        head, rest = args[:fixed], args[fixed:]
+        if method in ("record_into", "reverse", "reverse_into"):
+            head.append(self._leaf_tangent_or_none(head[-1]))
+        dots = [self._leaf_tangent_or_none(arg) for arg in rest]
+        func = gast.Attribute(copy.deepcopy(call.func.value), method + "_dot", gast.Load())
+        return gast.Call(func=func, args=head + rest + dots, keywords=[])
+
+    def _leaf_tangent_or_none(self, node):
+        """The tangent of a rule argument: its ``_dot`` when it carries one; the scalar marker
+        ``0.0`` of a reverse call stays a marker; otherwise None."""
+        if isinstance(node, gast.Name) and self.carries(node.id):
+            return dot(node)
+        if isinstance(node, gast.Constant) and node.value == 0.0:
+            return copy.deepcopy(node)
+        return gast.Constant(None, None)
+
     def _augmented(self, stmt):
+        value = stmt.value
+        if isinstance(value, gast.Subscript) and isinstance(value.value, gast.Name) \
+                and value.value.id in self.received:
+            # a scalar adjoint from a rule's reverse call: its tangent comes after them all
+            count = self.received[value.value.id]
+            index = gast.Constant(value.slice.value + count, None)
+            tangent = gast.Subscript(copy.deepcopy(value.value), index, gast.Load())
+            return [gast.AugAssign(target=dot(stmt.target, store=True), op=copy.deepcopy(stmt.op),
+                                   value=tangent), copy.deepcopy(stmt)]
         out = []
         if self._active_leaf(stmt.target):
             target = dot(stmt.target, store=True)
@@ -210,6 +271,19 @@ class TangentOfAdjoint:
             return [copy.deepcopy(stmt)]
         if _tape_call(value, "pop_int"):
             return [copy.deepcopy(stmt)]
+        method = _rule_method(value)
+        if method in ("reverse", "reverse_into"):
+            self.received[target.id] = sum(1 for arg in value.args
+                                           if isinstance(arg, gast.Constant)
+                                           and arg.value == 0.0)
+            return [gast.Assign(targets=[copy.deepcopy(target)],
+                                value=self._rule_call_dot(value), type_comment=None)]
+        if method == "record":
+            pair = self.spec.namer.fresh("o")
+            return [gast.Assign(targets=[name(pair, store=True)],
+                                value=self._rule_call_dot(value), type_comment=None)] \
+                + quote(f"T = {pair}[0]\nD = {pair}[1]", T=copy.deepcopy(target),
+                        D=dot(target))
         if _call_name(value) in self.callees:
             pair = gast.Tuple([copy.deepcopy(target), dot(target, store=True)], gast.Store())
             return [gast.Assign(targets=[pair], value=self._callee_call(value),
@@ -255,6 +329,15 @@ class TangentOfAdjoint:
 
 def build_second_order(spec, forward, reverse):
     """``__fwd_dot`` and ``__rev_dot`` of a specialisation, from its ``__fwd`` and ``__rev``."""
+    for stmt in walk_statements(spec.tree.body):
+        call = rule_call(stmt)
+        if call is not None and library.by_name(call.func.attr).backward_tangent_function \
+                is None:
+            spelled = library.spelled(library.by_name(call.func.attr).function)
+            raise spec.source.error(stmt, f"Hessian-vector products through the derivative "
+                                          f"rule of {spelled} need the tangent of its backward "
+                                          "part, which the rule does not give (declare it "
+                                          "with @<forward>.backward_tangent)")
     mode = TangentOfAdjoint(spec)
     tangent_params = set(spec.dot_params)
     fwd = mode.function(forward, tangent_params)

@@ -16,10 +16,11 @@ import copy
 
 import gast
 
-from adsrc.analyses.effects import target_root, user_call
+from adsrc.analyses.effects import rule_call, target_root, user_call
 from adsrc.analyses.needs import RESULT
 from adsrc.frontend.quoting import comment, const, name, quote
 from adsrc.rules import elementary
+from adsrc.transformations import rule_calls
 
 SUFFIX = "_dot"
 
@@ -88,6 +89,9 @@ class TangentMode:
         return out
 
     def _statement(self, stmt):
+        if rule_call(stmt) is not None:
+            return [comment(self._line(stmt))] \
+                + rule_calls.tangent(self.spec, stmt, self.spec.namer, SUFFIX)
         if isinstance(stmt, (gast.Assign, gast.Expr)) \
                 and user_call(stmt, self.spec.user_functions) is not None:
             return self._call(stmt)

@@ -33,7 +33,7 @@ cdef struct TapeData:
 
 cdef class Tape:
     """The tape of one adjoint call: typed C stacks, plus a list for the arrays a reverse
-    sweep reads from its frame."""
+    sweep reads from its frame and for what derivative rules of library calls save."""
     cdef TapeData data
     cdef public list objects
 
@@ -75,6 +75,13 @@ cdef class Tape:
     @property
     def peak_values(self):
         return self.data.peak_values
+
+    def push_object(self, value):
+        """Save what a derivative rule's forward part returned (adsrc.runtime.rule_calls)."""
+        self.objects.append(value)
+
+    def pop_object(self):
+        return self.objects.pop()
 
     def empty(self):
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""

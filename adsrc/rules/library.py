@@ -1,0 +1,162 @@
+"""Derivative rules for library calls: functions the transformer calls but never looks inside.
+
+A kernel may call a function that adsrc cannot (or should not) differentiate statement by
+statement: a sparse direct solve, a dense factorisation, a user's compiled routine.  A *rule*
+says how to differentiate it as a whole::
+
+    @adsrc.rule(my_solve, returns="float64[:]")
+    def my_solve_forward(A, b):              # the arguments of my_solve
+        x = my_solve(A, b)
+        return x, (A, x)                     # the value, and what the backward part needs
+
+    @my_solve_forward.backward
+    def _(saved, x_bar):                     # one adjoint per argument (None: no derivative)
+        A, x = saved
+        lam = my_solve(A.T, x_bar)
+        return -np.outer(lam, x), lam
+
+    @my_solve_forward.tangent
+    def _(A, b, A_dot, b_dot):               # the value and its tangent
+        x = my_solve(A, b)
+        return x, my_solve(A, b_dot - A_dot @ x)
+
+Inside a kernel the call is written as usual: ``x[:] = my_solve(A, b)`` for an array result
+(the whole of an argument or of a local array is assigned), ``s = norm(v)`` for a float result.
+The registry maps the library function (by identity) to its rule; the fence rewrites each call
+to ``_rules.<rule name>(...)`` and the generated code calls the rule through
+:mod:`adsrc.runtime.rule_calls`.  Rules are looked up by name at run time, so a generated module
+that calls rules needs adsrc installed.
+"""
+
+import re
+
+from adsrc.errors import AdsrcError
+
+RULES = "_rules"        # the generated code's name for adsrc.runtime.rule_calls.RULES
+_BY_FUNCTION = {}       # id(function) -> Rule
+_BY_NAME = {}           # rule name -> Rule
+_SPLITS = {}            # id(function) -> Split
+
+
+class Rule:
+    """The derivative rule of one library function (see the module docstring)."""
+
+    def __init__(self, function, forward, returns):
+        from adsrc.analyses.types import parse_type   # types knows rules' result types
+        self.function = function
+        self.forward = forward
+        self.returns = parse_type(returns)
+        if self.returns.is_array and self.returns.dtype != "float64":
+            raise AdsrcError(f"rule for {spelled(function)}: returns must be 'float' or a "
+                             f"float64 array type, got {returns!r}")
+        if not self.returns.is_array and not self.returns.is_float:
+            raise AdsrcError(f"rule for {spelled(function)}: returns must be 'float' or a "
+                             f"float64 array type, got {returns!r}")
+        self.backward_function = None
+        self.tangent_function = None
+        self.backward_tangent_function = None
+        self.name = _unique_name(function)
+
+    def backward(self, function):
+        """Decorator: ``backward(saved, result_bar)`` returns one adjoint per argument of the
+        library function, in order: an array shaped like an array argument, a float for a float
+        argument, or None where there is no derivative (index arrays, integers)."""
+        self.backward_function = function
+        return function
+
+    def tangent(self, function):
+        """Decorator: ``tangent(*args, *arg_dots)`` returns ``(value, value_dot)``.  A float
+        argument that carries no tangent gets a zero direction; an integer one gets None."""
+        self.tangent_function = function
+        return function
+
+    def backward_tangent(self, function):
+        """Decorator, optional: ``backward_tangent(args, dots, result_bar, result_bar_dot)``
+        returns ``(adjoints, adjoint_tangents)``: the backward part at ``args`` with the seed
+        ``result_bar``, and its tangent when the arguments move along ``dots`` (a tuple like
+        ``args``; zero for float arguments without tangent, None for integer ones) and the
+        seed along ``result_bar_dot``.  Hessian-vector products (``adsrc.hvp``) through the
+        rule need it: they differentiate the reverse sweep once more."""
+        self.backward_tangent_function = function
+        return function
+
+    def __repr__(self):
+        return f"<adsrc rule for {spelled(self.function)}>"
+
+
+def rule(function, *, returns="float64[:]"):
+    """Declare the derivative of ``function``: decorates its forward part (see the module
+    docstring).  ``returns`` is the type of its result: ``"float"``, ``"float64[:]"`` or
+    ``"float64[:,:]"``."""
+    if not callable(function):
+        raise AdsrcError(f"adsrc.rule takes the function to differentiate, got {function!r}")
+
+    def declare(forward):
+        declared = Rule(function, forward, returns)
+        register(declared)
+        return declared
+
+    return declare
+
+
+def register(declared):
+    """Make a rule visible to the transformer; a later rule for the same function wins."""
+    old = _BY_FUNCTION.get(id(declared.function))
+    if old is not None:
+        declared.name = old.name
+    _BY_FUNCTION[id(declared.function)] = declared
+    _BY_NAME[declared.name] = declared
+
+
+class Split:
+    """A library function returning several arrays (``Q, R = np.linalg.qr(A)``), computed as
+    one function per result, each with its own rule.  ``parts`` holds, per result, the function
+    and the shape of its array as source expressions of the (single) argument ``A``."""
+
+    def __init__(self, function, parts):
+        self.function = function
+        self.parts = parts
+
+
+def split(function, parts):
+    """Declare ``a, b = function(A)`` as ``a = part_0(A)``, ``b = part_1(A)``: ``parts`` is a list
+    of ``(part function, shape expressions...)``; each part function needs a rule."""
+    _SPLITS[id(function)] = Split(function, parts)
+
+
+def split_of(obj):
+    """The split of a library function returning several arrays, or None."""
+    _load_builtin_rules()
+    return _SPLITS.get(id(obj))
+
+
+def lookup(obj):
+    """The rule of a library function, or None."""
+    _load_builtin_rules()
+    return _BY_FUNCTION.get(id(obj))
+
+
+def by_name(rule_name):
+    """The rule a generated call names."""
+    _load_builtin_rules()
+    return _BY_NAME[rule_name]
+
+
+def _load_builtin_rules():
+    # imported on first use: the built-in rules import SciPy's linear algebra
+    from adsrc.rules import linalg, sparse  # noqa: F401
+
+
+def spelled(function):
+    """``module.qualname`` of a function, for messages and rule names."""
+    module = getattr(function, "__module__", None) or "?"
+    return f"{module}.{getattr(function, '__qualname__', getattr(function, '__name__', '?'))}"
+
+
+def _unique_name(function):
+    base = re.sub(r"\W+", "_", spelled(function)).strip("_")
+    candidate, counter = base, 1
+    while candidate in _BY_NAME and _BY_NAME[candidate].function is not function:
+        counter += 1
+        candidate = f"{base}_{counter}"
+    return candidate

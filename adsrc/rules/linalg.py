@@ -1,0 +1,163 @@
+"""Derivative rules for NumPy's dense linear algebra: ``np.linalg.solve``, ``np.linalg.norm`` and
+``np.linalg.qr``.
+
+``x = solve(A, b)`` is differentiated implicitly: the forward part keeps the LU factors, and the
+backward part solves one transposed system with them (``A^T lam = x_bar``), then
+``A_bar = -lam x^T`` and ``b_bar = lam``.  Its tangent is ``A x_dot = b_dot - A_dot x`` with the
+same factors.
+"""
+
+import numpy as np
+import scipy.linalg
+
+from adsrc.errors import AdsrcError
+from adsrc.rules.library import rule, split
+
+
+@rule(np.linalg.solve, returns="float64[:]")
+def solve_forward(A, b):
+    factors = scipy.linalg.lu_factor(A)
+    x = scipy.linalg.lu_solve(factors, b)
+    return x, (factors, x)
+
+
+@solve_forward.backward
+def _solve_backward(saved, x_bar):
+    factors, x = saved
+    lam = scipy.linalg.lu_solve(factors, x_bar, trans=1)
+    return -np.outer(lam, x), lam
+
+
+@solve_forward.tangent
+def _solve_tangent(A, b, A_dot, b_dot):
+    factors = scipy.linalg.lu_factor(A)
+    x = scipy.linalg.lu_solve(factors, b)
+    return x, scipy.linalg.lu_solve(factors, b_dot - A_dot @ x)
+
+
+@solve_forward.backward_tangent
+def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
+    (A, b), (A_dot, b_dot) = args, dots
+    factors = scipy.linalg.lu_factor(A)
+    x = scipy.linalg.lu_solve(factors, b)
+    x_dot = scipy.linalg.lu_solve(factors, b_dot - A_dot @ x)
+    lam = scipy.linalg.lu_solve(factors, x_bar, trans=1)
+    lam_dot = scipy.linalg.lu_solve(factors, x_bar_dot - A_dot.T @ lam, trans=1)
+    return (-np.outer(lam, x), lam), (-np.outer(lam_dot, x) - np.outer(lam, x_dot), lam_dot)
+
+
+@rule(np.linalg.norm, returns="float")
+def norm_forward(x):
+    value = _norm_of_vector(x)
+    return value, (x, value)
+
+
+@norm_forward.backward
+def _norm_backward(saved, value_bar):
+    x, value = saved
+    return (value_bar / value) * x,
+
+
+@norm_forward.tangent
+def _norm_tangent(x, x_dot):
+    value = _norm_of_vector(x)
+    return value, float(np.dot(x, x_dot)) / value
+
+
+@norm_forward.backward_tangent
+def _norm_backward_tangent(args, dots, value_bar, value_bar_dot):
+    (x,), (x_dot,) = args, dots
+    value = _norm_of_vector(x)
+    value_dot = float(np.dot(x, x_dot)) / value
+    x_bar = (value_bar / value) * x
+    x_bar_dot = (value_bar_dot / value) * x \
+        + value_bar * (x_dot / value - x * (value_dot / value ** 2))
+    return (x_bar,), (x_bar_dot,)
+
+
+def _norm_of_vector(x):
+    """The 2-norm of a vector; it has no derivative at zero, so adsrc refuses rather than
+    return NaN or an arbitrary subgradient."""
+    if np.ndim(x) != 1:
+        raise AdsrcError("np.linalg.norm: adsrc differentiates the 2-norm of a vector (1-D) "
+                         f"only, got {np.ndim(x)} dimensions")
+    value = float(np.linalg.norm(x))
+    if value == 0.0:
+        raise AdsrcError("np.linalg.norm has no derivative at the zero vector")
+    return value
+
+
+# QR ------------------------------------------------------------------------------------------------
+#
+# ``Q, R = np.linalg.qr(A)`` (reduced, A square or tall) is split by the fence into one rule per
+# factor, each written into a new local array.  With Q_bar and R_bar the adjoints of both factors,
+#     M = R R_bar^T - Q_bar^T Q,   A_bar = (Q_bar + Q copyltu(M)) R^-T,
+# where copyltu(M) copies M's lower triangle to the upper one; each factor's rule applies it with
+# the other factor's adjoint zero, and the two contributions add up.  The tangent, with
+# X = Q^T A_dot R^-1 and its skew part W = tril(X, -1) - tril(X, -1)^T, is
+#     R_dot = (X - W) R,   Q_dot = A_dot R^-1 - Q (X - W).
+
+
+def qr_q(A):
+    """Q of the reduced QR factorisation of a square or tall matrix."""
+    return _qr(A)[0]
+
+
+def qr_r(A):
+    """R of the reduced QR factorisation of a square or tall matrix."""
+    return _qr(A)[1]
+
+
+def _qr(A):
+    rows, columns = np.shape(A)
+    if rows < columns:
+        raise AdsrcError(f"np.linalg.qr: adsrc differentiates the QR factorisation of square "
+                         f"and tall matrices, got {rows} x {columns}")
+    Q, R = np.linalg.qr(A)
+    if np.any(np.diag(R) == 0.0):
+        raise AdsrcError("np.linalg.qr: the matrix does not have full column rank, its QR "
+                         "factorisation has no derivative")
+    return Q, R
+
+
+def _qr_backward(Q, R, Q_bar, R_bar):
+    M = R @ R_bar.T - Q_bar.T @ Q
+    copied = np.tril(M) + np.tril(M, -1).T
+    return scipy.linalg.solve_triangular(R, (Q_bar + Q @ copied).T, lower=False).T
+
+
+def _qr_tangent(A, A_dot):
+    Q, R = _qr(A)
+    A_dot_R_inv = scipy.linalg.solve_triangular(R, A_dot.T, trans=1, lower=False).T
+    X = Q.T @ A_dot_R_inv
+    lower = np.tril(X, -1)
+    upper_part = X - (lower - lower.T)
+    return Q, R, A_dot_R_inv - Q @ upper_part, upper_part @ R
+
+
+def _qr_factor_rule(factor, index):
+    """The rule of one factor of the QR factorisation (index 0: Q, 1: R)."""
+    @rule(factor, returns="float64[:,:]")
+    def forward(A):
+        Q, R = _qr(A)
+        return (Q, R)[index], (Q, R)
+
+    @forward.backward
+    def backward(saved, factor_bar):
+        Q, R = saved
+        bars = [np.zeros_like(Q), np.zeros_like(R)]
+        bars[index] = factor_bar
+        return _qr_backward(Q, R, *bars),
+
+    @forward.tangent
+    def tangent(A, A_dot):
+        Q, R, Q_dot, R_dot = _qr_tangent(A, A_dot)
+        return (Q, R)[index], (Q_dot, R_dot)[index]
+
+    return forward
+
+
+_qr_factor_rule(qr_q, 0)
+_qr_factor_rule(qr_r, 1)
+split(np.linalg.qr, [(qr_q, "A.shape[0]", "min(A.shape[0], A.shape[1])"),
+                     (qr_r, "min(A.shape[0], A.shape[1])", "A.shape[1]")])

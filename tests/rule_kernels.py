@@ -1,0 +1,141 @@
+"""Kernels that call library functions with derivative rules (tests/test_rules.py), and a user
+rule declared with ``adsrc.rule``."""
+
+import math
+
+import numpy as np
+
+import adsrc
+from adsrc.sparse import cg, gmres, matvec, rmatvec, spsolve
+
+#: what the spying rule's forward part saved, call by call (see ``scaled_cumsum``)
+SAVED = []
+
+
+def scaled_cumsum(x, alpha):
+    """A 'library' function: vectorised NumPy that adsrc does not look inside."""
+    return alpha * np.cumsum(x)
+
+
+@adsrc.rule(scaled_cumsum, returns="float64[:]")
+def scaled_cumsum_forward(x, alpha):
+    # saves x by reference: a kernel that overwrites x later needs adsrc to copy it
+    SAVED.append(x)
+    return scaled_cumsum(x, alpha), (x, alpha)
+
+
+@scaled_cumsum_forward.backward
+def _scaled_cumsum_backward(saved, y_bar):
+    x, alpha = saved
+    tail_sums = np.cumsum(y_bar[::-1])[::-1]
+    return alpha * tail_sums, float(np.dot(tail_sums, x))
+
+
+@scaled_cumsum_forward.tangent
+def _scaled_cumsum_tangent(x, alpha, x_dot, alpha_dot):
+    return scaled_cumsum(x, alpha), alpha * np.cumsum(x_dot) + alpha_dot * np.cumsum(x)
+
+
+@scaled_cumsum_forward.backward_tangent
+def _scaled_cumsum_backward_tangent(args, dots, y_bar, y_bar_dot):
+    (x, alpha), (x_dot, alpha_dot) = args, dots
+    tail, tail_dot = (np.cumsum(seed[::-1])[::-1] for seed in (y_bar, y_bar_dot))
+    return ((alpha * tail, float(np.dot(tail, x))),
+            (alpha_dot * tail + alpha * tail_dot,
+             float(np.dot(tail_dot, x) + np.dot(tail, x_dot))))
+
+
+def cumsum_energy(x, alpha, y):
+    y[:] = scaled_cumsum(x, alpha)
+    total = 0.0
+    for i in range(len(y)):
+        total += math.sin(y[i]) * x[i]
+    return total * alpha
+
+
+def cumsum_then_overwrite(x, alpha, y):
+    y[:] = scaled_cumsum(x, alpha)
+    for i in range(len(x)):
+        x[i] = y[i] * y[i]          # x changes after the rule saved it
+
+
+def cumsum_only(x, alpha, y):
+    y[:] = scaled_cumsum(x, alpha)
+    for i in range(len(y)):
+        y[i] = math.sin(y[i])
+
+
+def dense_solve_energy(A, b, x):
+    x[:] = np.linalg.solve(A, b)
+    return np.dot(x, x) + np.linalg.norm(b) * x[0]
+
+
+def solve_in_loop(A, b, x, steps):
+    for step in range(steps):
+        x[:] = np.linalg.solve(A, b)        # x's old value is read by the previous reverse step
+        for i in range(len(b)):
+            b[i] = b[i] + 0.1 * x[i] * x[i]
+
+
+def power_iteration(A, v, w, iters):
+    n = len(v)
+    for it in range(iters):
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += A[i, j] * v[j]
+            w[i] = acc
+        size = np.linalg.norm(w)           # the rule saves w, which the next iteration writes
+        for i in range(n):
+            v[i] = w[i] / size
+    return v[0] * size
+
+
+def csr_products(data, indices, indptr, x, y, z, columns):
+    y[:] = matvec(data, indices, indptr, x)
+    for i in range(len(y)):
+        y[i] = math.tanh(y[i])
+    z[:] = rmatvec(data, indices, indptr, y, columns)
+
+
+def compliance(data, indices, indptr, f, u):
+    u[:] = spsolve(data, indices, indptr, f)
+    return np.dot(f, u)
+
+
+def cg_compliance(data, indices, indptr, f, u):
+    u[:] = cg(data, indices, indptr, f, 1e-13)
+    return np.dot(f, u)
+
+
+def gmres_energy(data, indices, indptr, f, u):
+    u[:] = gmres(data, indices, indptr, f, 1e-13)
+    return np.dot(u, u)
+
+
+def cg_unrolled(data, indices, indptr, f, u, steps):
+    """``steps`` conjugate-gradient iterations from u = 0, written out: adsrc differentiates the
+    iterate itself, where the rule of ``cg`` gives the derivative of the exact solution."""
+    n = len(f)
+    r = np.copy(f)
+    p = np.copy(f)
+    q = np.zeros(n)
+    rr = np.dot(r, r)
+    for step in range(steps):
+        for i in range(n):
+            acc = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                acc += data[k] * p[indices[k]]
+            q[i] = acc
+        alpha = rr / np.dot(p, q)
+        u += alpha * p
+        r -= alpha * q
+        rr_new = np.dot(r, r)
+        p[:] = r + (rr_new / rr) * p
+        rr = rr_new
+    return np.dot(f, u)
+
+
+def products_energy(data, indices, indptr, x, y, z, columns):
+    csr_products(data, indices, indptr, x, y, z, columns)
+    return np.dot(z, z)

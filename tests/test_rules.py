@@ -1,0 +1,300 @@
+"""Derivative rules of library calls (adsrc.rule, and the built-in rules of np.linalg.solve,
+np.linalg.norm and adsrc.sparse): gradients against finite differences and against the tangent
+mode (the dot-product test: the rule's tangent part against its backward part), closed forms,
+mutation safety, and errors."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import adsrc
+from adsrc.runtime import rule_calls
+from tests import rule_kernels as rk
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+def _example(name):
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+QR = _example("qr_gradients")
+
+
+def _copies(args):
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _dot_product_test(kernel, args, wrt, outputs, seed=0):
+    """``<w, J v>`` by the tangent mode against ``<J^T w, v>`` by the adjoint."""
+    rng = np.random.default_rng(seed)
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs)
+    params = f.params
+    v = {p: rng.standard_normal(np.shape(args[params.index(p)])) for p in wrt}
+    tangents = f.tangent(*_copies(args), **{p + "_dot": np.copy(d) if np.ndim(d) else float(d)
+                                             for p, d in v.items()})
+    w = {out: rng.standard_normal(np.shape(t)) for out, t in zip(outputs, tangents)}
+    forward = sum(float(np.sum(w[out] * t)) for out, t in zip(outputs, tangents))
+    bars = {out + "_bar": w[out].copy() for out in outputs if out != "return"}
+    if "return" in outputs:
+        bars["out_bar"] = float(w["return"])
+    grads = f.adjoint(*_copies(args), **bars)
+    reverse = sum(float(np.sum(g * v[p])) for p, g in zip(wrt, grads))
+    assert abs(forward) > 1e-8
+    assert forward == pytest.approx(reverse, rel=1e-10)
+
+
+def _poisson_1d(n, shift=2.5):
+    return sp.diags([-1.0, shift, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
+
+
+def _dense_args(n=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n, n)) + n * np.eye(n), rng.standard_normal(n), np.zeros(n)]
+
+
+# the same kernels, two independent checks ----------------------------------------------------------
+
+CASES = {
+    "user_rule_with_scalar": (rk.cumsum_only, lambda: [np.linspace(0.1, 1.0, 6), 0.7, np.zeros(6)],
+                              ("x", "alpha"), ("y",)),
+    "user_rule_input_overwritten": (
+        rk.cumsum_then_overwrite, lambda: [np.linspace(0.1, 1.0, 6), 0.7, np.zeros(6)],
+        ("x", "alpha"), ("y", "x")),
+    "dense_solve_and_norm": (rk.dense_solve_energy, _dense_args, ("A", "b"), ("return",)),
+    "solve_in_a_loop": (rk.solve_in_loop, lambda: _dense_args(4, seed=2)[:3] + [3],
+                        ("A", "b"), ("x", "b")),
+    "norm_in_a_loop": (rk.power_iteration,
+                       lambda: [np.diag([3.0, 2.0, 1.0, 0.5]) + 0.1, np.ones(4), np.zeros(4), 4],
+                       ("A", "v"), ("return",)),
+    "csr_products": (rk.csr_products,
+                     lambda: [*_csr(sp.random(5, 4, density=0.6, random_state=3, format="csr")),
+                              np.linspace(-1, 1, 4), np.zeros(5), np.zeros(4), 4],
+                     ("data", "x"), ("z", "y")),
+    "qr_square": (QR.qr_loss, lambda: [np.random.default_rng(5).standard_normal((4, 4)),
+                                       np.random.default_rng(6).standard_normal((4, 4))],
+                  ("A",), ("return",)),
+    "qr_tall": (QR.qr_loss, lambda: [np.random.default_rng(7).standard_normal((6, 3)),
+                                     np.random.default_rng(8).standard_normal((6, 3))],
+                ("A",), ("return",)),
+    "cg_solve": (rk.cg_compliance, lambda: [*_csr(_poisson_1d(7)), np.linspace(1, 2, 7),
+                                            np.zeros(7)], ("data", "f"), ("return",)),
+    "gmres_solve": (rk.gmres_energy,
+                    lambda: [*_csr(_poisson_1d(7) + sp.diags([0.4], [2], shape=(7, 7))),
+                             np.linspace(1, 2, 7), np.zeros(7)], ("data", "f"), ("return",)),
+    "sparse_solve": (rk.compliance, lambda: [*_csr(_poisson_1d(7)), np.linspace(1, 2, 7),
+                                             np.zeros(7)], ("data", "f"), ("return",)),
+}
+
+
+def _csr(matrix):
+    matrix = sp.csr_matrix(matrix)
+    return [matrix.data.copy(), matrix.indices.astype(np.int32), matrix.indptr.astype(np.int32)]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradient_matches_finite_differences(case):
+    kernel, make_args, wrt, outputs = CASES[case]
+    adsrc.check_grads(kernel, make_args(), wrt, outputs, rtol=1e-7)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tangent_and_adjoint_pass_the_dot_product_test(case):
+    kernel, make_args, wrt, outputs = CASES[case]
+    _dot_product_test(kernel, make_args(), wrt, outputs)
+
+
+# Hessian-vector products through rules (their backward_tangent parts) --------------------------
+
+HVP_CASES = {
+    "user_rule_array": (rk.cumsum_energy, "x",
+                        lambda: [np.linspace(0.1, 1.0, 6), 0.7, np.zeros(6)]),
+    "user_rule_scalar": (rk.cumsum_energy, "alpha",
+                         lambda: [np.linspace(0.1, 1.0, 6), 0.7, np.zeros(6)]),
+    "dense_solve_matrix": (rk.dense_solve_energy, "A", _dense_args),
+    "dense_solve_rhs": (rk.dense_solve_energy, "b", _dense_args),
+    "norm_in_a_loop": (rk.power_iteration, "A", CASES["norm_in_a_loop"][1]),
+    "sparse_solve_values": (rk.compliance, "data", CASES["sparse_solve"][1]),
+    "csr_products_values": (rk.products_energy, "data", CASES["csr_products"][1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HVP_CASES))
+def test_hessian_vector_products_match_differences_of_the_gradient_and_are_symmetric(case):
+    kernel, wrt, make_args = HVP_CASES[case]
+    args = make_args()
+    position = kernel.__code__.co_varnames.index(wrt)
+    rng = np.random.default_rng(9)
+    u, v = (rng.standard_normal(np.shape(args[position])) for _ in range(2))
+    if not np.ndim(args[position]):
+        u, v = float(u), float(v)
+    hvp = adsrc.hvp(kernel, wrt=wrt)
+
+    def times(vector):
+        copies = _copies(args)
+        return np.asarray(hvp(*copies[:position + 1], vector, *copies[position + 1:]))
+
+    gradient = adsrc.grad(kernel, wrt=wrt)
+
+    def gradient_at(t):
+        copies = _copies(args)
+        copies[position] = copies[position] + t * v
+        return np.asarray(gradient(*copies))
+
+    h = 1e-5
+    differences = (gradient_at(h) - gradient_at(-h)) / (2 * h)
+    Hv, Hu = times(v), times(u)
+    np.testing.assert_allclose(Hv, differences, rtol=1e-6,
+                               atol=1e-7 * np.max(np.abs(differences)))
+    assert float(np.sum(Hv * u)) == pytest.approx(float(np.sum(Hu * v)), rel=1e-10)
+
+
+# closed forms ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", ["bar", "grid"])
+def test_compliance_gradient_is_the_closed_form_per_element(shape):
+    example = _example("sparse_compliance")
+    network = example.bar(2000) if shape == "bar" else example.grid(30)
+    rng = np.random.default_rng(4)
+    stiffness = rng.uniform(0.5, 2.0, len(network.elements))
+    args = network.arguments(stiffness, 0.05, rng.uniform(-1.0, 1.0, network.nodes))
+    grad = adsrc.grad(example.compliance, wrt="stiffness")(*args)
+    u = args[-1]
+    np.testing.assert_allclose(u, sp.linalg.spsolve(
+        sp.csr_matrix((args[-2], network.indices, network.indptr)).tocsc(), args[6]), rtol=1e-10)
+    # d(f^T u)/dp_e = -u_e^T K_e u_e, K_e = [[1, -1], [-1, 1]] on the element's two nodes
+    nodal = np.concatenate([u, [0.0]])                            # index -1: a fixed node
+    a, b = network.elements[:, 0], network.elements[:, 1]
+    closed_form = -(nodal[a] - nodal[b]) ** 2
+    np.testing.assert_allclose(grad, closed_form, rtol=1e-8, atol=1e-12 * np.max(u ** 2))
+
+
+def test_sparse_solve_adjoint_never_forms_a_dense_matrix():
+    # 10^5 unknowns: a dense n x n float64 matrix would take 80 GB
+    n = 100_000
+    data, indices, indptr = _csr(_poisson_1d(n))
+    f = np.ones(n)
+    data_bar, f_bar = adsrc.grad(rk.compliance, wrt=("data", "f"))(data, indices, indptr, f,
+                                                                    np.zeros(n))
+    u = sp.linalg.spsolve(sp.csr_matrix((data, indices, indptr)).tocsc(), f)
+    assert data_bar.shape == data.shape
+    np.testing.assert_allclose(f_bar, 2 * u, rtol=1e-9)        # d(f^T A^-1 f)/df, A symmetric
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    np.testing.assert_allclose(data_bar, -u[rows] * u[indices], rtol=1e-9, atol=1e-9)
+
+
+def test_krylov_rules_give_the_derivative_of_the_exact_solution():
+    """The cg rule's gradient is spsolve's (the exact solution's); n unrolled steps of CG in
+    the kernel give it along symmetric changes of A, fewer steps give the derivative of a
+    different function (the iterate)."""
+    n = 8
+    data, indices, indptr = _csr(_poisson_1d(n, shift=3.0))
+    f = np.linspace(1.0, 2.0, n)
+    exact = adsrc.grad(rk.compliance, wrt="data")(data, indices, indptr, f, np.zeros(n))
+    implicit = adsrc.grad(rk.cg_compliance, wrt="data")(data, indices, indptr, f, np.zeros(n))
+    np.testing.assert_allclose(implicit, exact, rtol=1e-9)
+    # CG solves A u = f only for a symmetric A: compare along symmetric changes of A, where
+    # n unrolled steps reach the solution; apart from those they differ (CG's n-th iterate
+    # is not A^-1 f for a non-symmetric A)
+    matrix = sp.csr_matrix((np.arange(len(data), dtype=float), indices, indptr))
+    transposed = matrix.T.tocsr()
+    transposed.sort_indices()
+    mirror = transposed.data.astype(int)     # entry k of A.T is entry mirror[k] of A
+
+    def symmetric(g):
+        return g + g[mirror]
+
+    unrolled = adsrc.grad(rk.cg_unrolled, wrt="data")
+    full = unrolled(data, indices, indptr, f, np.zeros(n), n)
+    np.testing.assert_allclose(symmetric(full), symmetric(exact), rtol=1e-7)
+    assert np.max(np.abs(full - exact)) > 1e-3 * np.max(np.abs(exact))
+    early = unrolled(data, indices, indptr, f, np.zeros(n), 2)
+    assert np.max(np.abs(symmetric(early) - symmetric(exact))) > 1e-3 * np.max(np.abs(exact))
+
+
+# mutation safety -------------------------------------------------------------------------------------
+
+def test_a_saved_input_the_kernel_overwrites_is_copied(monkeypatch):
+    x = np.linspace(0.1, 1.0, 6)
+    rk.SAVED.clear()
+    args = [x.copy(), 0.7, np.zeros(6)]
+    f = adsrc.differentiate(rk.cumsum_then_overwrite, wrt=("x", "alpha"), outputs=("y", "x"))
+    seeds = dict(y_bar=np.ones(6), x_bar=np.ones(6))
+    right = f.adjoint(*_copies(args), **{k: v.copy() for k, v in seeds.items()})
+    # without the copy, the backward part reads x after the kernel overwrote it: wrong alpha_bar
+    monkeypatch.setattr(rule_calls, "_detach", lambda saved, changing: saved)
+    wrong = f.adjoint(*_copies(args), **{k: v.copy() for k, v in seeds.items()})
+    assert not np.isclose(wrong[1], right[1])
+    monkeypatch.undo()
+    adsrc.check_grads(rk.cumsum_then_overwrite, args, ("x", "alpha"), ("y", "x"))
+
+
+def test_a_saved_input_the_kernel_never_writes_is_not_copied():
+    x = np.linspace(0.1, 1.0, 6)
+    f = adsrc.differentiate(rk.cumsum_only, wrt=("x", "alpha"), outputs=("y",))
+    rk.SAVED.clear()
+    f.adjoint(x, 0.7, np.zeros(6), y_bar=np.ones(6))
+    assert len(rk.SAVED) == 1 and np.shares_memory(rk.SAVED[0], x)
+    f = adsrc.differentiate(rk.cumsum_then_overwrite, wrt=("x", "alpha"), outputs=("y", "x"))
+    rk.SAVED.clear()
+    f.adjoint(x.copy(), 0.7, np.zeros(6), y_bar=np.ones(6), x_bar=np.ones(6))
+    assert len(rk.SAVED) == 1          # the forward part saw the argument; the tape has a copy
+
+
+# errors ----------------------------------------------------------------------------------------------
+
+def element_from_a_solve(A, b, x):
+    y = np.linalg.solve(A, b)
+    return y[0]
+
+
+def unknown_library_call(A, x):
+    x[0] = np.linalg.det(A)
+
+
+def test_an_array_result_must_fill_a_whole_array():
+    with pytest.raises(adsrc.UnsupportedError, match="assign it to the whole of an array"):
+        adsrc.differentiate(element_from_a_solve, wrt="A").adjoint(*_dense_args(), out_bar=1.0)
+
+
+def test_a_missing_rule_is_named():
+    with pytest.raises(adsrc.UnsupportedError, match="no derivative rule for numpy.linalg.det"):
+        adsrc.differentiate(unknown_library_call, wrt="A", outputs="x").adjoint(
+            np.eye(3), np.zeros(3), x_bar=np.ones(3))
+
+
+def test_hessian_vector_products_need_the_tangent_of_the_backward_part():
+    with pytest.raises(adsrc.UnsupportedError, match="rule of adsrc.rules.sparse.cg need"):
+        adsrc.hvp(rk.cg_compliance, wrt="f")(*_csr(_poisson_1d(5)), np.ones(5), np.ones(5),
+                                            np.zeros(5))
+
+
+def wrong_shape(x):
+    return x[:2]
+
+
+@adsrc.rule(wrong_shape, returns="float64[:]")
+def wrong_shape_forward(x):
+    return np.zeros(len(x)), ()
+
+
+@wrong_shape_forward.backward
+def _wrong_shape_backward(saved, y_bar):
+    return np.ones(3),
+
+
+def uses_wrong_shape(x, y):
+    y[:] = wrong_shape(x)
+
+
+def test_a_rule_returning_a_wrong_shape_is_an_error():
+    with pytest.raises(adsrc.AdsrcError, match="shape"):
+        adsrc.differentiate(uses_wrong_shape, wrt="x", outputs="y").adjoint(
+            np.ones(4), np.zeros(4), y_bar=np.ones(4))
