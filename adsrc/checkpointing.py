@@ -7,6 +7,11 @@ same arguments, but holds at most ``snapshots`` checkpoints of the state (the ar
 writes) and recomputes the rest, instead of taping all N steps.  The schedules and their driver
 are in :mod:`adsrc.runtime.checkpointing`.
 
+A loop whose number of steps is known only when it ends (a solver run to a tolerance) is called
+with ``until=predicate, max_steps=M`` instead of ``steps=N``: the predicate is tested on the
+arguments after each step, and the schedule is made online, as the loop runs
+(:func:`adsrc.runtime.checkpointing.online_actions`).
+
 Which adjoint of the step runs: revolve (``"binomial"``) reverses one step at a time, right after
 recording it, and puts the state back from a checkpoint before it is used again, so the step's own
 adjoint serves.  ``"periodic"`` and ``"store_all"`` reverse several steps from one tape, so each
@@ -25,7 +30,7 @@ from adsrc.api import Differentiable, _Compiled
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import RETURN_OUTPUT, Generator, Key
 from adsrc.runtime.arguments import signature_of
-from adsrc.runtime.checkpointing import (SCHEDULES, predicted_peak_bytes,
+from adsrc.runtime.checkpointing import (SCHEDULES, online_actions, predicted_peak_bytes,
                                          reverses_one_step_at_a_time, run_schedule,
                                          schedule_actions)
 from adsrc.runtime.tape import BYTES_PER_VALUE
@@ -45,7 +50,9 @@ class CheckpointStats:
     to leave the arrays as the primal does; it is not in ``peak_bytes``.
     ``tape_floats``/``tape_ints``: values pushed on all step tapes; ``probe_steps``: taped steps
     run on copies of the state to measure a step tape for ``max_tape_bytes=`` (not counted in
-    ``forward_steps``).
+    ``forward_steps``).  ``steps``: the steps the loop ran (with ``until=``, the trip count);
+    ``stopped_by``: with ``until=``, ``"until"`` if the predicate stopped the loop, ``"max_steps"``
+    if it never held; None with ``steps=``.
     """
 
     schedule: str
@@ -61,19 +68,44 @@ class CheckpointStats:
     tape_floats: int
     tape_ints: int
     probe_steps: int
+    stopped_by: str | None = None
 
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_steps(name, steps):
-    if not _is_int(steps):
-        raise ArgumentError(f"{name}: steps must be an int (the number of steps to run), "
-                            f"got {type(steps).__name__}")
-    if steps < 0:
-        raise ArgumentError(f"{name}: steps must be >= 0, got {steps}")
-    return int(steps)
+def _check_trip(name, steps, until, max_steps):
+    """``(steps, until, max_steps)`` of a call, checked: exactly one of ``steps=`` (a known number
+    of steps) and ``until=`` (a stopping test), and ``max_steps=`` with ``until=`` only.
+
+    ``max_steps`` is required with ``until``: a tolerance that is never met would otherwise run
+    forever, and ``max_tape_bytes=`` can be checked before the loop runs only against its longest
+    run."""
+    if steps is None and until is None:
+        raise ArgumentError(f"{name}: pass steps= (the number of steps to run) or until= (a "
+                            "predicate of the arguments that stops the loop) with max_steps=")
+    if steps is not None and until is not None:
+        raise ArgumentError(f"{name}: pass either steps= or until=, not both")
+    if until is None:
+        if max_steps is not None:
+            raise ArgumentError(f"{name}: max_steps= bounds a loop run with until=; with steps= "
+                                "do not pass it")
+        if not _is_int(steps):
+            raise ArgumentError(f"{name}: steps must be an int (the number of steps to run), "
+                                f"got {type(steps).__name__}")
+        if steps < 0:
+            raise ArgumentError(f"{name}: steps must be >= 0, got {steps}")
+        return int(steps), None, None
+    if not callable(until):
+        raise ArgumentError(f"{name}: until= must be a callable predicate of the step's "
+                            f"arguments, got {type(until).__name__}")
+    if max_steps is None:
+        raise ArgumentError(f"{name}: until= needs max_steps=, the most steps to run if the "
+                            "predicate never holds")
+    if not _is_int(max_steps) or max_steps < 1:
+        raise ArgumentError(f"{name}: max_steps must be an int >= 1, got {max_steps!r}")
+    return None, until, int(max_steps)
 
 
 class LoopAdjoint:
@@ -84,8 +116,8 @@ class LoopAdjoint:
         self._owner = owner
         self.last_stats = None
 
-    def __call__(self, *args, steps, **bars):
-        results, stats = self._owner._run(args, bars, steps)
+    def __call__(self, *args, steps=None, until=None, max_steps=None, **bars):
+        results, stats = self._owner._run(args, bars, steps, until, max_steps)
         self.last_stats = stats
         return results
 
@@ -130,15 +162,17 @@ class Checkpointed:
                if self.max_tape_bytes is None else f"max_tape_bytes={self.max_tape_bytes}")
         return f"<checkpointed {self.step.fn.__name__}: {how}>"
 
-    def __call__(self, *args, steps):
-        """The primal: the step kernel, compiled by the step's backend, run ``steps`` times.
-        Returns what the last step returns (None for no steps)."""
-        name = self.step.fn.__name__
-        steps = _check_steps(name, steps)
+    def __call__(self, *args, steps=None, until=None, max_steps=None):
+        """The primal: the step kernel, compiled by the step's backend, run ``steps`` times, or
+        until ``until(*args)`` is true after a step, or ``max_steps`` times.  Returns what the
+        last step returns (None for no steps)."""
+        steps, until, max_steps = _check_trip(self.step.fn.__name__, steps, until, max_steps)
         compiled = self.step._checked_primal(args)
         value = None
-        for _ in range(steps):
+        for _ in range(max_steps if until is not None else steps):
             value = compiled.primal(*args)
+            if until is not None and until(*args):
+                break
         return value
 
     # the adjoint --------------------------------------------------------------------------------
@@ -177,10 +211,13 @@ class Checkpointed:
             self._restoring[key] = _Compiled(entry, step.backend, source, namespace)
         return self._restoring[key]
 
-    def _variant(self, actions, signature, compiled):
-        """The step's own adjoint if ``actions`` reverse one step at a time, else its
-        restoring variant."""
-        if reverses_one_step_at_a_time(actions):
+    def _variant(self, schedule, actions, signature, compiled):
+        """The step's own adjoint if the schedule reverses one step at a time, else its
+        restoring variant.  ``actions``: those of an offline schedule, or None for an online
+        one, where only revolve does (online store_all reverses one step per tape too, but
+        with no recomputation between, so the state must be put back)."""
+        if (schedule == "binomial" if actions is None
+                else reverses_one_step_at_a_time(actions)):
             return compiled
         return self._restoring_variant(signature)
 
@@ -195,22 +232,24 @@ class Checkpointed:
         tape.note_forward_end()
         return tape.peak_values * BYTES_PER_VALUE
 
-    def _plan(self, signature, compiled, args, steps, state_bytes):
+    def _plan(self, signature, compiled, args, steps, state_bytes, online):
         """(schedule, snapshots, probe steps): the configured schedule, or the one that
         ``max_tape_bytes`` picks; raises AdsrcError when none fits.  Runs nothing on the user's
-        arrays."""
+        arrays.  ``online``: ``steps`` is ``max_steps``, and the schedule must fit any loop of
+        at most that many steps."""
         budget = self.max_tape_bytes
         if budget is None or steps == 0:
             return self.schedule or "store_all", self.snapshots, 0
         name = self.step.fn.__name__
+        how_many = f"up to {steps}" if online else f"{steps}"
         if self.schedule is not None:
-            actions = schedule_actions(self.schedule, steps, self.snapshots)
-            variant = self._variant(actions, signature, compiled)
+            actions = None if online else schedule_actions(self.schedule, steps, self.snapshots)
+            variant = self._variant(self.schedule, actions, signature, compiled)
             need = predicted_peak_bytes(self.schedule, steps, self.snapshots, state_bytes,
-                                        self._probe(variant, args))
+                                        self._probe(variant, args), online)
             if need > budget:
                 raise AdsrcError(f"{name}: the {self.schedule} schedule needs {need} bytes of "
-                                 f"checkpoints and step tapes for {steps} steps, more than "
+                                 f"checkpoints and step tapes for {how_many} steps, more than "
                                  f"max_tape_bytes={budget}")
             return self.schedule, self.snapshots, 1
         all_bytes = predicted_peak_bytes("store_all", steps, None, state_bytes,
@@ -218,33 +257,48 @@ class Checkpointed:
         if all_bytes <= budget:
             return "store_all", None, 1
         step_bytes = self._probe(compiled, args)
-        if steps == 1:
-            snapshots = 1 if step_bytes <= budget else 0
-        elif state_bytes == 0:
-            snapshots = steps - 1 if step_bytes <= budget else 0
+        # the most checkpoints revolve can use: offline it tapes the last step at once, online
+        # the forward sweep keeps a checkpoint of every step while there are few
+        most = steps if online else steps - 1
+        if state_bytes == 0 or most == 0:
+            snapshots = max(most, 1) if step_bytes <= budget else 0
         else:
-            snapshots = min(max(budget - step_bytes, -1) // state_bytes, steps - 1)
+            snapshots = min(max(budget - step_bytes, -1) // state_bytes, most)
         if snapshots < 1:
             raise AdsrcError(
-                f"{name}: no checkpoint schedule of {steps} steps fits in "
+                f"{name}: no checkpoint schedule of {how_many} steps fits in "
                 f"max_tape_bytes={budget}: store_all needs {all_bytes} bytes, binomial at least "
                 f"{state_bytes + step_bytes} (one checkpoint of the state, {state_bytes} bytes, "
                 f"plus one step tape, {step_bytes} bytes, measured on the first step)")
         return "binomial", snapshots, 2
 
-    def _run(self, args, bars, steps):
+    def _run(self, args, bars, steps, until, max_steps):
         step = self.step
         name = step.fn.__name__
-        steps = _check_steps(name, steps)
+        steps, until, max_steps = _check_trip(name, steps, until, max_steps)
         signature, compiled = self._step_compiled(args)
         entry = compiled.entry
         # every check comes before anything runs: a bad call leaves the user's arrays as they were
         arrays, bar_arrays, _ = step._checked(compiled, args, dict(bars))
         state = [arrays[param] for param in entry.written_arrays]
         state_bytes = sum(array.nbytes for array in state)
-        schedule, snapshots, probes = self._plan(signature, compiled, args, steps, state_bytes)
-        actions = schedule_actions(schedule, steps, snapshots)
-        variant = self._variant(actions, signature, compiled)
+        online = until is not None
+        schedule, snapshots, probes = self._plan(signature, compiled, args,
+                                                 max_steps if online else steps, state_bytes,
+                                                 online)
+        stopped = {}
+
+        def stop(n):
+            """After step ``n`` of an online schedule: whether the loop ends there."""
+            if until(*args):
+                stopped.update(steps=n, by="until")
+            elif n == max_steps:
+                stopped.update(steps=n, by="max_steps")
+            return bool(stopped)
+
+        actions = (online_actions(schedule, snapshots, stop) if online
+                   else schedule_actions(schedule, steps, snapshots))
+        variant = self._variant(schedule, None if online else actions, signature, compiled)
 
         seed = [0.0] if entry.returns else []
         scalar_sums = [0.0] * len(entry.scalar_bar_params)
@@ -279,21 +333,39 @@ class Checkpointed:
         array_bars = dict(zip(entry.bar_params, bar_arrays))
         results = tuple(array_bars[param] if param in array_bars
                         else float(scalar_bars.get(param, 0.0)) for param in step.wrt)
-        stats = CheckpointStats(schedule, snapshots, steps, counts.forward_steps,
-                                counts.taped_steps, counts.reverse_steps, counts.peak_snapshots,
-                                counts.peak_bytes, counts.peak_tape_bytes, state_bytes,
-                                pushed[0], pushed[1], probes)
+        stats = CheckpointStats(schedule, snapshots, stopped.get("steps", steps),
+                                counts.forward_steps, counts.taped_steps, counts.reverse_steps,
+                                counts.peak_snapshots, counts.peak_bytes, counts.peak_tape_bytes,
+                                state_bytes, pushed[0], pushed[1], probes, stopped.get("by"))
         return results, stats
 
 
 def checkpointed(step, *, schedule=None, snapshots=None, max_tape_bytes=None):
-    """A loop of ``steps`` calls of the differentiated ``step`` kernel with a checkpointed adjoint.
+    """A loop of calls of the differentiated ``step`` kernel with a checkpointed adjoint.
+
+    ``loop(*args, steps=N)`` and ``loop.adjoint(*args, steps=N, **bars)`` run the step N times.
+    ``loop(*args, until=predicate, max_steps=M)`` (and the same for ``loop.adjoint``) runs it until
+    ``predicate(*args)`` is true after a step, or M times: the step runs at least once, as in
+    ``while True: step(*args); if predicate(*args): break``.  The predicate must not write the
+    arrays (the adjoint re-runs steps from checkpoints and calls it in the first forward sweep
+    only); an exception it raises leaves them where the loop was.  The adjoint is that of the steps that ran, n of them (``last_stats.steps``): equal to
+    that of ``steps=n``; the stopping test is not differentiated (n is locally constant, so its
+    derivative is zero wherever n does not change).  Exactly one of ``steps=`` and ``until=`` is
+    given: the two describe the trip count; ``max_steps=`` is required with ``until=``, since a
+    tolerance never met would run forever, and since the memory budget is checked against it.
 
     ``schedule``: ``"binomial"`` (revolve, the default), ``"periodic"`` or ``"store_all"``;
-    ``snapshots``: the most checkpoints of the state held at once (binomial and periodic).
+    ``snapshots``: the most checkpoints of the state held at once (binomial and periodic).  With
+    ``until=`` the number of steps is unknown while they run, so the schedule is made online:
+    store_all tapes each step as it runs; binomial and periodic keep at most ``snapshots``
+    checkpoints in the forward sweep, at the multiples of a period that doubles as the loop goes
+    on, then reverse each segment between them with revolve (binomial: 5156 step executions for
+    1000 steps and 10 snapshots, where offline revolve, knowing the count, runs 4636) or by taping
+    it whole (periodic: segments up to twice as long as offline).
     ``max_tape_bytes``: a budget for checkpoints plus step tapes; without ``schedule`` it picks
     store_all if that fits, else binomial with as many snapshots as fit.  The step tape is
     measured by one taped step on copies of the state before the loop runs, and a call raises
-    AdsrcError before anything runs when nothing fits.
+    AdsrcError before anything runs when nothing fits; with ``until=`` the schedule must fit a
+    loop of ``max_steps`` steps.
     """
     return Checkpointed(step, schedule, snapshots, max_tape_bytes)

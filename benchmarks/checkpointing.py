@@ -2,13 +2,16 @@
 
     python benchmarks/checkpointing.py                  # 256x256 grid, 1000 sweeps, 10 snapshots
     python benchmarks/checkpointing.py --m 64 --steps 200 --output /tmp/c.md
+    python benchmarks/checkpointing.py --tolerance 1e-3    # the loop to a tolerance (default)
 
 The loop: ``steps`` forward Gauss-Seidel sweeps (``adsrc.kernels.gauss_seidel`` with one sweep
 as the step kernel) on the 2-D Poisson 5-point matrix of an m x m grid, with the matrix values,
 the right-hand side and the initial x active (``wrt=("data", "b", "x")``), reversed by
 ``adsrc.checkpointed`` with the store_all, periodic and binomial (revolve) schedules, on the
 compiled (Cython) backend.  For reference, the plain adjoint of the same loop written inside one
-kernel (``gauss_seidel`` with ``sweeps=steps``) is measured too.
+kernel (``gauss_seidel`` with ``sweeps=steps``) is measured too, and so is the loop run to a
+tolerance instead of a fixed number of sweeps (``until=``: sweeps until the residual is at most
+``--tolerance`` times the initial one), whose binomial schedule is made online.
 
 Per schedule: the adjoint time (median of ``--repeats`` calls) and its ratio to the compiled
 primal loop, step executions and the peak checkpoint + tape bytes counted by adsrc
@@ -70,15 +73,37 @@ def configurations(snapshots):
             ("binomial", dict(schedule="binomial", snapshots=snapshots))]
 
 
+MAX_STEPS = 100_000
+
+
+def converged(problem, tolerance):
+    """The ``until=`` predicate of the loop to a tolerance: ``||b - A x|| <= tolerance *
+    ||b - A x0||``, with ``A x`` by scipy.sparse (a fraction of a sweep's time).  Squared norms
+    without BLAS: ``np.linalg.norm`` and ``r @ r`` took up to 12 ms for 65536 values on a busy
+    2-CPU machine (BLAS threads waiting for a CPU), more than a sweep."""
+    import scipy.sparse as sp
+    indptr, indices, data, x0, b, _ = problem
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(len(x0), len(x0)))
+
+    def squared_residual(x):
+        residual = b - matrix @ x
+        return np.sum(residual * residual)
+
+    limit = tolerance ** 2 * squared_residual(x0)
+    return lambda indptr, indices, data, x, b, sweeps: squared_residual(x) <= limit
+
+
 def make_loop(options):
     step = adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",), backend="cython")
     return checkpointed(step, **options)
 
 
-def one_adjoint(loop, problem, steps):
+def one_adjoint(loop, problem, steps=None, until=None):
+    """One adjoint call of ``steps`` sweeps, or of sweeps ``until`` the predicate holds."""
     indptr, indices, data, x0, b, w = problem
     x = x0.copy()
-    loop.adjoint(indptr, indices, data, x, b, 1, steps=steps, x_bar=w.copy())
+    loop.adjoint(indptr, indices, data, x, b, 1, steps=steps, until=until,
+                 max_steps=None if until is None else MAX_STEPS, x_bar=w.copy())
     return loop.adjoint.last_stats
 
 
@@ -104,15 +129,15 @@ def traced_memory(call):
     return result, peak - before
 
 
-def child_rss(m, steps, snapshots, label):
+def child_rss(m, steps, snapshots, tolerance, label):
     """Peak RSS (bytes) of a new process running one adjoint call of schedule ``label``."""
     command = [sys.executable, os.path.abspath(__file__), "--m", str(m), "--steps", str(steps),
-               "--snapshots", str(snapshots), "--rss-of", label]
+               "--snapshots", str(snapshots), "--tolerance", repr(tolerance), "--rss-of", label]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["rss"]
 
 
-def rss_of(label, m, steps, snapshots):
+def rss_of(label, m, steps, snapshots, tolerance):
     problem = make_problem(m)
     if label in ("primal", "primal+schedules"):
         indptr, indices, data, x0, b, _ = problem
@@ -122,6 +147,9 @@ def rss_of(label, m, steps, snapshots):
     elif label == "plain":
         plain_adjoint(adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",),
                                           backend="cython"), problem, steps)
+    elif label == "until":
+        one_adjoint(make_loop(dict(configurations(snapshots))["binomial"]), problem,
+                    until=converged(problem, tolerance))
     else:
         one_adjoint(make_loop(dict(configurations(snapshots))[label]), problem, steps)
     print(json.dumps({"rss": peak_rss()}))
@@ -148,7 +176,7 @@ def plain_adjoint(whole, problem, steps):
     return whole.adjoint.last_tape_stats
 
 
-def measure(m, steps, snapshots, repeats, log):
+def measure(m, steps, snapshots, tolerance, repeats, log):
     problem = make_problem(m)
     indptr, indices, data, x0, b, w = problem
     xbytes = x0.nbytes
@@ -171,11 +199,30 @@ def measure(m, steps, snapshots, repeats, log):
         one_adjoint(loop, problem, steps)
         t_adjoint = timed(lambda: one_adjoint(loop, problem, steps), repeats)
         stats, traced = traced_memory(lambda: one_adjoint(loop, problem, steps))
-        rss = child_rss(m, steps, snapshots, label)
+        rss = child_rss(m, steps, snapshots, tolerance, label)
         rows.append(dict(label=label, snapshots=options.get("snapshots"), time=t_adjoint,
                          ratio=t_adjoint / t_primal, stats=stats,
                          memory=traced + stats.peak_tape_bytes, rss=rss))
         log(f"{label}: {t_adjoint:.3f} s, {stats}")
+    # the loop to a tolerance, binomial made online; its primal tests the residual after each sweep
+    until = converged(problem, tolerance)
+    options = dict(configurations(snapshots))["binomial"]
+    loop = make_loop(options)
+
+    def primal_until():
+        x = x0.copy()
+        loop(indptr, indices, data, x, b, 1, until=until, max_steps=MAX_STEPS)
+
+    primal_until()
+    t_primal_until = timed(primal_until, repeats)
+    one_adjoint(loop, problem, until=until)
+    t_adjoint = timed(lambda: one_adjoint(loop, problem, until=until), repeats)
+    stats, traced = traced_memory(lambda: one_adjoint(loop, problem, until=until))
+    rows.append(dict(label="until", snapshots=snapshots, time=t_adjoint,
+                     ratio=t_adjoint / t_primal_until, stats=stats,
+                     memory=traced + stats.peak_tape_bytes,
+                     rss=child_rss(m, steps, snapshots, tolerance, "until")))
+    log(f"until: primal {t_primal_until:.3f} s, adjoint {t_adjoint:.3f} s, {stats}")
     # the same loop inside one kernel, with the plain adjoint
     whole = adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",), backend="cython")
     plain_adjoint(whole, problem, 1)
@@ -183,12 +230,14 @@ def measure(m, steps, snapshots, repeats, log):
     tape, traced = traced_memory(lambda: plain_adjoint(whole, problem, steps))
     rows.append(dict(label="plain", snapshots=None, time=t_plain, ratio=t_plain / t_primal,
                      stats=None, tape=tape, memory=traced + tape.peak_bytes,
-                     rss=child_rss(m, steps, snapshots, "plain")))
+                     rss=child_rss(m, steps, snapshots, tolerance, "plain")))
     log(f"plain adjoint of the loop kernel: {t_plain:.3f} s, {tape}")
     return dict(m=m, n=m * m, steps=steps, snapshots=snapshots, xbytes=xbytes,
-                bars_bytes=data.nbytes + b.nbytes,
-                primal=t_primal, primal_rss=child_rss(m, steps, snapshots, "primal"),
-                schedules_rss=child_rss(m, steps, snapshots, "primal+schedules"), rows=rows)
+                bars_bytes=data.nbytes + b.nbytes, tolerance=tolerance,
+                until_primal=t_primal_until, until_steps=stats.steps, primal=t_primal,
+                primal_rss=child_rss(m, steps, snapshots, tolerance, "primal"),
+                schedules_rss=child_rss(m, steps, snapshots, tolerance, "primal+schedules"),
+                rows=rows)
 
 
 def table(result):
@@ -206,6 +255,9 @@ def table(result):
             held = f"{row['tape'].peak_bytes / MB:.1f} MB ({row['tape'].peak_bytes / xbytes:.2f})"
         else:
             label = row["label"]
+            if label == "until":
+                label = (f"binomial, online: until residual <= {result['tolerance']:g} x "
+                         f"initial ({stats.steps} sweeps)")
             executions = f"{stats.forward_steps} ({stats.taped_steps})"
             checkpoints = str(stats.peak_snapshots)
             held = f"{stats.peak_bytes / MB:.1f} MB ({stats.peak_bytes / xbytes:.2f})"
@@ -243,6 +295,18 @@ def write(path, result, command, elapsed):
         "checkpoint_schedules, and a binomial one runs that helper.",
         "",
         table(result),
+        "",
+        f"The *online* row runs the loop to a tolerance instead: `loop.adjoint(..., "
+        f"until=converged, max_steps={MAX_STEPS})`, sweeps until the residual "
+        f"`||b - A x||` is at most {result['tolerance']:g} times that of the initial x "
+        f"({result['until_steps']} sweeps; the test is a scipy.sparse product after each "
+        "sweep), with the binomial schedule made online (checkpoints at the multiples of a "
+        "period that doubles, then each segment reversed by revolve). Its adjoint/primal is "
+        f"over the primal loop to the same tolerance, {result['until_primal']:.3f} s. Offline "
+        f"revolve, knowing the {result['until_steps']} sweeps, would run "
+        f"{result['until_steps']} + optimal_extra_steps = "
+        f"{result['until_steps'] + optimal_extra_steps(result['until_steps'], snapshots)} "
+        "step executions.",
         "",
         "Columns: *adjoint* = `loop.adjoint(..., steps=...)`, forward and reverse sweeps, median "
         "of calls; *adjoint/primal* = that over the primal loop's time; *step executions* = "
@@ -283,15 +347,18 @@ def main(argv=None):
     parser.add_argument("--m", type=int, default=256, help="grid size: an m x m grid")
     parser.add_argument("--steps", type=int, default=1000, help="Gauss-Seidel sweeps")
     parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="the loop to a tolerance: residual reduction factor")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
     parser.add_argument("--output", default=os.path.join(HERE, "CHECKPOINTING.md"))
     parser.add_argument("--rss-of", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.rss_of:
-        rss_of(options.rss_of, options.m, options.steps, options.snapshots)
+        rss_of(options.rss_of, options.m, options.steps, options.snapshots, options.tolerance)
         return 0
     start = time.perf_counter()
-    result = measure(options.m, options.steps, options.snapshots, options.repeats,
+    result = measure(options.m, options.steps, options.snapshots, options.tolerance,
+                     options.repeats,
                      lambda text: print(text, file=sys.stderr, flush=True))
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(os.path.abspath(__file__))] + argv)

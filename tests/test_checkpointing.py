@@ -13,7 +13,13 @@ periodic or store-all schedule.  Checked here, on both backends:
   executions for 1000 steps and 10 snapshots, store-all runs exactly ``steps``; checkpoints plus
   step tapes stay within 11 copies of x (+ O(1)) for Gauss-Seidel with data active;
 * ``max_tape_bytes=`` picks store-all or the right number of snapshots and refuses, before
-  anything runs, when nothing fits; bad arguments raise clear errors and change nothing.
+  anything runs, when nothing fits; bad arguments raise clear errors and change nothing;
+* loops run ``until=`` a predicate holds (online schedules): the gradients are those of
+  ``steps=n`` for the trip count n, with at most ``snapshots`` checkpoints, the step executions
+  of the online schedule counted independently, a stop at ``max_steps``, agreement with finite
+  differences of the loop run to its tolerance, and clear errors for bad combinations;
+* the in-source loop marker ``for it in adsrc.checkpointed(range(n))`` is refused with an error
+  that names its line and says what to write instead.
 """
 
 import inspect
@@ -24,8 +30,8 @@ from checkpoint_schedules.multistage import optimal_extra_steps
 
 import adsrc
 from adsrc.checkpointing import checkpointed
-from adsrc.runtime.checkpointing import (reverses_one_step_at_a_time, run_schedule,
-                                         schedule_actions)
+from adsrc.runtime.checkpointing import (online_actions, reverses_one_step_at_a_time,
+                                         run_schedule, schedule_actions)
 from corpus import kernels as K
 from corpus import steps as S
 from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
@@ -367,35 +373,40 @@ def test_bad_arguments_raise_clear_errors_and_change_nothing(backend):
         returns.adjoint(np.ones(3), np.zeros(3), 0.5, steps=4)
 
 
+def _run_fake(actions, restores):
+    """Run ``actions`` with a fake step whose state is its step number: every taped and untaped
+    step must start from the state of its step, every reverse from the state after its steps, and
+    the state must end as the forward sweep left it.  Returns (counts, final state)."""
+    state = [np.zeros(1)]
+
+    def advance(n0, n1):
+        assert state[0][0] == n0
+        state[0][0] = n1
+
+    def record(n0, n1):
+        advance(n0, n1)
+        return list(range(n0, n1)), 8 * (n1 - n0)
+
+    def reverse(tape, n1, n0):
+        assert state[0][0] == n1 and tape == list(range(n0, n1))
+        state[0][0] = n0 if restores else -1.0
+
+    counts = run_schedule(actions, state, advance=advance, record=record, reverse=reverse,
+                          restores=restores)
+    return counts, state[0][0]
+
+
 @pytest.mark.parametrize("schedule", ["binomial", "periodic", "store_all"])
 def test_the_driver_runs_every_step_from_the_state_it_needs(schedule):
-    """The schedule driver alone, with a fake step whose state is its step number: every taped
-    and untaped step must start from the state of its step, every reverse from the state after
-    its steps; revolve's counts are the optimum; the state ends as the forward sweep left it."""
+    """The schedule driver alone, with the fake step: revolve's counts are the optimum."""
     for steps in range(0, 16):
         for snapshots in (1, 2, 3, 5, 20):
-            state = [np.zeros(1)]
             restores = not reverses_one_step_at_a_time(
                 schedule_actions(schedule, steps, snapshots))
             assert restores == (schedule != "binomial" and steps > 1
                                 and not (schedule == "periodic" and snapshots >= steps))
-
-            def advance(n0, n1):
-                assert state[0][0] == n0
-                state[0][0] = n1
-
-            def record(n0, n1):
-                advance(n0, n1)
-                return list(range(n0, n1)), 8 * (n1 - n0)
-
-            def reverse(tape, n1, n0):
-                assert state[0][0] == n1 and tape == list(range(n0, n1))
-                state[0][0] = n0 if restores else -1.0
-
-            counts = run_schedule(schedule_actions(schedule, steps, snapshots), state,
-                                  advance=advance, record=record, reverse=reverse,
-                                  restores=restores)
-            assert state[0][0] == steps
+            counts, final = _run_fake(schedule_actions(schedule, steps, snapshots), restores)
+            assert final == steps
             assert counts.taped_steps == counts.reverse_steps == steps
             if schedule == "binomial" and steps >= 2:
                 s = min(snapshots, steps - 1)
@@ -410,3 +421,236 @@ def test_the_driver_refuses_a_multi_step_reverse_that_does_not_restore():
         run_schedule(schedule_actions("store_all", 3), [np.zeros(1)],
                      advance=lambda n0, n1: None, record=lambda n0, n1: (None, 0),
                      reverse=lambda tape, n1, n0: None, restores=False)
+
+
+# loops run until a predicate holds: until=, max_steps= (online schedules) ------------------------
+
+def _online_binomial_executions(steps, snapshots):
+    """Step executions of an online binomial schedule, from its definition: the forward sweep
+    (``steps``), then each segment between checkpoints re-run by revolve with the checkpoints the
+    earlier segments leave free.  The checkpoints are the multiples below ``steps`` of the
+    smallest power of two p with ceil(steps / p) <= snapshots."""
+    period = 1
+    while -(-steps // period) > snapshots:
+        period *= 2
+    starts = list(range(0, steps, period))
+    total = steps
+    for index, start in enumerate(starts):
+        length = min(start + period, steps) - start
+        total += length + (optimal_extra_steps(length, min(snapshots - index, length - 1))
+                           if length > 1 else 0)
+    return total
+
+
+@pytest.mark.parametrize("schedule", ["binomial", "periodic", "store_all"])
+def test_the_driver_runs_online_schedules(schedule):
+    """Online schedules on the fake step, for every trip count: the stopping test sees the
+    state after each step, the loop stops where it says, at most ``snapshots`` checkpoints are
+    held, and the step executions are those of the schedule's definition."""
+    for steps in range(1, 24):
+        for snapshots in (1, 2, 3, 5, 30):
+            seen = []
+
+            def stop(n):
+                seen.append(n)
+                return n == steps
+
+            counts, final = _run_fake(online_actions(schedule, snapshots, stop),
+                                      restores=schedule != "binomial")
+            assert final == steps and seen == list(range(1, steps + 1))
+            assert counts.taped_steps == counts.reverse_steps == steps
+            if schedule == "store_all":
+                assert counts.forward_steps == steps and counts.peak_snapshots == 0
+                assert counts.peak_bytes == 8 * steps
+                continue
+            assert counts.peak_snapshots <= min(snapshots, steps)
+            if schedule == "binomial":
+                assert counts.forward_steps == _online_binomial_executions(steps, snapshots)
+                assert counts.peak_tape_bytes == 8
+            else:
+                assert counts.forward_steps == 2 * steps
+
+
+def _residual(indptr, indices, data, x, b):
+    rows = np.repeat(np.arange(len(x)), np.diff(indptr))
+    return np.linalg.norm(b - np.bincount(rows, weights=data * x[indices], minlength=len(x)))
+
+
+# stopping tests of the cases, and the trip counts they give (printed residuals and minima:
+# the step before the stop is well clear of the tolerance, so the finite differences below
+# do not change the trip count)
+UNTIL = {
+    "gauss_seidel": (lambda indptr, indices, data, x, b, sweeps:
+                     _residual(indptr, indices, data, x, b) < 2e-4, 13),
+    "jacobi_damped": (lambda indptr, indices, data, dinv, x, b, alpha, iters:
+                      _residual(indptr, indices, data, x, b) < 1e-2, 18),
+    "reaction_diffusion": (lambda u, d, r, dt: u[1:-1].min() > 0.8, 9),
+}
+ONLINE = [("binomial", 3), ("binomial", 1), ("binomial", 40), ("periodic", 3),
+          ("store_all", None)]
+
+
+def _counting(predicate):
+    """``predicate`` with a count of its calls, in ``.calls``."""
+    def counted(*args):
+        counted.calls += 1
+        return predicate(*args)
+    counted.calls = 0
+    return counted
+
+
+@pytest.mark.parametrize("name", list(UNTIL))
+def test_until_gives_the_gradients_of_the_steps_it_ran(name, backend):
+    case = CASES[name]
+    predicate, trips = UNTIL[name]
+    step = _step(case.step, case.wrt, case.outputs, backend)
+    seeds = case.seeds(np.random.default_rng(13))
+    primal_args = _copy(case.args)
+    until = _counting(predicate)
+    checkpointed(step, snapshots=3)(*primal_args, until=until, max_steps=100)
+    assert until.calls == trips
+    want, _, _ = _adjoint(case, backend, trips, seeds, schedule="store_all")
+    for schedule, snapshots in ONLINE:
+        loop = checkpointed(step, schedule=schedule, snapshots=snapshots)
+        args = _copy(case.args)
+        until = _counting(predicate)
+        got = loop.adjoint(*args, until=until, max_steps=100,
+                           **{k: v.copy() for k, v in seeds.items()})
+        stats = loop.adjoint.last_stats
+        assert (stats.steps, stats.stopped_by, until.calls) == (trips, "until", trips), schedule
+        _assert_close(got, want, case.wrt)
+        for got_arg, want_arg in zip(args, primal_args):
+            np.testing.assert_array_equal(got_arg, want_arg)
+        assert stats.taped_steps == stats.reverse_steps == trips
+        if schedule == "store_all":
+            assert stats.forward_steps == trips and stats.peak_snapshots == 0
+            continue
+        assert stats.peak_snapshots <= snapshots
+        if schedule == "binomial":
+            # checkpoints plus the tape of one step (that of the step's own adjoint, recorded
+            # alone by a one-step binomial loop)
+            _, _, one = _adjoint(case, backend, 1, seeds, schedule="binomial", snapshots=1)
+            assert stats.peak_tape_bytes == one.peak_bytes
+            assert stats.peak_bytes <= snapshots * stats.state_bytes + one.peak_bytes
+            assert stats.forward_steps == _online_binomial_executions(trips, snapshots)
+        else:
+            assert stats.forward_steps == 2 * trips
+
+
+def test_until_stops_at_max_steps(backend):
+    """A predicate that never holds: 1000 steps with 10 snapshots, the checkpoints of the forward
+    sweep 128 steps apart; the gradients of steps=1000, in 5156 step executions (offline revolve,
+    knowing the count, runs 4636)."""
+    step = _step(S.tiny_step, ("x", "a"), ("x",), backend)
+    x0, a, seed = np.array([0.3, -0.2]), 0.9, np.array([1.0, -0.5])
+    loop = checkpointed(step, schedule="binomial", snapshots=10)
+    never = _counting(lambda x, a: False)
+    x = x0.copy()
+    got = loop.adjoint(x, a, until=never, max_steps=1000, x_bar=seed.copy())
+    stats = loop.adjoint.last_stats
+    assert (stats.steps, stats.stopped_by, never.calls) == (1000, "max_steps", 1000)
+    assert stats.forward_steps == _online_binomial_executions(1000, 10) == 5156
+    assert stats.peak_snapshots == 10
+    want = loop.adjoint(x0.copy(), a, steps=1000, x_bar=seed.copy())
+    assert loop.adjoint.last_stats.forward_steps == 4636
+    _assert_close(got, want, ("x", "a"))
+    primal = x0.copy()
+    loop(primal, a, until=never, max_steps=1000)
+    np.testing.assert_array_equal(x, primal)
+    fixed = x0.copy()
+    loop(fixed, a, steps=1000)
+    np.testing.assert_array_equal(primal, fixed)
+
+
+def test_until_agrees_with_finite_differences_of_the_loop_to_its_tolerance(backend):
+    """The derivative of the loop as run: finite differences of the Gauss-Seidel loop run to its
+    tolerance, whose trip count the small perturbations do not change."""
+    case = CASES["gauss_seidel"]
+    predicate, trips = UNTIL["gauss_seidel"]
+    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), snapshots=3)
+    params = loop.step.params
+    rng = np.random.default_rng(14)
+    direction = {p: rng.standard_normal(np.shape(case.args[params.index(p)])) for p in case.wrt}
+    weights = rng.standard_normal(len(case.args[params.index("x")]))
+
+    def projected(t):
+        args = list(_copy(case.args))
+        for p, v in direction.items():
+            args[params.index(p)] = args[params.index(p)] + t * v
+        until = _counting(predicate)
+        loop(*args, until=until, max_steps=100)
+        assert until.calls == trips
+        return float(np.sum(weights * args[params.index("x")]))
+
+    def central(h):
+        return (projected(h) - projected(-h)) / (2 * h)
+
+    h = 1e-4
+    fd = (4.0 * central(h / 2) - central(h)) / 3.0
+    grads = loop.adjoint(*_copy(case.args), until=predicate, max_steps=100, x_bar=weights.copy())
+    ad = sum(float(np.sum(direction[p] * g)) for p, g in zip(case.wrt, grads))
+    assert ad == pytest.approx(fd, rel=1e-7, abs=1e-9)
+
+
+def test_until_honours_max_tape_bytes(backend):
+    """With until=, the budget must fit a loop of max_steps steps: store_all's tapes of 100
+    steps do not, revolve's checkpoints and one step tape do; nothing fitting is refused before
+    anything runs."""
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    args, n = _gs_problem()
+    predicate = UNTIL["gauss_seidel"][0]
+    one = checkpointed(step, schedule="binomial", snapshots=1)
+    one.adjoint(*_copy(args), steps=1, x_bar=np.ones(n))
+    step_bytes, state_bytes = one.adjoint.last_stats.peak_bytes, 8 * n
+    budget = 4 * state_bytes + step_bytes
+    loop = checkpointed(step, max_tape_bytes=budget)
+    loop.adjoint(*_copy(args), until=predicate, max_steps=100, x_bar=np.ones(n))
+    stats = loop.adjoint.last_stats
+    assert (stats.schedule, stats.snapshots, stats.steps) == ("binomial", 4, 13)
+    assert stats.peak_snapshots == 4 and stats.peak_bytes <= budget
+    before, x_bar = _copy(args), np.ones(n)
+    never = _counting(lambda *args: False)
+    for loop, message in ((checkpointed(step, max_tape_bytes=state_bytes), "up to 100 steps"),
+                          (checkpointed(step, schedule="store_all", max_tape_bytes=50 * step_bytes),
+                           "store_all schedule needs")):
+        with pytest.raises(adsrc.AdsrcError, match=message):
+            loop.adjoint(*args, until=never, max_steps=100, x_bar=x_bar)
+    assert never.calls == 0
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(x_bar, np.ones(n))
+
+
+def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
+    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    loop = checkpointed(step, schedule="binomial", snapshots=3)
+    args, n = _gs_problem()
+    before, x_bar = _copy(args), np.ones(n)
+    never = _counting(lambda *args: False)
+    for trip, message in ((dict(), "pass steps= .* or until="),
+                          (dict(steps=3, until=never, max_steps=5), "not both"),
+                          (dict(steps=3, max_steps=5), "with steps= do not pass it"),
+                          (dict(until=never), "needs max_steps="),
+                          (dict(until=3, max_steps=5), "callable"),
+                          (dict(until=never, max_steps=0), "max_steps must be an int >= 1"),
+                          (dict(until=never, max_steps=2.5), "max_steps must be an int >= 1"),
+                          (dict(until=never, max_steps=True), "max_steps must be an int >= 1")):
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            loop.adjoint(*args, x_bar=x_bar, **trip)
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            loop(*args, **trip)
+    assert never.calls == 0
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(x_bar, np.ones(n))
+
+
+def test_the_in_source_loop_marker_is_refused_with_what_to_write_instead(backend):
+    line = inspect.getsourcelines(S.marked_loop)[1] + 4
+    with pytest.raises(adsrc.UnsupportedError) as raised:
+        adsrc.differentiate(S.marked_loop, wrt=("x", "b"), outputs=("x",)).adjoint(
+            np.ones(3), np.ones(3), 2, x_bar=np.ones(3))
+    error = raised.value
+    assert error.filename.endswith("steps.py") and error.line == line
+    assert "for it in adsrc.checkpointed(range(n), snapshots=4)" in error.message
+    assert "its own step kernel" in error.message and "adsrc.checkpointed(step" in error.message
