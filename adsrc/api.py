@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.source import KernelSource
@@ -220,12 +221,31 @@ class Differentiable:
             with self._lock:        # one analysis at a time: threads share self._program
                 compiled = self._compiled.get(key)
                 if compiled is None:
-                    generator, entry = self.specialise(signature)
-                    source, namespace = generator.module(entry, backend, mode)
-                    compiled = _LOADED[mode](entry, backend, source, namespace)
+                    compiled = self._load_or_generate(signature, backend, mode)
                     self._compiled[key] = compiled
         self._last_signature = signature
         return compiled
+
+    def _load_or_generate(self, signature, backend, mode):
+        """The module found in the cache by its source key, without running the pipeline (a
+        cache hit then costs a few milliseconds, not tens); else the pipeline's, recorded
+        under that key.  The pipeline runs on a fresh Program, so that the module is generated
+        from the sources and constants the key describes, not from ones fenced earlier."""
+        source_key = SourceKey(self.fn, self.wrt, self.outputs, signature, backend, mode)
+
+        def specialised():
+            with self._lock:
+                return self.specialise(signature)[1]
+
+        found = source_key.load(specialised)
+        if found is not None:
+            entry, source, namespace = found
+            return _LOADED[mode](entry, backend, source, namespace)
+        self._program = Program()
+        generator, entry = self.specialise(signature)
+        source, namespace = generator.module(entry, backend, mode)
+        source_key.record(entry, source, namespace)
+        return _LOADED[mode](entry, backend, source, namespace)
 
     def source(self, kind=ADJOINT, args=None, backend=None):
         """The generated source of the adjoint (``kind="adjoint"``) or of the tangent

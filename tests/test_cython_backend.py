@@ -370,8 +370,11 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
     assert len(modules) == 1, files
     (module,) = modules
     pyx = module[: -len(_SUFFIX)] + ".pyx"
-    # exactly the module, its .pyx and the shared utility module: no build dirs, no temp files
-    assert set(files) == {module, pyx, *shared}, files
+    # exactly the module, its .pyx, the shared utility module and the module's one source-key
+    # record (both racers wrote it, by atomic rename): no build dirs, no temp files
+    assert set(files) == {module, pyx, *shared, "keys"}, files
+    records = os.listdir(cache / "keys")
+    assert len(records) == 1 and records[0].endswith(".pickle"), records
 
 
 # --------------------------------------------------------------------------------------------

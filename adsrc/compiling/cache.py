@@ -5,8 +5,12 @@ The cache directory is ``$ADSRC_CACHE_DIR`` if set, else the user cache director
 the compiler flags, the Cython and Python versions and the platform.  Files are written under a
 temporary name and renamed into place (an atomic operation), so two processes building the same
 module at once both end up with a complete file and neither reads a half-written one.
+
+A cache hit finds the module without generating its source, through a second key that hashes the
+kernel's source and what it depends on (:mod:`adsrc.compiling.source_key`, records in ``keys/``).
 """
 
+import functools
 import hashlib
 import os
 import platform
@@ -27,8 +31,18 @@ def cache_dir():
 
 def toolchain_tag(flags):
     """What a binary depends on besides its source."""
-    return "|".join([Cython.__version__, sys.version, platform.platform(),
-                     sysconfig.get_config_var("EXT_SUFFIX") or "", " ".join(flags)])
+    return _environment() + "|" + " ".join(flags)
+
+
+@functools.lru_cache(maxsize=None)
+def _environment():
+    """Cython and Python versions and the platform a binary is built for (system, machine, C
+    library), once per process.  Not ``platform.platform()``: it names the running kernel's
+    release (a kernel update is no reason to rebuild) and runs ``uname -p`` in a child process,
+    which every new process paid for on its first cache hit."""
+    return "|".join([Cython.__version__, sys.version, platform.system(), platform.machine(),
+                     " ".join(platform.libc_ver()),
+                     sysconfig.get_config_var("EXT_SUFFIX") or ""])
 
 
 def key(source, flags):

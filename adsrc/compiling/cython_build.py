@@ -121,10 +121,10 @@ def _ensure_shared(directory):
 
 
 def _find_or_build_shared(directory, name):
-    from setuptools import Extension
-
     final = os.path.join(directory, name + cache.extension_suffix())
-    if not os.path.exists(final):
+    if _imported(name, final) is None:
+        from setuptools import Extension       # imported only to build: 0.1-0.5 s
+
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
         try:
             _build(work, [Extension(name, [os.path.join(work, name + ".c")])], name)
@@ -133,7 +133,19 @@ def _find_or_build_shared(directory, name):
             raise AdsrcError(f"adsrc: building Cython's shared utility module failed:\n{exc}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    _import(name, final)
+        _import(name, final)
+
+
+def _imported(name, path):
+    """The module built at ``path``, imported; None when there is no file or it cannot be
+    imported (truncated or corrupt): the caller then builds it again, and the build's atomic
+    rename replaces the bad file."""
+    if not os.path.exists(path):
+        return None
+    try:
+        return _import(name, path)
+    except ImportError:
+        return None
 
 
 def load(source, name_hint, line_map=None):
@@ -147,11 +159,23 @@ def load(source, name_hint, line_map=None):
         return _find_or_build(directory, name, source, shared, line_map)
 
 
-def _find_or_build(directory, name, source, shared, line_map):
-    from setuptools import Extension
+def load_built(name):
+    """The module ``name`` (a name :func:`load` gave) if the cache holds a usable build of it,
+    imported; else None.  Never builds it (only the shared utility module, if missing)."""
+    directory = cache.cache_dir()
+    _ensure_shared(directory)
+    with _BUILD_LOCK:
+        if name in sys.modules:
+            return sys.modules[name]
+        return _imported(name, os.path.join(directory, name + cache.extension_suffix()))
 
+
+def _find_or_build(directory, name, source, shared, line_map):
     final = os.path.join(directory, name + cache.extension_suffix())
-    if not os.path.exists(final):
+    module = _imported(name, final)
+    if module is None:
+        from setuptools import Extension
+
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
         try:
             pyx = os.path.join(work, name + ".pyx")
@@ -164,7 +188,8 @@ def _find_or_build(directory, name, source, shared, line_map):
             raise AdsrcError(_located(str(exc), line_map)) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return _import(name, final)
+        module = _import(name, final)
+    return module
 
 
 def _located(message, line_map):

@@ -5,6 +5,8 @@ what is needed to report errors against the user's file (file name, first line, 
 to resolve the global names the kernel refers to (``np``, ``math``, other kernels).
 """
 
+import ast
+import functools
 import inspect
 import textwrap
 import types
@@ -38,15 +40,24 @@ class KernelSource:
         self.lines = dedented.splitlines()
         self.globals = fn.__globals__
         try:
-            module = gast.parse(dedented)
+            module = ast.parse(dedented)
         except SyntaxError as exc:
             raise AdsrcError(f"cannot parse the source of {fn.__qualname__}: {exc}") from None
-        defs = [node for node in module.body if isinstance(node, gast.FunctionDef)]
+        defs = [node for node in module.body if isinstance(node, ast.FunctionDef)]
         if len(defs) != 1:
             raise AdsrcError(f"{self.name}: expected one function definition in its source")
-        self.tree = defs[0]
-        self.tree.decorator_list = []
-        self.params = [arg.id for arg in self.tree.args.args]
+        self._definition = defs[0]
+        self.params = [arg.arg for arg in self._definition.args.args]
+
+    @functools.cached_property
+    def tree(self):
+        """The kernel's ``gast.FunctionDef``, without decorators.  Converted from the ``ast``
+        tree on first use: the conversion is most of the cost of reading a kernel, which
+        ``differentiate`` does to refuse an unreadable one early, and a cache hit never
+        needs the tree."""
+        tree = gast.ast_to_gast(self._definition)
+        tree.decorator_list = []
+        return tree
 
     def location(self, node):
         """(file, line, col) of a tree node in the user's file (1-based line, 0-based col)."""
@@ -72,9 +83,17 @@ class KernelSource:
 
     def resolve(self, name):
         """The global object a free name of the kernel refers to, or None."""
-        if name in self.globals:
-            return self.globals[name]
-        builtins = self.globals.get("__builtins__")
-        if isinstance(builtins, dict):
-            return builtins.get(name)
-        return getattr(builtins, name, None)
+        return resolve_global(self.globals, name)
+
+
+def resolve_global(namespace, name):
+    """What a free name resolves to in a function's globals (then builtins), or None.
+
+    Shared by the fence and by the source key (:mod:`adsrc.compiling.source_key`), which must
+    see exactly the objects the fence sees."""
+    if name in namespace:
+        return namespace[name]
+    builtins = namespace.get("__builtins__")
+    if isinstance(builtins, dict):
+        return builtins.get(name)
+    return getattr(builtins, name, None)

@@ -1,0 +1,272 @@
+"""The source key (``adsrc/compiling/source_key.py``): a compiled module found in the cache
+without running the pipeline, and never a stale one.
+
+A new process differentiating the same kernel loads its module without fencing anything; an
+edited kernel, a changed module constant, an edited callee in another file and a new argument
+signature each miss the key and give the derivatives of the new code; a corrupt or missing
+record or module file is rebuilt.  The kernels live in files written here, so that a test can
+edit them between processes.  Each process reports how often the fence ran and how many Cython
+builds it made (counters patched into it), and its derivatives, which are checked against the
+closed form: y = scale * x**2 + c * x, so x_bar = 2 * scale * x + c for y_bar = 1.
+"""
+
+import glob
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import numpy as np
+import pytest
+
+import adsrc
+from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir
+
+_CC = (sysconfig.get_config_var("CC") or "cc").split()[0]
+pytestmark = pytest.mark.skipif(not (shutil.which(_CC) or shutil.which("cc")),
+                                reason="the Cython backend needs a C compiler")
+
+X = np.array([1.0, 2.0, 3.0])
+
+CALLEE = """
+SCALE = {scale}
+
+
+def square(x, y):
+    for i in range(len(x)):
+        y[i] = SCALE * x[i] * x[i]
+"""
+
+KERNEL = """
+from {callee} import square
+
+
+def kernel(x, y, c):
+    square(x, y)
+    for i in range(len(y)):
+        y[i] = y[i] + c * x[i]
+"""
+
+# one differentiation and adjoint call, counting the fence's runs and the Cython builds
+_PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import adsrc
+    from adsrc.compiling import cython_build, source_key
+    from adsrc.frontend.fence import Fence
+
+    counts = {"fence": 0, "builds": 0}
+
+    def counting(name, function):
+        def counted(*args, **kwargs):
+            counts[name] += 1
+            return function(*args, **kwargs)
+        return counted
+
+    def counted_build(directory, extensions, shared):
+        # kernel modules only (not Cython's shared utility module, built once per cache)
+        counts["builds"] += extensions[0].name.startswith("adsrc_")
+        return build(directory, extensions, shared)
+
+    Fence.run = counting("fence", Fence.run)
+    # adsrc's own code, hashed into the key, is the same in every process of a test (a file
+    # saved while the suite runs is a miss, rightly, but not what these tests are about)
+    source_key._generator_tag = lambda: "adsrc under test"
+    build, cython_build._build = cython_build._build, counted_build
+    sys.path.insert(0, sys.argv[1])
+    from cache_kernel import kernel
+    c = json.loads(sys.argv[2])
+    x, y = np.array([1.0, 2.0, 3.0]), np.zeros(3)
+    f = adsrc.differentiate(kernel, wrt="x", outputs="y", backend="cython")
+    (x_bar,) = f.adjoint(x, y, c, y_bar=np.ones(3))
+    (compiled,) = f._compiled.values()
+    module = sys.modules[compiled.forward.__module__].__file__
+    print(json.dumps({"x_bar": x_bar.tolist(), "y": y.tolist(), "module": module, **counts}))
+""")
+
+
+def _write(directory, scale=2.0, callee_body=None, kernel_text=KERNEL):
+    callee = CALLEE.format(scale=scale)
+    if callee_body is not None:
+        callee = callee.replace("SCALE * x[i] * x[i]", callee_body)
+    (directory / "cache_callee.py").write_text(callee)
+    (directory / "cache_kernel.py").write_text(kernel_text.format(callee="cache_callee"))
+
+
+def _run(directory, c):
+    """One new process: its derivatives, its module file and its fence and build counts."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")      # an edited file is read again
+    env[ENVIRONMENT_VARIABLE] = cache_dir()
+    result = subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _check(run, y, x_bar):
+    np.testing.assert_allclose(run["y"], y, rtol=1e-14)
+    np.testing.assert_allclose(run["x_bar"], x_bar, rtol=1e-14)
+
+
+def _records_of(module_file):
+    """The source-key records naming the module built at ``module_file``."""
+    name = os.path.basename(module_file).split(".")[0]
+    found = []
+    for path in glob.glob(os.path.join(cache_dir(), "keys", "*.pickle")):
+        with open(path, "rb") as handle:
+            if pickle.load(handle)["module"] == name:
+                found.append(path)
+    return found
+
+
+def test_a_new_process_loads_by_the_source_key_without_the_pipeline(tmp_path):
+    _write(tmp_path)
+    first = _run(tmp_path, 0.5)
+    _check(first, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert first["fence"] >= 2 and first["builds"] == 1       # the kernel and its callee
+    again = _run(tmp_path, 0.5)
+    _check(again, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert again["fence"] == 0 and again["builds"] == 0
+    assert again["module"] == first["module"]
+
+
+@pytest.mark.parametrize("change, c, y, x_bar", [
+    # the callee's module constant (the fence inlines it), in a file the kernel's imports from
+    ("constant", 0.5, 3.0 * X**2 + 0.5 * X, 6.0 * X + 0.5),
+    ("callee", 0.5, 2.0 * X**3 + 0.5 * X, 6.0 * X**2 + 0.5),
+    ("kernel", 0.5, 2.0 * X**2 + 0.5 * X**2, 4.0 * X + X),
+    ("signature", 3, 2.0 * X**2 + 3 * X, 4.0 * X + 3),       # c an int, not a float
+])
+def test_a_change_misses_the_source_key_and_builds_the_new_code(tmp_path, change, c, y, x_bar):
+    _write(tmp_path)
+    base = _run(tmp_path, 0.5)
+    if change == "constant":
+        _write(tmp_path, scale=3.0)
+    elif change == "callee":
+        _write(tmp_path, callee_body="SCALE * x[i] * x[i] * x[i]")
+    elif change == "kernel":
+        _write(tmp_path, kernel_text=KERNEL.replace("c * x[i]", "c * x[i] * x[i]"))
+    changed = _run(tmp_path, c)
+    _check(changed, y, x_bar)
+    assert changed["fence"] >= 2 and changed["builds"] == 1
+    assert changed["module"] != base["module"]
+    again = _run(tmp_path, c)       # and the new code is found by its own source key
+    _check(again, y, x_bar)
+    assert again["fence"] == 0 and again["builds"] == 0
+
+
+def test_a_corrupt_module_file_is_rebuilt(tmp_path):
+    _write(tmp_path)
+    first = _run(tmp_path, 0.5)
+    with open(first["module"], "wb") as handle:
+        handle.write(b"not a shared library")
+    rebuilt = _run(tmp_path, 0.5)
+    _check(rebuilt, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert rebuilt["builds"] == 1 and rebuilt["module"] == first["module"]
+    assert _run(tmp_path, 0.5)["builds"] == 0
+
+
+def test_a_missing_module_file_is_rebuilt(tmp_path):
+    _write(tmp_path)
+    first = _run(tmp_path, 0.5)
+    os.remove(first["module"])
+    rebuilt = _run(tmp_path, 0.5)
+    _check(rebuilt, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert rebuilt["builds"] == 1 and os.path.exists(first["module"])
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_a_damaged_record_runs_the_pipeline_once_and_is_rewritten(tmp_path, damage):
+    _write(tmp_path)
+    first = _run(tmp_path, 0.5)
+    (record,) = _records_of(first["module"])
+    if damage == "corrupt":
+        with open(record, "wb") as handle:
+            handle.write(b"\x80\x05 truncated")
+    else:
+        os.remove(record)
+    second = _run(tmp_path, 0.5)
+    _check(second, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert second["fence"] >= 2 and second["builds"] == 0     # the module itself was fine
+    assert _records_of(first["module"]) == [record]
+    assert _run(tmp_path, 0.5)["fence"] == 0
+
+
+def test_a_constant_changed_in_process_is_fenced_again_for_a_new_signature(tmp_path,
+                                                                           monkeypatch):
+    """A Differentiable that already compiled a signature fences the kernel again for the
+    next one: else the source key, describing the new constant, would record a module
+    generated with the old one, and a fresh object would load it."""
+    directory = tmp_path / "inprocess"
+    directory.mkdir()
+    (directory / "cache_callee_inprocess.py").write_text(CALLEE.format(scale=2.0))
+    (directory / "cache_kernel_inprocess.py").write_text(
+        KERNEL.format(callee="cache_callee_inprocess"))
+    monkeypatch.syspath_prepend(str(directory))
+    import cache_callee_inprocess
+    import cache_kernel_inprocess
+
+    def x_bar(f, c):
+        (result,) = f.adjoint(X.copy(), np.zeros(3), c, y_bar=np.ones(3))
+        return result
+
+    f = adsrc.differentiate(cache_kernel_inprocess.kernel, wrt="x", outputs="y",
+                            backend="cython")
+    np.testing.assert_allclose(x_bar(f, 2), 4.0 * X + 2, rtol=1e-14)
+    monkeypatch.setattr(cache_callee_inprocess, "SCALE", 3.0)
+    np.testing.assert_allclose(x_bar(f, 0.5), 6.0 * X + 0.5, rtol=1e-14)
+    fresh = adsrc.differentiate(cache_kernel_inprocess.kernel, wrt="x", outputs="y",
+                                backend="cython")
+    np.testing.assert_allclose(x_bar(fresh, 0.5), 6.0 * X + 0.5, rtol=1e-14)
+    np.testing.assert_allclose(x_bar(fresh, 2), 6.0 * X + 2, rtol=1e-14)
+
+
+RULE_KERNEL = """
+import numpy as np
+
+WEIGHT = 2.0
+
+
+def helper(v):
+    return float(np.sum(v))
+
+
+def kernel(x, y, c):
+    y[0] = WEIGHT * helper(x) + c
+"""
+
+
+def test_the_key_follows_derivative_rules_and_gives_up_on_what_it_cannot_describe(
+        tmp_path, monkeypatch):
+    """No compilation: the key's value itself.  Registering a rule for a function the kernel
+    calls, or changing it, changes the key (the generated code calls the rule by name and types
+    its result by it); a global the fence would reject (an array) leaves no key at all."""
+    (tmp_path / "cache_rule_kernel.py").write_text(RULE_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cache_rule_kernel as module
+    from adsrc.compiling.source_key import SourceKey
+    from adsrc.runtime.arguments import signature_of
+
+    signature = signature_of("kernel", ["x", "y", "c"], (X, np.zeros(3), 0.5))
+
+    def key(backend="cython"):
+        return SourceKey(module.kernel, ("x",), ("y",), signature, backend, "adjoint").value
+
+    keys = [key()]
+    for returns in ("float", "float64[:]"):
+        @adsrc.rule(module.helper, returns=returns)
+        def forward(v):
+            return module.helper(v), ()
+        keys.append(key())
+    monkeypatch.setattr(module, "WEIGHT", 3.0)
+    keys.append(key())
+    assert None not in keys and len(set(keys)) == 4
+    assert key() == keys[-1]                            # the same inputs, the same key
+    monkeypatch.setattr(module, "WEIGHT", np.ones(3))
+    assert key() is None
+    monkeypatch.setattr(module, "WEIGHT", 3.0)
+    assert key("python") is None                        # only compiled modules are cached
