@@ -4,6 +4,8 @@ rule declared with ``adsrc.rule``."""
 import math
 
 import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
 
 import adsrc
 from adsrc.sparse import cg, gmres, matvec, rmatvec, spsolve
@@ -139,3 +141,15 @@ def cg_unrolled(data, indices, indptr, f, u, steps):
 def products_energy(data, indices, indptr, x, y, z, columns):
     csr_products(data, indices, indptr, x, y, z, columns)
     return np.dot(z, z)
+
+
+def scipy_spelling(data, indices, indptr, x, f, y, u):
+    """The products and the solve of csr_products and compliance, in SciPy's spelling."""
+    n = len(indptr) - 1
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, len(x)))
+    y[:] = A @ x
+    for i in range(n):
+        y[i] = math.tanh(y[i])
+    x[:] = A.T @ y
+    u[:] = scipy.sparse.linalg.spsolve(A, f)
+    return np.dot(f, u) + np.dot(x, x)

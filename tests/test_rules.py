@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import scipy.sparse
 import scipy.sparse as sp
 
 import adsrc
@@ -89,6 +90,10 @@ CASES = {
     "gmres_solve": (rk.gmres_energy,
                     lambda: [*_csr(_poisson_1d(7) + sp.diags([0.4], [2], shape=(7, 7))),
                              np.linspace(1, 2, 7), np.zeros(7)], ("data", "f"), ("return",)),
+    "scipy_spelling": (rk.scipy_spelling,
+                       lambda: [*_csr(_poisson_1d(6)), np.linspace(-1, 1, 6),
+                                np.linspace(1, 2, 6), np.zeros(6), np.zeros(6)],
+                       ("data", "x", "f"), ("return", "x")),
     "sparse_solve": (rk.compliance, lambda: [*_csr(_poisson_1d(7)), np.linspace(1, 2, 7),
                                              np.zeros(7)], ("data", "f"), ("return",)),
 }
@@ -262,6 +267,18 @@ def unknown_library_call(A, x):
 def test_an_array_result_must_fill_a_whole_array():
     with pytest.raises(adsrc.UnsupportedError, match="assign it to the whole of an array"):
         adsrc.differentiate(element_from_a_solve, wrt="A").adjoint(*_dense_args(), out_bar=1.0)
+
+
+def matrix_passed_on(data, indices, indptr, x, y):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(y), len(x)))
+    y[:] = A @ x
+    y[0] = A[0, 0]
+
+
+def test_a_sparse_matrix_is_used_only_in_products_and_solves():
+    with pytest.raises(adsrc.UnsupportedError, match="can only be used as A @ x"):
+        adsrc.differentiate(matrix_passed_on, wrt="data", outputs="y").adjoint(
+            *_csr(_poisson_1d(4)), np.ones(4), np.zeros(4), y_bar=np.ones(4))
 
 
 def test_a_missing_rule_is_named():

@@ -15,6 +15,7 @@ import numpy as np
 
 from adsrc.frontend import intrinsics
 from adsrc.frontend.quoting import quote
+from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -34,6 +35,7 @@ class Fence(gast.NodeTransformer):
     def __init__(self, source):
         self.source = source
         self.callees = {}
+        self.matrices = SparseMatrices(source, self._called_object)
         self.local_names = set(source.params)
         for node in gast.walk(source.tree):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
@@ -81,6 +83,8 @@ class Fence(gast.NodeTransformer):
             if len(stmt.targets) != 1:
                 self._fail(stmt, "chained assignment 'a = b = ...' is not supported")
             target = stmt.targets[0]
+            if self.matrices.defines(stmt):
+                return []           # a name for three arrays: its uses are rewritten
             if isinstance(target, gast.Tuple):
                 if isinstance(stmt.value, gast.Call):
                     return self._split_call(stmt, target)
@@ -234,6 +238,10 @@ class Fence(gast.NodeTransformer):
         if isinstance(node, gast.Name):
             return self._name(node)
         if isinstance(node, gast.BinOp):
+            product = self.matrices.product(node)
+            if product is not None:
+                product.args = [self._expression(arg) for arg in product.args]
+                return product
             if not isinstance(node.op, _BINOPS):
                 self._fail(node, f"the operator '{_opname(node.op)}' is not supported")
             node.left = self._expression(node.left)
@@ -274,6 +282,8 @@ class Fence(gast.NodeTransformer):
         self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")
 
     def _name(self, node):
+        if self.matrices.uses(node.id):
+            self.matrices.refuse(node)
         if node.id in self.local_names:
             return node
         value = self.source.resolve(node.id)
@@ -311,6 +321,10 @@ class Fence(gast.NodeTransformer):
         return obj
 
     def _call(self, call):
+        solve = self.matrices.solve(call)
+        if solve is not None:
+            solve.args = [self._expression(arg) for arg in solve.args]
+            return solve
         if call.keywords:
             self._fail(call, "keyword arguments in calls are not supported")
         func = call.func
