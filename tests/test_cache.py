@@ -22,6 +22,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir
@@ -227,6 +228,7 @@ def test_a_constant_changed_in_process_is_fenced_again_for_a_new_signature(tmp_p
 
 RULE_KERNEL = """
 import numpy as np
+import scipy.sparse as sp
 
 WEIGHT = 2.0
 
@@ -270,3 +272,20 @@ def test_the_key_follows_derivative_rules_and_gives_up_on_what_it_cannot_describ
     assert key() is None
     monkeypatch.setattr(module, "WEIGHT", 3.0)
     assert key("python") is None                        # only compiled modules are cached
+
+
+def test_kernels_in_scipy_sparse_spelling_get_a_key():
+    """``csr_matrix`` and ``spsolve`` are rewritten by the fence (their meaning is adsrc's), so
+    a kernel naming them is found by its key like any other."""
+    from adsrc.compiling.source_key import SourceKey
+    from adsrc.runtime.arguments import signature_of
+    from tests import rule_kernels
+
+    matrix = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(4, 4), format="csr")
+    args = (matrix.data, matrix.indices, matrix.indptr, np.ones(4), np.ones(4), np.zeros(4),
+            np.zeros(4))
+    params = ["data", "indices", "indptr", "x", "f", "y", "u"]
+    signature = signature_of("scipy_spelling", params, args)
+    key = SourceKey(rule_kernels.scipy_spelling, ("data",), ("return",), signature, "cython",
+                    "adjoint").value
+    assert key is not None

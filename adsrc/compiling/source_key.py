@@ -52,7 +52,7 @@ import numpy as np
 
 import adsrc
 from adsrc.compiling import cache, cython_build
-from adsrc.frontend import intrinsics
+from adsrc.frontend import intrinsics, sparse_matrices
 from adsrc.frontend.source import resolve_global
 from adsrc.pipeline import Key
 from adsrc.rules import library
@@ -229,6 +229,8 @@ def _describe(value, seen):
         # the generated code calls rules by name, and types their results by their rule
         parts = [] if split is None else [library.lookup(part[0]) for part in split.parts]
         return " | ".join(_attributes(item) for item in [rule, split, *parts])
+    if sparse_matrices.recognised(value):
+        return f"sparse spelling {library.spelled(value)}"
     kernel = getattr(value, "__wrapped_kernel__", value)
     if isinstance(kernel, types.FunctionType):
         return _describe_function(kernel, seen)

@@ -27,6 +27,12 @@ _SOLVES = {id(scipy.sparse.linalg.spsolve): sparse_rules.spsolve}
 _USES = "A @ x, A.T @ x and scipy.sparse.linalg.spsolve(A, b)"
 
 
+def recognised(value):
+    """Whether the fence rewrites a global (a constructor or a solve of SciPy's spelling): its
+    meaning is then adsrc's, fixed by adsrc's own code."""
+    return value in _CONSTRUCTORS or id(value) in _SOLVES
+
+
 class SparseMatrices:
     """The CSR matrices a kernel builds, by name: ``name -> (data, indices, indptr, shape)``."""
 
