@@ -7,11 +7,13 @@ together.  Nothing is regenerated when the point or the vector changes: the modu
 once per argument signature and kept by the :class:`~adsrc.api.Differentiable` inside.
 """
 
+import threading
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from adsrc.api import Differentiable
-from adsrc.directions import flatten, unflatten
+from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
 from adsrc.runtime.arguments import check_float, signature_of
@@ -32,6 +34,8 @@ class _SecondOrder:
                              f"wrt argument, got {', '.join(self.kernel.wrt)}")
         self.wrt = self.kernel.wrt[0]
         self.position = self.kernel.params.index(self.wrt)
+        self._directions = None         # the flat buffer of hvps(), reused between calls
+        self._lock = threading.Lock()
 
     def gradient_and_hvp(self, args, v, k=None):
         """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.
@@ -95,7 +99,13 @@ class _SecondOrder:
             raise ArgumentError(f"{name}: a stack of directions has shape (k,) + {shape}, got "
                                 f"{vs.shape}")
         k = vs.shape[0]
-        return unflatten(self.gradient_and_hvp(args, flatten(vs), k)[1], shape, k)
+        with self._lock:
+            # The directions go into a buffer kept between calls: at n = 10^5 and k = 8, the
+            # page faults of a fresh array of n * k values cost more than the sweep itself.
+            if self._directions is None or self._directions.size != vs.size:
+                self._directions = np.empty(vs.size)
+            np.copyto(self._directions.reshape(shape + (k,)), np.moveaxis(vs, 0, -1))
+            return unflatten(self.gradient_and_hvp(args, self._directions, k)[1], shape, k)
 
 
 def hvp(f, wrt, backend=None):

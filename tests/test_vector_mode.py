@@ -256,6 +256,17 @@ def test_vector_hvp_equals_matvecs_and_finite_differences(name, backend):
         np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7 * scale)
 
 
+def test_matmat_results_are_not_overwritten_by_the_next_product():
+    """matmat reuses its buffer of directions between calls, never its results."""
+    x = np.random.default_rng(54).uniform(0.5, 1.5, 7)
+    operator = adsrc.hessian_operator(HK.norm_cubed, x, backend="python")
+    first = operator.matmat(np.eye(7)[:, :3])
+    kept = first.copy()
+    operator.matmat(np.ones((7, 3)))
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_allclose(first[:, 2], operator.matvec(np.eye(7)[:, 2]), rtol=1e-13)
+
+
 def test_bad_hvp_stacks_are_refused():
     x = np.ones(5)
     with pytest.raises(adsrc.ArgumentError, match="shape"):
