@@ -33,6 +33,7 @@ from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct
                                      signature_of)
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
+from adsrc.transformations.vector import VectorModeUnsupported
 from adsrc.vector_pipeline import VECTOR_HVP, VECTOR_TANGENT
 
 
@@ -278,7 +279,11 @@ class Differentiable:
         name = self.fn.__name__
         k = stack_size(name, self.params, args, dots)
         if k is not None:
-            compiled = self._compile(signature_of(name, self.params, args), mode=VECTOR_TANGENT)
+            try:
+                compiled = self._compile(signature_of(name, self.params, args),
+                                         mode=VECTOR_TANGENT)
+            except VectorModeUnsupported:
+                return self._tangents_one_by_one(args, dots, k)
             return vector_tangent(self, compiled, args, dots, k)
         compiled = self._compile(signature_of(name, self.params, args), mode=TANGENT)
         entry = compiled.entry
@@ -295,6 +300,27 @@ class Differentiable:
                 out.append(float(returned[1]))
             else:
                 out.append(tangents.get(output, np.zeros_like(values[output])))
+        return tuple(out)
+
+    def _tangents_one_by_one(self, args, dots, k):
+        """Vector mode's results, one direction per run, for kernels vector mode cannot do
+        (calls of derivative rules): the first k - 1 runs work on copies, the last on the
+        arguments themselves, so they end as the primal leaves them."""
+        runs = []
+        for direction in range(k):
+            run_args = args if direction == k - 1 else [
+                np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg
+                for arg in args]
+            runs.append(self.tangent(*run_args, **{key: np.array(stack[direction], copy=True)
+                                                   for key, stack in dots.items()}))
+        outputs = self._outputs_for(signature_of(self.fn.__name__, self.params, args))
+        out = []
+        for position, output in enumerate(outputs):
+            stack = np.stack([np.asarray(run[position], dtype=np.float64) for run in runs])
+            if output != RETURN_OUTPUT and output + "_dot" in dots:
+                dots[output + "_dot"][...] = stack
+                stack = dots[output + "_dot"]
+            out.append(stack)
         return tuple(out)
 
     # running ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
 from adsrc.runtime.arguments import check_float, signature_of
+from adsrc.transformations.vector import VectorModeUnsupported
 from adsrc.vector_pipeline import VECTOR_HVP
 
 
@@ -36,6 +37,7 @@ class _SecondOrder:
         self.position = self.kernel.params.index(self.wrt)
         self._directions = None         # the flat buffer of hvps(), reused between calls
         self._lock = threading.Lock()
+        self._vector_support = {}       # signature -> whether vector mode can do the kernel
 
     def gradient_and_hvp(self, args, v, k=None):
         """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.
@@ -85,6 +87,18 @@ class _SecondOrder:
             return float(scalars[index]), scalar_dots[index]
         return float(scalars[index]), float(scalars[count + index])
 
+    def _vector_mode(self, args):
+        """Whether vector mode can do this kernel (not through calls of derivative rules),
+        found out once per signature."""
+        signature = signature_of(self.kernel.fn.__name__, self.kernel.params, args)
+        if signature not in self._vector_support:
+            try:
+                self.kernel._compile(signature, mode=VECTOR_HVP)
+                self._vector_support[signature] = True
+            except VectorModeUnsupported:
+                self._vector_support[signature] = False
+        return self._vector_support[signature]
+
     def hvps(self, args, vs):
         """H applied to a stack of k directions ``vs`` (shape ``(k,) + x.shape``, a length-k
         array for a float ``x``) at ``args`` (not modified), in one vector-mode sweep; the
@@ -99,6 +113,8 @@ class _SecondOrder:
             raise ArgumentError(f"{name}: a stack of directions has shape (k,) + {shape}, got "
                                 f"{vs.shape}")
         k = vs.shape[0]
+        if not self._vector_mode(args):            # one direction at a time
+            return np.stack([np.asarray(self.gradient_and_hvp(args, v)[1]) for v in vs])
         with self._lock:
             # The directions go into a buffer kept between calls: at n = 10^5 and k = 8, the
             # page faults of a fresh array of n * k values cost more than the sweep itself.

@@ -5,6 +5,6 @@ A kernel holds a CSR matrix as ``(data, indices, indptr)``; ``data`` may be acti
 the sparsity pattern only).
 """
 
-from adsrc.rules.sparse import cg, gmres, matvec, rmatvec, spsolve
+from adsrc.rules.sparse import cg, gmres, matvec, rmatvec, spsolve, spsolve_transposed
 
-__all__ = ["cg", "gmres", "matvec", "rmatvec", "spsolve"]
+__all__ = ["cg", "gmres", "matvec", "rmatvec", "spsolve", "spsolve_transposed"]

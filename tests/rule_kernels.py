@@ -153,3 +153,15 @@ def scipy_spelling(data, indices, indptr, x, f, y, u):
     x[:] = A.T @ y
     u[:] = scipy.sparse.linalg.spsolve(A, f)
     return np.dot(f, u) + np.dot(x, x)
+
+
+def csc_spelling(data, indices, indptr, x, f, y, u):
+    """scipy_spelling with a CSC matrix: its arrays hold columns."""
+    n = len(indptr) - 1
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    y[:] = A @ x
+    for i in range(n):
+        y[i] = math.tanh(y[i])
+    x[:] = A.T @ y
+    u[:] = scipy.sparse.linalg.spsolve(A, f)
+    return np.dot(f, u) + np.dot(x, x) + u[0] * y[1]

@@ -94,13 +94,20 @@ CASES = {
                        lambda: [*_csr(_poisson_1d(6)), np.linspace(-1, 1, 6),
                                 np.linspace(1, 2, 6), np.zeros(6), np.zeros(6)],
                        ("data", "x", "f"), ("return", "x")),
+    "csc_spelling": (rk.csc_spelling,
+                     lambda: [*_csr(sp.csc_matrix(_poisson_1d(6)
+                                                  + sp.diags([0.4], [2], shape=(6, 6)))),
+                              np.linspace(-1, 1, 6), np.linspace(1, 2, 6), np.zeros(6),
+                              np.zeros(6)],
+                     ("data", "x", "f"), ("return", "x")),
     "sparse_solve": (rk.compliance, lambda: [*_csr(_poisson_1d(7)), np.linspace(1, 2, 7),
                                              np.zeros(7)], ("data", "f"), ("return",)),
 }
 
 
 def _csr(matrix):
-    matrix = sp.csr_matrix(matrix)
+    """The three arrays of a CSR matrix (of a CSC one's columns, for a CSC matrix)."""
+    matrix = matrix if sp.isspmatrix_csc(matrix) else sp.csr_matrix(matrix)
     return [matrix.data.copy(), matrix.indices.astype(np.int32), matrix.indptr.astype(np.int32)]
 
 
@@ -128,6 +135,7 @@ HVP_CASES = {
     "norm_in_a_loop": (rk.power_iteration, "A", CASES["norm_in_a_loop"][1]),
     "sparse_solve_values": (rk.compliance, "data", CASES["sparse_solve"][1]),
     "csr_products_values": (rk.products_energy, "data", CASES["csr_products"][1]),
+    "csc_spelling_values": (rk.csc_spelling, "data", CASES["csc_spelling"][1]),
 }
 
 
@@ -315,3 +323,27 @@ def test_a_rule_returning_a_wrong_shape_is_an_error():
     with pytest.raises(adsrc.AdsrcError, match="shape"):
         adsrc.differentiate(uses_wrong_shape, wrt="x", outputs="y").adjoint(
             np.ones(4), np.zeros(4), y_bar=np.ones(4))
+
+
+def test_stacks_of_directions_go_one_at_a_time_through_rules():
+    """Vector mode cannot carry k directions through a rule's call yet: f.tangent with
+    stacks, adsrc.jacobian in forward mode and HessianOperator.matmat run one direction at a
+    time, with the results of the single-direction runs."""
+    args = _dense_args()
+    f = adsrc.differentiate(rk.dense_solve_energy, wrt=("A", "b"), outputs=("return",))
+    rng = np.random.default_rng(11)
+    A_dots, b_dots = rng.standard_normal((3, 5, 5)), rng.standard_normal((3, 5))
+    (stacked,) = f.tangent(*_copies(args), A_dot=A_dots, b_dot=b_dots)
+    singles = [f.tangent(*_copies(args), A_dot=A_dots[d].copy(), b_dot=b_dots[d].copy())[0]
+               for d in range(3)]
+    np.testing.assert_allclose(stacked, singles, rtol=1e-13)
+    forward = adsrc.jacobian(rk.dense_solve_energy, wrt="b", outputs="return",
+                             mode="forward")(*args)
+    reverse = adsrc.jacobian(rk.dense_solve_energy, wrt="b", outputs="return",
+                             mode="reverse")(*args)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-12)
+    hessian = adsrc.hessian_operator(rk.compliance, *CASES["sparse_solve"][1](), wrt="f")
+    directions = rng.standard_normal((7, 2))
+    np.testing.assert_allclose(hessian.matmat(directions),
+                               np.column_stack([hessian.matvec(d) for d in directions.T]),
+                               rtol=1e-12)

@@ -2,15 +2,16 @@
 
 A kernel may write::
 
-    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, m))   # or csr_array
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, m))   # or csr_array, csc_...
     y[:] = A @ x
     z[:] = A.T @ y
     u[:] = scipy.sparse.linalg.spsolve(A, f)
 
 ``A`` is only another name for the three arrays (SciPy does not copy them either), so the fence
 drops its definition and rewrites each use into the function of :mod:`adsrc.sparse` that takes
-the arrays (``matvec``, ``rmatvec``, ``spsolve``), whose derivative rules then apply: the values
-``data`` may be active.  Any other use of ``A`` is refused, as is a second definition.
+the arrays (``matvec``, ``rmatvec``, ``spsolve``; for a CSC matrix, whose arrays are the CSR
+arrays of its transpose, ``rmatvec``, ``matvec``, ``spsolve_transposed``), whose derivative rules
+then apply: the values ``data`` may be active.  Any other use of ``A`` is refused, as is a second definition.
 """
 
 import gast
@@ -21,20 +22,25 @@ from adsrc.rules import library
 from adsrc.rules import sparse as sparse_rules
 from adsrc.rules.library import RULES
 
-_CONSTRUCTORS = tuple(getattr(scipy.sparse, name) for name in ("csr_matrix", "csr_array")
-                      if hasattr(scipy.sparse, name))
-_SOLVES = {id(scipy.sparse.linalg.spsolve): sparse_rules.spsolve}
+# constructor -> whether its arrays are A's rows (CSR) or A's columns (CSC: the CSR arrays of A^T)
+_CONSTRUCTORS = {getattr(scipy.sparse, name): name.startswith("csc")
+                 for name in ("csr_matrix", "csr_array", "csc_matrix", "csc_array")
+                 if hasattr(scipy.sparse, name)}
+# solve -> (its function on CSR arrays, on the CSR arrays of A^T)
+_SOLVES = {id(scipy.sparse.linalg.spsolve): (sparse_rules.spsolve,
+                                             sparse_rules.spsolve_transposed)}
 _USES = "A @ x, A.T @ x and scipy.sparse.linalg.spsolve(A, b)"
 
 
 def recognised(value):
     """Whether the fence rewrites a global (a constructor or a solve of SciPy's spelling): its
     meaning is then adsrc's, fixed by adsrc's own code."""
-    return value in _CONSTRUCTORS or id(value) in _SOLVES
+    return (callable(value) and value in _CONSTRUCTORS) or id(value) in _SOLVES
 
 
 class SparseMatrices:
-    """The CSR matrices a kernel builds, by name: ``name -> (data, indices, indptr, shape)``."""
+    """The sparse matrices a kernel builds, by name: ``name -> ((data, indices, indptr), shape,
+    whether the arrays hold columns (CSC))``."""
 
     def __init__(self, source, called_object):
         self.source = source
@@ -47,7 +53,8 @@ class SparseMatrices:
     def defines(self, stmt):
         """Whether ``stmt`` builds a CSR matrix from arrays (then recorded, to be dropped)."""
         call = stmt.value
-        if not (isinstance(call, gast.Call) and self.called_object(call) in _CONSTRUCTORS):
+        constructor = self.called_object(call) if isinstance(call, gast.Call) else None
+        if not (callable(constructor) and constructor in _CONSTRUCTORS):
             return False
         target = stmt.targets[0]
         parts = call.args[0].elts if len(call.args) == 1 \
@@ -58,11 +65,12 @@ class SparseMatrices:
                 or len(call.keywords) != 1 or not shape \
                 or not (isinstance(shape[0], gast.Tuple) and len(shape[0].elts) == 2):
             self._fail(stmt, "build a sparse matrix in a kernel as 'A = csr_matrix((data, "
-                             "indices, indptr), shape=(n, m))', with the three arrays by name")
+                             "indices, indptr), shape=(n, m))' (or csc_matrix), with the three "
+                             "arrays by name")
         if target.id in self.matrices:
             self._fail(stmt, f"the sparse matrix '{target.id}' is built twice: build it once "
                              "(it follows the changes of its arrays, as in SciPy)")
-        self.matrices[target.id] = (parts, shape[0].elts)
+        self.matrices[target.id] = (parts, shape[0].elts, _CONSTRUCTORS[constructor])
         return True
 
     def uses(self, name):
@@ -81,23 +89,24 @@ class SparseMatrices:
             left, transposed = left.value, True
         if not (isinstance(left, gast.Name) and left.id in self.matrices):
             self._fail(node, f"'@' is supported for the products {_USES}")
-        (data, indices, indptr), (_, columns) = self.matrices[left.id]
+        (data, indices, indptr), (rows, columns), by_columns = self.matrices[left.id]
         arrays = [gast.Name(part.id, gast.Load(), None, None) for part in (data, indices, indptr)]
-        if transposed:
-            return self._call(sparse_rules.rmatvec, arrays + [node.right, columns], node)
+        if transposed != by_columns:      # A.T @ x of CSR, A @ x of CSC (the CSR arrays of A^T)
+            size = rows if by_columns else columns
+            return self._call(sparse_rules.rmatvec, arrays + [node.right, size], node)
         return self._call(sparse_rules.matvec, arrays + [node.right], node)
 
     def solve(self, call):
         """``spsolve(A, b)`` as a call of adsrc.sparse.spsolve on A's arrays, or None."""
-        function = _SOLVES.get(id(self.called_object(call)))
-        if function is None:
+        functions = _SOLVES.get(id(self.called_object(call)))
+        if functions is None:
             return None
         if len(call.args) != 2 or call.keywords or not (
                 isinstance(call.args[0], gast.Name) and call.args[0].id in self.matrices):
             self._fail(call, "write 'spsolve(A, b)' with A a matrix built in the kernel")
-        (data, indices, indptr), _ = self.matrices[call.args[0].id]
+        (data, indices, indptr), _, by_columns = self.matrices[call.args[0].id]
         arrays = [gast.Name(part.id, gast.Load(), None, None) for part in (data, indices, indptr)]
-        return self._call(function, arrays + [call.args[1]], call)
+        return self._call(functions[by_columns], arrays + [call.args[1]], call)
 
     @staticmethod
     def _call(function, args, node):

@@ -58,6 +58,12 @@ def _krylov(method, matrix, b, rtol, label):
     return u
 
 
+def spsolve_transposed(data, indices, indptr, b):
+    """The solution ``u`` of ``A^T u = b`` for the square CSR matrix ``A = (data, indices,
+    indptr)``: also ``A u = b`` for the CSC matrix with these arrays."""
+    return _factorised(data, indices, indptr).solve(np.asarray(b, dtype=float), trans="T")
+
+
 def _square(data, indices, indptr):
     return _matrix(data, indices, indptr, len(indptr) - 1)
 
@@ -143,42 +149,68 @@ def _rmatvec_backward_tangent(args, dots, y_bar, y_bar_dot):
     return adjoints, tangents
 
 
-@rule(spsolve, returns="float64[:]")
-def _spsolve_forward(data, indices, indptr, b):
-    factors = _factorised(data, indices, indptr)
-    u = factors.solve(np.asarray(b, dtype=float))
-    return u, (factors, u, indices, indptr)
+def _direct_solve_rule(solver, transposed):
+    """The rule of ``spsolve`` (``A u = b``) or, ``transposed``, of ``spsolve_transposed``
+    (``A^T u = b``): one LU factorisation of A, used for the solve, its adjoint (the other
+    orientation) and the tangents.  The adjoint of A is ``-lam u^T`` for ``A u = b`` and its
+    transpose ``-u lam^T`` for ``A^T u = b``, on the stored entries only."""
+    forward_trans, adjoint_trans = ("T", "N") if transposed else ("N", "T")
+
+    def product(values, indices, indptr, x, size, trans):
+        """``A x`` (trans "N") or ``A^T x`` (trans "T") for the CSR values ``values``."""
+        if trans == "N":
+            return matvec(values, indices, indptr, x)
+        return rmatvec(values, indices, indptr, x, size)
+
+    def entries(left, right, indices, indptr):
+        """``-(left right^T)`` of A's orientation, on A's stored entries."""
+        rows = _row_of_entry(indptr)
+        if transposed:
+            return -right[rows] * left[indices]
+        return -left[rows] * right[indices]
+
+    def solved(data, indices, indptr, b):
+        factors = _factorised(data, indices, indptr)
+        return factors, factors.solve(np.asarray(b, dtype=float), trans=forward_trans)
+
+    @rule(solver, returns="float64[:]")
+    def forward(data, indices, indptr, b):
+        factors, u = solved(data, indices, indptr, b)
+        return u, (factors, u, indices, indptr)
+
+    @forward.backward
+    def backward(saved, u_bar):
+        factors, u, indices, indptr = saved
+        lam = factors.solve(u_bar, trans=adjoint_trans)
+        if not np.all(np.isfinite(lam)):
+            raise AdsrcError(f"{solver.__name__}: the solve of the adjoint failed")
+        return entries(lam, u, indices, indptr), None, None, lam
+
+    @forward.backward_tangent
+    def backward_tangent(args, dots, u_bar, u_bar_dot):
+        (data, indices, indptr, b), (data_dot, _, _, b_dot) = args, dots
+        factors, u = solved(data, indices, indptr, b)
+        n = len(u)
+        u_dot = factors.solve(b_dot - product(data_dot, indices, indptr, u, n, forward_trans),
+                              trans=forward_trans)
+        lam = factors.solve(u_bar, trans=adjoint_trans)
+        lam_dot = factors.solve(u_bar_dot - product(data_dot, indices, indptr, lam, n,
+                                                    adjoint_trans), trans=adjoint_trans)
+        return ((entries(lam, u, indices, indptr), None, None, lam),
+                (entries(lam_dot, u, indices, indptr) + entries(lam, u_dot, indices, indptr),
+                 None, None, lam_dot))
+
+    @forward.tangent
+    def tangent(data, indices, indptr, b, data_dot, indices_dot, indptr_dot, b_dot):
+        factors, u = solved(data, indices, indptr, b)
+        rhs = b_dot - product(data_dot, indices, indptr, u, len(u), forward_trans)
+        return u, factors.solve(rhs, trans=forward_trans)
+
+    return forward
 
 
-@_spsolve_forward.backward
-def _spsolve_backward(saved, u_bar):
-    factors, u, indices, indptr = saved
-    lam = factors.solve(u_bar, trans="T")
-    if not np.all(np.isfinite(lam)):
-        raise AdsrcError("spsolve: the transposed solve of the adjoint failed")
-    return -lam[_row_of_entry(indptr)] * u[indices], None, None, lam
-
-
-@_spsolve_forward.backward_tangent
-def _spsolve_backward_tangent(args, dots, u_bar, u_bar_dot):
-    (data, indices, indptr, b), (data_dot, _, _, b_dot) = args, dots
-    factors = _factorised(data, indices, indptr)
-    rows = _row_of_entry(indptr)
-    u = factors.solve(np.asarray(b, dtype=float))
-    u_dot = factors.solve(b_dot - matvec(data_dot, indices, indptr, u))
-    lam = factors.solve(u_bar, trans="T")
-    lam_dot = factors.solve(u_bar_dot - rmatvec(data_dot, indices, indptr, lam, len(u)),
-                            trans="T")
-    return ((-lam[rows] * u[indices], None, None, lam),
-            (-lam_dot[rows] * u[indices] - lam[rows] * u_dot[indices], None, None, lam_dot))
-
-
-@_spsolve_forward.tangent
-def _spsolve_tangent(data, indices, indptr, b, data_dot, indices_dot, indptr_dot, b_dot):
-    factors = _factorised(data, indices, indptr)
-    u = factors.solve(np.asarray(b, dtype=float))
-    rhs = b_dot - matvec(data_dot, indices, indptr, u)
-    return u, factors.solve(rhs)
+_direct_solve_rule(spsolve, transposed=False)
+_direct_solve_rule(spsolve_transposed, transposed=True)
 
 
 # Krylov solves: implicit adjoints at the computed solution.  The backward part solves the

@@ -48,6 +48,11 @@ _GENERATED = ("__tan", "__fwd_dot", "__rev_dot")
 _ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
 
+class VectorModeUnsupported(AdsrcError):
+    """A kernel whose tangent code vector mode cannot carry k directions through (the call of
+    a derivative rule, say); callers then run one direction at a time."""
+
+
 def _tape_call(node, *methods):
     return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
         and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE \
@@ -111,9 +116,9 @@ class Vectorize:
         """A tangent statement of a form this pass does not know (from a derivative rule of a
         library call, say): refused, since carrying k directions through it unchanged would
         give wrong derivatives."""
-        raise AdsrcError(f"{self.spec.source.name}: vector mode (stacks of directions) cannot "
-                         f"carry k directions through the generated statement "
-                         f"'{unparse(stmt)}' yet; pass one direction at a time")
+        raise VectorModeUnsupported(f"{self.spec.source.name}: vector mode (stacks of "
+                                    f"directions) cannot carry k directions through the "
+                                    f"generated statement '{unparse(stmt)}' yet")
 
     def _check_expression(self, stmt):
         """A tangent statement's value must be a sum of partials times tangents (or a
