@@ -155,11 +155,12 @@ class ReverseMode:
 
     def _forward_statement(self, stmt):
         if rule_call(stmt) is not None:
-            saves_old = id(stmt) in self.tbr.saves
-            before = []
-            if saves_old and rule_calls.stored_array(stmt) is None:
-                before.append(self._push(copy.deepcopy(stmt.targets[0]), "float"))
-            return before + rule_calls.forward(self.spec, stmt, TAPE, saves_old)
+            # the old value, when saved: a float here, an array by rule_calls
+            keep = id(stmt) in self.tbr.saves
+            if keep and rule_calls.stored_array(stmt) is None:
+                push = self._push(copy.deepcopy(stmt.targets[0]), "float")
+                return [push] + rule_calls.forward(self.spec, stmt, TAPE, keep_array=False)
+            return rule_calls.forward(self.spec, stmt, TAPE, keep_array=keep)
         if isinstance(stmt, (gast.Assign, gast.Expr)):
             out = []
             if id(stmt) in self.tbr.saves:
@@ -241,8 +242,11 @@ class ReverseMode:
 
     def _reverse_statement(self, stmt):
         if rule_call(stmt) is not None:
-            restore = self._restore(stmt) if id(stmt) in self.tbr.saves else None
-            return rule_calls.reverse(self.spec, stmt, TAPE, restore, self.namer)
+            keep = id(stmt) in self.tbr.saves
+            if keep and rule_calls.stored_array(stmt) is None:
+                return rule_calls.reverse(self.spec, stmt, TAPE, self.namer,
+                                          restore_array=False) + [self._restore(stmt)]
+            return rule_calls.reverse(self.spec, stmt, TAPE, self.namer, restore_array=keep)
         if isinstance(stmt, (gast.Assign, gast.Expr)):
             if user_call(stmt, self.spec.user_functions) is not None:
                 return self._reverse_call(stmt)

@@ -63,12 +63,13 @@ def changing_positions(spec, call):
     return positions
 
 
-def forward(spec, stmt, tape, saves_old):
-    """The forward sweep of a rule call: record it when its result is active."""
+def forward(spec, stmt, tape, keep_array):
+    """The forward sweep of a rule call: record it when its result is active; with
+    ``keep_array``, first keep the old value of the array it overwrites."""
     call = rule_call(stmt)
     out = stored_array(stmt)
     statements = []
-    if saves_old and out is not None:
+    if keep_array:
         statements += quote(f"{RULES}.keep({tape}, U)", U=out)
     root = out or stmt.targets[0].id
     if root not in spec.active:
@@ -82,9 +83,9 @@ def forward(spec, stmt, tape, saves_old):
     return statements + [gast.Expr(value=record)]
 
 
-def reverse(spec, stmt, tape, restore, namer):
-    """The reverse sweep of a rule call: adjoints of its arguments, then the old value of its
-    target (``restore``: the statement that puts it back, or None)."""
+def reverse(spec, stmt, tape, namer, restore_array):
+    """The reverse sweep of a rule call: adjoints of its arguments, then, with
+    ``restore_array``, the old value of the array it overwrote."""
     call = rule_call(stmt)
     out = stored_array(stmt)
     root = out or stmt.targets[0].id
@@ -113,9 +114,8 @@ def reverse(spec, stmt, tape, restore, namer):
             statements += quote("B = 0.0", B=root + "_bar")
         for position, scalar in enumerate(scalars):
             statements += quote(f"B += {received}[{position}]", B=scalar + "_bar")
-    if restore is not None:
-        statements.append(restore if out is None
-                          else quote(f"{RULES}.restore({tape}, U)", U=out)[0])
+    if restore_array:
+        statements += quote(f"{RULES}.restore({tape}, U)", U=out)
     return statements
 
 
