@@ -1,7 +1,8 @@
 """Shared test configuration.
 
 Compiled modules go to a cache directory private to the test session, so a run starts cold
-and never touches the user's cache.  Test modules that apply the ``backend`` fixture (via
+and never touches the user's cache.  pytest-xdist's workers (``-n auto`` in pyproject.toml) are
+sessions of their own, each with its own cache.  Test modules that apply the ``backend`` fixture (via
 ``pytestmark = pytest.mark.usefixtures("backend")``) run once per backend: the Python backend is
 the reference, the Cython backend must give the same results.
 """
