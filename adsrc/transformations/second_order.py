@@ -27,6 +27,7 @@ from adsrc.frontend.quoting import name, quote
 from adsrc.rules import elementary, library
 from adsrc.rules.library import RULES
 from adsrc.transformations.reverse import TAPE
+from adsrc.transformations.structured import StructuredRewrite
 from adsrc.transformations.tangent import SUFFIX, dot, tangent_of
 
 _ADJOINT_TEMPS = re.compile(r"^(_g|_r|_s\d+)$")
@@ -70,7 +71,7 @@ def _call_name(node):
     return None
 
 
-class TangentOfAdjoint:
+class TangentOfAdjoint(StructuredRewrite):
     """Differentiates the ``__fwd`` and ``__rev`` functions of one specialisation."""
 
     def __init__(self, spec):
@@ -131,21 +132,7 @@ class TangentOfAdjoint:
 
     # statements ---------------------------------------------------------------------------------
 
-    def block(self, stmts):
-        out = []
-        for stmt in stmts:
-            out.extend(self.statement(stmt))
-        return out or [gast.Pass()]
-
-    def statement(self, stmt):
-        if isinstance(stmt, (gast.For, gast.While)):
-            loop = copy.copy(stmt)
-            loop.body = self.block(stmt.body)
-            return [copy.deepcopy(loop)]
-        if isinstance(stmt, gast.If):
-            orelse = self.block(stmt.orelse) if stmt.orelse else []
-            return [gast.If(test=copy.deepcopy(stmt.test), body=self.block(stmt.body),
-                            orelse=orelse)]
+    def simple(self, stmt):
         if isinstance(stmt, gast.Return):
             return [self._return(stmt)]
         if isinstance(stmt, gast.Expr):

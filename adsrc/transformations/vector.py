@@ -36,6 +36,7 @@ from adsrc.analyses.types import FLOAT, INT, array
 from adsrc.errors import AdsrcError
 from adsrc.frontend.quoting import name, quote, quote_expr, unparse
 from adsrc.transformations.reverse import TAPE
+from adsrc.transformations.structured import StructuredRewrite
 from adsrc.transformations.tangent import SUFFIX
 
 DIRECTION = "_d"
@@ -74,7 +75,7 @@ def _directions(reverse=False):
     return quote_expr(f"range({args})")
 
 
-class Vectorize:
+class Vectorize(StructuredRewrite):
     """Rewrites the generated scalar-tangent functions of one specialisation for k directions.
 
     ``params`` maps every generated function of the module to its scalar-mode parameter names
@@ -196,20 +197,7 @@ class Vectorize:
 
     # statements -------------------------------------------------------------------------------
 
-    def block(self, stmts):
-        out = []
-        for stmt in stmts:
-            out.extend(self.statement(stmt))
-        return out or [gast.Pass()]
-
-    def statement(self, stmt):
-        if isinstance(stmt, (gast.For, gast.While)):
-            loop = copy.copy(stmt)
-            loop.body = self.block(stmt.body)
-            return [copy.deepcopy(loop)]
-        if isinstance(stmt, gast.If):
-            return [gast.If(test=copy.deepcopy(stmt.test), body=self.block(stmt.body),
-                            orelse=self.block(stmt.orelse) if stmt.orelse else [])]
+    def simple(self, stmt):
         if isinstance(stmt, gast.Return):
             return self._return(stmt)
         if isinstance(stmt, gast.Expr):
