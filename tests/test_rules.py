@@ -136,6 +136,8 @@ HVP_CASES = {
     "sparse_solve_values": (rk.compliance, "data", CASES["sparse_solve"][1]),
     "csr_products_values": (rk.products_energy, "data", CASES["csr_products"][1]),
     "csc_spelling_values": (rk.csc_spelling, "data", CASES["csc_spelling"][1]),
+    "qr_square": (QR.qr_loss, "A", CASES["qr_square"][1]),
+    "qr_tall": (QR.qr_loss, "A", CASES["qr_tall"][1]),
 }
 
 

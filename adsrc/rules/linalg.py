@@ -96,6 +96,8 @@ def _norm_of_vector(x):
 # the other factor's adjoint zero, and the two contributions add up.  The tangent, with
 # X = Q^T A_dot R^-1 and its skew part W = tril(X, -1) - tril(X, -1)^T, is
 #     R_dot = (X - W) R,   Q_dot = A_dot R^-1 - Q (X - W).
+# Hessian-vector products differentiate the backward part once more (``_qr_backward_tangent``),
+# along Q_dot, R_dot from the tangent and along the tangents of the incoming adjoints.
 
 
 def qr_q(A):
@@ -121,9 +123,34 @@ def _qr(A):
 
 
 def _qr_backward(Q, R, Q_bar, R_bar):
+    """A_bar = (Q_bar + Q copyltu(M)) R^-T."""
+    return _times_inverse_transpose(Q_bar + Q @ _qr_copied(Q, R, Q_bar, R_bar), R)
+
+
+def _qr_backward_tangent(Q, R, Q_dot, R_dot, Q_bar, R_bar, Q_bar_dot, R_bar_dot):
+    """``(A_bar, A_bar_dot)``: :func:`_qr_backward` and its tangent when the factors move along
+    Q_dot, R_dot and the adjoints along Q_bar_dot, R_bar_dot.  With B = Q_bar + Q C and
+    C = copyltu(M), A_bar = B R^-T, so A_bar_dot = (B_dot - A_bar R_dot^T) R^-T (the tangent
+    of R^-T is -R^-T R_dot^T R^-T), where B_dot = Q_bar_dot + Q_dot C + Q C_dot; M is bilinear
+    in the factors and their adjoints, and copyltu linear, so C_dot is the sum of C with the
+    factors replaced by their tangents and C with the adjoints replaced by theirs."""
+    copied = _qr_copied(Q, R, Q_bar, R_bar)
+    copied_dot = _qr_copied(Q_dot, R_dot, Q_bar, R_bar) \
+        + _qr_copied(Q, R, Q_bar_dot, R_bar_dot)
+    A_bar = _qr_backward(Q, R, Q_bar, R_bar)
+    B_dot = Q_bar_dot + Q_dot @ copied + Q @ copied_dot
+    return A_bar, _times_inverse_transpose(B_dot - A_bar @ R_dot.T, R)
+
+
+def _qr_copied(Q, R, Q_bar, R_bar):
+    """copyltu(M), M = R R_bar^T - Q_bar^T Q: M's lower triangle, mirrored to the upper one."""
     M = R @ R_bar.T - Q_bar.T @ Q
-    copied = np.tril(M) + np.tril(M, -1).T
-    return scipy.linalg.solve_triangular(R, (Q_bar + Q @ copied).T, lower=False).T
+    return np.tril(M) + np.tril(M, -1).T
+
+
+def _times_inverse_transpose(B, R):
+    """B R^-T, by one triangular solve with the upper triangular R."""
+    return scipy.linalg.solve_triangular(R, B.T, lower=False).T
 
 
 def _qr_tangent(A, A_dot):
@@ -142,17 +169,29 @@ def _qr_factor_rule(factor, index):
         Q, R = _qr(A)
         return (Q, R)[index], (Q, R)
 
+    def both(Q, R, factor_bar):
+        """The adjoints of (Q, R): this factor's, and zero for the other factor."""
+        bars = [np.zeros_like(Q), np.zeros_like(R)]
+        bars[index] = factor_bar
+        return bars
+
     @forward.backward
     def backward(saved, factor_bar):
         Q, R = saved
-        bars = [np.zeros_like(Q), np.zeros_like(R)]
-        bars[index] = factor_bar
-        return _qr_backward(Q, R, *bars),
+        return _qr_backward(Q, R, *both(Q, R, factor_bar)),
 
     @forward.tangent
     def tangent(A, A_dot):
         Q, R, Q_dot, R_dot = _qr_tangent(A, A_dot)
         return (Q, R)[index], (Q_dot, R_dot)[index]
+
+    @forward.backward_tangent
+    def backward_tangent(args, dots, factor_bar, factor_bar_dot):
+        (A,), (A_dot,) = args, dots
+        Q, R, Q_dot, R_dot = _qr_tangent(A, A_dot)
+        A_bar, A_bar_dot = _qr_backward_tangent(Q, R, Q_dot, R_dot, *both(Q, R, factor_bar),
+                                                *both(Q, R, factor_bar_dot))
+        return (A_bar,), (A_bar_dot,)
 
     return forward
 
