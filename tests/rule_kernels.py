@@ -6,6 +6,7 @@ import math
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+from scipy.sparse.linalg import factorized, splu
 
 import adsrc
 from adsrc.sparse import cg, gmres, matvec, rmatvec, spsolve
@@ -165,3 +166,63 @@ def csc_spelling(data, indices, indptr, x, f, y, u):
     x[:] = A.T @ y
     u[:] = scipy.sparse.linalg.spsolve(A, f)
     return np.dot(f, u) + np.dot(x, x) + u[0] * y[1]
+
+
+def coo_spelling(data, row, col, x, f, y, u, w):
+    """COO triplets (a position may repeat: SciPy sums it) in products and in the three
+    solves, with SciPy's two ways of taking a Krylov solution."""
+    n = len(f)
+    K = scipy.sparse.coo_matrix((data, (row, col)), shape=(n, n))
+    y[:] = K @ x
+    for i in range(n):
+        y[i] = math.tanh(y[i])
+    x[:] = K.T @ y
+    u[:] = scipy.sparse.linalg.spsolve(K.tocsc(), f)
+    v, info = scipy.sparse.linalg.gmres(K, f, rtol=1e-13)
+    w[:] = scipy.sparse.linalg.cg(K, f, rtol=1e-13, atol=0.0)[0]
+    return np.dot(f, u) + np.dot(x, x) + np.dot(v, y) + np.dot(w, w) * (info + 1)
+
+
+def csc_krylov(data, indices, indptr, f, u, w):
+    """cg and gmres of a CSC matrix (its arrays are the CSR arrays of A^T)."""
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    u[:], info = scipy.sparse.linalg.cg(A, f, rtol=1e-13)
+    w[:] = scipy.sparse.linalg.gmres(A, u, rtol=1e-13)[0]
+    return np.dot(f, u) + np.dot(w, w)
+
+
+def factorised_steps(data, indices, indptr, f, u, steps):
+    """One factorisation, solved with in a loop (splu), transposed, and through factorized."""
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    lu = splu(A)
+    solve = factorized(A)
+    for step in range(steps):
+        u[:] = lu.solve(f)
+        for i in range(n):
+            f[i] = f[i] + 0.1 * u[i] * u[i]
+    w = np.zeros(n)
+    w[:] = lu.solve(f, trans="T")
+    u[:] = solve(w)
+    return np.dot(u, u) + np.dot(w, f)
+
+
+def refactorised_steps(data, indices, indptr, f, u, steps):
+    """The matrix changes before every factorisation, as in Newton's method."""
+    n = len(f)
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    for step in range(steps):
+        for k in range(len(data)):
+            data[k] = data[k] * (1.0 + 0.1 * u[indices[k]] ** 2)
+        lu = splu(A.tocsc())
+        u[:] = lu.solve(f)
+    return np.dot(u, u)
+
+
+def solves_in_a_loop(data, indices, indptr, f, u, steps):
+    for step in range(steps):
+        u[:] = spsolve(data, indices, indptr, f)
+        for i in range(len(f)):
+            f[i] = f[i] + 0.1 * u[i]
+    return np.dot(u, f)

@@ -102,7 +102,30 @@ CASES = {
                      ("data", "x", "f"), ("return", "x")),
     "sparse_solve": (rk.compliance, lambda: [*_csr(_poisson_1d(7)), np.linspace(1, 2, 7),
                                              np.zeros(7)], ("data", "f"), ("return",)),
+    "coo_spelling": (rk.coo_spelling, lambda: [*_coo_with_a_repeat(6), np.linspace(-1, 1, 6),
+                                               np.linspace(1, 2, 6), *np.zeros((3, 6))],
+                     ("data", "x", "f"), ("return", "x")),
+    "csc_krylov": (rk.csc_krylov, lambda: [*_csr(sp.csc_matrix(_poisson_1d(6))),
+                                           np.linspace(1, 2, 6), *np.zeros((2, 6))],
+                   ("data", "f"), ("return",)),
+    "factorised_steps": (rk.factorised_steps,
+                         lambda: [*_csr(sp.csc_matrix(_poisson_1d(6)
+                                                      + sp.diags([0.4], [2], shape=(6, 6)))),
+                                  np.linspace(1, 2, 6), np.zeros(6), 3],
+                         ("data", "f"), ("return",)),
+    "refactorised_steps": (rk.refactorised_steps,
+                           lambda: [*_csr(_poisson_1d(6) + sp.diags([0.4], [2], shape=(6, 6))),
+                                    np.linspace(1, 2, 6), np.linspace(0.5, 1, 6), 3],
+                           ("data", "f", "u"), ("return",)),
 }
+
+
+def _coo_with_a_repeat(n):
+    """COO triplets of a symmetric positive definite matrix, one diagonal position stored twice
+    (SciPy sums repeated positions)."""
+    matrix = _poisson_1d(n).tocoo()
+    return [np.append(matrix.data, 0.3), np.append(matrix.row, 1).astype(np.int64),
+            np.append(matrix.col, 1).astype(np.int64)]
 
 
 def _csr(matrix):
@@ -138,6 +161,11 @@ HVP_CASES = {
     "csc_spelling_values": (rk.csc_spelling, "data", CASES["csc_spelling"][1]),
     "qr_square": (QR.qr_loss, "A", CASES["qr_square"][1]),
     "qr_tall": (QR.qr_loss, "A", CASES["qr_tall"][1]),
+    "cg_values": (rk.cg_compliance, "data", CASES["cg_solve"][1]),
+    "gmres_values": (rk.gmres_energy, "data", CASES["gmres_solve"][1]),
+    "coo_values": (rk.coo_spelling, "data", CASES["coo_spelling"][1]),
+    "csc_krylov_values": (rk.csc_krylov, "data", CASES["csc_krylov"][1]),
+    "factorised_values": (rk.factorised_steps, "data", CASES["factorised_steps"][1]),
 }
 
 
@@ -291,16 +319,110 @@ def test_a_sparse_matrix_is_used_only_in_products_and_solves():
             *_csr(_poisson_1d(4)), np.ones(4), np.zeros(4), y_bar=np.ones(4))
 
 
+def data_written_while_factorised(data, indices, indptr, f, u):
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    lu = scipy.sparse.linalg.splu(A)
+    data[0] = 2.0 * data[0]
+    u[:] = lu.solve(f)
+
+
+def factorised_in_a_branch(data, indices, indptr, f, u, flag):
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    if flag > 0:
+        lu = scipy.sparse.linalg.splu(A)
+    u[:] = lu.solve(f)
+
+
+def krylov_without_its_info(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(f), len(f)))
+    u[:] = scipy.sparse.linalg.cg(A, f)
+
+
+def krylov_from_a_guess(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(f), len(f)))
+    u[:] = scipy.sparse.linalg.cg(A, f, x0=u)[0]
+
+
+@pytest.mark.parametrize("kernel, message, where", [
+    (data_written_while_factorised,
+     r"'data' is written while 'lu' \(line \d+\) still uses a copy", "data[0] = 2.0"),
+    (factorised_in_a_branch,
+     r"'lu' is a copy made at line \d+ .* use it only after it, in the same block",
+     "u[:] = lu.solve(f)"),
+    (krylov_without_its_info, r"cg returns \(x, info\): write 'x, info = cg", "cg(A, f)"),
+    (krylov_from_a_guess, r"adsrc's cg starts from zero", "x0=u"),
+])
+def test_scipy_spelling_that_would_differ_from_scipy_is_refused_at_its_line(kernel, message,
+                                                                            where):
+    args = [*_csr(sp.csc_matrix(_poisson_1d(4))), np.ones(4), np.zeros(4)]
+    if kernel is factorised_in_a_branch:
+        args.append(1)
+    with pytest.raises(adsrc.UnsupportedError, match=message) as error:
+        adsrc.differentiate(kernel, wrt="data", outputs="u").adjoint(*args, u_bar=np.ones(4))
+    assert error.value.filename.endswith("test_rules.py") and where in error.value.source_line
+    assert args[0][0] == _csr(sp.csc_matrix(_poisson_1d(4)))[0][0]      # nothing ran
+
+
+def test_one_factorisation_serves_every_solve_with_the_same_matrix(monkeypatch):
+    """Solves with an unchanged matrix, in a loop, through splu or factorized, in both sweeps,
+    factorise it once; a changed matrix is factorised again (its gradient is checked above)."""
+    factorisations = []
+    splu = scipy.sparse.linalg.splu
+
+    def counting_splu(*args, **kwargs):
+        factorisations.append(1)
+        return splu(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.sparse.linalg, "splu", counting_splu)
+    make_args = CASES["factorised_steps"][1]
+    args = make_args()
+    args[0] = args[0] * 1.5                 # not the matrix an earlier test factorised last
+    adsrc.value_and_grad(rk.factorised_steps, wrt=("data", "f"))(*args)
+    assert len(factorisations) == 1
+    args = [*_csr(_poisson_1d(6, shift=3.5)), np.linspace(1, 2, 6), np.zeros(6), 4]
+    adsrc.value_and_grad(rk.solves_in_a_loop, wrt="data")(*args)
+    assert len(factorisations) == 2
+    refactorised = CASES["refactorised_steps"][1]()
+    adsrc.value_and_grad(rk.refactorised_steps, wrt="data")(*refactorised)
+    assert len(factorisations) == 2 + 3     # the values change at every step
+
+
 def test_a_missing_rule_is_named():
     with pytest.raises(adsrc.UnsupportedError, match="no derivative rule for numpy.linalg.det"):
         adsrc.differentiate(unknown_library_call, wrt="A", outputs="x").adjoint(
             np.eye(3), np.zeros(3), x_bar=np.ones(3))
 
 
+def halved(x):
+    return 0.5 * x
+
+
+@adsrc.rule(halved, returns="float64[:]")
+def halved_forward(x):          # a rule without backward_tangent
+    return halved(x), ()
+
+
+@halved_forward.backward
+def _halved_backward(saved, y_bar):
+    return 0.5 * y_bar,
+
+
+@halved_forward.tangent
+def _halved_tangent(x, x_dot):
+    return halved(x), 0.5 * x_dot
+
+
+def halved_energy(x, y):
+    y[:] = halved(x)
+    return np.dot(y, y)
+
+
 def test_hessian_vector_products_need_the_tangent_of_the_backward_part():
-    with pytest.raises(adsrc.UnsupportedError, match="rule of adsrc.rules.sparse.cg need"):
-        adsrc.hvp(rk.cg_compliance, wrt="f")(*_csr(_poisson_1d(5)), np.ones(5), np.ones(5),
-                                            np.zeros(5))
+    with pytest.raises(adsrc.UnsupportedError,
+                       match=r"rule of \S*test_rules\.halved need the tangent of its backward"):
+        adsrc.hvp(halved_energy, wrt="x")(np.ones(5), np.ones(5), np.zeros(5))
 
 
 def wrong_shape(x):

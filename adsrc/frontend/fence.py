@@ -86,6 +86,9 @@ class Fence(gast.NodeTransformer):
             if self.matrices.defines(stmt):
                 return []           # a name for three arrays: its uses are rewritten
             if isinstance(target, gast.Tuple):
+                krylov = self.matrices.krylov(stmt.value)
+                if krylov is not None:
+                    return self._krylov_assignment(stmt, target, krylov)
                 if isinstance(stmt.value, gast.Call):
                     return self._split_call(stmt, target)
                 return self._shape_unpack(stmt, target)
@@ -162,6 +165,35 @@ class Fence(gast.NodeTransformer):
                         gast.copy_location(node, stmt)
                 parts.append(part)
         return parts
+
+    def _krylov_assignment(self, stmt, target, call):
+        """``x, info = cg(A, b, rtol=...)``: ``x`` (a new local array, or the whole of an
+        existing one, ``u[:]``) gets the solution, ``info`` 0 (adsrc's cg raises an error when
+        it does not converge)."""
+        solution, info = target.elts if len(target.elts) == 2 else (None, None)
+        whole = isinstance(solution, gast.Subscript) and isinstance(solution.value, gast.Name) \
+            and isinstance(solution.slice, gast.Slice) and solution.slice.lower is None \
+            and solution.slice.upper is None and solution.slice.step is None
+        right_hand_side = call.args[3]
+        if not (isinstance(info, gast.Name) and (whole or (
+                isinstance(solution, gast.Name) and isinstance(right_hand_side, gast.Name)))):
+            self._fail(stmt, "write 'x, info = cg(A, b, rtol=...)' (b by name) or "
+                             "'u[:], info = cg(A, b, rtol=...)'")
+        self._check_name(info, info.id)
+        call.args = [self._expression(arg) for arg in call.args]
+        if whole:
+            self._target(solution)
+            template = f"X = {RULES}.CALL\nINFO = 0"
+        else:
+            self._check_name(solution, solution.id)
+            template = f"X = np.empty((B.shape[0],))\nX[:] = {RULES}.CALL\nINFO = 0"
+        statements = quote(template, X=solution, B=right_hand_side, INFO=info.id)
+        statements[-2].value = call
+        for statement in statements:
+            for node in gast.walk(statement):          # errors point at the user's line
+                if hasattr(node, "lineno"):
+                    gast.copy_location(node, stmt)
+        return statements
 
     def _shape_unpack(self, stmt, target):
         """``n, m = u.shape`` is accepted and split into one assignment per dimension."""
@@ -267,6 +299,10 @@ class Fence(gast.NodeTransformer):
             node.orelse = self._expression(node.orelse)
             return node
         if isinstance(node, gast.Subscript):
+            solution = self.matrices.krylov_solution(node)
+            if solution is not None:
+                solution.args = [self._expression(arg) for arg in solution.args]
+                return solution
             if not isinstance(node.value, (gast.Name, gast.Attribute)):
                 self._fail(node, "only subscripts of names ('a[i]', 'a.shape[0]') are supported")
             node.value = self._expression(node.value)

@@ -3,115 +3,336 @@
 A kernel may write::
 
     A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, m))   # or csr_array, csc_...
+    K = scipy.sparse.coo_matrix((values, (row, col)), shape=(n, n))      # or coo_array
     y[:] = A @ x
     z[:] = A.T @ y
     u[:] = scipy.sparse.linalg.spsolve(A, f)
+    u, info = scipy.sparse.linalg.cg(A, f, rtol=1e-10)    # or gmres; or cg(A, f, rtol=...)[0]
+    lu = scipy.sparse.linalg.splu(A)                      # or solve = factorized(A)
+    u[:] = lu.solve(f)                                    # lu.solve(f, trans="T"); solve(f)
+    B = K.tocsr()                                         # .tocsc(), .tocoo()
 
-``A`` is only another name for the three arrays (SciPy does not copy them either), so the fence
-drops its definition and rewrites each use into the function of :mod:`adsrc.sparse` that takes
-the arrays (``matvec``, ``rmatvec``, ``spsolve``; for a CSC matrix, whose arrays are the CSR
-arrays of its transpose, ``rmatvec``, ``matvec``, ``spsolve_transposed``), whose derivative rules
-then apply: the values ``data`` may be active.  Any other use of ``A`` is refused, as is a second definition.
+A matrix built from arrays is only another name for them (SciPy does not copy them either), so
+the fence drops its definition and rewrites each use into the function of
+:mod:`adsrc.rules.sparse` that takes the arrays, whose derivative rules then apply: the values
+may be active.  CSC arrays are the CSR arrays of the transpose, so a CSC product or solve uses
+the transposed function; COO triplets transpose by swapping ``row`` and ``col``.
+
+A factorisation (``splu``, ``factorized``) and a converted matrix (``.tocsr()`` ...) are copies:
+SciPy's would not see a later change of the arrays, and adsrc's rewritten uses would.  So their
+uses must follow them in the same block, and no statement from the definition to the last use
+may write one of the arrays; otherwise the kernel is refused.  The factorisation itself is not
+lost: the solve reuses the latest factorisation of the same matrix (:mod:`adsrc.rules.sparse`).
+
+``cg``/``gmres`` start from zero, stop at the relative residual ``rtol`` (SciPy's default 1e-5
+when not given) and raise an error when they do not reach it, so ``info`` is always 0 in a
+kernel that goes on.  Any other use of a matrix or a factorisation is refused, as is a second
+definition of the same name.
 """
+
+import copy
+from dataclasses import dataclass
 
 import gast
 import scipy.sparse
 import scipy.sparse.linalg
 
 from adsrc.rules import library
-from adsrc.rules import sparse as sparse_rules
+from adsrc.rules import sparse as rules
 from adsrc.rules.library import RULES
 
-# constructor -> whether its arrays are A's rows (CSR) or A's columns (CSC: the CSR arrays of A^T)
-_CONSTRUCTORS = {getattr(scipy.sparse, name): name.startswith("csc")
-                 for name in ("csr_matrix", "csr_array", "csc_matrix", "csc_array")
-                 if hasattr(scipy.sparse, name)}
-# solve -> (its function on CSR arrays, on the CSR arrays of A^T)
-_SOLVES = {id(scipy.sparse.linalg.spsolve): (sparse_rules.spsolve,
-                                             sparse_rules.spsolve_transposed)}
-_USES = "A @ x, A.T @ x and scipy.sparse.linalg.spsolve(A, b)"
+# id(constructor) -> the layout of its arrays
+_CONSTRUCTORS = {id(getattr(scipy.sparse, f"{layout}_{kind}")): layout
+                 for layout in ("csr", "csc", "coo") for kind in ("matrix", "array")
+                 if hasattr(scipy.sparse, f"{layout}_{kind}")}
+_CONVERSIONS = ("tocsr", "tocsc", "tocoo")
+# what is solved -> (function on CSR arrays, the same with A^T, function on COO triplets)
+_SOLVERS = {"direct": (rules.spsolve, rules.spsolve_transposed, rules.coo_spsolve),
+            "cg": (rules.cg, rules.cg_transposed, rules.coo_cg),
+            "gmres": (rules.gmres, rules.gmres_transposed, rules.coo_gmres)}
+_KRYLOV = {id(scipy.sparse.linalg.cg): "cg", id(scipy.sparse.linalg.gmres): "gmres"}
+_FACTORISATIONS = {id(scipy.sparse.linalg.splu): "splu",
+                   id(scipy.sparse.linalg.factorized): "factorized"}
+_SPSOLVE = id(scipy.sparse.linalg.spsolve)
+_DEFAULT_RTOL = 1e-5        # SciPy's default for cg and gmres
+_USES = ("A @ x, A.T @ x, spsolve(A, b), cg/gmres(A, b, rtol=...), splu(A), factorized(A) "
+         "and A.tocsr()/.tocsc()/.tocoo()")
 
 
 def recognised(value):
-    """Whether the fence rewrites a global (a constructor or a solve of SciPy's spelling): its
-    meaning is then adsrc's, fixed by adsrc's own code."""
-    return (callable(value) and value in _CONSTRUCTORS) or id(value) in _SOLVES
+    """Whether the fence rewrites a global (a constructor or a function of SciPy's spelling):
+    its meaning is then adsrc's, fixed by adsrc's own code."""
+    return any(id(value) in table for table in (_CONSTRUCTORS, _KRYLOV, _FACTORISATIONS)) \
+        or id(value) == _SPSOLVE
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    """A sparse matrix of the kernel: its three arrays (by name), its shape (expressions) and
+    the layout of the arrays ("csr", "csc" or "coo")."""
+
+    arrays: tuple
+    shape: tuple
+    layout: str
+
+    def call(self, operation, transposed, args, node):
+        """``operation`` ("product", or a key of ``_SOLVERS``) of this matrix (or its transpose)
+        as a call of its function in :mod:`adsrc.rules.sparse`."""
+        first, second = self.arrays[1:]
+        if self.layout == "coo" and transposed:
+            first, second = second, first
+        arrays = [_load(self.arrays[0]), _load(first), _load(second)]
+        rows = copy.deepcopy(self.shape[1 if transposed else 0])     # of the product's result
+        if operation != "product":
+            csr, csr_transposed, coo = _SOLVERS[operation]
+            function = coo if self.layout == "coo" else \
+                (csr_transposed if transposed != (self.layout == "csc") else csr)
+            return _rule_call(function, arrays + args, node)
+        if self.layout == "coo":
+            return _rule_call(rules.coo_matvec, arrays + args + [rows], node)
+        if transposed != (self.layout == "csc"):     # A.T @ x of CSR, A @ x of CSC
+            return _rule_call(rules.rmatvec, arrays + args + [rows], node)
+        return _rule_call(rules.matvec, arrays + args, node)
 
 
 class SparseMatrices:
-    """The sparse matrices a kernel builds, by name: ``name -> ((data, indices, indptr), shape,
-    whether the arrays hold columns (CSC))``."""
+    """The sparse matrices and factorisations a kernel defines, by name."""
 
     def __init__(self, source, called_object):
         self.source = source
         self.called_object = called_object      # call node -> the function it calls, or None
-        self.matrices = {}
+        self.matrices = {}                      # name -> _Matrix
+        self.factorisations = {}                # name -> (_Matrix, "splu" or "factorized")
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
+    # definitions -----------------------------------------------------------------------------------
+
     def defines(self, stmt):
-        """Whether ``stmt`` builds a CSR matrix from arrays (then recorded, to be dropped)."""
-        call = stmt.value
-        constructor = self.called_object(call) if isinstance(call, gast.Call) else None
-        if not (callable(constructor) and constructor in _CONSTRUCTORS):
+        """Whether ``stmt`` defines a matrix or a factorisation (then recorded, to be dropped)."""
+        value, target = stmt.value, stmt.targets[0]
+        matrix = self._matrix(value)
+        kind = None
+        if matrix is None and isinstance(value, gast.Call):
+            kind = _FACTORISATIONS.get(id(self._called(value)))
+            if kind is not None:
+                if len(value.args) != 1 or value.keywords:
+                    self._fail(value, f"write '{kind}(A)' with a sparse matrix A of the kernel")
+                matrix = self._operand(value.args[0], value)
+        if matrix is None:
             return False
-        target = stmt.targets[0]
-        parts = call.args[0].elts if len(call.args) == 1 \
-            and isinstance(call.args[0], gast.Tuple) else []
-        shape = [keyword.value for keyword in call.keywords if keyword.arg == "shape"]
-        if not isinstance(target, gast.Name) or len(parts) != 3 \
-                or not all(isinstance(part, gast.Name) for part in parts) \
-                or len(call.keywords) != 1 or not shape \
-                or not (isinstance(shape[0], gast.Tuple) and len(shape[0].elts) == 2):
-            self._fail(stmt, "build a sparse matrix in a kernel as 'A = csr_matrix((data, "
-                             "indices, indptr), shape=(n, m))' (or csc_matrix), with the three "
-                             "arrays by name")
-        if target.id in self.matrices:
-            self._fail(stmt, f"the sparse matrix '{target.id}' is built twice: build it once "
-                             "(it follows the changes of its arrays, as in SciPy)")
-        self.matrices[target.id] = (parts, shape[0].elts, _CONSTRUCTORS[constructor])
+        if not isinstance(target, gast.Name):
+            self._fail(stmt, "name a sparse matrix or factorisation by a plain name")
+        if target.id in self.matrices or target.id in self.factorisations:
+            self._fail(stmt, f"'{target.id}' is defined twice: define a sparse matrix or a "
+                             "factorisation once (a matrix follows the changes of its arrays, "
+                             "as in SciPy)")
+        if kind is not None:
+            self.factorisations[target.id] = (matrix, kind)
+        else:
+            self.matrices[target.id] = matrix
+        if kind is not None or _is_conversion(value):
+            self._refuse_changes_while_used(stmt, target.id, matrix)
         return True
 
+    def _matrix(self, node):
+        """The matrix an expression builds (a constructor call, a conversion of a matrix) or
+        names, or None."""
+        if isinstance(node, gast.Name):
+            return self.matrices.get(node.id)
+        if _is_conversion(node):
+            return self._matrix(node.func.value)
+        if not isinstance(node, gast.Call):
+            return None
+        layout = _CONSTRUCTORS.get(id(self._called(node)))
+        return None if layout is None else self._constructed(node, layout)
+
+    def _called(self, call):
+        """The function ``call`` calls, or None (also for the solve ``factorized`` made)."""
+        if isinstance(call.func, gast.Name) and call.func.id in self.factorisations:
+            return None
+        return self.called_object(call)
+
+    def _constructed(self, call, layout):
+        spelling = ("'A = coo_matrix((data, (row, col)), shape=(n, m))'" if layout == "coo" else
+                    f"'A = {layout}_matrix((data, indices, indptr), shape=(n, m))'")
+        parts = call.args[0].elts if len(call.args) == 1 \
+            and isinstance(call.args[0], gast.Tuple) else []
+        if layout == "coo" and len(parts) == 2 and isinstance(parts[1], gast.Tuple):
+            parts = [parts[0], *parts[1].elts]
+        shape = [keyword.value for keyword in call.keywords if keyword.arg == "shape"]
+        if len(parts) != 3 or not all(isinstance(part, gast.Name) for part in parts) \
+                or len(call.keywords) != 1 or not shape \
+                or not (isinstance(shape[0], gast.Tuple) and len(shape[0].elts) == 2):
+            self._fail(call, f"build a sparse matrix in a kernel as {spelling}, with the "
+                             "arrays by name and the shape given")
+        return _Matrix(tuple(part.id for part in parts), tuple(shape[0].elts), layout)
+
+    def _operand(self, node, call):
+        matrix = self._matrix(node)
+        if matrix is None:
+            self._fail(call, "the matrix must be a sparse matrix built in the kernel (by name, "
+                             "or a constructor call)")
+        return matrix
+
+    def _refuse_changes_while_used(self, stmt, name, matrix):
+        """A copy (a factorisation, a conversion) must be used after it in its own block, with
+        none of its arrays written from its definition to its last use (see the module
+        docstring)."""
+        line = self.source.location(stmt)[1]
+        block, position = _block_of(self.source.tree, stmt)
+        later = block[position + 1:]
+        uses = {id(node): node for node in gast.walk(self.source.tree)
+                if isinstance(node, gast.Name) and node.id == name
+                and not isinstance(node.ctx, gast.Store)}
+        using = [k for k, later_stmt in enumerate(later)
+                 if any(id(node) in uses for node in gast.walk(later_stmt))]
+        inside = {id(node) for k in using for node in gast.walk(later[k])}
+        for use_id, use in uses.items():
+            if use_id not in inside:
+                self._fail(use, f"'{name}' is a copy made at line {line} (SciPy's "
+                                "factorisations and conversions copy the arrays): use it only "
+                                "after it, in the same block")
+        last = max(using, default=-1)
+        for between in later[:last + 1]:
+            for node in gast.walk(between):
+                written = _written_array(node, matrix.arrays)
+                if written is not None:
+                    self._fail(node, f"'{written}' is written while '{name}' (line "
+                                     f"{line}) still uses a copy of it: SciPy's copy "
+                                     "would not see the change; make the copy after the last "
+                                     "change of its arrays")
+
+    # uses ------------------------------------------------------------------------------------------
+
     def uses(self, name):
-        return name in self.matrices
+        return name in self.matrices or name in self.factorisations
 
     def refuse(self, node):
-        self._fail(node, f"the sparse matrix '{node.id}' can only be used as {_USES} inside a "
-                         "kernel")
+        self._fail(node, f"the sparse matrix or factorisation '{node.id}' can only be used as "
+                         f"{_USES} inside a kernel")
 
     def product(self, node):
-        """``A @ x`` or ``A.T @ x`` as a call of adsrc.sparse's matvec/rmatvec, or None."""
+        """``A @ x`` or ``A.T @ x`` as a call of a product function, or None."""
         if not isinstance(node.op, gast.MatMult):
             return None
         left, transposed = node.left, False
         if isinstance(left, gast.Attribute) and left.attr == "T":
             left, transposed = left.value, True
         if not (isinstance(left, gast.Name) and left.id in self.matrices):
-            self._fail(node, f"'@' is supported for the products {_USES}")
-        (data, indices, indptr), (rows, columns), by_columns = self.matrices[left.id]
-        arrays = [gast.Name(part.id, gast.Load(), None, None) for part in (data, indices, indptr)]
-        if transposed != by_columns:      # A.T @ x of CSR, A @ x of CSC (the CSR arrays of A^T)
-            size = rows if by_columns else columns
-            return self._call(sparse_rules.rmatvec, arrays + [node.right, size], node)
-        return self._call(sparse_rules.matvec, arrays + [node.right], node)
+            self._fail(node, f"'@' is supported for the products of {_USES}")
+        return self.matrices[left.id].call("product", transposed, [node.right], node)
 
     def solve(self, call):
-        """``spsolve(A, b)`` as a call of adsrc.sparse.spsolve on A's arrays, or None."""
-        functions = _SOLVES.get(id(self.called_object(call)))
-        if functions is None:
+        """A solve (``spsolve(A, b)``, ``lu.solve(b)``, ``solve(b)`` of ``factorized``) as a
+        call of a solve function, or None when ``call`` is none of SciPy's solves."""
+        factorised = self._factorised_solve(call)
+        if factorised is not None:
+            return factorised
+        called = id(self.called_object(call))
+        if called in _KRYLOV:
+            self._fail(call, f"{_KRYLOV[called]} returns (x, info): write 'x, info = "
+                             f"{_KRYLOV[called]}(A, b, rtol=...)' or '{_KRYLOV[called]}(A, b, "
+                             "rtol=...)[0]'")
+        if called != _SPSOLVE:
             return None
-        if len(call.args) != 2 or call.keywords or not (
-                isinstance(call.args[0], gast.Name) and call.args[0].id in self.matrices):
-            self._fail(call, "write 'spsolve(A, b)' with A a matrix built in the kernel")
-        (data, indices, indptr), _, by_columns = self.matrices[call.args[0].id]
-        arrays = [gast.Name(part.id, gast.Load(), None, None) for part in (data, indices, indptr)]
-        return self._call(functions[by_columns], arrays + [call.args[1]], call)
+        if len(call.args) != 2 or call.keywords:
+            self._fail(call, "write 'spsolve(A, b)' with A a sparse matrix of the kernel")
+        return self._operand(call.args[0], call).call("direct", False, [call.args[1]], call)
 
-    @staticmethod
-    def _call(function, args, node):
-        """The call of ``function``'s rule, as the fence spells rule calls (its arguments are
-        left for the fence to check)."""
-        func = gast.Attribute(gast.Name(RULES, gast.Load(), None, None),
-                              library.lookup(function).name, gast.Load())
-        return gast.copy_location(gast.Call(func=func, args=args, keywords=[]), node)
+    def _factorised_solve(self, call):
+        func = call.func
+        if isinstance(func, gast.Attribute) and isinstance(func.value, gast.Name) \
+                and self.factorisations.get(func.value.id, (None, None))[1] == "splu":
+            name = func.value.id
+            trans = [keyword for keyword in call.keywords if keyword.arg == "trans"]
+            if func.attr != "solve" or len(call.args) != 1 \
+                    or len(call.keywords) != len(trans) or not all(
+                        isinstance(keyword.value, gast.Constant)
+                        and keyword.value.value in ("N", "T", "H") for keyword in trans):
+                self._fail(call, f"write '{name}.solve(b)' or '{name}.solve(b, trans=\"T\")'")
+            transposed = bool(trans) and trans[0].value.value != "N"
+        elif isinstance(func, gast.Name) \
+                and self.factorisations.get(func.id, (None, None))[1] == "factorized":
+            name, transposed = func.id, False
+            if len(call.args) != 1 or call.keywords:
+                self._fail(call, f"write '{name}(b)'")
+        else:
+            return None
+        matrix = self.factorisations[name][0]
+        return matrix.call("direct", transposed, [call.args[0]], call)
+
+    def krylov(self, call):
+        """``cg(A, b, rtol=...)`` or ``gmres(...)`` as the call of the function that returns
+        its solution, or None when ``call`` is neither."""
+        if not isinstance(call, gast.Call):
+            return None
+        method = _KRYLOV.get(id(self._called(call)))
+        if method is None:
+            return None
+        keywords = {keyword.arg: keyword.value for keyword in call.keywords}
+        rtol = keywords.pop("rtol", gast.Constant(value=_DEFAULT_RTOL, kind=None))
+        atol = keywords.pop("atol", None)
+        if len(call.args) != 2 or keywords or (atol is not None and not (
+                isinstance(atol, gast.Constant) and atol.value == 0)):
+            self._fail(call, f"write '{method}(A, b, rtol=...)': adsrc's {method} starts from "
+                             "zero and stops at the relative residual rtol (atol=0); other "
+                             "options are not supported")
+        return self._operand(call.args[0], call).call(method, False, [call.args[1], rtol], call)
+
+    def krylov_solution(self, subscript):
+        """``cg(A, b, rtol=...)[0]`` as the call of the function that returns the solution,
+        or None."""
+        call = self.krylov(subscript.value)
+        if call is None:
+            return None
+        if not (isinstance(subscript.slice, gast.Constant) and subscript.slice.value == 0):
+            self._fail(subscript, "only the solution [0] of cg/gmres can be taken by index")
+        return call
+
+
+def _is_conversion(node):
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
+        and node.func.attr in _CONVERSIONS and not node.args and not node.keywords
+
+
+def _block_of(tree, stmt):
+    """The statement list holding ``stmt``, and its position there."""
+    for node in gast.walk(tree):
+        for field in ("body", "orelse"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                for position, item in enumerate(block):
+                    if item is stmt:
+                        return block, position
+    raise AssertionError("a statement of the kernel outside its tree")
+
+
+def _written_array(node, arrays):
+    """The name among ``arrays`` that ``node`` (a statement) may write, or None: an assignment
+    to it or to its elements, or a call that passes it (a kernel may write its arguments)."""
+    if isinstance(node, (gast.Assign, gast.AugAssign, gast.For)):
+        targets = node.targets if isinstance(node, gast.Assign) else [node.target]
+        for target in targets:
+            for part in (target.elts if isinstance(target, gast.Tuple) else [target]):
+                while isinstance(part, gast.Subscript):
+                    part = part.value
+                if isinstance(part, gast.Name) and part.id in arrays:
+                    return part.id
+    if isinstance(node, gast.Expr) and isinstance(node.value, gast.Call):
+        for arg in node.value.args:
+            if isinstance(arg, gast.Name) and arg.id in arrays:
+                return arg.id
+    return None
+
+
+def _load(name):
+    return gast.Name(name, gast.Load(), None, None)
+
+
+def _rule_call(function, args, node):
+    """The call of ``function``'s rule, as the fence spells rule calls (its arguments are left
+    for the fence to check)."""
+    func = gast.Attribute(_load(RULES), library.lookup(function).name, gast.Load())
+    return gast.copy_location(gast.Call(func=func, args=args, keywords=[]), node)

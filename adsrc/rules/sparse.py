@@ -1,16 +1,27 @@
-"""Sparse CSR products and solves over the arrays ``(data, indices, indptr)``, with their rules.
+"""Sparse products and solves over the arrays of a matrix, with their rules.
 
-Kernels hold a CSR matrix as its three arrays, so that the matrix values are an ordinary float
-array that can be active.  These functions (public as :mod:`adsrc.sparse`) build the SciPy
-matrix inside, and their rules give the adjoint of ``data`` on the sparsity pattern only, one
-value per stored entry: no dense matrix is ever formed.
+Kernels hold a sparse matrix as its arrays, so that the matrix values are an ordinary float
+array that can be active: CSR ``(data, indices, indptr)`` or COO triplets ``(data, row, col)``.
+These functions build the SciPy matrix inside (the CSR ones are public as :mod:`adsrc.sparse`;
+the fence rewrites SciPy's own spelling in a kernel into them, see
+:mod:`adsrc.frontend.sparse_matrices`), and their rules give the adjoint of ``data`` on the
+stored entries only, one value per entry: no dense matrix is ever formed.  A COO entry that
+repeats a position is summed into it, as SciPy does, and gets the adjoint of that position.
 
-``spsolve``, ``cg`` and ``gmres`` are differentiated implicitly (the derivative of the exact solution): the forward
-part factorises once with SuperLU (``splu``) and the backward part reuses the factorisation for
-one transposed solve ``A^T lam = u_bar``; then ``b_bar = lam`` and, for the stored entry
-``(i, j)``, ``data_bar = -lam[i] * u[j]``.  The Krylov solvers do the transposed solve with the
-same method and tolerance (see below).
+The solves are differentiated implicitly (the derivative of the exact solution): the backward
+part solves one transposed system ``A^T lam = u_bar``, then ``b_bar = lam`` and, for the stored
+entry ``(i, j)``, ``data_bar = -lam[i] * u[j]``.  The direct solves factorise with SuperLU
+(``splu``) and reuse that factorisation for the transposed solve; the latest factorisation is
+also kept (one per thread) and reused by the next solve with the same matrix values, so a kernel
+that solves with one matrix in a loop (or writes ``lu = splu(A)`` and ``lu.solve(b)``)
+factorises once.  The Krylov solves do the transposed solve with the same method and tolerance
+(see :class:`_Krylov`).
+
+Functions named ``*_transposed`` solve with ``A^T``: SciPy's CSC arrays of A are the CSR arrays of
+``A^T``.  COO triplets transpose by swapping ``row`` and ``col``.
 """
+
+import threading
 
 import numpy as np
 import scipy.sparse
@@ -20,65 +31,13 @@ from adsrc.errors import AdsrcError
 from adsrc.rules.library import rule
 
 
-def matvec(data, indices, indptr, x):
-    """``A @ x`` for the CSR matrix ``A = (data, indices, indptr)`` with ``len(x)`` columns."""
-    return _matrix(data, indices, indptr, len(x)) @ x
+class _Layout:
+    """How two pattern arrays place a matrix's stored values."""
 
-
-def rmatvec(data, indices, indptr, x, columns):
-    """``A.T @ x`` for the CSR matrix ``A = (data, indices, indptr)`` with ``columns``
-    columns (``len(x)`` rows)."""
-    return _matrix(data, indices, indptr, columns).T @ x
-
-
-def spsolve(data, indices, indptr, b):
-    """The solution ``u`` of ``A u = b`` for the square CSR matrix ``A = (data, indices,
-    indptr)``, by a sparse LU factorisation."""
-    return _factorised(data, indices, indptr).solve(np.asarray(b, dtype=float))
-
-
-def cg(data, indices, indptr, b, rtol):
-    """The solution of ``A u = b`` for a symmetric positive definite CSR matrix, by conjugate
-    gradients (SciPy's) to the relative residual ``rtol``."""
-    return _krylov(scipy.sparse.linalg.cg, _square(data, indices, indptr), b, rtol, "cg")
-
-
-def gmres(data, indices, indptr, b, rtol):
-    """The solution of ``A u = b`` for a square CSR matrix, by restarted GMRES (SciPy's) to the
-    relative residual ``rtol``."""
-    return _krylov(scipy.sparse.linalg.gmres, _square(data, indices, indptr), b, rtol, "gmres")
-
-
-def _krylov(method, matrix, b, rtol, label):
-    b = np.asarray(b, dtype=float)
-    u, info = method(matrix, b, rtol=rtol, atol=0.0, maxiter=20 * len(b))
-    if info != 0:
-        raise AdsrcError(f"{label} did not reach the relative residual {rtol} "
-                         f"(SciPy's info = {info})")
-    return u
-
-
-def spsolve_transposed(data, indices, indptr, b):
-    """The solution ``u`` of ``A^T u = b`` for the square CSR matrix ``A = (data, indices,
-    indptr)``: also ``A u = b`` for the CSC matrix with these arrays."""
-    return _factorised(data, indices, indptr).solve(np.asarray(b, dtype=float), trans="T")
-
-
-def _square(data, indices, indptr):
-    return _matrix(data, indices, indptr, len(indptr) - 1)
-
-
-def _matrix(data, indices, indptr, columns):
-    rows = len(indptr) - 1
-    return scipy.sparse.csr_matrix((data, indices, indptr), shape=(rows, columns))
-
-
-def _factorised(data, indices, indptr):
-    matrix = _square(data, indices, indptr).tocsc()
-    try:
-        return scipy.sparse.linalg.splu(matrix)
-    except RuntimeError as error:          # SuperLU: "Factor is exactly singular"
-        raise AdsrcError(f"spsolve: the matrix is singular ({error})") from None
+    def __init__(self, name, coordinates, matrix):
+        self.name = name
+        self.coordinates = coordinates    # (first, second) -> (row of each entry, its column)
+        self.matrix = matrix              # (data, first, second, shape) -> SciPy CSR matrix
 
 
 def _row_of_entry(indptr):
@@ -86,163 +45,281 @@ def _row_of_entry(indptr):
     return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
-@rule(matvec, returns="float64[:]")
-def _matvec_forward(data, indices, indptr, x):
-    return matvec(data, indices, indptr, x), (data, indices, indptr, x)
+_CSR = _Layout("CSR", lambda indices, indptr: (_row_of_entry(indptr), indices),
+               lambda data, indices, indptr, shape: scipy.sparse.csr_matrix(
+                   (data, indices, indptr), shape=shape))
+_COO = _Layout("COO", lambda row, col: (row, col),
+               lambda data, row, col, shape: scipy.sparse.csr_matrix(
+                   (data, (row, col)), shape=shape))
 
 
-@_matvec_forward.backward
-def _matvec_backward(saved, y_bar):
-    data, indices, indptr, x = saved
-    data_bar = y_bar[_row_of_entry(indptr)] * x[indices]
-    return data_bar, None, None, rmatvec(data, indices, indptr, y_bar, len(x))
+def _halves(args_and_dots):
+    """A tangent part's arguments, split into the arguments and their tangents."""
+    half = len(args_and_dots) // 2
+    return args_and_dots[:half], args_and_dots[half:]
 
 
-@_matvec_forward.tangent
-def _matvec_tangent(data, indices, indptr, x, data_dot, indices_dot, indptr_dot, x_dot):
-    return (matvec(data, indices, indptr, x),
-            matvec(data_dot, indices, indptr, x) + matvec(data, indices, indptr, x_dot))
+# products ------------------------------------------------------------------------------------------
+
+def matvec(data, indices, indptr, x):
+    """``A @ x`` for the CSR matrix ``A = (data, indices, indptr)`` with ``len(x)`` columns."""
+    return _CSR.matrix(data, indices, indptr, (len(indptr) - 1, len(x))) @ x
 
 
-@_matvec_forward.backward_tangent
-def _matvec_backward_tangent(args, dots, y_bar, y_bar_dot):
-    (data, indices, indptr, x), (data_dot, _, _, x_dot) = args, dots
-    rows = _row_of_entry(indptr)
-    columns = len(x)
-    adjoints = (y_bar[rows] * x[indices], None, None, rmatvec(data, indices, indptr, y_bar,
-                                                               columns))
-    tangents = (y_bar_dot[rows] * x[indices] + y_bar[rows] * x_dot[indices], None, None,
-                rmatvec(data_dot, indices, indptr, y_bar, columns)
-                + rmatvec(data, indices, indptr, y_bar_dot, columns))
-    return adjoints, tangents
+def rmatvec(data, indices, indptr, x, columns):
+    """``A.T @ x`` for the CSR matrix ``A = (data, indices, indptr)`` with ``columns``
+    columns (``len(x)`` rows)."""
+    return _CSR.matrix(data, indices, indptr, (len(x), columns)).T @ x
 
 
-@rule(rmatvec, returns="float64[:]")
-def _rmatvec_forward(data, indices, indptr, x, columns):
-    return rmatvec(data, indices, indptr, x, columns), (data, indices, indptr, x)
+def coo_matvec(data, row, col, x, rows):
+    """``A @ x`` for the ``rows x len(x)`` COO matrix ``A = (data, (row, col))``."""
+    return _COO.matrix(data, row, col, (rows, len(x))) @ x
 
 
-@_rmatvec_forward.backward
-def _rmatvec_backward(saved, y_bar):
-    data, indices, indptr, x = saved
-    data_bar = x[_row_of_entry(indptr)] * y_bar[indices]
-    return data_bar, None, None, matvec(data, indices, indptr, y_bar), None
+def _product_rule(function, layout, transposed, shape):
+    """The rule of ``y = A @ x`` (``transposed``: ``y = A.T @ x``) for ``function(data, first,
+    second, x, *size)``, where ``shape(first, second, x, *size)`` is A's.  The adjoint of A is
+    ``y_bar x^T`` (``x y_bar^T`` for the transposed product), on the stored entries."""
+
+    def operator(values, first, second, x, size):
+        matrix = layout.matrix(values, first, second, shape(first, second, x, *size))
+        return matrix.T if transposed else matrix
+
+    def entries(y_bar, x, first, second):
+        rows, columns = layout.coordinates(first, second)
+        return x[rows] * y_bar[columns] if transposed else y_bar[rows] * x[columns]
+
+    def adjoints(data, first, second, x, size, y_bar):
+        return (entries(y_bar, x, first, second), None, None,
+                operator(data, first, second, x, size).T @ y_bar, *[None] * len(size))
+
+    @rule(function, returns="float64[:]")
+    def forward(data, first, second, x, *size):
+        return function(data, first, second, x, *size), (data, first, second, x, size)
+
+    @forward.backward
+    def backward(saved, y_bar):
+        return adjoints(*saved, y_bar)
+
+    @forward.tangent
+    def tangent(*args_and_dots):
+        (data, first, second, x, *size), (data_dot, _, _, x_dot, *_) = _halves(args_and_dots)
+        return (function(data, first, second, x, *size),
+                operator(data_dot, first, second, x, size) @ x
+                + operator(data, first, second, x, size) @ x_dot)
+
+    @forward.backward_tangent
+    def backward_tangent(args, dots, y_bar, y_bar_dot):
+        (data, first, second, x, *size), (data_dot, _, _, x_dot, *_) = args, dots
+        data_bar, _, _, x_bar, *rest = adjoints(data, first, second, x, size, y_bar)
+        tangents = (entries(y_bar_dot, x, first, second) + entries(y_bar, x_dot, first, second),
+                    None, None,
+                    operator(data_dot, first, second, x, size).T @ y_bar
+                    + operator(data, first, second, x, size).T @ y_bar_dot, *rest)
+        return (data_bar, None, None, x_bar, *rest), tangents
+
+    return forward
 
 
-@_rmatvec_forward.tangent
-def _rmatvec_tangent(data, indices, indptr, x, columns, data_dot, indices_dot, indptr_dot,
-                     x_dot, columns_dot):
-    return (rmatvec(data, indices, indptr, x, columns),
-            rmatvec(data_dot, indices, indptr, x, columns)
-            + rmatvec(data, indices, indptr, x_dot, columns))
+_product_rule(matvec, _CSR, False, lambda indices, indptr, x: (len(indptr) - 1, len(x)))
+_product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns: (len(x), columns))
+_product_rule(coo_matvec, _COO, False, lambda row, col, x, rows: (rows, len(x)))
 
 
-@_rmatvec_forward.backward_tangent
-def _rmatvec_backward_tangent(args, dots, y_bar, y_bar_dot):
-    (data, indices, indptr, x, _), (data_dot, _, _, x_dot, _) = args, dots
-    rows = _row_of_entry(indptr)
-    adjoints = (x[rows] * y_bar[indices], None, None, matvec(data, indices, indptr, y_bar),
-                None)
-    tangents = (x_dot[rows] * y_bar[indices] + x[rows] * y_bar_dot[indices], None, None,
-                matvec(data_dot, indices, indptr, y_bar) + matvec(data, indices, indptr,
-                                                                  y_bar_dot), None)
-    return adjoints, tangents
+# solves --------------------------------------------------------------------------------------------
+
+class _Direct:
+    """Sparse LU (SuperLU): the factorisation serves the solve, its transpose and the tangents."""
+
+    label = "spsolve"
+
+    @staticmethod
+    def prepare(matrix, options):
+        return _factorised(matrix)
+
+    @staticmethod
+    def solve(factors, rhs, trans, label):
+        return factors.solve(rhs, trans=trans)
 
 
-def _direct_solve_rule(solver, transposed):
-    """The rule of ``spsolve`` (``A u = b``) or, ``transposed``, of ``spsolve_transposed``
-    (``A^T u = b``): one LU factorisation of A, used for the solve, its adjoint (the other
-    orientation) and the tangents.  The adjoint of A is ``-lam u^T`` for ``A u = b`` and its
-    transpose ``-u lam^T`` for ``A^T u = b``, on the stored entries only."""
-    forward_trans, adjoint_trans = ("T", "N") if transposed else ("N", "T")
+class _Krylov:
+    """SciPy's ``cg`` or ``gmres`` from zero to the relative residual ``rtol``, on A or A^T.
 
-    def product(values, indices, indptr, x, size, trans):
-        """``A x`` (trans "N") or ``A^T x`` (trans "T") for the CSR values ``values``."""
-        if trans == "N":
-            return matvec(values, indices, indptr, x)
-        return rmatvec(values, indices, indptr, x, size)
+    The adjoint is implicit too: its transposed solve uses the same method and tolerance (cg on
+    A^T, which is A for the symmetric matrices cg needs), so the gradient is that of the exact
+    solution ``A^-1 b``, accurate to about the tolerance, not the derivative of the iterate SciPy
+    returned.  For that derivative, write the iteration in the kernel (a fixed number of steps)
+    and let adsrc unroll it.
+    """
 
-    def entries(left, right, indices, indptr):
-        """``-(left right^T)`` of A's orientation, on A's stored entries."""
-        rows = _row_of_entry(indptr)
-        if transposed:
-            return -right[rows] * left[indices]
-        return -left[rows] * right[indices]
+    def __init__(self, method):
+        self.method = method
+        self.label = method.__name__
 
-    def solved(data, indices, indptr, b):
-        factors = _factorised(data, indices, indptr)
-        return factors, factors.solve(np.asarray(b, dtype=float), trans=forward_trans)
+    @staticmethod
+    def prepare(matrix, options):
+        (rtol,) = options
+        return matrix, rtol          # the matrix may share ``data``: rule_calls copies if it changes
 
-    @rule(solver, returns="float64[:]")
-    def forward(data, indices, indptr, b):
-        factors, u = solved(data, indices, indptr, b)
-        return u, (factors, u, indices, indptr)
+    def solve(self, prepared, rhs, trans, label):
+        matrix, rtol = prepared
+        u, info = self.method(matrix if trans == "N" else matrix.T, rhs, rtol=rtol, atol=0.0,
+                              maxiter=20 * len(rhs))
+        if info != 0:
+            raise AdsrcError(f"{label} did not reach the relative residual {rtol} "
+                             f"(SciPy's info = {info})")
+        return u
+
+
+_CG = _Krylov(scipy.sparse.linalg.cg)
+_GMRES = _Krylov(scipy.sparse.linalg.gmres)
+
+_LATEST = threading.local()     # .factorisation: (CSC copy of the matrix, its SuperLU factors)
+
+
+def _factorised(matrix):
+    """SuperLU factors of ``matrix``, reused when the latest factorisation (of this thread) was
+    of a matrix with the same pattern and values: checking costs O(nnz), far less than a
+    factorisation.  It keeps one factorisation alive between calls."""
+    csc = matrix.tocsc()
+    latest = getattr(_LATEST, "factorisation", None)
+    if latest is not None and _same_matrix(latest[0], csc):
+        return latest[1]
+    try:
+        factors = scipy.sparse.linalg.splu(csc)
+    except RuntimeError as error:          # SuperLU: "Factor is exactly singular"
+        raise AdsrcError(f"spsolve: the matrix is singular ({error})") from None
+    _LATEST.factorisation = (csc, factors)
+    return factors
+
+
+def _same_matrix(a, b):
+    return a.shape == b.shape and a.nnz == b.nnz and all(
+        np.array_equal(getattr(a, part), getattr(b, part))
+        for part in ("indptr", "indices", "data"))
+
+
+def _solve(method, layout, trans, data, first, second, b, *options):
+    """``u`` with ``A u = b`` (``trans`` "N") or ``A^T u = b`` (``trans`` "T"), and what solved
+    it, ready for more solves with A."""
+    b = np.asarray(b, dtype=float)
+    prepared = method.prepare(layout.matrix(data, first, second, (len(b), len(b))), options)
+    return prepared, method.solve(prepared, b, trans, method.label)
+
+
+def spsolve(data, indices, indptr, b):
+    """The solution ``u`` of ``A u = b`` for the square CSR matrix ``A = (data, indices,
+    indptr)``, by a sparse LU factorisation."""
+    return _solve(_Direct, _CSR, "N", data, indices, indptr, b)[1]
+
+
+def spsolve_transposed(data, indices, indptr, b):
+    """The solution ``u`` of ``A^T u = b`` for the square CSR matrix ``A = (data, indices,
+    indptr)``: also ``A u = b`` for the CSC matrix with these arrays."""
+    return _solve(_Direct, _CSR, "T", data, indices, indptr, b)[1]
+
+
+def coo_spsolve(data, row, col, b):
+    """The solution ``u`` of ``A u = b`` for the square COO matrix ``A = (data, (row, col))``."""
+    return _solve(_Direct, _COO, "N", data, row, col, b)[1]
+
+
+def cg(data, indices, indptr, b, rtol):
+    """The solution of ``A u = b`` for a symmetric positive definite CSR matrix, by conjugate
+    gradients (SciPy's) to the relative residual ``rtol``."""
+    return _solve(_CG, _CSR, "N", data, indices, indptr, b, rtol)[1]
+
+
+def cg_transposed(data, indices, indptr, b, rtol):
+    """:func:`cg` with ``A^T`` (a CSC matrix's arrays)."""
+    return _solve(_CG, _CSR, "T", data, indices, indptr, b, rtol)[1]
+
+
+def coo_cg(data, row, col, b, rtol):
+    """:func:`cg` for the COO matrix ``A = (data, (row, col))``."""
+    return _solve(_CG, _COO, "N", data, row, col, b, rtol)[1]
+
+
+def gmres(data, indices, indptr, b, rtol):
+    """The solution of ``A u = b`` for a square CSR matrix, by restarted GMRES (SciPy's) to the
+    relative residual ``rtol``."""
+    return _solve(_GMRES, _CSR, "N", data, indices, indptr, b, rtol)[1]
+
+
+def gmres_transposed(data, indices, indptr, b, rtol):
+    """:func:`gmres` with ``A^T`` (a CSC matrix's arrays)."""
+    return _solve(_GMRES, _CSR, "T", data, indices, indptr, b, rtol)[1]
+
+
+def coo_gmres(data, row, col, b, rtol):
+    """:func:`gmres` for the COO matrix ``A = (data, (row, col))``."""
+    return _solve(_GMRES, _COO, "N", data, row, col, b, rtol)[1]
+
+
+def _solve_rule(function, method, layout, trans):
+    """The rule of ``function(data, first, second, b, *options)``, which solves ``A u = b``
+    (``trans`` "N") or ``A^T u = b`` ("T") by ``method``.  The adjoint of A is ``-lam u^T``
+    (``-u lam^T`` for ``A^T``), on the stored entries only."""
+    adjoint_trans = "T" if trans == "N" else "N"
+    label = f"the adjoint solve of {function.__name__}"
+
+    def product(values, first, second, x, orientation):
+        matrix = layout.matrix(values, first, second, (len(x), len(x)))
+        return (matrix if orientation == "N" else matrix.T) @ x
+
+    def entries(lam, u, first, second):
+        rows, columns = layout.coordinates(first, second)
+        return -u[rows] * lam[columns] if trans == "T" else -lam[rows] * u[columns]
+
+    def adjoint_solve(prepared, rhs):
+        lam = method.solve(prepared, rhs, adjoint_trans, label)
+        if not np.all(np.isfinite(lam)):
+            raise AdsrcError(f"{function.__name__}: the solve of the adjoint failed")
+        return lam
+
+    def tangent_solve(prepared, u, data_dot, first, second, b_dot):
+        rhs = b_dot - product(data_dot, first, second, u, trans)
+        return method.solve(prepared, rhs, trans, method.label)
+
+    @rule(function, returns="float64[:]")
+    def forward(data, first, second, b, *options):
+        prepared, u = _solve(method, layout, trans, data, first, second, b, *options)
+        return u, (prepared, u, first, second, len(options))
 
     @forward.backward
     def backward(saved, u_bar):
-        factors, u, indices, indptr = saved
-        lam = factors.solve(u_bar, trans=adjoint_trans)
-        if not np.all(np.isfinite(lam)):
-            raise AdsrcError(f"{solver.__name__}: the solve of the adjoint failed")
-        return entries(lam, u, indices, indptr), None, None, lam
+        prepared, u, first, second, options = saved
+        lam = adjoint_solve(prepared, u_bar)
+        return (entries(lam, u, first, second), None, None, lam) + (None,) * options
+
+    @forward.tangent
+    def tangent(*args_and_dots):
+        (data, first, second, b, *options), (data_dot, _, _, b_dot, *_) = \
+            _halves(args_and_dots)
+        prepared, u = _solve(method, layout, trans, data, first, second, b, *options)
+        return u, tangent_solve(prepared, u, data_dot, first, second, b_dot)
 
     @forward.backward_tangent
     def backward_tangent(args, dots, u_bar, u_bar_dot):
-        (data, indices, indptr, b), (data_dot, _, _, b_dot) = args, dots
-        factors, u = solved(data, indices, indptr, b)
-        n = len(u)
-        u_dot = factors.solve(b_dot - product(data_dot, indices, indptr, u, n, forward_trans),
-                              trans=forward_trans)
-        lam = factors.solve(u_bar, trans=adjoint_trans)
-        lam_dot = factors.solve(u_bar_dot - product(data_dot, indices, indptr, lam, n,
-                                                    adjoint_trans), trans=adjoint_trans)
-        return ((entries(lam, u, indices, indptr), None, None, lam),
-                (entries(lam_dot, u, indices, indptr) + entries(lam, u_dot, indices, indptr),
-                 None, None, lam_dot))
-
-    @forward.tangent
-    def tangent(data, indices, indptr, b, data_dot, indices_dot, indptr_dot, b_dot):
-        factors, u = solved(data, indices, indptr, b)
-        rhs = b_dot - product(data_dot, indices, indptr, u, len(u), forward_trans)
-        return u, factors.solve(rhs, trans=forward_trans)
+        (data, first, second, b, *options), (data_dot, _, _, b_dot, *_) = args, dots
+        prepared, u = _solve(method, layout, trans, data, first, second, b, *options)
+        u_dot = tangent_solve(prepared, u, data_dot, first, second, b_dot)
+        lam = adjoint_solve(prepared, u_bar)
+        lam_dot = adjoint_solve(prepared, u_bar_dot - product(data_dot, first, second, lam,
+                                                              adjoint_trans))
+        rest = (None,) * len(options)
+        return ((entries(lam, u, first, second), None, None, lam) + rest,
+                (entries(lam_dot, u, first, second) + entries(lam, u_dot, first, second),
+                 None, None, lam_dot) + rest)
 
     return forward
 
 
-_direct_solve_rule(spsolve, transposed=False)
-_direct_solve_rule(spsolve_transposed, transposed=True)
-
-
-# Krylov solves: implicit adjoints at the computed solution.  The backward part solves the
-# transposed system with the same method and tolerance (A itself for cg, which needs A
-# symmetric), so the gradient is that of the exact solution A^-1 b, accurate to about the
-# tolerance: it is not the derivative of the iterate SciPy returned.  For that derivative,
-# write the iteration in the kernel (a fixed number of steps) and let adsrc unroll it.
-
-
-def _krylov_rule(solver, method, transposed):
-    @rule(solver, returns="float64[:]")
-    def forward(data, indices, indptr, b, rtol):
-        u = solver(data, indices, indptr, b, rtol)
-        return u, (data, indices, indptr, u, rtol)
-
-    @forward.backward
-    def backward(saved, u_bar):
-        data, indices, indptr, u, rtol = saved
-        matrix = _square(data, indices, indptr)
-        lam = _krylov(method, matrix.T if transposed else matrix, u_bar, rtol,
-                      f"the adjoint solve of {solver.__name__}")
-        return -lam[_row_of_entry(indptr)] * u[indices], None, None, lam, None
-
-    @forward.tangent
-    def tangent(data, indices, indptr, b, rtol, data_dot, indices_dot, indptr_dot, b_dot,
-                rtol_dot):
-        u = solver(data, indices, indptr, b, rtol)
-        rhs = b_dot - matvec(data_dot, indices, indptr, u)
-        return u, solver(data, indices, indptr, rhs, rtol)
-
-    return forward
-
-
-_krylov_rule(cg, scipy.sparse.linalg.cg, transposed=False)
-_krylov_rule(gmres, scipy.sparse.linalg.gmres, transposed=True)
+for _function, _method, _layout, _trans in [
+        (spsolve, _Direct, _CSR, "N"), (spsolve_transposed, _Direct, _CSR, "T"),
+        (coo_spsolve, _Direct, _COO, "N"),
+        (cg, _CG, _CSR, "N"), (cg_transposed, _CG, _CSR, "T"), (coo_cg, _CG, _COO, "N"),
+        (gmres, _GMRES, _CSR, "N"), (gmres_transposed, _GMRES, _CSR, "T"),
+        (coo_gmres, _GMRES, _COO, "N")]:
+    _solve_rule(_function, _method, _layout, _trans)
