@@ -226,3 +226,11 @@ def solves_in_a_loop(data, indices, indptr, f, u, steps):
         for i in range(len(f)):
             f[i] = f[i] + 0.1 * u[i]
     return np.dot(u, f)
+
+
+def cg_then_overwrite(data, indices, indptr, f, u):
+    """The cg rule saves the matrix, which shares ``data``; the kernel then overwrites ``data``."""
+    u[:] = cg(data, indices, indptr, f, 1e-13)
+    for k in range(len(data)):
+        data[k] = 2.0 * data[k]
+    return np.dot(f, u)
