@@ -26,7 +26,7 @@ import numpy as np
 from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
-from adsrc.frontend.source import KernelSource
+from adsrc.frontend.derived import kernel_source
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
                                      check_float, check_out_bar, check_writeable,
@@ -142,6 +142,18 @@ class Adjoint:
 class Differentiable:
     """A kernel with its derivative: call it for the primal, ``.adjoint`` for reverse mode."""
 
+    def __new__(cls, fn=None, *args, **kwargs):
+        """A kernel with a checkpointed loop inside (``for it in adsrc.checkpointed(...)``) is
+        a :class:`~adsrc.checkpointed_kernels.KernelWithCheckpointedLoop`, whichever entry point
+        makes it (differentiate, grad, check_grads...)."""
+        # imported here: that module builds on this one
+        from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop, has_checkpointed_loop
+
+        if cls is Differentiable and has_checkpointed_loop(
+                fn.fn if isinstance(fn, Differentiable) else fn):
+            cls = KernelWithCheckpointedLoop
+        return super().__new__(cls)
+
     def __init__(self, fn, wrt, outputs=None, backend=None):
         if isinstance(fn, Differentiable):
             fn = fn.fn
@@ -151,7 +163,7 @@ class Differentiable:
         self.wrt = _names(fn, wrt, "wrt")
         self.outputs = None if outputs is None else _names(fn, outputs, "outputs")
         self.params = _parameter_names(fn)
-        KernelSource(fn)        # a function adsrc cannot read is refused here, not at first call
+        kernel_source(fn)       # a function adsrc cannot read is refused here, not at first call
         self.backend = _backend(backend)
         self.adjoint = Adjoint(self)
         self._program = Program()

@@ -108,6 +108,31 @@ def _check_trip(name, steps, until, max_steps):
     return None, until, int(max_steps)
 
 
+def checked_options(name, schedule, snapshots, max_tape_bytes):
+    """``(schedule, snapshots, max_tape_bytes)`` of a checkpointed loop, checked (``name``: the
+    kernel's, for the messages); the schedule is binomial unless ``max_tape_bytes`` picks it."""
+    if schedule is not None and schedule not in SCHEDULES:
+        raise AdsrcError(f"{name}: unknown schedule {schedule!r} (available: "
+                         f"{', '.join(map(repr, SCHEDULES))})")
+    if max_tape_bytes is not None and (not _is_int(max_tape_bytes) or max_tape_bytes < 0):
+        raise AdsrcError(f"{name}: max_tape_bytes must be a non-negative int, got "
+                         f"{max_tape_bytes!r}")
+    if schedule is None and max_tape_bytes is None:
+        schedule = "binomial"
+    if schedule is None:
+        if snapshots is not None:
+            raise AdsrcError(f"{name}: max_tape_bytes= without schedule= picks the schedule "
+                             "and the number of snapshots; do not pass snapshots=")
+    elif schedule == "store_all":
+        if snapshots is not None:
+            raise AdsrcError(f"{name}: the store_all schedule takes no snapshots=")
+    elif not _is_int(snapshots) or snapshots < 1:
+        raise AdsrcError(f"{name}: the {schedule} schedule needs snapshots=, the number of "
+                         f"checkpoints to hold, an int >= 1 (got {snapshots!r})")
+    return (schedule, None if snapshots is None else int(snapshots),
+            None if max_tape_bytes is None else int(max_tape_bytes))
+
+
 class LoopAdjoint:
     """``loop.adjoint``: callable, with ``last_stats`` (:class:`CheckpointStats`) of the last
     call."""
@@ -125,34 +150,17 @@ class LoopAdjoint:
 class Checkpointed:
     """A differentiated step kernel run ``steps`` times, with a checkpointed adjoint."""
 
-    def __init__(self, step, schedule=None, snapshots=None, max_tape_bytes=None):
+    def __init__(self, step, schedule=None, snapshots=None, max_tape_bytes=None, counter=None):
         if not isinstance(step, Differentiable):
             raise AdsrcError("checkpointed() takes a differentiated step kernel: "
                              "adsrc.checkpointed(adsrc.differentiate(step, wrt=..., outputs=...), "
-                             "...)")
-        name = step.fn.__name__
-        if schedule is not None and schedule not in SCHEDULES:
-            raise AdsrcError(f"{name}: unknown schedule {schedule!r} (available: "
-                             f"{', '.join(map(repr, SCHEDULES))})")
-        if max_tape_bytes is not None and (not _is_int(max_tape_bytes) or max_tape_bytes < 0):
-            raise AdsrcError(f"{name}: max_tape_bytes must be a non-negative int, got "
-                             f"{max_tape_bytes!r}")
-        if schedule is None and max_tape_bytes is None:
-            schedule = "binomial"
-        if schedule is None:
-            if snapshots is not None:
-                raise AdsrcError(f"{name}: max_tape_bytes= without schedule= picks the schedule "
-                                 "and the number of snapshots; do not pass snapshots=")
-        elif schedule == "store_all":
-            if snapshots is not None:
-                raise AdsrcError(f"{name}: the store_all schedule takes no snapshots=")
-        elif not _is_int(snapshots) or snapshots < 1:
-            raise AdsrcError(f"{name}: the {schedule} schedule needs snapshots=, the number of "
-                             f"checkpoints to hold, an int >= 1 (got {snapshots!r})")
+                             "...), or range(n) as the iterable of a loop inside a kernel")
+        self.schedule, self.snapshots, self.max_tape_bytes = checked_options(
+            step.fn.__name__, schedule, snapshots, max_tape_bytes)
         self.step = step
-        self.schedule = schedule
-        self.snapshots = None if snapshots is None else int(snapshots)
-        self.max_tape_bytes = None if max_tape_bytes is None else int(max_tape_bytes)
+        # the position of the step's parameter that receives the step number (0, 1, ...): the
+        # loop variable of a checkpointed loop written inside a kernel (adsrc.checkpointed_kernels)
+        self._counter = None if counter is None else step.params.index(counter)
         functools.update_wrapper(self, step.fn)
         self.adjoint = LoopAdjoint(self)
         self._restoring = {}
@@ -169,11 +177,20 @@ class Checkpointed:
         steps, until, max_steps = _check_trip(self.step.fn.__name__, steps, until, max_steps)
         compiled = self.step._checked_primal(args)
         value = None
-        for _ in range(max_steps if until is not None else steps):
-            value = compiled.primal(*args)
+        for n in range(max_steps if until is not None else steps):
+            value = compiled.primal(*self._at(args, n))
             if until is not None and until(*args):
                 break
         return value
+
+    def _at(self, args, n):
+        """The arguments of step ``n``: ``args``, with ``n`` for the step's counter if it has
+        one."""
+        if self._counter is None:
+            return args
+        args = list(args)
+        args[self._counter] = n
+        return args
 
     # the adjoint --------------------------------------------------------------------------------
 
@@ -272,7 +289,12 @@ class Checkpointed:
                 f"plus one step tape, {step_bytes} bytes, measured on the first step)")
         return "binomial", snapshots, 2
 
-    def _run(self, args, bars, steps, until, max_steps):
+    def _run(self, args, bars, steps, until, max_steps, after_forward=None):
+        """``(results, stats)`` of ``loop.adjoint``.  ``after_forward()``, if given, runs once
+        the forward sweep has ended, before the first step is reversed (a kernel with a
+        checkpointed loop runs the adjoint of what follows the loop there, which seeds the
+        bars of the state); the working state is then that after the last step, and must be so
+        again when it returns."""
         step = self.step
         name = step.fn.__name__
         steps, until, max_steps = _check_trip(name, steps, until, max_steps)
@@ -305,24 +327,26 @@ class Checkpointed:
         pushed = [0, 0]
 
         def advance(n0, n1):
-            for _ in range(n1 - n0):
-                compiled.primal(*args)
+            for n in range(n0, n1):
+                compiled.primal(*self._at(args, n))
 
         def record(n0, n1):
             tape = variant.make_tape()
-            for _ in range(n1 - n0):
-                variant.forward(*args, tape)
+            for n in range(n0, n1):
+                variant.forward(*self._at(args, n), tape)
                 tape.note_forward_end()
             pushed[0] += tape.floats_pushed
             pushed[1] += tape.ints_pushed
             return tape, tape.peak_values * BYTES_PER_VALUE
 
         def reverse(tape, n1, n0):
-            for _ in range(n1 - n0):
-                scalars = variant.reverse(*args, *bar_arrays, *seed, tape)
+            for n in reversed(range(n0, n1)):
+                scalars = variant.reverse(*self._at(args, n), *bar_arrays, *seed, tape)
                 for k, value in enumerate(scalars or ()):
                     scalar_sums[k] += value
 
+        if after_forward is not None:
+            actions = _then_at_end_forward(actions, after_forward)
         counts = run_schedule(actions, state, advance=advance, record=record, reverse=reverse,
                               restores=variant is not compiled)
         if self.max_tape_bytes is not None and counts.peak_bytes > self.max_tape_bytes:
@@ -338,6 +362,22 @@ class Checkpointed:
                                 counts.peak_snapshots, counts.peak_bytes, counts.peak_tape_bytes,
                                 state_bytes, pushed[0], pushed[1], probes, stopped.get("by"))
         return results, stats
+
+
+def _then_at_end_forward(actions, hook):
+    """``actions``, with ``hook()`` run after the end of the forward sweep, before the first
+    reverse (:func:`run_schedule` asks for each action only after the one before has run); for a
+    loop of no steps, which has no actions, after them all."""
+    from checkpoint_schedules import EndForward
+
+    ended = False
+    for action in actions:
+        yield action
+        if isinstance(action, EndForward):
+            hook()
+            ended = True
+    if not ended:
+        hook()
 
 
 def checkpointed(step, *, schedule=None, snapshots=None, max_tape_bytes=None):
@@ -367,5 +407,12 @@ def checkpointed(step, *, schedule=None, snapshots=None, max_tape_bytes=None):
     measured by one taped step on copies of the state before the loop runs, and a call raises
     AdsrcError before anything runs when nothing fits; with ``until=`` the schedule must fit a
     loop of ``max_steps`` steps.
+
+    Inside a kernel, ``for it in adsrc.checkpointed(range(n), snapshots=10):`` marks the loop
+    whose adjoint is checkpointed (see :mod:`adsrc.checkpointed_kernels`); run as Python, the
+    marker checks its options and gives back the range.
     """
+    if isinstance(step, range):
+        checked_options("adsrc.checkpointed(range(...))", schedule, snapshots, max_tape_bytes)
+        return step
     return Checkpointed(step, schedule, snapshots, max_tape_bytes)

@@ -26,6 +26,7 @@ from adsrc.backends import python as python_backend
 from adsrc.backends.cython import CythonModule, line_map
 from adsrc.compiling import cython_build
 from adsrc.errors import ArgumentError
+from adsrc.frontend.derived import kernel_source
 from adsrc.frontend.fence import Fence
 from adsrc.frontend.source import KernelSource
 from adsrc.naming import Namer
@@ -61,7 +62,7 @@ class Program:
 
     def info(self, fn):
         if fn not in self._infos:
-            source = KernelSource(fn)
+            source = kernel_source(fn)
             fence = Fence(source)
             tree = fence.run()
             self._infos[fn] = FunctionInfo(source, tree, fence.callees)

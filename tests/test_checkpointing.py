@@ -17,9 +17,10 @@ periodic or store-all schedule.  Checked here, on both backends:
 * loops run ``until=`` a predicate holds (online schedules): the gradients are those of
   ``steps=n`` for the trip count n, with at most ``snapshots`` checkpoints, the step executions
   of the online schedule counted independently, a stop at ``max_steps``, agreement with finite
-  differences of the loop run to its tolerance, and clear errors for bad combinations;
-* the in-source loop marker ``for it in adsrc.checkpointed(range(n))`` is refused with an error
-  that names its line and says what to write instead.
+  differences of the loop run to its tolerance, and clear errors for bad combinations.
+
+The loop marked inside a kernel (``for it in adsrc.checkpointed(range(n), ...)``) is tested in
+test_checkpointed_loops.py.
 """
 
 import inspect
@@ -644,13 +645,3 @@ def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(x_bar, np.ones(n))
 
-
-def test_the_in_source_loop_marker_is_refused_with_what_to_write_instead(backend):
-    line = inspect.getsourcelines(S.marked_loop)[1] + 4
-    with pytest.raises(adsrc.UnsupportedError) as raised:
-        adsrc.differentiate(S.marked_loop, wrt=("x", "b"), outputs=("x",)).adjoint(
-            np.ones(3), np.ones(3), 2, x_bar=np.ones(3))
-    error = raised.value
-    assert error.filename.endswith("steps.py") and error.line == line
-    assert "for it in adsrc.checkpointed(range(n), snapshots=4)" in error.message
-    assert "its own step kernel" in error.message and "adsrc.checkpointed(step" in error.message

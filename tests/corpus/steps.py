@@ -13,8 +13,6 @@ import math
 
 import numpy as np
 
-import adsrc
-
 
 def reaction_diffusion_step(u, d, r, dt):
     """One explicit Euler step of the 1-D Fisher-KPP reaction-diffusion equation
@@ -66,11 +64,3 @@ def reads_only(x, b):
         acc += x[i] * b[i]
     return acc
 
-
-def marked_loop(x, b, n):
-    """The in-source loop marker ``for it in adsrc.checkpointed(range(n), ...)``, which adsrc
-    does not implement: differentiating this kernel must fail at the marker, telling the user to
-    write the body as a step kernel and use ``adsrc.checkpointed(step)``."""
-    for it in adsrc.checkpointed(range(n), snapshots=4):
-        for i in range(len(x)):
-            x[i] = 0.5 * (x[i] + b[i])

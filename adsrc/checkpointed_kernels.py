@@ -1,0 +1,272 @@
+"""Kernels with a checkpointed loop inside: ``for it in adsrc.checkpointed(range(n), ...)``.
+
+``adsrc.differentiate`` (so also ``grad``, ``value_and_grad`` and ``check_grads``) gives a
+:class:`KernelWithCheckpointedLoop` for a kernel that marks one of its loops this way.  Its
+adjoint means what ``Differentiable.adjoint`` means for the kernel as written, but the marked loop
+is reversed under the marker's schedule (revolve with at most ``snapshots`` checkpoints of the
+state by default), and ``f.adjoint.last_stats`` counts what the loop did (a
+:class:`~adsrc.checkpointing.CheckpointStats`).
+
+How: :func:`adsrc.frontend.outline.split` splits the kernel into the loop's step kernel and the
+kernel after the loop, and both are differentiated as ordinary kernels.  The adjoint runs the loop
+with :class:`~adsrc.checkpointing.Checkpointed` (schedules, checkpoints, counts), and at the end of
+its forward sweep the whole adjoint of the kernel after the loop, which seeds the adjoints of the
+state; then the loop is reversed.  The statements before the loop only bind names, and both
+kernels repeat them, so they need no sweep of their own.
+
+Both kernels take every parameter of the kernel, and differentiate with respect to the kernel's
+``wrt``, its array outputs and the float arrays the loop writes, so that one set of bar arrays
+passes through both: the kernel after the loop turns the adjoints of the final values into those
+of the values the loop leaves, the loop into those of the initial values; the bars of the other
+arrays are incremented by each, and a scalar's adjoint is the sum of the two.
+"""
+
+import functools
+import types
+
+import gast
+import numpy as np
+
+from adsrc.api import ADJOINT, Adjoint, Differentiable
+from adsrc.checkpointing import Checkpointed, checked_options, checkpointed
+from adsrc.errors import AdsrcError, ArgumentError
+from adsrc.frontend import outline
+from adsrc.frontend.derived import derived_kernel, kernel_source
+from adsrc.pipeline import RETURN_OUTPUT, Program
+from adsrc.runtime.arguments import signature_of
+
+
+def _called(source, call):
+    """The object a call names (``checkpointed``, ``adsrc.checkpointed``, a kernel), or None."""
+    func, chain = call.func, []
+    while isinstance(func, gast.Attribute):
+        chain.append(func.attr)
+        func = func.value
+    if not isinstance(func, gast.Name):
+        return None
+    value = source.resolve(func.id)
+    for attr in reversed(chain):
+        if not isinstance(value, types.ModuleType):
+            return None
+        value = getattr(value, attr, None)
+    return value
+
+
+def _is_marker(source, call):
+    return _called(source, call) is checkpointed
+
+
+def _is_kernel_call(source, call):
+    called = _called(source, call)
+    return isinstance(getattr(called, "__wrapped_kernel__", called), types.FunctionType)
+
+
+def has_checkpointed_loop(fn):
+    """Whether a kernel has a loop over ``adsrc.checkpointed(...)``; cheap for the others (a
+    look at the names its code uses: ``checkpointed``, as a global or attribute, or another
+    global name for it)."""
+    names = getattr(getattr(fn, "__code__", None), "co_names", ())
+    if "checkpointed" not in names and not any(
+            fn.__globals__.get(name) is checkpointed for name in names):
+        return False
+    try:
+        source = kernel_source(fn)
+    except AdsrcError:
+        return False            # Differentiable refuses it with the reason
+    return bool(outline.marked_loops(source.tree, functools.partial(_is_marker, source)))
+
+
+class _Adjoint(Adjoint):
+    """``f.adjoint`` of a kernel with a checkpointed loop: ``last_stats`` (CheckpointStats)
+    counts what the loop of the last call did."""
+
+    def __init__(self, owner):
+        super().__init__(owner)
+        self.last_stats = None
+
+    def __call__(self, *args, **bars):
+        _, results, self.last_stats = self._owner._run(args, bars)
+        return results
+
+
+class KernelWithCheckpointedLoop(Differentiable):
+    """A kernel whose marked loop is reversed under a checkpoint schedule (made by
+    ``Differentiable(...)`` for such a kernel).  Reverse mode only: tangent mode, Hessians and
+    offline generation refuse the marker (the fence says why)."""
+
+    def __init__(self, fn, wrt, outputs=None, backend=None):
+        super().__init__(fn, wrt, outputs, backend)
+        source = kernel_source(self.fn)
+        self._source = source
+        self._split = outline.split(source, functools.partial(_is_marker, source),
+                                    functools.partial(_is_kernel_call, source))
+        options = self._split.options
+        try:
+            self._options = checked_options(self.fn.__name__, options.get("schedule"),
+                                            options.get("snapshots"),
+                                            options.get("max_tape_bytes"))
+        except AdsrcError as error:
+            raise source.error(self._split.marker, str(error)) from None
+        self._step_fn = derived_kernel(source, self._split.step)
+        self._tail_fn = (None if self._split.tail is None
+                         else derived_kernel(source, self._split.tail))
+        program = Program()     # fences both kernels: an unsupported statement is refused here
+        self._loop_writes = self._written(program, self._step_fn)
+        self._tail_writes = (set() if self._tail_fn is None
+                             else self._written(program, self._tail_fn))
+        self.adjoint = _Adjoint(self)
+        self._by_signature = {}
+
+    @staticmethod
+    def _written(program, fn):
+        params = program.info(fn).source.params
+        return {params[index] for index in program.written_params(fn)}
+
+    # the parts ----------------------------------------------------------------------------------
+
+    def _arrays(self, names, signature, floats=False):
+        """The parameters among ``names`` that are arrays (float arrays) for ``signature``, in
+        parameter order."""
+        return [param for param, kind in zip(self.params, signature)
+                if param in names and kind.is_array and (kind.is_float or not floats)]
+
+    def _outputs_for(self, signature):
+        name = self.fn.__name__
+        if self.outputs is not None:
+            if RETURN_OUTPUT in self.outputs and not self._split.returns:
+                raise AdsrcError(f"{name}: outputs names 'return', but the kernel returns "
+                                 "nothing")
+            return self.outputs
+        if self._split.returns:
+            return (RETURN_OUTPUT,)
+        mutated = self._arrays(self._loop_writes | self._tail_writes, signature, True)
+        if not mutated:
+            raise AdsrcError(f"{name}: the kernel returns nothing and mutates no float array: "
+                             "there is no output to differentiate")
+        return tuple(mutated)
+
+    def _step_args(self, args):
+        """The step kernel's arguments: the kernel's, and a place for the step number."""
+        return tuple(args) + (0,) if self._split.counter is not None else tuple(args)
+
+    def _steps(self, args):
+        trips = self._split.trips
+        if isinstance(trips, int):
+            return max(trips, 0)
+        value = args[self.params.index(trips)]
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            raise ArgumentError(f"{self.fn.__name__}: '{trips}' is the number of steps of the "
+                                f"checkpointed loop, an int; got {type(value).__name__}")
+        return max(int(value), 0)       # range(n) of a negative n runs no step
+
+    def _parts(self, args):
+        """``(loop, tail, bar names)`` for the types of ``args``: the step kernel as a
+        :class:`Checkpointed`, the kernel after the loop (None if nothing follows it), and the
+        parameters both take bars for."""
+        signature = signature_of(self.fn.__name__, self.params, args)
+        self._last_signature = signature
+        if signature not in self._by_signature:
+            state = self._arrays(self._loop_writes, signature, True)
+            if not state:
+                raise self._source.error(self._split.marker, "the checkpointed loop writes no "
+                                                             "float array passed to the kernel: "
+                                                             "it has no state to differentiate")
+            outputs = self._outputs_for(signature)
+            bar_names = self._arrays(set(self.wrt) | set(outputs) | set(state), signature, True)
+            wrt = tuple(dict.fromkeys(self.wrt + tuple(bar_names)))
+            step = Differentiable(self._step_fn, wrt, state, self.backend)
+            # the analysis only, before any compilation: a refused form costs no build
+            _, entry = step.specialise(signature_of(step.fn.__name__, step.params,
+                                                    self._step_args(args)))
+            outline.check_types(self._source, self._split, entry.env,
+                                self._arrays(self._loop_writes, signature))
+            loop = Checkpointed(step, *self._options, counter=self._split.counter)
+            tail = (None if self._tail_fn is None
+                    else Differentiable(self._tail_fn, wrt, outputs, self.backend))
+            self._by_signature[signature] = loop, tail, bar_names
+        return self._by_signature[signature]
+
+    # running ------------------------------------------------------------------------------------
+
+    def primal(self, *args):
+        """The kernel run by the compiled step and the compiled kernel after the loop."""
+        loop, tail, _ = self._parts(args)
+        loop(*self._step_args(args), steps=self._steps(args))
+        return None if tail is None else tail.primal(*args)
+
+    def _bars(self, args, given, bar_names, outputs):
+        """The bar arrays of ``bar_names`` (the ones given, zeros for the others) and
+        ``out_bar``, after checking the keys the way ``Differentiable.adjoint`` does (shapes
+        and dtypes are checked by the two kernels' own checks)."""
+        name = self.fn.__name__
+        allowed = {param + "_bar" for param in bar_names
+                   if param in self.wrt or param in outputs}
+        if RETURN_OUTPUT in outputs:
+            allowed.add("out_bar")
+        for key in given:
+            if key not in allowed:
+                raise ArgumentError(f"{name}: unexpected adjoint '{key}'; this call takes "
+                                    f"{', '.join(sorted(allowed))}")
+        for param in bar_names:
+            if param in outputs and param + "_bar" not in given:
+                raise ArgumentError(f"{name}: pass {param}_bar=, the adjoint of the final value "
+                                    f"of the output '{param}'")
+        values = dict(zip(self.params, args))
+        bars = {param + "_bar": given[param + "_bar"] if param + "_bar" in given
+                else np.zeros_like(values[param]) for param in bar_names}
+        if "out_bar" in given:
+            bars["out_bar"] = given["out_bar"]
+        return bars
+
+    def _run(self, args, bars):
+        """``(value, results, CheckpointStats)`` of an adjoint call."""
+        loop, tail, bar_names = self._parts(args)
+        steps = self._steps(args)
+        outputs = self._outputs_for(self._last_signature)
+        bars = self._bars(args, dict(bars), bar_names, outputs)
+        step_bars = {key: value for key, value in bars.items() if key != "out_bar"}
+        after = {}
+        if tail is not None:        # every check before anything runs
+            tail._checked(tail._compile(self._last_signature), args, dict(bars))
+            values = dict(zip(self.params, args))
+            written = [values[param] for param in self._arrays(self._tail_writes,
+                                                               self._last_signature)]
+
+        def after_loop():
+            """The adjoint of the kernel after the loop, on the arrays the loop left, which it
+            leaves as they were (the loop's reverse sweep starts from them)."""
+            if tail is None:
+                return
+            left = [array.copy() for array in written]
+            after["value"], after["results"], _ = tail._run(args, bars)
+            after["final"] = [array.copy() for array in written]
+            for array, saved in zip(written, left):
+                np.copyto(array, saved)
+
+        results, stats = loop._run(self._step_args(args), step_bars, steps, None, None,
+                                   after_forward=after_loop)
+        for array, final in zip(written if tail is not None else [], after.get("final", [])):
+            np.copyto(array, final)         # as the kernel leaves them
+        from_loop = dict(zip(loop.step.wrt, results))
+        from_tail = dict(zip(tail.wrt, after["results"])) if tail is not None else {}
+        gradients = tuple(bars[param + "_bar"] if param + "_bar" in bars
+                          else from_loop[param] + from_tail.get(param, 0.0)
+                          for param in self.wrt)
+        return after.get("value"), gradients, stats
+
+    def source(self, kind=ADJOINT, args=None, backend=None):
+        """The generated adjoints of the loop's step and of the kernel after the loop (the
+        other modes refuse the loop marker)."""
+        if kind != ADJOINT:
+            return super().source(kind, args, backend)
+        if args is None and self._last_signature is None:
+            raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
+                             "argument types; call .adjoint(...) first or pass args=(...)")
+        if args is not None:
+            self._parts(args)
+        loop, tail, _ = self._by_signature[self._last_signature]
+        step_args = None if args is None else self._step_args(args)
+        parts = [loop.step.source(ADJOINT, step_args, backend)]
+        if tail is not None:
+            parts.append(tail.source(ADJOINT, args, backend))
+        return "\n\n".join(parts)

@@ -1,0 +1,342 @@
+"""Outlining a checkpointed loop: a kernel split at the loop it marks with ``adsrc.checkpointed``.
+
+A kernel of the supported form
+
+    def f(params):
+        <prefix: assignments of names, such as n = len(b)>
+        for it in adsrc.checkpointed(range(iters), snapshots=10):
+            <body>
+        <suffix, up to the return>
+
+is split into two kernels over the same parameters, which the rest of adsrc differentiates like
+any kernel (see :mod:`adsrc.checkpointed_kernels` for how their adjoints are run):
+
+    def f_loop_body(params[, it]):  <prefix> <body>      one step; ``it`` only if the body reads it
+    def f_after_loop(params):       <prefix> <suffix>    on the arrays the loop leaves
+
+so that ``f(params)`` does what ``f_loop_body(params, it)`` for ``it`` in ``range(iters)``, then
+``f_after_loop(params)``, do.  The prefix is repeated in both rather than passed along: it only
+binds names, from values the loop does not change, so each kernel recomputes them (cheaply).
+
+That equivalence is what the checks here guard: every other form is refused with an error at the
+user's line, never split into kernels that compute something else.  Values may leave one step
+for the next, and leave the loop, only through the arrays passed to the kernel (the *state*,
+which the checkpoints copy): a body that rebinds an argument or a prefix name, reads a name
+before assigning it, or a suffix that reads a name the loop assigns, is refused.  Two checks
+need the argument types and the arrays the body writes, so they run once those are known
+(:func:`check_types`): the prefix may not bind arrays nor read elements of the state, and the
+body may update in place (``v += ...``) only arrays.
+
+The split works on the user's tree before the fence (which refuses the marker anywhere else);
+the fence then runs on each derived kernel as on any other.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import gast
+
+from adsrc.analyses.effects import names_read
+
+OPTIONS = ("schedule", "snapshots", "max_tape_bytes")
+
+_FORM = ("write 'for it in adsrc.checkpointed(range(n), snapshots=k):' with n an argument of "
+         "the kernel or an integer constant")
+
+
+@dataclass
+class LoopSplit:
+    """A kernel split at its checkpointed loop.
+
+    ``step``/``tail``: the FunctionDefs of the loop body and of the rest (None when nothing
+    follows the loop), with the user's locations; ``counter``: the step's extra parameter that
+    receives the step number (None when the body does not read the loop variable); ``trips``:
+    the range's argument, a parameter name or an int; ``options``: the marker's keywords
+    (constants); ``returns``: whether the kernel returns a value; ``marker``: the
+    ``adsrc.checkpointed(...)`` call; ``prefix``: the statements repeated in both kernels;
+    ``updated``: the targets of ``v += ...`` in the body where v is an argument or a prefix
+    name (in place if v is an array, else a value carried from one step to the next)."""
+
+    step: gast.FunctionDef
+    tail: gast.FunctionDef | None
+    counter: str | None
+    trips: str | int
+    options: dict
+    returns: bool
+    marker: gast.Call
+    prefix: list
+    updated: list
+
+
+def marked_loops(tree, is_marker):
+    """Every ``for`` loop of ``tree`` whose iterable is a call of the marker (``is_marker(call)``
+    says whether a call is one)."""
+    return [node for node in gast.walk(tree) if isinstance(node, gast.For)
+            and isinstance(node.iter, gast.Call) and is_marker(node.iter)]
+
+
+def split(source, is_marker, is_kernel_call):
+    """The :class:`LoopSplit` of the kernel ``source`` (a KernelSource) at its marked loop.
+
+    ``is_kernel_call(call)`` says whether a call is of a user kernel (which may write arrays).
+    Raises UnsupportedError, located, for the forms that cannot be split."""
+    body = list(source.tree.body)
+    if body and isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
+        body = body[1:]                     # docstring
+    loops = marked_loops(source.tree, is_marker)
+    top = [loop for loop in loops if any(loop is stmt for stmt in body)]
+    for loop in loops:
+        if not any(loop is stmt for stmt in top):
+            raise source.error(loop.iter, "a checkpointed loop must be a statement of the kernel "
+                                          "itself, not nested in another loop or a branch")
+    if len(top) > 1:
+        first = source.location(top[0])[1]
+        raise source.error(top[1].iter, f"a kernel may have one checkpointed loop; this is a "
+                                        f"second one (the first is at line {first})")
+    loop = top[0]
+    position = next(k for k, stmt in enumerate(body) if stmt is loop)
+    prefix, suffix = body[:position], body[position + 1:]
+    params = [arg.id for arg in source.tree.args.args]
+    trips, options = _marker(source, loop, params)
+    counter = loop.target.id
+    assigned_before = _check_prefix_form(source, prefix, is_kernel_call)
+    before = set(params) | assigned_before
+    if counter in before:
+        raise source.error(loop.target, f"the loop variable '{counter}' is also "
+                                        f"{_what(counter, params)}: give it another name")
+    updated = _check_body(source, loop.body, params, before, counter)
+    in_loop = _assigned(loop.body) | {counter}
+    _check_exposed(source, suffix, before, in_loop - before,
+                   ", which the checkpointed loop assigns: only the arrays passed to the kernel "
+                   "carry values out of a checkpointed loop")
+    reads_counter = counter in set().union(*(names_read(stmt) for stmt in loop.body))
+    step = _kernel(source.tree, f"{source.name}_loop_body", prefix + loop.body,
+                   loop.target if reads_counter else None)
+    tail = (_kernel(source.tree, f"{source.name}_after_loop", prefix + suffix, None)
+            if suffix else None)
+    returns = bool(suffix) and isinstance(suffix[-1], gast.Return) \
+        and suffix[-1].value is not None
+    return LoopSplit(step, tail, counter if reads_counter else None, trips, options, returns,
+                     loop.iter, prefix, updated)
+
+
+def check_types(source, loop_split, types, state):
+    """The checks that need types: refuse a prefix that binds or updates an array (each step
+    would start from a new one, or update it again) or reads elements of an array the loop
+    writes (each step would see other values than the kernel does), and a body that carries a
+    scalar from one step to the next by ``v += ...``.  ``types``: the step kernel's type
+    environment (name -> Type); ``state``: the names of the arrays the loop body writes."""
+    params = [arg.id for arg in source.tree.args.args]
+    for target in loop_split.updated:
+        if not types[target.id].is_array:
+            raise source.error(target, f"the checkpointed loop updates '{target.id}', "
+                                       f"{_what(target.id, params)}: a value carried from one "
+                                       "step to the next must be in an array passed to the "
+                                       "kernel, updated in place")
+    for stmt in loop_split.prefix:
+        for target in _targets(stmt):
+            kind = types.get(target.id)
+            if kind is not None and kind.is_array:
+                raise source.error(stmt, f"'{target.id}' is an array, bound or updated before a "
+                                         "checkpointed loop, which adsrc repeats in each step: "
+                                         "the state carried from one step to the next must be "
+                                         "arrays passed to the kernel; allocate work arrays "
+                                         "inside the loop body, or after it")
+        read = sorted(names_read(stmt, shapes=False) & set(state))
+        if read:
+            raise source.error(stmt, f"this statement before the checkpointed loop reads "
+                                     f"'{read[0]}', which the loop writes: adsrc repeats it in "
+                                     "each step, where it would see the values of that step; "
+                                     "only its shape (len, .shape) may be read")
+
+
+# the marker ---------------------------------------------------------------------------------------
+
+def _marker(source, loop, params):
+    """``(trips, options)`` of the marker ``adsrc.checkpointed(range(n), **options)``."""
+    call = loop.iter
+    if loop.orelse:
+        raise source.error(loop, "'for ... else' is not supported")
+    if not isinstance(loop.target, gast.Name):
+        raise source.error(loop.target, "a checkpointed loop must bind a single name")
+    if len(call.args) != 1:
+        raise source.error(call, f"adsrc.checkpointed takes one range(n) in a kernel: {_FORM}")
+    iterable = call.args[0]
+    if not (isinstance(iterable, gast.Call) and isinstance(iterable.func, gast.Name)
+            and iterable.func.id == "range" and not iterable.keywords):
+        raise source.error(iterable, f"a checkpointed loop iterates over range(n): {_FORM}")
+    if len(iterable.args) != 1:
+        raise source.error(iterable, "a checkpointed loop iterates over range(n) with one "
+                                     f"argument (the steps run from 0): {_FORM}")
+    stop = iterable.args[0]
+    if isinstance(stop, gast.Name) and stop.id in params:
+        trips = stop.id
+    elif isinstance(stop, gast.Constant) and type(stop.value) is int:
+        trips = stop.value
+    else:
+        raise source.error(stop, "the number of steps of a checkpointed loop must be known "
+                                 f"when the kernel is called: {_FORM}")
+    options = {}
+    for keyword in call.keywords:
+        if keyword.arg not in OPTIONS:
+            raise source.error(call, f"adsrc.checkpointed in a kernel takes the keywords "
+                                     f"{', '.join(OPTIONS)}, not {keyword.arg or '**'}")
+        if not isinstance(keyword.value, gast.Constant):
+            raise source.error(keyword.value, f"{keyword.arg}= of a checkpointed loop must be "
+                                              "a constant written in the kernel")
+        options[keyword.arg] = keyword.value.value
+    return trips, options
+
+
+# the three parts ----------------------------------------------------------------------------------
+
+def _targets(stmt):
+    """The names an assignment of the prefix binds."""
+    target = stmt.targets[0] if isinstance(stmt, gast.Assign) else stmt.target
+    return target.elts if isinstance(target, gast.Tuple) else [target]
+
+
+def _check_prefix_form(source, prefix, is_kernel_call):
+    """The names the prefix binds, after checking it only binds names and calls no kernel."""
+    bound = set()
+    for stmt in prefix:
+        if not (isinstance(stmt, (gast.Assign, gast.AugAssign)) and all(
+                isinstance(target, gast.Name) for target in _targets(stmt))):
+            raise source.error(stmt, "before a checkpointed loop a kernel may only assign names "
+                                     "(like 'n = len(b)'): adsrc repeats these statements in "
+                                     "each step and after the loop, so they must not write "
+                                     "arrays; move this statement into the loop or after it")
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Call) and is_kernel_call(node):
+                raise source.error(node, "a kernel called before a checkpointed loop could "
+                                         "write arrays, and adsrc repeats these statements in "
+                                         "each step: move the call into the loop or after it")
+        bound |= {target.id for target in _targets(stmt)}
+    return bound
+
+
+def _what(name, params):
+    return "an argument of the kernel" if name in params else "a name assigned before the loop"
+
+
+def _check_body(source, body, params, before, counter):
+    """No jump out of the loop, no return, no name of ``before`` rebound, no value carried from
+    one iteration to the next in a name.  Returns the targets of ``v += ...`` with v in
+    ``before``, which :func:`check_types` checks."""
+    updated = []
+    for stmt in _statements(body, into_loops=False):
+        if isinstance(stmt, (gast.Break, gast.Continue)):
+            raise source.error(stmt, f"'{type(stmt).__name__.lower()}' in a checkpointed loop: "
+                                     f"its steps must be exactly range(n); {_FORM}")
+    for stmt in _statements(body, into_loops=True):
+        if isinstance(stmt, gast.Return):
+            raise source.error(stmt, "'return' inside a checkpointed loop is not supported")
+        for target in _bound(stmt):
+            if target.id in before and isinstance(stmt, gast.AugAssign):
+                updated.append(target)
+            elif target.id in before:
+                raise source.error(target, f"the checkpointed loop assigns '{target.id}', "
+                                           f"{_what(target.id, params)}: a value carried from "
+                                           "one step to the next must be in an array passed "
+                                           "to the kernel, updated in place")
+    local = _assigned(body) - before
+    _check_exposed(source, body, before | {counter}, local,
+                   " before the loop body assigns it: a value carried from one step to the next "
+                   "must be in an array passed to the kernel, updated in place")
+    return updated
+
+
+def _statements(stmts, into_loops):
+    """Every statement of a block, nested ones included (those of inner loops too if
+    ``into_loops``)."""
+    for stmt in stmts:
+        yield stmt
+        if isinstance(stmt, (gast.For, gast.While)) and not into_loops:
+            continue
+        for field in ("body", "orelse"):
+            yield from _statements(getattr(stmt, field, []) or [], into_loops)
+
+
+def _bound(stmt):
+    """The Name nodes a statement binds (not its nested statements)."""
+    if isinstance(stmt, gast.Assign):
+        targets = [stmt.targets[0]]
+    elif isinstance(stmt, gast.AugAssign):
+        targets = [stmt.target]
+    elif isinstance(stmt, gast.For):
+        targets = [stmt.target]
+    else:
+        return []
+    names = []
+    for target in targets:
+        names += target.elts if isinstance(target, gast.Tuple) else [target]
+    return [name for name in names if isinstance(name, gast.Name)]
+
+
+def _assigned(stmts):
+    """The names a block binds anywhere."""
+    return {name.id for stmt in _statements(stmts, into_loops=True) for name in _bound(stmt)}
+
+
+def _check_exposed(source, stmts, defined, names, why):
+    """Refuse a read of one of ``names`` that is not preceded, on every path through ``stmts``,
+    by an assignment of it (``defined``: the names bound on entry)."""
+    if not names:
+        return
+    exposed = []
+    _definitely_assigned(stmts, set(defined), names, exposed)
+    if exposed:
+        raise source.error(exposed[0], f"'{exposed[0].id}' is read here{why}")
+
+
+def _definitely_assigned(stmts, defined, names, exposed):
+    """Walk a block in order, appending to ``exposed`` the reads of ``names`` not yet in
+    ``defined``; returns the names bound on every path through the block.  A loop body may run
+    zero times, so what it binds is not bound after it; a name bound in both branches of an
+    ``if`` is."""
+    defined = set(defined)
+
+    def reads(node):
+        exposed.extend(sub for sub in gast.walk(node) if isinstance(sub, gast.Name)
+                       and isinstance(sub.ctx, gast.Load) and sub.id in names
+                       and sub.id not in defined)
+
+    for stmt in stmts:
+        if isinstance(stmt, gast.For):
+            reads(stmt.iter)
+            _definitely_assigned(stmt.body, defined | {name.id for name in _bound(stmt)},
+                                 names, exposed)
+        elif isinstance(stmt, gast.While):
+            reads(stmt.test)
+            _definitely_assigned(stmt.body, defined, names, exposed)
+        elif isinstance(stmt, gast.If):
+            reads(stmt.test)
+            defined |= (_definitely_assigned(stmt.body, defined, names, exposed)
+                        & _definitely_assigned(stmt.orelse, defined, names, exposed))
+        elif isinstance(stmt, (gast.Assign, gast.AugAssign)):
+            reads(stmt.value)
+            target = stmt.targets[0] if isinstance(stmt, gast.Assign) else stmt.target
+            if isinstance(stmt, gast.AugAssign) and isinstance(target, gast.Name):
+                if target.id in names and target.id not in defined:
+                    exposed.append(target)          # 'v += ...' reads v
+            elif not isinstance(target, (gast.Name, gast.Tuple)):
+                reads(target)
+            defined |= {name.id for name in _bound(stmt)}
+        else:
+            reads(stmt)
+            defined |= {name.id for name in _bound(stmt)}
+    return defined
+
+
+def _kernel(tree, name, body, counter):
+    """A FunctionDef over the parameters of ``tree`` (and ``counter``, a Name node, as its last
+    parameter), with ``body``: copies, which keep the user's locations."""
+    kernel = copy.copy(tree)
+    kernel.name = name
+    kernel.body = copy.deepcopy(body)
+    kernel.args = copy.deepcopy(tree.args)
+    if counter is not None:
+        parameter = gast.Name(counter.id, gast.Param(), None, None)
+        kernel.args.args.append(gast.copy_location(parameter, counter))
+    kernel.decorator_list = []
+    return kernel

@@ -1,0 +1,279 @@
+"""Checkpointed loops written inside a kernel: ``for it in adsrc.checkpointed(range(n), ...)``.
+
+The kernels are in tests/checkpointed_loop_kernels.py.  Checked here, on both backends:
+
+* with every schedule (binomial, periodic, store_all), the adjoint equals, to 1e-12 relative, the
+  plain adjoint (every step taped) of the same kernel without the marker: Gauss-Seidel with the
+  matrix values active, damped Jacobi with its weight active, and explicit reaction-diffusion
+  steps whose source term reads the loop variable; the arrays end as the kernel leaves them;
+* statements before and after the loop and a return value: adsrc.grad and value_and_grad equal
+  those of the kernel without the marker, and adsrc.check_grads (finite differences) passes;
+* the tool's counts: 1000 steps with 10 snapshots run 1000 + optimal_extra_steps(1000, 10) =
+  4636 step executions and hold at most 10 checkpoints; each schedule's peak of checkpoints;
+* every refused form raises UnsupportedError at its line (file, line and message checked), and
+  so do the modes that do not checkpoint (tangent) and a marked loop in a called kernel;
+* bad arguments raise ArgumentError and change nothing; no steps; the generated source.
+"""
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+from checkpoint_schedules.multistage import optimal_extra_steps
+
+import adsrc
+import checkpointed_loop_kernels as K
+from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
+
+pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+
+STEPS = 7
+RTOL = 1e-12
+_DIFFERENTIATED = {}
+
+
+def _kernel(fn, wrt, outputs, backend):
+    """One Differentiable per kernel, wrt, outputs and backend: compiled modules are reused."""
+    key = (fn, wrt, outputs, backend)
+    if key not in _DIFFERENTIATED:
+        _DIFFERENTIATED[key] = adsrc.differentiate(fn, wrt=wrt, outputs=outputs,
+                                                   backend=backend)
+    return _DIFFERENTIATED[key]
+
+
+def _copy(values):
+    return tuple(np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in values)
+
+
+def _csr(rng):
+    indptr, indices, data = poisson2d_csr(4)
+    return indptr, indices, perturb_data(rng, indptr, indices, data)
+
+
+def _gauss_seidel():
+    rng = np.random.default_rng(1)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    return ((indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), STEPS),
+            ("data", "b", "x"), ("x",))
+
+
+def _jacobi():
+    rng = np.random.default_rng(2)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    dinv = 1.0 / diagonal_of(indptr, indices, data)
+    return ((indptr, indices, data, dinv, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 0.8,
+             STEPS), ("data", "b", "x", "alpha"), ("x",))
+
+
+def _reaction_diffusion():
+    rng = np.random.default_rng(3)
+    return ((rng.uniform(0.1, 0.9, 12), rng.uniform(0.1, 0.3, 12), 2.0, 0.2, STEPS),
+            ("u", "d", "r", "dt"), ("u",))
+
+
+FAMILIES = {"gauss_seidel": _gauss_seidel(), "jacobi": _jacobi(),
+            "reaction_diffusion": _reaction_diffusion()}
+SCHEDULES = {"binomial": 3, "periodic": 4, "store_all": None}      # as the kernels mark them
+
+
+def _seeds(fn, args, outputs, rng):
+    params = list(inspect.signature(fn).parameters)
+    return {out + "_bar": rng.standard_normal(np.shape(args[params.index(out)]))
+            for out in outputs}
+
+
+def _assert_close(got, want, names):
+    for name, g, w in zip(names, got, want):
+        if isinstance(w, np.ndarray):
+            scale = max(float(np.max(np.abs(w))), 1e-300)
+            assert float(np.max(np.abs(g - w))) <= RTOL * scale, name
+        else:
+            assert isinstance(g, float), name
+            assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name
+
+
+def _peak_checkpoints(schedule, steps, snapshots):
+    """Checkpoints held at once, by each schedule's definition."""
+    if schedule == "binomial":
+        return min(snapshots, steps - 1)
+    if schedule == "periodic":       # one at the start of each segment but the last
+        return math.ceil(steps / math.ceil(steps / snapshots)) - 1
+    return 0
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_schedule_gives_the_gradient_of_the_loop_without_marker(family, schedule,
+                                                                      backend):
+    args, wrt, outputs = FAMILIES[family]
+    plain = getattr(K, f"{family}_plain")
+    marked = getattr(K, f"{family}_{schedule}")
+    seeds = _seeds(plain, args, outputs, np.random.default_rng(10))
+    want_args = _copy(args)
+    want = _kernel(plain, wrt, outputs, backend).adjoint(
+        *want_args, **{k: v.copy() for k, v in seeds.items()})
+    f = _kernel(marked, wrt, outputs, backend)
+    got_args = _copy(args)
+    got = f.adjoint(*got_args, **{k: v.copy() for k, v in seeds.items()})
+    _assert_close(got, want, wrt)
+    for got_arg, want_arg in zip(got_args, want_args):     # as the kernel leaves them
+        np.testing.assert_array_equal(got_arg, want_arg)
+    stats = f.adjoint.last_stats
+    assert (stats.schedule, stats.snapshots, stats.steps) == (schedule, SCHEDULES[schedule],
+                                                              STEPS)
+    assert stats.taped_steps == stats.reverse_steps == STEPS
+    assert stats.peak_snapshots == _peak_checkpoints(schedule, STEPS, SCHEDULES[schedule])
+    primal_args = _copy(args)
+    f.primal(*primal_args)                  # the compiled kernel
+    python_args = _copy(args)
+    marked(*python_args)                    # the kernel as Python runs it
+    for compiled, python, want_arg in zip(primal_args, python_args, want_args):
+        np.testing.assert_allclose(compiled, python, rtol=1e-14, atol=1e-300)
+        np.testing.assert_allclose(compiled, want_arg, rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_agrees_with_finite_differences(family, backend):
+    args, wrt, outputs = FAMILIES[family]
+    adsrc.check_grads(getattr(K, f"{family}_binomial"), list(args), wrt, outputs,
+                      backend=backend)
+
+
+def _many_sweeps_args():
+    rng = np.random.default_rng(4)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    return data, indices, indptr, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), STEPS
+
+
+def test_statements_before_and_after_the_loop_and_a_return_value(backend):
+    """many_sweeps: 'n = len(b)' and an active 'w = 0.5 * data[0]' before the loop, an update of
+    x and 'return np.dot(x, x) + w * b[0]' after it."""
+    args = _many_sweeps_args()
+    wrt = ("data", "b", "x")
+    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*_copy(args))
+    want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
+        *_copy(args))
+    assert value == pytest.approx(want_value, rel=1e-14)
+    _assert_close(grads, want, wrt)
+    _assert_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*_copy(args)), want, wrt)
+    report = adsrc.check_grads(K.many_sweeps, list(args), wrt, backend=backend)
+    assert report.max_error < 1e-7
+    f = _kernel(K.many_sweeps, wrt, None, backend)
+    got_args, want_args = _copy(args), _copy(args)
+    assert f.primal(*got_args) == pytest.approx(K.many_sweeps_plain(*want_args), rel=1e-14)
+    for got, want_arg in zip(got_args, want_args):
+        np.testing.assert_allclose(got, want_arg, rtol=1e-14, atol=1e-300)
+
+
+def test_no_steps(backend):
+    args = _many_sweeps_args()[:-1] + (0,)
+    wrt = ("data", "b", "x")
+    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*_copy(args))
+    want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
+        *_copy(args))
+    assert value == pytest.approx(want_value, rel=1e-14)
+    _assert_close(grads, want, wrt)
+    f = _kernel(K.gauss_seidel_binomial, ("data", "b", "x"), ("x",), backend)
+    args = FAMILIES["gauss_seidel"][0][:-1] + (0,)
+    seed = np.random.default_rng(5).standard_normal(len(args[3]))
+    data_bar, b_bar, x_bar = f.adjoint(*_copy(args), x_bar=seed.copy())
+    np.testing.assert_array_equal(x_bar, seed)
+    assert not data_bar.any() and not b_bar.any()
+    assert f.adjoint.last_stats.forward_steps == 0
+
+
+def test_revolve_runs_the_optimal_number_of_steps(backend):
+    """1000 steps, 10 snapshots: 1000 + optimal_extra_steps(1000, 10) = 4636 step executions,
+    every step taped and reversed once, at most 10 checkpoints of the state (2 floats) held."""
+    x0, seed = np.array([0.3, -0.2]), np.array([1.0, -0.5])
+    f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
+    got = f.adjoint(x0.copy(), 0.9, 1000, x_bar=seed.copy())
+    stats = f.adjoint.last_stats
+    assert optimal_extra_steps(1000, 10) == 3636
+    assert stats.forward_steps == 1000 + 3636 == 4636
+    assert stats.taped_steps == stats.reverse_steps == 1000
+    assert stats.peak_snapshots == 10 and stats.state_bytes == x0.nbytes
+    assert stats.peak_bytes <= 10 * x0.nbytes + stats.peak_tape_bytes
+    x = x0.copy()
+    K.tiny(x, 0.9, 1000)
+    np.testing.assert_array_equal(got[0] != 0.0, True)      # a gradient, not zeros
+
+
+def _marked_line(kernel):
+    lines, first = inspect.getsourcelines(kernel)
+    marked = [first + k for k, text in enumerate(lines) if "# <-" in text]
+    assert len(marked) == 1, kernel.__name__
+    return marked[0]
+
+
+REFUSED = [
+    (K.nested_marker, "must be a statement of the kernel itself, not nested"),
+    (K.two_markers, "one checkpointed loop; this is a second one (the first is at line"),
+    (K.range_with_start, "range(n) with one argument"),
+    (K.trips_from_expression, "number of steps of a checkpointed loop must be known"),
+    (K.snapshots_from_argument, "snapshots= of a checkpointed loop must be a constant"),
+    (K.no_snapshots, "the binomial schedule needs snapshots="),
+    (K.unknown_schedule, "unknown schedule 'revolve'"),
+    (K.array_written_before, "before a checkpointed loop a kernel may only assign names"),
+    (K.scalar_carried, "assigns 's', a name assigned before the loop: a value carried from "
+                       "one step to the next must be in an array"),
+    (K.scalar_read_after, "'last' is read here, which the checkpointed loop assigns: only the "
+                          "arrays passed to the kernel carry values out"),
+    (K.read_before_assigned, "'prev' is read here before the loop body assigns it"),
+    (K.break_out, "'break' in a checkpointed loop"),
+    (K.work_array_before, "'work' is an array, bound or updated before a checkpointed loop"),
+    (K.state_read_before, "reads 'x', which the loop writes"),
+    (K.called_marked, "a checkpointed loop is supported only at the top level of the kernel "
+                      "given to adsrc.differentiate"),
+]
+
+
+@pytest.mark.parametrize("kernel,message", REFUSED, ids=[k.__name__ for k, _ in REFUSED])
+def test_refused_forms_raise_located_errors(kernel, message, backend):
+    params = list(inspect.signature(kernel).parameters)
+    args = [np.array([0.5, 0.25]) if p == "x" else 3 for p in params]
+    before = _copy(args)
+    with pytest.raises(adsrc.UnsupportedError) as raised:
+        adsrc.differentiate(kernel, wrt=("x",), outputs=("x",), backend=backend).adjoint(
+            *args, x_bar=np.ones(2))
+    error = raised.value
+    where = K.two_steps if kernel is K.called_marked else kernel      # the marked loop's kernel
+    assert (error.filename, error.line) == (inspect.getsourcefile(K), _marked_line(where))
+    assert message in error.message, error.message
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_modes_that_do_not_checkpoint_refuse_the_marker(backend):
+    f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
+    with pytest.raises(adsrc.UnsupportedError) as raised:
+        f.tangent(np.array([0.3, -0.2]), 0.9, 4, x_dot=np.ones(2))
+    assert raised.value.line == inspect.getsourcelines(K.tiny)[1] + 1
+    assert "in reverse mode (f.adjoint); not in a kernel called from another" in str(raised.value)
+    assert "tangent mode" in raised.value.message
+
+
+def test_bad_arguments_raise_argument_errors_and_change_nothing(backend):
+    args, wrt, outputs = FAMILIES["gauss_seidel"]
+    f = _kernel(K.gauss_seidel_binomial, wrt, outputs, backend)
+    n = len(args[3])
+    for call_args, bars, message in (
+            (args, {}, "pass x_bar="),
+            (args, {"x_bar": np.ones(n), "indices_bar": np.ones(n)}, "unexpected adjoint"),
+            (args, {"x_bar": np.ones(n + 1)}, "shape"),
+            (args[:-1] + (2.0,), {"x_bar": np.ones(n)}, "'sweeps' is the number of steps")):
+        copies = _copy(call_args)
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            f.adjoint(*copies, **bars)
+        for got, want in zip(copies, call_args):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_the_source_shows_the_step_and_what_follows_the_loop(backend):
+    f = _kernel(K.many_sweeps, ("data", "b", "x"), None, backend)
+    source = f.source("adjoint", args=_many_sweeps_args())
+    assert "many_sweeps_loop_body__rev" in source and "many_sweeps_after_loop__rev" in source
