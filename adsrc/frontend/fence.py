@@ -228,12 +228,16 @@ class Fence(gast.NodeTransformer):
         else:
             if isinstance(call, gast.Call) \
                     and gast.unparse(call.func).strip().split(".")[-1] == "checkpointed":
+                # The reverse mode of the kernel that holds the loop splits it off before the
+                # fence (adsrc.frontend.outline); whatever reaches the marker here cannot use it.
                 self._fail(call, f"'for {stmt.target.id} in {gast.unparse(call).strip()}': "
-                                 "checkpointing a loop written inside a kernel is not supported; "
-                                 "write the loop body as its own step kernel, differentiate it, "
-                                 "and run the loop with adsrc.checkpointed(step, ...)(..., "
-                                 "steps=n) (or until=..., max_steps=... for a loop to a "
-                                 "tolerance)")
+                                 "a checkpointed loop is supported only at the top level of "
+                                 "the kernel given to adsrc.differentiate, grad, value_and_grad "
+                                 "or check_grads, in reverse mode (f.adjoint); not in a kernel "
+                                 "called from another, as the step of adsrc.checkpointed(step), "
+                                 "nor in tangent mode, Jacobians, Hessian-vector products or "
+                                 "offline generation, which need no checkpoints: there, "
+                                 "iterate over the range itself")
             self._fail(call, "for loops must iterate over range(start, stop, step)")
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
