@@ -27,6 +27,7 @@ from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
+from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
                                      check_float, check_out_bar, check_writeable,
@@ -170,6 +171,8 @@ class Differentiable:
         self._compiled = {}
         self._lock = threading.RLock()
         self._last_signature = None
+        self._matrix_kernels = {}       # layouts of sparse matrix arguments -> MatrixKernel
+        self._last_matrices = None      # the MatrixKernel of the last call, if it had matrices
 
     def __call__(self, *args):
         return self.fn(*args)
@@ -178,7 +181,30 @@ class Differentiable:
         """The kernel compiled by this object's backend (the original function for "python").
 
         Returns what the kernel returns (None for a kernel without a return value)."""
+        matrices = self._matrices(args)
+        if matrices is not None:
+            return matrices.inner.primal(*matrices.arguments(args))
         return self._checked_primal(args).primal(*args)
+
+    def _matrices(self, args):
+        """The :class:`~adsrc.matrix_arguments.MatrixKernel` of the sparse matrices among
+        ``args`` (made once per layout), or None when there are none."""
+        found = layouts(self.params, args)
+        matrices = None
+        if found:
+            with self._lock:
+                matrices = self._matrix_kernels.get(found)
+                if matrices is None:
+                    matrices = self._matrix_kernels[found] = MatrixKernel(self, found)
+        self._last_matrices = matrices
+        return matrices
+
+    def _outputs_of_call(self, args):
+        """The outputs of a call with ``args``, in order."""
+        matrices = self._matrices(args)
+        if matrices is not None:
+            return matrices.inner._outputs_of_call(matrices.arguments(args))
+        return self._outputs_for(signature_of(self.fn.__name__, self.params, args))
 
     def _checked_primal(self, args):
         """The compiled adjoint module for ``args``, after the checks a primal call needs
@@ -267,6 +293,10 @@ class Differentiable:
         if kind not in (ADJOINT, TANGENT, VECTOR_TANGENT):
             raise AdsrcError(f"source(): unknown kind {kind!r} (available: 'adjoint', "
                              "'tangent', 'vector_tangent')")
+        matrices = self._matrices(args) if args is not None else self._last_matrices
+        if matrices is not None:
+            inner_args = None if args is None else matrices.arguments(args)
+            return matrices.inner.source(kind, inner_args, backend)
         if args is not None:
             signature = signature_of(self.fn.__name__, self.params, args)
         elif self._last_signature is not None:
@@ -288,6 +318,10 @@ class Differentiable:
         Vector mode: with stacks of k directions (``x_dot`` of shape ``(k,) + x.shape``, a
         length-k array for a float) it runs one sweep whose tangent work is k wide, and returns
         stacks of k tangents (``(k,)`` for the return value)."""
+        matrices = self._matrices(args)
+        if matrices is not None:
+            return matrices.inner.tangent(*matrices.arguments(args),
+                                          **matrices.directions(args, dots))
         name = self.fn.__name__
         k = stack_size(name, self.params, args, dots)
         if k is not None:
@@ -338,6 +372,10 @@ class Differentiable:
     # running ------------------------------------------------------------------------------------
 
     def _run(self, args, bars):
+        matrices = self._matrices(args)
+        if matrices is not None:
+            value, results, stats = matrices.inner._run(matrices.arguments(args), bars)
+            return value, matrices.results(args, results), stats
         name = self.fn.__name__
         compiled = self._compile(signature_of(name, self.params, args))
         entry = compiled.entry

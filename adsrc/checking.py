@@ -9,10 +9,10 @@ evaluation runs on copies of the arguments, so the caller's arrays are left as t
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse
 
 from adsrc.api import Differentiable
 from adsrc.pipeline import RETURN_OUTPUT
-from adsrc.runtime.arguments import signature_of
 
 
 @dataclass
@@ -32,7 +32,22 @@ class CheckReport:
 
 
 def _copy(args):
-    return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
+    return [arg.copy() if isinstance(arg, np.ndarray) or scipy.sparse.issparse(arg) else arg
+            for arg in args]
+
+
+def _values(arg):
+    """What a derivative is taken with respect to: a sparse matrix's stored values."""
+    return arg.data if scipy.sparse.issparse(arg) else arg
+
+
+def _moved(arg, delta, t):
+    """``arg + t delta``, for a sparse matrix on its stored values."""
+    if scipy.sparse.issparse(arg):
+        moved = arg.copy()
+        moved.data = moved.data + t * delta
+        return moved
+    return arg + t * delta
 
 
 def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-4, seed=0,
@@ -40,17 +55,18 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
     """Check the adjoint of ``f`` at ``args``; raises AssertionError with a report on mismatch."""
     kernel = Differentiable(f, wrt, outputs, backend)
     params = kernel.params
-    outs = sorted(kernel._outputs_for(signature_of(kernel.fn.__name__, params, args)))
+    outs = sorted(kernel._outputs_of_call(args))
     rng = np.random.default_rng(seed)
-    scale = max([1.0] + [float(np.max(np.abs(args[params.index(name)]))) for name in kernel.wrt
-                         if np.size(args[params.index(name)])])
+    scale = max([1.0] + [float(np.max(np.abs(_values(args[params.index(name)]))))
+                         for name in kernel.wrt
+                         if np.size(_values(args[params.index(name)]))])
     h = step * scale
 
     def outputs_at(direction, t):
         values = _copy(args)
         for name, delta in direction.items():
             position = params.index(name)
-            values[position] = values[position] + t * delta
+            values[position] = _moved(values[position], delta, t)
         result = kernel.fn(*values)
         return {out: (result if out == RETURN_OUTPUT else values[params.index(out)])
                 for out in outs}
@@ -61,7 +77,8 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
 
     report = CheckReport()
     for _ in range(directions):
-        direction = {name: _random_like(rng, args[params.index(name)]) for name in kernel.wrt}
+        direction = {name: _random_like(rng, _values(args[params.index(name)]))
+                     for name in kernel.wrt}
         reference = outputs_at({}, 0.0)
         weights = {out: _random_like(rng, reference[out]) for out in outs}
 
@@ -74,7 +91,7 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
         if RETURN_OUTPUT in outs:
             bars["out_bar"] = float(weights[RETURN_OUTPUT])
         results = kernel.adjoint(*_copy(args), **bars)
-        ad = sum(float(np.sum(direction[name] * result))
+        ad = sum(float(np.sum(direction[name] * _values(result)))
                  for name, result in zip(kernel.wrt, results))
         magnitude = abs(projected({}, weights, 0.0))
         error = abs(fd - ad) / max(abs(fd), abs(ad), 1e-10 * max(1.0, magnitude))

@@ -71,6 +71,11 @@ def type_of_value(value, what):
             return array(str(value.dtype), value.ndim)
         raise ArgumentError(f"{what}: float arrays must be float64 and index arrays int32 or "
                             f"int64, got dtype {value.dtype}")
+    if hasattr(value, "tocsr") and hasattr(value, "nnz"):        # a SciPy sparse matrix
+        raise ArgumentError(f"{what}: a SciPy sparse matrix is taken by the kernel's primal, "
+                            "adjoint, tangent, grad, value_and_grad and check_grads; here, "
+                            "pass its arrays (A.data, A.indices, A.indptr) and build the "
+                            "matrix in the kernel")
     raise ArgumentError(f"{what}: expected a float, an int or a NumPy array, "
                         f"got {type(value).__name__}")
 

@@ -33,20 +33,25 @@ class DerivedSource(KernelSource):
         self.name = tree.name
         self.filename, self.first_line, self.indent = (parent.filename, parent.first_line,
                                                        parent.indent)
-        self.lines, self.globals = parent.lines, parent.globals
+        self.lines, self.globals = parent.lines, fn.__globals__
         self.params = [arg.id for arg in tree.args.args]
         self.tree = copy.deepcopy(tree)
 
 
-def derived_kernel(parent, tree):
+def derived_kernel(parent, tree, extra_globals=None):
     """The function of ``tree`` (a ``gast.FunctionDef`` with the locations of ``parent``'s
     tree), in the globals of ``parent``'s kernel.  Its code names a file of its own, which
     ``inspect`` cannot read, so the source key (:mod:`adsrc.compiling.source_key`) makes no key
-    for it and the pipeline always runs (its compiled module is still cached)."""
+    for it and the pipeline always runs (its compiled module is still cached).
+
+    ``extra_globals``: names the derived code needs that the user's module may not have; the
+    function then runs in a copy of the module's globals with them added (a snapshot: later
+    changes of the module's globals are not seen)."""
     module = gast.gast_to_ast(gast.Module(body=[copy.deepcopy(tree)], type_ignores=[]))
     ast.fix_missing_locations(module)
     code = compile(module, f"<adsrc: {tree.name}, derived from {parent.filename}>", "exec")
     function_code = next(const for const in code.co_consts if isinstance(const, types.CodeType))
-    fn = types.FunctionType(function_code, parent.globals, tree.name)
+    namespace = {**parent.globals, **extra_globals} if extra_globals else parent.globals
+    fn = types.FunctionType(function_code, namespace, tree.name)
     fn.__adsrc_source__ = lambda: DerivedSource(parent, tree, fn)
     return fn
