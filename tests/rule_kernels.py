@@ -234,3 +234,27 @@ def cg_then_overwrite(data, indices, indptr, f, u):
     for k in range(len(data)):
         data[k] = 2.0 * data[k]
     return np.dot(f, u)
+
+
+def products_then_overwrite(data, indices, indptr, x, y, columns):
+    """The product rules save ``data`` and ``x`` by reference; the kernel then overwrites both."""
+    y[:] = matvec(data, indices, indptr, x)
+    for k in range(len(data)):
+        data[k] = data[k] * data[k]
+    for j in range(columns):
+        x[j] = 3.0 * x[j]
+    x[:] = rmatvec(data, indices, indptr, y, columns)
+    return np.dot(y, y) + np.dot(x, x)
+
+
+def qr_then_overwrite(A, B):
+    """QR's rule saves its factors; the kernel then overwrites A."""
+    Q, R = np.linalg.qr(A)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = Q[i, j] * B[i, j]
+    total = 0.0
+    for i in range(R.shape[0]):
+        for j in range(R.shape[1]):
+            total += R[i, j] * R[i, j] * B[i, j]
+    return total + np.sum(A)
