@@ -19,8 +19,8 @@ LAYOUT = (
     f"Vector mode: {COUNT} directions per sweep.  The tangent of a scalar is an array of {COUNT}\n"
     f"values; the tangent of an array a is a flat array of a.size * {COUNT} values, direction\n"
     f"innermost: a[i] in direction {DIRECTION} is a_dot[i * {COUNT} + {DIRECTION}]. "
-    f"Each tangent statement\nis a loop over the directions, after its partial derivatives "
-    f"(_p0, _p1, ...).\n")
+    f"Consecutive tangent\nstatements share one loop over the directions, after their partial "
+    f"derivatives (_p0, _p1, ...)\nand the primal statements they do not depend on.\n")
 
 
 class _VectorCythonModule(CythonModule):

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import adsrc
-from adsrc.analyses.types import FLOAT
+from adsrc.analyses.types import FLOAT, array
+from adsrc.backends import python as python_backend
 from adsrc.transformations.vector import vectorize
 import hvp_kernels as HK
 from corpus import kernels as K
@@ -183,6 +184,44 @@ def test_unknown_tangent_statements_are_refused_not_passed_through(statement):
         vectorize([(spec, function)])
 
 
+def test_merged_loops_over_the_directions_keep_each_directions_order():
+    """Consecutive tangent statements share one loop over the directions, after the primal
+    statements between them, except a primal statement that writes what a loop before it reads
+    (``t`` here): that loop runs first.  The vector function, run on the Python backend, equals
+    the scalar one direction by direction."""
+    scalar_source = (
+        "def kernel__tan(x, x_dot, t, t_dot):\n"
+        "    s_dot = x[0] * x_dot[0] + x[0] * x_dot[0]\n"
+        "    s = x[0] * x[0]\n"
+        "    t_dot = t_dot + s * x_dot[1] + x[1] * s_dot + t * s_dot\n"
+        "    t = t + s * x[1] + t * s\n"
+        "    t_dot = t * t_dot + t * t_dot\n"
+        "    t = t * t\n"
+        "    return (t, t_dot)\n")
+    spec = SimpleNamespace(env={"x": array("float64", 1), "s": FLOAT, "t": FLOAT},
+                           source=SimpleNamespace(name="kernel"))
+    [(_, function)] = vectorize([(spec, gast.parse(scalar_source).body[0])])
+    source = python_backend.module_source("", [function])
+    lines = [line.strip() for line in source.splitlines()]
+    loops = [at for at, line in enumerate(lines) if line == "for _d in range(_k):"]
+    # s_dot and the first t_dot share a loop, after s; the second t_dot reads the new t, and
+    # the return's tangent the newest
+    assert len(loops) == 3
+    assert lines.index("s = x[0] * x[0]") < loops[0] < lines.index("t = t + s * x[1] + t * s") \
+        < loops[1] < lines.index("t = t * t") < loops[2]
+    vector = python_backend.load(source, "merged")["kernel__tan"]
+    scalar = python_backend.load(scalar_source, "scalar")["kernel__tan"]
+    rng = np.random.default_rng(55)
+    x, x_dots, t_dots = rng.uniform(0.5, 1.5, 2), rng.standard_normal((3, 2)), \
+        rng.standard_normal(3)
+    out = np.zeros(3)
+    (t,) = vector(x, np.ascontiguousarray(x_dots.T).reshape(-1), 0.7, t_dots.copy(), out, 3)
+    for d in range(3):
+        want_t, want_dot = scalar(x, x_dots[d], 0.7, t_dots[d])
+        assert t == want_t
+        assert out[d] == pytest.approx(want_dot, rel=1e-15)
+
+
 # vector Hessian-vector products ------------------------------------------------------------
 
 # name -> (kernel, wrt position, make(rng) -> args); smooth scalar kernels with loops,
@@ -254,6 +293,28 @@ def test_vector_hvp_equals_matvecs_and_finite_differences(name, backend):
         scale = max(float(np.max(np.abs(single))), 1e-3)
         np.testing.assert_allclose(hv, single, rtol=1e-12, atol=1e-13 * scale)
         np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, in_place", [("norm_cubed", True), ("smoothed_energy", False)])
+def test_matmat_of_c_ordered_columns(name, in_place, backend):
+    """The columns of a C-ordered (n, k) array are already the sweep's layout: used in place,
+    without the copy into the operator's buffer, unless the kernel writes its point (then the
+    sweep writes their tangents) or they are read-only; never modified, in every case."""
+    kernel, position, _ = HVP_PROBLEMS[name]
+    args, vs, singles, _ = _hvp_reference(name)
+    columns = np.ascontiguousarray(vs.T)
+    kept = columns.copy()
+    operator = adsrc.hessian_operator(kernel, *_copies(args), wrt=position, backend=backend)
+    got = operator.matmat(columns)
+    assert (operator._second._directions is None) == in_place
+    np.testing.assert_array_equal(columns, kept)
+    columns.flags.writeable = False
+    again = operator.matmat(columns)
+    for d, single in enumerate(singles):
+        scale = max(float(np.max(np.abs(single))), 1e-3)
+        np.testing.assert_allclose(got[:, d], single, rtol=1e-12, atol=1e-13 * scale)
+        np.testing.assert_array_equal(again[:, d], got[:, d])
 
 
 def test_matmat_results_are_not_overwritten_by_the_next_product():

@@ -20,6 +20,7 @@ from adsrc.backends.python import rules_import
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
 from adsrc.rules.library import RULES
 from adsrc.transformations.reverse import SEED, TAPE
+from adsrc.transformations.vector import COUNT
 
 DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
               "cdivision=True, cpow=True")
@@ -267,6 +268,29 @@ def _expression(node, types):
     return re.sub(r"__cast_(double|Py_ssize_t)\(", r"<\1>(", text)
 
 
+# Vector mode's tangent scalars (``adsrc_directions`` of a function, k values each) are C memory
+# rather than memoryviews: a memoryview's data may alias any array of the kernel, so the C compiler
+# reloads every tangent scalar after every store to a tangent array, while memory from calloc is
+# known to alias nothing (with the merged loops over the directions of
+# adsrc.transformations.vector, -28% on a vector sweep of benchmarks/hvp.py's membrane energy).
+# A function frees the tangent scalars it allocates in a ``finally``.
+DIRECTIONS_PRELUDE = '''
+from libc.stdlib cimport calloc
+
+
+cdef double* _new_directions(Py_ssize_t k) except NULL:
+    """k zeros, one per direction: the tangent of a scalar in vector mode."""
+    cdef double* values = <double*>calloc(max(k, 1), sizeof(double))
+    if values == NULL:
+        raise MemoryError()
+    return values
+'''
+
+
+def _directions(function):
+    return getattr(function, "adsrc_directions", frozenset())
+
+
 def _is_tape_call(node, method):
     return (isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute)
             and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE
@@ -287,11 +311,14 @@ def _python_only(stmt, user_names):
 class _Printer:
     """Prints one function body as Cython text."""
 
-    def __init__(self, types, user_names, renames, scalar_returns=None):
+    def __init__(self, types, user_names, renames, scalar_returns=None, directions=frozenset(),
+                 top=1):
         self.types = types                  # name -> adsrc Type, for every variable used
         self.user_names = user_names        # names of called generated functions
         self.renames = renames              # generated Python-level name -> cdef name
         self.scalar_returns = scalar_returns
+        self.directions = directions        # tangent scalars of vector mode (double*)
+        self.top = top                      # the depth of the function's own statements
         self.lines = []
         self.counter = 0
         self.callee_out = 0
@@ -324,7 +351,8 @@ class _Printer:
             self.emit(depth, "# " + stmt.value.value[len(COMMENT_MARK):])
             return
         compound = isinstance(stmt, (gast.For, gast.While, gast.If))
-        if compound and nogil_ok and depth == 1 and not _python_only(stmt, self.user_names):
+        if compound and nogil_ok and depth == self.top \
+                and not _python_only(stmt, self.user_names):
             self.emit(depth, "with nogil:")
             self._statement(stmt, depth + 1)
             return
@@ -372,6 +400,13 @@ class _Printer:
             for position, item in enumerate(target.elts):
                 self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
             self.callee_out = max(self.callee_out, len(target.elts))
+            return
+        if isinstance(target, gast.Name) and target.id in self.directions:
+            # np.zeros(_k), or np.copy(V) of a parameter V the function writes
+            self.emit(depth, f"{target.id} = _new_directions({COUNT})")
+            if unparse(value.func) == "np.copy":
+                self.emit(depth, f"memcpy({target.id}, {target.id}_given, "
+                                 f"{COUNT} * sizeof(double))")
             return
         if _is_tape_call(value, "push_block"):
             array = value.args[0].id
@@ -580,13 +615,20 @@ class CythonModule:
             self.parts.append(self._wrappers_for(
                 spec, [(forward, True, value), (reverse, True, scalars)], written))
 
-    def _signature(self, spec, function, written, tape, scalar_returns):
+    def _signature(self, spec, function, written, tape, scalar_returns, wrapper=False):
+        """Types of the function's variables, and its C parameters (of its ``def`` wrapper:
+        memoryviews for the tangent scalars, which the ``cdef`` function takes as pointers,
+        renamed ``<name>_given`` when it writes a copy)."""
         types = _types_for(spec, function)
+        directions, assigned = _directions(function), _assigned_names(function)
         params = []
         for arg in function.args.args:
             if arg.id == TAPE:
                 continue
             kind = types[arg.id]
+            if arg.id in directions and not wrapper:
+                params.append(f"double* {arg.id}{'_given' if arg.id in assigned else ''}")
+                continue
             const = kind.is_array and arg.id in spec.params and arg.id not in written
             params.append(f"{_c_type(kind, const)} {arg.id}")
         if scalar_returns:
@@ -601,20 +643,28 @@ class CythonModule:
         ctype = "double" if returns_value and spec.env[spec.RETURN].is_float else \
             "Py_ssize_t" if returns_value else "int"
         user_names = set(renames)
+        directions = _directions(function)
+        arguments = {arg.id for arg in function.args.args}
+        owned = sorted((directions - arguments) | (directions & _assigned_names(function)))
+        top = 2 if owned else 1
         printer = _Printer(types, user_names, renames,
-                           scalar_returns=scalar_returns if scalar_returns else None)
+                           scalar_returns=scalar_returns if scalar_returns else None,
+                           directions=directions, top=top)
         body = function.body
-        printer.block(body, 1)
+        printer.block(body, top)
         if not body or not isinstance(body[-1], gast.Return):
-            printer.emit(1, "return 0")
+            printer.emit(top, "return 0")
+        lines = printer.lines
+        if owned:
+            lines = ["    try:"] + lines + ["    finally:"] + [f"        free({v})" for v in owned]
         header = [f"cdef {ctype} {self.cdef_name(function.name)}({', '.join(params)}):"]
-        decls = ["    " + line for line in _declarations(
-            printer.types, {arg.id for arg in function.args.args}, set())]
+        decls = ["    " + line for line in _declarations(printer.types, arguments, directions)]
+        decls += [f"    cdef double* {v} = NULL" for v in owned]
         if tape:
             decls.append(f"    cdef TapeData* _tp = &{TAPE}.data")
         if printer.callee_out:
             decls.append(f"    cdef double {CALLEE_OUT}[{printer.callee_out}]")
-        return "\n".join(header + decls + printer.lines)
+        return "\n".join(header + decls + lines)
 
     def _wrappers(self, spec, forward, reverse, primal, written):
         return self._wrappers_for(spec, [(primal, False, None), (forward, True, None),
@@ -625,8 +675,9 @@ class CythonModule:
         names of the scalars it returns through ``_scalar_out`` or None)."""
         out = []
         for function, tape, scalar in functions:
-            _, params = self._signature(spec, function, written, tape, None)
-            args = [arg.id for arg in function.args.args if arg.id != TAPE]
+            _, params = self._signature(spec, function, written, tape, None, wrapper=True)
+            args = [f"&{arg.id}[0]" if arg.id in _directions(function) else arg.id
+                    for arg in function.args.args if arg.id != TAPE]
             call_args = args + (["_scalar_out"] if scalar else []) + ([TAPE] if tape else [])
             lines = [f"def {function.name}({', '.join(params)}):"]
             if scalar:
@@ -648,7 +699,8 @@ class CythonModule:
 
     def source(self, header):
         body = "\n\n\n".join(self.parts)
-        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE
+        directions = DIRECTIONS_PRELUDE if "_new_directions(" in body else ""
+        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE + directions
                 + rules_import(body) + "\n\n" + body + "\n")
 
 
