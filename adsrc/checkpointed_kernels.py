@@ -12,13 +12,19 @@ kernel after the loop, and both are differentiated as ordinary kernels.  The adj
 with :class:`~adsrc.checkpointing.Checkpointed` (schedules, checkpoints, counts), and at the end of
 its forward sweep the whole adjoint of the kernel after the loop, which seeds the adjoints of the
 state; then the loop is reversed.  The statements before the loop only bind names, and both
-kernels repeat them, so they need no sweep of their own.
+kernels repeat them, so they need no sweep of their own; except the arrays they allocate, which
+Python makes once per call (running those statements) and which both kernels take as parameters
+after the kernel's own: the loop carries them, so the ones the step writes are state, checkpointed
+with the arguments it writes.
 
-Both kernels take every parameter of the kernel, and differentiate with respect to the kernel's
-``wrt``, its array outputs and the float arrays the loop writes, so that one set of bar arrays
-passes through both: the kernel after the loop turns the adjoints of the final values into those
-of the values the loop leaves, the loop into those of the initial values; the bars of the other
-arrays are incremented by each, and a scalar's adjoint is the sum of the two.
+Both kernels take every parameter of the kernel and the allocated arrays, and differentiate with
+respect to the kernel's ``wrt``, its array outputs, the float arrays the loop writes and the
+allocated float arrays, so that one set of bar arrays passes through both: the kernel after the
+loop turns the adjoints of the final values into those of the values the loop leaves, the loop
+into those of the initial values; the bars of the other arrays are incremented by each, and a
+scalar's adjoint is the sum of the two.  An allocated array is a local of the kernel: its bar is
+made here (zeros) and never returned, but an allocated copy gives its bar, the adjoint of its
+initial value, to the array it copies (the allocation's only derivative).
 """
 
 import functools
@@ -32,6 +38,7 @@ from adsrc.checkpointing import Checkpointed, checked_options, checkpointed
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend import outline
 from adsrc.frontend.derived import derived_kernel, kernel_source
+from adsrc.frontend.intrinsics import ALLOCATIONS, canonical
 from adsrc.pipeline import RETURN_OUTPUT, Program
 from adsrc.runtime.arguments import signature_of
 
@@ -59,6 +66,13 @@ def _is_marker(source, call):
 def _is_kernel_call(source, call):
     called = _called(source, call)
     return isinstance(getattr(called, "__wrapped_kernel__", called), types.FunctionType)
+
+
+def _allocation(source, call):
+    """The name of the NumPy allocation function a call names (``"zeros"``...), or None."""
+    found = canonical(_called(source, call))
+    return found[1] if found is not None and found[0] == "np" and found[1] in ALLOCATIONS \
+        else None
 
 
 def has_checkpointed_loop(fn):
@@ -99,7 +113,8 @@ class KernelWithCheckpointedLoop(Differentiable):
         source = kernel_source(self.fn)
         self._source = source
         self._split = outline.split(source, functools.partial(_is_marker, source),
-                                    functools.partial(_is_kernel_call, source))
+                                    functools.partial(_is_kernel_call, source),
+                                    functools.partial(_allocation, source))
         options = self._split.options
         try:
             self._options = checked_options(self.fn.__name__, options.get("schedule"),
@@ -110,6 +125,10 @@ class KernelWithCheckpointedLoop(Differentiable):
         self._step_fn = derived_kernel(source, self._split.step)
         self._tail_fn = (None if self._split.tail is None
                          else derived_kernel(source, self._split.tail))
+        self._before_fn = (None if self._split.before is None
+                           else derived_kernel(source, self._split.before))
+        # the parameters of the step (but its counter) and of the kernel after the loop
+        self._inner_params = self.params + self._split.arrays
         program = Program()     # fences both kernels: an unsupported statement is refused here
         self._loop_writes = self._written(program, self._step_fn)
         self._tail_writes = (set() if self._tail_fn is None
@@ -125,9 +144,9 @@ class KernelWithCheckpointedLoop(Differentiable):
     # the parts ----------------------------------------------------------------------------------
 
     def _arrays(self, names, signature, floats=False):
-        """The parameters among ``names`` that are arrays (float arrays) for ``signature``, in
-        parameter order."""
-        return [param for param, kind in zip(self.params, signature)
+        """The parameters of the step among ``names`` that are arrays (float arrays) for its
+        ``signature``, in parameter order (the kernel's, then the allocated arrays)."""
+        return [param for param, kind in zip(self._inner_params, signature)
                 if param in names and kind.is_array and (kind.is_float or not floats)]
 
     def _outputs_for(self, signature):
@@ -139,15 +158,25 @@ class KernelWithCheckpointedLoop(Differentiable):
             return self.outputs
         if self._split.returns:
             return (RETURN_OUTPUT,)
-        mutated = self._arrays(self._loop_writes | self._tail_writes, signature, True)
+        mutated = self._arrays((self._loop_writes | self._tail_writes) & set(self.params),
+                               signature, True)
         if not mutated:
             raise AdsrcError(f"{name}: the kernel returns nothing and mutates no float array: "
                              "there is no output to differentiate")
         return tuple(mutated)
 
-    def _step_args(self, args):
-        """The step kernel's arguments: the kernel's, and a place for the step number."""
-        return tuple(args) + (0,) if self._split.counter is not None else tuple(args)
+    def _inner_args(self, args):
+        """The arguments of the step (but its counter) and of the kernel after the loop: the
+        kernel's, then the arrays allocated before the loop, new ones, which the statements
+        before the loop make when Python runs them (as the kernel does at each call)."""
+        signature_of(self.fn.__name__, self.params, args)     # checked before they run
+        if self._before_fn is None:
+            return tuple(args)
+        return tuple(args) + tuple(self._before_fn(*args))
+
+    def _step_args(self, inner_args):
+        """The step kernel's arguments: ``inner_args``, and a place for the step number."""
+        return inner_args + (0,) if self._split.counter is not None else inner_args
 
     def _steps(self, args):
         trips = self._split.trips
@@ -160,19 +189,23 @@ class KernelWithCheckpointedLoop(Differentiable):
         return max(int(value), 0)       # range(n) of a negative n runs no step
 
     def _parts(self, args):
-        """``(loop, tail, bar names)`` for the types of ``args``: the step kernel as a
-        :class:`Checkpointed`, the kernel after the loop (None if nothing follows it), and the
-        parameters both take bars for."""
-        signature = signature_of(self.fn.__name__, self.params, args)
+        """``(loop, tail, bar names)`` for the types of ``args`` (:meth:`_inner_args`): the step
+        kernel as a :class:`Checkpointed`, the kernel after the loop (None if nothing follows
+        it), and the parameters both take bars for."""
+        signature = signature_of(self.fn.__name__, self._inner_params, args)
         self._last_signature = signature
         if signature not in self._by_signature:
             state = self._arrays(self._loop_writes, signature, True)
             if not state:
                 raise self._source.error(self._split.marker, "the checkpointed loop writes no "
-                                                             "float array passed to the kernel: "
-                                                             "it has no state to differentiate")
+                                                             "float array (passed to the kernel "
+                                                             "or allocated before the loop): it "
+                                                             "has no state to differentiate")
             outputs = self._outputs_for(signature)
-            bar_names = self._arrays(set(self.wrt) | set(outputs) | set(state), signature, True)
+            # the adjoints of the allocated arrays pass between the two kernels and the loop's
+            # steps (and to the array a copy is made of), so both take bars for them all
+            bar_names = self._arrays(set(self.wrt) | set(outputs) | set(state)
+                                     | set(self._split.arrays), signature, True)
             wrt = tuple(dict.fromkeys(self.wrt + tuple(bar_names)))
             step = Differentiable(self._step_fn, wrt, state, self.backend)
             # the analysis only, before any compilation: a refused form costs no build
@@ -190,9 +223,10 @@ class KernelWithCheckpointedLoop(Differentiable):
 
     def primal(self, *args):
         """The kernel run by the compiled step and the compiled kernel after the loop."""
-        loop, tail, _ = self._parts(args)
-        loop(*self._step_args(args), steps=self._steps(args))
-        return None if tail is None else tail.primal(*args)
+        inner = self._inner_args(args)
+        loop, tail, _ = self._parts(inner)
+        loop(*self._step_args(inner), steps=self._steps(inner))
+        return None if tail is None else tail.primal(*inner)
 
     def _bars(self, args, given, bar_names, outputs):
         """The bar arrays of ``bar_names`` (the ones given, zeros for the others) and
@@ -211,7 +245,7 @@ class KernelWithCheckpointedLoop(Differentiable):
             if param in outputs and param + "_bar" not in given:
                 raise ArgumentError(f"{name}: pass {param}_bar=, the adjoint of the final value "
                                     f"of the output '{param}'")
-        values = dict(zip(self.params, args))
+        values = dict(zip(self._inner_params, args))
         bars = {param + "_bar": given[param + "_bar"] if param + "_bar" in given
                 else np.zeros_like(values[param]) for param in bar_names}
         if "out_bar" in given:
@@ -220,6 +254,7 @@ class KernelWithCheckpointedLoop(Differentiable):
 
     def _run(self, args, bars):
         """``(value, results, CheckpointStats)`` of an adjoint call."""
+        args = self._inner_args(args)
         loop, tail, bar_names = self._parts(args)
         steps = self._steps(args)
         outputs = self._outputs_for(self._last_signature)
@@ -228,7 +263,7 @@ class KernelWithCheckpointedLoop(Differentiable):
         after = {}
         if tail is not None:        # every check before anything runs
             tail._checked(tail._compile(self._last_signature), args, dict(bars))
-            values = dict(zip(self.params, args))
+            values = dict(zip(self._inner_params, args))
             written = [values[param] for param in self._arrays(self._tail_writes,
                                                                self._last_signature)]
 
@@ -247,6 +282,9 @@ class KernelWithCheckpointedLoop(Differentiable):
                                    after_forward=after_loop)
         for array, final in zip(written if tail is not None else [], after.get("final", [])):
             np.copyto(array, final)         # as the kernel leaves them
+        for array, copied in reversed(self._split.copies):
+            if copied + "_bar" in bars:     # else no derivative is asked of it
+                bars[copied + "_bar"] += bars[array + "_bar"]
         from_loop = dict(zip(loop.step.wrt, results))
         from_tail = dict(zip(tail.wrt, after["results"])) if tail is not None else {}
         gradients = tuple(bars[param + "_bar"] if param + "_bar" in bars
@@ -262,11 +300,12 @@ class KernelWithCheckpointedLoop(Differentiable):
         if args is None and self._last_signature is None:
             raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
                              "argument types; call .adjoint(...) first or pass args=(...)")
-        if args is not None:
-            self._parts(args)
+        inner = None if args is None else self._inner_args(args)
+        if inner is not None:
+            self._parts(inner)
         loop, tail, _ = self._by_signature[self._last_signature]
-        step_args = None if args is None else self._step_args(args)
+        step_args = None if inner is None else self._step_args(inner)
         parts = [loop.step.source(ADJOINT, step_args, backend)]
         if tail is not None:
-            parts.append(tail.source(ADJOINT, args, backend))
+            parts.append(tail.source(ADJOINT, inner, backend))
         return "\n\n".join(parts)

@@ -8,10 +8,13 @@ The loop: ``steps`` forward Gauss-Seidel sweeps (``adsrc.kernels.gauss_seidel`` 
 as the step kernel) on the 2-D Poisson 5-point matrix of an m x m grid, with the matrix values,
 the right-hand side and the initial x active (``wrt=("data", "b", "x")``), reversed by
 ``adsrc.checkpointed`` with the store_all, periodic and binomial (revolve) schedules, on the
-compiled (Cython) backend.  For reference, the plain adjoint of the same loop written inside one
-kernel (``gauss_seidel`` with ``sweeps=steps``) is measured too, and so is the loop run to a
-tolerance instead of a fixed number of sweeps (``until=``: sweeps until the residual is at most
-``--tolerance`` times the initial one), whose binomial schedule is made online.
+compiled (Cython) backend.  The same loop written inside one kernel is measured too: with its
+loop marked (``for s in adsrc.checkpointed(range(sweeps), snapshots=10)``, the in-kernel spelling
+of the binomial row; its snapshots are a constant of the kernel, so the row is measured only with
+``--snapshots 10``), and unmarked, with the plain adjoint (``gauss_seidel`` with
+``sweeps=steps``); and so is the loop run to a tolerance instead of a fixed number of sweeps
+(``until=``: sweeps until the residual is at most ``--tolerance`` times the initial one), whose
+binomial schedule is made online.
 
 Per schedule: the adjoint time (median of ``--repeats`` calls) and its ratio to the compiled
 primal loop, step executions and the peak checkpoint + tape bytes counted by adsrc
@@ -56,6 +59,24 @@ from adsrc.runtime.checkpointing import schedule_actions  # noqa: E402
 
 WRT = ("data", "b", "x")
 MB = 1 << 20
+MARKED_SNAPSHOTS = 10       # as gauss_seidel_marked writes it
+
+
+def gauss_seidel_marked(indptr, indices, data, x, b, sweeps):
+    """``adsrc.kernels.gauss_seidel`` with its loop over the sweeps marked: the binomial row
+    spelled inside a kernel (an option of the marker must be a constant written there)."""
+    n = len(b)
+    for s in adsrc.checkpointed(range(sweeps), snapshots=10):
+        for i in range(n):
+            acc = b[i]
+            diag = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                j = indices[k]
+                if j == i:
+                    diag = data[k]
+                else:
+                    acc -= data[k] * x[j]
+            x[i] = acc / diag
 
 
 def make_problem(m, seed=0):
@@ -96,6 +117,17 @@ def converged(problem, tolerance):
 def make_loop(options):
     step = adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",), backend="cython")
     return checkpointed(step, **options)
+
+
+def make_marked():
+    return adsrc.differentiate(gauss_seidel_marked, wrt=WRT, outputs=("x",), backend="cython")
+
+
+def one_marked(marked, problem, steps):
+    """One adjoint call of the kernel with the marked loop, ``steps`` sweeps."""
+    indptr, indices, data, x0, b, w = problem
+    marked.adjoint(indptr, indices, data, x0.copy(), b, steps, x_bar=w.copy())
+    return marked.adjoint.last_stats
 
 
 def one_adjoint(loop, problem, steps=None, until=None):
@@ -147,6 +179,8 @@ def rss_of(label, m, steps, snapshots, tolerance):
     elif label == "plain":
         plain_adjoint(adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",),
                                           backend="cython"), problem, steps)
+    elif label == "marked":
+        one_marked(make_marked(), problem, steps)
     elif label == "until":
         one_adjoint(make_loop(dict(configurations(snapshots))["binomial"]), problem,
                     until=converged(problem, tolerance))
@@ -184,6 +218,9 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
     # checkpoint_schedules' n_advance when Numba is installed (a few seconds, once per process)
     for _, options in configurations(snapshots):
         one_adjoint(make_loop(options), problem, 3)
+    marked = make_marked() if snapshots == MARKED_SNAPSHOTS else None
+    if marked is not None:
+        one_marked(marked, problem, 3)
     loop = make_loop(dict(schedule="store_all"))
 
     def primal():
@@ -204,6 +241,17 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                          ratio=t_adjoint / t_primal, stats=stats,
                          memory=traced + stats.peak_tape_bytes, rss=rss))
         log(f"{label}: {t_adjoint:.3f} s, {stats}")
+    if marked is not None:      # the binomial row, the loop marked inside the kernel
+        t_adjoint = timed(lambda: one_marked(marked, problem, steps), repeats)
+        stats, traced = traced_memory(lambda: one_marked(marked, problem, steps))
+        rows.append(dict(label="marked", snapshots=snapshots, time=t_adjoint,
+                         ratio=t_adjoint / t_primal, stats=stats,
+                         memory=traced + stats.peak_tape_bytes,
+                         rss=child_rss(m, steps, snapshots, tolerance, "marked")))
+        log(f"marked loop in a kernel: {t_adjoint:.3f} s, {stats}")
+    else:
+        log(f"no row for the loop marked in a kernel: it holds {MARKED_SNAPSHOTS} snapshots, "
+            f"not {snapshots}")
     # the loop to a tolerance, binomial made online; its primal tests the residual after each sweep
     until = converged(problem, tolerance)
     options = dict(configurations(snapshots))["binomial"]
@@ -258,6 +306,8 @@ def table(result):
             if label == "until":
                 label = (f"binomial, online: until residual <= {result['tolerance']:g} x "
                          f"initial ({stats.steps} sweeps)")
+            elif label == "marked":
+                label = "binomial, loop marked inside the kernel"
             executions = f"{stats.forward_steps} ({stats.taped_steps})"
             checkpoints = str(stats.peak_snapshots)
             held = f"{stats.peak_bytes / MB:.1f} MB ({stats.peak_bytes / xbytes:.2f})"
@@ -308,8 +358,19 @@ def write(path, result, command, elapsed):
         f"{result['until_steps'] + optimal_extra_steps(result['until_steps'], snapshots)} "
         "step executions.",
         "",
-        "Columns: *adjoint* = `loop.adjoint(..., steps=...)`, forward and reverse sweeps, median "
-        "of calls; *adjoint/primal* = that over the primal loop's time; *step executions* = "
+        "The row *binomial, loop marked inside the kernel* is the binomial row spelled inside a "
+        "kernel: `gauss_seidel` with its "
+        "loop over the sweeps written `for s in adsrc.checkpointed(range(sweeps), "
+        f"snapshots={MARKED_SNAPSHOTS}):` (`gauss_seidel_marked` in benchmarks/checkpointing.py), "
+        f"differentiated whole and called as `f.adjoint(indptr, indices, data, x, b, {steps}, "
+        "x_bar=w)`; adsrc splits off the sweep as the step and runs it under the same schedule"
+        + ("." if any(row["label"] == "marked" for row in result["rows"]) else
+           f"; not measured in this run, whose snapshots ({snapshots}) differ from the "
+           f"kernel's ({MARKED_SNAPSHOTS})."),
+        "",
+        "Columns: *adjoint* = `loop.adjoint(..., steps=...)` (for the marked row, `f.adjoint`), "
+        "forward and reverse sweeps, median of calls; *adjoint/primal* = that over the primal "
+        "loop's time; *step executions* = "
         "`last_stats.forward_steps` (taped ones in parentheses), counted by adsrc: revolve's "
         f"optimum for ({steps}, {snapshots}) is {steps} + optimal_extra_steps = "
         f"{steps + optimal_extra_steps(steps, snapshots)}; *peak checkpoints + tapes* = "

@@ -2,9 +2,12 @@
 tests/test_checkpointed_loops.py, each family with the same kernel without the marker (the
 reference: its plain adjoint tapes every step).
 
-The kernels with a marker allocate their work arrays inside the loop body (each step its own);
-the references allocate them once before the loop, as adsrc requires of a plain loop.  The refused
-forms are at the end; the line each error must point at carries a trailing ``# <-``.
+Work arrays: damped Jacobi allocates its residual before the marked loop (the shipped
+``jacobi_damped`` with the marker), the heavy-ball kernel allocates before the loop arrays that
+carry values from step to step and out of the loop, and a copy that every step reads;
+reaction-diffusion allocates its copy inside the loop body (each step its own), its reference
+before the loop.  The refused forms are at the end; the line each error must point at carries a
+trailing ``# <-``.
 
 adsrc reads this file with ``inspect``: keep it a real module, no decorators.
 """
@@ -15,6 +18,7 @@ import numpy as np
 
 import adsrc
 from adsrc import checkpointed
+from adsrc.kernels.solvers import jacobi_damped as jacobi_plain  # noqa: F401 (the reference)
 
 
 # Gauss-Seidel, the matrix values active ----------------------------------------------------------
@@ -75,24 +79,12 @@ def gauss_seidel_store_all(indptr, indices, data, x, b, sweeps):
             x[i] = acc / diag
 
 
-# damped Jacobi, the weight active ----------------------------------------------------------------
-
-def jacobi_plain(indptr, indices, data, dinv, x, b, alpha, iters):
-    n = len(b)
-    r = np.zeros(n)
-    for it in range(iters):
-        for i in range(n):
-            acc = b[i]
-            for k in range(indptr[i], indptr[i + 1]):
-                acc -= data[k] * x[indices[k]]
-            r[i] = acc
-        x += alpha * dinv * r
-
+# damped Jacobi, the weight active: kernels/solvers.py's jacobi_damped, marked ---------------------
 
 def jacobi_binomial(indptr, indices, data, dinv, x, b, alpha, iters):
     n = len(b)
+    r = np.zeros(n)
     for it in adsrc.checkpointed(range(iters), snapshots=3):
-        r = np.zeros(n)
         for i in range(n):
             acc = b[i]
             for k in range(indptr[i], indptr[i + 1]):
@@ -103,8 +95,8 @@ def jacobi_binomial(indptr, indices, data, dinv, x, b, alpha, iters):
 
 def jacobi_periodic(indptr, indices, data, dinv, x, b, alpha, iters):
     n = len(b)
+    r = np.zeros(n)
     for it in adsrc.checkpointed(range(iters), schedule="periodic", snapshots=4):
-        r = np.zeros(n)
         for i in range(n):
             acc = b[i]
             for k in range(indptr[i], indptr[i + 1]):
@@ -115,8 +107,8 @@ def jacobi_periodic(indptr, indices, data, dinv, x, b, alpha, iters):
 
 def jacobi_store_all(indptr, indices, data, dinv, x, b, alpha, iters):
     n = len(b)
+    r = np.zeros(n)
     for it in adsrc.checkpointed(range(iters), schedule="store_all"):
-        r = np.zeros(n)
         for i in range(n):
             acc = b[i]
             for k in range(indptr[i], indptr[i + 1]):
@@ -174,6 +166,83 @@ def reaction_diffusion_store_all(u, d, r, dt, nsteps):
             u[i] = old[i] + dt * (d[i] * lap + growth + 0.1 * math.sin(t))
 
 
+# arrays allocated before the loop: carried from step to step, read by every step, read after ----
+#   a heavy-ball iteration: the velocity v and the coefficients s are state (s starts as a copy
+#   of c, so c's adjoint comes through that copy alone), u0 (a copy of the start) is read by every
+#   step and after the loop, old is a scratch array; after the loop v and s are read, v updated
+
+def heavy_ball_plain(u, c, beta, nsteps):
+    n = len(u)
+    v = np.zeros_like(u)
+    u0 = np.copy(u)
+    s = c.copy()
+    old = np.empty(n)
+    for it in range(nsteps):
+        for i in range(n):
+            old[i] = u[i]
+        for i in range(n):
+            v[i] = beta * v[i] - 0.1 * (old[i] - u0[i]) * s[i] - 0.05 * math.sin(old[i])
+            u[i] = old[i] + v[i]
+            s[i] = s[i] + 0.01 * old[i] * u[i]
+    v *= 0.5
+    for i in range(n):
+        u[i] = u[i] + v[i] * s[i] - 0.1 * u0[i]
+
+
+def heavy_ball_binomial(u, c, beta, nsteps):
+    n = len(u)
+    v = np.zeros_like(u)
+    u0 = np.copy(u)
+    s = c.copy()
+    old = np.empty(n)
+    for it in adsrc.checkpointed(range(nsteps), snapshots=3):
+        for i in range(n):
+            old[i] = u[i]
+        for i in range(n):
+            v[i] = beta * v[i] - 0.1 * (old[i] - u0[i]) * s[i] - 0.05 * math.sin(old[i])
+            u[i] = old[i] + v[i]
+            s[i] = s[i] + 0.01 * old[i] * u[i]
+    v *= 0.5
+    for i in range(n):
+        u[i] = u[i] + v[i] * s[i] - 0.1 * u0[i]
+
+
+def heavy_ball_periodic(u, c, beta, nsteps):
+    n = len(u)
+    v = np.zeros_like(u)
+    u0 = np.copy(u)
+    s = c.copy()
+    old = np.empty(n)
+    for it in adsrc.checkpointed(range(nsteps), schedule="periodic", snapshots=4):
+        for i in range(n):
+            old[i] = u[i]
+        for i in range(n):
+            v[i] = beta * v[i] - 0.1 * (old[i] - u0[i]) * s[i] - 0.05 * math.sin(old[i])
+            u[i] = old[i] + v[i]
+            s[i] = s[i] + 0.01 * old[i] * u[i]
+    v *= 0.5
+    for i in range(n):
+        u[i] = u[i] + v[i] * s[i] - 0.1 * u0[i]
+
+
+def heavy_ball_store_all(u, c, beta, nsteps):
+    n = len(u)
+    v = np.zeros_like(u)
+    u0 = np.copy(u)
+    s = c.copy()
+    old = np.empty(n)
+    for it in adsrc.checkpointed(range(nsteps), schedule="store_all"):
+        for i in range(n):
+            old[i] = u[i]
+        for i in range(n):
+            v[i] = beta * v[i] - 0.1 * (old[i] - u0[i]) * s[i] - 0.05 * math.sin(old[i])
+            u[i] = old[i] + v[i]
+            s[i] = s[i] + 0.01 * old[i] * u[i]
+    v *= 0.5
+    for i in range(n):
+        u[i] = u[i] + v[i] * s[i] - 0.1 * u0[i]
+
+
 # statements before and after the loop, and a return value (adsrc.grad, value_and_grad) -----------
 
 def many_sweeps_plain(data, indices, indptr, b, x, iters):
@@ -210,19 +279,23 @@ def many_sweeps(data, indices, indptr, b, x, iters):
     return np.dot(x, x) + w * b[0]
 
 
-# a cheap step for counting step executions over 1000 steps ------------------------------------
+# a cheap step for counting step executions over 1000 steps; v, allocated before the loop, is state
 
 def tiny_plain(x, a, nsteps):
+    v = np.zeros(1)
     for it in range(nsteps):
         x0 = x[0]
-        x[0] = a * math.sin(x0) + 0.5 * x[1]
+        v[0] = 0.5 * v[0] + a * math.sin(x0)
+        x[0] = v[0] + 0.5 * x[1]
         x[1] = 0.5 * x0 + 0.25 * math.tanh(x[1])
 
 
 def tiny(x, a, nsteps):
+    v = np.zeros(1)
     for it in adsrc.checkpointed(range(nsteps), snapshots=10):
         x0 = x[0]
-        x[0] = a * math.sin(x0) + 0.5 * x[1]
+        v[0] = 0.5 * v[0] + a * math.sin(x0)
+        x[0] = v[0] + 0.5 * x[1]
         x[1] = 0.5 * x0 + 0.25 * math.tanh(x[1])
 
 
@@ -302,13 +375,31 @@ def break_out(x, n):
             break  # <-
 
 
-def work_array_before(x, n):
-    work = np.zeros(len(x))  # <-
+def array_bound_before(x, n):
+    work = 0.5 * x  # <-
     for it in adsrc.checkpointed(range(n), snapshots=2):
-        for i in range(len(x)):
-            work[i] = x[i]
-        for i in range(len(x)):
-            x[i] = 0.5 * work[i]
+        x[0] = 0.5 * work[1]
+
+
+def allocated_then_updated(x, n):
+    work = np.copy(x)
+    work += 1.0  # <-
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        x[0] = 0.5 * work[1]
+
+
+def allocated_over_argument(x, n):
+    x = np.copy(x)  # <-
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        x[0] = 0.5 * x[1]
+
+
+def allocated_state_read_before(x, n):
+    work = np.copy(x)
+    w0 = work[0]  # <-
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        work[1] = x[0]
+        x[0] = 0.5 * w0 + work[1]
 
 
 def state_read_before(x, n):

@@ -4,12 +4,18 @@ The kernels are in tests/checkpointed_loop_kernels.py.  Checked here, on both ba
 
 * with every schedule (binomial, periodic, store_all), the adjoint equals, to 1e-12 relative, the
   plain adjoint (every step taped) of the same kernel without the marker: Gauss-Seidel with the
-  matrix values active, damped Jacobi with its weight active, and explicit reaction-diffusion
-  steps whose source term reads the loop variable; the arrays end as the kernel leaves them;
+  matrix values active, damped Jacobi with its weight active (the shipped jacobi_damped, with its
+  residual array allocated before the loop), explicit reaction-diffusion steps whose source term
+  reads the loop variable, and a heavy-ball iteration whose arrays allocated before the loop
+  carry values from step to step and out of the loop (one a copy of an argument, whose adjoint
+  comes only through it) or are read by every step; the arrays end as the kernel leaves them;
+  the steps run as many times as the schedule says, and a checkpoint holds the arrays allocated
+  before the loop that it writes;
 * statements before and after the loop and a return value: adsrc.grad and value_and_grad equal
   those of the kernel without the marker, and adsrc.check_grads (finite differences) passes;
 * the tool's counts: 1000 steps with 10 snapshots run 1000 + optimal_extra_steps(1000, 10) =
-  4636 step executions and hold at most 10 checkpoints; each schedule's peak of checkpoints;
+  4636 step executions and hold at most 10 checkpoints (of the state: an argument and an array
+  allocated before the loop); each schedule's peak of checkpoints;
 * every refused form raises UnsupportedError at its line (file, line and message checked), and
   so do the modes that do not checkpoint (tangent) and a marked loop in a called kernel;
 * bad arguments raise ArgumentError and change nothing; no steps; the generated source.
@@ -74,8 +80,18 @@ def _reaction_diffusion():
             ("u", "d", "r", "dt"), ("u",))
 
 
+def _heavy_ball():
+    rng = np.random.default_rng(6)
+    return ((rng.uniform(-1, 1, 6), rng.uniform(0.5, 1.5, 6), 0.7, STEPS),
+            ("u", "c", "beta"), ("u",))
+
+
 FAMILIES = {"gauss_seidel": _gauss_seidel(), "jacobi": _jacobi(),
-            "reaction_diffusion": _reaction_diffusion()}
+            "reaction_diffusion": _reaction_diffusion(), "heavy_ball": _heavy_ball()}
+# float64 values in one checkpoint: the arguments the loop writes (x, u) and the arrays allocated
+# before the loop that it writes (Jacobi's residual; heavy ball's v, s and old)
+STATE_VALUES = {"gauss_seidel": 16, "jacobi": 2 * 16, "reaction_diffusion": 12,
+                "heavy_ball": 4 * 6}
 SCHEDULES = {"binomial": 3, "periodic": 4, "store_all": None}      # as the kernels mark them
 
 
@@ -93,6 +109,17 @@ def _assert_close(got, want, names):
         else:
             assert isinstance(g, float), name
             assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name
+
+
+def _step_executions(schedule, steps, snapshots):
+    """Step executions, by each schedule's definition: revolve's optimum; periodic re-runs each
+    segment but the last, which it tapes at once; store_all runs each step once."""
+    if schedule == "binomial":
+        return steps + optimal_extra_steps(steps, snapshots)
+    if schedule == "periodic":
+        period = math.ceil(steps / snapshots)
+        return steps + period * (math.ceil(steps / period) - 1)
+    return steps
 
 
 def _peak_checkpoints(schedule, steps, snapshots):
@@ -125,7 +152,9 @@ def test_every_schedule_gives_the_gradient_of_the_loop_without_marker(family, sc
     assert (stats.schedule, stats.snapshots, stats.steps) == (schedule, SCHEDULES[schedule],
                                                               STEPS)
     assert stats.taped_steps == stats.reverse_steps == STEPS
+    assert stats.forward_steps == _step_executions(schedule, STEPS, SCHEDULES[schedule])
     assert stats.peak_snapshots == _peak_checkpoints(schedule, STEPS, SCHEDULES[schedule])
+    assert stats.state_bytes == 8 * STATE_VALUES[family]
     primal_args = _copy(args)
     f.primal(*primal_args)                  # the compiled kernel
     python_args = _copy(args)
@@ -188,7 +217,8 @@ def test_no_steps(backend):
 
 def test_revolve_runs_the_optimal_number_of_steps(backend):
     """1000 steps, 10 snapshots: 1000 + optimal_extra_steps(1000, 10) = 4636 step executions,
-    every step taped and reversed once, at most 10 checkpoints of the state (2 floats) held."""
+    every step taped and reversed once, at most 10 checkpoints of the state (x, 2 floats, and v,
+    1 float allocated before the loop) held; the gradient is the unmarked kernel's."""
     x0, seed = np.array([0.3, -0.2]), np.array([1.0, -0.5])
     f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
     got = f.adjoint(x0.copy(), 0.9, 1000, x_bar=seed.copy())
@@ -196,11 +226,12 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     assert optimal_extra_steps(1000, 10) == 3636
     assert stats.forward_steps == 1000 + 3636 == 4636
     assert stats.taped_steps == stats.reverse_steps == 1000
-    assert stats.peak_snapshots == 10 and stats.state_bytes == x0.nbytes
-    assert stats.peak_bytes <= 10 * x0.nbytes + stats.peak_tape_bytes
-    x = x0.copy()
-    K.tiny(x, 0.9, 1000)
-    np.testing.assert_array_equal(got[0] != 0.0, True)      # a gradient, not zeros
+    assert stats.peak_snapshots == 10 and stats.state_bytes == 3 * 8
+    assert stats.peak_bytes <= 10 * stats.state_bytes + stats.peak_tape_bytes
+    want = _kernel(K.tiny_plain, ("x", "a"), ("x",), backend).adjoint(x0.copy(), 0.9, 1000,
+                                                                      x_bar=seed.copy())
+    _assert_close(got, want, ("x", "a"))
+    assert np.all(got[0] != 0.0) and got[1] != 0.0         # a gradient, not zeros
 
 
 def _marked_line(kernel):
@@ -221,11 +252,16 @@ REFUSED = [
     (K.array_written_before, "before a checkpointed loop a kernel may only assign names"),
     (K.scalar_carried, "assigns 's', a name assigned before the loop: a value carried from "
                        "one step to the next must be in an array"),
-    (K.scalar_read_after, "'last' is read here, which the checkpointed loop assigns: only the "
-                          "arrays passed to the kernel carry values out"),
+    (K.scalar_read_after, "'last' is read here, which the checkpointed loop assigns: only "
+                          "arrays, passed to the kernel or allocated before the loop, carry "
+                          "values out"),
     (K.read_before_assigned, "'prev' is read here before the loop body assigns it"),
     (K.break_out, "'break' in a checkpointed loop"),
-    (K.work_array_before, "'work' is an array, bound or updated before a checkpointed loop"),
+    (K.array_bound_before, "'work' is an array, bound or updated before a checkpointed loop "
+                           "by a statement that adsrc repeats in each step"),
+    (K.allocated_then_updated, "'work' is bound here and already at line"),
+    (K.allocated_over_argument, "'x' is an argument of the kernel: give the array allocated"),
+    (K.allocated_state_read_before, "reads 'work', which the loop writes"),
     (K.state_read_before, "reads 'x', which the loop writes"),
     (K.called_marked, "a checkpointed loop is supported only at the top level of the kernel "
                       "given to adsrc.differentiate"),
@@ -252,7 +288,7 @@ def test_modes_that_do_not_checkpoint_refuse_the_marker(backend):
     f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
     with pytest.raises(adsrc.UnsupportedError) as raised:
         f.tangent(np.array([0.3, -0.2]), 0.9, 4, x_dot=np.ones(2))
-    assert raised.value.line == inspect.getsourcelines(K.tiny)[1] + 1
+    assert raised.value.line == inspect.getsourcelines(K.tiny)[1] + 2
     assert "in reverse mode (f.adjoint); not in a kernel called from another" in str(raised.value)
     assert "tangent mode" in raised.value.message
 

@@ -3,29 +3,40 @@
 A kernel of the supported form
 
     def f(params):
-        <prefix: assignments of names, such as n = len(b)>
+        <prefix: assignments of names, such as n = len(b), and allocations such as r = np.zeros(n)>
         for it in adsrc.checkpointed(range(iters), snapshots=10):
             <body>
         <suffix, up to the return>
 
-is split into two kernels over the same parameters, which the rest of adsrc differentiates like
-any kernel (see :mod:`adsrc.checkpointed_kernels` for how their adjoints are run):
+is split into kernels over the same parameters, which the rest of adsrc differentiates like any
+kernel (see :mod:`adsrc.checkpointed_kernels` for how their adjoints are run):
 
-    def f_loop_body(params[, it]):  <prefix> <body>      one step; ``it`` only if the body reads it
-    def f_after_loop(params):       <prefix> <suffix>    on the arrays the loop leaves
+    def f_loop_body(params, arrays[, it]):  <prefix> <body>    one step; ``it`` only if read
+    def f_after_loop(params, arrays):       <prefix> <suffix>  on the arrays the loop leaves
+    def f_before_loop(params):              <prefix> return arrays   (run by Python only)
 
-so that ``f(params)`` does what ``f_loop_body(params, it)`` for ``it`` in ``range(iters)``, then
-``f_after_loop(params)``, do.  The prefix is repeated in both rather than passed along: it only
-binds names, from values the loop does not change, so each kernel recomputes them (cheaply).
+where ``arrays`` are the arrays the prefix allocates (``np.zeros``, ``np.empty``,
+``np.zeros_like``, ``np.empty_like``, ``np.copy(a)``, ``a.copy()``): ``f(params)`` does what
+``arrays = f_before_loop(params)``, then ``f_loop_body(params, arrays, it)`` for ``it`` in
+``range(iters)``, then ``f_after_loop(params, arrays)`` do.  The other prefix statements are
+repeated in the step and after the loop rather than passed along: they only bind names, from
+values the loop does not change, so each kernel recomputes them (cheaply).  An allocated array
+is not: it must be the same array in every step, since a step may leave values in it for the
+next one and for the code after the loop; so it is made once, before the loop, and passed to
+the step and to the kernel after the loop like an argument (the step writes it: it is part of
+the state the checkpoints copy; it only reads it: an input of every step).  Its initial values
+are zeros, garbage or a copy of another array; only a copy has a derivative, the identity,
+which :attr:`LoopSplit.copies` lists for the driver to apply.
 
 That equivalence is what the checks here guard: every other form is refused with an error at the
 user's line, never split into kernels that compute something else.  Values may leave one step
-for the next, and leave the loop, only through the arrays passed to the kernel (the *state*,
-which the checkpoints copy): a body that rebinds an argument or a prefix name, reads a name
-before assigning it, or a suffix that reads a name the loop assigns, is refused.  Two checks
-need the argument types and the arrays the body writes, so they run once those are known
-(:func:`check_types`): the prefix may not bind arrays nor read elements of the state, and the
-body may update in place (``v += ...``) only arrays.
+for the next, and leave the loop, only through arrays (the *state*, which the checkpoints copy):
+a body that rebinds an argument or a prefix name, reads a name before assigning it, or a suffix
+that reads a name the loop assigns, is refused, and so is a prefix that binds an allocated
+array's name twice.  Two checks need the argument types and the arrays the body writes, so they
+run once those are known (:func:`check_types`): the repeated prefix may not bind arrays (other
+than by the allocations above) nor read elements of the state, and the body may update in place
+(``v += ...``) only arrays.
 
 The split works on the user's tree before the fence (which refuses the marker anywhere else);
 the fence then runs on each derived kernel as on any other.
@@ -43,22 +54,35 @@ OPTIONS = ("schedule", "snapshots", "max_tape_bytes")
 _FORM = ("write 'for it in adsrc.checkpointed(range(n), snapshots=k):' with n an argument of "
          "the kernel or an integer constant")
 
+_CARRIED = ("must be in an array, passed to the kernel or allocated before the loop, and "
+            "updated in place")
+
+_ALLOCATING = ("'name = np.zeros(...)', np.empty, np.zeros_like, np.empty_like, np.copy(a) or "
+               "a.copy()")
+
 
 @dataclass
 class LoopSplit:
     """A kernel split at its checkpointed loop.
 
     ``step``/``tail``: the FunctionDefs of the loop body and of the rest (None when nothing
-    follows the loop), with the user's locations; ``counter``: the step's extra parameter that
-    receives the step number (None when the body does not read the loop variable); ``trips``:
-    the range's argument, a parameter name or an int; ``options``: the marker's keywords
-    (constants); ``returns``: whether the kernel returns a value; ``marker``: the
-    ``adsrc.checkpointed(...)`` call; ``prefix``: the statements repeated in both kernels;
-    ``updated``: the targets of ``v += ...`` in the body where v is an argument or a prefix
-    name (in place if v is an array, else a value carried from one step to the next)."""
+    follows the loop), with the user's locations; ``arrays``: the names of the arrays the prefix
+    allocates, in order, which both take after the kernel's parameters; ``before``: the
+    FunctionDef that runs the prefix and returns those arrays (None when there are none);
+    ``copies``: ``(array, copied)`` for each of them that is a copy of another (an argument or
+    an earlier one), in order; ``counter``: the step's last parameter, which receives the step
+    number (None when the body does not read the loop variable); ``trips``: the range's
+    argument, a parameter name or an int; ``options``: the marker's keywords (constants);
+    ``returns``: whether the kernel returns a value; ``marker``: the ``adsrc.checkpointed(...)``
+    call; ``prefix``: the statements repeated in the step and the tail (the allocations are
+    not); ``updated``: the targets of ``v += ...`` in the body where v is an argument or a
+    prefix name (in place if v is an array, else a value carried from one step to the next)."""
 
     step: gast.FunctionDef
     tail: gast.FunctionDef | None
+    arrays: list
+    before: gast.FunctionDef | None
+    copies: list
     counter: str | None
     trips: str | int
     options: dict
@@ -75,10 +99,12 @@ def marked_loops(tree, is_marker):
             and isinstance(node.iter, gast.Call) and is_marker(node.iter)]
 
 
-def split(source, is_marker, is_kernel_call):
+def split(source, is_marker, is_kernel_call, allocation):
     """The :class:`LoopSplit` of the kernel ``source`` (a KernelSource) at its marked loop.
 
-    ``is_kernel_call(call)`` says whether a call is of a user kernel (which may write arrays).
+    ``is_kernel_call(call)`` says whether a call is of a user kernel (which may write arrays);
+    ``allocation(call)`` is the name of the NumPy allocation function a call names (``"zeros"``,
+    ``"copy"``... as :data:`adsrc.frontend.intrinsics.ALLOCATIONS` spells them), or None.
     Raises UnsupportedError, located, for the forms that cannot be split."""
     body = list(source.tree.body)
     if body and isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
@@ -100,6 +126,9 @@ def split(source, is_marker, is_kernel_call):
     trips, options = _marker(source, loop, params)
     counter = loop.target.id
     assigned_before = _check_prefix_form(source, prefix, is_kernel_call)
+    allocations = _allocations(source, prefix, params, allocation)
+    repeated = [stmt for stmt in prefix if not any(stmt is made for made, _, _ in allocations)]
+    arrays = [target for _, target, _ in allocations]
     before = set(params) | assigned_before
     if counter in before:
         raise source.error(loop.target, f"the loop variable '{counter}' is also "
@@ -107,41 +136,49 @@ def split(source, is_marker, is_kernel_call):
     updated = _check_body(source, loop.body, params, before, counter)
     in_loop = _assigned(loop.body) | {counter}
     _check_exposed(source, suffix, before, in_loop - before,
-                   ", which the checkpointed loop assigns: only the arrays passed to the kernel "
-                   "carry values out of a checkpointed loop")
+                   ", which the checkpointed loop assigns: only arrays, passed to the kernel or "
+                   "allocated before the loop, carry values out of a checkpointed loop")
     reads_counter = counter in set().union(*(names_read(stmt) for stmt in loop.body))
-    step = _kernel(source.tree, f"{source.name}_loop_body", prefix + loop.body,
-                   loop.target if reads_counter else None)
-    tail = (_kernel(source.tree, f"{source.name}_after_loop", prefix + suffix, None)
+    step = _kernel(source.tree, f"{source.name}_loop_body", repeated + loop.body,
+                   arrays + ([loop.target] if reads_counter else []))
+    tail = (_kernel(source.tree, f"{source.name}_after_loop", repeated + suffix, arrays)
             if suffix else None)
+    allocating = None
+    if arrays:
+        returned = gast.Tuple([gast.Name(array.id, gast.Load(), None, None)
+                               for array in arrays], gast.Load())
+        allocating = _kernel(source.tree, f"{source.name}_before_loop",
+                             prefix + [gast.copy_location(gast.Return(returned), loop)], [])
     returns = bool(suffix) and isinstance(suffix[-1], gast.Return) \
         and suffix[-1].value is not None
-    return LoopSplit(step, tail, counter if reads_counter else None, trips, options, returns,
-                     loop.iter, prefix, updated)
+    copies = [(target.id, copied) for _, target, copied in allocations if copied is not None]
+    return LoopSplit(step, tail, [array.id for array in arrays], allocating, copies,
+                     counter if reads_counter else None, trips, options, returns, loop.iter,
+                     repeated, updated)
 
 
 def check_types(source, loop_split, types, state):
-    """The checks that need types: refuse a prefix that binds or updates an array (each step
-    would start from a new one, or update it again) or reads elements of an array the loop
-    writes (each step would see other values than the kernel does), and a body that carries a
-    scalar from one step to the next by ``v += ...``.  ``types``: the step kernel's type
-    environment (name -> Type); ``state``: the names of the arrays the loop body writes."""
+    """The checks that need types: refuse a repeated prefix statement that binds or updates an
+    array (each step would start from a new one, or update it again) or reads elements of an
+    array the loop writes (each step would see other values than the kernel does), and a body
+    that carries a scalar from one step to the next by ``v += ...``.  ``types``: the step
+    kernel's type environment (name -> Type); ``state``: the names of the arrays the loop body
+    writes, the allocated ones included."""
     params = [arg.id for arg in source.tree.args.args]
     for target in loop_split.updated:
         if not types[target.id].is_array:
             raise source.error(target, f"the checkpointed loop updates '{target.id}', "
                                        f"{_what(target.id, params)}: a value carried from one "
-                                       "step to the next must be in an array passed to the "
-                                       "kernel, updated in place")
+                                       f"step to the next {_CARRIED}")
     for stmt in loop_split.prefix:
         for target in _targets(stmt):
             kind = types.get(target.id)
             if kind is not None and kind.is_array:
                 raise source.error(stmt, f"'{target.id}' is an array, bound or updated before a "
-                                         "checkpointed loop, which adsrc repeats in each step: "
-                                         "the state carried from one step to the next must be "
-                                         "arrays passed to the kernel; allocate work arrays "
-                                         "inside the loop body, or after it")
+                                         "checkpointed loop by a statement that adsrc repeats "
+                                         "in each step: before the loop, make a new array with "
+                                         f"{_ALLOCATING} (adsrc makes it once and the loop "
+                                         "carries it), and update it inside the loop")
         read = sorted(names_read(stmt, shapes=False) & set(state))
         if read:
             raise source.error(stmt, f"this statement before the checkpointed loop reads "
@@ -215,6 +252,55 @@ def _check_prefix_form(source, prefix, is_kernel_call):
     return bound
 
 
+def _allocations(source, prefix, params, allocation):
+    """``(statement, target, copied)`` for each prefix statement that makes a new array
+    (:func:`_allocated`), in order, after refusing an allocated name bound twice before the loop
+    (adsrc makes the array once and passes it to each step; a second binding of its name, or an
+    update of it, would be repeated in each step) and an allocation bound to an argument's name
+    (which the step and the tail take as their own parameter)."""
+    found, bound = [], {}
+    for stmt in prefix:
+        arrays = {target.id for _, target, _ in found}
+        made = _allocated(stmt, allocation, set(params) | arrays)
+        for target in _targets(stmt):
+            if target.id in bound and (made is not None or target.id in arrays):
+                raise source.error(stmt, f"'{target.id}' is bound here and already at line "
+                                         f"{bound[target.id]}: an array allocated before a "
+                                         "checkpointed loop is made once and carried by the "
+                                         "loop, so its name must be bound once before the "
+                                         "loop; update the array inside the loop")
+            bound[target.id] = source.location(stmt)[1]
+        if made is not None:
+            target, copied = made
+            if target.id in params:
+                raise source.error(stmt, f"'{target.id}' is an argument of the kernel: give the "
+                                         "array allocated before the checkpointed loop a name "
+                                         "of its own")
+            found.append((stmt, target, copied))
+    return found
+
+
+def _allocated(stmt, allocation, arrays):
+    """``(target, copied)`` if ``stmt`` binds a name to a new array, with ``copied`` the name of
+    the array it copies (``np.copy(a)``, ``a.copy()``, with ``a`` among ``arrays``) or None
+    (np.zeros, np.empty, np.zeros_like, np.empty_like: values that are no argument's); else
+    None."""
+    if not (isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Name)
+            and isinstance(stmt.value, gast.Call) and not stmt.value.keywords):
+        return None
+    target, call = stmt.targets[0], stmt.value
+    if isinstance(call.func, gast.Attribute) and call.func.attr == "copy" and not call.args:
+        copied = call.func.value
+        return (target, copied.id) if isinstance(copied, gast.Name) \
+            and copied.id in arrays else None
+    kind = allocation(call)
+    if kind == "copy":
+        copied = call.args[0] if len(call.args) == 1 else None
+        return (target, copied.id) if isinstance(copied, gast.Name) \
+            and copied.id in arrays else None
+    return None if kind is None else (target, None)
+
+
 def _what(name, params):
     return "an argument of the kernel" if name in params else "a name assigned before the loop"
 
@@ -237,12 +323,11 @@ def _check_body(source, body, params, before, counter):
             elif target.id in before:
                 raise source.error(target, f"the checkpointed loop assigns '{target.id}', "
                                            f"{_what(target.id, params)}: a value carried from "
-                                           "one step to the next must be in an array passed "
-                                           "to the kernel, updated in place")
+                                           f"one step to the next {_CARRIED}")
     local = _assigned(body) - before
     _check_exposed(source, body, before | {counter}, local,
                    " before the loop body assigns it: a value carried from one step to the next "
-                   "must be in an array passed to the kernel, updated in place")
+                   + _CARRIED)
     return updated
 
 
@@ -328,15 +413,16 @@ def _definitely_assigned(stmts, defined, names, exposed):
     return defined
 
 
-def _kernel(tree, name, body, counter):
-    """A FunctionDef over the parameters of ``tree`` (and ``counter``, a Name node, as its last
-    parameter), with ``body``: copies, which keep the user's locations."""
+def _kernel(tree, name, body, extra):
+    """A FunctionDef over the parameters of ``tree`` and then the names of ``extra`` (Name
+    nodes: the allocated arrays, the loop variable), with ``body``: copies, which keep the
+    user's locations."""
     kernel = copy.copy(tree)
     kernel.name = name
     kernel.body = copy.deepcopy(body)
     kernel.args = copy.deepcopy(tree.args)
-    if counter is not None:
-        parameter = gast.Name(counter.id, gast.Param(), None, None)
-        kernel.args.args.append(gast.copy_location(parameter, counter))
+    for name_node in extra:
+        parameter = gast.Name(name_node.id, gast.Param(), None, None)
+        kernel.args.args.append(gast.copy_location(parameter, name_node))
     kernel.decorator_list = []
     return kernel
