@@ -31,27 +31,12 @@ from checkpoint_schedules.multistage import optimal_extra_steps
 import adsrc
 import checkpointed_loop_kernels as K
 from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
+from differentiated import copies, differentiated
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
 STEPS = 7
 RTOL = 1e-12
-_DIFFERENTIATED = {}
-
-
-def _kernel(fn, wrt, outputs, backend):
-    """One Differentiable per kernel, wrt, outputs and backend: compiled modules are reused."""
-    key = (fn, wrt, outputs, backend)
-    if key not in _DIFFERENTIATED:
-        _DIFFERENTIATED[key] = adsrc.differentiate(fn, wrt=wrt, outputs=outputs,
-                                                   backend=backend)
-    return _DIFFERENTIATED[key]
-
-
-def _copy(values):
-    return tuple(np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in values)
-
-
 def _csr(rng):
     indptr, indices, data = poisson2d_csr(4)
     return indptr, indices, perturb_data(rng, indptr, indices, data)
@@ -139,11 +124,11 @@ def test_every_schedule_gives_the_gradient_of_the_loop_without_marker(family, sc
     plain = getattr(K, f"{family}_plain")
     marked = getattr(K, f"{family}_{schedule}")
     seeds = _seeds(plain, args, outputs, np.random.default_rng(10))
-    want_args = _copy(args)
-    want = _kernel(plain, wrt, outputs, backend).adjoint(
+    want_args = copies(args)
+    want = differentiated(plain, wrt, outputs, backend).adjoint(
         *want_args, **{k: v.copy() for k, v in seeds.items()})
-    f = _kernel(marked, wrt, outputs, backend)
-    got_args = _copy(args)
+    f = differentiated(marked, wrt, outputs, backend)
+    got_args = copies(args)
     got = f.adjoint(*got_args, **{k: v.copy() for k, v in seeds.items()})
     _assert_close(got, want, wrt)
     for got_arg, want_arg in zip(got_args, want_args):     # as the kernel leaves them
@@ -155,9 +140,9 @@ def test_every_schedule_gives_the_gradient_of_the_loop_without_marker(family, sc
     assert stats.forward_steps == _step_executions(schedule, STEPS, SCHEDULES[schedule])
     assert stats.peak_snapshots == _peak_checkpoints(schedule, STEPS, SCHEDULES[schedule])
     assert stats.state_bytes == 8 * STATE_VALUES[family]
-    primal_args = _copy(args)
+    primal_args = copies(args)
     f.primal(*primal_args)                  # the compiled kernel
-    python_args = _copy(args)
+    python_args = copies(args)
     marked(*python_args)                    # the kernel as Python runs it
     for compiled, python, want_arg in zip(primal_args, python_args, want_args):
         np.testing.assert_allclose(compiled, python, rtol=1e-14, atol=1e-300)
@@ -183,16 +168,16 @@ def test_statements_before_and_after_the_loop_and_a_return_value(backend):
     x and 'return np.dot(x, x) + w * b[0]' after it."""
     args = _many_sweeps_args()
     wrt = ("data", "b", "x")
-    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*_copy(args))
+    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*copies(args))
     want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
-        *_copy(args))
+        *copies(args))
     assert value == pytest.approx(want_value, rel=1e-14)
     _assert_close(grads, want, wrt)
-    _assert_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*_copy(args)), want, wrt)
+    _assert_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*copies(args)), want, wrt)
     report = adsrc.check_grads(K.many_sweeps, list(args), wrt, backend=backend)
     assert report.max_error < 1e-7
-    f = _kernel(K.many_sweeps, wrt, None, backend)
-    got_args, want_args = _copy(args), _copy(args)
+    f = differentiated(K.many_sweeps, wrt, None, backend)
+    got_args, want_args = copies(args), copies(args)
     assert f.primal(*got_args) == pytest.approx(K.many_sweeps_plain(*want_args), rel=1e-14)
     for got, want_arg in zip(got_args, want_args):
         np.testing.assert_allclose(got, want_arg, rtol=1e-14, atol=1e-300)
@@ -201,15 +186,15 @@ def test_statements_before_and_after_the_loop_and_a_return_value(backend):
 def test_no_steps(backend):
     args = _many_sweeps_args()[:-1] + (0,)
     wrt = ("data", "b", "x")
-    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*_copy(args))
+    value, grads = adsrc.value_and_grad(K.many_sweeps, wrt, backend=backend)(*copies(args))
     want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
-        *_copy(args))
+        *copies(args))
     assert value == pytest.approx(want_value, rel=1e-14)
     _assert_close(grads, want, wrt)
-    f = _kernel(K.gauss_seidel_binomial, ("data", "b", "x"), ("x",), backend)
+    f = differentiated(K.gauss_seidel_binomial, ("data", "b", "x"), ("x",), backend)
     args = FAMILIES["gauss_seidel"][0][:-1] + (0,)
     seed = np.random.default_rng(5).standard_normal(len(args[3]))
-    data_bar, b_bar, x_bar = f.adjoint(*_copy(args), x_bar=seed.copy())
+    data_bar, b_bar, x_bar = f.adjoint(*copies(args), x_bar=seed.copy())
     np.testing.assert_array_equal(x_bar, seed)
     assert not data_bar.any() and not b_bar.any()
     assert f.adjoint.last_stats.forward_steps == 0
@@ -220,7 +205,7 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     every step taped and reversed once, at most 10 checkpoints of the state (x, 2 floats, and v,
     1 float allocated before the loop) held; the gradient is the unmarked kernel's."""
     x0, seed = np.array([0.3, -0.2]), np.array([1.0, -0.5])
-    f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
+    f = differentiated(K.tiny, ("x", "a"), ("x",), backend)
     got = f.adjoint(x0.copy(), 0.9, 1000, x_bar=seed.copy())
     stats = f.adjoint.last_stats
     assert optimal_extra_steps(1000, 10) == 3636
@@ -228,7 +213,7 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     assert stats.taped_steps == stats.reverse_steps == 1000
     assert stats.peak_snapshots == 10 and stats.state_bytes == 3 * 8
     assert stats.peak_bytes <= 10 * stats.state_bytes + stats.peak_tape_bytes
-    want = _kernel(K.tiny_plain, ("x", "a"), ("x",), backend).adjoint(x0.copy(), 0.9, 1000,
+    want = differentiated(K.tiny_plain, ("x", "a"), ("x",), backend).adjoint(x0.copy(), 0.9, 1000,
                                                                       x_bar=seed.copy())
     _assert_close(got, want, ("x", "a"))
     assert np.all(got[0] != 0.0) and got[1] != 0.0         # a gradient, not zeros
@@ -272,7 +257,7 @@ REFUSED = [
 def test_refused_forms_raise_located_errors(kernel, message, backend):
     params = list(inspect.signature(kernel).parameters)
     args = [np.array([0.5, 0.25]) if p == "x" else 3 for p in params]
-    before = _copy(args)
+    before = copies(args)
     with pytest.raises(adsrc.UnsupportedError) as raised:
         adsrc.differentiate(kernel, wrt=("x",), outputs=("x",), backend=backend).adjoint(
             *args, x_bar=np.ones(2))
@@ -285,7 +270,7 @@ def test_refused_forms_raise_located_errors(kernel, message, backend):
 
 
 def test_modes_that_do_not_checkpoint_refuse_the_marker(backend):
-    f = _kernel(K.tiny, ("x", "a"), ("x",), backend)
+    f = differentiated(K.tiny, ("x", "a"), ("x",), backend)
     with pytest.raises(adsrc.UnsupportedError) as raised:
         f.tangent(np.array([0.3, -0.2]), 0.9, 4, x_dot=np.ones(2))
     assert raised.value.line == inspect.getsourcelines(K.tiny)[1] + 2
@@ -295,21 +280,21 @@ def test_modes_that_do_not_checkpoint_refuse_the_marker(backend):
 
 def test_bad_arguments_raise_argument_errors_and_change_nothing(backend):
     args, wrt, outputs = FAMILIES["gauss_seidel"]
-    f = _kernel(K.gauss_seidel_binomial, wrt, outputs, backend)
+    f = differentiated(K.gauss_seidel_binomial, wrt, outputs, backend)
     n = len(args[3])
     for call_args, bars, message in (
             (args, {}, "pass x_bar="),
             (args, {"x_bar": np.ones(n), "indices_bar": np.ones(n)}, "unexpected adjoint"),
             (args, {"x_bar": np.ones(n + 1)}, "shape"),
             (args[:-1] + (2.0,), {"x_bar": np.ones(n)}, "'sweeps' is the number of steps")):
-        copies = _copy(call_args)
+        given = copies(call_args)
         with pytest.raises(adsrc.ArgumentError, match=message):
-            f.adjoint(*copies, **bars)
-        for got, want in zip(copies, call_args):
+            f.adjoint(*given, **bars)
+        for got, want in zip(given, call_args):
             np.testing.assert_array_equal(got, want)
 
 
 def test_the_source_shows_the_step_and_what_follows_the_loop(backend):
-    f = _kernel(K.many_sweeps, ("data", "b", "x"), None, backend)
+    f = differentiated(K.many_sweeps, ("data", "b", "x"), None, backend)
     source = f.source("adjoint", args=_many_sweeps_args())
     assert "many_sweeps_loop_body__rev" in source and "many_sweeps_after_loop__rev" in source

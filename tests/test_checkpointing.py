@@ -37,6 +37,7 @@ from corpus import kernels as K
 from corpus import steps as S
 from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
 from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
+from differentiated import copies, differentiated
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
@@ -44,22 +45,6 @@ STEPS = 13
 RTOL = 1e-12
 SCHEDULES = [("binomial", 3), ("binomial", 1), ("binomial", 40), ("periodic", 4),
              ("periodic", 1)]
-
-_DIFFERENTIATED = {}
-
-
-def _step(kernel, wrt, outputs, backend):
-    """One Differentiable per kernel, wrt and backend, so compiled modules are reused."""
-    key = (kernel, wrt, outputs, backend)
-    if key not in _DIFFERENTIATED:
-        _DIFFERENTIATED[key] = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs,
-                                                   backend=backend)
-    return _DIFFERENTIATED[key]
-
-
-def _copy(values):
-    return tuple(np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in values)
-
 
 def _csr(rng, m=4):
     indptr, indices, data = poisson2d_csr(m)
@@ -135,8 +120,8 @@ CASES = {case.name: case for case in (_gauss_seidel(), _jacobi(), _reaction_diff
 
 def _adjoint(case, backend, steps, seeds, **options):
     """(gradients, final arguments, stats) of the checkpointed loop, on copies."""
-    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), **options)
-    args = _copy(case.args)
+    loop = checkpointed(differentiated(case.step, case.wrt, case.outputs, backend), **options)
+    args = copies(case.args)
     grads = loop.adjoint(*args, steps=steps, **{k: v.copy() for k, v in seeds.items()})
     return grads, args, loop.adjoint.last_stats
 
@@ -152,8 +137,9 @@ def _assert_close(got, want, what):
 
 
 def _primal_final(case, backend, steps):
-    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), schedule="store_all")
-    args = _copy(case.args)
+    loop = checkpointed(differentiated(case.step, case.wrt, case.outputs, backend),
+                        schedule="store_all")
+    args = copies(case.args)
     loop(*args, steps=steps)
     return args
 
@@ -183,8 +169,8 @@ def test_equals_the_adjoint_of_the_loop_written_in_a_kernel(name, backend):
     case = CASES[name]
     seeds = case.seeds(np.random.default_rng(11))
     got, _, _ = _adjoint(case, backend, STEPS, seeds, schedule="binomial", snapshots=3)
-    whole = _step(case.loop_kernel, case.wrt, case.outputs, backend)
-    want = whole.adjoint(*_copy(case.loop_args(STEPS)),
+    whole = differentiated(case.loop_kernel, case.wrt, case.outputs, backend)
+    want = whole.adjoint(*copies(case.loop_args(STEPS)),
                          **{k: v.copy() for k, v in seeds.items()})
     _assert_close(got, want, case.wrt)
     if case.hand is not None:
@@ -199,8 +185,8 @@ def test_equals_the_adjoint_of_the_loop_written_in_a_kernel(name, backend):
 @pytest.mark.parametrize("name", list(CASES))
 def test_agrees_with_finite_differences_of_the_whole_loop(name, schedule, snapshots, backend):
     case = CASES[name]
-    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), schedule=schedule,
-                        snapshots=snapshots)
+    loop = checkpointed(differentiated(case.step, case.wrt, case.outputs, backend),
+                        schedule=schedule, snapshots=snapshots)
     params = loop.step.params
     rng = np.random.default_rng(12)
     direction = {p: rng.standard_normal(np.shape(case.args[params.index(p)])) for p in case.wrt}
@@ -208,7 +194,7 @@ def test_agrees_with_finite_differences_of_the_whole_loop(name, schedule, snapsh
                for p in case.outputs}
 
     def projected(t):
-        args = list(_copy(case.args))
+        args = list(copies(case.args))
         for p, v in direction.items():
             args[params.index(p)] = args[params.index(p)] + t * v
         loop(*args, steps=STEPS)
@@ -219,14 +205,14 @@ def test_agrees_with_finite_differences_of_the_whole_loop(name, schedule, snapsh
 
     h = 1e-4
     fd = (4.0 * central(h / 2) - central(h)) / 3.0
-    grads = loop.adjoint(*_copy(case.args), steps=STEPS,
+    grads = loop.adjoint(*copies(case.args), steps=STEPS,
                          **{p + "_bar": w.copy() for p, w in weights.items()})
     ad = sum(float(np.sum(direction[p] * g)) for p, g in zip(case.wrt, grads))
     assert ad == pytest.approx(fd, rel=1e-7, abs=1e-9)
 
 
 def test_revolve_runs_the_optimal_number_of_steps(backend):
-    step = _step(S.tiny_step, ("x", "a"), ("x",), backend)
+    step = differentiated(S.tiny_step, ("x", "a"), ("x",), backend)
     x0, a, seed = np.array([0.3, -0.2]), 0.9, np.array([1.0, -0.5])
     runs = {}
     for schedule, snapshots in (("binomial", 10), ("store_all", None), ("periodic", 10)):
@@ -252,7 +238,7 @@ def test_binomial_holds_at_most_eleven_copies_of_x(backend):
     indptr, indices, data = _csr(rng, m=8)
     n = len(indptr) - 1
     x, b = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     loop = checkpointed(step, schedule="binomial", snapshots=10)
     loop.adjoint(indptr, indices, data, x, b, 1, steps=60, x_bar=np.ones(n))
     stats = loop.adjoint.last_stats
@@ -270,12 +256,12 @@ def _gs_problem(seed=6):
 
 
 def test_max_tape_bytes_picks_store_all_when_it_fits(backend):
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     n = 16
     want, _, all_stats = _adjoint(CASES["gauss_seidel"], backend, STEPS,
                                   {"x_bar": np.ones(n)}, schedule="store_all")
     loop = checkpointed(step, max_tape_bytes=all_stats.peak_bytes)
-    got = loop.adjoint(*_copy(CASES["gauss_seidel"].args), steps=STEPS, x_bar=np.ones(n))
+    got = loop.adjoint(*copies(CASES["gauss_seidel"].args), steps=STEPS, x_bar=np.ones(n))
     stats = loop.adjoint.last_stats
     assert stats.schedule == "store_all" and stats.forward_steps == STEPS
     assert stats.peak_bytes <= all_stats.peak_bytes
@@ -283,17 +269,17 @@ def test_max_tape_bytes_picks_store_all_when_it_fits(backend):
 
 
 def test_max_tape_bytes_picks_the_snapshots_that_fit(backend):
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     args, n = _gs_problem()
     one = checkpointed(step, schedule="binomial", snapshots=1)
-    one.adjoint(*_copy(args), steps=1, x_bar=np.ones(n))
+    one.adjoint(*copies(args), steps=1, x_bar=np.ones(n))
     step_bytes = one.adjoint.last_stats.peak_bytes          # the tape of one step
     state_bytes = 8 * n
     for budget, snapshots in ((5 * state_bytes + step_bytes, 5),
                               (5 * state_bytes + step_bytes + state_bytes - 1, 5),
                               (state_bytes + step_bytes, 1)):
         loop = checkpointed(step, max_tape_bytes=budget)
-        loop.adjoint(*_copy(args), steps=STEPS, x_bar=np.ones(n))
+        loop.adjoint(*copies(args), steps=STEPS, x_bar=np.ones(n))
         stats = loop.adjoint.last_stats
         assert (stats.schedule, stats.snapshots) == ("binomial", snapshots)
         assert stats.peak_bytes <= budget
@@ -301,9 +287,9 @@ def test_max_tape_bytes_picks_the_snapshots_that_fit(backend):
 
 
 def test_max_tape_bytes_refuses_before_running_when_nothing_fits(backend):
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     args, n = _gs_problem()
-    before = _copy(args)
+    before = copies(args)
     x_bar = np.ones(n)
     for loop in (checkpointed(step, max_tape_bytes=8 * n),
                  checkpointed(step, schedule="binomial", snapshots=4, max_tape_bytes=4 * 8 * n)):
@@ -328,17 +314,17 @@ def test_zero_and_one_steps(backend):
         assert stats.forward_steps == stats.reverse_steps == stats.peak_bytes == 0
         grads, _, stats = _adjoint(case, backend, 1, seeds, schedule=schedule,
                                    snapshots=snapshots)
-        want = _step(case.step, case.wrt, case.outputs, backend).adjoint(
-            *_copy(case.args), x_bar=seeds["x_bar"].copy())
+        want = differentiated(case.step, case.wrt, case.outputs, backend).adjoint(
+            *copies(case.args), x_bar=seeds["x_bar"].copy())
         _assert_close(grads, want, case.wrt)
         assert stats.forward_steps == stats.reverse_steps == 1
 
 
 def test_bad_arguments_raise_clear_errors_and_change_nothing(backend):
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     loop = checkpointed(step, schedule="binomial", snapshots=3)
     args, n = _gs_problem()
-    before = _copy(args)
+    before = copies(args)
     for steps, message in ((-1, ">= 0"), (2.0, "must be an int"), (True, "must be an int"),
                            ("3", "must be an int")):
         with pytest.raises(adsrc.ArgumentError, match=message):
@@ -366,10 +352,10 @@ def test_bad_arguments_raise_clear_errors_and_change_nothing(backend):
     with pytest.raises(adsrc.AdsrcError, match="differentiated step kernel"):
         checkpointed(K.gauss_seidel, snapshots=3)
 
-    reads = checkpointed(_step(S.reads_only, ("x",), None, backend), snapshots=2)
+    reads = checkpointed(differentiated(S.reads_only, ("x",), None, backend), snapshots=2)
     with pytest.raises(adsrc.AdsrcError, match="writes none of its array arguments"):
         reads.adjoint(np.ones(3), np.ones(3), steps=4)
-    returns = checkpointed(_step(K.branchy, ("x",), None, backend), snapshots=2)
+    returns = checkpointed(differentiated(K.branchy, ("x",), None, backend), snapshots=2)
     with pytest.raises(adsrc.AdsrcError, match="not its return value"):
         returns.adjoint(np.ones(3), np.zeros(3), 0.5, steps=4)
 
@@ -504,16 +490,16 @@ def _counting(predicate):
 def test_until_gives_the_gradients_of_the_steps_it_ran(name, backend):
     case = CASES[name]
     predicate, trips = UNTIL[name]
-    step = _step(case.step, case.wrt, case.outputs, backend)
+    step = differentiated(case.step, case.wrt, case.outputs, backend)
     seeds = case.seeds(np.random.default_rng(13))
-    primal_args = _copy(case.args)
+    primal_args = copies(case.args)
     until = _counting(predicate)
     checkpointed(step, snapshots=3)(*primal_args, until=until, max_steps=100)
     assert until.calls == trips
     want, _, _ = _adjoint(case, backend, trips, seeds, schedule="store_all")
     for schedule, snapshots in ONLINE:
         loop = checkpointed(step, schedule=schedule, snapshots=snapshots)
-        args = _copy(case.args)
+        args = copies(case.args)
         until = _counting(predicate)
         got = loop.adjoint(*args, until=until, max_steps=100,
                            **{k: v.copy() for k, v in seeds.items()})
@@ -542,7 +528,7 @@ def test_until_stops_at_max_steps(backend):
     """A predicate that never holds: 1000 steps with 10 snapshots, the checkpoints of the forward
     sweep 128 steps apart; the gradients of steps=1000, in 5156 step executions (offline revolve,
     knowing the count, runs 4636)."""
-    step = _step(S.tiny_step, ("x", "a"), ("x",), backend)
+    step = differentiated(S.tiny_step, ("x", "a"), ("x",), backend)
     x0, a, seed = np.array([0.3, -0.2]), 0.9, np.array([1.0, -0.5])
     loop = checkpointed(step, schedule="binomial", snapshots=10)
     never = _counting(lambda x, a: False)
@@ -568,14 +554,14 @@ def test_until_agrees_with_finite_differences_of_the_loop_to_its_tolerance(backe
     tolerance, whose trip count the small perturbations do not change."""
     case = CASES["gauss_seidel"]
     predicate, trips = UNTIL["gauss_seidel"]
-    loop = checkpointed(_step(case.step, case.wrt, case.outputs, backend), snapshots=3)
+    loop = checkpointed(differentiated(case.step, case.wrt, case.outputs, backend), snapshots=3)
     params = loop.step.params
     rng = np.random.default_rng(14)
     direction = {p: rng.standard_normal(np.shape(case.args[params.index(p)])) for p in case.wrt}
     weights = rng.standard_normal(len(case.args[params.index("x")]))
 
     def projected(t):
-        args = list(_copy(case.args))
+        args = list(copies(case.args))
         for p, v in direction.items():
             args[params.index(p)] = args[params.index(p)] + t * v
         until = _counting(predicate)
@@ -588,7 +574,7 @@ def test_until_agrees_with_finite_differences_of_the_loop_to_its_tolerance(backe
 
     h = 1e-4
     fd = (4.0 * central(h / 2) - central(h)) / 3.0
-    grads = loop.adjoint(*_copy(case.args), until=predicate, max_steps=100, x_bar=weights.copy())
+    grads = loop.adjoint(*copies(case.args), until=predicate, max_steps=100, x_bar=weights.copy())
     ad = sum(float(np.sum(direction[p] * g)) for p, g in zip(case.wrt, grads))
     assert ad == pytest.approx(fd, rel=1e-7, abs=1e-9)
 
@@ -597,19 +583,19 @@ def test_until_honours_max_tape_bytes(backend):
     """With until=, the budget must fit a loop of max_steps steps: store_all's tapes of 100
     steps do not, revolve's checkpoints and one step tape do; nothing fitting is refused before
     anything runs."""
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     args, n = _gs_problem()
     predicate = UNTIL["gauss_seidel"][0]
     one = checkpointed(step, schedule="binomial", snapshots=1)
-    one.adjoint(*_copy(args), steps=1, x_bar=np.ones(n))
+    one.adjoint(*copies(args), steps=1, x_bar=np.ones(n))
     step_bytes, state_bytes = one.adjoint.last_stats.peak_bytes, 8 * n
     budget = 4 * state_bytes + step_bytes
     loop = checkpointed(step, max_tape_bytes=budget)
-    loop.adjoint(*_copy(args), until=predicate, max_steps=100, x_bar=np.ones(n))
+    loop.adjoint(*copies(args), until=predicate, max_steps=100, x_bar=np.ones(n))
     stats = loop.adjoint.last_stats
     assert (stats.schedule, stats.snapshots, stats.steps) == ("binomial", 4, 13)
     assert stats.peak_snapshots == 4 and stats.peak_bytes <= budget
-    before, x_bar = _copy(args), np.ones(n)
+    before, x_bar = copies(args), np.ones(n)
     never = _counting(lambda *args: False)
     for loop, message in ((checkpointed(step, max_tape_bytes=state_bytes), "up to 100 steps"),
                           (checkpointed(step, schedule="store_all", max_tape_bytes=50 * step_bytes),
@@ -623,10 +609,10 @@ def test_until_honours_max_tape_bytes(backend):
 
 
 def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
-    step = _step(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     loop = checkpointed(step, schedule="binomial", snapshots=3)
     args, n = _gs_problem()
-    before, x_bar = _copy(args), np.ones(n)
+    before, x_bar = copies(args), np.ones(n)
     never = _counting(lambda *args: False)
     for trip, message in ((dict(), "pass steps= .* or until="),
                           (dict(steps=3, until=never, max_steps=5), "not both"),
