@@ -33,6 +33,7 @@ from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
 from adsrc.normalize.lower_arrays import LowerArrays
+from adsrc.normalize.webs import SplitWebs
 from adsrc.transformations import rule_calls
 from adsrc.transformations.reverse import build_functions
 from adsrc.transformations.second_order import build_second_order
@@ -178,6 +179,7 @@ class Specialization:
         typer.run()
         LowerArrays(self.source, typer, self.namer).run(self.tree)
         StructureJumps().run(self.tree)
+        SplitWebs(self.params, self.user_functions, infer).run(self.tree)
         self.typer = infer()
         self.env = self.typer.run()
         undefined = [name for name, kind in self.env.items() if kind is None]
