@@ -1,24 +1,83 @@
 """Shared test configuration.
 
-Compiled modules go to a cache directory private to the test session, so a run starts cold
-and never touches the user's cache.  pytest-xdist's workers (``-n auto`` in pyproject.toml) are
-sessions of their own, each with its own cache.  Test modules that apply the ``backend`` fixture (via
+Compiled modules go to one cache directory per test session, shared by all of the session's
+processes: pytest-xdist's workers (``-n auto`` in pyproject.toml) and the subprocesses tests
+start.  It lives in the session's temporary directory, so a run starts cold and never touches
+the user's cache, and a kernel that test files on two workers use is compiled once, not once
+per worker.  Two workers that build the same module at the same time both build it; the cache's
+atomic renames (adsrc/compiling/cache.py) leave one complete file.  A test that asserts on the
+whole content of the cache directory, which another worker may write to at any moment, is
+marked ``private_cache`` and gets a cache of its own (see ``_PRIVATE_CACHE_TESTS``).
+
+Test modules that apply the ``backend`` fixture (via
 ``pytestmark = pytest.mark.usefixtures("backend")``) run once per backend: the Python backend is
 the reference, the Cython backend must give the same results.
 """
+
+import os
+import shutil
+import sys
 
 import pytest
 
 from adsrc.api import BACKEND_VARIABLE
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE
 
+# (file, test function) of tests that assert on everything in the cache directory (which
+# modules were built, which files changed) and so need a cache no other process writes to;
+# a new such test can say so itself with @pytest.mark.private_cache
+_PRIVATE_CACHE_TESTS = {
+    ("test_cython_backend.py", "test_cache_reuses_modules_and_builds_new_signatures"),
+}
+
+_SHARED_UTILITY_PREFIX = "_adsrc_cyutility_"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "private_cache: the test gets a compile cache of its own, holding only "
+                   "Cython's shared utility module (it asserts on the whole cache directory)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (item.path.name, getattr(item, "originalname", item.name)) in _PRIVATE_CACHE_TESTS:
+            item.add_marker(pytest.mark.private_cache)
+
+
+def _session_directory(tmp_path_factory):
+    """A directory of this test session, the same for all of its xdist workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return tmp_path_factory.getbasetemp()       # not under xdist: this process is the session
+    # an xdist worker's base temporary directory is <the session's>/popen-gwN (xdist passes it
+    # as --basetemp): new for each session, like the session's own
+    return tmp_path_factory.getbasetemp().parent
+
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory):
+def session_cache(tmp_path_factory):
+    path = _session_directory(tmp_path_factory) / "adsrc-cache"
+    path.mkdir(exist_ok=True)
     patch = pytest.MonkeyPatch()
-    patch.setenv(ENVIRONMENT_VARIABLE, str(tmp_path_factory.mktemp("adsrc-cache")))
-    yield
+    patch.setenv(ENVIRONMENT_VARIABLE, str(path))
+    yield path
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_if_marked(request, session_cache, tmp_path_factory, monkeypatch):
+    if request.node.get_closest_marker("private_cache") is None:
+        return
+    own = tmp_path_factory.mktemp("adsrc-private-cache")
+    # Cython's shared utility module, as a per-worker cache had it: the one this process has
+    # loaded (a build in this process never writes it again), else the session's, if built
+    sources = {module.__file__ for name, module in list(sys.modules.items())
+               if name.startswith(_SHARED_UTILITY_PREFIX)}
+    sources |= {os.path.join(session_cache, name) for name in os.listdir(session_cache)
+                if name.startswith(_SHARED_UTILITY_PREFIX)}
+    for source in sources:
+        shutil.copy2(source, own / os.path.basename(source))
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, str(own))
 
 
 @pytest.fixture(params=["python", "cython"])
