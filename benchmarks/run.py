@@ -47,6 +47,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import other_tables  # noqa: E402
 import problems  # noqa: E402
 from peers import Case  # noqa: E402
 
@@ -901,6 +902,7 @@ def main(argv=None):
                                    [os.path.relpath(os.path.abspath(__file__))] + argv)
     outcome = run(options, log)
     write_results(options.output, options, outcome, command)
+    other_tables.refresh(options.output)
     log(f"wrote {options.output} ({fmt_seconds(outcome['elapsed'])})")
     return 0
 

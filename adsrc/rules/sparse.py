@@ -164,8 +164,10 @@ class _Krylov:
 
     def solve(self, prepared, rhs, trans, label):
         matrix, rtol = prepared
-        u, info = self.method(matrix if trans == "N" else matrix.T, rhs, rtol=rtol, atol=0.0,
-                              maxiter=20 * len(rhs))
+        # CSR, whatever the layout or transposition: its products gather and are the fastest
+        # (CSC's scatter takes ~1.5x as long), and one conversion costs about ten products
+        operator = (matrix if trans == "N" else matrix.T).tocsr()
+        u, info = self.method(operator, rhs, rtol=rtol, atol=0.0, maxiter=20 * len(rhs))
         if info != 0:
             raise AdsrcError(f"{label} did not reach the relative residual {rtol} "
                              f"(SciPy's info = {info})")
