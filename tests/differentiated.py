@@ -1,9 +1,13 @@
 """Helpers shared by the checkpointing tests: one Differentiable per kernel, wrt, outputs and
-backend across a module's tests (so their compiled modules are reused), and argument copies."""
+backend across a module's tests (so their compiled modules are reused), argument copies, and
+the comparison of gradients to the 1e-12 relative the checkpointing issue asks for."""
 
 import numpy as np
+import pytest
 
 import adsrc
+
+RTOL = 1e-12
 
 _MADE = {}
 
@@ -17,3 +21,15 @@ def differentiated(fn, wrt, outputs, backend):
 
 def copies(values):
     return tuple(np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in values)
+
+
+def assert_gradients_close(got, want, names):
+    """Every gradient within RTOL of ``want``'s, relative to its largest entry (arrays) or to
+    itself (floats, which must stay floats)."""
+    for name, g, w in zip(names, got, want):
+        if isinstance(w, np.ndarray):
+            scale = max(float(np.max(np.abs(w))), 1e-300)
+            assert float(np.max(np.abs(g - w))) <= RTOL * scale, name
+        else:
+            assert isinstance(g, float), name
+            assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name

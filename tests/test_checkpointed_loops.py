@@ -31,12 +31,11 @@ from checkpoint_schedules.multistage import optimal_extra_steps
 import adsrc
 import checkpointed_loop_kernels as K
 from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
-from differentiated import copies, differentiated
+from differentiated import assert_gradients_close, copies, differentiated
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
 STEPS = 7
-RTOL = 1e-12
 def _csr(rng):
     indptr, indices, data = poisson2d_csr(4)
     return indptr, indices, perturb_data(rng, indptr, indices, data)
@@ -86,16 +85,6 @@ def _seeds(fn, args, outputs, rng):
             for out in outputs}
 
 
-def _assert_close(got, want, names):
-    for name, g, w in zip(names, got, want):
-        if isinstance(w, np.ndarray):
-            scale = max(float(np.max(np.abs(w))), 1e-300)
-            assert float(np.max(np.abs(g - w))) <= RTOL * scale, name
-        else:
-            assert isinstance(g, float), name
-            assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name
-
-
 def _step_executions(schedule, steps, snapshots):
     """Step executions, by each schedule's definition: revolve's optimum; periodic re-runs each
     segment but the last, which it tapes at once; store_all runs each step once."""
@@ -130,7 +119,7 @@ def test_every_schedule_gives_the_gradient_of_the_loop_without_marker(family, sc
     f = differentiated(marked, wrt, outputs, backend)
     got_args = copies(args)
     got = f.adjoint(*got_args, **{k: v.copy() for k, v in seeds.items()})
-    _assert_close(got, want, wrt)
+    assert_gradients_close(got, want, wrt)
     for got_arg, want_arg in zip(got_args, want_args):     # as the kernel leaves them
         np.testing.assert_array_equal(got_arg, want_arg)
     stats = f.adjoint.last_stats
@@ -172,8 +161,8 @@ def test_statements_before_and_after_the_loop_and_a_return_value(backend):
     want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
         *copies(args))
     assert value == pytest.approx(want_value, rel=1e-14)
-    _assert_close(grads, want, wrt)
-    _assert_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*copies(args)), want, wrt)
+    assert_gradients_close(grads, want, wrt)
+    assert_gradients_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*copies(args)), want, wrt)
     report = adsrc.check_grads(K.many_sweeps, list(args), wrt, backend=backend)
     assert report.max_error < 1e-7
     f = differentiated(K.many_sweeps, wrt, None, backend)
@@ -190,7 +179,7 @@ def test_no_steps(backend):
     want_value, want = adsrc.value_and_grad(K.many_sweeps_plain, wrt, backend=backend)(
         *copies(args))
     assert value == pytest.approx(want_value, rel=1e-14)
-    _assert_close(grads, want, wrt)
+    assert_gradients_close(grads, want, wrt)
     f = differentiated(K.gauss_seidel_binomial, ("data", "b", "x"), ("x",), backend)
     args = FAMILIES["gauss_seidel"][0][:-1] + (0,)
     seed = np.random.default_rng(5).standard_normal(len(args[3]))
@@ -215,7 +204,7 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     assert stats.peak_bytes <= 10 * stats.state_bytes + stats.peak_tape_bytes
     want = differentiated(K.tiny_plain, ("x", "a"), ("x",), backend).adjoint(x0.copy(), 0.9, 1000,
                                                                       x_bar=seed.copy())
-    _assert_close(got, want, ("x", "a"))
+    assert_gradients_close(got, want, ("x", "a"))
     assert np.all(got[0] != 0.0) and got[1] != 0.0         # a gradient, not zeros
 
 

@@ -37,12 +37,11 @@ from corpus import kernels as K
 from corpus import steps as S
 from corpus.hand_adjoints import gauss_seidel_adj, jacobi_damped_adj
 from corpus.problems import diagonal_of, perturb_data, poisson2d_csr
-from differentiated import copies, differentiated
+from differentiated import assert_gradients_close, copies, differentiated
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
 STEPS = 13
-RTOL = 1e-12
 SCHEDULES = [("binomial", 3), ("binomial", 1), ("binomial", 40), ("periodic", 4),
              ("periodic", 1)]
 
@@ -126,16 +125,6 @@ def _adjoint(case, backend, steps, seeds, **options):
     return grads, args, loop.adjoint.last_stats
 
 
-def _assert_close(got, want, what):
-    for name, g, w in zip(what, got, want):
-        if isinstance(w, np.ndarray):
-            scale = max(float(np.max(np.abs(w))), 1e-300)
-            assert float(np.max(np.abs(g - w))) <= RTOL * scale, name
-        else:
-            assert isinstance(g, float), name
-            assert g == pytest.approx(w, rel=RTOL, abs=1e-300), name
-
-
 def _primal_final(case, backend, steps):
     loop = checkpointed(differentiated(case.step, case.wrt, case.outputs, backend),
                         schedule="store_all")
@@ -152,7 +141,7 @@ def test_every_schedule_gives_the_store_all_gradients(name, schedule, snapshots,
     want, _, stats_all = _adjoint(case, backend, STEPS, seeds, schedule="store_all")
     got, final, stats = _adjoint(case, backend, STEPS, seeds, schedule=schedule,
                                  snapshots=snapshots)
-    _assert_close(got, want, case.wrt)
+    assert_gradients_close(got, want, case.wrt)
     for got_arg, want_arg in zip(final, _primal_final(case, backend, STEPS)):
         np.testing.assert_array_equal(got_arg, want_arg)    # arrays end as the primal leaves them
     assert stats_all.forward_steps == STEPS and stats_all.peak_snapshots == 0
@@ -172,7 +161,7 @@ def test_equals_the_adjoint_of_the_loop_written_in_a_kernel(name, backend):
     whole = differentiated(case.loop_kernel, case.wrt, case.outputs, backend)
     want = whole.adjoint(*copies(case.loop_args(STEPS)),
                          **{k: v.copy() for k, v in seeds.items()})
-    _assert_close(got, want, case.wrt)
+    assert_gradients_close(got, want, case.wrt)
     if case.hand is not None:
         hand = case.hand(STEPS, seeds["x_bar"])
         for param, value in zip(case.wrt, got):
@@ -227,8 +216,8 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     assert runs["store_all"][1].forward_steps == 1000
     assert runs["periodic"][1].forward_steps == 1000 + 900    # every segment but the last re-run
     assert runs["periodic"][1].peak_snapshots == 9
-    _assert_close(grads, runs["store_all"][0], ("x", "a"))
-    _assert_close(runs["periodic"][0], runs["store_all"][0], ("x", "a"))
+    assert_gradients_close(grads, runs["store_all"][0], ("x", "a"))
+    assert_gradients_close(runs["periodic"][0], runs["store_all"][0], ("x", "a"))
 
 
 def test_binomial_holds_at_most_eleven_copies_of_x(backend):
@@ -265,7 +254,7 @@ def test_max_tape_bytes_picks_store_all_when_it_fits(backend):
     stats = loop.adjoint.last_stats
     assert stats.schedule == "store_all" and stats.forward_steps == STEPS
     assert stats.peak_bytes <= all_stats.peak_bytes
-    _assert_close(got, want, ("data", "b", "x"))
+    assert_gradients_close(got, want, ("data", "b", "x"))
 
 
 def test_max_tape_bytes_picks_the_snapshots_that_fit(backend):
@@ -316,7 +305,7 @@ def test_zero_and_one_steps(backend):
                                    snapshots=snapshots)
         want = differentiated(case.step, case.wrt, case.outputs, backend).adjoint(
             *copies(case.args), x_bar=seeds["x_bar"].copy())
-        _assert_close(grads, want, case.wrt)
+        assert_gradients_close(grads, want, case.wrt)
         assert stats.forward_steps == stats.reverse_steps == 1
 
 
@@ -505,7 +494,7 @@ def test_until_gives_the_gradients_of_the_steps_it_ran(name, backend):
                            **{k: v.copy() for k, v in seeds.items()})
         stats = loop.adjoint.last_stats
         assert (stats.steps, stats.stopped_by, until.calls) == (trips, "until", trips), schedule
-        _assert_close(got, want, case.wrt)
+        assert_gradients_close(got, want, case.wrt)
         for got_arg, want_arg in zip(args, primal_args):
             np.testing.assert_array_equal(got_arg, want_arg)
         assert stats.taped_steps == stats.reverse_steps == trips
@@ -540,7 +529,7 @@ def test_until_stops_at_max_steps(backend):
     assert stats.peak_snapshots == 10
     want = loop.adjoint(x0.copy(), a, steps=1000, x_bar=seed.copy())
     assert loop.adjoint.last_stats.forward_steps == 4636
-    _assert_close(got, want, ("x", "a"))
+    assert_gradients_close(got, want, ("x", "a"))
     primal = x0.copy()
     loop(primal, a, until=never, max_steps=1000)
     np.testing.assert_array_equal(x, primal)
