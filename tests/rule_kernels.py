@@ -236,6 +236,26 @@ def cg_then_overwrite(data, indices, indptr, f, u):
     return np.dot(f, u)
 
 
+def spsolve_then_overwrite(data, indices, indptr, f, u):
+    """spsolve's rule saves its factorisation and solution; the kernel then overwrites ``data``
+    and ``f``, and reads the solution again."""
+    u[:] = spsolve(data, indices, indptr, f)
+    for k in range(len(data)):
+        data[k] = 2.0 * data[k]
+    for i in range(len(f)):
+        f[i] = f[i] * u[i]
+    return np.dot(f, u)
+
+
+def gmres_then_overwrite(data, indices, indptr, f, u):
+    """gmres's rule saves the matrix, which shares ``data``; the kernel then overwrites it
+    linearly, so the reverse sweep does not restore it (it needs no old value)."""
+    u[:] = gmres(data, indices, indptr, f, 1e-13)
+    for k in range(len(data)):
+        data[k] = 3.0 * data[k]
+    return np.dot(u, u) + np.dot(data, data)
+
+
 def products_then_overwrite(data, indices, indptr, x, y, columns):
     """The product rules save ``data`` and ``x`` by reference; the kernel then overwrites both."""
     y[:] = matvec(data, indices, indptr, x)
