@@ -36,6 +36,8 @@ from differentiated import assert_gradients_close, copies, differentiated
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
 STEPS = 7
+
+
 def _csr(rng):
     indptr, indices, data = poisson2d_csr(4)
     return indptr, indices, perturb_data(rng, indptr, indices, data)
@@ -162,7 +164,8 @@ def test_statements_before_and_after_the_loop_and_a_return_value(backend):
         *copies(args))
     assert value == pytest.approx(want_value, rel=1e-14)
     assert_gradients_close(grads, want, wrt)
-    assert_gradients_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*copies(args)), want, wrt)
+    assert_gradients_close(adsrc.grad(K.many_sweeps, wrt, backend=backend)(*copies(args)),
+                           want, wrt)
     report = adsrc.check_grads(K.many_sweeps, list(args), wrt, backend=backend)
     assert report.max_error < 1e-7
     f = differentiated(K.many_sweeps, wrt, None, backend)
