@@ -4,6 +4,8 @@ elements of an array the reverse sweep needs, some of which may copy the array i
 Only +, -, * and / so that a complex-step derivative of the plain kernel is exact.
 """
 
+import numpy as np
+
 
 def square_prefix(x, c, lo, hi):
     """Overwrites x[lo:hi] once each; a copy of x pays off when the loop covers at least half
@@ -57,3 +59,36 @@ def nested_copies(x, z, a):
         for j in range(i):
             z[j] = z[j] * a + x[j]
         x[i] = x[i] * x[i] + z[i - 1]
+
+
+def relax_through_copy(x, c, sweeps):
+    """Each sweep copies x into a scratch array through a slice assignment, then rewrites x in
+    a loop over ``range(x.shape[0])``: both loops visit their whole array from 0 up, so both
+    always copy it, and the generated code makes no run-time choice."""
+    n = x.shape[0]
+    t = np.zeros_like(x)
+    for s in range(sweeps):
+        t[:] = x
+        for i in range(x.shape[0]):
+            x[i] = x[i] * t[i] * c + t[(i + 1) % n]
+
+
+def relaxed_energy(x, c, sweeps):
+    """sum(x^3) after ``relax_through_copy``: a scalar, for Hessian-vector products."""
+    relax_through_copy(x, c, sweeps)
+    e = 0.0
+    for i in range(x.shape[0]):
+        e += x[i] * x[i] * x[i]
+    return e
+
+
+def reweighted_energy(x, w, sweeps):
+    """Each sweep adds w-weighted cubes of x, then rewrites w over its whole length: the
+    reverse sweep needs w's copies, which carry no tangent (w does not depend on x)."""
+    e = 0.0
+    for s in range(sweeps):
+        for i in range(x.shape[0]):
+            e += w[i] * x[i] * x[i] * x[i]
+        for i in range(w.shape[0]):
+            w[i] = w[i] * w[i] * 0.5 + 0.25
+    return e

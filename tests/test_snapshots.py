@@ -57,6 +57,9 @@ CASES = {
     # per sweep, one copy of x and one of y
     "two_arrays": (K.sweeps_with_copy, lambda: (_x(), _x(1), 0.7, 3), ("x", "y", "c"),
                    ("x", "y"), 6, 6 * N),
+    # per sweep, the scratch t and then x, each over its whole length: always copied
+    "whole_arrays": (K.relax_through_copy, lambda: (_x(), 0.3, 3), ("x", "c"), ("x",),
+                     6, 6 * N),
 }
 
 
@@ -109,14 +112,42 @@ def test_the_choice_is_in_the_tape_statistics(case):
     assert stats.floats_pushed == floats
 
 
-@pytest.mark.parametrize("case", ["prefix_whole", "two_arrays", "written_twice"])
-def test_the_choice_is_in_the_generated_code(case):
+@pytest.mark.parametrize("case, choice, copy", [
+    ("prefix_whole", True, True), ("two_arrays", True, True), ("written_twice", False, False),
+    # loops over range(a.shape[0]) copy without a choice, and push no element
+    ("whole_arrays", False, True)])
+def test_the_choice_is_in_the_generated_code(case, choice, copy):
     f, args = _adjoint(case)
     source = f.source("adjoint", args=args)
-    may_copy = CASES[case][4] > 0
     # the run-time choice and the copy are generated variables, _keepN and _savedN
-    assert bool(re.search(r"\b_keep\d+ = ", source)) == may_copy
-    assert bool(re.search(r"\b_saved\d+ = ", source)) == may_copy
+    assert bool(re.search(r"\b_keep\d+ = ", source)) == choice
+    assert bool(re.search(r"\b_saved\d+ = ", source)) == copy
+    # element pushes: where there is no copy, or where the choice may decline it
+    pushes = re.search(r"_tape\.push_float\(|push_float\(_tp, ", source)
+    assert bool(pushes) == (choice or not copy)
+
+
+@pytest.mark.parametrize("kernel, other", [
+    (K.relaxed_energy, 0.3),            # the copies of x and t carry tangents
+    (K.reweighted_energy, _x(1))])      # the copies of w carry none
+def test_hvp_through_arrays_always_copied(kernel, other):
+    """Tangent over adjoint through the copies taken without a choice: H v against central
+    finite differences of the gradient, and the symmetry <H u, v> = <u, H v>."""
+    rng = np.random.default_rng(3)
+    x, sweeps = _x(), 3
+    u, v = rng.standard_normal(N), rng.standard_normal(N)
+    hvp = adsrc.hvp(kernel, wrt="x")
+    grad = adsrc.grad(kernel, wrt="x")
+
+    def gradient_at(point):
+        return grad(point, *_copies([other]), sweeps)
+
+    h = 1e-5
+    fd = (gradient_at(x + h * v) - gradient_at(x - h * v)) / (2 * h)
+    hv = hvp(x.copy(), v, *_copies([other]), sweeps)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6)
+    hu = hvp(x.copy(), u, *_copies([other]), sweeps)
+    assert np.dot(hu, v) == pytest.approx(np.dot(u, hv), rel=1e-12)
 
 
 def test_gauss_seidel_copies_x_once_per_sweep():

@@ -17,7 +17,9 @@ Then each element of ``A`` is written at most once per run of ``L``, so the valu
 iteration must restore is the element's value before ``L``: the copy's element, read at the same
 index.  At run time the copy is taken when ``L`` visits at least half of ``A`` and its counter
 never goes negative (a negative index would wrap around to another element); otherwise the
-elements are pushed as usual.  The choice is recorded on the integer tape.
+elements are pushed as usual.  The choice is recorded on the integer tape.  A loop over
+``range(A.shape[0])`` (a slice assignment ``A[:] = ...`` becomes one) always copies, so its
+generated code makes no choice at all (``adsrc.transformations.reverse``).
 """
 
 import gast

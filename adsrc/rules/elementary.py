@@ -44,8 +44,12 @@ def _neg(a):
     return gast.UnaryOp(gast.USub(), a)
 
 
-def _div(a, b):
-    return gast.BinOp(const(1.0) if a is ONE else a, gast.Div(), b)
+def _inverse(v):
+    """``1.0 / v``.  The partials of a quotient are written with this one inverse (``m / v``
+    as ``m * (1.0 / v)``, ``u / v**2`` as ``u * (1.0 / v) * (1.0 / v)``) so that the C
+    compiler computes it once: a division costs several multiplications, and without
+    -ffast-math the compiler may not rewrite one into the other itself."""
+    return quote_expr("1.0 / V", V=v)
 
 
 def _select(test, a, b):
@@ -94,8 +98,9 @@ class _Partials:
             self.visit(left, _mul(m, right))
             self.visit(right, _mul(m, left))
         elif isinstance(op, gast.Div):
-            self.visit(left, _div(m, right))
-            self.visit(right, _mul(_neg(m), quote_expr("U / (V * V)", U=left, V=right)))
+            self.visit(left, _mul(m, _inverse(right)))
+            self.visit(right, _mul(_neg(m), quote_expr("U * I * I", U=left,
+                                                       I=_inverse(right))))
         elif isinstance(op, gast.Pow):
             self._power(node, left, right, m)
         else:
@@ -187,8 +192,8 @@ def partials(expr, is_active, fail, result=None):
     """
     walker = _Partials(is_active, fail)
     if result is not None and isinstance(expr, gast.BinOp) and isinstance(expr.op, gast.Div):
-        walker.visit(expr.left, _div(ONE, expr.right))
-        walker.visit(expr.right, quote_expr("-R / V", R=result, V=expr.right))
+        walker.visit(expr.left, _inverse(expr.right))
+        walker.visit(expr.right, quote_expr("-R * I", R=result, I=_inverse(expr.right)))
     elif result is not None:
         walker.visit(expr.args[0], quote_expr(_RESULT_RULES[_callee(expr)], R=result))
     else:

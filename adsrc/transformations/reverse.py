@@ -6,7 +6,8 @@ The kernel becomes two functions sharing a tape:
   for: the old value at an overwrite, a loop's bounds or trip count, a branch's direction; at the
   end it saves the locals the reverse sweep reads (its *frame*).  Where the snapshot analysis
   allows it (:mod:`adsrc.analyses.snapshots`), a loop copies an array once instead of pushing
-  its old elements, if at run time that is the cheaper of the two;
+  its old elements, if at run time that is the cheaper of the two (always, for a loop over the
+  whole array);
 * ``<name>__rev(args..., <array>_bar..., [_ret_bar], _tape)`` walks the kernel backwards.  For each
   assignment it reads the target's adjoint into ``_g``, restores the old value if one was saved,
   and adds ``_g * partial`` to the adjoint of every active leaf.  At the start of each reverse
@@ -100,9 +101,13 @@ class ReverseMode:
         return self.snapshots.by_loop.get(id(loop), (None, []))[1]
 
     def _snapshot_of(self, store):
-        """(choice, copy) names when ``store`` may restore from an array copy, else None."""
+        """(choice, copy) names when ``store`` may restore from an array copy, else None; the
+        choice is None when the copy is always taken."""
         found = self.snapshots.by_store.get(id(store))
-        return self._snapshot(*found) if found else None
+        if not found:
+            return None
+        keep, saved = self._snapshot(*found)
+        return (None if _always_copied(*found) else keep), saved
 
     def _take_snapshots(self, loop, args):
         """Before ``loop`` (running over ``range(*args)``): copy each array if the loop visits
@@ -130,6 +135,10 @@ class ReverseMode:
         tests.append(f"2 * {span} >= {scale}X.shape[0]")
         for array in self._snapshotted(loop):
             keep, saved = self._snapshot(loop, array)
+            if _always_copied(loop, array):
+                out += quote(f"S = {TAPE}.push_block(X)", S=name(saved, store=True),
+                             X=name(array))
+                continue
             out += quote("K = " + " and ".join(tests), K=name(keep, store=True),
                          L=copy.deepcopy(lowest), A=copy.deepcopy(first), B=copy.deepcopy(last),
                          X=name(array))
@@ -167,10 +176,12 @@ class ReverseMode:
                 target = stmt.targets[0]
                 push = self._push(copy.deepcopy(target), self._tape_kind(target))
                 snapshot = self._snapshot_of(stmt)
-                if snapshot is not None:        # pushed only when the array was not copied
+                if snapshot is not None and snapshot[0] is None:
+                    push = None                 # the loop always copies the array
+                elif snapshot is not None:      # pushed only when the array was not copied
                     push = gast.If(test=gast.UnaryOp(gast.Not(), name(snapshot[0])),
                                    body=[push], orelse=[])
-                out.append(push)
+                out += [push] if push is not None else []
             original = stmt
             stmt = copy.deepcopy(stmt)
             call = user_call(stmt, self.spec.user_functions)
@@ -312,6 +323,8 @@ class ReverseMode:
         keep, saved = snapshot
         from_copy = quote(f"T = {TAPE}.saved(S, I)", T=copy.deepcopy(target), S=saved,
                           I=copy.deepcopy(target.slice))
+        if keep is None:
+            return from_copy[0]
         return gast.If(test=name(keep), body=from_copy, orelse=[pop])
 
     def _accumulate(self, leaf, partial):
@@ -363,7 +376,9 @@ class ReverseMode:
         out = [comment(self._line(stmt))]
         for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
-            out += quote(f"S = {TAPE}.pop_int()\nK = S >= 0", K=keep, S=saved)
+            out += quote(f"S = {TAPE}.pop_int()", S=saved)
+            if not _always_copied(stmt, array):
+                out += quote("K = S >= 0", K=keep, S=saved)
         if self._counts_trips(stmt):
             out += quote(f"{temps['trips']} = {TAPE}.pop_int()")
         if self._records_bounds(stmt):
@@ -383,7 +398,9 @@ class ReverseMode:
         out.append(loop)
         for array in self._snapshotted(stmt):     # the copies are on top again: drop them
             keep, _ = self._snapshot(stmt, array)
-            out += quote(f"if K:\n    {TAPE}.drop_block(X)", K=keep, X=array)
+            drop = quote(f"{TAPE}.drop_block(X)", X=array)
+            out += drop if _always_copied(stmt, array) else [gast.If(test=name(keep), body=drop,
+                                                                      orelse=[])]
         if id(stmt) in self.tbr.saves_counter:
             out.append(self._pop(name(stmt.target.id), "int"))
         return out
@@ -396,6 +413,19 @@ class ReverseMode:
             body = [comment("recompute " + ", ".join(sorted(names)))] \
                 + _slice(loop.body, names) + body
         return body
+
+
+def _always_copied(loop, array):
+    """Whether the run-time choice before ``loop`` always copies ``array``: the loop is
+    ``range(array.shape[0])`` (or ``range(len(array))``), which visits every element from 0 up,
+    as a slice assignment ``array[:] = ...`` does.  Then the choice, and the per-element pushes
+    it guards, are left out of the generated code: inside a copy loop, a branch per element
+    keeps the C compiler from turning the loop into a vectorised copy."""
+    args = loop.iter.args
+    if len(args) != 1:
+        return False
+    return any(same(args[0], quote_expr(form)) for form in
+               (f"{array}.shape[0]", f"len({array})"))
 
 
 def _slice(stmts, names):

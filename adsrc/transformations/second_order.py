@@ -248,7 +248,6 @@ class TangentOfAdjoint(StructuredRewrite):
                 if self.carries(array):
                     return [copy.deepcopy(stmt)] + quote(f"D = {TAPE}.push_block(A)",
                                                          D=position, A=array + SUFFIX)
-                return [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)] + quote("D = -1", D=position)
         if _tape_call(value, "saved"):
             if self._active_leaf(target):

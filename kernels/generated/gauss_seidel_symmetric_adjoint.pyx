@@ -311,7 +311,7 @@ cdef int gauss_seidel__rev_c(const int32_t[::1] indptr, const int32_t[::1] indic
                 else:
                     x[i] = pop_float(_tp)
                 acc_bar += _g * (1.0 / diag)
-                diag_bar += _g * (-_r / diag)
+                diag_bar += _g * (-_r * (1.0 / diag))
                 # line 67: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i + 1] - 1, indptr[i] - 1, -1):
                     # recompute j
@@ -414,7 +414,7 @@ cdef int gauss_seidel_backward__rev_c(const int32_t[::1] indptr, const int32_t[:
                 else:
                     x[i] = pop_float(_tp)
                 acc_bar += _g * (1.0 / diag)
-                diag_bar += _g * (-_r / diag)
+                diag_bar += _g * (-_r * (1.0 / diag))
                 # line 83: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i + 1] - 1, indptr[i] - 1, -1):
                     # recompute j

@@ -216,7 +216,7 @@ cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indi
 
 
 cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, _saved0, i, it, j, k, n
+    cdef Py_ssize_t _i0, _saved0, i, it, j, k, n
     cdef double acc, diag
     cdef double[::1] xold
     cdef TapeData* _tp = &_tape.data
@@ -226,13 +226,8 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
         for it in range(iters):
             if not (x.shape[0] == xold.shape[0]):
                 _shape_error(41)
-            _keep0 = 2 * xold.shape[0] >= xold.shape[0]
-            _saved0 = -1
-            if _keep0:
-                _saved0 = push_block(_tp, &xold[0], xold.shape[0])
+            _saved0 = push_block(_tp, &xold[0], xold.shape[0])
             for _i0 in range(xold.shape[0]):
-                if not _keep0:
-                    push_float(_tp, xold[_i0])
                 xold[_i0] = x[_i0]
             push_int(_tp, _saved0)
             for i in range(n):
@@ -251,7 +246,7 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
 
 
 cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters, double[::1] data_bar, double[::1] x_bar, double[::1] b_bar, double* _scalar_out, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, _saved0, i, it, j, k, n
+    cdef Py_ssize_t _i0, _saved0, i, it, j, k, n
     cdef double _g, acc, acc_bar, diag, diag_bar, omega_bar
     cdef double[::1] xold
     cdef double[::1] xold_bar
@@ -283,7 +278,7 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 xold_bar[i] += _g * (1.0 - omega)
                 omega_bar += _g * (1.0 / diag * acc)
                 acc_bar += _g * (1.0 / diag * omega)
-                diag_bar -= _g * (omega * acc / (diag * diag))
+                diag_bar -= _g * (omega * acc * (1.0 / diag) * (1.0 / diag))
                 # line 45: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i + 1] - 1, indptr[i] - 1, -1):
                     # recompute j
@@ -307,18 +302,13 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 b_bar[i] += _g
             # line 41: xold[:] = x
             _saved0 = pop_int(_tp)
-            _keep0 = _saved0 >= 0
             for _i0 in range(xold.shape[0] - 1, 0 - 1, -1):
                 # line 41: xold[:] = x
                 _g = xold_bar[_i0]
                 xold_bar[_i0] = 0.0
-                if _keep0:
-                    xold[_i0] = _tp.blocks[_saved0 + _i0]
-                else:
-                    xold[_i0] = pop_float(_tp)
+                xold[_i0] = _tp.blocks[_saved0 + _i0]
                 x_bar[_i0] += _g
-            if _keep0:
-                drop_block(_tp, xold.shape[0])
+            drop_block(_tp, xold.shape[0])
     _scalar_out[0] = omega_bar
     return 0
 

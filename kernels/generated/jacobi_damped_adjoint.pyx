@@ -213,7 +213,7 @@ cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] i
 
 
 cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, _keep1, _saved0, _saved1, i, it, k, n
+    cdef Py_ssize_t _i0, _keep0, _saved0, _saved1, i, it, k, n
     cdef double acc
     cdef double[::1] r
     cdef TapeData* _tp = &_tape.data
@@ -237,13 +237,8 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 _shape_error(31)
             if not (r.shape[0] == x.shape[0]):
                 _shape_error(31)
-            _keep1 = 2 * x.shape[0] >= x.shape[0]
-            _saved1 = -1
-            if _keep1:
-                _saved1 = push_block(_tp, &x[0], x.shape[0])
+            _saved1 = push_block(_tp, &x[0], x.shape[0])
             for _i0 in range(x.shape[0]):
-                if not _keep1:
-                    push_float(_tp, x[_i0])
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
             push_int(_tp, _saved1)
     push_int(_tp, n)
@@ -252,7 +247,7 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
 
 
 cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters, double[::1] data_bar, double[::1] dinv_bar, double[::1] x_bar, double[::1] b_bar, double* _scalar_out, Tape _tape):
-    cdef Py_ssize_t _i0, _keep0, _keep1, _saved0, _saved1, i, it, k, n
+    cdef Py_ssize_t _i0, _keep0, _saved0, _saved1, i, it, k, n
     cdef double _g, acc_bar, alpha_bar
     cdef double[::1] r
     cdef double[::1] r_bar
@@ -267,19 +262,14 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
         for it in range(iters - 1, 0 - 1, -1):
             # line 31: x += alpha * dinv * r
             _saved1 = pop_int(_tp)
-            _keep1 = _saved1 >= 0
             for _i0 in range(x.shape[0] - 1, 0 - 1, -1):
                 # line 31: x += alpha * dinv * r
                 _g = x_bar[_i0]
-                if _keep1:
-                    x[_i0] = _tp.blocks[_saved1 + _i0]
-                else:
-                    x[_i0] = pop_float(_tp)
+                x[_i0] = _tp.blocks[_saved1 + _i0]
                 alpha_bar += _g * (r[_i0] * dinv[_i0])
                 dinv_bar[_i0] += _g * (r[_i0] * alpha)
                 r_bar[_i0] += _g * (alpha * dinv[_i0])
-            if _keep1:
-                drop_block(_tp, x.shape[0])
+            drop_block(_tp, x.shape[0])
             # line 26: for i in range(n):
             _saved0 = pop_int(_tp)
             _keep0 = _saved0 >= 0

@@ -273,7 +273,7 @@ cdef int sor__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const
                 x_bar[i] += _g * (1.0 - omega)
                 omega_bar += _g * (1.0 / diag * acc)
                 acc_bar += _g * (1.0 / diag * omega)
-                diag_bar -= _g * (omega * acc / (diag * diag))
+                diag_bar -= _g * (omega * acc * (1.0 / diag) * (1.0 / diag))
                 # line 108: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i + 1] - 1, indptr[i] - 1, -1):
                     # recompute j
