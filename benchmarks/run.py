@@ -12,7 +12,8 @@ it measures, as the median of several repeats after a warm-up (``time.perf_count
 * adsrc: the compiled primal ``f.primal(...)``, the compiled adjoint ``f.adjoint(...)`` (forward
   sweep + reverse sweep), their ratio and the tape's ``peak_bytes``;
 * the hand-written Numba primal and adjoint (``peers/numba_peer.py``), their ratio: the
-  reference for adsrc's adjoint/primal ratio;
+  reference for adsrc's adjoint/primal ratio.  These four are timed in turn, round after round,
+  and their ratios are medians of the ratios within each round;
 * the same gradient by JAX (``jax.jit(jax.grad(loss))``) and PyTorch autograd, as a multiple of
   adsrc's adjoint time, measured side by side in the same run;
 * the largest relative difference between each peer's gradient and adsrc's (flagged, not fatal);
@@ -54,6 +55,7 @@ from peers import Case  # noqa: E402
 PEER_MODULES = [("numba", "peers.numba_peer"), ("jax", "peers.jax_peer"),
                 ("torch", "peers.torch_peer")]
 PEER_NAMES = {"numba": "Numba", "jax": "JAX", "torch": "PyTorch"}
+HAND = "numba"         # the peer whose hand-written adjoint is the reference, timed with adsrc
 MISMATCH_RTOL = 1e-8
 FULL_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 QUICK_SIZES = (16, 32, 64, 128)
@@ -168,34 +170,72 @@ class Skipped:
         self.reason = reason
 
 
-def measure(case, budget, min_repeats=3, max_repeats=30, single_call=None):
-    """Median of repeated timed calls after a warm-up call (whose result is kept).
+def measure_in_turn(cases, budget, min_rounds=3, max_rounds=30, single_call=None):
+    """Time several cases in turn, round after round, after a warm-up call of each (whose
+    result is kept): a change of the machine's speed during the measurement (another process,
+    the clock, the memory) then hits every case alike, and a ratio taken within each round
+    (:func:`round_ratio`) cancels most of it.  The first case of a round moves by one every
+    round, so no case always runs first.
 
-    A call slower than ``single_call`` seconds is timed once: that first call is the sample."""
-    compile_time = None
-    if case.compile is not None:
-        t0 = time.perf_counter()
-        case.compile()
-        compile_time = time.perf_counter() - t0
-    state = case.setup()
-    t0 = time.perf_counter()
-    out = case.run(state)
-    first = time.perf_counter() - t0
-    result = case.result(state, out) if case.result else None
-    del state, out
-    if single_call is not None and first > single_call:
-        return Measurement(first, 1, result, compile_time)
-    samples = []
-    spent = 0.0
-    while len(samples) < max_repeats and (len(samples) < min_repeats or spent < budget):
-        state = case.setup()
-        t0 = time.perf_counter()
-        case.run(state)
-        dt = time.perf_counter() - t0
-        del state
-        samples.append(dt)
-        spent += dt
-    return Measurement(statistics.median(samples), len(samples), result, compile_time)
+    ``cases`` maps a key to a :class:`Case`.  Rounds go on until ``budget`` seconds of calls
+    per case are spent (at least ``min_rounds``, at most ``max_rounds``).  A case whose warm-up
+    call takes longer than ``single_call`` seconds is timed once: that call is its sample.
+    Returns ``(measurements, rounds, failures)``: a :class:`Measurement` per key, one
+    ``{key: seconds}`` per round, and the exception of each case that failed (left out)."""
+    measurements, results, compile_times, failures = {}, {}, {}, {}
+    for key, case in cases.items():
+        try:
+            compile_time = None
+            if case.compile is not None:
+                t0 = time.perf_counter()
+                case.compile()
+                compile_time = time.perf_counter() - t0
+            state = case.setup()
+            t0 = time.perf_counter()
+            out = case.run(state)
+            first = time.perf_counter() - t0
+            results[key] = case.result(state, out) if case.result else None
+            del state, out
+        except Exception as exc:                        # noqa: BLE001 - returned
+            failures[key] = exc
+            continue
+        compile_times[key] = compile_time
+        if single_call is not None and first > single_call:
+            measurements[key] = Measurement(first, 1, results[key], compile_time)
+    timed = [key for key in cases if key in results and key not in measurements]
+    rounds, spent = [], 0.0
+    while timed and len(rounds) < max_rounds and (len(rounds) < min_rounds
+                                                  or spent < budget * len(timed)):
+        shift = len(rounds) % len(timed)
+        sample = {}
+        for key in timed[shift:] + timed[:shift]:
+            state = cases[key].setup()
+            t0 = time.perf_counter()
+            try:
+                cases[key].run(state)
+            except Exception as exc:                    # noqa: BLE001 - returned
+                failures[key] = exc
+                continue
+            sample[key] = time.perf_counter() - t0
+            del state
+            spent += sample[key]
+        timed = [key for key in timed if key not in failures]
+        rounds.append(sample)
+    for key in timed:
+        samples = [sample[key] for sample in rounds]
+        measurements[key] = Measurement(statistics.median(samples), len(samples), results[key],
+                                        compile_times[key])
+    return measurements, rounds, failures
+
+
+def measure(case, budget, min_repeats=3, max_repeats=30, single_call=None):
+    """Median of repeated timed calls of one case after a warm-up call (whose result is kept);
+    its exception, if it fails."""
+    measurements, _, failures = measure_in_turn({"case": case}, budget, min_repeats,
+                                                max_repeats, single_call)
+    if failures:
+        raise failures["case"]
+    return measurements["case"]
 
 
 class Predictor:
@@ -225,6 +265,24 @@ class Predictor:
         if guess is not None and guess > self.limit:
             return Skipped(f"skipped: ~{fmt_seconds(guess)} predicted > {self.limit:g} s")
         return None
+
+
+def round_ratio(row, numerator, denominator):
+    """The median over the rounds of ``numerator / denominator``, each a key or a pair of keys
+    ``(a, b)`` standing for ``a / b``, from times taken in the same round; the ratio of the
+    medians where the two were not timed in turn (a single timed call)."""
+    def value(times, part):
+        if isinstance(part, tuple):
+            top, bottom = value(times, part[0]), value(times, part[1])
+            return ratio(top, bottom)
+        return times.get(part) if times is not None else median_of(row, part)
+
+    ratios = [ratio(value(sample, numerator), value(sample, denominator))
+              for sample in row.get("rounds", ())]
+    ratios = [r for r in ratios if r is not None]
+    if ratios:
+        return statistics.median(ratios)
+    return ratio(value(None, numerator), value(None, denominator))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +520,81 @@ def load_peers(selected, log, threads="1"):
     return peers, versions
 
 
+def measure_with_hand_adjoint(tool, spec, problem, peers, options, predictor, spent, row,
+                              log):
+    """adsrc's compiled primal and adjoint, and the Numba hand-written primal and adjoint
+    (when Numba is installed), timed in turn round after round (:func:`measure_in_turn`), so
+    that the ratio of the two adjoint/primal ratios is taken within each round.  Fills
+    ``row``; returns the differentiated kernel, or None when adsrc failed (``row["adsrc_error"]``
+    says how)."""
+    group, owners = {}, {}
+    f = None
+    try:
+        f = tool.differentiate(kernel_function(spec.name), spec)
+        for what, case in adsrc_cases(tool, f, spec, problem).items():
+            group["adsrc_" + what], owners["adsrc_" + what] = case, ("adsrc", what)
+    except Exception as exc:                            # noqa: BLE001 - reported in the table
+        adsrc_failed(row, exc, log, spec)
+    if HAND in peers:
+        try:
+            cases = peers[HAND].build(spec, problem)
+        except Exception as exc:                        # noqa: BLE001 - reported
+            row[HAND + "_error"] = f"{type(exc).__name__}: {exc}"
+            cases = None
+        for what, case in (cases or {}).items():
+            group[f"{HAND}_{what}"], owners[f"{HAND}_{what}"] = case, (HAND, what)
+    for key in list(group):
+        skip = predictor.should_skip(owners[key] + (spec.name,), problem.n)
+        if skip:
+            row[key] = skip
+            del group[key]
+    t0 = time.perf_counter()
+    measurements, rounds, failures = measure_in_turn(
+        group, options.budget, single_call=options.single, max_rounds=options.max_repeats)
+    elapsed = time.perf_counter() - t0
+    for tool_name in {owner for owner, _ in owners.values()}:      # split by time spent
+        share = sum(sum(sample.get(k, 0.0) for sample in rounds) for k in group
+                    if owners[k][0] == tool_name)
+        total = sum(sum(sample.values()) for sample in rounds) or 1.0
+        spent[tool_name] = spent.get(tool_name, 0.0) + elapsed * share / total
+    row["rounds"] = rounds
+    for key, meas in measurements.items():
+        predictor.record(owners[key] + (spec.name,), problem.n, meas.median)
+        row[key] = meas
+    for key, exc in failures.items():
+        if owners[key][0] == "adsrc":
+            adsrc_failed(row, exc, log, spec)
+        else:
+            row[key] = Skipped(f"failed: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:200]}")
+    if isinstance(row.get("adsrc_grad"), Measurement):
+        row["tape"] = f.adjoint.last_tape_stats
+        compare_gradients(row, HAND, row["adsrc_grad"].result, spec)
+    return None if "adsrc_error" in row else f
+
+
+def adsrc_failed(row, exc, log, spec):
+    text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    row["adsrc_error"] = text
+    log(f"  {spec.name}: adsrc FAILED: {text}")
+    traceback.print_exception(exc)
+
+
+def compare_gradients(row, key, reference, spec):
+    """The largest relative difference of a peer's gradient from adsrc's, in ``row``."""
+    meas = row.get(key + "_grad")
+    if reference is not None and isinstance(meas, Measurement) and meas.result is not None:
+        row[key + "_diff"] = problems.max_rel_diff(reference, meas.result, spec.compared)
+
+
+def check_primal(row):
+    """adsrc's compiled primal output against the Numba primal's, in ``row``."""
+    mine, theirs = row.get("adsrc_primal"), row.get(HAND + "_primal")
+    if isinstance(mine, Measurement) and isinstance(theirs, Measurement) \
+            and mine.result is not None and theirs.result is not None:
+        row["primal_diff"] = problems.max_rel_diff(mine.result, theirs.result, ("out",))
+
+
 def run(options, log):
     started = time.perf_counter()
     sizes = options.sizes
@@ -512,36 +645,18 @@ def run(options, log):
         log(f"grid {m}x{m}: n = {problem.n}, nnz = {problem.nnz}")
         for spec in specs:
             row = results[spec.name].setdefault(m, {"n": problem.n, "nnz": problem.nnz})
-            fn = kernel_function(spec.name)
             gc.collect()
-            # adsrc
-            try:
-                f = tool.differentiate(fn, spec)
-                cases = adsrc_cases(tool, f, spec, problem)
-                for what in ("primal", "grad"):
-                    key = ("adsrc", what, spec.name)
-                    skip = predictor.should_skip(key, problem.n)
-                    if skip:
-                        row["adsrc_" + what] = skip
-                        continue
-                    t0 = time.perf_counter()
-                    meas = measure(cases[what], options.budget, single_call=options.single,
-                                   max_repeats=options.max_repeats)
-                    spent["adsrc"] = spent.get("adsrc", 0.0) + time.perf_counter() - t0
-                    predictor.record(key, problem.n, meas.median)
-                    row["adsrc_" + what] = meas
-                    if what == "grad":
-                        row["tape"] = f.adjoint.last_tape_stats
-            except Exception as exc:                    # noqa: BLE001 - reported in the table
-                text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                row["adsrc_error"] = text
-                broken.setdefault(spec.name, []).append((m, text))
-                log(f"  {spec.name}: adsrc FAILED: {text}")
-                traceback.print_exc()
+            f = measure_with_hand_adjoint(tool, spec, problem, peers, options, predictor,
+                                          spent, row, log)
+            if f is None:
+                broken.setdefault(spec.name, []).append((m, row["adsrc_error"]))
             reference = row.get("adsrc_grad")
             reference = reference.result if isinstance(reference, Measurement) else None
-            # peers
+            check_primal(row)
+            # the other peers, one after the other
             for key, module in peers.items():
+                if key == HAND:
+                    continue
                 try:
                     cases = module.build(spec, problem)
                 except Exception as exc:                # noqa: BLE001 - reported
@@ -568,14 +683,8 @@ def run(options, log):
                         spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
                     predictor.record(pkey, problem.n, meas.median)
                     row[f"{key}_{what}"] = meas
-                    if what == "grad" and reference is not None and meas.result is not None:
-                        row[key + "_diff"] = problems.max_rel_diff(reference, meas.result,
-                                                                   spec.compared)
-                    primal_ref = row.get("adsrc_primal")
-                    if (what == "primal" and isinstance(primal_ref, Measurement)
-                            and primal_ref.result is not None and meas.result is not None):
-                        row["primal_diff"] = problems.max_rel_diff(primal_ref.result,
-                                                                   meas.result, ("out",))
+                    if what == "grad":
+                        compare_gradients(row, key, reference, spec)
                 del cases
             log("  " + summary_line(spec, row, peers))
         del problem
@@ -600,10 +709,22 @@ def ratio(a, b):
     return a / b if a is not None and b is not None and b > 0 else None
 
 
+def hand_ratios(row):
+    """adsrc's adjoint/primal, the hand adjoint's, and the first over the second: medians of
+    the ratios within each round (:func:`round_ratio`)."""
+    own = round_ratio(row, "adsrc_grad", "adsrc_primal")
+    hand = round_ratio(row, HAND + "_grad", HAND + "_primal")
+    versus = round_ratio(row, ("adsrc_grad", "adsrc_primal"), (HAND + "_grad", HAND + "_primal"))
+    return own, hand, versus
+
+
 def summary_line(spec, row, peers):
     parts = [f"{spec.name:24s}"]
     p, a = median_of(row, "adsrc_primal"), median_of(row, "adsrc_grad")
-    parts.append(f"adsrc {fmt_seconds(p)} / {fmt_seconds(a)} (x{fmt_ratio(ratio(a, p))})")
+    own, hand, versus = hand_ratios(row)
+    parts.append(f"adsrc {fmt_seconds(p)} / {fmt_seconds(a)} (x{fmt_ratio(own)})")
+    if versus is not None:
+        parts.append(f"÷ hand {fmt_ratio(versus)}")
     for key in peers:
         g = median_of(row, key + "_grad")
         diff = row.get(key + "_diff")
@@ -671,7 +792,10 @@ def write_results(path, options, outcome, command):
         "L = <w, out_final> for a fixed random w (out = x, or y for the products). Times are "
         "medians of repeated calls after a warm-up call (`time.perf_counter`; at least 3 "
         f"repeats and at least {options.budget:g} s of calls, at most {options.max_repeats}; "
-        f"a call slower than {options.single:g} s is timed once). A measurement predicted from "
+        f"a call slower than {options.single:g} s is timed once). adsrc's primal and adjoint "
+        "and Numba's are timed in turn, round after round, and every ratio of their times is "
+        "the median over the rounds of the ratio within a round, so that a change of the "
+        "machine's speed during a measurement cancels out. A measurement predicted from "
         "the smaller grids "
         f"to take more than {options.limit:g} s per call is skipped. adsrc and Numba run on one "
         f"thread; JAX and PyTorch on {threads_text}. Timings are informative only: "
@@ -725,9 +849,8 @@ def write_results(path, options, outcome, command):
             continue
         m = max(done)
         r = rows[m]
-        p, a = median_of(r, "adsrc_primal"), median_of(r, "adsrc_grad")
-        np_, na = median_of(r, "numba_primal"), median_of(r, "numba_grad")
-        own, hand = ratio(a, p), ratio(na, np_)
+        a = median_of(r, "adsrc_grad")
+        own, hand, versus = hand_ratios(r)
         cells = {}
         for key in ("jax", "torch"):
             if key not in peers:
@@ -738,8 +861,10 @@ def write_results(path, options, outcome, command):
                 cells[key] = last_multiple(rows, key)
         hand_cell = fmt_ratio(hand) if "numba" in peers else "not installed"
         add(f"| {spec.name} | {m}x{m} | {fmt_ratio(own)} | {hand_cell} | "
-            f"{fmt_ratio(ratio(own, hand))} | {fmt_ratio(ratio(p, np_))} | "
-            f"{fmt_ratio(ratio(a, na))} | {cells['jax']} | {cells['torch']} | "
+            f"{fmt_ratio(versus)} | "
+            f"{fmt_ratio(round_ratio(r, 'adsrc_primal', HAND + '_primal'))} | "
+            f"{fmt_ratio(round_ratio(r, 'adsrc_grad', HAND + '_grad'))} | "
+            f"{cells['jax']} | {cells['torch']} | "
             + " | ".join(cache) + " |")
     add("")
     if "seconds" in outcome["warm"]:
@@ -775,9 +900,8 @@ def write_results(path, options, outcome, command):
         add("|" + "---|" * len(head))
         for m in sorted(rows):
             r = rows[m]
-            p, a = median_of(r, "adsrc_primal"), median_of(r, "adsrc_grad")
-            np_, na = median_of(r, "numba_primal"), median_of(r, "numba_grad")
-            own, hand = ratio(a, p), ratio(na, np_)
+            a = median_of(r, "adsrc_grad")
+            own, hand, versus = hand_ratios(r)
             tape = r.get("tape")
             if "adsrc_error" in r:
                 cells_adsrc = [f"FAILED: {r['adsrc_error']}", "", "", ""]
@@ -794,7 +918,7 @@ def write_results(path, options, outcome, command):
                 fmt_bytes(hand_tape) if hand_tape is not None else "-",
                 cell_time(r, "numba_primal") if "numba" in peers else "not installed",
                 cell_time(r, "numba_grad") if "numba" in peers else "not installed",
-                fmt_ratio(hand), fmt_ratio(ratio(own, hand)),
+                fmt_ratio(hand), fmt_ratio(versus),
                 peer_multiple(r, "jax_grad", a) if "jax" in peers else "not installed",
                 peer_multiple(r, "torch_grad", a) if "torch" in peers else "not installed",
                 diffs]) + " |")
