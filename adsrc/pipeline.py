@@ -19,6 +19,7 @@ from adsrc.analyses.effects import (Effects, directly_written_params, rule_call,
                                     walk_statements)
 from adsrc.analyses.needs import AdjointNeeds
 from adsrc.analyses.recompute import Recomputation
+from adsrc.analyses.reads_behind import ReadsBehind
 from adsrc.analyses.snapshots import ArraySnapshots
 from adsrc.analyses.tbr import ToBeRecorded
 from adsrc.analyses.types import FLOAT, TypeInference
@@ -198,9 +199,12 @@ class Specialization:
                              self.user_functions).run()
         self.recompute = Recomputation(self.tree, self.env, effects, needs, self.params).run()
         array_params = [p for p in self.params if self.env[p].is_array]
+        reads_behind = ReadsBehind(self.tree, self.env, effects, needs,
+                                   self.recompute.slice_reads).run()
         self.tbr = ToBeRecorded(self.tree, effects, needs, self.recompute.recorded,
                                 required_on_entry=array_params if self.key.restore else (),
-                                slice_reads=self.recompute.slice_reads).run()
+                                slice_reads=self.recompute.slice_reads,
+                                reads_behind=reads_behind.stores).run()
         self.snapshots = ArraySnapshots(self.tree, self.env, effects, self.tbr.saves).run()
         array_bars = set(self.key.wrt) | set(self.key.outputs) | self.active
         self.bar_params = [p for p in self.params

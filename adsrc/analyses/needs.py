@@ -23,6 +23,8 @@ RESULT = "_r"
 class StatementNeeds:
     pre: set = field(default_factory=set)    # values as they were before the statement
     post: set = field(default_factory=set)   # values as the statement left them
+    # the array elements among ``pre`` that the partials read: (array, index expression)
+    elements: list = field(default_factory=list)
 
 
 class AdjointNeeds:
@@ -73,4 +75,7 @@ class AdjointNeeds:
                 result.pre |= names_read(leaf.slice)
             if partial is not None:
                 result.pre |= names_read(partial) - {RESULT}
+                result.elements += [(node.value.id, node.slice) for node in gast.walk(partial)
+                                    if isinstance(node, gast.Subscript)
+                                    and isinstance(node.value, gast.Name)]
         return result

@@ -11,6 +11,10 @@ A loop whose recomputation slice reads frozen values (see :mod:`adsrc.analyses.r
 makes them required from the start of its body: the reverse sweep re-runs the slice when it
 re-enters an iteration, so every later overwrite of those values must be undone by then.
 
+A store of a loop that reads only behind itself (:mod:`adsrc.analyses.reads_behind`) saves
+nothing when its array is not required on entry to the loop: no reverse iteration of the loop
+reads the old value, and nothing reversed after the loop reads the array.
+
 Decisions are collected in ``self.saves`` (ids of assignments that save the old target value) and
 ``self.saves_counter`` (ids of ``for`` loops that save their counter's previous value).
 """
@@ -21,19 +25,25 @@ from adsrc.analyses.effects import rule_call, target_root
 
 
 class ToBeRecorded:
-    def __init__(self, tree, effects, needs, recorded, required_on_entry=(), slice_reads=None):
+    def __init__(self, tree, effects, needs, recorded, required_on_entry=(), slice_reads=None,
+                 reads_behind=()):
         self.tree = tree
         self.effects = effects
         self.needs = needs
         self.recorded = recorded
         self.required_on_entry = set(required_on_entry)
         self.slice_reads = slice_reads or {}
+        self.reads_behind = reads_behind
         self.saves = set()
         self.saves_counter = set()
         self._breaks = []
+        self._loop_entry = {}       # loop id -> union of what was required on entry to it
 
     def run(self):
         self._block(self.tree.body, set(self.required_on_entry))
+        for store, loop, array in self.reads_behind:
+            if array not in self._loop_entry.get(id(loop), {array}):
+                self.saves.discard(id(store))
         return self
 
     def _block(self, stmts, required):
@@ -51,6 +61,7 @@ class ToBeRecorded:
             if counter in required:
                 self.saves_counter.add(id(stmt))
             entry = required - {counter}
+            self._loop_entry.setdefault(id(stmt), set()).update(entry)
             return self._loop(stmt, entry)
         if isinstance(stmt, gast.While):
             return self._loop(stmt, set(required))

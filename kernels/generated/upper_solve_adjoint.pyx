@@ -210,15 +210,10 @@ cdef int upper_solve__primal_c(const int32_t[::1] indptr, const int32_t[::1] ind
 
 
 cdef int upper_solve__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, Tape _tape):
-    cdef Py_ssize_t _keep0, _saved0, i, j, k, n
+    cdef Py_ssize_t i, j, k, n
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
     n = x.shape[0]
-    _keep0 = 2 * (n - 1 + 1) >= x.shape[0]
-    _saved0 = -1
-    with nogil:
-        if _keep0:
-            _saved0 = push_block(_tp, &x[0], x.shape[0])
     with nogil:
         for i in range(n - 1, -1, -1):
             acc = x[i]
@@ -230,24 +225,19 @@ cdef int upper_solve__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indice
                 else:
                     if j == i:
                         diag = data[k]
-            if not _keep0:
-                push_float(_tp, x[i])
             x[i] = acc / diag
-    push_int(_tp, _saved0)
     push_int(_tp, n)
     return 0
 
 
 cdef int upper_solve__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, double[::1] data_bar, double[::1] x_bar, Tape _tape):
-    cdef Py_ssize_t _keep0, _saved0, i, j, k, n
+    cdef Py_ssize_t i, j, k, n
     cdef double _g, _r, acc_bar, diag, diag_bar
     cdef TapeData* _tp = &_tape.data
     n = pop_int(_tp)
     acc_bar = 0.0
     diag_bar = 0.0
     # line 164: for i in range(n - 1, -1, -1):
-    _saved0 = pop_int(_tp)
-    _keep0 = _saved0 >= 0
     with nogil:
         for i in range(-1 + 1, n - 1 + 1, 1):
             # recompute diag, j
@@ -263,10 +253,6 @@ cdef int upper_solve__rev_c(const int32_t[::1] indptr, const int32_t[::1] indice
             _g = x_bar[i]
             x_bar[i] = 0.0
             _r = x[i]
-            if _keep0:
-                x[i] = _tp.blocks[_saved0 + i]
-            else:
-                x[i] = pop_float(_tp)
             acc_bar += _g * (1.0 / diag)
             diag_bar += _g * (-_r * (1.0 / diag))
             # line 167: for k in range(indptr[i], indptr[i + 1]):
@@ -292,9 +278,6 @@ cdef int upper_solve__rev_c(const int32_t[::1] indptr, const int32_t[::1] indice
             _g = acc_bar
             acc_bar = 0.0
             x_bar[i] += _g
-    with nogil:
-        if _keep0:
-            drop_block(_tp, x.shape[0])
     return 0
 
 
