@@ -63,3 +63,10 @@ def repeated_recurrence(x, y, c, sweeps):
             x[i] = x[i - 1] * c + y[i] * x[i - 1]
         for i in range(x.shape[0]):
             y[i] = y[i] + x[i] * 0.5
+
+
+def periodic_recurrence(x, c):
+    """Reads x[i - 1] from i = 0: x[-1] is the last element, which the loop writes later
+    (Python's wrap-around; the compiled code does not wrap, so Python backend only)."""
+    for i in range(x.shape[0]):
+        x[i] = x[i - 1] * x[i - 1] * c + 0.25

@@ -16,7 +16,11 @@ A store ``A[c] = ...`` in the ``for`` loop ``L`` whose counter is ``c`` is liste
 * every element of ``A`` whose value the reverse sweep reads inside ``L`` (the partials of
   :mod:`adsrc.analyses.needs`) is *behind* ``c``: ``A[c - k]`` in an ascending loop or
   ``A[c + k]`` in a descending one (``k`` a positive literal), or ``A[e]`` inside ``if e < c:``
-  (ascending) or ``if e > c:`` (descending) with ``e`` not written inside that ``if``;
+  (ascending) or ``if e > c:`` (descending) with ``e`` not written inside that ``if``.  The
+  index must not be negative (in Python it would wrap around to an element written later):
+  the loop's literal bounds show it for ``A[c - k]``, ``A[c + k]`` and ``e > c``; for
+  ``e < c`` an index read from an array (``j = indices[k]``) is taken to be a valid one, as
+  the compiled code takes it (it neither checks nor wraps indices);
 * no user call or library call inside ``L`` reads ``A`` (their reverse reads whole arguments),
   and no recomputation slice of ``L`` or of a loop inside it reads ``A``.
 
@@ -76,7 +80,8 @@ class ReadsBehind:
                for stmt in [loop] + inner if isinstance(stmt, (gast.For, gast.While))):
             return False
         ascending = literal_step(loop) > 0
-        return all(self._behind(index, guards, counter, ascending)
+        lowest = _lowest(loop)
+        return all(self._behind(index, guards, counter, ascending, lowest)
                    for index, guards in self._element_reads(loop.body, array, []))
 
     def _element_reads(self, stmts, array, guards):
@@ -92,11 +97,14 @@ class ReadsBehind:
                     if root == array:
                         yield index, guards
 
-    def _behind(self, index, guards, counter, ascending):
+    def _behind(self, index, guards, counter, ascending, lowest):
+        """Whether ``index`` names an element the loop wrote before (or never writes), and
+        is not negative; ``lowest`` bounds the counter from below, or is None."""
         offset = _offset_from(index, counter)
         if offset is not None:
-            return offset < 0 if ascending else offset > 0
-        if not isinstance(index, gast.Name):
+            return (offset < 0 if ascending else offset > 0) and lowest is not None \
+                and lowest + offset >= 0
+        if not isinstance(index, gast.Name) or not ascending and (lowest is None or lowest < -1):
             return False
         for guard in guards:
             if guard is not None and _orders(guard.test, index.id, counter, ascending) \
@@ -119,6 +127,15 @@ def _direct_stores(stmts):
         elif isinstance(stmt, gast.If):
             yield from _direct_stores(stmt.body)
             yield from _direct_stores(stmt.orelse)
+
+
+def _lowest(loop):
+    """A literal lower bound of the counter of ``for c in range(...)``, or None."""
+    args = loop.iter.args
+    if literal_step(loop) > 0:
+        return int_literal(args[0]) if len(args) > 1 else 0
+    stop = int_literal(args[1])
+    return None if stop is None else stop + 1
 
 
 def _offset_from(index, counter):
