@@ -52,10 +52,13 @@ import other_tables  # noqa: E402
 import problems  # noqa: E402
 from peers import Case  # noqa: E402
 
-PEER_MODULES = [("numba", "peers.numba_peer"), ("jax", "peers.jax_peer"),
+PEER_MODULES = [("numba", "peers.numba_peer"), ("cython", "peers.cython_hand_peer"),
+                ("jax", "peers.jax_peer"),
                 ("torch", "peers.torch_peer")]
-PEER_NAMES = {"numba": "Numba", "jax": "JAX", "torch": "PyTorch"}
+PEER_NAMES = {"numba": "Numba", "cython": "Cython hand", "jax": "JAX", "torch": "PyTorch"}
 HAND = "numba"         # the peer whose hand-written adjoint is the reference, timed with adsrc
+# the hand adjoints, timed in turn with adsrc: Numba's, and the same compiled by Cython
+HANDS = (HAND, "cython")
 MISMATCH_RTOL = 1e-8
 FULL_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 QUICK_SIZES = (16, 32, 64, 128)
@@ -389,8 +392,8 @@ def git_revision():
 # ---------------------------------------------------------------------------------------------
 
 def self_check(peers, tool, out=print, m=5, sweeps=3):
-    """Hand Numba adjoints against finite differences; adsrc against adsrc.check_grads.
-    Returns (ok, lines)."""
+    """Hand adjoints (Numba's, and Cython's where there is one) against finite differences;
+    adsrc against adsrc.check_grads.  Returns (ok, lines)."""
     lines = []
     ok = True
 
@@ -399,15 +402,17 @@ def self_check(peers, tool, out=print, m=5, sweeps=3):
         out(text)
 
     problem = problems.make_problem(m, sweeps=sweeps)
-    numba_peer = peers.get("numba")
-    if numba_peer is None:
-        say("numba is not installed: the hand adjoints were not checked")
+    if HAND not in peers:
+        say("numba is not installed: its hand adjoints were not checked")
     for spec in problems.SPECS:
-        if numba_peer is not None:
+        for key in HANDS:
+            if key not in peers:
+                continue
             try:
-                err = numba_peer.verify(spec, problem)
-                say(f"numba hand adjoint {spec.name}: finite differences agree "
-                    f"(worst relative error {err:.1e})")
+                err = peers[key].verify(spec, problem)
+                if err is not None:
+                    say(f"{PEER_NAMES[key]} hand adjoint {spec.name}: finite differences "
+                        f"agree (worst relative error {err:.1e})")
             except AssertionError as exc:
                 ok = False
                 say(f"FAIL {exc}")
@@ -535,14 +540,18 @@ def measure_with_hand_adjoint(tool, spec, problem, peers, options, predictor, sp
             group["adsrc_" + what], owners["adsrc_" + what] = case, ("adsrc", what)
     except Exception as exc:                            # noqa: BLE001 - reported in the table
         adsrc_failed(row, exc, log, spec)
-    if HAND in peers:
+    for peer in HANDS:
+        if peer not in peers:
+            continue
         try:
-            cases = peers[HAND].build(spec, problem)
+            cases = peers[peer].build(spec, problem)
         except Exception as exc:                        # noqa: BLE001 - reported
-            row[HAND + "_error"] = f"{type(exc).__name__}: {exc}"
+            row[peer + "_error"] = f"{type(exc).__name__}: {exc}"
             cases = None
+        if cases is None:
+            row.setdefault(peer + "_error", "no implementation")
         for what, case in (cases or {}).items():
-            group[f"{HAND}_{what}"], owners[f"{HAND}_{what}"] = case, (HAND, what)
+            group[f"{peer}_{what}"], owners[f"{peer}_{what}"] = case, (peer, what)
     for key in list(group):
         skip = predictor.should_skip(owners[key] + (spec.name,), problem.n)
         if skip:
@@ -569,7 +578,8 @@ def measure_with_hand_adjoint(tool, spec, problem, peers, options, predictor, sp
                                f"{str(exc).splitlines()[0][:200]}")
     if isinstance(row.get("adsrc_grad"), Measurement):
         row["tape"] = f.adjoint.last_tape_stats
-        compare_gradients(row, HAND, row["adsrc_grad"].result, spec)
+        for peer in HANDS:
+            compare_gradients(row, peer, row["adsrc_grad"].result, spec)
     return None if "adsrc_error" in row else f
 
 
@@ -608,9 +618,10 @@ def run(options, log):
     tool = Adsrc(options.backend)
 
     check_ok, check_lines = True, []
-    if "numba" in peers:
-        log("self-check: hand Numba adjoints against finite differences")
-        check_ok, check_lines = self_check({"numba": peers["numba"]}, None, out=log)
+    hands = {key: peers[key] for key in HANDS if key in peers}
+    if hands:
+        log("self-check: hand adjoints against finite differences")
+        check_ok, check_lines = self_check(hands, None, out=log)
 
     # first calls and cache hits, at the smallest size
     small = problems.make_problem(sizes[0], sweeps=options.sweeps)
@@ -655,7 +666,7 @@ def run(options, log):
             check_primal(row)
             # the other peers, one after the other
             for key, module in peers.items():
-                if key == HAND:
+                if key in HANDS:
                     continue
                 try:
                     cases = module.build(spec, problem)
@@ -709,12 +720,12 @@ def ratio(a, b):
     return a / b if a is not None and b is not None and b > 0 else None
 
 
-def hand_ratios(row):
-    """adsrc's adjoint/primal, the hand adjoint's, and the first over the second: medians of
-    the ratios within each round (:func:`round_ratio`)."""
+def hand_ratios(row, peer=HAND):
+    """adsrc's adjoint/primal, the ``peer``'s hand adjoint's, and the first over the second:
+    medians of the ratios within each round (:func:`round_ratio`)."""
     own = round_ratio(row, "adsrc_grad", "adsrc_primal")
-    hand = round_ratio(row, HAND + "_grad", HAND + "_primal")
-    versus = round_ratio(row, ("adsrc_grad", "adsrc_primal"), (HAND + "_grad", HAND + "_primal"))
+    hand = round_ratio(row, peer + "_grad", peer + "_primal")
+    versus = round_ratio(row, ("adsrc_grad", "adsrc_primal"), (peer + "_grad", peer + "_primal"))
     return own, hand, versus
 
 
@@ -725,6 +736,9 @@ def summary_line(spec, row, peers):
     parts.append(f"adsrc {fmt_seconds(p)} / {fmt_seconds(a)} (x{fmt_ratio(own)})")
     if versus is not None:
         parts.append(f"÷ hand {fmt_ratio(versus)}")
+    versus_cython = hand_ratios(row, "cython")[2]
+    if versus_cython is not None:
+        parts.append(f"÷ Cython hand {fmt_ratio(versus_cython)}")
     for key in peers:
         g = median_of(row, key + "_grad")
         diff = row.get(key + "_diff")
@@ -808,10 +822,15 @@ def write_results(path, options, outcome, command):
         "(`benchmarks/peers/numba_peer.py`); *adsrc ÷ hand* = (adsrc adjoint/primal) ÷ (Numba "
         "adjoint/primal); *primal/adjoint time ÷ Numba's* = adsrc's compiled primal and adjoint "
         "times divided by Numba's (read *adsrc ÷ hand* with them: where adsrc's primal is "
-        "faster than Numba's, the same adjoint code gives a larger ratio); *JAX*, *PyTorch* = one gradient of the same loss, ms, with "
+        "faster than Numba's, the same adjoint code gives a larger ratio); *Cython hand* = "
+        "the same hand adjoints of the Jacobi and SpMV kernels written in Cython "
+        "(`benchmarks/peers/hand_adjoints.pyx`), compiled with adsrc's directives and C flags, "
+        "and *adsrc ÷ Cython hand* = (adsrc adjoint/primal) ÷ (its adjoint/primal): the same "
+        "comparison with the compiler held equal; *JAX*, *PyTorch* = one gradient of the same "
+        "loss, ms, with "
         "(×k) = k times adsrc's adjoint time; *max rel diff* = adsrc's compiled primal "
         "output against Numba's (*primal*), then max over gradients of "
-        "‖g_peer − g_adsrc‖∞ / ‖g_adsrc‖∞ for Numba / JAX / PyTorch "
+        "‖g_peer − g_adsrc‖∞ / ‖g_adsrc‖∞ for Numba / Cython hand / JAX / PyTorch "
         f"(above {MISMATCH_RTOL:g} it is flagged MISMATCH). All times in ms unless marked.")
     add("")
     if outcome["check_lines"]:
@@ -832,7 +851,8 @@ def write_results(path, options, outcome, command):
     add("## Summary (largest grid measured for adsrc)")
     add("")
     head = ["kernel", "grid", "adjoint/primal", "Numba hand adjoint/primal", "adsrc ÷ hand",
-            "primal time ÷ Numba's", "adjoint time ÷ Numba's", "JAX grad (× adsrc)", "PyTorch grad (× adsrc)", "first call", "cache hit",
+            "primal time ÷ Numba's", "adjoint time ÷ Numba's", "adsrc ÷ Cython hand",
+            "JAX grad (× adsrc)", "PyTorch grad (× adsrc)", "first call", "cache hit",
             "cache hit, new process"]
     add("| " + " | ".join(head) + " |")
     add("|" + "---|" * len(head))
@@ -845,7 +865,7 @@ def write_results(path, options, outcome, command):
                  fmt_seconds(fc["process_hit"]) if isinstance(fc.get("process_hit"), float)
                  else str(fc.get("process_hit", "-"))]
         if not done:
-            add(f"| {spec.name} | - | failed | | | | | | | " + " | ".join(cache) + " |")
+            add(f"| {spec.name} | - | failed | | | | | | | | " + " | ".join(cache) + " |")
             continue
         m = max(done)
         r = rows[m]
@@ -864,7 +884,7 @@ def write_results(path, options, outcome, command):
             f"{fmt_ratio(versus)} | "
             f"{fmt_ratio(round_ratio(r, 'adsrc_primal', HAND + '_primal'))} | "
             f"{fmt_ratio(round_ratio(r, 'adsrc_grad', HAND + '_grad'))} | "
-            f"{cells['jax']} | {cells['torch']} | "
+            f"{hand_cell_of(r, peers, 'cython')} | {cells['jax']} | {cells['torch']} | "
             + " | ".join(cache) + " |")
     add("")
     if "seconds" in outcome["warm"]:
@@ -895,7 +915,8 @@ def write_results(path, options, outcome, command):
         add("")
         head = ["grid", "n", "nnz", "primal", "adjoint", "adj/primal", "tape", "hand tape",
                 "Numba primal", "Numba adjoint", "Numba adj/primal", "adsrc ÷ hand",
-                "JAX grad", "PyTorch grad", "max rel diff: primal / Numba / JAX / PyTorch"]
+                "Cython hand adj/primal", "adsrc ÷ Cython hand", "JAX grad", "PyTorch grad",
+                "max rel diff: primal / Numba / Cython hand / JAX / PyTorch"]
         add("| " + " | ".join(head) + " |")
         add("|" + "---|" * len(head))
         for m in sorted(rows):
@@ -912,13 +933,14 @@ def write_results(path, options, outcome, command):
             if "numba" in peers:
                 hand_tape = peers["numba"].tape_bytes(spec, r["n"], options.sweeps)
             diffs = " / ".join(fmt_diff(r.get(k + "_diff")) if k == "primal" or k in peers
-                               else "n/a" for k in ("primal", "numba", "jax", "torch"))
+                               else "n/a" for k in ("primal", *PEER_NAMES))
             add("| " + " | ".join([
                 f"{m}x{m}", str(r["n"]), str(r["nnz"]), *cells_adsrc,
                 fmt_bytes(hand_tape) if hand_tape is not None else "-",
                 cell_time(r, "numba_primal") if "numba" in peers else "not installed",
                 cell_time(r, "numba_grad") if "numba" in peers else "not installed",
                 fmt_ratio(hand), fmt_ratio(versus),
+                hand_cell_of(r, peers, "cython", 1), hand_cell_of(r, peers, "cython"),
                 peer_multiple(r, "jax_grad", a) if "jax" in peers else "not installed",
                 peer_multiple(r, "torch_grad", a) if "torch" in peers else "not installed",
                 diffs]) + " |")
@@ -932,6 +954,15 @@ def write_results(path, options, outcome, command):
         add("")
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def hand_cell_of(row, peers, peer, which=2):
+    """A cell of a hand adjoint's ratios (:func:`hand_ratios`: 1 = its adjoint/primal, 2 =
+    adsrc's ratio over it), or why there is none."""
+    if peer not in peers:
+        return "not installed"
+    value = hand_ratios(row, peer)[which]
+    return fmt_ratio(value) if value is not None else row.get(peer + "_error", "-")
 
 
 def last_multiple(rows, key):
@@ -964,8 +995,9 @@ def parse(argv):
                         default=tuple(spec.name for spec in problems.SPECS),
                         help="kernels to run, comma separated (default: all)")
     parser.add_argument("--peers", type=lambda s: tuple(v for v in s.split(",") if v),
-                        default=("numba", "jax", "torch"),
-                        help="peers to run: numba,jax,torch (default: all that are installed)")
+                        default=tuple(PEER_NAMES),
+                        help="peers to run: numba,cython,jax,torch (default: all that are "
+                             "installed; cython = the hand adjoints of peers/hand_adjoints.pyx)")
     parser.add_argument("--backend", default="cython", help="adsrc backend (default cython)")
     parser.add_argument("--peer-threads", default="1",
                         help="threads for JAX and PyTorch: a number, or 'default' for their own "
