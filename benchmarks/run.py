@@ -160,6 +160,34 @@ def kernel_function(name):
 # timing
 # ---------------------------------------------------------------------------------------------
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # mallopt parameters (glibc's malloc.h)
+HEAP_BLOCKS_UP_TO = 32 * 1024 * 1024             # glibc's largest mmap threshold on 64 bits
+
+
+def steady_allocator():
+    """Make glibc's malloc serve every block up to 32 MiB from its heap and never give the heap
+    back, as it ends up doing anyway in a process that calls the same adjoint over and over.
+
+    By default its mmap threshold moves with what was freed last: the tapes, iterate copies and
+    gradients of one call (0.6-40 MB here) then come from fresh memory, which page-faults and
+    is zeroed on first touch, or from the warm heap, depending on what the previous calls
+    allocated.  Timed in turn with other kernels, a call's time moved by up to 50% that way
+    (the Cython hand adjoint of weighted Jacobi at 128x128: 1.1 to 1.8 ms).  Blocks above
+    32 MiB stay mmapped (glibc's limit), for every tool alike.  Returns what was done, for the
+    table."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return "default (no glibc mallopt here)"
+    if mallopt(M_MMAP_THRESHOLD, HEAP_BLOCKS_UP_TO) and mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1):
+        return ("glibc malloc: blocks up to 32 MiB from the heap, which is never trimmed "
+                "(mallopt; see steady_allocator in run.py)")
+    return "default (mallopt refused)"
+
 class Measurement:
     def __init__(self, median, repeats, result=None, compile_time=None):
         self.median = median
@@ -810,7 +838,8 @@ def write_results(path, options, outcome, command):
         f"a call slower than {options.single:g} s is timed once). adsrc's primal and adjoint "
         "and Numba's are timed in turn, round after round, and every ratio of their times is "
         "the median over the rounds of the ratio within a round, so that a change of the "
-        "machine's speed during a measurement cancels out. A measurement predicted from "
+        "machine's speed during a measurement cancels out. Allocator: "
+        f"{outcome.get('allocator', 'default')}. A measurement predicted from "
         "the smaller grids "
         f"to take more than {options.limit:g} s per call is skipped. adsrc and Numba run on one "
         f"thread; JAX and PyTorch on {threads_text}. Timings are informative only: "
@@ -1057,7 +1086,10 @@ def main(argv=None):
         return 0 if ok else 1
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(os.path.abspath(__file__))] + argv)
+    allocator = steady_allocator()
+    log(f"allocator: {allocator}")
     outcome = run(options, log)
+    outcome["allocator"] = allocator
     write_results(options.output, options, outcome, command)
     other_tables.refresh(options.output)
     log(f"wrote {options.output} ({fmt_seconds(outcome['elapsed'])})")
