@@ -589,11 +589,11 @@ def measure_with_hand_adjoint(tool, spec, problem, peers, options, predictor, sp
     measurements, rounds, failures = measure_in_turn(
         group, options.budget, single_call=options.single, max_rounds=options.max_repeats)
     elapsed = time.perf_counter() - t0
-    for tool_name in {owner for owner, _ in owners.values()}:      # split by time spent
-        share = sum(sum(sample.get(k, 0.0) for sample in rounds) for k in group
-                    if owners[k][0] == tool_name)
-        total = sum(sum(sample.values()) for sample in rounds) or 1.0
-        spent[tool_name] = spent.get(tool_name, 0.0) + elapsed * share / total
+    timed = {key: sum(sample.get(key, 0.0) for sample in rounds) for key in group}
+    total = sum(timed.values()) or 1.0
+    for key, seconds in timed.items():         # the whole time, shared out as the calls took it
+        owner = owners[key][0]
+        spent[owner] = spent.get(owner, 0.0) + elapsed * seconds / total
     row["rounds"] = rounds
     for key, meas in measurements.items():
         predictor.record(owners[key] + (spec.name,), problem.n, meas.median)

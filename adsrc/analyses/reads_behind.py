@@ -67,7 +67,7 @@ class ReadsBehind:
         array = target_root(target)
         if not self.env[array].is_array or self.env[array].ndim != 1:
             return False
-        inner = [stmt for stmt in walk_statements(loop.body)]
+        inner = list(walk_statements(loop.body))
         for stmt in inner:
             written = self.effects.writes(stmt)
             if (stmt is not store and array in written) or counter in written:
