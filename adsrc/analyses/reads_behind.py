@@ -34,7 +34,7 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call, names_read, target_root, user_call, \
     walk_statements
-from adsrc.analyses.snapshots import int_literal, literal_step
+from adsrc.analyses.snapshots import int_literal, is_range_loop, literal_step
 from adsrc.normalize.control import contains_break
 
 
@@ -51,7 +51,7 @@ class ReadsBehind:
 
     def run(self):
         for loop in walk_statements(self.tree.body):
-            if isinstance(loop, gast.For) and _is_range(loop) and literal_step(loop) \
+            if is_range_loop(loop) and literal_step(loop) \
                     and not contains_break(loop.body):
                 for store in _direct_stores(loop.body):
                     if self._only_behind(store, loop):
@@ -112,11 +112,6 @@ class ReadsBehind:
                                 for stmt in walk_statements(guard.body)):
                 return True
         return False
-
-
-def _is_range(loop):
-    return isinstance(loop.iter, gast.Call) and isinstance(loop.iter.func, gast.Name) \
-        and loop.iter.func.id == "range"
 
 
 def _direct_stores(stmts):

@@ -45,7 +45,7 @@ def literal_step(loop):
     return step or None
 
 
-def _is_range_loop(stmt):
+def is_range_loop(stmt):
     return isinstance(stmt, gast.For) and isinstance(stmt.iter, gast.Call) \
         and isinstance(stmt.iter.func, gast.Name) and stmt.iter.func.id == "range"
 
@@ -76,7 +76,7 @@ class ArraySnapshots:
                 self._visit(stmt.body, loop)
                 self._visit(stmt.orelse, loop)
             elif isinstance(stmt, (gast.For, gast.While)):
-                inner = stmt if _is_range_loop(stmt) and literal_step(stmt) is not None else None
+                inner = stmt if is_range_loop(stmt) and literal_step(stmt) is not None else None
                 self._visit(stmt.body, inner)
                 self._visit(stmt.orelse, None)
 
