@@ -32,14 +32,10 @@ def _load_build_module():
     return build
 
 
-# the flags adsrc compiles its run-time modules with (adsrc/compiling/cython_build.py, FLAGS);
-# -fno-math-errno lets the compiler share repeated sqrt/exp calls of a derivative expression;
-# -g0 drops the debug information Python's CFLAGS ask for, which doubles the compile time
-COMPILE_FLAGS = ["-O3", "-g0", "-fno-strict-aliasing", "-fno-math-errno"]
-
-
 def extensions():
     from Cython.Build import cythonize
+
+    from adsrc.compiling.cython_build import FLAGS    # adsrc's own flags, and why, are there
 
     build = _load_build_module()
     modules = build.write_all()
@@ -48,7 +44,7 @@ def extensions():
     sources = [Extension(shared, [os.path.join("kernels", "generated", "_cyutility.c")])]
     sources += [Extension(f"{package}.{module}",
                           [os.path.join("kernels", "generated", module + ".pyx")],
-                          extra_compile_args=COMPILE_FLAGS) for module in modules]
+                          extra_compile_args=FLAGS) for module in modules]
     return cythonize(sources, shared_utility_qualified_name=shared, quiet=True)
 
 

@@ -18,13 +18,15 @@ iteration must restore is the element's value before ``L``: the copy's element, 
 index.  At run time the copy is taken when ``L`` visits at least half of ``A`` and its counter
 never goes negative (a negative index would wrap around to another element); otherwise the
 elements are pushed as usual.  The choice is recorded on the integer tape.  A loop over
-``range(A.shape[0])`` (a slice assignment ``A[:] = ...`` becomes one) always copies, so its
-generated code makes no choice at all (``adsrc.transformations.reverse``).
+``range(A.shape[0])`` (a slice assignment ``A[:] = ...`` becomes one) always copies (``always``),
+so its generated code makes no choice at all: inside a copy loop, a branch per element keeps the
+C compiler from turning the loop into a vectorised copy.
 """
 
 import gast
 
 from adsrc.analyses.effects import target_root, walk_statements
+from adsrc.frontend.quoting import quote_expr, same
 
 
 def int_literal(node):
@@ -51,8 +53,9 @@ def is_range_loop(stmt):
 
 
 class ArraySnapshots:
-    """Results: ``by_loop`` (loop id -> the loop and the arrays copied before it, in order)
-    and ``by_store`` (store id -> (loop, array))."""
+    """Results: ``by_loop`` (loop id -> the loop and the arrays copied before it, in order),
+    ``by_store`` (store id -> (loop, array)) and ``always`` ((loop id, array) pairs copied
+    whatever the run-time sizes)."""
 
     def __init__(self, tree, env, effects, saves):
         self.tree = tree
@@ -61,6 +64,7 @@ class ArraySnapshots:
         self.saves = saves
         self.by_loop = {}
         self.by_store = {}
+        self.always = set()
 
     def run(self):
         self._visit(self.tree.body, None)
@@ -98,3 +102,16 @@ class ArraySnapshots:
                 return
         self.by_store[id(store)] = (loop, array)
         self.by_loop.setdefault(id(loop), (loop, []))[1].append(array)
+        if _visits_all_of(loop, array):
+            self.always.add((id(loop), array))
+
+    def always_copied(self, loop, array):
+        return (id(loop), array) in self.always
+
+
+def _visits_all_of(loop, array):
+    """Whether ``loop`` is ``range(array.shape[0])`` or ``range(len(array))``: every element
+    from 0 up, so the run-time test (at least half, no negative counter) always holds."""
+    args = loop.iter.args
+    return len(args) == 1 and any(same(args[0], quote_expr(form))
+                                  for form in (f"{array}.shape[0]", f"len({array})"))

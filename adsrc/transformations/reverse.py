@@ -107,7 +107,7 @@ class ReverseMode:
         if not found:
             return None
         keep, saved = self._snapshot(*found)
-        return (None if _always_copied(*found) else keep), saved
+        return (None if self.snapshots.always_copied(*found) else keep), saved
 
     def _take_snapshots(self, loop, args):
         """Before ``loop`` (running over ``range(*args)``): copy each array if the loop visits
@@ -135,7 +135,7 @@ class ReverseMode:
         tests.append(f"2 * {span} >= {scale}X.shape[0]")
         for array in self._snapshotted(loop):
             keep, saved = self._snapshot(loop, array)
-            if _always_copied(loop, array):
+            if self.snapshots.always_copied(loop, array):
                 out += quote(f"S = {TAPE}.push_block(X)", S=name(saved, store=True),
                              X=name(array))
                 continue
@@ -172,16 +172,14 @@ class ReverseMode:
             return rule_calls.forward(self.spec, stmt, TAPE, keep_array=keep)
         if isinstance(stmt, (gast.Assign, gast.Expr)):
             out = []
-            if id(stmt) in self.tbr.saves:
-                target = stmt.targets[0]
+            snapshot = self._snapshot_of(stmt)
+            if id(stmt) in self.tbr.saves and (snapshot is None or snapshot[0] is not None):
+                target = stmt.targets[0]    # (nothing to push when the loop always copies)
                 push = self._push(copy.deepcopy(target), self._tape_kind(target))
-                snapshot = self._snapshot_of(stmt)
-                if snapshot is not None and snapshot[0] is None:
-                    push = None                 # the loop always copies the array
-                elif snapshot is not None:      # pushed only when the array was not copied
+                if snapshot is not None:        # pushed only when the array was not copied
                     push = gast.If(test=gast.UnaryOp(gast.Not(), name(snapshot[0])),
                                    body=[push], orelse=[])
-                out += [push] if push is not None else []
+                out.append(push)
             original = stmt
             stmt = copy.deepcopy(stmt)
             call = user_call(stmt, self.spec.user_functions)
@@ -377,7 +375,7 @@ class ReverseMode:
         for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
             out += quote(f"S = {TAPE}.pop_int()", S=saved)
-            if not _always_copied(stmt, array):
+            if not self.snapshots.always_copied(stmt, array):
                 out += quote("K = S >= 0", K=keep, S=saved)
         if self._counts_trips(stmt):
             out += quote(f"{temps['trips']} = {TAPE}.pop_int()")
@@ -399,8 +397,8 @@ class ReverseMode:
         for array in self._snapshotted(stmt):     # the copies are on top again: drop them
             keep, _ = self._snapshot(stmt, array)
             drop = quote(f"{TAPE}.drop_block(X)", X=array)
-            out += drop if _always_copied(stmt, array) else [gast.If(test=name(keep), body=drop,
-                                                                      orelse=[])]
+            always = self.snapshots.always_copied(stmt, array)
+            out += drop if always else [gast.If(test=name(keep), body=drop, orelse=[])]
         if id(stmt) in self.tbr.saves_counter:
             out.append(self._pop(name(stmt.target.id), "int"))
         return out
@@ -413,19 +411,6 @@ class ReverseMode:
             body = [comment("recompute " + ", ".join(sorted(names)))] \
                 + _slice(loop.body, names) + body
         return body
-
-
-def _always_copied(loop, array):
-    """Whether the run-time choice before ``loop`` always copies ``array``: the loop is
-    ``range(array.shape[0])`` (or ``range(len(array))``), which visits every element from 0 up,
-    as a slice assignment ``array[:] = ...`` does.  Then the choice, and the per-element pushes
-    it guards, are left out of the generated code: inside a copy loop, a branch per element
-    keeps the C compiler from turning the loop into a vectorised copy."""
-    args = loop.iter.args
-    if len(args) != 1:
-        return False
-    return any(same(args[0], quote_expr(form)) for form in
-               (f"{array}.shape[0]", f"len({array})"))
 
 
 def _slice(stmts, names):
