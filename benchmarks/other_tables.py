@@ -1,6 +1,6 @@
 """Copy the tables of the other benchmark scripts into RESULTS.md.
 
-``checkpointing.py``, ``hvp.py`` and ``rules.py`` each take minutes and write their own file, with
+``checkpointing.py``, ``hvp.py``, ``rules.py`` and ``layout.py`` each write their own file, with
 the columns explained there.  The issues ask for one results table, so RESULTS.md ends with a
 section holding each file's title, command, date and tables, and a link for the rest.  ``run.py``
 writes that section whenever it writes RESULTS.md; after running one of the other scripts,
@@ -12,7 +12,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md")
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 
 

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir
+from adsrc.compiling.cython_build import FLAGS_VARIABLE
 
 _CC = (sysconfig.get_config_var("CC") or "cc").split()[0]
 pytestmark = pytest.mark.skipif(not (shutil.which(_CC) or shutil.which("cc")),
@@ -98,12 +99,20 @@ def _write(directory, scale=2.0, callee_body=None, kernel_text=KERNEL):
     (directory / "cache_kernel.py").write_text(kernel_text.format(callee="cache_callee"))
 
 
-def _run(directory, c):
-    """One new process: its derivatives, its module file and its fence and build counts."""
+def _process(directory, c, cflags=None):
+    """One new process (with ``$ADSRC_CFLAGS`` set to ``cflags``), finished."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")      # an edited file is read again
     env[ENVIRONMENT_VARIABLE] = cache_dir()
-    result = subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    env.pop(FLAGS_VARIABLE, None)
+    if cflags is not None:
+        env[FLAGS_VARIABLE] = cflags
+    return subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def _run(directory, c, cflags=None):
+    """One new process: its derivatives, its module file and its fence and build counts."""
+    result = _process(directory, c, cflags)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -178,6 +187,30 @@ def test_a_missing_module_file_is_rebuilt(tmp_path):
     rebuilt = _run(tmp_path, 0.5)
     _check(rebuilt, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
     assert rebuilt["builds"] == 1 and os.path.exists(first["module"])
+
+
+def test_extra_compiler_flags_build_their_own_module(tmp_path):
+    """$ADSRC_CFLAGS is part of both keys: the same kernel under other flags is a miss, built
+    once, then a hit; without them again, the first module is found."""
+    _write(tmp_path)
+    plain = _run(tmp_path, 0.5)
+    aligned = _run(tmp_path, 0.5, cflags="-falign-loops=32 -falign-functions=64")
+    _check(aligned, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+    assert aligned["builds"] == 1 and aligned["module"] != plain["module"]
+    again = _run(tmp_path, 0.5, cflags="-falign-loops=32 -falign-functions=64")
+    assert again["builds"] == 0 and again["fence"] == 0 and again["module"] == aligned["module"]
+    back = _run(tmp_path, 0.5)
+    assert back["builds"] == 0 and back["module"] == plain["module"]
+
+
+def test_extra_compiler_flags_reach_the_compiler(tmp_path):
+    """A flag the C compiler refuses fails the build, with the compiler's message: the flags
+    are passed, not only hashed."""
+    _write(tmp_path)
+    result = _process(tmp_path, 0.5, cflags="-fno-such-adsrc-option")
+    assert result.returncode != 0
+    assert "the Cython build of the generated code failed" in result.stderr
+    assert "no-such-adsrc-option" in result.stderr
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])

@@ -18,6 +18,7 @@ import importlib.util
 import io
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -32,10 +33,23 @@ from adsrc.errors import AdsrcError
 # compiler's time (3.5 s -> 1.5 s for a small kernel), and a kernel is debugged with
 # backend="python".  (setup.py builds the shipped kernels with the same flags.)
 FLAGS = ["-O3", "-g0", "-fno-strict-aliasing", "-fno-math-errno"]
+FLAGS_VARIABLE = "ADSRC_CFLAGS"
 
 # Held while a build runs and while its output is captured (re-entrant: ``load`` holds it around
 # the whole find-or-build, ``_captured_output`` again around the capture).
 _BUILD_LOCK = threading.RLock()
+
+
+def compile_flags():
+    """The C compiler's flags for a generated module: adsrc's, then the user's from
+    ``$ADSRC_CFLAGS`` (shell syntax, e.g. ``-march=native``), last so that they win.  They are
+    part of every module's cache key: changing them builds new modules, never reuses old ones.
+
+    Extra flags are for the user's machine (``-march=native``), and for the benchmarks: the
+    same loop's time moves by up to a third with where the linker happens to put it, and
+    rebuilding under several ``-falign-loops`` values measures that spread
+    (``benchmarks/layout.py``)."""
+    return FLAGS + shlex.split(os.environ.get(FLAGS_VARIABLE, ""))
 
 
 def _shared_name():
@@ -155,11 +169,12 @@ def load(source, name_hint, line_map=None):
     """Compile (or find in the cache) a generated ``.pyx`` source and import it."""
     directory = cache.cache_dir()
     shared = _ensure_shared(directory)
-    name = f"adsrc_{name_hint}_{cache.key(source, FLAGS)}"
+    flags = compile_flags()
+    name = f"adsrc_{name_hint}_{cache.key(source, flags)}"
     with _BUILD_LOCK:           # a second thread wanting the same module waits and imports it
         if name in sys.modules:
             return sys.modules[name]
-        return _find_or_build(directory, name, source, shared, line_map)
+        return _find_or_build(directory, name, source, shared, line_map, flags)
 
 
 def load_built(name):
@@ -173,7 +188,7 @@ def load_built(name):
         return _imported(name, os.path.join(directory, name + cache.extension_suffix()))
 
 
-def _find_or_build(directory, name, source, shared, line_map):
+def _find_or_build(directory, name, source, shared, line_map, flags):
     final = os.path.join(directory, name + cache.extension_suffix())
     module = _imported(name, final)
     if module is None:
@@ -184,7 +199,7 @@ def _find_or_build(directory, name, source, shared, line_map):
             pyx = os.path.join(work, name + ".pyx")
             with open(pyx, "w") as handle:
                 handle.write(source)
-            _build(work, [Extension(name, [pyx], extra_compile_args=FLAGS)], shared)
+            _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
             cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
         except _BuildFailed as exc:

@@ -14,7 +14,7 @@ from peers import hand
 
 NAME = "Cython hand"
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hand_adjoints.pyx")
-_KERNELS = ("jacobi_damped", "jacobi_csr", "spmv", "spmv_transpose")
+KERNELS = ("jacobi_damped", "jacobi_csr", "spmv", "spmv_transpose")
 _module = None
 
 
@@ -30,15 +30,15 @@ def load():
 
 
 def build(spec, problem):
-    primals = {name: getattr(_module, name) for name in _KERNELS}
-    adjoints = {name: getattr(_module, name + "_adj") for name in _KERNELS}
+    primals = {name: getattr(_module, name) for name in KERNELS}
+    adjoints = {name: getattr(_module, name + "_adj") for name in KERNELS}
     return hand.cases(primals, adjoints, spec, problem)
 
 
 def verify(spec, problem):
     """None for a kernel without a Cython hand adjoint, else as ``hand.verify``."""
-    if spec.name not in _KERNELS:
+    if spec.name not in KERNELS:
         return None
-    primals = {name: getattr(_module, name) for name in _KERNELS}
-    adjoints = {name: getattr(_module, name + "_adj") for name in _KERNELS}
+    primals = {name: getattr(_module, name) for name in KERNELS}
+    adjoints = {name: getattr(_module, name + "_adj") for name in KERNELS}
     return hand.verify(primals, adjoints, spec, problem, "Cython")
