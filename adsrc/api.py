@@ -385,7 +385,7 @@ class Differentiable:
         tape = compiled.make_tape()
         value = compiled.forward(*args, tape)
         tape.note_forward_end()         # the peak (the compiled forward wrapper did it already)
-        finals = {param: arrays[param].copy() for param in entry.written_arrays}
+        finals = {param: arrays[param].copy() for param in entry.restored_arrays}
         seed = [out_bar] if entry.returns else []
         scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
         for param, final in finals.items():

@@ -120,3 +120,27 @@ def test_weighted_jacobi_records_the_previous_iterate_only(int_dtype):
     _close(data_bar, want["data"], "data_bar")
     _close(b_bar, want["b"], "b_bar")
     _close(omega_bar, want["omega"], "omega_bar")
+
+
+@pytest.mark.parametrize("kernel, wrt, restored", [
+    (K.jacobi_csr, ("data", "b", "omega"), []),      # restores only its local copy xold
+    (K.gauss_seidel, ("data", "b"), ["x"]),           # puts back the x[i] each row overwrote
+    (K.gauss_seidel, ("b",), []),                     # records nothing
+])
+def test_the_adjoint_keeps_aside_only_the_final_arrays_its_reverse_sweep_restores(
+        kernel, wrt, restored):
+    """An adjoint call copies a written array's final value aside, to give it back after the
+    reverse sweep, only when that sweep writes older values into it; either way the call
+    leaves the arrays as the primal does."""
+    rng = np.random.default_rng(105)
+    indptr, indices, data = _poisson(rng, np.int32)
+    args = (indptr, indices, data, rng.uniform(-1, 1, N), rng.uniform(-1, 1, N), SWEEPS)
+    if kernel is K.jacobi_csr:
+        args = args[:5] + (0.7,) + args[5:]
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=("x",))
+    after_adjoint, after_primal = _copy(args), _copy(args)
+    f.adjoint(*after_adjoint, x_bar=rng.standard_normal(N))
+    kernel(*after_primal)
+    np.testing.assert_allclose(after_adjoint[3], after_primal[3], rtol=1e-14)
+    (compiled,) = f._compiled.values()
+    assert compiled.entry.restored_arrays == restored

@@ -53,8 +53,18 @@ def array(dtype, ndim):
     return Type("array", dtype, ndim)
 
 
+# the array types a kernel takes, by (dtype, ndim): every call looks its arrays up here, and
+# comparing dtypes and building the Type each time was a third of a small call's overhead
+_ARRAY_TYPES = {(np.dtype(dtype), ndim): array(dtype, ndim)
+                for dtype in ("float64", "int32", "int64") for ndim in (1, 2)}
+
+
 def type_of_value(value, what):
     """Type of a run-time argument value; ``what`` names it in errors."""
+    if isinstance(value, np.ndarray):
+        found = _ARRAY_TYPES.get((value.dtype, value.ndim))
+        if found is not None:
+            return found
     if isinstance(value, (bool, np.bool_)):
         return INT
     if isinstance(value, (int, np.integer)):
