@@ -522,6 +522,21 @@ def test_bar_aliasing_a_primal_array():
     _expect_argument_error(_relax(), args, {"x_bar": shared, "b_bar": shared})
 
 
+def test_views_and_buffers_sharing_memory_with_a_written_array():
+    """Overlapping views of one array, and arrays over one buffer that no array owns, are
+    caught; views of one array that do not overlap are fine."""
+    whole = np.zeros(12)
+    args = _csr_args()
+    _expect_argument_error(_relax(), args, {"x_bar": whole[:4], "b_bar": whole[2:6]})
+    buffer = bytearray(8 * 8)
+    args = _csr_args()
+    _expect_argument_error(_relax(), args, {"x_bar": np.frombuffer(buffer)[:4],
+                                            "b_bar": np.frombuffer(buffer)[3:7]})
+    args = _csr_args()
+    disjoint = {"x_bar": whole[:4], "b_bar": whole[4:8], "data_bar": np.zeros(len(args[2]))}
+    _relax().adjoint(*args, **disjoint)
+
+
 @pytest.mark.parametrize("wrt", ["indices", "indptr", ("data", "indices")])
 def test_wrt_an_integer_array(wrt):
     _expect_argument_error(_relax(wrt=wrt), _csr_args(), {"x_bar": np.ones(4)})

@@ -64,14 +64,29 @@ def check_distinct(kernel_name, arrays, written):
     the ones that will be written.
     """
     names = list(arrays)
+    owners = {name: _owner(value) for name, value in arrays.items()}
     for i, first in enumerate(names):
         for second in names[i + 1:]:
             if first not in written and second not in written:
                 continue
+            if owners[first] is not owners[second] and owners[first] is not None \
+                    and owners[second] is not None:
+                continue        # two arrays that allocated their own memory: distinct
             if np.shares_memory(arrays[first], arrays[second]):
                 raise ArgumentError(f"{kernel_name}: '{first}' and '{second}' share memory, "
                                     "but adsrc assumes the arrays a kernel writes are distinct "
                                     "from its other arrays; pass copies")
+
+
+def _owner(array):
+    """The array that allocated ``array``'s memory (itself, or the end of its chain of views),
+    or None when that memory came from elsewhere (a buffer, a pointer): two arrays with
+    different owners cannot share memory, and this test is what makes the check cheap on every
+    call (a pair of arrays given to np.shares_memory costs about as much as the rest of a
+    small adjoint call's checks)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array if array.base is None and array.flags.owndata else None
 
 
 def check_contiguous(kernel_name, params, args):
