@@ -92,3 +92,30 @@ def reweighted_energy(x, w, sweeps):
         for i in range(w.shape[0]):
             w[i] = w[i] * w[i] * 0.5 + 0.25
     return e
+
+
+def squares_through_scratch(x, c, sweeps):
+    """A scratch array rewritten from its own old values over its whole length each sweep,
+    then added into x: the reverse sweep of that loop reads the old elements it restores, so
+    it copies them back one by one instead of reading its copy of t in place."""
+    t = np.zeros_like(x)
+    t[:] = x
+    for s in range(sweeps):
+        t[:] = t * t * c + x
+        x[:] = x + 0.1 * t
+
+
+def copy_into(dst, src):
+    """A called kernel copying over its parameter: its reverse sweep must write the caller's
+    array back in place (it cannot just read its copy in place, as with a local array)."""
+    dst[:] = src
+
+
+def copies_through_a_callee(x, c, sweeps):
+    """relax_through_copy with the copy into the scratch t made by a called kernel."""
+    n = x.shape[0]
+    t = np.zeros_like(x)
+    for s in range(sweeps):
+        copy_into(t, x)
+        for i in range(x.shape[0]):
+            x[i] = x[i] * t[i] * c + t[(i + 1) % n]

@@ -60,6 +60,12 @@ CASES = {
     # per sweep, the scratch t and then x, each over its whole length: always copied
     "whole_arrays": (K.relax_through_copy, lambda: (_x(), 0.3, 3), ("x", "c"), ("x",),
                      6, 6 * N),
+    # the same, the copy into t made by a called kernel, for which t is a parameter
+    "callee_copy": (K.copies_through_a_callee, lambda: (_x(), 0.3, 3), ("x", "c"), ("x",),
+                    6, 6 * N),
+    # per sweep, the scratch t over its whole length, read back while it is restored
+    "scratch_read_back": (K.squares_through_scratch, lambda: (_x(), 0.3, 3), ("x", "c"),
+                          ("x",), 3, 3 * N),
 }
 
 
@@ -125,6 +131,21 @@ def test_the_choice_is_in_the_generated_code(case, choice, copy):
     # element pushes: where there is no copy, or where the choice may decline it
     pushes = re.search(r"_tape\.push_float\(|push_float\(_tp, ", source)
     assert bool(pushes) == (choice or not copy)
+
+
+@pytest.mark.parametrize("case, rebound, restored", [
+    ("whole_arrays", {"t"}, {"x"}),     # t is local, and its reverse copy loop reads no t[i]
+    ("two_arrays", set(), {"x", "y"}),  # parameters are restored in place, for a caller
+    ("callee_copy", set(), {"x", "dst"}),   # the called kernel's parameter dst too
+    ("scratch_read_back", set(), {"t"})])   # t[i] = t[i] * t[i] * c + x[i] needs old t[i]
+def test_the_reverse_sweep_reads_a_local_copy_in_place(case, rebound, restored):
+    """After the reverse loop of a local array's copy, the array's name refers to the copy
+    (``t = _tape.block(_saved0)``); the other copies are written back element by element."""
+    f, args = _adjoint(case)
+    source = f.source("adjoint", args=args)
+    assert set(re.findall(r"\b(\w+) = (?:_tape\.block\(|_blocks\[)", source)) == rebound
+    assert set(re.findall(r"\b(\w+)\[\w+\] = (?:_tape\.saved\(|_tp\.blocks\[)",
+                          source)) == restored
 
 
 @pytest.mark.parametrize("kernel, other", [

@@ -25,6 +25,7 @@ from adsrc.analyses.types import FLOAT, array
 from adsrc.backends import python as python_backend
 from adsrc.transformations.vector import vectorize
 import hvp_kernels as HK
+import snapshot_kernels as SK
 from corpus import kernels as K
 from corpus.hand_adjoints import CASES
 from corpus.problems import poisson2d_csr
@@ -225,13 +226,16 @@ def test_merged_loops_over_the_directions_keep_each_directions_order():
 # vector Hessian-vector products ------------------------------------------------------------
 
 # name -> (kernel, wrt position, make(rng) -> args); smooth scalar kernels with loops,
-# branches, a while loop, and user calls returning scalars (the out-parameters of vector mode)
+# branches, a while loop, user calls returning scalars (the out-parameters of vector mode)
+# and array copies
 HVP_PROBLEMS = {
     "norm_cubed": (HK.norm_cubed, 0, lambda rng: (rng.uniform(0.5, 1.5, 7),)),
     "smoothed_energy": (HK.smoothed_energy, 0, lambda rng: (rng.uniform(-1, 1, 9), 0.1, 3)),
     "damped_oscillation": (HK.damped_oscillation, 0, lambda rng: (np.array([0.8, -0.6]), 0.3)),
     "calls_in_a_loop": (HK.calls_in_a_loop, 0, lambda rng: (rng.uniform(-1, 1, 6), 0.4)),
     "calls_in_a_loop[a]": (HK.calls_in_a_loop, 1, lambda rng: (rng.uniform(-1, 1, 6), 0.4)),
+    # a local array copied whole each sweep: the reverse sweep reads the copies in place
+    "relaxed_energy": (SK.relaxed_energy, 0, lambda rng: (rng.uniform(0.5, 1.0, 8), 0.3, 3)),
     "residual_loss": (next(c for c in CASES if c.name == "residual_loss").kernel, 3,
                       lambda rng: next(c for c in CASES if c.name == "residual_loss")
                       .make_args(rng, np.int32)),

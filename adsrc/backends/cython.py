@@ -19,7 +19,7 @@ from adsrc.analyses.types import FLOAT, INT, OBJECT
 from adsrc.backends.python import rules_import
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
 from adsrc.rules.library import RULES
-from adsrc.transformations.reverse import SEED, TAPE
+from adsrc.transformations.reverse import SEED, TAPE, tape_call
 from adsrc.transformations.vector import COUNT
 
 DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
@@ -29,6 +29,7 @@ _ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.
                "math.cos": "cos", "math.tan": "tan", "math.tanh": "tanh"}
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
+BLOCKS = "_blocks"      # a reverse function's view of the tape's array copies
 _DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+|_unused\d+)$")
 _OBJECT_TEMPS = re.compile(r"^_o\d+$")       # what a derivative rule returns
 _INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
@@ -291,12 +292,6 @@ def _directions(function):
     return getattr(function, "adsrc_directions", frozenset())
 
 
-def _is_tape_call(node, method):
-    return (isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute)
-            and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE
-            and node.func.attr == method)
-
-
 def _python_only(stmt, user_names):
     """Whether a statement needs the GIL: allocations, calls of kernels, frames."""
     for node in gast.walk(stmt):
@@ -364,9 +359,9 @@ class _Printer:
 
     def _Expr(self, stmt, depth):
         value = stmt.value
-        if _is_tape_call(value, "push_float") or _is_tape_call(value, "push_int"):
+        if tape_call(value, "push_float") or tape_call(value, "push_int"):
             self.emit(depth, f"{value.func.attr}(_tp, {self.expr(value.args[0])})")
-        elif _is_tape_call(value, "push_frame"):
+        elif tape_call(value, "push_frame"):
             for item in value.args[0].elts:
                 kind = self.types[item.id]
                 if kind.is_array:
@@ -374,16 +369,16 @@ class _Printer:
                 else:
                     self.emit(depth, f"push_{'float' if kind.is_float else 'int'}"
                                      f"(_tp, {item.id})")
-        elif _is_tape_call(value, "pop_int"):
+        elif tape_call(value, "pop_int"):
             self.emit(depth, "pop_int(_tp)")
-        elif _is_tape_call(value, "drop_block"):
+        elif tape_call(value, "drop_block"):
             self.emit(depth, f"drop_block(_tp, {value.args[0].id}.shape[0])")
         else:
             self.emit(depth, self.expr(value))
 
     def _Assign(self, stmt, depth):
         target, value = stmt.targets[0], stmt.value
-        if isinstance(target, gast.Tuple) and _is_tape_call(value, "pop_frame"):
+        if isinstance(target, gast.Tuple) and tape_call(value, "pop_frame"):
             for item in reversed(target.elts):
                 kind = self.types[item.id]
                 if kind.is_array:
@@ -408,16 +403,20 @@ class _Printer:
                 self.emit(depth, f"memcpy({target.id}, {target.id}_given, "
                                  f"{COUNT} * sizeof(double))")
             return
-        if _is_tape_call(value, "push_block"):
+        if tape_call(value, "push_block"):
             array = value.args[0].id
             self.emit(depth, f"{target.id} = push_block(_tp, &{array}[0], {array}.shape[0])")
             return
-        if _is_tape_call(value, "saved"):
+        if tape_call(value, "saved"):
             block, index = (self.expr(arg) for arg in value.args)
             self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + {index}]")
             return
+        if tape_call(value, "block"):       # the array's name now refers to its copy
+            block = self.expr(value.args[0])
+            self.emit(depth, f"{target.id} = {BLOCKS}[{block}:{block} + {target.id}.shape[0]]")
+            return
         for kind in ("float", "int"):
-            if _is_tape_call(value, f"pop_{kind}"):
+            if tape_call(value, f"pop_{kind}"):
                 self.emit(depth, f"{self.expr(target)} = pop_{kind}(_tp)")
                 return
         self.emit(depth, f"{self.expr(target)} = {self.expr(value)}")
@@ -447,7 +446,7 @@ class _Printer:
 
     def _If(self, stmt, depth):
         test = stmt.test
-        if _is_tape_call(test, "pop_int"):
+        if tape_call(test, "pop_int"):
             self.emit(depth, "if pop_int(_tp):")
         else:
             self.emit(depth, f"if {self.expr(test)}:")
@@ -662,6 +661,10 @@ class CythonModule:
         decls += [f"    cdef double* {v} = NULL" for v in owned]
         if tape:
             decls.append(f"    cdef TapeData* _tp = &{TAPE}.data")
+        if any(tape_call(node, "block") for node in gast.walk(function)):
+            # the copies as a memoryview, once (with the GIL): a reverse sweep pushes nothing,
+            # so they stay where they are, and slicing this view needs no GIL
+            decls.append(f"    cdef double[::1] {BLOCKS} = <double[:_tp.cap_blocks]> _tp.blocks")
         if printer.callee_out:
             decls.append(f"    cdef double {CALLEE_OUT}[{printer.callee_out}]")
         return "\n".join(header + decls + lines)

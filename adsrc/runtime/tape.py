@@ -92,6 +92,11 @@ class Tape:
         """Element ``index`` of the copy at ``position``."""
         return self.blocks[position][index]
 
+    def block(self, position):
+        """The copy at ``position`` itself: a reverse sweep that reads no element of the array
+        while it would restore it makes the array's name refer to its copy instead."""
+        return self.blocks[position]
+
     def drop_block(self, array):
         """Discard the copy pushed last (the reverse sweep is done with it)."""
         block = self.blocks.pop()

@@ -26,7 +26,7 @@ from adsrc.analyses.effects import rule_call, target_root, walk_statements
 from adsrc.frontend.quoting import name, quote
 from adsrc.rules import elementary, library
 from adsrc.rules.library import RULES
-from adsrc.transformations.reverse import TAPE
+from adsrc.transformations.reverse import TAPE, tape_call
 from adsrc.transformations.structured import StructuredRewrite
 from adsrc.transformations.tangent import SUFFIX, dot, tangent_of
 
@@ -36,12 +36,6 @@ _ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
 def dot_name(function_name):
     return function_name + SUFFIX
-
-
-def _tape_call(node, *methods):
-    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
-        and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE \
-        and node.func.attr in methods
 
 
 def _is_copy_position(node):
@@ -160,20 +154,20 @@ class TangentOfAdjoint(StructuredRewrite):
 
     def _expression_statement(self, stmt):
         value = stmt.value
-        if _tape_call(value, "push_float"):
+        if tape_call(value, "push_float"):
             pushed = value.args[0]
             if self._active_leaf(pushed):
                 return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_float(D)", D=dot(pushed))
             return [copy.deepcopy(stmt)]
-        if _tape_call(value, "push_int") and _is_copy_position(value.args[0]):
+        if tape_call(value, "push_int") and _is_copy_position(value.args[0]):
             position = value.args[0].id
             return [copy.deepcopy(stmt)] + quote(f"{TAPE}.push_int(D)", D=position + SUFFIX)
-        if _tape_call(value, "drop_block"):
+        if tape_call(value, "drop_block"):
             array = value.args[0].id
             if self.carries(array):          # the tangent's copy was pushed after the copy
                 return quote(f"{TAPE}.drop_block(D)", D=array + SUFFIX) + [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)]
-        if _tape_call(value, "push_frame"):
+        if tape_call(value, "push_frame"):
             values = [copy.deepcopy(v) for v in value.args[0].elts]
             return quote(f"{TAPE}.push_frame(F)", F=gast.Tuple(self._frame(values), gast.Load()))
         if _call_name(value) in self.callees:
@@ -234,28 +228,33 @@ class TangentOfAdjoint(StructuredRewrite):
         target, value = stmt.targets[0], stmt.value
         if isinstance(target, gast.Tuple):
             return self._tuple_assign(stmt)
-        if _tape_call(value, "pop_float"):
+        if tape_call(value, "pop_float"):
             if self._active_leaf(target):
                 return quote(f"D = {TAPE}.pop_float()", D=dot(target)) + [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)]
         if _is_copy_position(target):
             # an array copy's position on the tape (-1: none), and its tangent's beside it
             position = target.id + SUFFIX
-            if _tape_call(value, "pop_int"):
+            if tape_call(value, "pop_int"):
                 return quote(f"D = {TAPE}.pop_int()", D=position) + [copy.deepcopy(stmt)]
-            if _tape_call(value, "push_block"):
+            if tape_call(value, "push_block"):
                 array = value.args[0].id
                 if self.carries(array):
                     return [copy.deepcopy(stmt)] + quote(f"D = {TAPE}.push_block(A)",
                                                          D=position, A=array + SUFFIX)
             return [copy.deepcopy(stmt)] + quote("D = -1", D=position)
-        if _tape_call(value, "saved"):
+        if tape_call(value, "block"):           # the array's name refers to its copy
+            if self.carries(target.id):         # and its tangent's to the tangent's copy
+                return quote(f"D = {TAPE}.block(S)", D=target.id + SUFFIX,
+                             S=value.args[0].id + SUFFIX) + [copy.deepcopy(stmt)]
+            return [copy.deepcopy(stmt)]
+        if tape_call(value, "saved"):
             if self._active_leaf(target):
                 block, index = value.args
                 return quote(f"D = {TAPE}.saved(S, I)", D=dot(target), S=block.id + SUFFIX,
                              I=copy.deepcopy(index)) + [copy.deepcopy(stmt)]
             return [copy.deepcopy(stmt)]
-        if _tape_call(value, "pop_int"):
+        if tape_call(value, "pop_int"):
             return [copy.deepcopy(stmt)]
         method = _rule_method(value)
         if method in ("reverse", "reverse_into"):
@@ -287,7 +286,7 @@ class TangentOfAdjoint(StructuredRewrite):
     def _tuple_assign(self, stmt):
         targets = [copy.deepcopy(t) for t in stmt.targets[0].elts]
         value = stmt.value
-        if _tape_call(value, "pop_frame"):
+        if tape_call(value, "pop_frame"):
             unpack = gast.Tuple(self._frame(targets), gast.Store())
             for item in unpack.elts:
                 item.ctx = gast.Store()

@@ -38,7 +38,7 @@ import gast
 from adsrc.analyses.types import FLOAT, INT, array
 from adsrc.errors import AdsrcError
 from adsrc.frontend.quoting import is_comment, name, quote, quote_expr, unparse
-from adsrc.transformations.reverse import TAPE
+from adsrc.transformations.reverse import TAPE, tape_call
 from adsrc.transformations.structured import StructuredRewrite
 from adsrc.transformations.tangent import SUFFIX
 
@@ -55,12 +55,6 @@ _ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 class VectorModeUnsupported(AdsrcError):
     """A kernel whose tangent code vector mode cannot carry k directions through (the call of
     a derivative rule, say); callers then run one direction at a time."""
-
-
-def _tape_call(node, *methods):
-    return isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute) \
-        and isinstance(node.func.value, gast.Name) and node.func.value.id == TAPE \
-        and node.func.attr in methods
 
 
 def _generated_call(node):
@@ -284,15 +278,17 @@ class Vectorize(StructuredRewrite):
                 return self._tangent_assign(stmt, target)
         value = getattr(stmt, "value", None)
         if value is not None and self._mentions_tangent(stmt) \
-                and not _tape_call(value, "push_block", "drop_block"):
+                and not tape_call(value, "push_block", "drop_block"):
             self._refuse(stmt)
         return [copy.deepcopy(stmt)]
 
     def _tangent_assign(self, stmt, target):
         value = stmt.value
-        if _tape_call(value, "pop_float"):
+        if tape_call(value, "pop_float"):
             return self._loop(stmt, reverse=True, hoist=False)
-        if _tape_call(value, "saved"):
+        if tape_call(value, "block"):
+            return [copy.deepcopy(stmt)]        # the tangent's flat copy, as a whole
+        if tape_call(value, "saved"):
             # the tangent's copy is flat too: element i in direction _d at i * _k + _d
             stmt = copy.deepcopy(stmt)
             stmt.value.args[1] = quote_expr(f"I * {COUNT} + {DIRECTION}", I=stmt.value.args[1])
@@ -311,9 +307,9 @@ class Vectorize(StructuredRewrite):
 
     def _expression_statement(self, stmt):
         value = stmt.value
-        if _tape_call(value, "push_float") and self._mentions_tangent(value):
+        if tape_call(value, "push_float") and self._mentions_tangent(value):
             return self._loop(stmt)
-        if _tape_call(value, "push_frame"):
+        if tape_call(value, "push_frame"):
             primal, tangents = self._split_frame(value.args[0].elts)
             frame = quote(f"{TAPE}.push_frame(F)", F=gast.Tuple(primal, gast.Load()))
             return frame + [s for t in tangents
@@ -321,7 +317,7 @@ class Vectorize(StructuredRewrite):
                                                 hoist=False)]
         if _generated_call(value):
             return [gast.Expr(value=self._call(value, []))]
-        if self._mentions_tangent(value) and not _tape_call(value, "drop_block"):
+        if self._mentions_tangent(value) and not tape_call(value, "drop_block"):
             self._refuse(stmt)
         return [copy.deepcopy(stmt)]
 
@@ -336,7 +332,7 @@ class Vectorize(StructuredRewrite):
 
     def _tuple_assign(self, stmt):
         targets, value = stmt.targets[0].elts, stmt.value
-        if _tape_call(value, "pop_frame"):
+        if tape_call(value, "pop_frame"):
             primal, tangents = self._split_frame(targets)
             pops = [s for t in reversed(tangents)
                     for s in self._loop(quote(f"T = {TAPE}.pop_float()", T=t)[0],

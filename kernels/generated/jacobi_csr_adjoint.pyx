@@ -251,6 +251,7 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
     cdef double[::1] xold
     cdef double[::1] xold_bar
     cdef TapeData* _tp = &_tape.data
+    cdef double[::1] _blocks = <double[:_tp.cap_blocks]> _tp.blocks
     xold = _tape.objects.pop()
     n = pop_int(_tp)
     acc_bar = 0.0
@@ -306,8 +307,8 @@ cdef int jacobi_csr__rev_c(const int32_t[::1] indptr, const int32_t[::1] indices
                 # line 41: xold[:] = x
                 _g = xold_bar[_i0]
                 xold_bar[_i0] = 0.0
-                xold[_i0] = _tp.blocks[_saved0 + _i0]
                 x_bar[_i0] += _g
+            xold = _blocks[_saved0:_saved0 + xold.shape[0]]
             drop_block(_tp, xold.shape[0])
     _scalar_out[0] = omega_bar
     return 0
