@@ -29,6 +29,8 @@ def layouts(params, args):
     """``((param, format), ...)`` for the arguments that are SciPy sparse matrices."""
     found = []
     for param, value in zip(params, args):
+        if isinstance(value, (np.ndarray, float, int)):
+            continue            # the usual arguments, let through without asking SciPy
         if scipy.sparse.issparse(value):
             if value.format not in _PATTERN:
                 raise ArgumentError(f"argument '{param}': adsrc takes CSR, CSC and COO sparse "
