@@ -119,11 +119,12 @@ def adsrc_cases(tool, f, spec, problem):
 
     def setup():
         args = problems.arguments(spec, problem)
-        bars = {spec.output + "_bar": problem.w.copy()}
+        bars = {spec.output + "_bar": problems.placed(problem.w)}
         for name in spec.wrt:
             if name != spec.output:
-                bars[name + "_bar"] = (np.zeros(problem.nnz) if name == "data"
-                                       else np.zeros(problem.n) if name in ("b", "x") else None)
+                size = problem.nnz if name == "data" else problem.n if name in ("b", "x") \
+                    else None
+                bars[name + "_bar"] = None if size is None else problems.placed(np.zeros(size))
         bars = {k: v for k, v in bars.items() if v is not None}
         return args, bars
 

@@ -11,16 +11,16 @@ import numpy as np
 
 def _adjoint_call(adjoints, spec, problem):
     """(setup, run, result) of the hand adjoint, in adsrc's calling convention."""
-    from problems import arguments
+    from problems import arguments, placed
 
     adjoint = adjoints[spec.name]
     out_is_y = spec.output == "y"
 
     def setup():
         args = arguments(spec, problem)
-        seed = problem.w.copy()
-        data_bar = np.zeros(problem.nnz)
-        other_bar = np.zeros(problem.n)    # b_bar, or x_bar for the products
+        seed = placed(problem.w)
+        data_bar = placed(np.zeros(problem.nnz))
+        other_bar = placed(np.zeros(problem.n))     # b_bar, or x_bar for the products
         return args, seed, data_bar, other_bar
 
     def run(state):
