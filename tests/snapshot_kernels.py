@@ -119,3 +119,13 @@ def copies_through_a_callee(x, c, sweeps):
         copy_into(t, x)
         for i in range(x.shape[0]):
             x[i] = x[i] * t[i] * c + t[(i + 1) % n]
+
+
+def overwrite_after_use(x, y, c, start, stop):
+    """Part of x is read, then overwritten by a loop whose reverse reads no element of x: the
+    reverse sweep takes x's old values from the copy in place when the copy was taken (from
+    half of x up), and pops them back one by one otherwise."""
+    for i in range(start, stop):
+        y[i] = y[i] + x[i] * x[i]
+    for i in range(start, stop):
+        x[i] = c * y[i]

@@ -63,6 +63,12 @@ CASES = {
     # the same, the copy into t made by a called kernel, for which t is a parameter
     "callee_copy": (K.copies_through_a_callee, lambda: (_x(), 0.3, 3), ("x", "c"), ("x",),
                     6, 6 * N),
+    # x read, then overwritten by a loop that reads none of it: copied (and read in place
+    # by the reverse sweep) over the whole array, its 3 old elements pushed over a part
+    "overwrite_whole": (K.overwrite_after_use, lambda: (_x(), _x(1), 0.7, 0, N), ("x", "y", "c"),
+                        ("x", "y"), 1, N),
+    "overwrite_part": (K.overwrite_after_use, lambda: (_x(), _x(1), 0.7, 2, 5), ("x", "y", "c"),
+                       ("x", "y"), 0, 3),
     # per sweep, the scratch t over its whole length, read back while it is restored
     "scratch_read_back": (K.squares_through_scratch, lambda: (_x(), 0.3, 3), ("x", "c"),
                           ("x",), 3, 3 * N),
@@ -134,13 +140,16 @@ def test_the_choice_is_in_the_generated_code(case, choice, copy):
 
 
 @pytest.mark.parametrize("case, rebound, restored", [
-    ("whole_arrays", {"t"}, {"x"}),     # t is local, and its reverse copy loop reads no t[i]
-    ("two_arrays", set(), {"x", "y"}),  # parameters are restored in place, for a caller
-    ("callee_copy", set(), {"x", "dst"}),   # the called kernel's parameter dst too
+    ("whole_arrays", {"t"}, {"x"}),     # its reverse copy loop reads no t[i]; x's reads x[i]
+    ("two_arrays", set(), {"x", "y"}),  # the reverse loops read x[i - 1] and y[i]
+    ("callee_copy", set(), {"x", "dst"}),   # a called kernel restores its caller's array
+    ("overwrite_part", {"x"}, set()),   # the entry's own parameter: in place when copied
     ("scratch_read_back", set(), {"t"})])   # t[i] = t[i] * t[i] * c + x[i] needs old t[i]
-def test_the_reverse_sweep_reads_a_local_copy_in_place(case, rebound, restored):
-    """After the reverse loop of a local array's copy, the array's name refers to the copy
-    (``t = _tape.block(_saved0)``); the other copies are written back element by element."""
+def test_the_reverse_sweep_reads_a_copy_in_place(case, rebound, restored):
+    """After the reverse loop of an array's copy, the array's name refers to the copy
+    (``t = _tape.block(_saved0)``) where the reverse loop reads none of its elements and the
+    array is not a called kernel's parameter; the other copies are written back element by
+    element."""
     f, args = _adjoint(case)
     source = f.source("adjoint", args=args)
     assert set(re.findall(r"\b(\w+) = (?:_tape\.block\(|_blocks\[)", source)) == rebound

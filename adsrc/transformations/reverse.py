@@ -402,10 +402,11 @@ class ReverseMode:
                    if self._reads_copy_in_place(stmt, array, body)]
         for array in rebound:
             body = _without_restores(body, self._snapshot(stmt, array)[1])
-        loop = gast.For(target=name(stmt.target.id, store=True),
-                        iter=gast.Call(func=name("reversed"), args=[iterable], keywords=[]),
-                        body=body or [gast.Pass()], orelse=[], type_comment=None)
-        out.append(loop)
+        if _has_code(body) or not rebound:      # a loop that only restored: gone with them
+            loop = gast.For(target=name(stmt.target.id, store=True),
+                            iter=gast.Call(func=name("reversed"), args=[iterable], keywords=[]),
+                            body=body or [gast.Pass()], orelse=[], type_comment=None)
+            out.append(loop)
         for array in self._snapshotted(stmt):     # the copies are on top again: drop them
             keep, saved = self._snapshot(stmt, array)
             drop = quote(f"{TAPE}.drop_block(X)", X=array)
@@ -420,12 +421,14 @@ class ReverseMode:
     def _reads_copy_in_place(self, loop, array, body):
         """Whether the reverse sweep, instead of copying the old values of ``array`` back from
         its copy element by element, can make the name ``array`` refer to the copy itself once
-        the reverse loop is done: the copy is always taken, the array is a local one (a called
-        kernel must restore its caller's arrays in place; arrays have one name each, so nothing
-        else sees the old storage), and the reverse loop ``body`` reads no element of it, so
-        no reverse iteration needs an element another one restores.  Weighted Jacobi's
-        ``xold[:] = x`` then costs the reverse sweep no copy (a tenth of it at 256x256)."""
-        if not self.snapshots.always_copied(loop, array) or array in self.spec.params:
+        the reverse loop is done (when the copy was taken): the reverse loop ``body`` reads no
+        element of it, so no reverse iteration needs an element another one restores, and the
+        array is not a parameter of a called kernel, which must restore its caller's arrays in
+        place (arrays have one name each, so nothing else sees the old storage; the entry
+        kernel's reverse sweep leaves its arrays in an intermediate state anyway).  Weighted
+        Jacobi's ``xold[:] = x`` then costs the reverse sweep no copy (a tenth of it at
+        256x256)."""
+        if array in self.spec.params and self.spec.key.restore:
             return False
         return not any(isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name)
                        and node.value.id == array and isinstance(node.ctx, gast.Load)
@@ -443,7 +446,9 @@ class ReverseMode:
 
 def _without_restores(stmts, saved):
     """``stmts`` without the statements restoring elements from the copy named ``saved``
-    (``a[i] = _tape.saved(saved, i)``), at any depth."""
+    (``a[i] = _tape.saved(saved, i)``), at any depth; where the copy was a run-time choice
+    (``if keep: <restore> else: a[i] = _tape.pop_float()``), the pop is left under
+    ``if not keep``."""
     out = []
     for stmt in stmts:
         value = getattr(stmt, "value", None)
@@ -454,8 +459,18 @@ def _without_restores(stmts, saved):
         for field in ("body", "orelse"):
             if getattr(stmt, field, None):
                 setattr(stmt, field, _without_restores(getattr(stmt, field), saved))
+        if isinstance(stmt, gast.If) and not _has_code(stmt.body):
+            if isinstance(stmt.test, gast.Name) and _has_code(stmt.orelse):
+                stmt = gast.If(test=gast.UnaryOp(gast.Not(), stmt.test), body=stmt.orelse,
+                               orelse=[])
+            else:                               # its test may pop the tape: it stays
+                stmt.body = stmt.body + [gast.Pass()]
         out.append(stmt)
     return out
+
+
+def _has_code(stmts):
+    return any(not is_comment(stmt) for stmt in stmts)
 
 
 def _slice(stmts, names):

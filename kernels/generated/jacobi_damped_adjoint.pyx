@@ -252,6 +252,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
     cdef double[::1] r
     cdef double[::1] r_bar
     cdef TapeData* _tp = &_tape.data
+    cdef double[::1] _blocks = <double[:_tp.cap_blocks]> _tp.blocks
     r = _tape.objects.pop()
     n = pop_int(_tp)
     acc_bar = 0.0
@@ -265,10 +266,10 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
             for _i0 in range(x.shape[0] - 1, 0 - 1, -1):
                 # line 31: x += alpha * dinv * r
                 _g = x_bar[_i0]
-                x[_i0] = _tp.blocks[_saved1 + _i0]
                 alpha_bar += _g * (r[_i0] * dinv[_i0])
                 dinv_bar[_i0] += _g * (r[_i0] * alpha)
                 r_bar[_i0] += _g * (alpha * dinv[_i0])
+            x = _blocks[_saved1:_saved1 + x.shape[0]]
             drop_block(_tp, x.shape[0])
             # line 26: for i in range(n):
             _saved0 = pop_int(_tp)
@@ -277,9 +278,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 # line 30: r[i] = acc
                 _g = r_bar[i]
                 r_bar[i] = 0.0
-                if _keep0:
-                    r[i] = _tp.blocks[_saved0 + i]
-                else:
+                if not _keep0:
                     r[i] = pop_float(_tp)
                 acc_bar += _g
                 # line 28: for k in range(indptr[i], indptr[i + 1]):
@@ -293,6 +292,7 @@ cdef int jacobi_damped__rev_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 acc_bar = 0.0
                 b_bar[i] += _g
             if _keep0:
+                r = _blocks[_saved0:_saved0 + r.shape[0]]
                 drop_block(_tp, r.shape[0])
     _scalar_out[0] = alpha_bar
     return 0
