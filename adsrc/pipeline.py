@@ -15,8 +15,8 @@ import gast
 
 from adsrc import __version__
 from adsrc.analyses.activity import Activity
-from adsrc.analyses.effects import (Effects, directly_written_params, rule_call, target_root,
-                                    user_call, walk_statements)
+from adsrc.analyses.effects import (Effects, directly_written_params, rule_call, user_call,
+                                    walk_statements)
 from adsrc.analyses.needs import AdjointNeeds
 from adsrc.analyses.recompute import Recomputation
 from adsrc.analyses.reads_behind import ReadsBehind
@@ -214,23 +214,9 @@ class Specialization:
         self.dot_params = [p for p in self.params if p in self.active and self.env[p].is_float]
         written = effects.written_anywhere(self.tree.body)
         self.written_arrays = [p for p in array_params if p in written]
-        restored = self._restored(effects)
-        self.restored_arrays = [p for p in self.written_arrays if p in restored]
-
-    def _restored(self, effects):
-        """The variables the reverse sweep writes back to older values: the targets of the
-        saved stores (put back from the tape or an array's copy) and the arrays a called kernel
-        writes (its reverse sweep restores them).  An array parameter not among them ends the
-        reverse sweep as the forward sweep left it, so an adjoint call need not copy its final
-        value aside (8 MB a call for the weighted Jacobi of a 1024x1024 grid)."""
-        restored = set()
-        for stmt in walk_statements(self.tree.body):
-            if isinstance(stmt, gast.Assign) and id(stmt) in self.tbr.saves:
-                restored.add(target_root(stmt.targets[0]))
-            call = user_call(stmt, self.user_functions)
-            if call is not None:
-                restored |= effects.call_writes(call)
-        return restored
+        # the written arrays the reverse sweep writes older values into: all of them until it is
+        # built (adsrc.transformations.reverse.build_functions says which)
+        self.restored_arrays = list(self.written_arrays)
 
     def _check_calls(self, effects):
         for stmt in walk_statements(self.tree.body):

@@ -165,6 +165,22 @@ def test_tangent_and_adjoint_pass_the_dot_product_test(case):
     _dot_product_test(kernel, make_args(), wrt, outputs)
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_adjoint_call_leaves_the_arrays_as_the_primal_does(case):
+    """A rule's reverse part puts back the array it overwrote (``_rules.restore``); the
+    adjoint call still gives the caller every array's final value."""
+    kernel, make_args, wrt, outputs = CASES[case]
+    after_primal, after_adjoint = make_args(), make_args()
+    kernel(*after_primal)
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs)
+    bars = {out + "_bar": np.ones_like(after_adjoint[f.params.index(out)])
+            for out in outputs if out != "return"}
+    f.adjoint(*after_adjoint, **bars)
+    for got, want in zip(after_adjoint, after_primal):
+        if isinstance(want, np.ndarray):
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
 # Hessian-vector products through rules (their backward_tangent parts) --------------------------
 
 HVP_CASES = {

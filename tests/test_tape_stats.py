@@ -124,6 +124,7 @@ def test_weighted_jacobi_records_the_previous_iterate_only(int_dtype):
 
 @pytest.mark.parametrize("kernel, wrt, restored", [
     (K.jacobi_csr, ("data", "b", "omega"), []),      # restores only its local copy xold
+    (K.jacobi_damped, ("data", "b", "alpha"), []),   # reads x's copies in place
     (K.gauss_seidel, ("data", "b"), ["x"]),           # puts back the x[i] each row overwrote
     (K.gauss_seidel, ("b",), []),                     # records nothing
 ])
@@ -137,6 +138,9 @@ def test_the_adjoint_keeps_aside_only_the_final_arrays_its_reverse_sweep_restore
     args = (indptr, indices, data, rng.uniform(-1, 1, N), rng.uniform(-1, 1, N), SWEEPS)
     if kernel is K.jacobi_csr:
         args = args[:5] + (0.7,) + args[5:]
+    elif kernel is K.jacobi_damped:
+        args = args[:3] + (1.0 / diagonal_of(indptr, indices, data),) + args[3:5] + (0.8,) \
+            + args[5:]
     f = adsrc.differentiate(kernel, wrt=wrt, outputs=("x",))
     after_adjoint, after_primal = _copy(args), _copy(args)
     f.adjoint(*after_adjoint, x_bar=rng.standard_normal(N))

@@ -27,6 +27,7 @@ from adsrc.analyses.snapshots import int_literal, literal_step
 from adsrc.frontend.quoting import comment, const, is_comment, name, quote, quote_expr, same
 from adsrc.normalize.control import contains_break
 from adsrc.rules import elementary
+from adsrc.rules.library import RULES
 from adsrc.transformations import rule_calls
 
 TAPE = "_tape"
@@ -469,6 +470,33 @@ def _without_restores(stmts, saved):
     return out
 
 
+def _written_back(stmts, arrays):
+    """The ``arrays`` (parameters the kernel writes) whose elements a reverse sweep writes
+    back: restored from the tape or a copy, or passed to a called kernel's reverse sweep or to
+    a derivative rule (``_rules.restore``), which may.  Rebinding a name to a copy writes
+    nothing.  The others end the reverse sweep as the forward sweep left them, so an adjoint
+    call need not copy their final values aside (8 MB a call for weighted Jacobi on a
+    1024x1024 grid)."""
+    written = set()
+    for node in (node for stmt in stmts for node in gast.walk(stmt)):
+        if isinstance(node, gast.Subscript) and isinstance(node.ctx, gast.Store) \
+                and isinstance(node.value, gast.Name):
+            written.add(node.value.id)
+        elif isinstance(node, gast.Call) and _may_write_arguments(node):
+            written |= {arg.id for arg in node.args if isinstance(arg, gast.Name)}
+    return [array for array in arrays if array in written]
+
+
+def _may_write_arguments(call):
+    """A called kernel's reverse sweep (``<name>__rev(...)``), or a derivative rule's call."""
+    func = call.func
+    if isinstance(func, gast.Name):
+        return func.id.endswith("__rev")
+    while isinstance(func, gast.Attribute):
+        func = func.value
+    return isinstance(func, gast.Name) and func.id == RULES
+
+
 def _has_code(stmts):
     return any(not is_comment(stmt) for stmt in stmts)
 
@@ -514,6 +542,7 @@ def build_functions(spec):
     for param in spec.scalar_bar_params:
         inits += quote(f"{param}_bar = 0.0")
     reverse = inits + reverse
+    spec.restored_arrays = _written_back(reverse, spec.written_arrays)
 
     locals_read = set()
     for stmt in reverse:
