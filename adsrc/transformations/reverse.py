@@ -7,7 +7,7 @@ The kernel becomes two functions sharing a tape:
   end it saves the locals the reverse sweep reads (its *frame*).  Where the snapshot analysis
   allows it (:mod:`adsrc.analyses.snapshots`), a loop copies an array once instead of pushing
   its old elements, if at run time that is the cheaper of the two (always, for a loop over the
-  whole array; the reverse sweep then reads a local array's copy in place when it can);
+  whole array; the reverse sweep then reads the copy in place when it can);
 * ``<name>__rev(args..., <array>_bar..., [_ret_bar], _tape)`` walks the kernel backwards.  For each
   assignment it reads the target's adjoint into ``_g``, restores the old value if one was saved,
   and adds ``_g * partial`` to the adjoint of every active leaf.  At the start of each reverse
@@ -427,8 +427,7 @@ class ReverseMode:
         array is not a parameter of a called kernel, which must restore its caller's arrays in
         place (arrays have one name each, so nothing else sees the old storage; the entry
         kernel's reverse sweep leaves its arrays in an intermediate state anyway).  Weighted
-        Jacobi's ``xold[:] = x`` then costs the reverse sweep no copy (a tenth of it at
-        256x256)."""
+        Jacobi's ``xold[:] = x`` then costs the reverse sweep no copy back."""
         if array in self.spec.params and self.spec.key.restore:
             return False
         return not any(isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name)
