@@ -23,15 +23,16 @@ import warnings
 
 import numpy as np
 
+from adsrc.analyses.types import usual_types
 from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
-from adsrc.runtime.arguments import (check_bar, check_contiguous, check_distinct,
-                                     check_float, check_out_bar, check_writeable,
+from adsrc.runtime.arguments import (check_contiguous, check_out_bar, check_writeable,
                                      signature_of)
+from adsrc.runtime.call_checks import CallChecks
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
 from adsrc.transformations.vector import VectorModeUnsupported
@@ -88,36 +89,41 @@ def _backend(name):
     return name
 
 
-class _Compiled:
-    """The loaded adjoint of one signature and backend."""
+class _Loaded:
+    """A loaded module of one signature and backend, with the checks of its calls (made once
+    per kind of companion, see :meth:`Differentiable._call_checks`)."""
 
-    def __init__(self, entry, backend, source, namespace):
+    def __init__(self, entry, backend, source):
         self.entry = entry
         self.backend = backend
         self.source = source
+        self.checks = {}
+
+
+class _Compiled(_Loaded):
+    """The loaded adjoint of one signature and backend."""
+
+    def __init__(self, entry, backend, source, namespace):
+        super().__init__(entry, backend, source)
         self.forward = namespace[entry.fwd_name]
         self.reverse = namespace[entry.rev_name]
         self.primal = namespace[entry.primal_name] if backend == "cython" else entry.key.fn
         self.make_tape = namespace["Tape"] if backend == "cython" else Tape
 
 
-class _CompiledTangent:
+class _CompiledTangent(_Loaded):
     """The loaded tangent of one signature and backend."""
 
     def __init__(self, entry, backend, source, namespace):
-        self.entry = entry
-        self.backend = backend
-        self.source = source
+        super().__init__(entry, backend, source)
         self.tangent = namespace[entry.tan_name]
 
 
-class _CompiledSecondOrder:
+class _CompiledSecondOrder(_Loaded):
     """The loaded tangent of the adjoint (``__fwd_dot``, ``__rev_dot``) of one signature."""
 
     def __init__(self, entry, backend, source, namespace):
-        self.entry = entry
-        self.backend = backend
-        self.source = source
+        super().__init__(entry, backend, source)
         self.forward = namespace[dot_name(entry.fwd_name)]
         self.reverse = namespace[dot_name(entry.rev_name)]
         self.make_tape = namespace["Tape"] if backend == "cython" else Tape
@@ -181,10 +187,25 @@ class Differentiable:
         """The kernel compiled by this object's backend (the original function for "python").
 
         Returns what the kernel returns (None for a kernel without a return value)."""
-        matrices = self._matrices(args)
+        signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
             return matrices.inner.primal(*matrices.arguments(args))
-        return self._checked_primal(args).primal(*args)
+        return self._checked_primal(args, signature).primal(*args)
+
+    def _signature_or_matrices(self, args):
+        """``(the signature of a call, None)``, or ``(None, the MatrixKernel of its sparse
+        matrices)``.  The usual arguments (arrays and numbers) are typed from a table and not
+        shown to SciPy; only other arguments are looked at for matrices, then typed or
+        refused."""
+        if len(args) == len(self.params):
+            signature = usual_types(args)
+            if signature is not None:
+                self._last_matrices = None
+                return signature, None
+        matrices = self._matrices(args)
+        if matrices is not None:
+            return None, matrices
+        return signature_of(self.fn.__name__, self.params, args), None
 
     def _matrices(self, args):
         """The :class:`~adsrc.matrix_arguments.MatrixKernel` of the sparse matrices among
@@ -206,11 +227,12 @@ class Differentiable:
             return matrices.inner._outputs_of_call(matrices.arguments(args))
         return self._outputs_for(signature_of(self.fn.__name__, self.params, args))
 
-    def _checked_primal(self, args):
-        """The compiled adjoint module for ``args``, after the checks a primal call needs
-        (shared with the loops of :mod:`adsrc.checkpointing`)."""
+    def _checked_primal(self, args, signature=None):
+        """The compiled adjoint module for ``args`` (of ``signature``, when the caller has it),
+        after the checks a primal call needs (shared with the loops of
+        :mod:`adsrc.checkpointing`)."""
         name = self.fn.__name__
-        compiled = self._compile(signature_of(name, self.params, args))
+        compiled = self._compile(signature or signature_of(name, self.params, args))
         if compiled.backend == "cython":
             check_contiguous(name, self.params, args)
         check_writeable(name, self.params, args, compiled.entry.written_arrays)
@@ -318,24 +340,20 @@ class Differentiable:
         Vector mode: with stacks of k directions (``x_dot`` of shape ``(k,) + x.shape``, a
         length-k array for a float) it runs one sweep whose tangent work is k wide, and returns
         stacks of k tangents (``(k,)`` for the return value)."""
-        matrices = self._matrices(args)
+        signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
             return matrices.inner.tangent(*matrices.arguments(args),
                                           **matrices.directions(args, dots))
-        name = self.fn.__name__
-        k = stack_size(name, self.params, args, dots)
+        k = stack_size(self.fn.__name__, self.params, args, dots)
         if k is not None:
             try:
-                compiled = self._compile(signature_of(name, self.params, args),
-                                         mode=VECTOR_TANGENT)
+                compiled = self._compile(signature, mode=VECTOR_TANGENT)
             except VectorModeUnsupported:
                 return self._tangents_one_by_one(args, dots, k)
             return vector_tangent(self, compiled, args, dots, k)
-        compiled = self._compile(signature_of(name, self.params, args), mode=TANGENT)
+        compiled = self._compile(signature, mode=TANGENT)
         entry = compiled.entry
-        _, directions = self._checked_with(
-            compiled, args, dots, "_dot", entry.dot_params, {p + "_dot" for p in self.wrt},
-            "direction")
+        _, directions = self._checked_with(compiled, args, dots, "_dot")
         values = dict(zip(self.params, args))
 
         returned = compiled.tangent(*args, *directions)
@@ -372,12 +390,11 @@ class Differentiable:
     # running ------------------------------------------------------------------------------------
 
     def _run(self, args, bars):
-        matrices = self._matrices(args)
+        signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
             value, results, stats = matrices.inner._run(matrices.arguments(args), bars)
             return value, matrices.results(args, results), stats
-        name = self.fn.__name__
-        compiled = self._compile(signature_of(name, self.params, args))
+        compiled = self._compile(signature)
         entry = compiled.entry
         # Every check comes before anything runs: a bad call leaves the user's arrays as they were.
         arrays, bar_arrays, out_bar = self._checked(compiled, args, dict(bars))
@@ -408,58 +425,45 @@ class Differentiable:
                 raise ArgumentError(f"{name}: out_bar= is the adjoint of the return value, "
                                     "which is not an output of this adjoint")
             out_bar = check_out_bar(name, bars.pop("out_bar"))
-        allowed = {param + "_bar" for param in entry.bar_params
-                   if param in self.wrt or param in entry.key.outputs}
         for param in entry.bar_params:
             if param in entry.key.outputs and param + "_bar" not in bars:
                 raise ArgumentError(f"{name}: pass {param}_bar=, the adjoint of the final value "
                                     f"of the output '{param}'")
-        arrays, bar_arrays = self._checked_with(compiled, args, bars, "_bar", entry.bar_params,
-                                                allowed, "adjoint",
-                                                " (and out_bar= for the return value)")
+        arrays, bar_arrays = self._checked_with(compiled, args, bars, "_bar")
         return arrays, bar_arrays, out_bar
 
-    def _checked_with(self, compiled, args, given, suffix, params, allowed, what, hint=""):
-        """The checks an adjoint or a tangent call makes before anything runs: the arguments
-        (contiguity for the compiled backend, writeable where written), then the companions
-        ``<param><suffix>`` of ``params`` (bars or directions): no unknown key, float64 arrays
-        of their primal's shape (or floats for scalars), and no aliasing of anything written.
-        Returns (the argument arrays by name, the companions in ``params`` order; zeros for
-        the ones not given)."""
-        name = self.fn.__name__
-        entry = compiled.entry
-        cython = compiled.backend == "cython"
-        if cython:
-            check_contiguous(name, self.params, args)
-        check_writeable(name, self.params, args, entry.written_arrays)
-        for key in given:
-            if key not in allowed:
-                raise ArgumentError(f"{name}: unexpected {what} '{key}'; this call takes "
-                                    f"{', '.join(sorted(allowed)) or f'no array {what}s'}{hint}")
-        values = dict(zip(self.params, args))
-        companions = []
-        for param in params:
-            key, primal = param + suffix, values[param]
-            if not isinstance(primal, np.ndarray):
-                companions.append(check_float(name, key, given[key], f"a {what}")
-                                  if key in given else 0.0)
-            elif key in given:
-                check_bar(name, param, primal, given[key], suffix=suffix)
-                if cython:
-                    check_contiguous(name, [key], [given[key]])
-                companions.append(given[key])
+    def _checked_with(self, compiled, args, given, suffix):
+        """The checks an adjoint (``suffix="_bar"``) or a tangent (``"_dot"``) call makes
+        before anything runs: the arguments (contiguity for the compiled backend, writeable
+        where written), then the companions ``<param><suffix>`` (bars or directions): no
+        unknown key, float64 arrays of their primal's shape (or floats for scalars), and no
+        aliasing of anything written.  Returns (the argument arrays by name, the companions in
+        the compiled code's order; zeros for the ones not given)."""
+        return self._call_checks(compiled, suffix)(args, given)
+
+    def _call_checks(self, compiled, suffix):
+        """The :class:`~adsrc.runtime.call_checks.CallChecks` of ``compiled``'s calls with
+        ``<param><suffix>`` companions, made on the first such call."""
+        checks = compiled.checks.get(suffix)
+        if checks is None:
+            entry = compiled.entry
+            if suffix == "_bar":
+                companions = entry.bar_params
+                allowed = [param + suffix for param in companions
+                           if param in self.wrt or param in entry.key.outputs]
+                written_companions = companions      # every adjoint is written
+                what, hint = "adjoint", " (and out_bar= for the return value)"
             else:
-                companions.append(np.zeros_like(primal))
-        arrays = {param: value for param, value in values.items()
-                  if isinstance(value, np.ndarray)}
-        everything = dict(arrays)
-        everything.update({param + suffix: value for param, value in zip(params, companions)
-                           if isinstance(value, np.ndarray)})
-        written = set(entry.written_arrays) | {param + suffix for param in params
-                                               if suffix == "_bar"
-                                               or param in entry.written_arrays}
-        check_distinct(name, everything, written)
-        return arrays, companions
+                companions = entry.dot_params
+                allowed = [param + suffix for param in self.wrt]
+                written_companions = [param for param in companions
+                                      if param in entry.written_arrays]
+                what, hint = "direction", ""
+            checks = compiled.checks[suffix] = CallChecks(
+                self.fn.__name__, self.params, entry.key.signature, entry.written_arrays,
+                companions, suffix, allowed, written_companions, what, hint,
+                contiguous=compiled.backend == "cython")
+        return checks
 
 
 def differentiate(fn=None, *, wrt, outputs=None, backend=None):

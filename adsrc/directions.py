@@ -69,10 +69,8 @@ def vector_tangent(kernel, compiled, args, dots, k):
     entry = compiled.entry
     # the checks of a single-direction call (arguments, keys, dtypes, shapes, contiguity,
     # aliasing), on the first direction of every stack, then the stacks' own aliasing
-    allowed = {param + SUFFIX for param in kernel.wrt}
     firsts = {key: stack[0] for key, stack in dots.items()}
-    arrays, _ = kernel._checked_with(compiled, args, firsts, SUFFIX, entry.dot_params, allowed,
-                                     "direction")
+    arrays, _ = kernel._checked_with(compiled, args, firsts, SUFFIX)
     outputs = kernel._outputs_for(signature_of(name, kernel.params, args))
     written = set(entry.written_arrays) | {param + SUFFIX for param in outputs}
     check_distinct(name, {**arrays, **dots}, written)

@@ -447,6 +447,31 @@ def test_three_dimensional_array():
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+USUAL_VALUES = [np.zeros(3), np.zeros((2, 3)), np.zeros(3, dtype=np.int32),
+                np.zeros((2, 2), dtype=np.int64), 1.5, 2, True, np.float64(1.5), np.float32(1.5),
+                np.int32(2), np.int64(2), np.bool_(True)]
+OTHER_VALUES = [np.zeros(3, dtype=np.float32), np.zeros((2, 2, 2)), np.zeros(()),
+                np.zeros(3).view(np.recarray), np.zeros(3, dtype=">f8"), np.int16(2), "x", None]
+
+
+@pytest.mark.parametrize("value", USUAL_VALUES + OTHER_VALUES, ids=repr)
+def test_the_table_of_usual_types_agrees_with_the_general_rules(value):
+    """Every call types its arguments from a table first (usual_types): the usual values must
+    be found there, and any value the table types must get the type the general rules
+    (type_of_value) give it; the others are left to the general rules."""
+    from adsrc.analyses.types import type_of_value, usual_types
+
+    try:
+        general = type_of_value(value, "v")
+    except adsrc.ArgumentError:
+        general = None
+    found = usual_types([value])
+    if any(value is usual for usual in USUAL_VALUES):
+        assert found == (general,) and general is not None
+    else:
+        assert found in (None, (general,))
+
+
 @pytest.mark.parametrize("count", [5, 7, 0])
 def test_wrong_number_of_arguments(count):
     args = _csr_args()

@@ -59,6 +59,23 @@ _ARRAY_TYPES = {(np.dtype(dtype), ndim): array(dtype, ndim)
                 for dtype in ("float64", "int32", "int64") for ndim in (1, 2)}
 
 
+# the scalar types a kernel takes, by their Python class (bool counts as int, as in Python)
+_SCALAR_TYPES = {float: FLOAT, int: INT, bool: INT, np.float64: FLOAT, np.float32: FLOAT,
+                 np.int64: INT, np.int32: INT, np.bool_: INT}
+
+
+def usual_types(values):
+    """The types of ``values`` when each is a NumPy array of a dtype and ndim that kernels
+    take or a Python or NumPy float, int or bool: found in two tables, the cheap way every call
+    starts.  None for anything else (subclasses of ndarray, sparse matrices, wrong dtypes...),
+    which :func:`type_of_value` then types or refuses."""
+    try:
+        return tuple([_ARRAY_TYPES[value.dtype, value.ndim] if type(value) is np.ndarray
+                      else _SCALAR_TYPES[type(value)] for value in values])
+    except KeyError:
+        return None
+
+
 def type_of_value(value, what):
     """Type of a run-time argument value; ``what`` names it in errors."""
     if isinstance(value, np.ndarray):

@@ -8,7 +8,7 @@ writes, a non-contiguous array or bar for the compiled backend) raises
 
 import numpy as np
 
-from adsrc.analyses.types import type_of_value
+from adsrc.analyses.types import type_of_value, usual_types
 from adsrc.errors import ArgumentError
 
 
@@ -17,6 +17,9 @@ def signature_of(kernel_name, params, args):
     if len(args) != len(params):
         raise ArgumentError(f"{kernel_name}() takes {len(params)} arguments "
                             f"({', '.join(params)}), {len(args)} given")
+    usual = usual_types(args)
+    if usual is not None:
+        return usual
     return tuple(type_of_value(value, f"{kernel_name}: argument '{param}'")
                  for param, value in zip(params, args))
 
@@ -64,7 +67,7 @@ def check_distinct(kernel_name, arrays, written):
     the ones that will be written.
     """
     names = list(arrays)
-    owners = {name: _owner(value) for name, value in arrays.items()}
+    owners = {name: memory_owner(value) for name, value in arrays.items()}
     distinct_owners = {id(owner) for owner in owners.values() if owner is not None}
     if len(distinct_owners) == len(names):
         return                  # each array allocated its own memory: none is shared
@@ -81,7 +84,7 @@ def check_distinct(kernel_name, arrays, written):
                                     "from its other arrays; pass copies")
 
 
-def _owner(array):
+def memory_owner(array):
     """The array that allocated ``array``'s memory (itself, or the end of its chain of views),
     or None when that memory came from elsewhere (a buffer, a pointer): two arrays with
     different owners cannot share memory, and this test is what makes the check cheap on every
