@@ -407,10 +407,10 @@ class Differentiable:
         scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
         for param, final in finals.items():
             arrays[param][...] = final
-        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_bars or ()))
-        array_bars = dict(zip(entry.bar_params, bar_arrays))
-        results = tuple(array_bars[param] if param in array_bars
-                        else float(scalar_bars.get(param, 0.0)) for param in self.wrt)
+        adjoints = dict(zip(entry.bar_params, bar_arrays))
+        if scalar_bars:
+            adjoints.update(zip(entry.scalar_bar_params, map(float, scalar_bars)))
+        results = tuple([adjoints.get(param, 0.0) for param in self.wrt])
         stats = TapeStats.of(tape)
         return value, results, stats
 

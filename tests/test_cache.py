@@ -322,3 +322,25 @@ def test_kernels_in_scipy_sparse_spelling_get_a_key():
     key = SourceKey(rule_kernels.scipy_spelling, ("data",), ("return",), signature, "cython",
                     "adjoint").value
     assert key is not None
+
+
+def test_a_signature_pickled_in_one_process_is_found_in_another():
+    """Types cache their hash; a string's hash differs between processes (PYTHONHASHSEED), so
+    a signature the source-key cache pickled must hash as the other process's own Types do."""
+    from adsrc.runtime.arguments import signature_of
+
+    signature = signature_of("kernel", ["x", "i", "c"], (np.zeros(3), np.zeros(2, np.int32), 0.5))
+    check = textwrap.dedent("""
+        import pickle, sys
+        import numpy as np
+        from adsrc.runtime.arguments import signature_of
+        loaded = pickle.loads(bytes.fromhex(sys.argv[1]))
+        fresh = signature_of("kernel", ["x", "i", "c"],
+                             (np.zeros(3), np.zeros(2, np.int32), 0.5))
+        print({fresh: "found"}.get(loaded, "missing"))
+        """)
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", check, pickle.dumps(signature).hex()],
+                              env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "found"

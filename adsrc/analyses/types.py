@@ -22,6 +22,19 @@ class Type:
     dtype: str = ""      # arrays: "float64", "int32", "int64"
     ndim: int = 0
 
+    def __post_init__(self):
+        # every call looks its signature up among the compiled ones, hashing each Type: once
+        # here, not every time
+        object.__setattr__(self, "_hash", hash((self.kind, self.dtype, self.ndim)))
+
+    def __hash__(self):
+        return self._hash
+
+    def __reduce__(self):
+        """Pickled by its fields and made anew: a string's hash differs between processes, so
+        the cached hash must not travel with it (the source-key cache pickles signatures)."""
+        return Type, (self.kind, self.dtype, self.ndim)
+
     @property
     def is_array(self):
         return self.kind == "array"
