@@ -247,6 +247,7 @@ class Checkpointed:
         tape = variant.make_tape()
         variant.forward(*copies, tape)
         tape.note_forward_end()
+        variant.remember(tape)
         return tape.peak_values * BYTES_PER_VALUE
 
     def _plan(self, signature, compiled, args, steps, state_bytes, online):
@@ -335,6 +336,7 @@ class Checkpointed:
             for n in range(n0, n1):
                 variant.forward(*self._at(args, n), tape)
                 tape.note_forward_end()
+            variant.remember(tape)
             pushed[0] += tape.floats_pushed
             pushed[1] += tape.ints_pushed
             return tape, tape.peak_values * BYTES_PER_VALUE

@@ -74,6 +74,7 @@ class _SecondOrder:
         dots = [v if param == self.wrt else zero(values[param]) for param in entry.dot_params]
         tape = compiled.make_tape()
         compiled.forward(*work, *dots, *fwd_extra, tape)
+        compiled.remember(tape)
         bars = [np.zeros_like(values[param]) for param in entry.bar_params]
         bar_dots = [zero(values[param]) for param in entry.bar_params]
         scalars = compiled.reverse(*work, *bars, 1.0, *dots, *bar_dots, seed_dot, *rev_extra,

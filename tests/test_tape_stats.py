@@ -148,3 +148,29 @@ def test_the_adjoint_keeps_aside_only_the_final_arrays_its_reverse_sweep_restore
     np.testing.assert_allclose(after_adjoint[3], after_primal[3], rtol=1e-14)
     (compiled,) = f._compiled.values()
     assert compiled.entry.restored_arrays == restored
+
+
+def test_calls_of_changing_sizes_each_record_and_return_their_own():
+    """A compiled tape starts as large as the last call's was when its forward sweep ended
+    (``sizes``); calls that need more, then less, then more again, across the 1024-value first
+    size of each stack, give the hand adjoint's gradient and count what they pushed."""
+    rng = np.random.default_rng(106)
+    f = adsrc.differentiate(K.jacobi_csr, wrt=("data", "b", "omega"), outputs=("x",))
+    for m in (12, 3, 20, 5, 12):
+        indptr, indices, data = poisson2d_csr(m, np.int32)
+        n = m * m
+        args = (indptr, indices, perturb_data(rng, indptr, indices, data),
+                rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 0.7, 12)
+        x_bar = rng.standard_normal(n)
+        want = jacobi_csr_adj(*_copy(args), x_bar=x_bar)
+        data_bar, b_bar, omega_bar = f.adjoint(*_copy(args), x_bar=x_bar.copy())
+        _close(data_bar, want["data"], f"data_bar, {m}x{m}")
+        _close(b_bar, want["b"], f"b_bar, {m}x{m}")
+        _close(omega_bar, want["omega"], f"omega_bar, {m}x{m}")
+        stats = f.adjoint.last_tape_stats
+        assert n * 12 <= stats.floats_pushed <= n * 12 + SLACK, (m, stats)
+        (compiled,) = f._compiled.values()
+        if compiled.backend == "cython":
+            floats, ints, blocks = compiled._tape_sizes
+            assert floats + blocks == stats.floats_pushed and ints == stats.ints_pushed
+            assert (floats + ints + blocks) * 8 == stats.peak_bytes

@@ -29,6 +29,7 @@ cdef struct TapeData:
     double* blocks         # array snapshots, element by element
     Py_ssize_t n_floats, n_ints, cap_floats, cap_ints, n_blocks, cap_blocks
     long long floats_pushed, ints_pushed, peak_values, blocks_pushed
+    Py_ssize_t end_floats, end_ints, end_blocks     # each stack's size when the forward ended
 
 
 cdef class Tape:
@@ -37,15 +38,22 @@ cdef class Tape:
     cdef TapeData data
     cdef public list objects
 
-    def __cinit__(self):
-        self.data.floats = <double*>malloc(1024 * sizeof(double))
-        self.data.ints = <long long*>malloc(1024 * sizeof(long long))
-        self.data.blocks = <double*>malloc(1024 * sizeof(double))
+    def __cinit__(self, Py_ssize_t floats=0, Py_ssize_t ints=0, Py_ssize_t blocks=0):
+        """Stacks of at least ``floats``, ``ints`` and ``blocks`` values (``sizes`` of an
+        earlier call's tape): a stack that has to grow copies what it holds, so a tape made
+        as large as the last one of a repeated call copies nothing twice."""
+        floats, ints, blocks = max(floats, 1024), max(ints, 1024), max(blocks, 1024)
+        self.data.floats = <double*>malloc(floats * sizeof(double))
+        self.data.ints = <long long*>malloc(ints * sizeof(long long))
+        self.data.blocks = <double*>malloc(blocks * sizeof(double))
         if self.data.floats == NULL or self.data.ints == NULL or self.data.blocks == NULL:
             raise MemoryError()
-        self.data.cap_floats = 1024
-        self.data.cap_ints = 1024
-        self.data.cap_blocks = 1024
+        self.data.cap_floats = floats
+        self.data.cap_ints = ints
+        self.data.cap_blocks = blocks
+        self.data.end_floats = 0
+        self.data.end_ints = 0
+        self.data.end_blocks = 0
         self.data.n_floats = 0
         self.data.n_ints = 0
         self.data.n_blocks = 0
@@ -76,6 +84,11 @@ cdef class Tape:
     def peak_values(self):
         return self.data.peak_values
 
+    @property
+    def sizes(self):
+        """(floats, ints, blocks): how many values each stack held when the forward ended."""
+        return (self.data.end_floats, self.data.end_ints, self.data.end_blocks)
+
     def push_object(self, value):
         """Save what a derivative rule's forward part returned (adsrc.runtime.rule_calls)."""
         self.objects.append(value)
@@ -93,6 +106,9 @@ cdef class Tape:
         self.data.floats_pushed = self.data.n_floats + self.data.n_blocks
         self.data.ints_pushed = self.data.n_ints
         self.data.peak_values = self.data.n_floats + self.data.n_ints + self.data.n_blocks
+        self.data.end_floats = self.data.n_floats
+        self.data.end_ints = self.data.n_ints
+        self.data.end_blocks = self.data.n_blocks
 
 
 cdef inline int _grow_failed() except -1 nogil:
