@@ -27,6 +27,8 @@ made here (zeros) and never returned, but an allocated copy gives its bar, the a
 initial value, to the array it copies (the allocation's only derivative).
 """
 
+import contextlib
+import copy
 import functools
 import types
 
@@ -35,7 +37,7 @@ import numpy as np
 
 from adsrc.api import ADJOINT, Adjoint, Differentiable
 from adsrc.checkpointing import Checkpointed, checked_options, checkpointed
-from adsrc.errors import AdsrcError, ArgumentError
+from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError
 from adsrc.frontend import outline
 from adsrc.frontend.derived import derived_kernel, kernel_source
 from adsrc.frontend.intrinsics import ALLOCATIONS, canonical
@@ -103,10 +105,24 @@ class _Adjoint(Adjoint):
         return results
 
 
+@contextlib.contextmanager
+def _as_plain_loop():
+    """Says, in a refusal of the kernel without its marker, why that kernel was made: what a
+    checkpointed loop's body may do (allocate arrays, as a kernel's top level does) a plain
+    loop's may not."""
+    try:
+        yield
+    except UnsupportedError as error:
+        raise UnsupportedError("tangent mode runs the checkpointed loop as a plain loop over its "
+                               "range, where this is refused: " + error.message, error.filename,
+                               error.line, error.col, error.source_line) from None
+
+
 class KernelWithCheckpointedLoop(Differentiable):
     """A kernel whose marked loop is reversed under a checkpoint schedule (made by
-    ``Differentiable(...)`` for such a kernel).  Reverse mode only: tangent mode, Hessians and
-    offline generation refuse the marker (the fence says why)."""
+    ``Differentiable(...)`` for such a kernel).  Tangent mode runs forward only and needs no
+    checkpoints: it differentiates the kernel with the loop over the range itself.  Hessians
+    and offline generation refuse the marker (the fence says why)."""
 
     def __init__(self, fn, wrt, outputs=None, backend=None):
         super().__init__(fn, wrt, outputs, backend)
@@ -135,6 +151,7 @@ class KernelWithCheckpointedLoop(Differentiable):
                              else self._written(program, self._tail_fn))
         self.adjoint = _Adjoint(self)
         self._by_signature = {}
+        self._unmarked = None
 
     @staticmethod
     def _written(program, fn):
@@ -292,11 +309,34 @@ class KernelWithCheckpointedLoop(Differentiable):
                           for param in self.wrt)
         return after.get("value"), gradients, stats
 
+    # tangent mode -------------------------------------------------------------------------------
+
+    def _without_marker(self):
+        """The kernel as a :class:`Differentiable` whose marked loop iterates over the range
+        the marker wraps (made on first use)."""
+        if self._unmarked is None:
+            tree = copy.deepcopy(self._source.tree)
+            position = next(k for k, stmt in enumerate(self._source.tree.body)
+                            if getattr(stmt, "iter", None) is self._split.marker)
+            loop = tree.body[position]
+            loop.iter = loop.iter.args[0]       # adsrc.checkpointed(range(n), ...) -> range(n)
+            self._unmarked = Differentiable(derived_kernel(self._source, tree), self.wrt,
+                                            self.outputs, self.backend)
+        return self._unmarked
+
+    def tangent(self, *args, **dots):
+        """Tangent mode, as :meth:`Differentiable.tangent`, of the kernel with its loop over
+        the range itself (a forward sweep keeps nothing to reverse)."""
+        with _as_plain_loop():
+            return self._without_marker().tangent(*args, **dots)
+
     def source(self, kind=ADJOINT, args=None, backend=None):
-        """The generated adjoints of the loop's step and of the kernel after the loop (the
-        other modes refuse the loop marker)."""
+        """The generated adjoints of the loop's step and of the kernel after the loop; the
+        tangent (``kind="tangent"`` or ``"vector_tangent"``) of the kernel with its loop over
+        the range itself."""
         if kind != ADJOINT:
-            return super().source(kind, args, backend)
+            with _as_plain_loop():
+                return self._without_marker().source(kind, args, backend)
         if args is None and self._last_signature is None:
             raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
                              "argument types; call .adjoint(...) first or pass args=(...)")

@@ -16,8 +16,10 @@ The kernels are in tests/checkpointed_loop_kernels.py.  Checked here, on both ba
 * the tool's counts: 1000 steps with 10 snapshots run 1000 + optimal_extra_steps(1000, 10) =
   4636 step executions and hold at most 10 checkpoints (of the state: an argument and an array
   allocated before the loop); each schedule's peak of checkpoints;
+* tangent mode runs the loop over its range: the tangent of the kernel without the marker, which
+  central differences and the dot-product test against the checkpointed adjoint confirm;
 * every refused form raises UnsupportedError at its line (file, line and message checked), and
-  so do the modes that do not checkpoint (tangent) and a marked loop in a called kernel;
+  so do Hessian-vector products and a marked loop in a called kernel;
 * bad arguments raise ArgumentError and change nothing; no steps; the generated source.
 """
 
@@ -261,13 +263,83 @@ def test_refused_forms_raise_located_errors(kernel, message, backend):
         np.testing.assert_array_equal(got, want)
 
 
-def test_modes_that_do_not_checkpoint_refuse_the_marker(backend):
-    f = differentiated(K.tiny, ("x", "a"), ("x",), backend)
+@pytest.mark.parametrize("family", [family for family in FAMILIES
+                                    if family != "reaction_diffusion"])
+def test_tangent_mode_runs_the_loop_over_its_range(family, backend):
+    """f.tangent of a kernel with a checkpointed loop is that of the kernel without the marker;
+    it agrees with central differences of the primal, and with the checkpointed adjoint by the
+    dot-product test <J v, w> = <v, J^T w>; it mutates the arguments as the kernel does."""
+    args, wrt, outputs = FAMILIES[family]
+    plain = getattr(K, f"{family}_plain")
+    marked = getattr(K, f"{family}_binomial")
+    params = list(inspect.signature(plain).parameters)
+    rng = np.random.default_rng(11)
+    dots = {name + "_dot": rng.standard_normal(np.shape(args[params.index(name)]))
+            if isinstance(args[params.index(name)], np.ndarray) else float(rng.standard_normal())
+            for name in wrt}
+    f = differentiated(marked, wrt, outputs, backend)
+    got_args = copies(args)
+    got = f.tangent(*got_args, **copies_of(dots))
+    want_args = copies(args)
+    want = differentiated(plain, wrt, outputs, backend).tangent(*want_args, **copies_of(dots))
+    assert_gradients_close(got, want, outputs)
+    for got_arg, want_arg in zip(got_args, want_args):
+        np.testing.assert_array_equal(got_arg, want_arg)
+
+    def outputs_at(step):
+        moved = [arg + step * dots[name + "_dot"] if name in wrt else arg
+                 for name, arg in zip(params, copies(args))]
+        marked(*moved)
+        return [moved[params.index(out)] for out in outputs]
+
+    step = 1e-6
+    central = [(p - m) / (2 * step) for p, m in zip(outputs_at(step), outputs_at(-step))]
+    for tangent, difference in zip(got, central):
+        np.testing.assert_allclose(tangent, difference, rtol=1e-6, atol=1e-8)
+    seeds = _seeds(marked, args, outputs, rng)
+    bars = f.adjoint(*copies(args), **copies_of(seeds))
+    j_v_w = sum(float(np.vdot(tangent, seeds[out + "_bar"])) for tangent, out in zip(got, outputs))
+    v_jt_w = sum(float(np.vdot(dots[name + "_dot"], bar)) for name, bar in zip(wrt, bars))
+    assert j_v_w == pytest.approx(v_jt_w, rel=1e-11)
+
+
+def test_tangent_mode_refuses_a_step_that_a_plain_loop_cannot_run(backend):
+    """reaction_diffusion_binomial allocates 'old' in its loop's body: a checkpointed step may
+    (it is a kernel of its own), a plain loop may not; the refusal says that tangent mode runs
+    the loop as a plain loop, at the allocation's line, and changes nothing."""
+    args, wrt, outputs = FAMILIES["reaction_diffusion"]
+    f = differentiated(K.reaction_diffusion_binomial, wrt, outputs, backend)
+    before = copies(args)
     with pytest.raises(adsrc.UnsupportedError) as raised:
-        f.tangent(np.array([0.3, -0.2]), 0.9, 4, x_dot=np.ones(2))
-    assert raised.value.line == inspect.getsourcelines(K.tiny)[1] + 2
-    assert "in reverse mode (f.adjoint); not in a kernel called from another" in str(raised.value)
-    assert "tangent mode" in raised.value.message
+        f.tangent(*args, u_dot=np.ones_like(args[0]))
+    lines, first = inspect.getsourcelines(K.reaction_diffusion_binomial)
+    assert raised.value.line == first + next(k for k, text in enumerate(lines)
+                                             if "old = np.copy(u)" in text)
+    assert raised.value.message.startswith("tangent mode runs the checkpointed loop as a plain "
+                                           "loop over its range, where this is refused: "
+                                           "allocate local arrays once")
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_hessians_refuse_the_marker(backend):
+    hvp = adsrc.hvp(K.many_sweeps, wrt="b", backend=backend)
+    args = _many_sweeps_args()
+    before = copies(args)
+    with pytest.raises(adsrc.UnsupportedError) as raised:
+        hvp(*args[:4], np.ones_like(args[3]), *args[4:])
+    lines, first = inspect.getsourcelines(K.many_sweeps)
+    assert raised.value.line == first + next(k for k, text in enumerate(lines)
+                                             if "adsrc.checkpointed(" in text)
+    assert "in reverse mode (f.adjoint) and tangent mode (f.tangent)" in raised.value.message
+    assert "Hessian-vector products" in raised.value.message
+    for got, want in zip(args, before):
+        np.testing.assert_array_equal(got, want)
+
+
+def copies_of(values):
+    return {key: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+            for key, value in values.items()}
 
 
 def test_bad_arguments_raise_argument_errors_and_change_nothing(backend):

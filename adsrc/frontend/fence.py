@@ -232,12 +232,12 @@ class Fence(gast.NodeTransformer):
                 # fence (adsrc.frontend.outline); whatever reaches the marker here cannot use it.
                 self._fail(call, f"'for {stmt.target.id} in {gast.unparse(call).strip()}': "
                                  "a checkpointed loop is supported only at the top level of "
-                                 "the kernel given to adsrc.differentiate, grad, value_and_grad "
-                                 "or check_grads, in reverse mode (f.adjoint); not in a kernel "
-                                 "called from another, as the step of adsrc.checkpointed(step), "
-                                 "nor in tangent mode, Jacobians, Hessian-vector products or "
-                                 "offline generation, which need no checkpoints: there, "
-                                 "iterate over the range itself")
+                                 "the kernel given to adsrc.differentiate, grad, value_and_grad, "
+                                 "check_grads, jvp or jacobian, in reverse mode (f.adjoint) and "
+                                 "tangent mode (f.tangent); not in a kernel called from another, "
+                                 "as the step of adsrc.checkpointed(step), nor in Hessian-vector "
+                                 "products or offline generation: there, iterate over the range "
+                                 "itself")
             self._fail(call, "for loops must iterate over range(start, stop, step)")
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
