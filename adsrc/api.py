@@ -91,7 +91,7 @@ def _backend(name):
 
 class _Loaded:
     """A loaded module of one signature and backend, with the checks of its calls (made once
-    per kind of companion, see :meth:`Differentiable._call_checks`)."""
+    per kind of companion, see :meth:`Differentiable._checked_with`)."""
 
     def __init__(self, entry, backend, source):
         self.entry = entry
@@ -458,12 +458,8 @@ class Differentiable:
         where written), then the companions ``<param><suffix>`` (bars or directions): no
         unknown key, float64 arrays of their primal's shape (or floats for scalars), and no
         aliasing of anything written.  Returns (the argument arrays by name, the companions in
-        the compiled code's order; zeros for the ones not given)."""
-        return self._call_checks(compiled, suffix)(args, given)
-
-    def _call_checks(self, compiled, suffix):
-        """The :class:`~adsrc.runtime.call_checks.CallChecks` of ``compiled``'s calls with
-        ``<param><suffix>`` companions, made on the first such call."""
+        the compiled code's order; zeros for the ones not given).  What to check is worked out
+        on the first such call (a :class:`~adsrc.runtime.call_checks.CallChecks`)."""
         checks = compiled.checks.get(suffix)
         if checks is None:
             entry = compiled.entry
@@ -483,7 +479,7 @@ class Differentiable:
                 self.fn.__name__, self.params, entry.key.signature, entry.written_arrays,
                 companions, suffix, allowed, written_companions, what, hint,
                 contiguous=compiled.backend == "cython")
-        return checks
+        return checks(args, given)
 
 
 def differentiate(fn=None, *, wrt, outputs=None, backend=None):
