@@ -107,18 +107,33 @@ class _Swept(_Loaded):
         super().__init__(entry, backend, source)
         self._tape_class = namespace["Tape"] if backend == "cython" else Tape
         self._tape_sizes = ()
+        self._spare_tapes = []
 
     def make_tape(self):
-        """A tape for one call.  The compiled tape's stacks start as large as they were when
-        the last call's forward sweep ended (:meth:`remember`), so that a repeated call grows
-        none of them: a growing stack copies all it holds, and a weighted Jacobi forward sweep
-        at 256x256 copied its snapshots once more that way."""
-        return self._tape_class(*self._tape_sizes)
+        """A tape for one call: an earlier call's, handed back when its reverse sweep ended
+        (:meth:`release`), else a new one as large as the last call's was when its forward
+        sweep ended (:meth:`remember`).  A new tape's stacks are new memory, which the forward
+        sweep page-faults in as it pushes: at 1024x1024 a damped Jacobi adjoint took 166 ms
+        on a new tape and 110 ms on the last call's.  And a stack that has to grow copies all
+        it holds."""
+        try:
+            tape = self._spare_tapes.pop()
+        except IndexError:
+            return self._tape_class(*self._tape_sizes)
+        tape.restart()
+        return tape
 
     def remember(self, tape):
-        """Keep the sizes of ``tape``, whose forward sweep has ended, for the next call's."""
+        """Keep the sizes of ``tape``, whose forward sweep has ended, for the next new tape."""
         if self.backend == "cython":
             self._tape_sizes = tape.sizes
+
+    def release(self, tape):
+        """Keep ``tape``, whose reverse sweep has emptied it, for the next call.  One tape at
+        most is kept: the memory of one call's tape stays held between calls, and is freed
+        with the kernel object."""
+        if self.backend == "cython" and not self._spare_tapes and tape.empty():
+            self._spare_tapes.append(tape)
 
 
 class _Compiled(_Swept):
@@ -432,6 +447,7 @@ class Differentiable:
             adjoints.update(zip(entry.scalar_bar_params, map(float, scalar_bars)))
         results = tuple([adjoints.get(param, 0.0) for param in self.wrt])
         stats = TapeStats.of(tape)
+        compiled.release(tape)
         return value, results, stats
 
     def _checked(self, compiled, args, bars):

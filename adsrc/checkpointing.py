@@ -346,6 +346,7 @@ class Checkpointed:
                 scalars = variant.reverse(*self._at(args, n), *bar_arrays, *seed, tape)
                 for k, value in enumerate(scalars or ()):
                     scalar_sums[k] += value
+            variant.release(tape)
 
         if after_forward is not None:
             actions = _then_at_end_forward(actions, after_forward)

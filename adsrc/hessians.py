@@ -79,6 +79,7 @@ class _SecondOrder:
         bar_dots = [zero(values[param]) for param in entry.bar_params]
         scalars = compiled.reverse(*work, *bars, 1.0, *dots, *bar_dots, seed_dot, *rev_extra,
                                    tape)
+        compiled.release(tape)
         if self.wrt in entry.bar_params:
             index = entry.bar_params.index(self.wrt)
             return bars[index], bar_dots[index]

@@ -151,9 +151,11 @@ def test_the_adjoint_keeps_aside_only_the_final_arrays_its_reverse_sweep_restore
 
 
 def test_calls_of_changing_sizes_each_record_and_return_their_own():
-    """A compiled tape starts as large as the last call's was when its forward sweep ended
-    (``sizes``); calls that need more, then less, then more again, across the 1024-value first
-    size of each stack, give the hand adjoint's gradient and count what they pushed."""
+    """A compiled call takes the tape of the call before, emptied by its reverse sweep; a new
+    tape starts as large as the last call's was when its forward sweep ended (``sizes``).
+    Calls that need more, then less, then more again, across the 1024-value first size of each
+    stack, give the hand adjoint's gradient and count what they pushed, not what the tape held
+    before."""
     rng = np.random.default_rng(106)
     f = adsrc.differentiate(K.jacobi_csr, wrt=("data", "b", "omega"), outputs=("x",))
     for m in (12, 3, 20, 5, 12):
@@ -169,8 +171,10 @@ def test_calls_of_changing_sizes_each_record_and_return_their_own():
         _close(omega_bar, want["omega"], f"omega_bar, {m}x{m}")
         stats = f.adjoint.last_tape_stats
         assert n * 12 <= stats.floats_pushed <= n * 12 + SLACK, (m, stats)
+        assert stats.arrays_copied == 12, (m, stats)        # xold, once per iteration
         (compiled,) = f._compiled.values()
         if compiled.backend == "cython":
+            assert len(compiled._spare_tapes) == 1
             floats, ints, blocks = compiled._tape_sizes
             assert floats + blocks == stats.floats_pushed and ints == stats.ints_pushed
             assert (floats + ints + blocks) * 8 == stats.peak_bytes

@@ -100,6 +100,14 @@ cdef class Tape:
         """Whether everything pushed has been popped (true after a complete reverse sweep)."""
         return self.data.n_floats == 0 and self.data.n_ints == 0 and self.data.n_blocks == 0             and not self.objects
 
+    def restart(self):
+        """Make this emptied tape ready for another call: its stacks keep their memory (see
+        ``adsrc.api._Swept.make_tape``), its counts start from zero."""
+        self.data.blocks_pushed = 0
+        self.data.floats_pushed = 0
+        self.data.ints_pushed = 0
+        self.data.peak_values = 0
+
     def note_forward_end(self):
         """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
         where the tape is largest; counting there keeps the push itself minimal."""
