@@ -1,10 +1,10 @@
 """Copy the tables of the other benchmark scripts into RESULTS.md.
 
-``checkpointing.py``, ``hvp.py``, ``rules.py`` and ``layout.py`` each write their own file, with
-the columns explained there.  The issues ask for one results table, so RESULTS.md ends with a
-section holding each file's title, command, date and tables, and a link for the rest.  ``run.py``
-writes that section whenever it writes RESULTS.md; after running one of the other scripts,
-``python benchmarks/other_tables.py`` refreshes it without re-running ``run.py``.
+``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py`` and ``overhead.py`` each write their
+own file, with the columns explained there.  The issues ask for one results table, so RESULTS.md
+ends with a section holding each file's title, command, date and tables, and a link for the rest.
+``run.py`` writes that section whenever it writes RESULTS.md; after running one of the other
+scripts, ``python benchmarks/other_tables.py`` refreshes it without re-running ``run.py``.
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md")
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 
 
