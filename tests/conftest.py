@@ -9,6 +9,13 @@ atomic renames (adsrc/compiling/cache.py) leave one complete file.  A test that 
 whole content of the cache directory, which another worker may write to at any moment, is
 marked ``private_cache`` and gets a cache of its own (see ``_PRIVATE_CACHE_TESTS``).
 
+The session's modules are built at ``-O1`` (``$ADSRC_CFLAGS``, unless the user set it).  Builds
+take most of the suite's time, and gcc, most of a build, takes about half as long at -O1 as at
+-O3 (1.8 s -> 1.0 s for a Jacobi adjoint); the C code is the same, and gcc's optimisation level
+changes no result of C code without undefined behaviour.  To catch code that has some, the tests
+marked ``shipping_flags`` (the corpus, the Cython backend's own tests) build with adsrc's flags
+alone, as users' modules and the shipped kernels are built.
+
 Test modules that apply the ``backend`` fixture (via
 ``pytestmark = pytest.mark.usefixtures("backend")``) run once per backend: the Python backend is
 the reference, the Cython backend must give the same results.
@@ -22,6 +29,7 @@ import pytest
 
 from adsrc.api import BACKEND_VARIABLE
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE
+from adsrc.compiling.cython_build import FLAGS_VARIABLE
 
 # (file, test function) of tests that assert on everything in the cache directory (which
 # modules were built, which files changed) and so need a cache no other process writes to;
@@ -30,19 +38,39 @@ _PRIVATE_CACHE_TESTS = {
     ("test_cython_backend.py", "test_cache_reuses_modules_and_builds_new_signatures"),
 }
 
+# (file, test function) of tests that take a minute or more alone (a hundred hypothesis
+# examples each): they are collected first, so that a worker starts with them while the other
+# works through the rest, instead of one running alone at the end of the session
+_LONG_TESTS = {
+    ("test_random_kernels.py", "test_random_kernel_gradients"),
+    ("test_random_kernels.py", "test_random_kernel_gradients_cython"),
+}
+
 _SHARED_UTILITY_PREFIX = "_adsrc_cyutility_"
+
+
+# the C flags the session's builds add to adsrc's own (see the module docstring)
+_TEST_FLAGS = "-O1"
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "private_cache: the test gets a compile cache of its own, holding only "
                    "Cython's shared utility module (it asserts on the whole cache directory)")
+    config.addinivalue_line(
+        "markers", "shipping_flags: the test's modules are built with adsrc's own C flags, "
+                   "not the session's quicker -O1")
+
+
+def _file_and_function(item):
+    return item.path.name, getattr(item, "originalname", item.name)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if (item.path.name, getattr(item, "originalname", item.name)) in _PRIVATE_CACHE_TESTS:
+        if _file_and_function(item) in _PRIVATE_CACHE_TESTS:
             item.add_marker(pytest.mark.private_cache)
+    items.sort(key=lambda item: _file_and_function(item) not in _LONG_TESTS)    # stable
 
 
 def _session_directory(tmp_path_factory):
@@ -60,8 +88,17 @@ def session_cache(tmp_path_factory):
     path.mkdir(exist_ok=True)
     patch = pytest.MonkeyPatch()
     patch.setenv(ENVIRONMENT_VARIABLE, str(path))
+    if FLAGS_VARIABLE not in os.environ:
+        patch.setenv(FLAGS_VARIABLE, _TEST_FLAGS)
     yield path
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _shipping_flags_if_marked(request, monkeypatch):
+    if request.node.get_closest_marker("shipping_flags") is not None \
+            and os.environ.get(FLAGS_VARIABLE) == _TEST_FLAGS:
+        monkeypatch.delenv(FLAGS_VARIABLE)
 
 
 @pytest.fixture(autouse=True)

@@ -100,10 +100,10 @@ def _write(directory, scale=2.0, callee_body=None, kernel_text=KERNEL):
 
 
 def _process(directory, c, cflags=None):
-    """One new process (with ``$ADSRC_CFLAGS`` set to ``cflags``), finished."""
+    """One new process (with ``$ADSRC_CFLAGS`` set to ``cflags``, else the session's flags),
+    finished."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")      # an edited file is read again
     env[ENVIRONMENT_VARIABLE] = cache_dir()
-    env.pop(FLAGS_VARIABLE, None)
     if cflags is not None:
         env[FLAGS_VARIABLE] = cflags
     return subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c)],

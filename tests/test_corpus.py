@@ -13,7 +13,8 @@ import adsrc
 from corpus.hand_adjoints import CASES
 from corpus.problems import INT_DTYPES
 
-pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
+# every test on both backends; the compiled one built as users' modules are (tests/conftest.py)
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.shipping_flags]
 
 RTOL = 1e-10
 

@@ -20,14 +20,17 @@ import pytest
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
+from adsrc.compiling.cython_build import FLAGS, compile_flags
 from adsrc.kernels import gauss_seidel, spmv
 from corpus.hand_adjoints import CASES, CASES_BY_NAME
 from corpus.kernels import jacobi2d
 from corpus.problems import poisson2d_csr
 
 _CC = (sysconfig.get_config_var("CC") or "cc").split()[0]
-pytestmark = pytest.mark.skipif(not (shutil.which(_CC) or shutil.which("cc")),
-                                reason="the Cython backend needs a C compiler")
+# built as users' modules are, with adsrc's own C flags (tests/conftest.py)
+pytestmark = [pytest.mark.skipif(not (shutil.which(_CC) or shutil.which("cc")),
+                                 reason="the Cython backend needs a C compiler"),
+              pytest.mark.shipping_flags]
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 RTOL = 1e-12
@@ -61,6 +64,14 @@ def _both(case):
 
 
 CASE_PARAMS = [pytest.param(case, id=case.name) for case in CASES]
+
+
+def test_this_file_builds_with_adsrcs_own_flags():
+    """The rest of the suite builds at -O1 to save time; this file and the corpus build as
+    users' modules are (``shipping_flags``, tests/conftest.py), unless ``$ADSRC_CFLAGS`` says
+    otherwise."""
+    flags = compile_flags()
+    assert flags[:len(FLAGS)] == FLAGS and "-O1" not in flags[len(FLAGS):]
 
 
 # --------------------------------------------------------------------------------------------
