@@ -155,9 +155,9 @@ def write_results(path, options, results, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: tuple(int(v) for v in s.split(",") if v),
+    parser.add_argument("--sizes", type=run.sizes,
                         default=(128, 256), help="grid sizes m (default 128,256)")
-    parser.add_argument("--kernels", type=lambda s: tuple(v for v in s.split(",") if v),
+    parser.add_argument("--kernels", type=run.names,
                         default=KERNELS, help="kernels with a Cython hand adjoint "
                         f"(default {','.join(KERNELS)})")
     parser.add_argument("--layouts", type=lambda s: tuple(s.split(";")), default=LAYOUTS,

@@ -131,9 +131,9 @@ def write_results(path, options, rows, versions, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: tuple(int(v) for v in s.split(",") if v),
+    parser.add_argument("--sizes", type=run.sizes,
                         default=(4, 16), help="grid sizes m (default 4,16)")
-    parser.add_argument("--kernels", type=lambda s: tuple(v for v in s.split(",") if v),
+    parser.add_argument("--kernels", type=run.names,
                         default=tuple(spec.name for spec in problems.SPECS))
     parser.add_argument("--budget", type=float, default=0.3,
                         help="seconds of calls per case and kernel (default 0.3)")

@@ -1014,20 +1014,30 @@ def last_multiple(rows, key):
 # main
 # ---------------------------------------------------------------------------------------------
 
+def names(text):
+    """A comma-separated command-line list, as a tuple of its items."""
+    return tuple(item for item in text.split(",") if item)
+
+
+def sizes(text):
+    """A comma-separated list of grid sizes m, as a tuple of ints."""
+    return tuple(int(item) for item in names(text))
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="grids up to 128x128, short timing budgets, a 2 s limit per call "
                              "(a minute and a half or so)")
-    parser.add_argument("--sizes", type=lambda s: tuple(int(v) for v in s.split(",") if v),
+    parser.add_argument("--sizes", type=sizes,
                         help="grid sizes m, comma separated (default 16..1024; quick 16..128)")
     parser.add_argument("--sweeps", type=int, default=5,
                         help="sweeps / iterations of every iterative kernel (default 5)")
-    parser.add_argument("--kernels", type=lambda s: tuple(v for v in s.split(",") if v),
+    parser.add_argument("--kernels", type=names,
                         default=tuple(spec.name for spec in problems.SPECS),
                         help="kernels to run, comma separated (default: all)")
-    parser.add_argument("--peers", type=lambda s: tuple(v for v in s.split(",") if v),
+    parser.add_argument("--peers", type=names,
                         default=tuple(PEER_NAMES),
                         help="peers to run: numba,cython,jax,torch (default: all that are "
                              "installed; cython = the hand adjoints of peers/hand_adjoints.pyx)")
