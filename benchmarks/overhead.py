@@ -12,9 +12,10 @@ measures large grids, where it vanishes.
 For each kernel and grid, in the same process and timed in turn round after round
 (``run.measure_in_turn``; each timed run is a batch of calls on arguments prepared before it):
 
-* *sweeps*: the compiled module's forward and reverse sweeps called directly, on a tape sized
-  as ``f.adjoint`` sizes it (what no Python layer can go below; reached through adsrc's
-  private ``_compile`` and ``_checked``, which a user never calls);
+* *sweeps*: the compiled module's forward and reverse sweeps called directly, on the tape
+  ``f.adjoint`` would take (the last call's, handed back after the reverse sweep): what no
+  Python layer can go below, reached through adsrc's private ``_compile`` and ``_checked``,
+  which a user never calls;
 * *f.adjoint*: the public call, the same sweeps inside;
 * *Numba hand*: the hand-written ``@numba.njit`` adjoint of ``peers/numba_peer.py``, whose
   call includes Numba's own type dispatch;
@@ -62,7 +63,9 @@ def direct_cases(f, spec, problem, adsrc_adjoint):
         args, bar_arrays, seed = state
         tape = compiled.make_tape()
         compiled.forward(*args, tape)
-        return compiled.reverse(*args, *bar_arrays, *seed, tape)
+        scalar_bars = compiled.reverse(*args, *bar_arrays, *seed, tape)
+        compiled.release(tape)
+        return scalar_bars
 
     return {
         "primal": Case(setup=lambda: problems.arguments(spec, problem),
@@ -111,8 +114,9 @@ def write_results(path, options, rows, versions, seconds):
         f"{CALLS}; the cases are timed in turn, round after round. Every kernel as in RESULTS.md "
         "(2-D Poisson, int32 CSR, 5 sweeps), on tiny grids where the compiled code takes a "
         "few microseconds. *sweeps* = the compiled forward and reverse sweeps called directly "
-        "on a sized tape; *layer* = `f.adjoint` − sweeps (and `f.primal` − compiled primal): "
-        "what a call spends in Python around the compiled code. *Numba hand* = the hand "
+        "on the tape `f.adjoint` would take; *layer* = `f.adjoint` − sweeps (and `f.primal` "
+        "− compiled primal): what a call spends in Python around the compiled code. *Numba "
+        "hand* = the hand "
         "adjoint's `@numba.njit` call (dispatch included).",
         "",
         "| kernel | grid | compiled primal | f.primal | layer | Numba primal | sweeps | "
