@@ -129,3 +129,13 @@ def overwrite_after_use(x, y, c, start, stop):
         y[i] = y[i] + x[i] * x[i]
     for i in range(start, stop):
         x[i] = c * y[i]
+
+
+def two_copies_one_read_in_place(x, y, c):
+    """One loop overwrites x, whose old elements its reverse reads, and then y, whose old
+    elements it does not; both were read before it.  The copies are pushed x first, so the
+    reverse sweep must be done with y's copy (taken in place) before it drops x's."""
+    t = x[0] * y[0]
+    for i in range(x.shape[0]):
+        x[i] = x[i] * c + t
+        y[i] = 2.0 * x[i]

@@ -72,6 +72,9 @@ CASES = {
     # per sweep, the scratch t over its whole length, read back while it is restored
     "scratch_read_back": (K.squares_through_scratch, lambda: (_x(), 0.3, 3), ("x", "c"),
                           ("x",), 3, 3 * N),
+    # one loop, two copies: x's written back, then y's (pushed last) taken in place
+    "two_copies_in_place": (K.two_copies_one_read_in_place, lambda: (_x(), _x(1), 0.7),
+                            ("x", "y", "c"), ("x", "y"), 2, 2 * N),
 }
 
 
@@ -144,7 +147,8 @@ def test_the_choice_is_in_the_generated_code(case, choice, copy):
     ("two_arrays", set(), {"x", "y"}),  # the reverse loops read x[i - 1] and y[i]
     ("callee_copy", set(), {"x", "dst"}),   # a called kernel restores its caller's array
     ("overwrite_part", {"x"}, set()),   # the entry's own parameter: in place when copied
-    ("scratch_read_back", set(), {"t"})])   # t[i] = t[i] * t[i] * c + x[i] needs old t[i]
+    ("scratch_read_back", set(), {"t"}),    # t[i] = t[i] * t[i] * c + x[i] needs old t[i]
+    ("two_copies_in_place", {"y"}, {"x"})])
 def test_the_reverse_sweep_reads_a_copy_in_place(case, rebound, restored):
     """After the reverse loop of an array's copy, the array's name refers to the copy
     (``t = _tape.block(_saved0)``) where the reverse loop reads none of its elements and the

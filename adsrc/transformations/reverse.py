@@ -408,7 +408,9 @@ class ReverseMode:
                             iter=gast.Call(func=name("reversed"), args=[iterable], keywords=[]),
                             body=body or [gast.Pass()], orelse=[], type_comment=None)
             out.append(loop)
-        for array in self._snapshotted(stmt):     # the copies are on top again: drop them
+        # the copies are on top again: drop them, the last pushed first (the Python tape
+        # drops its last block, and a copy read in place must still be there)
+        for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
             drop = quote(f"{TAPE}.drop_block(X)", X=array)
             if array in rebound:
