@@ -113,9 +113,8 @@ class _Swept(_Loaded):
         """A tape for one call: an earlier call's, handed back when its reverse sweep ended
         (:meth:`release`), else a new one as large as the last call's was when its forward
         sweep ended (:meth:`remember`).  A new tape's stacks are new memory, which the forward
-        sweep page-faults in as it pushes: at 1024x1024 a damped Jacobi adjoint took 166 ms
-        on a new tape and 110 ms on the last call's.  And a stack that has to grow copies all
-        it holds."""
+        sweep page-faults in as it pushes (a tape above glibc's 32 MiB mmap threshold is
+        mapped afresh on every call); and a stack that has to grow copies all it holds."""
         try:
             tape = self._spare_tapes.pop()
         except IndexError:
