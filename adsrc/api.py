@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from adsrc.analyses.types import usual_types
+from adsrc.compiling import cython_build
 from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
@@ -105,7 +106,7 @@ class _Swept(_Loaded):
 
     def __init__(self, entry, backend, source, namespace):
         super().__init__(entry, backend, source)
-        self._tape_class = namespace["Tape"] if backend == "cython" else Tape
+        self._tape_class = cython_build.tape_class() if backend == "cython" else Tape
         self._tape_sizes = ()
         self._spare_tapes = []
 

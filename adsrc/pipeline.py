@@ -277,13 +277,16 @@ class Generator:
                 done.add(id(spec))
                 built.append((spec, *build(spec)))
 
-    def source(self, entry, backend, header_note="", display_path=None, mode=ADJOINT):
+    def source(self, entry, backend, header_note="", display_path=None, mode=ADJOINT,
+               tape_module=None):
         """Source text of the module holding the entry and all its callees, for reverse mode
-        (``mode="adjoint"``: ``__fwd`` and ``__rev``) or tangent mode (``"tangent"``)."""
+        (``mode="adjoint"``: ``__fwd`` and ``__rev``) or tangent mode (``"tangent"``).  A
+        Cython module cimports its tape from ``tape_module``, or carries it when None."""
         if mode in (VECTOR_TANGENT, VECTOR_HVP):
             header = (_tangent_header if mode == VECTOR_TANGENT else _header)(
                 entry, backend, display_path)
-            return vector_module_source(self, entry, backend, header + header_note, mode)
+            return vector_module_source(self, entry, backend, header + header_note, mode,
+                                        tape_module)
         if mode == TANGENT:
             built = self._build_all(lambda spec: (build_tangent(spec),))
             header = _tangent_header(entry, backend, display_path) + header_note
@@ -292,7 +295,7 @@ class Generator:
             module = CythonModule()
             for spec, tangent in built:
                 module.add_tangent(spec, tangent, entry=spec is entry)
-            return module.source(header)
+            return module.source(header, tape_module)
         built = self._build_all(build_functions)
         header = _header(entry, backend, display_path) + header_note
         if mode == HVP:
@@ -304,7 +307,7 @@ class Generator:
             module = CythonModule()
             for spec, forward, reverse in second:
                 module.add_second_order(spec, forward, reverse, entry=spec is entry)
-            return module.source(header)
+            return module.source(header, tape_module)
         if backend == "python":
             functions = [function for _, forward, reverse in built
                          for function in (forward, reverse)]
@@ -312,11 +315,12 @@ class Generator:
         module = CythonModule()
         for spec, forward, reverse in built:
             module.add(spec, forward, reverse, primal_function(spec), entry=spec is entry)
-        return module.source(header)
+        return module.source(header, tape_module)
 
     def module(self, entry, backend, mode=ADJOINT):
         """(source, namespace) of the loaded module holding the entry and all its callees."""
-        source = self.source(entry, backend, mode=mode)
+        tape_module = cython_build.tape_module_name() if backend == "cython" else None
+        source = self.source(entry, backend, mode=mode, tape_module=tape_module)
         if backend == "python":
             first = entry.tan_name if mode == TANGENT else entry.fwd_name
             return source, python_backend.load(source, first)

@@ -37,8 +37,9 @@ class _VectorCythonModule(CythonModule):
             written)
 
 
-def module_source(generator, entry, backend, header, mode):
-    """Source text of the vector module (all specialisations of ``generator``)."""
+def module_source(generator, entry, backend, header, mode, tape_module=None):
+    """Source text of the vector module (all specialisations of ``generator``); a Cython
+    module cimports its tape from ``tape_module``, or carries it when None."""
     if mode == VECTOR_TANGENT:
         built = generator._build_all(lambda spec: (build_tangent(spec),))
         functions = vectorize([(spec, tangent) for spec, tangent in built])
@@ -60,4 +61,4 @@ def module_source(generator, entry, backend, header, mode):
     else:
         for (spec, forward), (_, reverse) in zip(functions[::2], functions[1::2]):
             module.add_second_order(spec, forward, reverse, entry=spec is entry)
-    return module.source(header)
+    return module.source(header, tape_module)

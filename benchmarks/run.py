@@ -65,8 +65,9 @@ QUICK_SIZES = (16, 32, 64, 128)
 
 
 def _warmup_kernel(x):
-    """A tiny kernel compiled first, so that building Cython's shared utility module (once per
-    cache directory) is timed on its own and not charged to the first real kernel."""
+    """A tiny kernel compiled first, so that building Cython's shared utility module and adsrc's
+    tape module (once per cache directory) is timed on its own and not charged to the first real
+    kernel."""
     for i in range(len(x)):
         x[i] = 2.0 * x[i] * x[i]
 
@@ -922,8 +923,8 @@ def write_results(path, options, outcome, command):
     add("")
     if "seconds" in outcome["warm"]:
         compiled = "python" not in (tool.backend or "")
-        built = ("(code generation + Cython build); Cython's shared utility module was built "
-                 "before, once, with a tiny kernel: " if compiled else
+        built = ("(code generation + Cython build); Cython's shared utility module and adsrc's "
+                 "tape module were built before, once, with a tiny kernel: " if compiled else
                  "(code generation only: the Python backend compiles nothing); a tiny kernel "
                  "differentiated first took ")
         add(f"*first call* = `differentiate(...)` + first `adjoint(...)` on the "

@@ -46,7 +46,9 @@ _LONG_TESTS = {
     ("test_random_kernels.py", "test_random_kernel_gradients_cython"),
 }
 
-_SHARED_UTILITY_PREFIX = "_adsrc_cyutility_"
+# the modules every generated module needs, built once per cache: Cython's shared utility
+# module and the tape module (adsrc/compiling/cython_build.py)
+_SUPPORT_MODULE_PREFIXES = ("_adsrc_cyutility_", "_adsrc_tape_")
 
 
 # the C flags the session's builds add to adsrc's own (see the module docstring)
@@ -56,7 +58,8 @@ _TEST_FLAGS = "-O1"
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "private_cache: the test gets a compile cache of its own, holding only "
-                   "Cython's shared utility module (it asserts on the whole cache directory)")
+                   "Cython's shared utility module and the tape module (it asserts on the whole "
+                   "cache directory)")
     config.addinivalue_line(
         "markers", "shipping_flags: the test's modules are built with adsrc's own C flags, "
                    "not the session's quicker -O1")
@@ -106,12 +109,12 @@ def _private_cache_if_marked(request, session_cache, tmp_path_factory, monkeypat
     if request.node.get_closest_marker("private_cache") is None:
         return
     own = tmp_path_factory.mktemp("adsrc-private-cache")
-    # Cython's shared utility module, as a per-worker cache had it: the one this process has
-    # loaded (a build in this process never writes it again), else the session's, if built
+    # the support modules, as a per-worker cache had them: the ones this process has loaded (a
+    # build in this process never writes them again), else the session's, if built
     sources = {module.__file__ for name, module in list(sys.modules.items())
-               if name.startswith(_SHARED_UTILITY_PREFIX)}
+               if name.startswith(_SUPPORT_MODULE_PREFIXES)}
     sources |= {os.path.join(session_cache, name) for name in os.listdir(session_cache)
-                if name.startswith(_SHARED_UTILITY_PREFIX)}
+                if name.startswith(_SUPPORT_MODULE_PREFIXES)}
     for source in sources:
         shutil.copy2(source, own / os.path.basename(source))
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, str(own))

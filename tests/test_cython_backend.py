@@ -20,7 +20,7 @@ import pytest
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
-from adsrc.compiling.cython_build import FLAGS, compile_flags
+from adsrc.compiling.cython_build import FLAGS, compile_flags, tape_module_name
 from adsrc.kernels import gauss_seidel, spmv
 from corpus.hand_adjoints import CASES, CASES_BY_NAME
 from corpus.kernels import jacobi2d
@@ -315,6 +315,40 @@ def test_cache_reuses_modules_and_builds_new_signatures():
     assert {name: after[name] for name in before} == before     # nothing rebuilt
 
 
+def test_generated_modules_cimport_one_tape_module():
+    """The tape's class and stacks are compiled once per cache, not into every module."""
+    problem = _spmv_problem(np.int32)
+    f = adsrc.differentiate(spmv, wrt=("x",), outputs=("y",), backend="cython")
+    g = adsrc.differentiate(gauss_seidel, wrt=("b",), outputs=("x",), backend="cython")
+    _spmv_x_bar(f, problem, np.ones(9))
+    indptr, indices, data = poisson2d_csr(3, np.int32)
+    g.adjoint(indptr, indices, data, np.zeros(9), np.ones(9), 2, x_bar=np.ones(9))
+    for kernel in (f, g):
+        source = kernel.source("adjoint")
+        assert f"from {tape_module_name()} cimport Tape, TapeData, push_float" in source
+        assert "cdef class Tape" not in source and "cdef struct TapeData" not in source
+    tapes = [name for name in os.listdir(cache_dir()) if name.startswith("_adsrc_tape_")]
+    assert tapes == [tape_module_name() + _SUFFIX]
+
+
+def test_a_corrupt_tape_module_is_rebuilt(tmp_path):
+    problem = _spmv_problem(np.int32)
+    want = _spmv_x_bar(adsrc.differentiate(spmv, wrt=("x",), outputs=("y",), backend="python"),
+                       problem, np.arange(9, dtype=float))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in os.listdir(cache_dir()):
+        if name.startswith("_adsrc_cyutility_"):
+            shutil.copy2(os.path.join(cache_dir(), name), cache / name)
+    tape = cache / (tape_module_name() + _SUFFIX)
+    tape.write_bytes(b"not a shared library")
+    result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True,
+                            text=True, env=_subprocess_env(cache), timeout=300)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.array(eval(result.stdout)), want, rtol=RTOL)
+    assert tape.read_bytes() != b"not a shared library"
+
+
 _RACER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
@@ -339,7 +373,8 @@ _RACER = textwrap.dedent("""
 
 def test_two_processes_build_the_same_module_at_once(tmp_path):
     # start from the shared Cython utility module of this session (building it is not what this
-    # test is about, and it takes long); everything else is new to the directory
+    # test is about, and it takes long); everything else is new to the directory, the tape
+    # module too, which both processes need first
     adsrc.differentiate(spmv, wrt=("x",), outputs=("y",), backend="cython").adjoint(
         *_copy(_spmv_problem(np.int32)), y_bar=np.ones(9))
     cache = tmp_path / "cache"
@@ -381,9 +416,10 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
     assert len(modules) == 1, files
     (module,) = modules
     pyx = module[: -len(_SUFFIX)] + ".pyx"
-    # exactly the module, its .pyx, the shared utility module and the module's one source-key
-    # record (both racers wrote it, by atomic rename): no build dirs, no temp files
-    assert set(files) == {module, pyx, *shared, "keys"}, files
+    # exactly the module, its .pyx, the shared utility module, the tape module and the module's
+    # one source-key record (both racers wrote it, by atomic rename): no build dirs, no temp files
+    tape = tape_module_name() + _SUFFIX
+    assert set(files) == {module, pyx, *shared, tape, "keys"}, files
     records = os.listdir(cache / "keys")
     assert len(records) == 1 and records[0].endswith(".pickle"), records
 

@@ -3,8 +3,9 @@
 For every specialisation it prints ``cdef`` functions (``<name>__primal_c``, ``<name>__fwd_c``,
 ``<name>__rev_c``) with typed memoryviews, C scalars and C loops, and, for the entry kernel,
 Python-callable wrappers with the names the Python backend uses (``<name>__primal``,
-``<name>__fwd``, ``<name>__rev``).  The module carries its own tape (typed C stacks that grow by
-``realloc``), so a generated ``.pyx`` needs neither adsrc nor NumPy headers to build.
+``<name>__fwd``, ``<name>__rev``).  The tape (typed C stacks, :mod:`adsrc.runtime.compiled_tape`)
+is cimported from a module adsrc builds once, or, in a module to be built without adsrc
+(offline generation), written into the module's own source.  No NumPy headers are needed.
 
 Loops that touch no Python object run inside ``with nogil:``.  Integer ``//`` and ``%`` keep
 Python's floor semantics (``cdivision`` is on for speed, so they go through small helpers).
@@ -19,6 +20,7 @@ from adsrc.analyses.types import FLOAT, INT, OBJECT
 from adsrc.backends.python import rules_import
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
 from adsrc.rules.library import RULES
+from adsrc.runtime import compiled_tape
 from adsrc.transformations.reverse import SEED, TAPE, tape_call
 from adsrc.transformations.vector import COUNT
 
@@ -43,168 +45,12 @@ from libc.string cimport memcpy
 import numpy as np
 
 
-cdef struct TapeData:
-    double* floats
-    long long* ints
-    double* blocks         # array snapshots, element by element
-    Py_ssize_t n_floats, n_ints, cap_floats, cap_ints, n_blocks, cap_blocks
-    long long floats_pushed, ints_pushed, peak_values, blocks_pushed
-    Py_ssize_t end_floats, end_ints, end_blocks     # each stack's size when the forward ended
+'''
 
-
-cdef class Tape:
-    """The tape of one adjoint call: typed C stacks, plus a list for the arrays a reverse
-    sweep reads from its frame and for what derivative rules of library calls save."""
-    cdef TapeData data
-    cdef public list objects
-
-    def __cinit__(self, Py_ssize_t floats=0, Py_ssize_t ints=0, Py_ssize_t blocks=0):
-        """Stacks of at least ``floats``, ``ints`` and ``blocks`` values (``sizes`` of an
-        earlier call's tape): a stack that has to grow copies what it holds, so a tape made
-        as large as the last one of a repeated call copies nothing twice."""
-        floats, ints, blocks = max(floats, 1024), max(ints, 1024), max(blocks, 1024)
-        self.data.floats = <double*>malloc(floats * sizeof(double))
-        self.data.ints = <long long*>malloc(ints * sizeof(long long))
-        self.data.blocks = <double*>malloc(blocks * sizeof(double))
-        if self.data.floats == NULL or self.data.ints == NULL or self.data.blocks == NULL:
-            raise MemoryError()
-        self.data.cap_floats = floats
-        self.data.cap_ints = ints
-        self.data.cap_blocks = blocks
-        self.data.end_floats = 0
-        self.data.end_ints = 0
-        self.data.end_blocks = 0
-        self.data.n_floats = 0
-        self.data.n_ints = 0
-        self.data.n_blocks = 0
-        self.data.blocks_pushed = 0
-        self.data.floats_pushed = 0
-        self.data.ints_pushed = 0
-        self.data.peak_values = 0
-        self.objects = []
-
-    def __dealloc__(self):
-        free(self.data.floats)
-        free(self.data.ints)
-        free(self.data.blocks)
-
-    @property
-    def floats_pushed(self):
-        return self.data.floats_pushed
-
-    @property
-    def ints_pushed(self):
-        return self.data.ints_pushed
-
-    @property
-    def arrays_copied(self):
-        return self.data.blocks_pushed
-
-    @property
-    def peak_values(self):
-        return self.data.peak_values
-
-    @property
-    def sizes(self):
-        """(floats, ints, blocks): how many values each stack held when the forward ended."""
-        return (self.data.end_floats, self.data.end_ints, self.data.end_blocks)
-
-    def push_object(self, value):
-        """Save what a derivative rule's forward part returned (adsrc.runtime.rule_calls)."""
-        self.objects.append(value)
-
-    def pop_object(self):
-        return self.objects.pop()
-
-    def empty(self):
-        """Whether everything pushed has been popped (true after a complete reverse sweep)."""
-        return self.data.n_floats == 0 and self.data.n_ints == 0 and self.data.n_blocks == 0 \
-            and not self.objects
-
-    def restart(self):
-        """Make this emptied tape ready for another call: its stacks keep their memory (see
-        ``adsrc.api._Swept.make_tape``), its counts start from zero."""
-        self.data.blocks_pushed = 0
-        self.data.floats_pushed = 0
-        self.data.ints_pushed = 0
-        self.data.peak_values = 0
-
-    def note_forward_end(self):
-        """Record what the forward sweep pushed.  A forward sweep only pushes, so its end is
-        where the tape is largest; counting there keeps the push itself minimal."""
-        self.data.floats_pushed = self.data.n_floats + self.data.n_blocks
-        self.data.ints_pushed = self.data.n_ints
-        self.data.peak_values = self.data.n_floats + self.data.n_ints + self.data.n_blocks
-        self.data.end_floats = self.data.n_floats
-        self.data.end_ints = self.data.n_ints
-        self.data.end_blocks = self.data.n_blocks
-
-
-cdef inline int _grow_failed() except -1 nogil:
-    with gil:
-        raise MemoryError("adsrc tape: out of memory")
-
-
-cdef inline int push_float(TapeData* t, double value) except -1 nogil:
-    cdef double* grown
-    if t.n_floats == t.cap_floats:
-        grown = <double*>realloc(t.floats, 2 * t.cap_floats * sizeof(double))
-        if grown == NULL:
-            return _grow_failed()
-        t.floats = grown
-        t.cap_floats *= 2
-    t.floats[t.n_floats] = value
-    t.n_floats += 1
-    return 0
-
-
-cdef inline double pop_float(TapeData* t) noexcept nogil:
-    t.n_floats -= 1
-    return t.floats[t.n_floats]
-
-
-cdef inline int push_int(TapeData* t, long long value) except -1 nogil:
-    cdef long long* grown
-    if t.n_ints == t.cap_ints:
-        grown = <long long*>realloc(t.ints, 2 * t.cap_ints * sizeof(long long))
-        if grown == NULL:
-            return _grow_failed()
-        t.ints = grown
-        t.cap_ints *= 2
-    t.ints[t.n_ints] = value
-    t.n_ints += 1
-    return 0
-
-
-cdef inline long long pop_int(TapeData* t) noexcept nogil:
-    t.n_ints -= 1
-    return t.ints[t.n_ints]
-
-
-cdef inline Py_ssize_t push_block(TapeData* t, const double* values,
-                                  Py_ssize_t n) except -1 nogil:
-    """Copy n values; returns where the copy starts."""
-    cdef double* grown
-    cdef Py_ssize_t start = t.n_blocks
-    cdef Py_ssize_t cap = t.cap_blocks
-    while t.n_blocks + n > cap:
-        cap *= 2
-    if cap != t.cap_blocks:
-        grown = <double*>realloc(t.blocks, cap * sizeof(double))
-        if grown == NULL:
-            return _grow_failed()
-        t.blocks = grown
-        t.cap_blocks = cap
-    memcpy(t.blocks + t.n_blocks, values, n * sizeof(double))
-    t.n_blocks += n
-    t.blocks_pushed += 1
-    return start
-
-
-cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
-    t.n_blocks -= n
-
-
+# Small C helpers, each written into a module only if its code calls it: every function in a
+# .pyx costs Cython and the C compiler time, used or not.
+_HELPERS = {
+    "_range_count": '''
 cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
                                     Py_ssize_t step) noexcept nogil:
     """len(range(start, stop, step))."""
@@ -213,27 +59,28 @@ cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
     if step < 0 and stop < start:
         return (start - stop - step - 1) // (-step)
     return 0
-
-
+''',
+    "_floordiv": '''
 cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     cdef Py_ssize_t q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
     return q
-
-
+''',
+    "_mod": '''
 cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     cdef Py_ssize_t r = a % b
     if r != 0 and ((r < 0) != (b < 0)):
         r += b
     return r
-
-
+''',
+    "_shape_error": '''
 cdef inline int _shape_error(int line) except -1 nogil:
     with gil:
         raise AssertionError(f"operands of different shapes in an element-wise statement "
                              f"(line {line})")
-'''
+''',
+}
 
 
 def _c_scalar(kind):
@@ -724,11 +571,18 @@ class CythonModule:
             out.append("\n".join(lines))
         return "\n\n\n".join(out)
 
-    def source(self, header):
+    def source(self, header, tape_module=None):
+        """The module's text.  ``tape_module``: the module to cimport the tape from; None: the
+        tape is written into the module, which then builds and runs without adsrc."""
         body = "\n\n\n".join(self.parts)
-        directions = DIRECTIONS_PRELUDE if "_new_directions(" in body else ""
-        return (f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE + directions
-                + rules_import(body) + "\n\n" + body + "\n")
+        tape = compiled_tape.standalone() if tape_module is None \
+            else compiled_tape.cimport(tape_module)
+        parts = [f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE, tape]
+        parts += [text for name, text in _HELPERS.items() if name + "(" in body]
+        if "_new_directions(" in body:
+            parts.append(DIRECTIONS_PRELUDE)
+        parts += [rules_import(body), body]
+        return "\n\n\n".join(part.strip("\n") for part in parts if part) + "\n"
 
 
 def line_map(source, filename):

@@ -3,8 +3,9 @@
 Cython's ``cythonize`` and setuptools' ``build_ext`` run in a private temporary directory inside
 the cache; the finished ``.so`` is renamed into the cache.  All modules share one Cython utility
 module (Cython >= 3.1), built once per toolchain, so a kernel compiles in well under a second
-instead of several.  A failed build raises :class:`~adsrc.errors.AdsrcError` naming the user's
-kernel file and line when the failure can be traced to a generated line.
+instead of several; and all cimport their tape from one module built once the same way
+(:mod:`adsrc.runtime.compiled_tape`).  A failed build raises :class:`~adsrc.errors.AdsrcError`
+naming the user's kernel file and line when the failure can be traced to a generated line.
 
 Builds in one process are serialised by a lock: the output capture of a build redirects the
 process's file descriptors 1 and 2 and ``sys.stdout``/``sys.stderr``, which two overlapping
@@ -14,6 +15,7 @@ renames.)
 """
 
 import contextlib
+import functools
 import importlib.util
 import io
 import os
@@ -26,6 +28,7 @@ import threading
 
 from adsrc.compiling import cache
 from adsrc.errors import AdsrcError
+from adsrc.runtime import compiled_tape
 
 # -fno-math-errno: errno is never read, and without it a derivative expression's repeated
 # sqrt/exp calls could not be shared.  -g0 overrides the -g of Python's own CFLAGS: debug
@@ -54,6 +57,20 @@ def compile_flags():
 
 def _shared_name():
     return "_adsrc_cyutility_" + cache.key("shared utility module", FLAGS)[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def tape_module_name():
+    """The name of the tape module generated modules cimport: it changes with the tape's
+    source and the toolchain, so a module never finds a tape of another layout."""
+    source = compiled_tape.declarations() + compiled_tape.implementation()
+    return "_adsrc_tape_" + cache.key(source, FLAGS)[:12]
+
+
+def tape_class():
+    """The ``Tape`` class of the tape module (built and imported if it is not yet)."""
+    _ensure_support(cache.cache_dir())
+    return sys.modules[tape_module_name()].Tape
 
 
 @contextlib.contextmanager
@@ -128,29 +145,45 @@ def _import(name, path):
     return module
 
 
-def _ensure_shared(directory):
-    """Build (once) and import the shared Cython utility module."""
-    name = _shared_name()
+def _ensure_support(directory):
+    """Build (once) and import what every generated module needs: the shared Cython utility
+    module, then the tape module (built with the former).  Returns the shared module's name."""
+    shared, tape = _shared_name(), tape_module_name()
     with _BUILD_LOCK:
-        if name not in sys.modules:
-            _find_or_build_shared(directory, name)
-    return name
+        if shared not in sys.modules:
+            _find_or_build_support(directory, shared, shared, {}, "Cython's shared utility module")
+        if tape not in sys.modules:
+            files = {tape + ".pxd": compiled_tape.declarations(),
+                     tape + ".pyx": compiled_tape.implementation()}
+            _find_or_build_support(directory, tape, shared, files, "the tape module")
+    return shared
 
 
-def _find_or_build_shared(directory, name):
+def _find_or_build_support(directory, name, shared, files, what):
+    """Import the support module ``name``, building it first if the cache has no usable build.
+    ``files``: its sources, {file name: text}; none for the shared utility module, whose C
+    Cython writes itself."""
     final = os.path.join(directory, name + cache.extension_suffix())
     if _imported(name, final) is None:
         from setuptools import Extension       # imported only to build: 0.1-0.5 s
 
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
         try:
-            _build(work, [Extension(name, [os.path.join(work, name + ".c")])], name)
+            for filename, text in files.items():
+                _write(os.path.join(work, filename), text)
+            source = os.path.join(work, name + (".pyx" if files else ".c"))
+            _build(work, [Extension(name, [source], extra_compile_args=FLAGS)], shared)
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
         except _BuildFailed as exc:
-            raise AdsrcError(f"adsrc: building Cython's shared utility module failed:\n{exc}")
+            raise AdsrcError(f"adsrc: building {what} failed:\n{exc}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         _import(name, final)
+
+
+def _write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 def _imported(name, path):
@@ -168,7 +201,7 @@ def _imported(name, path):
 def load(source, name_hint, line_map=None):
     """Compile (or find in the cache) a generated ``.pyx`` source and import it."""
     directory = cache.cache_dir()
-    shared = _ensure_shared(directory)
+    shared = _ensure_support(directory)
     flags = compile_flags()
     name = f"adsrc_{name_hint}_{cache.key(source, flags)}"
     with _BUILD_LOCK:           # a second thread wanting the same module waits and imports it
@@ -179,9 +212,10 @@ def load(source, name_hint, line_map=None):
 
 def load_built(name):
     """The module ``name`` (a name :func:`load` gave) if the cache holds a usable build of it,
-    imported; else None.  Never builds it (only the shared utility module, if missing)."""
+    imported; else None.  Never builds it (only the shared utility and tape modules, if
+    missing)."""
     directory = cache.cache_dir()
-    _ensure_shared(directory)
+    _ensure_support(directory)
     with _BUILD_LOCK:
         if name in sys.modules:
             return sys.modules[name]
@@ -197,8 +231,9 @@ def _find_or_build(directory, name, source, shared, line_map, flags):
         work = tempfile.mkdtemp(prefix="build-", dir=directory)
         try:
             pyx = os.path.join(work, name + ".pyx")
-            with open(pyx, "w") as handle:
-                handle.write(source)
+            _write(pyx, source)
+            # the tape's declarations, beside the .pyx that cimports them
+            _write(os.path.join(work, tape_module_name() + ".pxd"), compiled_tape.declarations())
             _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
             cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)

@@ -184,36 +184,6 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
 
 
-cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
-                                    Py_ssize_t step) noexcept nogil:
-    """len(range(start, stop, step))."""
-    if step > 0 and stop > start:
-        return (stop - start + step - 1) // step
-    if step < 0 and stop < start:
-        return (start - stop - step - 1) // (-step)
-    return 0
-
-
-cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef Py_ssize_t q = a // b
-    if (a % b != 0) and ((a < 0) != (b < 0)):
-        q -= 1
-    return q
-
-
-cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef Py_ssize_t r = a % b
-    if r != 0 and ((r < 0) != (b < 0)):
-        r += b
-    return r
-
-
-cdef inline int _shape_error(int line) except -1 nogil:
-    with gil:
-        raise AssertionError(f"operands of different shapes in an element-wise statement "
-                             f"(line {line})")
-
-
 cdef int upper_solve__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x):
     cdef Py_ssize_t i, j, k, n
     cdef double acc, diag
