@@ -520,17 +520,42 @@ def probe_cache(names, sweeps, backend):
 
 
 def new_process_cache_hits(names, sweeps, backend, log):
+    return _probe(names, sweeps, backend, os.environ, log)
+
+
+def new_process_first_calls(names, sweeps, backend, source, log):
+    """Per kernel, the first call in a new process whose cache holds only the modules built
+    once per cache (Cython's shared utility module and adsrc's tape module, ``_adsrc_*``, copied
+    from the cache directory ``source``): what a user's first kernel of a session costs,
+    Cython's and setuptools' start-up included, which the in-process first calls share with the
+    warm-up kernel."""
+    support = [name for name in os.listdir(source) if name.startswith("_adsrc_")]
+    out = {}
+    for name in names:
+        directory = tempfile.mkdtemp(prefix="adsrc-bench-first-")
+        try:
+            for item in support:
+                shutil.copy2(os.path.join(source, item), os.path.join(directory, item))
+            out.update(_probe([name], sweeps, backend,
+                              dict(os.environ, ADSRC_CACHE_DIR=directory), log))
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    return out
+
+
+def _probe(names, sweeps, backend, env, log):
+    """Run --probe-cache in a new process: {kernel: seconds of differentiate + first adjoint}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--probe-cache", ",".join(names),
            "--sweeps", str(sweeps), "--backend", backend]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     except subprocess.TimeoutExpired:
-        log("  new-process cache probe timed out")
+        log("  new-process probe timed out")
         return {}
     for line in done.stdout.splitlines():
         if line.startswith("PROBE "):
             return json.loads(line[len("PROBE "):])
-    log("  new-process cache probe failed:\n" + done.stderr[-2000:])
+    log("  new-process probe failed:\n" + done.stderr[-2000:])
     return {}
 
 
@@ -668,6 +693,12 @@ def run(options, log):
                                       log)
         for name, value in hits.items():
             first_calls.setdefault(name, {})["process_hit"] = value
+        if cache_dir is not None:       # (with --keep-cache there are no first calls)
+            firsts = new_process_first_calls([s.name for s in specs], options.sweeps,
+                                             tool.requested, cache_dir, log)
+            for name, value in firsts.items():
+                first_calls.setdefault(name, {})["process_first"] = value
+                log(f"  {name}: first call in a new process {_probed(firsts, name)}")
 
     # after the first calls: loading the Cython hand peer compiles, and would build the shared
     # utility module the warm-up kernel is there to time
@@ -886,8 +917,8 @@ def write_results(path, options, outcome, command):
     add("")
     head = ["kernel", "grid", "adjoint/primal", "Numba hand adjoint/primal", "adsrc ÷ hand",
             "primal time ÷ Numba's", "adjoint time ÷ Numba's", "adsrc ÷ Cython hand",
-            "JAX grad (× adsrc)", "PyTorch grad (× adsrc)", "first call", "cache hit",
-            "cache hit, new process"]
+            "JAX grad (× adsrc)", "PyTorch grad (× adsrc)", "first call",
+            "first call, new process", "cache hit", "cache hit, new process"]
     add("| " + " | ".join(head) + " |")
     add("|" + "---|" * len(head))
     for spec in outcome["specs"]:
@@ -895,9 +926,8 @@ def write_results(path, options, outcome, command):
         done = [m for m, r in rows.items() if isinstance(r.get("adsrc_grad"), Measurement)]
         fc = outcome["first_calls"].get(spec.name, {})
         cache = [fmt_seconds(fc.get("first")) if "first" in fc else fc.get("error", "-"),
-                 fmt_seconds(fc.get("hit")),
-                 fmt_seconds(fc["process_hit"]) if isinstance(fc.get("process_hit"), float)
-                 else str(fc.get("process_hit", "-"))]
+                 _probed(fc, "process_first"), fmt_seconds(fc.get("hit")),
+                 _probed(fc, "process_hit")]
         if not done:
             add(f"| {spec.name} | - | failed | | | | | | | | " + " | ".join(cache) + " |")
             continue
@@ -932,7 +962,10 @@ def write_results(path, options, outcome, command):
             f"{built}{fmt_seconds(outcome['warm']['seconds'])}. "
             "*cache hit* = a second `differentiate(...)` of the same kernel (a fresh object) "
             "and its first `adjoint(...)` in the same process (median of 3); *new process* = the "
-            "same in a new Python process, the compiled module found on disk (one call).")
+            "same in a new Python process (one call): for the first call, a process of its own "
+            "per kernel, with a cache holding only the shared utility and tape modules "
+            "(Cython's and setuptools' start-up is then part of the call); for the cache hit, "
+            "the compiled module found on disk.")
     elif "error" in outcome["warm"]:
         add(f"Warm-up kernel failed: {outcome['warm']['error']}")
     add("")
@@ -988,6 +1021,12 @@ def write_results(path, options, outcome, command):
         add("")
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def _probed(first_calls, key):
+    """A new-process time (seconds, or the probe's error text) as a cell."""
+    value = first_calls.get(key, "-")
+    return fmt_seconds(value) if isinstance(value, float) else str(value)
 
 
 def hand_cell_of(row, peers, peer, which=2):
