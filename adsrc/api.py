@@ -119,9 +119,14 @@ class _Swept(_Loaded):
         try:
             tape = self._spare_tapes.pop()
         except IndexError:
-            return self._tape_class(*self._tape_sizes)
+            return self.new_tape()
         tape.restart()
         return tape
+
+    def new_tape(self):
+        """A new tape, as large as the last call's was when its forward sweep ended (for a
+        tape that is not swept back, which :meth:`release` could not keep)."""
+        return self._tape_class(*self._tape_sizes)
 
     def remember(self, tape):
         """Keep the sizes of ``tape``, whose forward sweep has ended, for the next new tape."""

@@ -244,7 +244,7 @@ class Checkpointed:
         written = set(variant.entry.written_arrays)
         copies = [np.array(arg, copy=True) if param in written else arg
                   for param, arg in zip(variant.entry.params, args)]
-        tape = variant.make_tape()
+        tape = variant.new_tape()         # not the kept one: this tape is dropped full
         variant.forward(*copies, tape)
         tape.note_forward_end()
         variant.remember(tape)

@@ -30,6 +30,7 @@ import pytest
 from checkpoint_schedules.multistage import optimal_extra_steps
 
 import adsrc
+from adsrc.api import _Swept
 from adsrc.checkpointing import checkpointed
 from adsrc.runtime.checkpointing import (online_actions, reverses_one_step_at_a_time,
                                          run_schedule, schedule_actions)
@@ -255,6 +256,27 @@ def test_max_tape_bytes_picks_store_all_when_it_fits(backend):
     assert stats.schedule == "store_all" and stats.forward_steps == STEPS
     assert stats.peak_bytes <= all_stats.peak_bytes
     assert_gradients_close(got, want, ("data", "b", "x"))
+
+
+def test_budgeted_calls_record_on_the_tape_the_last_call_handed_back(backend, monkeypatch):
+    """Planning under ``max_tape_bytes`` probes one step on a tape of its own, which it drops
+    full: the tape kept by the last call is left for the call's own recording."""
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    n = 16
+    want, _, all_stats = _adjoint(CASES["gauss_seidel"], backend, STEPS,
+                                  {"x_bar": np.ones(n)}, schedule="store_all")
+    loop = checkpointed(step, max_tape_bytes=all_stats.peak_bytes)
+    loop.adjoint(*copies(CASES["gauss_seidel"].args), steps=STEPS, x_bar=np.ones(n))
+    taken, make_tape = [], _Swept.make_tape
+    monkeypatch.setattr(_Swept, "make_tape", lambda self: taken.append(make_tape(self))
+                        or taken[-1])
+    for _ in range(3):
+        got = loop.adjoint(*copies(CASES["gauss_seidel"].args), steps=STEPS, x_bar=np.ones(n))
+        assert_gradients_close(got, want, ("data", "b", "x"))
+        assert loop.adjoint.last_stats.schedule == "store_all"
+    assert len(taken) == 3
+    if backend == "cython":         # (the Python backend keeps no tape: its tapes are lists)
+        assert taken[1] is taken[0] and taken[2] is taken[0]
 
 
 def test_max_tape_bytes_picks_the_snapshots_that_fit(backend):
