@@ -1,6 +1,13 @@
 """Directional derivatives of plain Python kernels by the complex step, a method independent of
 adsrc: run the kernel on ``args + i*h*v`` and read the imaginary parts of its outputs.  Exact to
-rounding for kernels made of +, -, *, / and analytic functions (no abs, min, max)."""
+rounding for kernels made of +, -, *, / and analytic functions (no abs, min, max).
+
+Every float array runs as a complex copy, so that an output not differentiated with respect to
+carries its imaginary part too; and a complex value stored into a float array (one the kernel
+allocates itself) raises instead of dropping the imaginary part, which would give a wrong
+reference without a sign."""
+
+import warnings
 
 import numpy as np
 
@@ -20,9 +27,11 @@ def jvp(kernel, args, wrt, outputs, direction):
             arg = np.asarray(arg, dtype=complex) + 1j * STEP * direction[param]
             arg = complex(arg) if np.ndim(arg) == 0 else arg
         elif isinstance(arg, np.ndarray):
-            arg = arg.copy()
+            arg = arg.astype(complex) if arg.dtype.kind == "f" else arg.copy()
         shifted.append(arg)
-    kernel(*shifted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        kernel(*shifted)
     return {out: np.imag(shifted[params.index(out)]) / STEP for out in outputs}
 
 
