@@ -1,7 +1,7 @@
 """Copy the tables of the other benchmark scripts into RESULTS.md.
 
-``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py`` and ``overhead.py`` each write their
-own file, with the columns explained there.  The issues ask for one results table, so RESULTS.md
+``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py``, ``overhead.py`` and ``flags.py`` each
+write their own file, with the columns explained there.  The issues ask for one results table, so RESULTS.md
 ends with a section holding each file's title, command, date and tables, and a link for the rest.
 ``run.py`` writes that section whenever it writes RESULTS.md; after running one of the other
 scripts, ``python benchmarks/other_tables.py`` refreshes it without re-running ``run.py``.
@@ -12,7 +12,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md", "FLAGS.md")
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 
 

@@ -116,8 +116,7 @@ def write_results(path, options, rows, versions, seconds):
         "few microseconds. *sweeps* = the compiled forward and reverse sweeps called directly "
         "on the tape `f.adjoint` would take; *layer* = `f.adjoint` − sweeps (and `f.primal` "
         "− compiled primal): what a call spends in Python around the compiled code. *Numba "
-        "hand* = the hand "
-        "adjoint's `@numba.njit` call (dispatch included).",
+        "hand* = the hand adjoint's `@numba.njit` call (dispatch included).",
         "",
         "| kernel | grid | compiled primal | f.primal | layer | Numba primal | sweeps | "
         "f.adjoint | layer | Numba hand adjoint |",

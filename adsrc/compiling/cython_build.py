@@ -36,11 +36,11 @@ from adsrc.runtime import compiled_tape
 # compiler's time (3.5 s -> 1.5 s for a small kernel), and a kernel is debugged with
 # backend="python".  Strict aliasing (gcc's default at -O2 and up, and Python's own CFLAGS here):
 # a store to a double array then does not force the next read of an int index array from memory
-# again, as in a reverse sweep's ``data_bar[k] += ...; x_bar[indices[k]] += ...``; adjoints of
-# Gauss-Seidel, SOR, SpMV and weighted Jacobi took 0.89-0.96x the time they took with
-# -fno-strict-aliasing (/tmp A/B at 128x128 and 256x256, timed in turn).  Generated code puns no
-# types: every array is read as the dtype its memoryview was checked against.  (setup.py builds
-# the shipped kernels with the same flags.)
+# again, as in a reverse sweep's ``data_bar[k] += ...; x_bar[indices[k]] += ...``.  The gain is
+# a few per cent at most: with -fno-strict-aliasing the shipped kernels' adjoints took 0.96-1.06x
+# the time, longer for 13 of 20 kernel and grid pairs (benchmarks/FLAGS.md, median over three
+# layouts).  Generated code puns no types: every array is read as the dtype its memoryview was
+# checked against.  (setup.py builds the shipped kernels with the same flags.)
 FLAGS = ["-O3", "-g0", "-fno-math-errno"]
 FLAGS_VARIABLE = "ADSRC_CFLAGS"
 

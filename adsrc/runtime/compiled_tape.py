@@ -6,8 +6,7 @@ Generated modules reach the same text in one of two ways:
 * A module adsrc builds and caches (``adsrc.compiling.cython_build``) cimports it from one
   module built once per cache directory and toolchain, whose ``.pxd`` (:func:`declarations`)
   declares the stacks and holds the inline functions.  Compiled into every module, the ``Tape``
-  class and its Python-visible methods took about a quarter of the C compiler's time for a
-  Jacobi adjoint.
+  class and its Python-visible methods lengthened every kernel's C compile.
 * A module written to be built without adsrc (``adsrc generate``, the shipped ``kernels/``)
   carries it in its own source (:func:`standalone`).
 
