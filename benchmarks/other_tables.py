@@ -1,18 +1,21 @@
 """Copy the tables of the other benchmark scripts into RESULTS.md.
 
 ``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py``, ``overhead.py`` and ``flags.py`` each
-write their own file, with the columns explained there.  The issues ask for one results table, so RESULTS.md
-ends with a section holding each file's title, command, date and tables, and a link for the rest.
+write their own file (``flags.py`` one per flag set), with the columns explained there.  The
+issues ask for one results table, so RESULTS.md ends with a section holding each file's title,
+command, date and tables, and a link for the rest.
 ``run.py`` writes that section whenever it writes RESULTS.md; after running one of the other
 scripts, ``python benchmarks/other_tables.py`` refreshes it without re-running ``run.py``.
 """
 
+import glob
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md", "FLAGS.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md")
+FLAGS_PATTERN = "FLAGS_*.md"        # flags.py: one file per flag set weighed
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 
 
@@ -36,7 +39,9 @@ def copied_tables(name, text):
 def section(directory=HERE):
     """The whole section, from the marker on; files not written yet are named as missing."""
     out = [MARKER, "", "## Other benchmark scripts", ""]
-    for name in SOURCES:
+    flag_files = sorted(os.path.basename(path)
+                        for path in glob.glob(os.path.join(directory, FLAGS_PATTERN)))
+    for name in SOURCES + tuple(flag_files):
         path = os.path.join(directory, name)
         if os.path.exists(path):
             with open(path) as handle:

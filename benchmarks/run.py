@@ -72,6 +72,14 @@ def _warmup_kernel(x):
         x[i] = 2.0 * x[i] * x[i]
 
 
+def build_warmup_kernel(tool):
+    """Differentiate ``_warmup_kernel`` and call its adjoint: this builds the support modules if
+    the cache has none, and starts Cython in this process."""
+    spec = problems.KernelSpec("_warmup_kernel", ("x",), ("x",), "x")
+    f = tool.differentiate(_warmup_kernel, spec)
+    f.adjoint(np.ones(4), x_bar=np.ones(4))
+
+
 # ---------------------------------------------------------------------------------------------
 # adsrc, with a fallback for a version without the Cython backend
 # ---------------------------------------------------------------------------------------------
@@ -675,10 +683,8 @@ def run(options, log):
     log("first calls (generation + compilation) and cache hits")
     warm = {}
     try:
-        spec0 = problems.KernelSpec("_warmup_kernel", ("x",), ("x",), "x")
         t0 = time.perf_counter()
-        f = tool.differentiate(_warmup_kernel, spec0)
-        f.adjoint(np.ones(4), x_bar=np.ones(4))
+        build_warmup_kernel(tool)
         warm["seconds"] = time.perf_counter() - t0
         log(f"  shared module + tiny kernel: {fmt_seconds(warm['seconds'])} "
             f"(backend {tool.backend})")

@@ -38,9 +38,11 @@ from adsrc.runtime import compiled_tape
 # a store to a double array then does not force the next read of an int index array from memory
 # again, as in a reverse sweep's ``data_bar[k] += ...; x_bar[indices[k]] += ...``.  The gain is
 # a few per cent at most: with -fno-strict-aliasing the shipped kernels' adjoints took 0.96-1.06x
-# the time, longer for 13 of 20 kernel and grid pairs (benchmarks/FLAGS.md, median over three
-# layouts).  Generated code puns no types: every array is read as the dtype its memoryview was
-# checked against.  (setup.py builds the shipped kernels with the same flags.)
+# the time, longer for 13 of 20 kernel and grid pairs (benchmarks/FLAGS_fno-strict-aliasing.md,
+# median over three layouts).  Generated code puns no types: every array is read as the dtype
+# its memoryview was checked against.  -O3 and not -O2: with -O2 the adjoints took 0.96-1.06x
+# the time and a kernel's build 0.73-1.30x, within the builds' own spread
+# (benchmarks/FLAGS_O2.md).  (setup.py builds the shipped kernels with the same flags.)
 FLAGS = ["-O3", "-g0", "-fno-math-errno"]
 FLAGS_VARIABLE = "ADSRC_CFLAGS"
 
