@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Hand-written Cython primals and adjoints of the Jacobi and SpMV kernels: the same code as the
-hand Numba adjoints (peers/numba_peer.py, which says what each saves), compiled by Cython with
+"""Hand-written Cython primals and adjoints of the Jacobi, SpMV and triangular-solve kernels: the
+same code as the hand Numba adjoints (peers/numba_peer.py, which says what each saves), compiled by Cython with
 adsrc's own directives and C flags, so that its adjoint/primal ratio measures the adjoint
 code and not the compiler.  Same calling convention as there."""
 
@@ -185,3 +185,67 @@ def spmv_transpose_adj(const int32_t[::1] indptr, const int32_t[::1] indices,
                 acc += yb * data[k]
             x_bar[i] += acc
         y_bar[:] = 0.0
+
+
+cdef inline void tri_solve(const int32_t[::1] indptr, const int32_t[::1] indices,
+                           const double[::1] data, double[::1] x, bint lower) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], t, i, k, j
+    cdef double acc, diag
+    for t in range(n):
+        i = t if lower else n - 1 - t
+        acc = x[i]
+        diag = 1.0
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if (j < i) if lower else (j > i):
+                acc -= data[k] * x[j]
+            elif j == i:
+                diag = data[k]
+        x[i] = acc / diag
+
+
+cdef inline void tri_solve_adj(const int32_t[::1] indptr, const int32_t[::1] indices,
+                               const double[::1] data, double[::1] x, bint lower,
+                               double[::1] x_bar, double[::1] data_bar) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], t, i, k, j, kd
+    cdef double diag, accb
+    tri_solve(indptr, indices, data, x, lower)
+    for t in range(n):
+        i = n - 1 - t if lower else t
+        diag = 1.0
+        kd = -1
+        for k in range(indptr[i], indptr[i + 1]):
+            if indices[k] == i:
+                diag = data[k]
+                kd = k
+        accb = x_bar[i] / diag
+        if kd >= 0:
+            data_bar[kd] -= accb * x[i]
+        x_bar[i] = accb
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if (j < i) if lower else (j > i):
+                data_bar[k] -= accb * x[j]
+                x_bar[j] -= accb * data[k]
+
+
+def lower_solve(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data,
+                double[::1] x):
+    tri_solve(indptr, indices, data, x, True)
+
+
+def upper_solve(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data,
+                double[::1] x):
+    tri_solve(indptr, indices, data, x, False)
+
+
+def lower_solve_adj(const int32_t[::1] indptr, const int32_t[::1] indices,
+                    const double[::1] data, double[::1] x, double[::1] x_bar,
+                    double[::1] data_bar):
+    tri_solve_adj(indptr, indices, data, x, True, x_bar, data_bar)
+
+
+def upper_solve_adj(const int32_t[::1] indptr, const int32_t[::1] indices,
+                    const double[::1] data, double[::1] x, double[::1] x_bar,
+                    double[::1] data_bar):
+    tri_solve_adj(indptr, indices, data, x, False, x_bar, data_bar)
