@@ -165,38 +165,48 @@ class HessianOperator(LinearOperator):
     ``matvec``/``matmat`` run the compiled tangent of the adjoint (``matmat`` in vector mode: one
     sweep for all its columns); ``update(x)`` moves the point (the other arguments stay)
     without regenerating or recompiling anything;
-    ``gradient`` is the gradient at the current point, from the last product or computed."""
+    ``gradient`` is the gradient at the current point, from the last product or computed.
+
+    A point of any shape works: a LinearOperator acts on vectors, so the operator, its vectors
+    and ``gradient`` hold the point's values flat, in C order (``x.ravel()``), as SciPy's
+    solvers and optimisers want them; ``update`` takes the point flat or in its own shape."""
 
     def __init__(self, second, args):
         self._second = second
         self._args = list(args)
         point = args[second.position]
-        if not isinstance(point, np.ndarray) or point.ndim != 1:
-            raise ArgumentError(f"{second.kernel.fn.__name__}: hessian_operator needs a 1-D "
-                                f"array for '{second.wrt}'")
+        if not isinstance(point, np.ndarray) or point.ndim == 0:
+            raise ArgumentError(f"{second.kernel.fn.__name__}: hessian_operator needs an array "
+                                f"for '{second.wrt}' (for a float, use adsrc.hvp)")
         self._args[second.position] = np.array(point, dtype=np.float64, copy=True)
+        self._point_shape = point.shape
         super().__init__(dtype=np.float64, shape=(point.size, point.size))
 
     def update(self, x):
-        """Move the point to ``x`` (a copy is kept)."""
+        """Move the point to ``x``, in the point's shape or flat (a copy is kept)."""
         current = self._args[self._second.position]
         x = np.asarray(x, dtype=np.float64)
-        if x.shape != current.shape:
-            raise ArgumentError(f"update: x has shape {x.shape}, expected {current.shape}")
-        current[...] = x
+        if x.shape != current.shape and x.shape != (current.size,):
+            raise ArgumentError(f"update: x has shape {x.shape}, expected {current.shape} "
+                                f"(or {current.size} values, flat)")
+        current[...] = x.reshape(current.shape)
         return self
 
     @property
     def gradient(self):
-        return self._second.gradient_and_hvp(self._args, np.zeros(self.shape[0]))[0]
+        """The gradient at the point, flat."""
+        zero = np.zeros(self._point_shape)
+        return np.ravel(self._second.gradient_and_hvp(self._args, zero)[0])
 
     def _matvec(self, v):
-        v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
-        return self._second.gradient_and_hvp(self._args, v)[1]
+        v = np.ascontiguousarray(np.reshape(v, self._point_shape), dtype=np.float64)
+        return np.ravel(self._second.gradient_and_hvp(self._args, v)[1])
 
     def _matmat(self, vs):
         """H applied to the k columns of ``vs`` in one vector-mode sweep (not k matvecs)."""
-        return self._second.hvps(self._args, np.asarray(vs).T).T
+        k = np.shape(vs)[1]
+        stack = np.reshape(np.asarray(vs).T, (k,) + self._point_shape)
+        return np.reshape(self._second.hvps(self._args, stack), (k, self.shape[0])).T
 
     def _adjoint(self):
         return self        # a Hessian is symmetric
@@ -204,7 +214,8 @@ class HessianOperator(LinearOperator):
 
 def hessian_operator(f, *args, wrt=None, backend=None):
     """The Hessian of ``f`` (returning a scalar) with respect to ``wrt`` (default: the first
-    argument, a 1-D array) at ``args``, as a :class:`HessianOperator`."""
+    argument; an array of any shape, whose values the operator takes flat, in C order) at
+    ``args``, as a :class:`HessianOperator`."""
     if wrt is None:
         wrt = 0
     return HessianOperator(_SecondOrder(f, wrt, backend), args)

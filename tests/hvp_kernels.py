@@ -54,3 +54,15 @@ def calls_in_a_loop(x, a):
     for i in range(n):
         s += x[i] * x[i] * a
     return s
+
+
+def grid_energy(u, c):
+    """A nonlinear energy of a 2-D grid function: squared differences along both axes and a
+    quartic term, so its Hessian is known in closed form (test_hvp's hand Hessian)."""
+    s = 0.0
+    for i in range(u.shape[0] - 1):
+        for j in range(u.shape[1] - 1):
+            dx = u[i + 1, j] - u[i, j]
+            dy = u[i, j + 1] - u[i, j]
+            s += dx * dx + dy * dy + c * u[i, j] ** 4
+    return s

@@ -142,3 +142,51 @@ def test_bad_requests_are_refused():
     x = np.ones(5)
     with pytest.raises(adsrc.ArgumentError, match="shape"):
         adsrc.hvp(K.norm_cubed, wrt="x")(x, np.ones(4))
+
+
+def _grid_energy_hessian(u, c):
+    """The Hessian of hvp_kernels.grid_energy, by hand, over u's values in C order."""
+    m1, m2 = u.shape
+    index = np.arange(u.size).reshape(u.shape)
+    hessian = np.zeros((u.size, u.size))
+    for i in range(m1 - 1):
+        for j in range(m2 - 1):
+            for neighbour in (index[i + 1, j], index[i, j + 1]):
+                d = np.zeros(u.size)        # the difference u[neighbour] - u[i, j] is d . u
+                d[neighbour], d[index[i, j]] = 1.0, -1.0
+                hessian += 2.0 * np.outer(d, d)
+            hessian[index[i, j], index[i, j]] += 12.0 * c * u[i, j] ** 2
+    return hessian
+
+
+def test_operator_of_a_2d_point():
+    """A 2-D point: the operator acts on its values flat, in C order; against the Hessian by
+    hand, finite differences of the gradient, and hvp in the point's shape."""
+    rng = np.random.default_rng(61)
+    u, c = rng.standard_normal((4, 5)), 0.3
+    hessian = adsrc.hessian_operator(K.grid_energy, u, c, wrt="u")
+    assert hessian.shape == (20, 20)
+    dense = np.column_stack([hessian.matvec(e) for e in np.eye(20)])
+    np.testing.assert_allclose(dense, _grid_energy_hessian(u, c), rtol=1e-12, atol=1e-12)
+    gradient = adsrc.grad(K.grid_energy, wrt="u")(u.copy(), c)
+    np.testing.assert_allclose(hessian.gradient, gradient.ravel(), rtol=1e-12)
+    v = rng.standard_normal((4, 5))
+    hv = hessian.matvec(v.ravel())
+    np.testing.assert_allclose(hv, adsrc.hvp(K.grid_energy, wrt="u")(u.copy(), v, c).ravel(),
+                               rtol=1e-13)
+    fd = (-adsrc.grad(K.grid_energy, wrt="u")(u + 2 * FD_STEP * v, c)
+          + 8 * adsrc.grad(K.grid_energy, wrt="u")(u + FD_STEP * v, c)
+          - 8 * adsrc.grad(K.grid_energy, wrt="u")(u - FD_STEP * v, c)
+          + adsrc.grad(K.grid_energy, wrt="u")(u - 2 * FD_STEP * v, c)) / (12 * FD_STEP)
+    np.testing.assert_allclose(hv, fd.ravel(), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(hessian.matmat(np.eye(20)[:, 3:7]), dense[:, 3:7], rtol=1e-13)
+    moved = u + 0.1
+    hessian.update(moved.ravel())       # flat, or in the point's shape
+    np.testing.assert_allclose(hessian.matvec(v.ravel()), _grid_energy_hessian(moved, c)
+                               @ v.ravel(), rtol=1e-12)
+    hessian.update(u)
+    np.testing.assert_allclose(hessian.matvec(v.ravel()), hv, rtol=1e-13)
+    with pytest.raises(adsrc.ArgumentError, match="expected"):
+        hessian.update(np.ones((5, 4)))
+    with pytest.raises(adsrc.ArgumentError, match="needs an array"):
+        adsrc.hessian_operator(K.norm_cubed, 1.5)
