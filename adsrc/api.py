@@ -499,7 +499,8 @@ class Differentiable:
             checks = compiled.checks[suffix] = CallChecks(
                 self.fn.__name__, self.params, entry.key.signature, entry.written_arrays,
                 companions, suffix, allowed, written_companions, what, hint,
-                contiguous=compiled.backend == "cython")
+                contiguous=compiled.backend == "cython",
+                buffers_ok=cython_build.buffers_ok() if compiled.backend == "cython" else None)
         return checks(args, given)
 
 

@@ -319,7 +319,7 @@ class Generator:
 
     def module(self, entry, backend, mode=ADJOINT):
         """(source, namespace) of the loaded module holding the entry and all its callees."""
-        tape_module = cython_build.tape_module_name() if backend == "cython" else None
+        tape_module = cython_build.runtime_module_name() if backend == "cython" else None
         source = self.source(entry, backend, mode=mode, tape_module=tape_module)
         if backend == "python":
             first = entry.tan_name if mode == TANGENT else entry.fwd_name

@@ -66,7 +66,7 @@ QUICK_SIZES = (16, 32, 64, 128)
 
 def _warmup_kernel(x):
     """A tiny kernel compiled first, so that building Cython's shared utility module and adsrc's
-    tape module (once per cache directory) is timed on its own and not charged to the first real
+    runtime module (once per cache directory) is timed on its own and not charged to the first real
     kernel."""
     for i in range(len(x)):
         x[i] = 2.0 * x[i] * x[i]
@@ -533,7 +533,7 @@ def new_process_cache_hits(names, sweeps, backend, log):
 
 def new_process_first_calls(names, sweeps, backend, source, log):
     """Per kernel, the first call in a new process whose cache holds only the modules built
-    once per cache (Cython's shared utility module and adsrc's tape module, ``_adsrc_*``, copied
+    once per cache (Cython's shared utility module and adsrc's runtime module, ``_adsrc_*``, copied
     from the cache directory ``source``): what a user's first kernel of a session costs,
     Cython's and setuptools' start-up included, which the in-process first calls share with the
     warm-up kernel."""
@@ -960,7 +960,7 @@ def write_results(path, options, outcome, command):
     if "seconds" in outcome["warm"]:
         compiled = "python" not in (tool.backend or "")
         built = ("(code generation + Cython build); Cython's shared utility module and adsrc's "
-                 "tape module were built before, once, with a tiny kernel: " if compiled else
+                 "runtime module were built before, once, with a tiny kernel: " if compiled else
                  "(code generation only: the Python backend compiles nothing); a tiny kernel "
                  "differentiated first took ")
         add(f"*first call* = `differentiate(...)` + first `adjoint(...)` on the "
@@ -969,7 +969,7 @@ def write_results(path, options, outcome, command):
             "*cache hit* = a second `differentiate(...)` of the same kernel (a fresh object) "
             "and its first `adjoint(...)` in the same process (median of 3); *new process* = the "
             "same in a new Python process (one call): for the first call, a process of its own "
-            "per kernel, with a cache holding only the shared utility and tape modules "
+            "per kernel, with a cache holding only the shared utility and runtime modules "
             "(Cython's and setuptools' start-up is then part of the call); for the cache hit, "
             "the compiled module found on disk.")
     elif "error" in outcome["warm"]:

@@ -47,8 +47,8 @@ _LONG_TESTS = {
 }
 
 # the modules every generated module needs, built once per cache: Cython's shared utility
-# module and the tape module (adsrc/compiling/cython_build.py)
-_SUPPORT_MODULE_PREFIXES = ("_adsrc_cyutility_", "_adsrc_tape_")
+# module and adsrc's runtime module (adsrc/compiling/cython_build.py)
+_SUPPORT_MODULE_PREFIXES = ("_adsrc_cyutility_", "_adsrc_runtime_")
 
 
 # the C flags the session's builds add to adsrc's own (see the module docstring)
@@ -58,7 +58,8 @@ _TEST_FLAGS = "-O1"
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "private_cache: the test gets a compile cache of its own, holding only "
-                   "Cython's shared utility module and the tape module (it asserts on the whole "
+                   "Cython's shared utility module and adsrc's runtime module (it asserts on the "
+                   "whole "
                    "cache directory)")
     config.addinivalue_line(
         "markers", "shipping_flags: the test's modules are built with adsrc's own C flags, "

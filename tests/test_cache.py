@@ -70,7 +70,7 @@ _PROCESS = textwrap.dedent("""
         return counted
 
     def counted_build(directory, extensions, shared):
-        # kernel modules only (not the shared utility and tape modules, built once per cache)
+        # kernel modules only (not the shared utility and runtime modules, built once per cache)
         counts["builds"] += extensions[0].name.startswith("adsrc_")
         return build(directory, extensions, shared)
 

@@ -20,7 +20,7 @@ import pytest
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
-from adsrc.compiling.cython_build import FLAGS, compile_flags, tape_module_name
+from adsrc.compiling.cython_build import FLAGS, compile_flags, runtime_module_name
 from adsrc.kernels import gauss_seidel, spmv
 from corpus.hand_adjoints import CASES, CASES_BY_NAME
 from corpus.kernels import jacobi2d
@@ -315,8 +315,9 @@ def test_cache_reuses_modules_and_builds_new_signatures():
     assert {name: after[name] for name in before} == before     # nothing rebuilt
 
 
-def test_generated_modules_cimport_one_tape_module():
-    """The tape's class and stacks are compiled once per cache, not into every module."""
+def test_generated_modules_cimport_one_runtime_module():
+    """The tape's class and stacks are compiled once per cache, into the runtime module, not
+    into every module."""
     problem = _spmv_problem(np.int32)
     f = adsrc.differentiate(spmv, wrt=("x",), outputs=("y",), backend="cython")
     g = adsrc.differentiate(gauss_seidel, wrt=("b",), outputs=("x",), backend="cython")
@@ -325,13 +326,49 @@ def test_generated_modules_cimport_one_tape_module():
     g.adjoint(indptr, indices, data, np.zeros(9), np.ones(9), 2, x_bar=np.ones(9))
     for kernel in (f, g):
         source = kernel.source("adjoint")
-        assert f"from {tape_module_name()} cimport Tape, TapeData, push_float" in source
+        assert f"from {runtime_module_name()} cimport Tape, TapeData, push_float" in source
         assert "cdef class Tape" not in source and "cdef struct TapeData" not in source
-    tapes = [name for name in os.listdir(cache_dir()) if name.startswith("_adsrc_tape_")]
-    assert tapes == [tape_module_name() + _SUFFIX]
+    runtimes = [name for name in os.listdir(cache_dir()) if name.startswith("_adsrc_runtime_")]
+    assert runtimes == [runtime_module_name() + _SUFFIX]
 
 
-def test_a_corrupt_tape_module_is_rebuilt(tmp_path):
+def _buffers_ok(*arrays, written=(), companions=None):
+    """buffers_ok on ``arrays``: the ones at ``written`` are written (and must be writable),
+    ``companions`` maps an index to the index of its primal (float64, same shape, writable)."""
+    from adsrc.compiling.cython_build import buffers_ok
+
+    companions = companions or {}
+    writable = tuple(i in written or i in companions for i in range(len(arrays)))
+    return buffers_ok()(arrays, writable, tuple(i in written for i in range(len(arrays))),
+                        tuple(companions.get(i, -1) for i in range(len(arrays))), np.ndarray)
+
+
+def test_the_compiled_call_check_of_buffers():
+    """What the one-pass check of a compiled call's arrays accepts, case by case; on False a
+    call takes the checks in Python, which name the fault (test_errors, on both backends)."""
+    x, b, idx = np.zeros(6), np.ones(6), np.arange(6, dtype=np.int32)
+    assert _buffers_ok(idx, x, b, np.zeros(6), written=(1, 3), companions={3: 1})
+    assert _buffers_ok(np.zeros((2, 3)), np.ones((2, 3)), written=(1,), companions={1: 0})
+    assert not _buffers_ok(x[::2], b[:3])                       # not C-contiguous
+    read_only = np.ones(6)
+    read_only.flags.writeable = False
+    assert _buffers_ok(read_only, x, written=(1,))              # read, not written: fine
+    assert not _buffers_ok(x, read_only, written=(1,))
+    for bad in (np.zeros(6, dtype=np.float32), np.zeros(5), np.zeros((6, 1)), np.zeros((3, 2))):
+        assert not _buffers_ok(x, bad, written=(1,), companions={1: 0})
+    assert not _buffers_ok(np.zeros((2, 3)), np.zeros((3, 2)), written=(1,), companions={1: 0})
+    import array
+    assert not _buffers_ok(x, array.array("d", [0.0] * 6), written=(1,), companions={1: 0})
+    whole = np.zeros(12)
+    assert not _buffers_ok(whole[:6], whole[4:10], written=(0,))   # overlapping views
+    assert not _buffers_ok(whole[:6], whole[4:10], written=(1,))
+    assert _buffers_ok(whole[:6], whole[6:], written=(0, 1))        # disjoint views
+    assert _buffers_ok(b, b)                                        # one array read twice
+    assert not _buffers_ok(b, b, written=(0,))
+    assert _buffers_ok(whole, whole[3:3], written=(0,))             # no elements: no overlap
+
+
+def test_a_corrupt_runtime_module_is_rebuilt(tmp_path):
     problem = _spmv_problem(np.int32)
     want = _spmv_x_bar(adsrc.differentiate(spmv, wrt=("x",), outputs=("y",), backend="python"),
                        problem, np.arange(9, dtype=float))
@@ -340,13 +377,13 @@ def test_a_corrupt_tape_module_is_rebuilt(tmp_path):
     for name in os.listdir(cache_dir()):
         if name.startswith("_adsrc_cyutility_"):
             shutil.copy2(os.path.join(cache_dir(), name), cache / name)
-    tape = cache / (tape_module_name() + _SUFFIX)
-    tape.write_bytes(b"not a shared library")
+    runtime = cache / (runtime_module_name() + _SUFFIX)
+    runtime.write_bytes(b"not a shared library")
     result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True,
                             text=True, env=_subprocess_env(cache), timeout=300)
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.array(eval(result.stdout)), want, rtol=RTOL)
-    assert tape.read_bytes() != b"not a shared library"
+    assert runtime.read_bytes() != b"not a shared library"
 
 
 _RACER = textwrap.dedent("""
@@ -416,10 +453,11 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
     assert len(modules) == 1, files
     (module,) = modules
     pyx = module[: -len(_SUFFIX)] + ".pyx"
-    # exactly the module, its .pyx, the shared utility module, the tape module and the module's
-    # one source-key record (both racers wrote it, by atomic rename): no build dirs, no temp files
-    tape = tape_module_name() + _SUFFIX
-    assert set(files) == {module, pyx, *shared, tape, "keys"}, files
+    # exactly the module, its .pyx, the shared utility module, the runtime module and the
+    # module's one source-key record (both racers wrote it, by atomic rename): no build dirs,
+    # no temp files
+    runtime = runtime_module_name() + _SUFFIX
+    assert set(files) == {module, pyx, *shared, runtime, "keys"}, files
     records = os.listdir(cache / "keys")
     assert len(records) == 1 and records[0].endswith(".pickle"), records
 

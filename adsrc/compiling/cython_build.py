@@ -3,9 +3,11 @@
 Cython's ``cythonize`` and setuptools' ``build_ext`` run in a private temporary directory inside
 the cache; the finished ``.so`` is renamed into the cache.  All modules share one Cython utility
 module (Cython >= 3.1), built once per toolchain, so a kernel compiles in well under a second
-instead of several; and all cimport their tape from one module built once the same way
-(:mod:`adsrc.runtime.compiled_tape`).  A failed build raises :class:`~adsrc.errors.AdsrcError`
-naming the user's kernel file and line when the failure can be traced to a generated line.
+instead of several; and all cimport their tape from adsrc's runtime module, built once the same
+way: the tape (:mod:`adsrc.runtime.compiled_tape`) and the check a compiled call makes of its
+arrays (:mod:`adsrc.runtime.compiled_call_check`).  A failed build raises
+:class:`~adsrc.errors.AdsrcError` naming the user's kernel file and line when the failure can be
+traced to a generated line.
 
 Builds in one process are serialised by a lock: the output capture of a build redirects the
 process's file descriptors 1 and 2 and ``sys.stdout``/``sys.stderr``, which two overlapping
@@ -28,7 +30,7 @@ import threading
 
 from adsrc.compiling import cache
 from adsrc.errors import AdsrcError
-from adsrc.runtime import compiled_tape
+from adsrc.runtime import compiled_call_check, compiled_tape
 
 # -fno-math-errno: errno is never read, and without it a derivative expression's repeated
 # sqrt/exp calls could not be shared.  -g0 overrides the -g of Python's own CFLAGS: debug
@@ -67,18 +69,33 @@ def _shared_name():
     return "_adsrc_cyutility_" + cache.key("shared utility module", FLAGS)[:12]
 
 
+def _runtime_sources():
+    """{suffix: text} of the runtime module: the tape's declarations, which generated modules
+    cimport, and its implementation with the call check."""
+    return {".pxd": compiled_tape.declarations(),
+            ".pyx": compiled_tape.implementation() + compiled_call_check.implementation()}
+
+
 @functools.lru_cache(maxsize=None)
-def tape_module_name():
-    """The name of the tape module generated modules cimport: it changes with the tape's
-    source and the toolchain, so a module never finds a tape of another layout."""
-    source = compiled_tape.declarations() + compiled_tape.implementation()
-    return "_adsrc_tape_" + cache.key(source, FLAGS)[:12]
+def runtime_module_name():
+    """The name of the runtime module generated modules cimport their tape from: it changes
+    with its source and the toolchain, so a module never finds a tape of another layout."""
+    return "_adsrc_runtime_" + cache.key("".join(_runtime_sources().values()), FLAGS)[:12]
+
+
+def _runtime_module():
+    _ensure_support(cache.cache_dir())
+    return sys.modules[runtime_module_name()]
 
 
 def tape_class():
-    """The ``Tape`` class of the tape module (built and imported if it is not yet)."""
-    _ensure_support(cache.cache_dir())
-    return sys.modules[tape_module_name()].Tape
+    """The ``Tape`` class of the runtime module (built and imported if it is not yet)."""
+    return _runtime_module().Tape
+
+
+def buffers_ok():
+    """The compiled check of a call's arrays (:mod:`adsrc.runtime.compiled_call_check`)."""
+    return _runtime_module().buffers_ok
 
 
 @contextlib.contextmanager
@@ -155,15 +172,15 @@ def _import(name, path):
 
 def _ensure_support(directory):
     """Build (once) and import what every generated module needs: the shared Cython utility
-    module, then the tape module (built with the former).  Returns the shared module's name."""
-    shared, tape = _shared_name(), tape_module_name()
+    module, then adsrc's runtime module (built with the former).  Returns the shared module's
+    name."""
+    shared, runtime = _shared_name(), runtime_module_name()
     with _BUILD_LOCK:
         if shared not in sys.modules:
             _find_or_build_support(directory, shared, shared, {}, "Cython's shared utility module")
-        if tape not in sys.modules:
-            files = {tape + ".pxd": compiled_tape.declarations(),
-                     tape + ".pyx": compiled_tape.implementation()}
-            _find_or_build_support(directory, tape, shared, files, "the tape module")
+        if runtime not in sys.modules:
+            files = {runtime + suffix: text for suffix, text in _runtime_sources().items()}
+            _find_or_build_support(directory, runtime, shared, files, "adsrc's runtime module")
     return shared
 
 
@@ -220,7 +237,7 @@ def load(source, name_hint, line_map=None):
 
 def load_built(name):
     """The module ``name`` (a name :func:`load` gave) if the cache holds a usable build of it,
-    imported; else None.  Never builds it (only the shared utility and tape modules, if
+    imported; else None.  Never builds it (only the shared utility and runtime modules, if
     missing)."""
     directory = cache.cache_dir()
     _ensure_support(directory)
@@ -241,7 +258,8 @@ def _find_or_build(directory, name, source, shared, line_map, flags):
             pyx = os.path.join(work, name + ".pyx")
             _write(pyx, source)
             # the tape's declarations, beside the .pyx that cimports them
-            _write(os.path.join(work, tape_module_name() + ".pxd"), compiled_tape.declarations())
+            _write(os.path.join(work, runtime_module_name() + ".pxd"),
+                   compiled_tape.declarations())
             _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
             cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)

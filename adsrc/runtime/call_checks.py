@@ -8,6 +8,8 @@ makes a single pass over its arrays.  On a small kernel, the general checks aske
 every call took a large share of the time the compiled code did.
 
 A call that fails a check raises the general check's error, so both routes say the same thing.
+A call of a compiled module asks its arrays first in one pass of C
+(:mod:`adsrc.runtime.compiled_call_check`), and takes the pass in Python only when that says no.
 """
 
 import numpy as np
@@ -25,11 +27,12 @@ class CallChecks:
     them; ``allowed`` the companion keys a call may pass; ``written_companions`` the parameters
     whose companions the compiled code writes; ``what`` names a companion in errors (``hint``
     is added to the error for an unknown key); ``contiguous``: the compiled backend's typed
-    memoryviews take C-contiguous arrays only.
+    memoryviews take C-contiguous arrays only.  ``buffers_ok``: the compiled check of a call's
+    arrays (for the compiled backend).
     """
 
     def __init__(self, kernel_name, params, signature, written, companions, suffix, allowed,
-                 written_companions, what, hint="", contiguous=True):
+                 written_companions, what, hint="", contiguous=True, buffers_ok=None):
         self.kernel_name = kernel_name
         self.params = list(params)
         self.written = frozenset(written)
@@ -45,11 +48,59 @@ class CallChecks:
                                   signature[self.params.index(param)].is_array)
                                  for param in companions)
         self._written_names = self.written | {param + suffix for param in written_companions}
+        self._buffers_ok = buffers_ok
+        # what buffers_ok is told of the argument arrays: the companions' entries are added
+        # per call, for the ones given
+        self._array_names = tuple(param for param, _, _ in self._arrays)
+        self._array_flags = tuple(written for _, _, written in self._arrays)
+        self._array_index = {position: index
+                             for index, (_, position, _) in enumerate(self._arrays)}
 
     def __call__(self, args, given):
         """(the argument arrays by name, the companions in the compiled code's order; zeros
         for the ones not given), after checking every argument and companion; raises
         ArgumentError and changes nothing when one is wrong."""
+        if self._buffers_ok is not None:
+            checked = self._checked_in_c(args, given)
+            if checked is not None:
+                return checked
+        return self._checked_in_python(args, given)
+
+    def _checked_in_c(self, args, given):
+        """As ``__call__``, when the compiled check passes every array; None when it does not
+        (or a key is not one this call takes), for the pass in Python to say why."""
+        arrays = [args[position] for _, position, _ in self._arrays]
+        writable, written = list(self._array_flags), list(self._array_flags)
+        shaped_like = [-1] * len(arrays)
+        companions = []
+        taken = 0
+        for _, key, position, is_array in self._companions:
+            companion = given.get(key)
+            if companion is None:
+                companions.append(np.zeros_like(args[position]) if is_array else 0.0)
+                continue
+            if key not in self.allowed:
+                return None
+            taken += 1
+            if not is_array:
+                try:
+                    companions.append(check_float(self.kernel_name, key, companion,
+                                                  f"a {self.what}"))
+                except ArgumentError:
+                    return None     # the pass in Python raises the error it meets first
+                continue
+            arrays.append(companion)
+            writable.append(True)
+            written.append(key in self._written_names)
+            shaped_like.append(self._array_index[position])
+            companions.append(companion)
+        if taken != len(given) or not self._buffers_ok(
+                tuple(arrays), tuple(writable), tuple(written), tuple(shaped_like), np.ndarray):
+            return None
+        return dict(zip(self._array_names, arrays[:len(self._array_names)])), companions
+
+    def _checked_in_python(self, args, given):
+        """As ``__call__``, asking NumPy array by array: the route that names what is wrong."""
         name = self.kernel_name
         arrays = {}
         owners = set()

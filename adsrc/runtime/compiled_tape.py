@@ -201,12 +201,14 @@ def standalone():
 
 
 def declarations():
-    """The ``.pxd`` of the tape module: what a module that cimports the tape compiles in."""
+    """The ``.pxd`` of the runtime module (adsrc.compiling.cython_build): what a module that
+    cimports the tape compiles in."""
     return _CIMPORTS + "\n\n" + _STRUCT + "cdef class Tape:\n" + _ATTRIBUTES + "\n\n" + _INLINE
 
 
 def implementation():
-    """The ``.pyx`` of the tape module: the ``Tape`` class's Python-visible part."""
+    """The tape's part of the runtime module's ``.pyx``: the ``Tape`` class's Python-visible
+    part."""
     return "# cython: language_level=3\n" + _CIMPORTS + "\n\n" + _CLASS_HEAD + _METHODS
 
 
