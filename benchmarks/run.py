@@ -894,7 +894,7 @@ def write_results(path, options, outcome, command):
         "adjoint/primal); *primal/adjoint time ÷ Numba's* = adsrc's compiled primal and adjoint "
         "times divided by Numba's (read *adsrc ÷ hand* with them: where adsrc's primal is "
         "faster than Numba's, the same adjoint code gives a larger ratio); *Cython hand* = "
-        "the same hand adjoints of the Jacobi and SpMV kernels written in Cython "
+        "the same hand adjoints of the Jacobi, SpMV and triangular-solve kernels written in Cython "
         "(`benchmarks/peers/hand_adjoints.pyx`), compiled with adsrc's directives and C flags, "
         "and *adsrc ÷ Cython hand* = (adsrc adjoint/primal) ÷ (its adjoint/primal): the same "
         "comparison with the compiler held equal; *JAX*, *PyTorch* = one gradient of the same "
