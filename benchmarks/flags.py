@@ -73,7 +73,8 @@ def measure(flags, sizes, kernels, sweeps, budget, log):
 
 
 def output_name(flags):
-    """``-fno-strict-aliasing`` -> ``FLAGS_fno-strict-aliasing.md``, ``-O2 -g`` -> ``FLAGS_O2_g.md``."""
+    """The output file of a flag set: ``-fno-strict-aliasing`` ->
+    ``FLAGS_fno-strict-aliasing.md``, ``-O2 -g`` -> ``FLAGS_O2_g.md``."""
     words = [re.sub(r"[^A-Za-z0-9=.+-]", "", word.lstrip("-")) for word in flags.split()]
     return "FLAGS_" + "_".join(word for word in words if word) + ".md"
 

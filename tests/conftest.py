@@ -59,8 +59,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "private_cache: the test gets a compile cache of its own, holding only "
                    "Cython's shared utility module and adsrc's runtime module (it asserts on the "
-                   "whole "
-                   "cache directory)")
+                   "whole cache directory)")
     config.addinivalue_line(
         "markers", "shipping_flags: the test's modules are built with adsrc's own C flags, "
                    "not the session's quicker -O1")

@@ -6,6 +6,7 @@ Every test passes ``backend=`` explicitly, so ``$ADSRC_BACKEND`` does not matter
 session's compiled modules go to the private cache set up in conftest.py.
 """
 
+import array
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import pytest
 
 import adsrc
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
-from adsrc.compiling.cython_build import FLAGS, compile_flags, runtime_module_name
+from adsrc.compiling.cython_build import FLAGS, buffers_ok, compile_flags, runtime_module_name
 from adsrc.kernels import gauss_seidel, spmv
 from corpus.hand_adjoints import CASES, CASES_BY_NAME
 from corpus.kernels import jacobi2d
@@ -335,8 +336,6 @@ def test_generated_modules_cimport_one_runtime_module():
 def _buffers_ok(*arrays, written=(), companions=None):
     """buffers_ok on ``arrays``: the ones at ``written`` are written (and must be writable),
     ``companions`` maps an index to the index of its primal (float64, same shape, writable)."""
-    from adsrc.compiling.cython_build import buffers_ok
-
     companions = companions or {}
     writable = tuple(i in written or i in companions for i in range(len(arrays)))
     return buffers_ok()(arrays, writable, tuple(i in written for i in range(len(arrays))),
@@ -357,7 +356,6 @@ def test_the_compiled_call_check_of_buffers():
     for bad in (np.zeros(6, dtype=np.float32), np.zeros(5), np.zeros((6, 1)), np.zeros((3, 2))):
         assert not _buffers_ok(x, bad, written=(1,), companions={1: 0})
     assert not _buffers_ok(np.zeros((2, 3)), np.zeros((3, 2)), written=(1,), companions={1: 0})
-    import array
     assert not _buffers_ok(x, array.array("d", [0.0] * 6), written=(1,), companions={1: 0})
     whole = np.zeros(12)
     assert not _buffers_ok(whole[:6], whole[4:10], written=(0,))   # overlapping views
@@ -366,6 +364,59 @@ def test_the_compiled_call_check_of_buffers():
     assert _buffers_ok(b, b)                                        # one array read twice
     assert not _buffers_ok(b, b, written=(0,))
     assert _buffers_ok(whole, whole[3:3], written=(0,))             # no elements: no overlap
+
+
+def test_the_compiled_call_check_passes_what_the_python_checks_pass():
+    """Random adjoint calls of SpMV whose arrays are drawn from fresh arrays, views of one
+    buffer (overlapping or not), strided views, read-only arrays, float32 arrays and arrays of
+    the wrong length: the check in C passes exactly the calls the checks in Python pass, with
+    the same arrays (so it never lets a bad call through, and the fast route is the one taken)."""
+    f = adsrc.differentiate(spmv, wrt=("data", "x"), outputs=("y",), backend="cython")
+    indptr, indices, data, x, y = _spmv_problem(np.int32)
+    f.adjoint(indptr, indices, data, x.copy(), y.copy(), y_bar=np.ones(9))
+    (compiled,) = f._compiled.values()
+    checks = compiled.checks["_bar"]
+    rng = np.random.default_rng(11)
+    passed = refused = 0
+    for _ in range(400):
+        base = np.zeros(64)
+
+        def draw(size):
+            kind = rng.integers(10)
+            if kind == 0:
+                offset = int(rng.integers(0, 64 - size))
+                return base[offset:offset + size]                    # maybe overlapping
+            if kind == 1:
+                return np.zeros(2 * size)[::2]                       # strided
+            if kind == 2:
+                frozen = np.zeros(size)
+                frozen.flags.writeable = False
+                return frozen
+            if kind == 3:
+                return np.zeros(size, dtype=np.float32)
+            if kind == 4:
+                return np.zeros(size + 1)
+            return np.zeros(size)                                    # fresh and right
+        x_arg, y_arg = draw(9), draw(9)
+        if x_arg.dtype != np.float64 or len(x_arg) != 9 or len(y_arg) != 9 \
+                or y_arg.dtype != np.float64:
+            continue                                     # refused by the signature, before
+        bars = {"y_bar": draw(9), "x_bar": draw(9), "data_bar": draw(len(data))}
+        args = (indptr, indices, data, x_arg, y_arg)
+        fast = checks._checked_in_c(args, dict(bars))
+        try:
+            slow = checks._checked_in_python(args, dict(bars))
+        except adsrc.ArgumentError:
+            slow = None
+        assert (fast is None) == (slow is None), (x_arg, y_arg, bars)
+        if fast is None:
+            refused += 1
+            continue
+        passed += 1
+        assert fast[0].keys() == slow[0].keys()
+        assert all(a is b for a, b in zip(fast[0].values(), slow[0].values()))
+        assert all(a is b for a, b in zip(fast[1], slow[1]))
+    assert passed > 10 and refused > 10
 
 
 def test_a_corrupt_runtime_module_is_rebuilt(tmp_path):

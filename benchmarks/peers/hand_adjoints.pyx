@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Hand-written Cython primals and adjoints of the Jacobi, SpMV and triangular-solve kernels: the
-same code as the hand Numba adjoints (peers/numba_peer.py, which says what each saves), compiled by Cython with
-adsrc's own directives and C flags, so that its adjoint/primal ratio measures the adjoint
-code and not the compiler.  Same calling convention as there."""
+same code as the hand Numba adjoints (peers/numba_peer.py, which says what each saves), compiled
+by Cython with adsrc's own directives and C flags, so that its adjoint/primal ratio measures the
+adjoint code and not the compiler.  Same calling convention as there."""
 
 import numpy as np
 from libc.stdint cimport int32_t
