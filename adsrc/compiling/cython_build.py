@@ -257,9 +257,8 @@ def _find_or_build(directory, name, source, shared, line_map, flags):
         try:
             pyx = os.path.join(work, name + ".pyx")
             _write(pyx, source)
-            # the tape's declarations, beside the .pyx that cimports them
-            _write(os.path.join(work, runtime_module_name() + ".pxd"),
-                   compiled_tape.declarations())
+            # the runtime module's declarations (the tape's), beside the .pyx that cimports them
+            _write(os.path.join(work, runtime_module_name() + ".pxd"), _runtime_sources()[".pxd"])
             _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
             cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
             cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
