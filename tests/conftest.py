@@ -4,8 +4,8 @@ Compiled modules go to one cache directory per test session, shared by all of th
 processes: pytest-xdist's workers (``-n auto`` in pyproject.toml) and the subprocesses tests
 start.  It lives in the session's temporary directory, so a run starts cold and never touches
 the user's cache, and a kernel that test files on two workers use is compiled once, not once
-per worker.  Two workers that build the same module at the same time both build it; the cache's
-atomic renames (adsrc/compiling/cache.py) leave one complete file.  A test that asserts on the
+per worker: two workers that want the same module at the same time take the cache's lock on it
+(adsrc/compiling/cache.py), and one builds it while the other waits.  A test that asserts on the
 whole content of the cache directory, which another worker may write to at any moment, is
 marked ``private_cache`` and gets a cache of its own (see ``_PRIVATE_CACHE_TESTS``).
 

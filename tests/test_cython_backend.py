@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import adsrc
+from adsrc.compiling import cache as compile_cache
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
 from adsrc.compiling.cython_build import FLAGS, buffers_ok, compile_flags, runtime_module_name
 from adsrc.kernels import gauss_seidel, spmv
@@ -441,9 +442,16 @@ _RACER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     import adsrc
+    from adsrc.compiling import cython_build
     from adsrc.kernels import gauss_seidel
     from corpus.problems import poisson2d_csr
     go = sys.argv[1]
+    built = []                 # the modules this process compiles
+    build = cython_build._build
+    def counted(directory, extensions, shared):
+        built.extend(extension.name for extension in extensions)
+        return build(directory, extensions, shared)
+    cython_build._build = counted
     indptr, indices, data = poisson2d_csr(4, np.int32)
     n = len(indptr) - 1
     f = adsrc.differentiate(gauss_seidel, wrt=("b",), outputs=("x",), backend="cython")
@@ -456,10 +464,11 @@ _RACER = textwrap.dedent("""
     (b_bar,) = f.adjoint(indptr, indices, data, x, b, 2, x_bar=np.ones(n))
     print(repr(b_bar.tolist()))
     print(repr(x.tolist()))
+    print(repr(built))
 """)
 
 
-def test_two_processes_build_the_same_module_at_once(tmp_path):
+def test_two_processes_wanting_the_same_modules_build_each_once(tmp_path):
     # start from the shared Cython utility module of this session (building it is not what this
     # test is about, and it takes long); everything else is new to the directory, the tape
     # module too, which both processes need first
@@ -467,10 +476,12 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
         *_copy(_spmv_problem(np.int32)), y_bar=np.ones(9))
     cache = tmp_path / "cache"
     cache.mkdir()
-    shared = [name for name in os.listdir(cache_dir()) if name.startswith("_adsrc_cyutility_")]
-    assert shared
-    for name in shared:
-        shutil.copy2(os.path.join(cache_dir(), name), cache / name)
+    # the file this process imported it from: the session's cache, or a private_cache test's
+    # copy (then the session's cache never gets one)
+    (path,) = [module.__file__ for name, module in list(sys.modules.items())
+               if name.startswith("_adsrc_cyutility_")]
+    shared = [os.path.basename(path)]
+    shutil.copy2(path, cache / shared[0])
 
     go = tmp_path / "go"
     env = _subprocess_env(cache)
@@ -494,10 +505,12 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
     x, b = np.zeros(n), np.linspace(-1.0, 1.0, n)
     f = adsrc.differentiate(gauss_seidel, wrt=("b",), outputs=("x",), backend="python")
     (b_bar,) = f.adjoint(indptr, indices, data, x, b, 2, x_bar=np.ones(n))
+    built = []
     for out, _ in outputs:
-        got_b_bar, got_x = (np.array(eval(line)) for line in out.splitlines())
-        np.testing.assert_allclose(got_b_bar, b_bar, rtol=RTOL)
-        np.testing.assert_allclose(got_x, x, rtol=RTOL)
+        got_b_bar, got_x, racer_built = (eval(line) for line in out.splitlines())
+        np.testing.assert_allclose(np.array(got_b_bar), b_bar, rtol=RTOL)
+        np.testing.assert_allclose(np.array(got_x), x, rtol=RTOL)
+        built += racer_built
 
     files = sorted(os.listdir(cache))
     modules = _module_files(cache, "gauss_seidel")
@@ -508,9 +521,26 @@ def test_two_processes_build_the_same_module_at_once(tmp_path):
     # module's one source-key record (both racers wrote it, by atomic rename): no build dirs,
     # no temp files
     runtime = runtime_module_name() + _SUFFIX
-    assert set(files) == {module, pyx, *shared, runtime, "keys"}, files
+    assert set(files) == {module, pyx, *shared, runtime, "keys", "locks"}, files
     records = os.listdir(cache / "keys")
     assert len(records) == 1 and records[0].endswith(".pickle"), records
+    # one racer built each module while the other waited on the cache's lock, then imported it
+    kernel_module = module[: -len(_SUFFIX)]
+    assert sorted(built) == sorted([runtime_module_name(), kernel_module]), built
+    assert sorted(os.listdir(cache / "locks")) == sorted(
+        [runtime_module_name() + ".lock", kernel_module + ".lock"])
+
+
+
+def test_without_flock_a_build_runs_unlocked(tmp_path, monkeypatch):
+    """Where fcntl is missing (Windows), the build lock lets the build run, as before the lock,
+    and leaves no lock file."""
+    monkeypatch.setattr(compile_cache, "fcntl", None)
+    ran = []
+    with compile_cache.build_lock(str(tmp_path), "module"):
+        ran.append(True)
+    assert ran == [True]
+    assert not os.path.exists(tmp_path / compile_cache.LOCKS)
 
 
 # --------------------------------------------------------------------------------------------

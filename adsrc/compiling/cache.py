@@ -3,13 +3,16 @@
 The cache directory is ``$ADSRC_CACHE_DIR`` if set, else the user cache directory
 (platformdirs).  A module's key hashes everything its binary depends on: the generated source,
 the compiler flags, the Cython and Python versions and the platform.  Files are written under a
-temporary name and renamed into place (an atomic operation), so two processes building the same
-module at once both end up with a complete file and neither reads a half-written one.
+temporary name and renamed into place (an atomic operation), so a process never reads a
+half-written module.  A build holds a lock on its module's name (:func:`build_lock`), so that of
+several processes wanting the same missing module (the ranks of an MPI job, the workers of a test
+run) one builds it and the others wait and import it.
 
 A cache hit finds the module without generating its source, through a second key that hashes the
 kernel's source and what it depends on (:mod:`adsrc.compiling.source_key`, records in ``keys/``).
 """
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -20,7 +23,13 @@ import sysconfig
 import Cython
 import platformdirs
 
+try:
+    import fcntl
+except ImportError:         # Windows
+    fcntl = None
+
 ENVIRONMENT_VARIABLE = "ADSRC_CACHE_DIR"
+LOCKS = "locks"             # the cache's subdirectory of lock files, one per module name
 
 
 def cache_dir():
@@ -59,3 +68,32 @@ def extension_suffix():
 def publish(temporary, final):
     """Move a finished file into place atomically (the last writer wins, both are complete)."""
     os.replace(temporary, final)
+
+
+@contextlib.contextmanager
+def build_lock(directory, name):
+    """Hold the lock on building the module ``name`` in the cache ``directory``.
+
+    Why: processes started together (eight MPI ranks running one script) all miss the cache for
+    the same kernel, and each used to build it, eight compilations for one module.  Under the
+    lock, the first builds; the others wait, then look again and import its file.  The lock is
+    ``flock`` on a file of ``locks/``, which the operating system releases when its holder
+    exits, so a build that crashes leaves no stale lock; the lock files stay, empty.  Where
+    there is no ``flock`` (Windows, or a file system that refuses it) processes build side by
+    side as without the lock: the atomic rename of :func:`publish` keeps that correct, only
+    wasteful."""
+    if fcntl is None:
+        yield
+        return
+    folder = os.path.join(directory, LOCKS)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name + ".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -188,22 +188,40 @@ def _find_or_build_support(directory, name, shared, files, what):
     """Import the support module ``name``, building it first if the cache has no usable build.
     ``files``: its sources, {file name: text}; none for the shared utility module, whose C
     Cython writes itself."""
-    final = os.path.join(directory, name + cache.extension_suffix())
-    if _imported(name, final) is None:
+    def build(work, final):
         from setuptools import Extension       # imported only to build: 0.1-0.5 s
 
-        work = tempfile.mkdtemp(prefix="build-", dir=directory)
+        for filename, text in files.items():
+            _write(os.path.join(work, filename), text)
+        source = os.path.join(work, name + (".pyx" if files else ".c"))
         try:
-            for filename, text in files.items():
-                _write(os.path.join(work, filename), text)
-            source = os.path.join(work, name + (".pyx" if files else ".c"))
             _build(work, [Extension(name, [source], extra_compile_args=FLAGS)], shared)
-            cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
         except _BuildFailed as exc:
-            raise AdsrcError(f"adsrc: building {what} failed:\n{exc}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        _import(name, final)
+            raise AdsrcError(f"adsrc: building {what} failed:\n{exc}") from None
+        cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
+
+    _imported_or_built(directory, name, build)
+
+
+def _imported_or_built(directory, name, build):
+    """The module ``name`` from the cache ``directory``, imported; when the cache has no usable
+    build of it, ``build(work, final)`` first writes one to the path ``final``, working in the
+    new temporary directory ``work`` (removed after).  Under the cache's lock on ``name``,
+    looking again once the lock is held: another process may have built it meanwhile."""
+    final = os.path.join(directory, name + cache.extension_suffix())
+    module = _imported(name, final)
+    if module is not None:
+        return module
+    with cache.build_lock(directory, name):
+        module = _imported(name, final)
+        if module is None:
+            work = tempfile.mkdtemp(prefix="build-", dir=directory)
+            try:
+                build(work, final)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            module = _import(name, final)
+    return module
 
 
 def _write(path, text):
@@ -248,26 +266,21 @@ def load_built(name):
 
 
 def _find_or_build(directory, name, source, shared, line_map, flags):
-    final = os.path.join(directory, name + cache.extension_suffix())
-    module = _imported(name, final)
-    if module is None:
+    def build(work, final):
         from setuptools import Extension
 
-        work = tempfile.mkdtemp(prefix="build-", dir=directory)
+        pyx = os.path.join(work, name + ".pyx")
+        _write(pyx, source)
+        # the runtime module's declarations (the tape's), beside the .pyx that cimports them
+        _write(os.path.join(work, runtime_module_name() + ".pxd"), _runtime_sources()[".pxd"])
         try:
-            pyx = os.path.join(work, name + ".pyx")
-            _write(pyx, source)
-            # the runtime module's declarations (the tape's), beside the .pyx that cimports them
-            _write(os.path.join(work, runtime_module_name() + ".pxd"), _runtime_sources()[".pxd"])
             _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
-            cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
-            cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
         except _BuildFailed as exc:
             raise AdsrcError(_located(str(exc), line_map)) from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        module = _import(name, final)
-    return module
+        cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading
+        cache.publish(os.path.join(work, name + cache.extension_suffix()), final)
+
+    return _imported_or_built(directory, name, build)
 
 
 def _located(message, line_map):
