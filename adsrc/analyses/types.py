@@ -12,6 +12,7 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
+from adsrc.frontend.intrinsics import matrix_vector
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -60,6 +61,10 @@ FLOAT = Type("float")
 BOOL = Type("bool")
 SHAPE = Type("shape")
 OBJECT = Type("object")     # generated temporaries holding what a derivative rule returns
+
+_PRODUCTS = ("products of dense arrays are supported as M @ v, M.T @ v and np.dot(M, v), with M "
+             "the name of a 2-D array and v a 1-D array, and as a @ b or np.dot(a, b) of two 1-D "
+             "arrays")
 
 
 def array(dtype, ndim):
@@ -267,6 +272,8 @@ class TypeInference:
         return None
 
     def _BinOp(self, node):
+        if isinstance(node.op, gast.MatMult):
+            return self._matrix_product(node)
         left, right = self.expr(node.left), self.expr(node.right)
         if left is None or right is None:
             return None
@@ -277,6 +284,22 @@ class TypeInference:
         if isinstance(node.op, (gast.FloorDiv, gast.Mod)) and FLOAT in (left, right):
             self._fail(node, "'//' and '%' are supported on integers only")
         return FLOAT if FLOAT in (left, right) else INT
+
+    def _matrix_product(self, node):
+        """``M @ v`` and ``M.T @ v`` (M a 2-D array name, v a 1-D array): a 1-D array; ``a @ b``
+        of two 1-D arrays: a float (desugaring makes it ``np.dot(a, b)``)."""
+        form = matrix_vector(node)
+        transposed = form is not None and form[1]
+        left = self.expr(form[0] if transposed else node.left)
+        right = self.expr(node.right)
+        if left is None or right is None:
+            return None
+        if left.is_array and right.is_array and right.ndim == 1:
+            if left.ndim == 2 and form is not None:
+                return array("float64", 1)
+            if left.ndim == 1 and not transposed:
+                return FLOAT
+        self._fail(node, _PRODUCTS)
 
     def _elementwise(self, node, kinds):
         arrays = [kind for kind in kinds if kind is not None and kind.is_array]
@@ -353,8 +376,12 @@ class TypeInference:
             for arg in args:
                 if arg is not None and not arg.is_array:
                     self._fail(node, f"{func} takes arrays")
-            if func == "np.dot" and any(arg is not None and arg.ndim != 1 for arg in args):
-                self._fail(node, "np.dot is supported for two 1-D arrays")
+            if func == "np.dot" and len(args) == 2 and None not in args:
+                if args[0].ndim == 2 and args[1].ndim == 1 \
+                        and isinstance(node.args[0], gast.Name):
+                    return array("float64", 1)          # np.dot(M, v), a product M @ v
+                if args[0].ndim != 1 or args[1].ndim != 1:
+                    self._fail(node, _PRODUCTS)
             return FLOAT
         if func in ("np.zeros", "np.empty"):
             shape = node.args[0] if node.args else None

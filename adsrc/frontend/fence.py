@@ -19,7 +19,8 @@ from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
-_BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod)
+_BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod,
+           gast.MatMult)
 _AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div)
 _UNARY = (gast.USub, gast.UAdd, gast.Not)
 _COMPARE = (gast.Eq, gast.NotEq, gast.Lt, gast.LtE, gast.Gt, gast.GtE)
@@ -280,6 +281,11 @@ class Fence(gast.NodeTransformer):
                 return product
             if not isinstance(node.op, _BINOPS):
                 self._fail(node, f"the operator '{_opname(node.op)}' is not supported")
+            form = intrinsics.matrix_vector(node)
+            if form is not None and form[1]:        # M.T @ v of a dense M
+                node.left.value = self._name(node.left.value)
+                node.right = self._expression(node.right)
+                return node
             node.left = self._expression(node.left)
             node.right = self._expression(node.right)
             return node

@@ -8,6 +8,7 @@ derivative rules recognise a function by name, never by guessing at aliases.
 import builtins
 import math
 
+import gast
 import numpy as np
 
 #: scalar elementary functions, canonical spelling ``math.<name>``.
@@ -49,3 +50,18 @@ def canonical(obj):
 def spelled(namespace, name):
     """Source spelling of a canonical function: ``math.sqrt``, ``np.zeros``, ``min``."""
     return name if namespace == "builtin" else f"{namespace}.{name}"
+
+
+def matrix_vector(node):
+    """``(matrix name, transposed, vector)`` of ``M @ v`` or ``M.T @ v`` with ``M`` a name, else
+    None: the spelling of a dense matrix-vector product, which typing checks (M 2-D, v 1-D) and
+    :mod:`adsrc.normalize.lower_arrays` lowers to loops.  Desugaring turns ``np.dot(M, v)`` into
+    this form and every other ``@`` into ``np.dot``."""
+    if not (isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult)):
+        return None
+    left, transposed = node.left, False
+    if isinstance(left, gast.Attribute) and left.attr == "T":
+        left, transposed = left.value, True
+    if not isinstance(left, gast.Name):
+        return None
+    return left, transposed, node.right

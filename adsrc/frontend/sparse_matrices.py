@@ -37,6 +37,7 @@ import gast
 import scipy.sparse
 import scipy.sparse.linalg
 
+from adsrc.frontend.intrinsics import matrix_vector
 from adsrc.rules import library
 from adsrc.rules import sparse as rules
 from adsrc.rules.library import RULES
@@ -214,15 +215,14 @@ class SparseMatrices:
                          f"{_USES} inside a kernel")
 
     def product(self, node):
-        """``A @ x`` or ``A.T @ x`` as a call of a product function, or None."""
-        if not isinstance(node.op, gast.MatMult):
+        """``A @ x`` or ``A.T @ x`` of a sparse matrix of the kernel as a call of a product
+        function; None for any other ``@`` (dense arrays: typing checks it and
+        :mod:`adsrc.normalize.lower_arrays` lowers it)."""
+        form = matrix_vector(node)
+        if form is None or form[0].id not in self.matrices:
             return None
-        left, transposed = node.left, False
-        if isinstance(left, gast.Attribute) and left.attr == "T":
-            left, transposed = left.value, True
-        if not (isinstance(left, gast.Name) and left.id in self.matrices):
-            self._fail(node, f"'@' is supported for the products of {_USES}")
-        return self.matrices[left.id].call("product", transposed, [node.right], node)
+        matrix, transposed, vector = form
+        return self.matrices[matrix.id].call("product", transposed, [vector], node)
 
     def solve(self, call):
         """A solve (``spsolve(A, b)``, ``lu.solve(b)``, ``solve(b)`` of ``factorized``) as a

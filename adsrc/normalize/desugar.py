@@ -3,6 +3,8 @@
 * ``a op= e`` becomes ``a = a op e`` (a whole array ``x += e`` becomes ``x[:] = x[:] + e``, which
   keeps NumPy's in-place meaning);
 * ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
+* ``np.dot(M, v)`` of a 2-D array becomes ``M @ v`` (a matrix-vector product, lowered to loops
+  with the statement that uses it), and ``a @ b`` of 1-D arrays becomes ``np.dot(a, b)``;
 * reductions (``np.dot``, ``np.sum``) and user-kernel calls nested inside an expression are
   computed into temporaries first, and float arguments of user calls become names, so that every
   call's adjoint has a variable to send its derivative to.  A user call stored into an element
@@ -27,7 +29,8 @@ import copy
 import gast
 
 from adsrc.analyses.effects import is_rule_call
-from adsrc.frontend.quoting import name, with_ctx
+from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.quoting import name, quote_expr, with_ctx
 from adsrc.rules import library
 
 RETURN = "_ret"
@@ -123,6 +126,7 @@ class Desugar:
 
     def _hoist_nested(self, node, before, top):
         """Rewrite ``node``, moving nested reductions and user calls into temporaries."""
+        node = self._product_form(node)
         if self._is_user_call(node):
             if not top:
                 self._check_evaluation_order(node)
@@ -151,6 +155,25 @@ class Desugar:
                 setattr(node, field, [self._hoist_nested(item, before, top=False)
                                       if isinstance(item, gast.AST) else item for item in value])
         return node
+
+    def _product_form(self, node):
+        """``np.dot(M, v)`` of a 2-D array ``M`` as ``M @ v``, and ``a @ b`` of 1-D arrays as
+        ``np.dot(a, b)``: afterwards ``@`` is always an array (lowered to loops where it is
+        used, like ``b - x``) and ``np.dot`` always a float (hoisted like ``np.sum``)."""
+        if self._is_reduction(node) and gast.unparse(node.func).strip() == "np.dot" \
+                and len(node.args) == 2 and self._is_matrix(node.args[0]):
+            return gast.copy_location(gast.BinOp(node.args[0], gast.MatMult(), node.args[1]),
+                                      node)
+        form = matrix_vector(node)
+        if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) \
+                and (form is None or not self._is_matrix(form[0])):
+            return gast.copy_location(quote_expr("np.dot(A, B)", A=node.left, B=node.right),
+                                      node)
+        return node
+
+    def _is_matrix(self, node):
+        kind = self.env.get(node.id) if isinstance(node, gast.Name) else None
+        return kind is not None and kind.is_array and kind.ndim == 2
 
     def _rule_target(self, stmt, before):
         """A rule's float result may go anywhere (through a temporary); its array result is

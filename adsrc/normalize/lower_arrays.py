@@ -2,7 +2,10 @@
 
 ``x[:] = x[:] + alpha * dinv * r`` becomes ``for _i0 in range(x.shape[0]): x[_i0] = x[_i0] + ...``;
 ``u[1:-1] = 0.5 * (w[:-2] + w[2:])`` maps each slice to ``start + step * _i0``; ``s = np.dot(a, b)``
-becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop.  After this
+becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop.  A dense
+matrix-vector product in an element-wise expression (``r[:] = b - A @ x``) becomes, at each element
+``i``, a loop summing ``A[i, j] * x[j]`` into a temporary just before the element's assignment, so
+it needs no array of its own.  After this
 pass every derivative is a derivative of a scalar statement, so the reverse transformation has one
 case to handle, and the loops are what the compiled backend wants anyway.
 
@@ -16,6 +19,7 @@ import copy
 import gast
 
 from adsrc.analyses.effects import is_rule_call
+from adsrc.frontend.intrinsics import matrix_vector
 from adsrc.frontend.quoting import const, name, quote, quote_expr
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
@@ -98,8 +102,10 @@ class LowerArrays:
         return kind is not None and kind.is_array
 
     def _array_leaves(self, node):
-        """Array operands of an element-wise expression, left to right: bare array names and
-        sliced subscripts."""
+        """Array operands of an element-wise expression, left to right: bare array names,
+        sliced subscripts and matrix-vector products."""
+        if matrix_vector(node) is not None:
+            return [node]
         if isinstance(node, gast.Name):
             kind = self._type(node)
             return [node] if kind is not None and kind.is_array else []
@@ -144,11 +150,11 @@ class LowerArrays:
             allocate = quote("T = np.empty_like(S)", T=target.id, S=source)
             fill = quote("T[:] = S", T=target.id, S=source)[0]
         else:
-            shape_of = self._first_full_operand(value)
-            if shape_of is None:
+            shape = self._full_shape(value)
+            if shape is None:
                 self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
                                  f"assign '{target.id}[:] = ...'")
-            allocate = quote("T = np.empty(S.shape)", T=target.id, S=shape_of)
+            allocate = quote("T = np.empty(S)", T=target.id, S=shape)
             fill = quote("T[:] = V", T=target.id, V=value)[0]
         ndim = self.env[target.id].ndim
         if ndim == 2:
@@ -159,9 +165,16 @@ class LowerArrays:
                 gast.copy_location(sub, stmt)
         return allocate + self._elementwise(fill)
 
-    def _first_full_operand(self, value):
-        names = [leaf for leaf in self._array_leaves(value) if isinstance(leaf, gast.Name)]
-        return names[0] if names else None
+    def _full_shape(self, value):
+        """The shape of an array expression, from its first whole operand: an array name
+        (``a.shape``) or a matrix-vector product (``(M.shape[0],)``); None if it has none."""
+        for leaf in self._array_leaves(value):
+            if isinstance(leaf, gast.Name):
+                return quote_expr("A.shape", A=leaf)
+            form = matrix_vector(leaf)
+            if form is not None:
+                return quote_expr("(M.shape[D],)", M=form[0], D=const(1 if form[1] else 0))
+        return None
 
     def _axes(self, subscript):
         """Sliced axes of an array operand ``a[...]`` (or a bare array name), with their index
@@ -220,24 +233,25 @@ class LowerArrays:
         array, axes = self._axes(target)
         sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
         counters = [self.namer.fresh("i") for _ in sliced]
-        checks = []
-        element_value = self._elements(stmt.value, sliced, counters, checks)
+        checks, before = [], []
+        element_value = self._elements(stmt.value, sliced, counters, checks, before)
         index = self._index(axes, counters)
-        self._check_no_overlap(stmt, array, index, element_value)
-        body = [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
-                            value=element_value, type_comment=None)]
+        self._check_no_overlap(stmt, array, index, [element_value] + before)
+        body = before + [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
+                                     value=element_value, type_comment=None)]
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
         return self._located(checks + body, stmt)
 
-    def _check_no_overlap(self, stmt, array, index, element_value):
+    def _check_no_overlap(self, stmt, array, index, computing):
         """NumPy evaluates the right-hand side before storing; an element loop stores as it
         goes.  The two agree only if every read of the target array reads the element being
-        written, so anything else is refused rather than given the loop's meaning."""
+        written, so anything else is refused rather than given the loop's meaning.
+        ``computing``: the element's value and the statements computing its products."""
         written = gast.dump(index)
-        for node in gast.walk(element_value):
+        for node in (sub for tree in computing for sub in gast.walk(tree)):
             if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name) \
                     and node.value.id == array.id and gast.dump(node.slice) != written:
                 self._fail(stmt, f"the right-hand side reads '{array.id}' at other elements "
@@ -254,8 +268,13 @@ class LowerArrays:
                 parts.append(copy.deepcopy(axis))
         return parts[0] if len(parts) == 1 else gast.Tuple(parts, gast.Load())
 
-    def _elements(self, value, sliced, counters, checks):
-        """The element of an array expression at the loop counters."""
+    def _elements(self, value, sliced, counters, checks, before):
+        """The element of an array expression at the loop counters.  ``checks``: asserts to run
+        before the loops; ``before``: statements the loop body runs before using the element
+        (the sums of matrix-vector products)."""
+        form = matrix_vector(value)
+        if form is not None:
+            return self._product_element(value, form, sliced, counters, checks, before)
         if isinstance(value, gast.Subscript) and isinstance(value.value, gast.Name) \
                 and self._has_slice(value) or (isinstance(value, gast.Name)
                                                and self._type(value) is not None
@@ -266,24 +285,55 @@ class LowerArrays:
                 self._fail(value, "element-wise operands must have the same number of "
                                   "dimensions as the target")
             for mine, theirs in zip(operand_sliced, sliced):
-                if gast.dump(mine.count) != gast.dump(theirs.count):
-                    message = const(f"operands of different shapes in an element-wise statement "
-                                    f"(line {self.source.location(value)[1]})")
-                    checks.append(gast.Assert(test=quote_expr("A == B", A=mine.count,
-                                                              B=theirs.count), msg=message))
+                self._check_extent(value, mine.count, theirs.count, checks)
             return gast.Subscript(array, self._index(axes, counters), gast.Load())
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy", "np.dot",
                                                                              "np.sum"):
             self._fail(value, "this call is not supported inside an element-wise expression")
         for field, child in gast.iter_fields(value):
             if isinstance(child, list):
-                setattr(value, field, [self._elements(item, sliced, counters, checks)
+                setattr(value, field, [self._elements(item, sliced, counters, checks, before)
                                        if isinstance(item, gast.expr) else item
                                        for item in child])
             elif isinstance(child, gast.expr) and not (isinstance(value, gast.Call)
                                                        and field == "func"):
-                setattr(value, field, self._elements(child, sliced, counters, checks))
+                setattr(value, field, self._elements(child, sliced, counters, checks, before))
         return value
+
+    def _check_extent(self, operand, count, expected, checks):
+        """An assert that an operand's extent is the statement's, unless they are spelled the
+        same."""
+        if gast.dump(count) != gast.dump(expected):
+            message = const(f"operands of different shapes in an element-wise statement "
+                            f"(line {self.source.location(operand)[1]})")
+            checks.append(gast.Assert(test=quote_expr("A == B", A=count, B=expected),
+                                      msg=message))
+
+    def _product_element(self, node, form, sliced, counters, checks, before):
+        """Element ``i`` of ``M @ v`` (``M.T @ v``): a temporary that a loop over the columns
+        (rows) ``j`` of M, appended to ``before``, sums ``M[i, j] * v[j]`` (``M[j, i] * v[j]``)
+        into, where ``v[j]`` is the element of the expression v."""
+        matrix, transposed, vector = form
+        if len(sliced) != 1:
+            self._fail(node, "a matrix-vector product is a 1-D array: use it in 1-D "
+                             "element-wise statements")
+        rows, columns = (1, 0) if transposed else (0, 1)
+        self._check_extent(node, quote_expr("M.shape[D]", M=matrix, D=const(rows)),
+                           sliced[0].count, checks)
+        inner = self.namer.fresh("i")
+        total = self.namer.fresh("s")
+        summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix, D=const(columns)))
+        inside = []
+        element = self._elements(vector, [summed], [inner], checks, inside)
+        entry = (name(inner), name(counters[0])) if transposed else (name(counters[0]),
+                                                                      name(inner))
+        term = quote_expr("M[I, J] * V", M=matrix, I=entry[0], J=entry[1], V=element)
+        loop = gast.For(target=name(inner, store=True), iter=quote_expr("range(N)",
+                                                                        N=summed.count),
+                        body=inside + quote("S = S + T", S=total, T=term), orelse=[],
+                        type_comment=None)
+        before.extend(quote("S = 0.0", S=total) + [loop])
+        return name(total)
 
     def _reduction(self, stmt, func):
         """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop.
@@ -304,18 +354,24 @@ class LowerArrays:
         shape_of = self._first_operand(summand)
         if shape_of is None:
             self._fail(stmt, f"{func} needs an array argument")
-        _, axes = self._axes(shape_of)
-        sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+        form = matrix_vector(shape_of)
+        if form is not None:        # np.sum(M @ v): one axis, M's rows (columns for M.T)
+            sliced = [_Axis(const(0), 1, quote_expr("M.shape[D]", M=form[0],
+                                                    D=const(1 if form[1] else 0)))]
+        else:
+            _, axes = self._axes(shape_of)
+            sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
         counters = [self.namer.fresh("i") for _ in sliced]
-        checks = []
-        element = self._elements(summand, sliced, counters, checks)
+        checks, before = [], []
+        element = self._elements(summand, sliced, counters, checks, before)
         if isinstance(target, gast.Name) and not any(
-                isinstance(node, gast.Name) and node.id == target.id for node in gast.walk(element)):
+                isinstance(node, gast.Name) and node.id == target.id
+                for tree in [element] + before for node in gast.walk(tree)):
             total, store = target.id, []
         else:
             total = self.namer.fresh("s")
             store = [gast.Assign(targets=[target], value=name(total), type_comment=None)]
-        body = quote("S = S + E", S=total, E=element)
+        body = before + quote("S = S + E", S=total, E=element)
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],

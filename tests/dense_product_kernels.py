@@ -1,0 +1,67 @@
+"""Kernels with dense matrix-vector products (``A @ x``, ``A.T @ x``, ``np.dot(A, x)``), for
+tests/test_dense_products.py.  Arrays they allocate are ``np.zeros_like`` an argument, so that
+the complex step (tests/complex_step.py) runs them on complex copies."""
+
+import numpy as np
+
+
+def residual_norm(A, x, b):
+    r = b - A @ x
+    return np.dot(r, r)
+
+
+def residual_norm_dot(A, x, b):
+    """The same, spelled with np.dot for the product and @ for the dot product."""
+    r = b - np.dot(A, x)
+    return r @ r
+
+
+def dense_jacobi(A, dinv, x, b, iters):
+    r = np.zeros_like(x)
+    for it in range(iters):
+        r[:] = b - A @ x
+        x[:] = x + dinv * r
+
+
+def transposed_product(A, x, y):
+    y[:] = 2.0 * (A.T @ x) + y
+
+
+def nested_products(A, B, x, y):
+    y[:] = A @ (B @ x + x)
+
+
+def summed_products(A, x, z):
+    return np.sum(A @ x) + np.dot(z, A @ x) + np.dot(x, A.T @ z)
+
+
+def product_into_itself(A, x):
+    x[:] = A @ x
+
+
+def product_of_an_expression(A, x, y):
+    y[:] = (A + A) @ x
+
+
+def product_of_floats(a, b):
+    return a @ b
+
+
+def transposed_vector(x, y):
+    return x.T @ y
+
+
+def conjugate_gradients(A, b, x, iters):
+    """CG for a dense symmetric positive definite A, unrolled for ``iters`` steps, in place."""
+    r = b - A @ x
+    p = np.copy(r)
+    Ap = np.zeros_like(x)
+    rs = np.dot(r, r)
+    for it in range(iters):
+        Ap[:] = A @ p
+        alpha = rs / np.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rs_new = np.dot(r, r)
+        p[:] = r + (rs_new / rs) * p
+        rs = rs_new
