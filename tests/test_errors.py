@@ -58,6 +58,12 @@ def tuple_literal(x):
     return x[0]
 
 
+def array_swap(x, y):
+    for it in range(3):
+        y[:] = 0.5 * x
+        x, y = y, x  # <-
+
+
 def string_constant(x):
     mode = "fast"  # <-
     return x[0]
@@ -289,6 +295,7 @@ UNSUPPORTED = [
     (list_literal, None, "[", _x),
     (dict_literal, None, "{", _x),
     (tuple_literal, None, "(1.0", _x),
+    (array_swap, "Arrays cannot swap names", "x, y", _xy),
     (string_constant, None, '"fast"', _x),
     (string_in_compare, None, '"up"', lambda: (*_x(), 1.0)),
     (try_statement, None, "try", _x),

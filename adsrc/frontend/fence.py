@@ -199,6 +199,11 @@ class Fence(gast.NodeTransformer):
     def _shape_unpack(self, stmt, target):
         """``n, m = u.shape`` is accepted and split into one assignment per dimension."""
         value = stmt.value
+        if isinstance(value, gast.Tuple):
+            self._fail(stmt, "tuple assignment 'a, b = c, d' is not supported: assign one name "
+                             "at a time (a swap of floats through a temporary). Arrays cannot "
+                             "swap names ('x, y = y, x'): adsrc keeps one array per name, so "
+                             "copy values instead ('x[:] = y')")
         if not (isinstance(value, gast.Attribute) and value.attr == "shape"
                 and all(isinstance(elt, gast.Name) for elt in target.elts)):
             self._fail(stmt, "tuple assignment is supported only as 'n, m = array.shape'")
