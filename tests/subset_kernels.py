@@ -44,6 +44,13 @@ def array_2d(a, x, y):
         y[i] += acc
 
 
+def chained_indices_2d(a, u, x):
+    """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            u[i][j] = u[i][j] * x[j] + a[i][j] * a[i][j + 1 - 1]
+
+
 def write_2d(u, f):
     """a[i, j] writes of a 2-D array, in place."""
     n, m = u.shape
@@ -177,6 +184,21 @@ def range_negative_step2(x, y):
     n = len(x)
     for i in range(n - 1, 0, -2):
         y[i] = y[i] * x[i - 1] + x[i]
+
+
+def reversed_range(x):
+    """reversed(range(n - 1)): a backward recurrence in place, as range_negative."""
+    for i in reversed(range(len(x) - 1)):
+        x[i] = x[i] * (1.0 + 0.5 * x[i + 1])
+
+
+def reversed_range_steps(x, y, lo, hi):
+    """reversed(range(lo, hi, 3)) and reversed(range(hi, lo, -2)), run-time bounds: each
+    trip reads what the one before wrote."""
+    for i in reversed(range(lo, hi, 3)):
+        y[i] = y[i] * x[i] + 0.5 * y[i + 1]
+    for i in reversed(range(hi, lo, -2)):
+        y[i] = y[i] * x[i] + 0.5 * y[i - 1]
 
 
 def nested_loops(x, y, sweeps):

@@ -58,6 +58,16 @@ def tuple_literal(x):
     return x[0]
 
 
+def reversed_array(x):
+    for v in reversed(x):  # <-
+        x[0] += v
+
+
+def reversed_range_variable_step(x, k):
+    for i in reversed(range(0, len(x), k)):  # <-
+        x[i] *= 2.0
+
+
 def array_swap(x, y):
     for it in range(3):
         y[:] = 0.5 * x
@@ -296,6 +306,9 @@ UNSUPPORTED = [
     (dict_literal, None, "{", _x),
     (tuple_literal, None, "(1.0", _x),
     (array_swap, "Arrays cannot swap names", "x, y", _xy),
+    (reversed_array, "only as 'reversed(range(...))'", "reversed", _x),
+    (reversed_range_variable_step, "constant, non-zero step", "reversed",
+     lambda: (*_x(), 2)),
     (string_constant, None, '"fast"', _x),
     (string_in_compare, None, '"up"', lambda: (*_x(), 1.0)),
     (try_statement, None, "try", _x),

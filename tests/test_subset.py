@@ -84,6 +84,8 @@ CASES = [
          ("y",)),
     Case("array_2d", K.array_2d, lambda r, d: (_u(r, (4, 3)), _u(r, 3), _u(r, 4)),
          ("a", "x"), ("y",)),
+    Case("chained_indices_2d", K.chained_indices_2d,
+         lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, 3)), ("a", "u", "x"), ("u",)),
     Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
          effective=("u",)),
     Case("gather_scatter", K.gather_scatter,
@@ -113,6 +115,9 @@ CASES = [
     Case("range_negative", K.range_negative, lambda r, d: (_u(r, 6),), ("x",), ("x",)),
     Case("range_negative_step2", K.range_negative_step2, lambda r, d: (_u(r, 7), _u(r, 7)),
          ("x", "y"), ("y",)),
+    Case("reversed_range", K.reversed_range, lambda r, d: (_u(r, 6),), ("x",), ("x",)),
+    Case("reversed_range_steps", K.reversed_range_steps,
+         lambda r, d: (_u(r, 12), _u(r, 12), 1, 10), ("x", "y"), ("y",)),
     Case("nested_loops", K.nested_loops, lambda r, d: (_u(r, 5), _u(r, 5), 2), ("x", "y"),
          ("y",)),
     # s: 3.0, 1.35, 0.6075, 0.273, 0.123, 0.0554 -> 5 trips, far from tol = 0.1
@@ -422,6 +427,25 @@ def test_other_wrt_bars_are_incremented(case, int_dtype):
         np.testing.assert_allclose(got[n], start[n + "_bar"] + fresh[n], rtol=1e-12, atol=1e-14,
                                    err_msg=f"{case.name}: {n}_bar must be incremented")
         assert not np.allclose(got[n], fresh[n]), "the starting bar was not added"
+
+
+@pytest.mark.parametrize("lo, hi", [(1, 10), (0, 11), (2, 3), (3, 3), (5, 2), (4, 9)])
+def test_reversed_ranges_run_as_python_runs_them(lo, hi):
+    """adsrc rewrites reversed(range(a, b, s)) into a downward range (adsrc/frontend/fence.py):
+    the primal it compiles and the tangent agree with Python's reversed, empty ranges included
+    (the complex step of the plain kernel, which runs Python's own reversed)."""
+    rng = np.random.default_rng(9)
+    x, y, x_dot = (_u(rng, 12) for _ in range(3))
+    f = adsrc.differentiate(K.reversed_range_steps, wrt=("x",), outputs=("y",))
+    want = y.copy()
+    K.reversed_range_steps(x, want, lo, hi)
+    got = y.copy()
+    f.primal(x, got, lo, hi)
+    np.testing.assert_array_equal(got, want)
+    shifted = y.astype(complex)
+    K.reversed_range_steps(x + 1e-30j * x_dot, shifted, lo, hi)
+    (y_dot,) = f.tangent(x, y.copy(), lo, hi, x_dot=x_dot)
+    np.testing.assert_allclose(y_dot, shifted.imag / 1e-30, rtol=1e-13, atol=1e-300)
 
 
 def test_output_bar_holds_adjoint_of_initial_value_by_hand():

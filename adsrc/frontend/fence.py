@@ -14,7 +14,7 @@ import gast
 import numpy as np
 
 from adsrc.frontend import intrinsics
-from adsrc.frontend.quoting import quote
+from adsrc.frontend.quoting import quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -226,6 +226,9 @@ class Fence(gast.NodeTransformer):
         if not isinstance(stmt.target, gast.Name):
             self._fail(stmt.target, "a for loop must bind a single name")
         self._check_name(stmt.target, stmt.target.id)
+        if isinstance(stmt.iter, gast.Call) \
+                and self._resolve_call(stmt.iter) == ("builtin", "reversed"):
+            stmt.iter = self._reversed_range(stmt.iter)
         call = stmt.iter
         if isinstance(call, gast.Call) and isinstance(call.func, gast.Name) \
                 and self._resolve_call(call) == ("builtin", "range") and 1 <= len(call.args) <= 3 \
@@ -248,7 +251,42 @@ class Fence(gast.NodeTransformer):
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
 
+    def _reversed_range(self, call):
+        """``reversed(range(a, b, s))`` as the range of the same numbers downwards:
+        ``range(b - 1, a - 1, -1)`` for a step of 1, else from the last number of the range,
+        ``a + (b - a - 1) // s * s`` (``b - a + 1`` for a negative s).  The bounds appear twice, so
+        they may not call anything but ``len``; the step must be a constant."""
+        inner = call.args[0] if len(call.args) == 1 and not call.keywords else None
+        if not (isinstance(inner, gast.Call) and self._resolve_call(inner) == ("builtin", "range")
+                and 1 <= len(inner.args) <= 3 and not inner.keywords):
+            self._fail(call, "'reversed' is supported only as 'reversed(range(...))'")
+        args = list(inner.args)
+        start, stop = (gast.Constant(value=0, kind=None), args[0]) if len(args) == 1 \
+            else (args[0], args[1])
+        step = args[2] if len(args) == 3 else gast.Constant(value=1, kind=None)
+        if isinstance(step, gast.UnaryOp) and isinstance(step.op, gast.USub) \
+                and isinstance(step.operand, gast.Constant):
+            step = gast.Constant(value=-step.operand.value, kind=None)
+        if not (isinstance(step, gast.Constant) and type(step.value) is int and step.value):
+            self._fail(call, "reversed(range(a, b, s)) needs a constant, non-zero step s")
+        for bound in (start, stop):
+            for node in gast.walk(bound):
+                if isinstance(node, gast.Call) and self._resolve_call(node) != ("builtin", "len"):
+                    self._fail(node, "in reversed(range(...)), compute a bound that calls a "
+                                     "function into a variable first")
+        if step.value == 1:
+            down = quote_expr("range(B - 1, A - 1, -1)", A=start, B=stop)
+        else:
+            sign = 1 if step.value > 0 else -1
+            down = quote_expr("range(A + (B - A - SIGN) // S * S, A - SIGN, -S)", A=start, B=stop,
+                              S=step, SIGN=gast.Constant(value=sign, kind=None))
+        down.func = inner.func
+        for node in gast.walk(down):
+            gast.copy_location(node, call)
+        return down
+
     def _target(self, target):
+        _merge_subscripts(target)
         if isinstance(target, gast.Name):
             self._check_name(target, target.id)
             return
@@ -314,6 +352,7 @@ class Fence(gast.NodeTransformer):
             node.orelse = self._expression(node.orelse)
             return node
         if isinstance(node, gast.Subscript):
+            _merge_subscripts(node)
             solution = self.matrices.krylov_solution(node)
             if solution is not None:
                 solution.args = [self._expression(arg) for arg in solution.args]
@@ -392,7 +431,8 @@ class Fence(gast.NodeTransformer):
         if resolved is not None:
             namespace, name = resolved
             if name in ("range", "reversed"):
-                self._fail(call, f"'{name}' is supported only as the iterable of a for loop")
+                self._fail(call, f"'{name}' is supported only as the iterable of a for loop "
+                                 "('for i in range(...)', 'for i in reversed(range(...))')")
             spelled = intrinsics.spelled(namespace, name)
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)
@@ -430,3 +470,16 @@ def _dotted(head, tail):
 
 def _opname(op):
     return type(op).__name__
+
+
+def _merge_subscripts(node):
+    """``a[i][j]`` as ``a[i, j]``, in place: the same element of a 2-D array, spelled the one way
+    the rest of adsrc reads.  Not when the first index is a slice (``a[1:3][0]`` is row 1)."""
+    if not isinstance(node, gast.Subscript):
+        return
+    inner = node.value
+    if isinstance(inner, gast.Subscript) and isinstance(inner.value, gast.Name) \
+            and not isinstance(inner.slice, (gast.Slice, gast.Tuple)) \
+            and not isinstance(node.slice, gast.Tuple):
+        node.value = inner.value
+        node.slice = gast.Tuple([inner.slice, node.slice], gast.Load())
