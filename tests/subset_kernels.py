@@ -44,6 +44,18 @@ def array_2d(a, x, y):
         y[i] += acc
 
 
+def mean_square(x):
+    """float(len(x)) of an active x: an integer count, with no derivative."""
+    return np.sum(x * x) / float(len(x))
+
+
+def negative_constant_indices(x, u, y):
+    """x[-1], u[i, -2] reads and a y[-1] write: counted from the end on both backends."""
+    for i in range(u.shape[0]):
+        y[i] = x[-1] * u[i, -2] + x[-2]
+    y[-1] = y[-1] * x[-3]
+
+
 def chained_indices_2d(a, u, x):
     """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
     for i in range(a.shape[0]):

@@ -84,6 +84,10 @@ CASES = [
          ("y",)),
     Case("array_2d", K.array_2d, lambda r, d: (_u(r, (4, 3)), _u(r, 3), _u(r, 4)),
          ("a", "x"), ("y",)),
+    Case("mean_square", K.mean_square, lambda r, d: (_u(r, 5),), ("x",),
+         effective=("return",)),
+    Case("negative_constant_indices", K.negative_constant_indices,
+         lambda r, d: (_u(r, 5), _u(r, (4, 3)), _u(r, 5)), ("x", "u"), ("y",)),
     Case("chained_indices_2d", K.chained_indices_2d,
          lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, 3)), ("a", "u", "x"), ("u",)),
     Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
@@ -446,6 +450,18 @@ def test_reversed_ranges_run_as_python_runs_them(lo, hi):
     K.reversed_range_steps(x + 1e-30j * x_dot, shifted, lo, hi)
     (y_dot,) = f.tangent(x, y.copy(), lo, hi, x_dot=x_dot)
     np.testing.assert_allclose(y_dot, shifted.imag / 1e-30, rtol=1e-13, atol=1e-300)
+
+
+def test_constant_negative_indices_count_from_the_end_in_the_compiled_primal():
+    """Compiled code does not wrap negative indices; adsrc rewrites constant ones, so the
+    primal agrees with Python's (it read before the arrays' start)."""
+    rng = np.random.default_rng(10)
+    x, u, y = _u(rng, 5), _u(rng, (4, 3)), _u(rng, 5)
+    want = y.copy()
+    K.negative_constant_indices(x, u, want)
+    got = y.copy()
+    adsrc.differentiate(K.negative_constant_indices, wrt=("x",), outputs=("y",)).primal(x, u, got)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_output_bar_holds_adjoint_of_initial_value_by_hand():

@@ -291,7 +291,7 @@ class Fence(gast.NodeTransformer):
             self._check_name(target, target.id)
             return
         if isinstance(target, gast.Subscript) and isinstance(target.value, gast.Name):
-            target.slice = self._index(target.slice)
+            target.slice = self._index(_counted_from_the_end(target))
             return
         self._fail(target, "assignment targets must be a name or an element/slice 'a[i]' of an "
                            "array argument or local")
@@ -359,6 +359,7 @@ class Fence(gast.NodeTransformer):
                 return solution
             if not isinstance(node.value, (gast.Name, gast.Attribute)):
                 self._fail(node, "only subscripts of names ('a[i]', 'a.shape[0]') are supported")
+            node.slice = _counted_from_the_end(node)
             node.value = self._expression(node.value)
             node.slice = self._index(node.slice)
             return node
@@ -483,3 +484,31 @@ def _merge_subscripts(node):
             and not isinstance(node.slice, gast.Tuple):
         node.value = inner.value
         node.slice = gast.Tuple([inner.slice, node.slice], gast.Load())
+
+
+def _counted_from_the_end(subscript):
+    """The index of ``a[...]`` with each constant negative element index ``-k`` spelled
+    ``a.shape[d] - k``.  Why: compiled code does not wrap negative indices around (Cython's
+    wraparound is off, as every index would pay a test), so ``x[-1]`` read before the array's
+    start there, while Python reads the last element; constants are the indices adsrc can mend
+    before compiling.  Slices are left to lower_arrays, which counts their constant negative
+    bounds from the end itself."""
+    index = subscript.slice
+    if not isinstance(subscript.value, gast.Name):
+        return index
+    parts = index.elts if isinstance(index, gast.Tuple) else [index]
+    mended = []
+    for dim, part in enumerate(parts):
+        if isinstance(part, gast.UnaryOp) and isinstance(part.op, gast.USub) \
+                and isinstance(part.operand, gast.Constant) and type(part.operand.value) is int \
+                and part.operand.value > 0:
+            part = gast.copy_location(quote_expr("A.shape[D] - K", A=subscript.value,
+                                                 D=gast.Constant(value=dim, kind=None),
+                                                 K=part.operand), part)
+            for node in gast.walk(part):
+                gast.copy_location(node, subscript)
+        mended.append(part)
+    if isinstance(index, gast.Tuple):
+        index.elts = mended
+        return index
+    return mended[0]

@@ -61,6 +61,10 @@ def _callee(node):
     return gast.unparse(node.func).strip()
 
 
+# calls whose value is an integer, so has no derivative (int() is piecewise constant)
+_INTEGER_VALUED = ("len", "int")
+
+
 class _Partials:
     def __init__(self, is_active, fail):
         self.is_active = is_active
@@ -72,6 +76,8 @@ class _Partials:
             return self.is_active(node)
         if isinstance(node, gast.Attribute):
             return False
+        if isinstance(node, gast.Call) and _callee(node) in _INTEGER_VALUED:
+            return False        # len(x) of an active x, int(u): constant, or piecewise so
         return any(self.has_active(child) for child in gast.iter_child_nodes(node)
                    if isinstance(child, gast.expr))
 
