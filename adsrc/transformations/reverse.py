@@ -217,11 +217,31 @@ class ReverseMode:
             return []
         return [copy.deepcopy(stmt)]
 
-    @staticmethod
-    def _before_break(stmts, push):
-        if stmts and isinstance(stmts[-1], gast.Break):
-            return stmts[:-1] + [push, stmts[-1]]
-        return stmts + [push]
+    @classmethod
+    def _before_break(cls, stmts, push):
+        """A branch of the forward sweep with ``push``, the record of which branch ran, at each
+        way out of it: at its end and before every ``break`` in it, also one inside an ``if``
+        within the branch (after that ``if``'s own record, which the reverse sweep pops after
+        this one).  A record missing on a path that breaks left the tape one short for the
+        rest of the reverse sweep."""
+        out = cls._before_nested_breaks(stmts, push)
+        if not (stmts and isinstance(stmts[-1], gast.Break)):
+            out.append(push)
+        return out
+
+    @classmethod
+    def _before_nested_breaks(cls, stmts, push):
+        """``stmts`` with a copy of ``push`` before each ``break`` in them or in their ``if``s
+        (not in loops: a loop's break leaves that loop)."""
+        out = []
+        for stmt in stmts:
+            if isinstance(stmt, gast.Break):
+                out.append(copy.deepcopy(push))
+            elif isinstance(stmt, gast.If):
+                stmt.body = cls._before_nested_breaks(stmt.body, push)
+                stmt.orelse = cls._before_nested_breaks(stmt.orelse, push)
+            out.append(stmt)
+        return out
 
     def _forward_for(self, stmt):
         out = []
