@@ -269,6 +269,43 @@ def loop_break(x, limit):
     return s
 
 
+def nested_break_while(x, tol):
+    """break inside an if inside an if of a while loop: the outer branch's record must be on
+    the tape on the path that breaks too."""
+    s = 0.0
+    k = 0
+    while k < 100:
+        s += x[k % len(x)] * 0.5
+        if s > tol:
+            if k > 2:
+                break
+        k += 1
+    return s * s
+
+
+def nested_break_records(x, y, tol):
+    """A nested break after overwrites the reverse sweep restores, in an array."""
+    for i in range(len(x)):
+        y[i] = y[i] * x[i]
+        if y[i] > tol:
+            if i > 1:
+                y[i] = y[i] * y[i]
+                break
+        y[i] = y[i] + 0.5
+
+
+def index_array_rewritten(x, perm, y):
+    """An index array the kernel overwrites (a rotation of perm per sweep): the reverse sweep
+    needs its old values back, element by element (the compiled tape copies only float
+    arrays whole)."""
+    n = len(x)
+    for s in range(3):
+        for i in range(n):
+            y[i] = y[i] * x[perm[i]] + 0.1
+        for i in range(n):
+            perm[i] = (perm[i] + 1) % n
+
+
 def loop_continue(x, y):
     """continue as the last statement of an if branch."""
     for i in range(len(x)):

@@ -136,6 +136,17 @@ CASES = [
     # cumulative sums 0.25, 1.25, 1.89, 3.33: breaks at i = 3, margins >= 5 %
     Case("loop_break", K.loop_break, lambda r, d: (np.array([0.5, 1.0, 0.8, 1.2, 0.3]), 2.0),
          ("x", "limit")),
+    # s: 0.381, 0.78, 1.437, 1.733, 2.283 (breaks at k = 4)
+    Case("nested_break_while", K.nested_break_while,
+         lambda r, d: (np.array([0.762, 0.798, 1.314, 0.592, 1.1]), 2.2), ("x",),
+         effective=("return",)),
+    # y: 1.44 (> tol, i <= 1), 1.2, 1.68 (> tol: breaks at i = 2)
+    Case("nested_break_records", K.nested_break_records,
+         lambda r, d: (np.array([1.2, 0.8, 1.4, 1.1, 0.9]), np.array([1.2, 1.5, 1.2, 0.7, 1.3]),
+                       1.3), ("x", "y"), ("y",)),
+    Case("index_array_rewritten", K.index_array_rewritten,
+         lambda r, d: (_u(r, 5), np.array([2, 0, 4, 1, 3], dtype=d), _u(r, 5)), ("x", "y"),
+         ("y",), uses_indices=True),
     Case("loop_continue", K.loop_continue, lambda r, d: (_mixed_sign(r, 6), _u(r, 6)),
          ("x", "y"), ("y",)),
     # s: 0.3, 0.56, 1.184, 2.276 > 2: breaks after i = 3

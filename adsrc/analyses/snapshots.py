@@ -10,7 +10,8 @@ loop ``L`` whose counter is ``c``:
 
 * the store is the only statement inside ``L`` that writes ``A`` (calls included), and it sits
   in ``L``'s own body, under ``if`` statements at most, never in a nested loop;
-* ``A`` is one-dimensional and nothing inside ``L`` rebinds ``c``;
+* ``A`` is a one-dimensional float array (the compiled tape's blocks hold doubles; an index array
+  the kernel overwrites is pushed element by element) and nothing inside ``L`` rebinds ``c``;
 * ``L`` runs over ``range(...)`` with a literal step.
 
 Then each element of ``A`` is written at most once per run of ``L``, so the value a reverse
@@ -91,8 +92,8 @@ class ArraySnapshots:
             return
         array = target_root(target)
         kind = self.env[array]
-        if not kind.is_array or kind.ndim != 1:
-            return
+        if not kind.is_array or kind.ndim != 1 or not kind.is_float:
+            return      # an index array's old values go on the tape element by element
         counter = loop.target.id
         for stmt in walk_statements(loop.body):
             written = self.effects.writes(stmt)
