@@ -69,7 +69,7 @@ FEATURES = {
     # statements
     "elem_assign": 4, "elem_iadd": 3, "elem_isub": 2, "elem_imul": 1.0,
     "alias_rw": 0.35, "temp": 3, "for": 2, "if_float": 3, "if_int": 1,
-    "elif": 0.3, "else": 0.5, "while": 1, "break": 0.5, "continue": 0.5,
+    "elif": 0.3, "else": 0.5, "while": 1, "break": 0.5, "continue": 0.5, "nested_jump": 0.2,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
@@ -659,7 +659,16 @@ class _Gen:
             jump = [(indent + 1, self.cond_node(body_ctx))]
             if self._int(0, 1):
                 jump += self.block(dataclasses.replace(body_ctx, if_depth=2), indent + 2, 1, 1)
-            jump.append((indent + 2, _atom(which)))
+            if self.on("nested_jump"):
+                # the jump inside an if inside the if, statements after it in the outer branch
+                self.features.add("nested_jump")
+                jump.append((indent + 2, self.cond_node(body_ctx)))
+                jump.append((indent + 3, _atom(which)))
+                if self._int(0, 1):
+                    jump += self.block(dataclasses.replace(body_ctx, if_depth=2), indent + 2, 1,
+                                       1)
+            else:
+                jump.append((indent + 2, _atom(which)))
             pos = self.pick(starts)  # between two statements of the body
             body = body[:pos] + jump + body[pos:]
         lines.extend(body)

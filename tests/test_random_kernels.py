@@ -288,7 +288,9 @@ def _check_subset(source):
             branch = parents[node]
             assert isinstance(branch, ast.If) and branch.body[-1] is node, "jump not last in if"
             loop = parents[branch]
-            assert isinstance(loop, ast.For) and branch in loop.body, "jump if not in for body"
+            while isinstance(loop, ast.If):         # the jump's if may sit in another if
+                loop = parents[loop]
+            assert isinstance(loop, ast.For), "jump not in the ifs of a for body"
         if isinstance(node, (ast.Assign, ast.AugAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice):
