@@ -1,10 +1,12 @@
 """The supported language subset of docs/API.md, one small kernel per item
-(tests/subset_kernels.py), each checked two ways:
+(tests/subset_kernels.py), each checked three ways:
 
 (a) ``adsrc.check_grads`` (random directions, Richardson-extrapolated FD) at rtol 1e-7;
 (b) the full adjoint ``J^T w`` (``Differentiable.adjoint`` with random seeds, and
     ``adsrc.grad`` for kernels returning a scalar) against a per-component central
-    finite-difference gradient computed here (h = 1e-6, rtol 1e-6).
+    finite-difference gradient computed here (h = 1e-6, rtol 1e-6);
+(c) the dot-product test of tangent mode against the adjoint, a second method without finite
+    differences.
 
 Also: the state adjoint() leaves equals the primal's, the semantics of the bars
 (output bars -> adjoint of the initial value, other wrt bars incremented), the
@@ -336,6 +338,29 @@ def _diff(case):
 # ---------------------------------------------------------------------------
 # (a) check_grads, (b) full adjoint vs per-component FD
 # ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case,int_dtype", PARAMS)
+def test_tangent_and_adjoint_pass_the_dot_product_test(case, int_dtype):
+    """(c) ``<w, J v>`` from ``f.tangent`` against ``<J^T w, v>`` from ``f.adjoint``: two
+    transformations, no finite differences (the tangent keeps no tape, so a misplaced branch
+    record of the adjoint shows here too)."""
+    rng = np.random.default_rng(7)
+    args = _args(case, int_dtype)
+    wrt = [case.params[w] if isinstance(w, int) else w for w in case.wrt]
+    v = {p: rng.standard_normal(np.shape(args[case.index(p)])) for p in wrt}
+    v = {p: float(d) if np.ndim(d) == 0 else d for p, d in v.items()}
+    f = adsrc.differentiate(case.kernel, wrt=case.wrt, outputs=case.outputs)
+    tangents = dict(zip(case.outs, f.tangent(*_copy(args), **{p + "_dot": np.copy(d)
+                                                             for p, d in v.items()})))
+    w = {out: rng.standard_normal(np.shape(t)) for out, t in tangents.items()}
+    bars = {out + "_bar": np.copy(w[out]) for out in case.outs if out != "return"}
+    if "return" in case.outs:
+        bars["out_bar"] = float(w["return"])
+    grads = f.adjoint(*_copy(args), **bars)
+    forward = sum(float(np.sum(w[out] * tangents[out])) for out in case.outs)
+    reverse = sum(float(np.sum(g * v[p])) for p, g in zip(wrt, grads))
+    assert reverse == pytest.approx(forward, rel=1e-10, abs=1e-12)
 
 
 @pytest.mark.parametrize("case,int_dtype", PARAMS)

@@ -5,9 +5,9 @@
 becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop.  A dense
 matrix-vector product in an element-wise expression (``r[:] = b - A @ x``) becomes, at each element
 ``i``, a loop summing ``A[i, j] * x[j]`` into a temporary just before the element's assignment, so
-it needs no array of its own.  After this
-pass every derivative is a derivative of a scalar statement, so the reverse transformation has one
-case to handle, and the loops are what the compiled backend wants anyway.
+it needs no array of its own.  After this pass every derivative is a derivative of a scalar
+statement, so the reverse transformation has one case to handle, and the loops are what the
+compiled backend wants anyway.
 
 Slices must have a constant positive step; run-time slice bounds must lie within the array
 (constant negative bounds count from the end, as in Python).  Operands of different extents are
@@ -27,6 +27,13 @@ ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
 def _callee(node):
     return gast.unparse(node.func).strip() if isinstance(node, gast.Call) else None
+
+
+def _product_length(form):
+    """The length of ``M @ v`` (M's rows) or ``M.T @ v`` (M's columns), for a
+    :func:`~adsrc.frontend.intrinsics.matrix_vector` form."""
+    matrix, transposed, _ = form
+    return quote_expr("M.shape[D]", M=matrix, D=const(1 if transposed else 0))
 
 
 class _Axis:
@@ -173,7 +180,7 @@ class LowerArrays:
                 return quote_expr("A.shape", A=leaf)
             form = matrix_vector(leaf)
             if form is not None:
-                return quote_expr("(M.shape[D],)", M=form[0], D=const(1 if form[1] else 0))
+                return quote_expr("(N,)", N=_product_length(form))
         return None
 
     def _axes(self, subscript):
@@ -317,12 +324,11 @@ class LowerArrays:
         if len(sliced) != 1:
             self._fail(node, "a matrix-vector product is a 1-D array: use it in 1-D "
                              "element-wise statements")
-        rows, columns = (1, 0) if transposed else (0, 1)
-        self._check_extent(node, quote_expr("M.shape[D]", M=matrix, D=const(rows)),
-                           sliced[0].count, checks)
+        self._check_extent(node, _product_length(form), sliced[0].count, checks)
         inner = self.namer.fresh("i")
         total = self.namer.fresh("s")
-        summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix, D=const(columns)))
+        summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix,
+                                               D=const(0 if transposed else 1)))
         inside = []
         element = self._elements(vector, [summed], [inner], checks, inside)
         entry = (name(inner), name(counters[0])) if transposed else (name(counters[0]),
@@ -355,9 +361,8 @@ class LowerArrays:
         if shape_of is None:
             self._fail(stmt, f"{func} needs an array argument")
         form = matrix_vector(shape_of)
-        if form is not None:        # np.sum(M @ v): one axis, M's rows (columns for M.T)
-            sliced = [_Axis(const(0), 1, quote_expr("M.shape[D]", M=form[0],
-                                                    D=const(1 if form[1] else 0)))]
+        if form is not None:        # np.sum(M @ v): one axis, the product's
+            sliced = [_Axis(const(0), 1, _product_length(form))]
         else:
             _, axes = self._axes(shape_of)
             sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
