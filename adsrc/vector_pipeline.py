@@ -27,8 +27,8 @@ class _VectorCythonModule(CythonModule):
     """The Cython printer, for functions whose returned tangents are out-parameters: only the
     primal half of what the scalar function returned goes through ``_scalar_out``."""
 
-    def _function(self, spec, function, renames, written, tape, scalar_returns=None):
-        return super()._function(spec, function, renames, written, tape,
+    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None):
+        return super()._function(spec, function, renames, written, bounds, tape,
                                  primal_half(scalar_returns))
 
     def _wrappers_for(self, spec, functions, written):

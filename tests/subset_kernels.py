@@ -56,6 +56,37 @@ def negative_constant_indices(x, u, y):
     y[-1] = y[-1] * x[-3]
 
 
+def periodic_stencil(x, y):
+    """x[i - 1] at i = 0 is x[-1], the last element, on both backends (a periodic stencil)."""
+    n = len(x)
+    for i in range(n):
+        y[i] = x[i - 1] * x[i] + x[(i + 1) % n] * x[(i - 2) % n]
+
+
+def periodic_sweeps(x, b, sweeps):
+    """An in-place periodic sweep: x[i - 1] at i = 0 reads x[-1], not yet written in this sweep,
+    and x[i + 1 - n] is x[i + 1] counted from the end but at the last i."""
+    n = len(x)
+    for s in range(sweeps):
+        for i in range(n):
+            x[i] = 0.25 * (x[i - 1] * x[i] + x[i + 1 - n]) + b[i]
+
+
+def periodic_2d(u, v):
+    """u[i - 1, j] and u[i, j - 1] wrap in both dimensions."""
+    for i in range(u.shape[0]):
+        for j in range(u.shape[1]):
+            v[i, j] = u[i - 1, j] * u[i, j - 1] + u[i, j]
+
+
+def negative_index_variables(x, y, shift):
+    """Indices held in variables and shifted by a parameter, negative for some i."""
+    n = len(x)
+    for i in range(n):
+        k = i - 2
+        y[i] = x[k] * x[i + shift] + y[k + 1]
+
+
 def chained_indices_2d(a, u, x):
     """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
     for i in range(a.shape[0]):

@@ -8,7 +8,10 @@ is cimported from a module adsrc builds once, or, in a module to be built withou
 (offline generation), written into the module's own source.  No NumPy headers are needed.
 
 Loops that touch no Python object run inside ``with nogil:``.  Integer ``//`` and ``%`` keep
-Python's floor semantics (``cdivision`` is on for speed, so they go through small helpers).
+Python's floor semantics (``cdivision`` is on for speed, so they go through small helpers), and
+an index that may be negative at run time counts from the end (``wraparound`` is off for speed,
+so ``_wrap`` adds the length to the indices :mod:`adsrc.analyses.index_bounds` cannot show
+non-negative).
 """
 
 import copy
@@ -16,6 +19,7 @@ import re
 
 import gast
 
+from adsrc.analyses.index_bounds import IndexBounds
 from adsrc.analyses.types import FLOAT, INT, OBJECT
 from adsrc.backends.python import rules_import
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
@@ -74,6 +78,11 @@ cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
         r += b
     return r
 ''',
+    "_wrap": '''
+cdef inline Py_ssize_t _wrap(Py_ssize_t index, Py_ssize_t length) noexcept nogil:
+    """A negative index counts from the end, as in Python (wraparound is off)."""
+    return index + length if index < 0 else index
+''',
     "_shape_error": '''
 cdef inline int _shape_error(int line) except -1 nogil:
     with gil:
@@ -102,8 +111,34 @@ def _c_type(kind, const=False):
 class _Expressions(gast.NodeTransformer):
     """Rewrites an expression into Cython spelling (before it is unparsed)."""
 
-    def __init__(self, types):
+    def __init__(self, types, bounds=None):
         self.types = types
+        self.bounds = bounds        # IndexBounds: indices that may be negative are wrapped
+
+    def visit_Subscript(self, node):
+        wrapped = self._may_be_negative(node)
+        self.generic_visit(node)
+        if not any(wrapped):
+            return node
+        indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
+        indices = [gast.Call(gast.Name("_wrap", gast.Load(), None, None),
+                             [index, _extent(node.value.id, dimension)], [])
+                   if wrap else index
+                   for dimension, (index, wrap) in enumerate(zip(indices, wrapped))]
+        node.slice = gast.Tuple(indices, gast.Load()) if len(indices) > 1 else indices[0]
+        return node
+
+    def _may_be_negative(self, node):
+        """Per index of an array element ``node``: whether it may be negative at run time
+        (read before the index is respelled)."""
+        if self.bounds is None or not isinstance(node.value, gast.Name):
+            return []
+        kind = self.types.get(node.value.id)
+        if kind is None or not kind.is_array:
+            return []
+        indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
+        return [not isinstance(index, gast.Slice) and self.bounds.may_be_negative(index)
+                for index in indices]
 
     def visit_Call(self, node):
         self.generic_visit(node)
@@ -135,8 +170,13 @@ class _Expressions(gast.NodeTransformer):
         return node
 
 
-def _expression(node, types):
-    text = unparse(_Expressions(types).visit(copy.deepcopy(node)))
+def _extent(array, dimension):
+    return gast.Subscript(gast.Attribute(gast.Name(array, gast.Load(), None, None), "shape",
+                                         gast.Load()), gast.Constant(dimension, None), gast.Load())
+
+
+def _expression(node, types, bounds=None):
+    text = unparse(_Expressions(types, bounds).visit(copy.deepcopy(node)))
     return re.sub(r"__cast_(double|Py_ssize_t)\(", r"<\1>(", text)
 
 
@@ -178,8 +218,9 @@ class _Printer:
     """Prints one function body as Cython text."""
 
     def __init__(self, types, user_names, renames, scalar_returns=None, directions=frozenset(),
-                 top=1):
+                 top=1, bounds=None):
         self.types = types                  # name -> adsrc Type, for every variable used
+        self.bounds = bounds                # IndexBounds of the specialisation
         self.user_names = user_names        # names of called generated functions
         self.renames = renames              # generated Python-level name -> cdef name
         self.scalar_returns = scalar_returns
@@ -198,7 +239,7 @@ class _Printer:
             if isinstance(sub, gast.Call) and isinstance(sub.func, gast.Name) \
                     and sub.func.id in self.renames:
                 sub.func.id = self.renames[sub.func.id]
-        return _expression(node, self.types)
+        return _expression(node, self.types, self.bounds)
 
     def block(self, stmts, depth, nogil_ok=True):
         if not stmts:
@@ -424,6 +465,15 @@ def _types_for(spec, function):
     return types
 
 
+def _index_bounds(spec, functions):
+    """The lower bounds of the integers of functions that share their variables (one
+    specialisation's sweeps: the reverse sweep pops what the forward sweep pushed)."""
+    types = {}
+    for function in functions:
+        types.update(_types_for(spec, function))
+    return IndexBounds(functions, types)
+
+
 class CythonModule:
     """Collects the specialisations of one entry kernel and prints their module."""
 
@@ -443,9 +493,10 @@ class CythonModule:
                                                    "__fwd_dot", "__rev_dot")):
                     renames[node.func.id] = self.cdef_name(node.func.id)
         written = spec.effects.written_anywhere(spec.tree.body)
-        self.parts.append(self._function(spec, primal, renames, written, tape=False))
-        self.parts.append(self._function(spec, forward, renames, written, tape=True))
-        self.parts.append(self._function(spec, reverse, renames, written, tape=True,
+        bounds = _index_bounds(spec, (forward, reverse, primal))
+        self.parts.append(self._function(spec, primal, renames, written, bounds, tape=False))
+        self.parts.append(self._function(spec, forward, renames, written, bounds, tape=True))
+        self.parts.append(self._function(spec, reverse, renames, written, bounds, tape=True,
                                          scalar_returns=spec.scalar_bar_params))
         if entry:
             self.parts.append(self._wrappers(spec, forward, reverse, primal, written))
@@ -459,7 +510,8 @@ class CythonModule:
                 renames[node.func.id] = self.cdef_name(node.func.id)
         written = spec.effects.written_anywhere(spec.tree.body)
         pair = ["value", "tangent"] if spec.returns else None
-        self.parts.append(self._function(spec, tangent, renames, written, tape=False,
+        self.parts.append(self._function(spec, tangent, renames, written,
+                                         _index_bounds(spec, (tangent,)), tape=False,
                                          scalar_returns=pair))
         if entry:
             self.parts.append(self._wrappers_for(spec, [(tangent, False, pair)], written))
@@ -477,9 +529,10 @@ class CythonModule:
         value = ["value", "tangent"] if spec.returns else None
         scalars = [name for param in spec.scalar_bar_params
                    for name in (param + "_bar", param + "_bar_dot")] or None
-        self.parts.append(self._function(spec, forward, renames, written, tape=True,
+        bounds = _index_bounds(spec, (forward, reverse))
+        self.parts.append(self._function(spec, forward, renames, written, bounds, tape=True,
                                          scalar_returns=value))
-        self.parts.append(self._function(spec, reverse, renames, written, tape=True,
+        self.parts.append(self._function(spec, reverse, renames, written, bounds, tape=True,
                                          scalar_returns=scalars))
         if entry:
             self.parts.append(self._wrappers_for(
@@ -507,7 +560,7 @@ class CythonModule:
             params.append(f"Tape {TAPE}")
         return types, params
 
-    def _function(self, spec, function, renames, written, tape, scalar_returns=None):
+    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None):
         types, params = self._signature(spec, function, written, tape, scalar_returns)
         returns_value = spec.returns and function.name.endswith(("__fwd", "__primal"))
         ctype = "double" if returns_value and spec.env[spec.RETURN].is_float else \
@@ -519,7 +572,7 @@ class CythonModule:
         top = 2 if owned else 1
         printer = _Printer(types, user_names, renames,
                            scalar_returns=scalar_returns if scalar_returns else None,
-                           directions=directions, top=top)
+                           directions=directions, top=top, bounds=bounds)
         body = function.body
         printer.block(body, top)
         if not body or not isinstance(body[-1], gast.Return):

@@ -1,0 +1,76 @@
+"""Which indices the compiled code wraps (adds the length to, when negative, as Python does):
+those that may be negative at run time (adsrc.analyses.index_bounds), and no others, since a
+wrap in an inner loop costs a compare and can keep the C compiler from vectorising it.
+
+That a wrapped index gives Python's values and derivatives is tested in test_subset (the
+periodic kernels, on both backends, against finite differences and the tangent)."""
+
+import glob
+import os
+import re
+
+import numpy as np
+import pytest
+
+import adsrc
+import index_kernels as K
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WRAPPED = re.compile(r"(\w+)\[_wrap\(")
+
+
+def _wrapped_arrays(kernel, args, wrt):
+    f = adsrc.differentiate(kernel, wrt=wrt, outputs=("y",), backend="python")
+    source = f.source("adjoint", args=args, backend="cython")
+    return set(WRAPPED.findall(source))
+
+
+def _vectors(n=6):
+    rng = np.random.default_rng(3)
+    return rng.uniform(0.5, 1.5, n), np.zeros(n)
+
+
+@pytest.mark.parametrize("kernel", [K.interior_stencil, K.descending_shift, K.modulo_wrap],
+                         ids=["interior_stencil", "descending_shift", "modulo_wrap"])
+def test_indices_that_cannot_be_negative_are_not_wrapped(kernel):
+    assert _wrapped_arrays(kernel, _vectors(), ("x",)) == set()
+
+
+def test_elements_of_index_arrays_are_not_wrapped():
+    indptr = np.array([0, 2, 3, 5], dtype=np.int32)
+    indices = np.array([0, 2, 1, 0, 2], dtype=np.int32)
+    args = (indptr, indices, np.ones(5), np.ones(3), np.zeros(3))
+    assert _wrapped_arrays(K.csr_gather, args, ("data", "x")) == set()
+
+
+# kernel, its arguments, the arrays whose indices are wrapped: the read x[...] in the primal
+# and the sweeps, and its adjoint x_bar[...] += in the reverse sweep
+MAY_BE_NEGATIVE = [
+    pytest.param(K.periodic_shift, _vectors(), {"x", "x_bar"}, id="periodic_shift"),
+    pytest.param(K.reversal, _vectors(), {"x", "x_bar"}, id="reversal"),
+    # k indexes y as well
+    pytest.param(K.countdown, _vectors(), {"x", "x_bar", "y", "y_bar"}, id="countdown"),
+    pytest.param(K.parameter_shift, (*_vectors(), -2), {"x", "x_bar"}, id="parameter_shift"),
+]
+
+
+@pytest.mark.parametrize("kernel, args, wrapped", MAY_BE_NEGATIVE)
+def test_indices_that_may_be_negative_are_wrapped_in_primal_and_adjoint(kernel, args, wrapped):
+    assert _wrapped_arrays(kernel, args, ("x",)) == wrapped
+
+
+@pytest.mark.parametrize("kernel, args, wrapped", MAY_BE_NEGATIVE)
+def test_wrapped_kernels_agree_with_python(kernel, args, wrapped):
+    want = [np.copy(a) if isinstance(a, np.ndarray) else a for a in args]
+    kernel(*want)
+    got = [np.copy(a) if isinstance(a, np.ndarray) else a for a in args]
+    adsrc.differentiate(kernel, wrt=("x",), outputs=("y",), backend="cython").primal(*got)
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_the_shipped_kernels_wrap_no_index():
+    generated = glob.glob(os.path.join(ROOT, "kernels", "generated", "*.pyx"))
+    assert generated
+    for path in generated:
+        with open(path) as handle:
+            assert "_wrap(" not in handle.read(), path
