@@ -118,6 +118,8 @@ CASES = [
          ("b", "y"), ("r",)),
     Case("whole_2d", K.whole_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
          ("u",)),
+    Case("whole_2d_by_rows", K.whole_2d_by_rows,
+         lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, (4, 3))), ("u", "f"), ("u",)),
     Case("slice_inner", K.slice_inner, lambda r, d: (_u(r, 7), _u(r, 7)), ("x", "y"), ("y",)),
     Case("slice_step", K.slice_step, lambda r, d: (_u(r, 8), _u(r, 8)), ("x", "y"), ("y",)),
     Case("slice_runtime_bound", K.slice_runtime_bound, lambda r, d: (_u(r, 7), _u(r, 7)),

@@ -344,9 +344,16 @@ class TypeInference:
         if not base.is_array:
             self._fail(node, f"'{gast.unparse(node.value).strip()}' is not an array")
         indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
-        if len(indices) != base.ndim:
+        if len(indices) > base.ndim:
             self._fail(node, f"index with {base.ndim} subscripts (one per dimension); "
                              f"got {len(indices)}")
+        if len(indices) < base.ndim:
+            # as in NumPy, the dimensions left out are whole: u[:] is u[:, :], u[i] the row
+            # u[i, :].  Written out here, in this specialisation's own tree, the one place
+            # that knows the dimensions before the normalisation reads the subscripts
+            indices = indices + [gast.Slice(None, None, None)
+                                 for _ in range(base.ndim - len(indices))]
+            node.slice = gast.Tuple(indices, gast.Load())
         sliced = 0
         for index in indices:
             if isinstance(index, gast.Slice):
