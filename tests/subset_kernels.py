@@ -87,6 +87,30 @@ def negative_index_variables(x, y, shift):
         y[i] = x[k] * x[i + shift] + y[k + 1]
 
 
+def numpy_methods(x, y):
+    """x.copy(), x.sum() and x.dot(y), NumPy's methods for np.copy, np.sum and np.dot."""
+    z = x.copy()
+    z *= y
+    return z.sum() * x.dot(y)
+
+
+def module_constants(x):
+    """np.pi, math.e and -np.inf (a running maximum's start), numeric constants of modules."""
+    m = -np.inf
+    for i in range(len(x)):
+        m = max(m, np.pi * x[i] * x[i] - math.e * x[i])
+    return m
+
+
+def float64_allocations(x, y):
+    """dtype= of an allocation, when it is float64 (local arrays always are)."""
+    t = np.zeros(len(x), dtype=np.float64)
+    s = np.empty_like(x, dtype=float)
+    t[:] = x * x
+    s[:] = t + y
+    y[:] = s * x
+
+
 def chained_indices_2d(a, u, x):
     """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
     for i in range(a.shape[0]):

@@ -159,8 +159,18 @@ def attribute_size(x):
 
 
 def attribute_method(x):
-    s = x.sum()  # <-
+    s = x.mean()  # <-
     return s
+
+
+def integer_local_array(x):
+    t = np.zeros(len(x), dtype=np.int64)  # <-
+    return x[0]
+
+
+def allocation_order(x):
+    t = np.zeros(len(x), order="F")  # <-
+    return x[0]
 
 
 def attribute_transpose(u, v):
@@ -323,7 +333,9 @@ UNSUPPORTED = [
     (array_alias, None, "z = x", _xy),
     (allocation_in_loop, None, "t = np.zeros", _xy),
     (attribute_size, "size", "x.size", _x),
-    (attribute_method, None, "x.sum", _x),
+    (attribute_method, "no derivative rule for x.mean", "x.mean", _x),
+    (integer_local_array, "local arrays are float64", "np.int64", _x),
+    (allocation_order, "keyword arguments", "np.zeros", _x),
     (attribute_transpose, None, "u.T", lambda: (np.ones((2, 2)), np.ones((2, 2)))),
     (reserved_bar_local, "x_bar", "x_bar", _x),
     (reserved_underscore_local, "_tmp", "_tmp", _x),

@@ -98,6 +98,13 @@ CASES = [
          ("v",)),
     Case("negative_index_variables", K.negative_index_variables,
          lambda r, d: (_u(r, 6), _u(r, 6), -3), ("x", "y"), ("y",)),
+    Case("numpy_methods", K.numpy_methods, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"),
+         effective=("return",)),
+    # the maximum is at the last element, far from the others (x increasing past 1)
+    Case("module_constants", K.module_constants,
+         lambda r, d: (np.array([0.9, 1.2, 1.5, 1.8, 2.1]),), ("x",), effective=("return",)),
+    Case("float64_allocations", K.float64_allocations, lambda r, d: (_u(r, 5), _u(r, 5)),
+         ("x", "y"), ("y",)),
     Case("chained_indices_2d", K.chained_indices_2d,
          lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, 3)), ("a", "u", "x"), ("u",)),
     Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),

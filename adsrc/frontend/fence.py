@@ -251,6 +251,26 @@ class Fence(gast.NodeTransformer):
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
 
+    def _float_dtype(self, call, resolved):
+        """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
+        whatever it is given; refuse every other keyword argument."""
+        allocation = resolved is not None and resolved[0] == "np" \
+            and resolved[1] in intrinsics.ALLOCATIONS
+        for keyword in call.keywords:
+            if not (allocation and keyword.arg == "dtype"):
+                self._fail(call, "keyword arguments in calls are not supported (but dtype= of "
+                                 "an allocation: np.zeros(n, dtype=np.float64))")
+            value = keyword.value
+            dtype = value.value if isinstance(value, gast.Constant) else \
+                self.source.resolve(value.id) if isinstance(value, gast.Name) else \
+                self._module_attribute(value)
+            if not any(dtype is known or (isinstance(dtype, str) and dtype == known)
+                       for known in _FLOAT64):
+                self._fail(keyword.value, "local arrays are float64: allocate them with "
+                                          "dtype=np.float64 or without dtype= (index arrays are "
+                                          "arguments of the kernel)")
+        call.keywords = []
+
     def _reversed_range(self, call):
         """``reversed(range(a, b, s))`` as the range of the same numbers downwards:
         ``range(b - 1, a - 1, -1)`` for a step of 1, else from the last number of the range,
@@ -367,7 +387,11 @@ class Fence(gast.NodeTransformer):
             if node.attr == "shape" and isinstance(node.value, gast.Name):
                 node.value = self._name(node.value)
                 return node
-            self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape')")
+            value = self._module_attribute(node)
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+                return gast.copy_location(gast.Constant(float(value), None), node)   # np.pi
+            self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape', "
+                             "and numeric constants of modules such as np.pi)")
         if isinstance(node, gast.Call):
             return self._call(node)
         self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")
@@ -398,13 +422,18 @@ class Fence(gast.NodeTransformer):
             if func.id in self.local_names:
                 self._fail(call, f"'{func.id}' is a local variable, not a function")
             return self.source.resolve(func.id)
+        return self._module_attribute(func)
+
+    def _module_attribute(self, node):
+        """What the attribute chain ``node`` names through modules (``np.linalg.solve``,
+        ``np.pi``), or None when it does not start at a global module."""
         chain = []
-        while isinstance(func, gast.Attribute):
-            chain.append(func.attr)
-            func = func.value
-        if not isinstance(func, gast.Name) or func.id in self.local_names:
+        while isinstance(node, gast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if not isinstance(node, gast.Name) or node.id in self.local_names:
             return None
-        obj = self.source.resolve(func.id)
+        obj = self.source.resolve(node.id)
         for attr in reversed(chain):
             if not isinstance(obj, types.ModuleType):
                 return None
@@ -416,14 +445,17 @@ class Fence(gast.NodeTransformer):
         if solve is not None:
             solve.args = [self._expression(arg) for arg in solve.args]
             return solve
-        if call.keywords:
-            self._fail(call, "keyword arguments in calls are not supported")
-        func = call.func
-        if isinstance(func, gast.Attribute) and func.attr == "copy" and not call.args \
-                and isinstance(func.value, gast.Name) and func.value.id in self.local_names:
-            copy = gast.Call(func=_dotted("np", "copy"), args=[func.value], keywords=[])
-            return gast.copy_location(copy, call)
         resolved = self._resolve_call(call)
+        if call.keywords:
+            self._float_dtype(call, resolved)
+        func = call.func
+        if isinstance(func, gast.Attribute) and func.attr in _METHODS \
+                and len(call.args) == _METHODS[func.attr] \
+                and isinstance(func.value, gast.Name) and func.value.id in self.local_names:
+            # x.copy(), x.sum(), x.dot(y): NumPy's methods, spelled as its functions
+            function = gast.Call(func=_dotted("np", func.attr), args=[func.value] + call.args,
+                                 keywords=[])
+            return self._call(gast.copy_location(function, call))
         if resolved in (("np", "zeros"), ("np", "empty")) and len(call.args) == 1 \
                 and isinstance(call.args[0], gast.Tuple):
             call.args[0].elts = [self._expression(elt) for elt in call.args[0].elts]
@@ -454,6 +486,11 @@ class Fence(gast.NodeTransformer):
                          "math/NumPy elementary functions, np.dot, np.sum, allocation "
                          "functions, calls of other plain Python kernels, and functions with "
                          "a derivative rule (declare one with adsrc.rule)")
+
+
+# NumPy methods a kernel may call on an array: name -> number of arguments
+_METHODS = {"copy": 0, "sum": 0, "dot": 1}
+_FLOAT64 = (float, np.float64, np.double, "float64", "float", "double", "f8", "d")
 
 
 def _flatten(results):
