@@ -65,7 +65,7 @@ FEATURES = {
     "exp": 1, "sqrt": 1, "log": 1, "pow2": 0.7, "pow3": 0.5, "np_power": 0.2,
     "np_scalar_func": 0.15, "abs": 0.5, "maxmin": 0.8, "call": 0.5,
     "np_sum": 0.4, "np_dot": 0.4, "const_index": 1,
-    "offset_index": 2, "idx_read": 2, "reversed_index": 0.5,
+    "offset_index": 2, "idx_read": 2, "reversed_index": 0.5, "wrapped_index": 0.5,
     # statements
     "elem_assign": 4, "elem_iadd": 3, "elem_isub": 2, "elem_imul": 1.0,
     "alias_rw": 0.35, "temp": 3, "for": 2, "if_float": 3, "if_int": 1,
@@ -287,6 +287,7 @@ class _Gen:
             (self.w("offset_index", has_iv), "offset"),
             (self.w("idx_read", self.has_idx and allow_indirect), "indirect"),
             (self.w("reversed_index", has_iv), "rev"),
+            (self.w("wrapped_index", has_iv), "wrapped"),
         ])
         if kind == "var":
             return self.pick(ctx.ivars).name
@@ -305,6 +306,15 @@ class _Gen:
             self.features.add("idx_read")
             inner = self.index(ctx, allow_indirect=self.on("idx_read", 0.1))
             return f"idx[{inner}]"
+        if kind == "wrapped":
+            # negative for the first trips: counted from the end, as Python does (v - o >= -2,
+            # and n >= MIN_LEN), or brought into range by Python's modulo
+            v = self.pick(ctx.ivars)
+            self.features.add("wrapped_index")
+            o = self._int(-2, 2)
+            if self._int(0, 1):
+                return f"({v.name} + {o}) % {self.nname}" if o else f"{v.name} % {self.nname}"
+            return f"{v.name} - {v.lo + self._int(1, 2)}"
         v = self.pick(ctx.ivars)
         self.features.add("reversed_index")
         return f"{self.nname} - 1 - {v.name}"

@@ -267,6 +267,7 @@ _ALLOWED_NODES = (
     ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.Call,
     ast.BinOp, ast.UnaryOp, ast.Compare, ast.Load, ast.Store, ast.Add, ast.Sub, ast.Mult,
     ast.Div, ast.Pow, ast.USub, ast.Gt, ast.GtE, ast.Lt, ast.LtE, ast.Eq,
+    ast.Mod,        # integer indices only: (i + 1) % n
 )
 
 
@@ -386,7 +387,7 @@ _MIN_SHARE = {
     "scalar_arg_overwrite": 0.06, "reverse_loop": 0.05, "step2_loop": 0.03,
     "triangular_loop": 0.1, "const_loop": 0.03, "len_bound": 0.1,
     "wrt_subset": 0.1, "wrt_positions": 0.04, "extra_outputs": 0.06, "int32_idx": 0.02,
-    "arg_order_shuffled": 0.08, "return_np": 0.05,
+    "arg_order_shuffled": 0.08, "return_np": 0.05, "wrapped_index": 0.05,
 }
 
 
