@@ -19,9 +19,9 @@ bound is below zero is wrapped.  What the bounds assume, as the compiled code do
 
 An integer parameter of a kernel may be anything; ``range(a, b, s)`` gives its counter the
 smaller of ``a`` and ``b + 1`` (either direction), or ``a`` for a literal step above zero and
-``b + 1`` for one below; ``i - 1`` is one below ``i``; a product, ``//`` and ``%`` are not
-negative when their operands are not (for ``%``, its divisor: ``(i - 1) % n`` is an index).  The rest (a subtraction
-of a variable, ``int(...)`` of a float) may be anything.
+``b + 1`` for one below; ``i - 1`` is one below ``i``; a product and ``//`` are not negative when
+their operands are not, ``%`` when its divisor is not (``(i - 1) % n`` is an index).  The rest
+(a subtraction of a variable, ``int(...)`` of a float) may be anything.
 """
 
 import math
@@ -181,7 +181,6 @@ def _definitions(function):
             out.append((node.target.id, gast.BinOp(gast.Name(node.target.id, gast.Load(), None,
                                                              None), node.op, node.value)))
     return out
-
 
 
 def _tuple_item(value):
