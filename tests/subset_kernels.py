@@ -111,6 +111,18 @@ def float64_allocations(x, y):
     y[:] = s * x
 
 
+def iterate_elements(x, w):
+    """for v in x and for i, v in enumerate(w), one writing x ahead of the element it reads
+    (NumPy's iterator reads element i when trip i starts)."""
+    s = 0.0
+    for v in x:
+        x[len(x) - 1] = 0.5 * x[len(x) - 1] + v * v
+        s += v * v
+    for i, v in enumerate(w):
+        s += i * v * x[i]
+    return s
+
+
 def chained_indices_2d(a, u, x):
     """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
     for i in range(a.shape[0]):

@@ -36,10 +36,17 @@ def early_return_in_loop(x):
     return s
 
 
-def for_over_array(x):
+def for_over_slice(x):
     s = 0.0
-    for v in x:  # <-
+    for v in x[1:]:  # <-
         s += v
+    return s
+
+
+def for_over_rows(u):
+    s = 0.0
+    for row in u:  # <-
+        s += row[0]
     return s
 
 
@@ -311,7 +318,8 @@ UNSUPPORTED = [
     (call_writes_what_the_expression_reads, "writes the array 'x'", "bump_first", _x),
     (reduction_in_conditional_expression, "'a if c else b'", "np.sum", lambda: (*_x(), 1.0)),
     (early_return_in_loop, "return", "return", _x),
-    (for_over_array, "range", "x", _x),
+    (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
+    (for_over_rows, "over its rows", "u", lambda: (np.ones((3, 2)),)),
     (list_literal, None, "[", _x),
     (dict_literal, None, "{", _x),
     (tuple_literal, None, "(1.0", _x),

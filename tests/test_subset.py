@@ -105,6 +105,8 @@ CASES = [
          lambda r, d: (np.array([0.9, 1.2, 1.5, 1.8, 2.1]),), ("x",), effective=("return",)),
     Case("float64_allocations", K.float64_allocations, lambda r, d: (_u(r, 5), _u(r, 5)),
          ("x", "y"), ("y",)),
+    Case("iterate_elements", K.iterate_elements, lambda r, d: (_u(r, 5), _u(r, 5)),
+         ("x", "w"), ("return", "x")),
     Case("chained_indices_2d", K.chained_indices_2d,
          lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, 3)), ("a", "u", "x"), ("u",)),
     Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),

@@ -4,7 +4,7 @@ Python counts a negative index from the end: ``x[i - 1]`` at ``i == 0`` is the l
 a periodic stencil is written that way.  Compiled code checks no index (Cython's ``wraparound``
 is off for speed), so the backend must add ``n`` itself where an index can be negative, and
 nowhere else: a wrap in every access would cost a compare in the inner loops of every kernel and
-keep the C compiler from vectorising them.
+could keep the C compiler from vectorising them.
 
 The analysis gives every integer scalar of a specialisation a *lower bound*, flow-insensitively:
 the smallest value any of its assignments, in any of the specialisation's generated functions

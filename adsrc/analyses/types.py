@@ -347,6 +347,9 @@ class TypeInference:
         if len(indices) > base.ndim:
             self._fail(node, f"index with {base.ndim} subscripts (one per dimension); "
                              f"got {len(indices)}")
+        if len(indices) < base.ndim and getattr(node, "adsrc_iterated", False):
+            self._fail(node, "a for loop over a 2-D array (over its rows) is not supported: "
+                             "loop over range(u.shape[0]) and index u[i, j]")
         if len(indices) < base.ndim:
             # as in NumPy, the dimensions left out are whole: u[:] is u[:, :], u[i] the row
             # u[i, :].  Written out here, in this specialisation's own tree, the one place

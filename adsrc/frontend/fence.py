@@ -37,6 +37,7 @@ class Fence(gast.NodeTransformer):
         self.source = source
         self.callees = {}
         self.matrices = SparseMatrices(source, self._called_object)
+        self.element_loops = 0      # loops over an array's elements, rewritten over indices
         self.local_names = set(source.params)
         for node in gast.walk(source.tree):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
@@ -223,9 +224,13 @@ class Fence(gast.NodeTransformer):
     def _for(self, stmt):
         if stmt.orelse:
             self._fail(stmt, "'for ... else' is not supported")
-        if not isinstance(stmt.target, gast.Name):
+        elements = _iterated_array(stmt)
+        if elements is not None:
+            stmt = self._over_indices(stmt, *elements)
+        elif not isinstance(stmt.target, gast.Name):
             self._fail(stmt.target, "a for loop must bind a single name")
-        self._check_name(stmt.target, stmt.target.id)
+        else:
+            self._check_name(stmt.target, stmt.target.id)
         if isinstance(stmt.iter, gast.Call) \
                 and self._resolve_call(stmt.iter) == ("builtin", "reversed"):
             stmt.iter = self._reversed_range(stmt.iter)
@@ -247,9 +252,33 @@ class Fence(gast.NodeTransformer):
                                  "as the step of adsrc.checkpointed(step), nor in Hessian-vector "
                                  "products or offline generation: there, iterate over the range "
                                  "itself")
-            self._fail(call, "for loops must iterate over range(start, stop, step)")
+            self._fail(call, "for loops must iterate over range(start, stop, step), "
+                             "reversed(range(...)), a 1-D array ('for v in x') or "
+                             "enumerate of one ('for i, v in enumerate(x)')")
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
+
+    def _over_indices(self, stmt, counter, element, array):
+        """``for v in x`` (or ``for i, v in enumerate(x)``) as ``for i in range(len(x))`` whose
+        body starts with ``v = x[i]``: NumPy's iterator reads element i when trip i starts, as
+        this does.  The read is marked: over a 2-D array, whose iteration yields views of its
+        rows, type inference refuses it (it alone knows the dimensions)."""
+        if counter is None:
+            counter = gast.Name(f"_each{self.element_loops}", gast.Store(), None, None)
+            self.local_names.add(counter.id)
+        else:
+            self._check_name(counter, counter.id)
+        self.element_loops += 1
+        read = gast.Subscript(gast.Name(array.id, gast.Load(), None, None),
+                              gast.Name(counter.id, gast.Load(), None, None), gast.Load())
+        read.adsrc_iterated = True
+        first = gast.Assign([element], read)
+        loop = gast.For(counter, quote_expr("range(len(X))", X=array), [first] + stmt.body, [],
+                        None)
+        for node in gast.walk(loop):
+            if not hasattr(node, "lineno"):
+                gast.copy_location(node, stmt.iter)
+        return loop
 
     def _float_dtype(self, call, resolved):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
@@ -491,6 +520,21 @@ class Fence(gast.NodeTransformer):
 # NumPy methods a kernel may call on an array: name -> number of arguments
 _METHODS = {"copy": 0, "sum": 0, "dot": 1}
 _FLOAT64 = (float, np.float64, np.double, "float64", "float", "double", "f8", "d")
+
+
+def _iterated_array(loop):
+    """``(counter or None, element, array)`` names of ``for v in x`` or
+    ``for i, v in enumerate(x)``, else None."""
+    target, iterable = loop.target, loop.iter
+    if isinstance(iterable, gast.Name) and isinstance(target, gast.Name):
+        return None, target, iterable
+    if isinstance(iterable, gast.Call) and isinstance(iterable.func, gast.Name) \
+            and iterable.func.id == "enumerate" and len(iterable.args) == 1 \
+            and not iterable.keywords and isinstance(iterable.args[0], gast.Name) \
+            and isinstance(target, gast.Tuple) and len(target.elts) == 2 \
+            and all(isinstance(item, gast.Name) for item in target.elts):
+        return target.elts[0], target.elts[1], iterable.args[0]
+    return None
 
 
 def _flatten(results):
