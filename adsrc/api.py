@@ -466,11 +466,12 @@ class Differentiable:
                 raise ArgumentError(f"{name}: out_bar= is the adjoint of the return value, "
                                     "which is not an output of this adjoint")
             out_bar = check_out_bar(name, bars.pop("out_bar"))
+        # an unknown key first: a misspelt seed (y_bar= for x_bar=) is named as such
+        arrays, bar_arrays = self._checked_with(compiled, args, bars, "_bar")
         for param in entry.bar_params:
             if param in entry.key.outputs and param + "_bar" not in bars:
                 raise ArgumentError(f"{name}: pass {param}_bar=, the adjoint of the final value "
                                     f"of the output '{param}'")
-        arrays, bar_arrays = self._checked_with(compiled, args, bars, "_bar")
         return arrays, bar_arrays, out_bar
 
     def _checked_with(self, compiled, args, given, suffix):

@@ -549,6 +549,9 @@ def test_missing_bar_of_an_output_array():
     msg = _expect_argument_error(_relax(), _csr_args(), {})
     assert "x_bar" in msg
     _expect_argument_error(_relax(), _csr_args(), {"data_bar": np.zeros(10)})
+    # a misspelt seed is named, with the keys the call takes
+    msg = _expect_argument_error(_relax(), _csr_args(), {"y_bar": np.ones(4)})
+    assert "unexpected adjoint 'y_bar'" in msg and "x_bar" in msg
 
 
 def test_same_array_twice_when_one_is_written():
