@@ -11,6 +11,8 @@ from math import sqrt
 
 import numpy as np
 
+import kernel_settings
+
 # module-level numeric constant (inlined by adsrc)
 HALF = 0.5
 
@@ -95,10 +97,12 @@ def numpy_methods(x, y):
 
 
 def module_constants(x):
-    """np.pi, math.e and -np.inf (a running maximum's start), numeric constants of modules."""
+    """np.pi, math.e and -np.inf (a running maximum's start), numeric constants of modules, and
+    an int one, kernel_settings.PASSES, as a loop bound (an int, not a float)."""
     m = -np.inf
-    for i in range(len(x)):
-        m = max(m, np.pi * x[i] * x[i] - math.e * x[i])
+    for p in range(kernel_settings.PASSES):
+        for i in range(len(x)):
+            m = max(m, np.pi * x[i] * x[i] - math.e * x[i])
     return m
 
 

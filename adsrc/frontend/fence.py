@@ -290,9 +290,12 @@ class Fence(gast.NodeTransformer):
                 self._fail(call, "keyword arguments in calls are not supported (but dtype= of "
                                  "an allocation: np.zeros(n, dtype=np.float64))")
             value = keyword.value
-            dtype = value.value if isinstance(value, gast.Constant) else \
-                self.source.resolve(value.id) if isinstance(value, gast.Name) else \
-                self._module_attribute(value)
+            if isinstance(value, gast.Constant):                # dtype="float64"
+                dtype = value.value
+            elif isinstance(value, gast.Name) and value.id not in self.local_names:
+                dtype = self.source.resolve(value.id)           # dtype=float
+            else:
+                dtype = self._module_attribute(value)           # dtype=np.float64
             if not any(dtype is known or (isinstance(dtype, str) and dtype == known)
                        for known in _FLOAT64):
                 self._fail(keyword.value, "local arrays are float64: allocate them with "
@@ -416,9 +419,9 @@ class Fence(gast.NodeTransformer):
             if node.attr == "shape" and isinstance(node.value, gast.Name):
                 node.value = self._name(node.value)
                 return node
-            value = self._module_attribute(node)
-            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-                return gast.copy_location(gast.Constant(float(value), None), node)   # np.pi
+            constant = _inlined(self._module_attribute(node), node)      # np.pi, config.N
+            if constant is not None:
+                return constant
             self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape', "
                              "and numeric constants of modules such as np.pi)")
         if isinstance(node, gast.Call):
@@ -430,13 +433,11 @@ class Fence(gast.NodeTransformer):
             self.matrices.refuse(node)
         if node.id in self.local_names:
             return node
-        value = self.source.resolve(node.id)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        constant = _inlined(self.source.resolve(node.id), node)
+        if constant is None:
             self._fail(node, f"the global name '{node.id}' is not supported here: kernels may "
                              "read their arguments, locals and numeric module constants")
-        constant = gast.Constant(value=float(value) if isinstance(value, (float, np.floating))
-                                 else int(value), kind=None)
-        return gast.copy_location(constant, node)
+        return constant
 
     def _resolve_call(self, call):
         """Canonical ``(namespace, name)`` of a call's library function, or None."""
@@ -519,7 +520,17 @@ class Fence(gast.NodeTransformer):
 
 # NumPy methods a kernel may call on an array: name -> number of arguments
 _METHODS = {"copy": 0, "sum": 0, "dot": 1}
-_FLOAT64 = (float, np.float64, np.double, "float64", "float", "double", "f8", "d")
+_FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
+
+
+def _inlined(value, node):
+    """A numeric global (a module constant, ``np.pi``) as the constant the fence writes in its
+    place, an int as an int (a loop bound), located at ``node``; None for anything else."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    constant = gast.Constant(value=float(value) if isinstance(value, (float, np.floating))
+                             else int(value), kind=None)
+    return gast.copy_location(constant, node)
 
 
 def _iterated_array(loop):
