@@ -78,18 +78,6 @@ CASES = {
 }
 
 
-# negative indices wrap around in Python only; compiled code does not check or wrap indices
-PYTHON_ONLY = {"prefix_negative"}
-
-
-@pytest.fixture(autouse=True)
-def _skip_python_only(request, backend):
-    case = request.node.callspec.params.get("case") if hasattr(request.node, "callspec") else None
-    if backend == "cython" and case in PYTHON_ONLY:
-        pytest.skip("negative indices wrap around only in Python (see README: compiled code "
-                    "neither checks nor wraps indices)")
-
-
 def _copies(args):
     return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
 
