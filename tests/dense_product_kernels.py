@@ -36,6 +36,7 @@ def summed_products(A, x, z):
 
 
 def product_into_itself(A, x):
+    """Every row of the product reads the old x, as NumPy's temporary holds it."""
     x[:] = A @ x
 
 

@@ -68,8 +68,9 @@ FEATURES = {
     "offset_index": 2, "idx_read": 2, "reversed_index": 0.5, "wrapped_index": 0.5,
     # statements
     "elem_assign": 4, "elem_iadd": 3, "elem_isub": 2, "elem_imul": 1.0,
-    "alias_rw": 0.35, "temp": 3, "for": 2, "if_float": 3, "if_int": 1,
+    "alias_rw": 0.35, "temp": 3, "tuple_assign": 0.3, "for": 2, "if_float": 3, "if_int": 1,
     "elif": 0.3, "else": 0.5, "while": 1, "break": 0.5, "continue": 0.5, "nested_jump": 0.2,
+    "early_return": 0.3,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
@@ -540,6 +541,13 @@ class _Gen:
         if ctx.loop_depth:
             self.features.add("temp_in_loop")
         rhs = self.expr(ctx, self._int(1, 3))
+        if len(ctx.temps) >= 2 and self.on("tuple_assign"):
+            # every value before any store: the old t in the second value
+            self.features.add("tuple_assign")
+            t, v = self.pick([(a, b) for a in ctx.temps for b in ctx.temps if a != b])
+            lines.append((indent, _op(f"{t}, {v} = {v}, {{0}} * {t} + {{p1}}", self.const(),
+                                      rhs)))
+            return ctx
         if ctx.temps and self._int(0, 2):
             t = self.pick(ctx.temps)
             form = self._int(0, 2)
@@ -585,10 +593,9 @@ class _Gen:
         ]
         if self.on("slice_stmt"):
             self.features.add("slice_stmt")
-            # A whole-array statement that reads its target at other elements than it writes
-            # (x[1:] += 0.5 * x[:-1]) is refused by adsrc (docs/API.md; tests/test_errors.py
-            # checks the error): the shifted operand is never the target.
-            b = self.pick([arr for arr in arrs if arr != a])
+            # The shifted operand may be the target (x[1:] += 0.5 * x[:-1]): its reads of
+            # other elements than the written one read the old values, as in NumPy.
+            b = self.pick(arrs)
             forms = [
                 f"{a}[1:] += {k1} * {b}[:-1]",
                 f"{a}[1:-1] = {a}[1:-1] + {k1} * ({b}[2:] - {b}[:-2])",
@@ -663,9 +670,14 @@ class _Gen:
         body = pre + self.block(body_ctx, indent + 1, starts=starts)
         if pre:
             starts = [0] + [len(pre) + p for p in starts]
-        if self.on("break", FEATURES["break"] / 2) or self.on("continue", FEATURES["continue"] / 2):
-            which = self.choose([(self.w("break"), "break"), (self.w("continue"), "continue")])
-            self.features.add(which)
+        if self.on("break", FEATURES["break"] / 2) or self.on("continue", FEATURES["continue"] / 2) \
+                or self.on("early_return", FEATURES["early_return"] / 2):
+            which = self.choose([(self.w("break"), "break"), (self.w("continue"), "continue"),
+                                 (self.w("early_return"), "return")])
+            self.features.add("early_return" if which == "return" else which)
+            leave = _atom(which)
+            if which == "return":       # out of every loop, past the loss at the end
+                leave = Node("return {0}", (self.expr(body_ctx, 1),))
             jump = [(indent + 1, self.cond_node(body_ctx))]
             if self._int(0, 1):
                 jump += self.block(dataclasses.replace(body_ctx, if_depth=2), indent + 2, 1, 1)
@@ -673,12 +685,12 @@ class _Gen:
                 # the jump inside an if inside the if, statements after it in the outer branch
                 self.features.add("nested_jump")
                 jump.append((indent + 2, self.cond_node(body_ctx)))
-                jump.append((indent + 3, _atom(which)))
+                jump.append((indent + 3, leave))
                 if self._int(0, 1):
                     jump += self.block(dataclasses.replace(body_ctx, if_depth=2), indent + 2, 1,
                                        1)
             else:
-                jump.append((indent + 2, _atom(which)))
+                jump.append((indent + 2, leave))
             pos = self.pick(starts)  # between two statements of the body
             body = body[:pos] + jump + body[pos:]
         lines.extend(body)

@@ -241,6 +241,29 @@ def slice_runtime_bound(v, w):
     v[1:n - 1] = v[1:n - 1] * w[0:n - 2] + w[2:n]
 
 
+def slices_read_old_values(x, u):
+    """Whole-array statements that read their target at other elements than they write, which
+    read the old values, as NumPy does: an in-place heat step x[1:-1] += ..(x[:-2], x[2:]), a
+    shift x[1:] = x[:-1] * x[1:], and an in-place 2-D Jacobi step (all neighbours old); and a
+    local array shifted the other way, t[:-1] = t[1:] * t[:-1]."""
+    t = np.copy(x)
+    for step in range(2):
+        x[1:-1] += 0.25 * (x[:-2] - 2.0 * x[1:-1] * x[1:-1] + x[2:])
+        x[1:] = x[:-1] * x[1:]
+        u[1:-1, 1:-1] = 0.25 * (u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] * u[1:-1, 2:])
+        t[:-1] = t[1:] * t[:-1] + 0.5
+    x[:] = x * t
+
+
+def size_attribute(u, x):
+    """u.size of a 2-D array and x.size of a 1-D one as loop bounds, and the extent x.shape[0]
+    dividing a float (a mean)."""
+    s = 0.0
+    for k in range(u.size):
+        s += u[k // u.shape[1], k % u.shape[1]] * x[k % x.size]
+    return s * s / x.shape[0]
+
+
 def shape_unpack_in_loop(u, f):
     """n, m = u.shape inside a loop body."""
     for it in range(2):
@@ -405,6 +428,43 @@ def while_break(x, limit):
         if s > limit:
             break
     return s
+
+
+def early_returns(x, y, tol):
+    """return from a branch at the top level, and from inside an inner loop (a convergence test
+    leaving both loops); the statements after each run only if it did not return."""
+    if tol < 1.0:
+        return tol * x[0]
+    s = 0.0
+    for sweep in range(3):
+        for i in range(len(x)):
+            s += x[i] * y[i]
+            if s > tol:
+                y[i] = s
+                return s * y[0]
+        y[0] = 0.5 * s
+    return s
+
+
+def early_bare_return(x, y):
+    """a bare return from inside a loop: y keeps what the trips before it wrote."""
+    for i in range(len(x)):
+        if x[i] > 1.2:
+            return
+        y[i] = x[i] * y[i]
+
+
+def tuple_assignment(x, perm, y):
+    """a, b = b, a + b (every value before any store): a scalar recurrence, an element swap
+    x[i], x[k] = x[k], x[i] through an index array, and a rotation of two arrays' elements."""
+    a, b = 1.0, 0.5
+    for i in range(len(x)):
+        a, b = b, a + x[i] * b
+    for k in range(len(perm)):
+        i = perm[k]
+        x[i], x[k] = x[k] * b, x[i]
+    for i in range(len(x)):
+        x[i], y[i] = 0.8 * x[i] - 0.6 * y[i], 0.6 * x[i] + 0.8 * y[i] * a
 
 
 def temporaries(x, y):

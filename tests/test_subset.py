@@ -133,6 +133,10 @@ CASES = [
     Case("slice_step", K.slice_step, lambda r, d: (_u(r, 8), _u(r, 8)), ("x", "y"), ("y",)),
     Case("slice_runtime_bound", K.slice_runtime_bound, lambda r, d: (_u(r, 7), _u(r, 7)),
          ("v", "w"), ("v",)),
+    Case("slices_read_old_values", K.slices_read_old_values,
+         lambda r, d: (_u(r, 6), _u(r, (4, 5))), ("x", "u"), ("x", "u")),
+    Case("size_attribute", K.size_attribute, lambda r, d: (_u(r, (3, 4)), _u(r, 5)),
+         ("u", "x"), effective=("return",)),
     Case("shape_unpack_in_loop", K.shape_unpack_in_loop,
          lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"), ("u",)),
     Case("range_step2", K.range_step2, lambda r, d: (_u(r, 9), _u(r, 9), 1, 8), ("x", "y"),
@@ -173,6 +177,21 @@ CASES = [
     # s: 0.3, 0.56, 1.184, 2.276 > 2: breaks after i = 3
     Case("while_break", K.while_break,
          lambda r, d: (np.array([0.3, 0.2, 0.4, 0.5, 0.1, 0.3]), 2.0), ("x", "limit")),
+    # s: 1.08, 1.74, 2.44, 3.61, 4.73 | 6.86, 7.52, 8.22, ... 18.89 (three sweeps): tol 7.9
+    # returns at sweep 1, i = 2; tol 20 never; tol 0.5 at the top
+    Case("early_return_in_loops", K.early_returns, lambda r, d: (
+        np.array([0.9, 1.1, 0.7, 1.3, 0.8]), np.array([1.2, 0.6, 1.0, 0.9, 1.4]), 7.9),
+        ("x", "y", "tol"), ("return", "y")),
+    Case("early_return_none", K.early_returns, lambda r, d: (
+        np.array([0.9, 1.1, 0.7, 1.3, 0.8]), np.array([1.2, 0.6, 1.0, 0.9, 1.4]), 20.0),
+        ("x", "y", "tol"), ("return", "y")),
+    Case("early_return_at_top", K.early_returns, lambda r, d: (_u(r, 5), _u(r, 5), 0.5),
+         ("x", "y", "tol"), ("return", "y")),
+    Case("early_bare_return", K.early_bare_return,
+         lambda r, d: (np.array([0.6, 0.9, 1.3, 0.7]), _u(r, 4)), ("x", "y"), ("y",)),
+    Case("tuple_assignment", K.tuple_assignment,
+         lambda r, d: (_u(r, 5), np.array([3, 1, 4, 0, 2], dtype=d), _u(r, 5)), ("x", "y"),
+         ("x", "y"), uses_indices=True),
     Case("temporaries", K.temporaries, lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"),
          ("y", "return")),
     Case("functions_elementwise", K.functions_elementwise,
@@ -514,12 +533,29 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
     constant negative ones and wraps those that may be negative at run time (x[i - 1] at
     i = 0), so the compiled primal agrees with Python's, exactly (it read and wrote before
     the arrays' start).  On the Python backend, the generated primal against the kernel."""
+    _assert_primal_is_pythons(name)
+
+
+@pytest.mark.parametrize("name", ["slices_read_old_values", "tuple_assignment",
+                                  "early_return_in_loops", "early_return_none",
+                                  "early_return_at_top", "early_bare_return"])
+def test_statements_rewritten_for_their_python_meaning_keep_it(name):
+    """A whole-array statement reading its target elsewhere reads a copy of the old values (as
+    NumPy's temporary); a tuple assignment evaluates every value before storing one; an early
+    return leaves its loops and skips what follows (a flag, breaks and guards).  The
+    derivatives are checked above against finite differences of the kernel run by Python;
+    here the values the generated primal computes, against Python's, exactly."""
+    _assert_primal_is_pythons(name)
+
+
+def _assert_primal_is_pythons(name):
     case = next(case for case in CASES if case.name == name)
     args = case.make(np.random.default_rng(10), np.int32)
     want = [np.copy(arg) if isinstance(arg, np.ndarray) else arg for arg in args]
-    case.kernel(*want)
+    returned = case.kernel(*want)
     got = [np.copy(arg) if isinstance(arg, np.ndarray) else arg for arg in args]
-    adsrc.differentiate(case.kernel, wrt=case.wrt, outputs=case.outputs).primal(*got)
+    assert adsrc.differentiate(case.kernel, wrt=case.wrt,
+                               outputs=case.outputs).primal(*got) == returned
     for mine, python in zip(got, want):
         np.testing.assert_array_equal(mine, python)
 

@@ -199,6 +199,10 @@ class TypeInference:
         if isinstance(stmt, gast.Assign):
             target = stmt.targets[0]
             value = self.expr(stmt.value)
+            if value is not None and value.is_array and getattr(stmt, "adsrc_tuple_value", False):
+                self._fail(stmt, "a tuple assignment of arrays ('x, y = y, x') is not supported: "
+                                 "adsrc keeps one array per name, so copy values instead "
+                                 "('x[:] = y')")
             if isinstance(target, gast.Name):
                 self._assign(target, value, stmt)
             else:
@@ -331,8 +335,8 @@ class TypeInference:
     def _Attribute(self, node):
         base = self.expr(node.value)
         if base is not None and not base.is_array:
-            self._fail(node, f"'{node.value.id}' is not an array: it has no .shape")
-        return SHAPE
+            self._fail(node, f"'{node.value.id}' is not an array: it has no .{node.attr}")
+        return INT if node.attr == "size" else SHAPE
 
     def _Subscript(self, node):
         base = self.expr(node.value)

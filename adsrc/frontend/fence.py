@@ -13,7 +13,7 @@ import types
 import gast
 import numpy as np
 
-from adsrc.frontend import intrinsics
+from adsrc.frontend import early_returns, intrinsics
 from adsrc.frontend.quoting import quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
@@ -38,7 +38,9 @@ class Fence(gast.NodeTransformer):
         self.callees = {}
         self.matrices = SparseMatrices(source, self._called_object)
         self.element_loops = 0      # loops over an array's elements, rewritten over indices
+        self.tuple_values = 0       # values of tuple assignments, held in temporaries
         self.local_names = set(source.params)
+        self.generated_names = set()    # the names of early_returns' flag and result
         for node in gast.walk(source.tree):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
                 self.local_names.add(node.id)
@@ -46,13 +48,15 @@ class Fence(gast.NodeTransformer):
     def run(self):
         tree = self.source.tree
         self._check_signature(tree)
+        if tree.body and isinstance(tree.body[0], gast.Expr) \
+                and isinstance(tree.body[0].value, gast.Constant):
+            tree.body = tree.body[1:]  # docstring
+        self.generated_names = early_returns.rewrite(tree, self.source.error)
+        self.local_names |= self.generated_names
         body = tree.body
-        if body and isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
-            body = body[1:]  # docstring
         if not body:
             body = [gast.Pass()]
-        tree.body = _flatten(self._statement(stmt, top=True, last=(k == len(body) - 1),
-                                             loop=False) for k, stmt in enumerate(body))
+        tree.body = self._statements(body, loop=False)
         return tree
 
     def _fail(self, node, message):
@@ -67,6 +71,8 @@ class Fence(gast.NodeTransformer):
             self._check_name(arg, arg.id)
 
     def _check_name(self, node, name):
+        if name in self.generated_names:
+            return
         if name.endswith("_bar") or name.endswith("_dot"):
             self._fail(node, f"the name '{name}' is reserved: adsrc names adjoints '<name>_bar' "
                              "and tangents '<name>_dot'")
@@ -77,10 +83,9 @@ class Fence(gast.NodeTransformer):
     # statements ---------------------------------------------------------------------------------
 
     def _statements(self, stmts, loop):
-        return _flatten(self._statement(stmt, top=False, last=False, loop=loop)
-                        for stmt in stmts)
+        return _flatten(self._statement(stmt, loop) for stmt in stmts)
 
-    def _statement(self, stmt, top, last, loop):
+    def _statement(self, stmt, loop):
         if isinstance(stmt, gast.Assign):
             if len(stmt.targets) != 1:
                 self._fail(stmt, "chained assignment 'a = b = ...' is not supported")
@@ -93,6 +98,8 @@ class Fence(gast.NodeTransformer):
                     return self._krylov_assignment(stmt, target, krylov)
                 if isinstance(stmt.value, gast.Call):
                     return self._split_call(stmt, target)
+                if isinstance(stmt.value, gast.Tuple):
+                    return self._tuple_assignment(stmt, target)
                 return self._shape_unpack(stmt, target)
             self._target(target)
             stmt.value = self._expression(stmt.value)
@@ -122,10 +129,7 @@ class Fence(gast.NodeTransformer):
             return stmt
         if isinstance(stmt, gast.Pass):
             return stmt
-        if isinstance(stmt, gast.Return):
-            if not (top and last):
-                self._fail(stmt, "'return' is supported only as the last statement of the kernel "
-                                 "(early returns are not)")
+        if isinstance(stmt, gast.Return):         # the last statement (early_returns)
             if stmt.value is not None:
                 stmt.value = self._expression(stmt.value)
             return stmt
@@ -145,8 +149,9 @@ class Fence(gast.NodeTransformer):
             self._fail(call, "keyword arguments in calls are not supported")
         found = library.split_of(self._called_object(call))
         if found is None:
-            self._fail(stmt, "tuple assignment is supported only as 'n, m = array.shape' and "
-                             "for library functions returning several arrays, such as "
+            self._fail(stmt, "tuple assignment is supported only of a tuple of values "
+                             "('a, b = b, a + b'), as 'n, m = array.shape' and for library "
+                             "functions returning several arrays, such as "
                              "'Q, R = np.linalg.qr(A)'")
         if len(target.elts) != len(found.parts) or not all(
                 isinstance(elt, gast.Name) for elt in target.elts):
@@ -197,17 +202,41 @@ class Fence(gast.NodeTransformer):
                     gast.copy_location(node, stmt)
         return statements
 
+    def _tuple_assignment(self, stmt, target):
+        """``a, b = b, a + b`` (and ``x[i], x[j] = x[j], x[i]``) as one temporary per value, then
+        one assignment per target, in order: Python evaluates every value before it stores any.
+        The temporaries' assignments are marked, so that type inference, which alone knows
+        which names are arrays, refuses an array among the values (a swap of array names)."""
+        values = stmt.value.elts
+        if len(values) != len(target.elts) or any(
+                isinstance(node, (gast.Starred, gast.Tuple, gast.List))
+                for node in values + target.elts):
+            self._fail(stmt, "tuple assignment needs as many values as targets, each a name or "
+                             "an element ('a, b = b, a + b'; no nesting and no '*')")
+        temporaries, stores = [], []
+        for elt, value in zip(target.elts, values):
+            self._target(elt)
+            held = f"_value{self.tuple_values}"
+            self.tuple_values += 1
+            self.local_names.add(held)
+            temporary = gast.Assign([gast.Name(held, gast.Store(), None, None)],
+                                    self._expression(value), None)
+            temporary.adsrc_tuple_value = True
+            temporaries.append(temporary)
+            stores.append(gast.Assign([elt], gast.Name(held, gast.Load(), None, None), None))
+        for part in temporaries + stores:
+            for node in gast.walk(part):          # errors point at the user's line
+                if not hasattr(node, "lineno"):
+                    gast.copy_location(node, stmt)
+        return temporaries + stores
+
     def _shape_unpack(self, stmt, target):
         """``n, m = u.shape`` is accepted and split into one assignment per dimension."""
         value = stmt.value
-        if isinstance(value, gast.Tuple):
-            self._fail(stmt, "tuple assignment 'a, b = c, d' is not supported: assign one name "
-                             "at a time (a swap of floats through a temporary). Arrays cannot "
-                             "swap names ('x, y = y, x'): adsrc keeps one array per name, so "
-                             "copy values instead ('x[:] = y')")
         if not (isinstance(value, gast.Attribute) and value.attr == "shape"
                 and all(isinstance(elt, gast.Name) for elt in target.elts)):
-            self._fail(stmt, "tuple assignment is supported only as 'n, m = array.shape'")
+            self._fail(stmt, "tuple assignment is supported only of a tuple of values "
+                             "('a, b = b, a + b') and as 'n, m = array.shape'")
         for elt in target.elts:
             self._check_name(elt, elt.id)
         self._expression(value.value)
@@ -416,14 +445,14 @@ class Fence(gast.NodeTransformer):
             node.slice = self._index(node.slice)
             return node
         if isinstance(node, gast.Attribute):
-            if node.attr == "shape" and isinstance(node.value, gast.Name):
+            if node.attr in ("shape", "size") and isinstance(node.value, gast.Name):
                 node.value = self._name(node.value)
                 return node
             constant = _inlined(self._module_attribute(node), node)      # np.pi, config.N
             if constant is not None:
                 return constant
             self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape', "
-                             "and numeric constants of modules such as np.pi)")
+                             "'.size', and numeric constants of modules such as np.pi)")
         if isinstance(node, gast.Call):
             return self._call(node)
         self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")

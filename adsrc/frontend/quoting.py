@@ -21,6 +21,12 @@ def const(value):
     return gast.Constant(value=value, kind=None)
 
 
+def full_slice(ndim):
+    """The index of every element of an array of ``ndim`` dimensions: ``:`` or ``:, :``."""
+    slices = [gast.Slice(None, None, None) for _ in range(ndim)]
+    return slices[0] if ndim == 1 else gast.Tuple(slices, gast.Load())
+
+
 def with_ctx(node, ctx):
     """A copy of an expression usable in ``ctx`` (Load or Store) position."""
     node = copy.deepcopy(node)

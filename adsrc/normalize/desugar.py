@@ -1,5 +1,6 @@
 """Desugaring: augmented assignments, the return value, and hoisting of nested calls.
 
+* ``u.size`` becomes ``u.shape[0] * u.shape[1]`` (``u.shape[0]`` in 1-D);
 * ``a op= e`` becomes ``a = a op e`` (a whole array ``x += e`` becomes ``x[:] = x[:] + e``, which
   keeps NumPy's in-place meaning);
 * ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
@@ -30,15 +31,31 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.intrinsics import matrix_vector
-from adsrc.frontend.quoting import name, quote_expr, with_ctx
+from adsrc.frontend.quoting import full_slice, name, quote_expr, with_ctx
 from adsrc.rules import library
 
 RETURN = "_ret"
 
 
-def _full_slice(ndim):
-    slices = [gast.Slice(None, None, None) for _ in range(ndim)]
-    return slices[0] if ndim == 1 else gast.Tuple(slices, gast.Load())
+class _SpellSizes(gast.NodeTransformer):
+    """``u.size`` as the product of the extents, ``u.shape[0] * u.shape[1]``: the one form of
+    an array's extent the analyses and the compiled backend read (a memoryview's ``.size`` is
+    a Python attribute)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def visit_Attribute(self, node):
+        if node.attr != "size":
+            return self.generic_visit(node)
+        extents = [quote_expr("A.shape[D]", A=node.value, D=gast.Constant(value=dim, kind=None))
+                   for dim in range(self.env[node.value.id].ndim)]
+        product = extents[0]
+        for extent in extents[1:]:
+            product = gast.BinOp(product, gast.Mult(), extent)
+        for sub in gast.walk(product):
+            gast.copy_location(sub, node)
+        return product
 
 
 class Desugar:
@@ -51,6 +68,7 @@ class Desugar:
         self._current = None                    # the statement being rewritten
 
     def run(self, tree):
+        _SpellSizes(self.env).visit(tree)
         tree.body = self._block(tree.body)
         return tree
 
@@ -109,7 +127,7 @@ class Desugar:
         target = stmt.target
         kind = self.env.get(target.id) if isinstance(target, gast.Name) else None
         if kind is not None and kind.is_array:
-            target = gast.Subscript(value=name(target.id), slice=_full_slice(kind.ndim),
+            target = gast.Subscript(value=name(target.id), slice=full_slice(kind.ndim),
                                     ctx=gast.Store())
         value = gast.BinOp(left=with_ctx(target, gast.Load()), op=stmt.op, right=stmt.value)
         assign = gast.Assign(targets=[with_ctx(target, gast.Store())], value=value,

@@ -20,7 +20,7 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.intrinsics import matrix_vector
-from adsrc.frontend.quoting import const, name, quote, quote_expr
+from adsrc.frontend.quoting import const, full_slice, name, quote, quote_expr
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
@@ -58,13 +58,30 @@ class LowerArrays:
         self.env = typer.env
         self.namer = namer
         self.local_arrays = set()
+        self.old_values = {}        # array -> the local array holding a copy of its old values
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
     def run(self, tree):
         tree.body = self._block(tree.body, top=True)
+        for array, copy_name in self.old_values.items():
+            self._allocate_like(tree, copy_name, array)
         return tree
+
+    def _allocate_like(self, tree, new, array):
+        """``new = np.empty_like(array)`` at the top level: at the start of the kernel for an
+        argument, else just after the local array's own allocation (local arrays are allocated
+        at the top level, once), so that a loop's statements never allocate."""
+        position = 0
+        if array not in self.source.params:
+            position = 1 + next(k for k, stmt in enumerate(tree.body)
+                                if isinstance(stmt, gast.Assign)
+                                and isinstance(stmt.targets[0], gast.Name)
+                                and stmt.targets[0].id == array)
+        allocation = quote("T = np.empty_like(A)", T=new, A=array)[0]
+        self._located([allocation], tree.body[max(position - 1, 0)])
+        tree.body.insert(position, allocation)
 
     def _block(self, stmts, top):
         out = []
@@ -243,27 +260,37 @@ class LowerArrays:
         checks, before = [], []
         element_value = self._elements(stmt.value, sliced, counters, checks, before)
         index = self._index(axes, counters)
-        self._check_no_overlap(stmt, array, index, [element_value] + before)
+        copies = self._read_old_values(stmt, array, index, [element_value] + before)
         body = before + [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
                                      value=element_value, type_comment=None)]
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
-        return self._located(checks + body, stmt)
+        return self._located(checks + copies + body, stmt)
 
-    def _check_no_overlap(self, stmt, array, index, computing):
+    def _read_old_values(self, stmt, array, index, computing):
         """NumPy evaluates the right-hand side before storing; an element loop stores as it
-        goes.  The two agree only if every read of the target array reads the element being
-        written, so anything else is refused rather than given the loop's meaning.
-        ``computing``: the element's value and the statements computing its products."""
+        goes.  The two agree when every read of the target array reads the element being
+        written (read just before it is stored).  Reads of other elements (``x[1:-1] +=
+        x[:-2] + x[2:]``) are sent to a copy of the array's old values, taken just before the
+        loop, as NumPy's temporary holds them.  Returns the statements taking the copy (none
+        when no read needs it).  ``computing``: the element's value and the statements
+        computing its products."""
         written = gast.dump(index)
-        for node in (sub for tree in computing for sub in gast.walk(tree)):
-            if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name) \
-                    and node.value.id == array.id and gast.dump(node.slice) != written:
-                self._fail(stmt, f"the right-hand side reads '{array.id}' at other elements "
-                                 f"than those it writes (NumPy would read the old values); "
-                                 f"copy first, e.g. 'old = np.copy({array.id})', and read 'old'")
+        elsewhere = [node for tree in computing for node in gast.walk(tree)
+                     if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name)
+                     and node.value.id == array.id and gast.dump(node.slice) != written]
+        if not elsewhere:
+            return []
+        if array.id not in self.old_values:
+            self.old_values[array.id] = self.namer.fresh("old")
+        copy_name = self.old_values[array.id]
+        for node in elsewhere:
+            node.value = name(copy_name)
+        whole = full_slice(self.env[array.id].ndim)
+        taking = quote("C[S] = A", C=copy_name, S=whole, A=array.id)[0]
+        return self._elementwise(self._located([taking], stmt)[0])
 
     def _index(self, axes, counters):
         parts, position = [], 0

@@ -72,6 +72,8 @@ class _Partials:
         self.found = []
 
     def has_active(self, node):
+        if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Attribute):
+            return False        # an extent, u.shape[0]: an integer
         if isinstance(node, (gast.Name, gast.Subscript)):
             return self.is_active(node)
         if isinstance(node, gast.Attribute):
