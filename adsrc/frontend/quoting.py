@@ -71,9 +71,11 @@ def is_comment(stmt):
 
 
 def unparse(node):
-    """Source text of an expression, a statement or a list of statements."""
+    """Source text of an expression, a statement or a list of statements.  (gast_to_ast builds
+    new nodes, sharing only the immutable leaves, so ``node`` needs no copy: copying took a
+    fifth of the Python backend's generation time.)"""
     nodes = node if isinstance(node, list) else [node]
-    converted = [gast.gast_to_ast(copy.deepcopy(item)) for item in nodes]
+    converted = [gast.gast_to_ast(item) for item in nodes]
     if all(isinstance(item, ast.expr) for item in converted):
         converted = [ast.Expr(value=item) for item in converted]
     module = ast.fix_missing_locations(ast.Module(body=converted, type_ignores=[]))
