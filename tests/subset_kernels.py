@@ -127,6 +127,18 @@ def iterate_elements(x, w):
     return s
 
 
+def iterate_zipped(x, y, z):
+    """for a, b in zip(x, y) (to the shorter: y is longer), and enumerate(zip(x, z)) writing x
+    ahead of the element it reads."""
+    s = 0.0
+    for a, b in zip(x, y):
+        s += a * b * b
+    for i, (a, c) in enumerate(zip(x, z)):
+        z[i] = a * np.sin(c) + z[i] * a
+        x[len(x) - 1] += 0.1 * a
+    return s
+
+
 def chained_indices_2d(a, u, x):
     """a[i][j] reads and u[i][j] writes, the same elements as a[i, j] and u[i, j]."""
     for i in range(a.shape[0]):

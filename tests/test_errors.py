@@ -42,6 +42,11 @@ def early_return_without_a_last_one(x):
     x[0] = 1.0  # <-
 
 
+def for_over_zip_of_a_slice(x, y):
+    for a, b in zip(x, y[1:]):  # <-
+        x[0] += a * b
+
+
 def for_over_slice(x):
     s = 0.0
     for v in x[1:]:  # <-
@@ -318,6 +323,7 @@ UNSUPPORTED = [
      _x),
     (early_return_without_a_last_one, "must end with a 'return value'", "x[0] = 1.0", _x),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
+    (for_over_zip_of_a_slice, "over 1-D arrays given by name", "zip", _xy),
     (for_over_rows, "over its rows", "u", lambda: (np.ones((3, 2)),)),
     (list_literal, None, "[", _x),
     (dict_literal, None, "{", _x),

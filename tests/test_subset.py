@@ -107,6 +107,8 @@ CASES = [
          ("x", "y"), ("y",)),
     Case("iterate_elements", K.iterate_elements, lambda r, d: (_u(r, 5), _u(r, 5)),
          ("x", "w"), ("return", "x")),
+    Case("iterate_zipped", K.iterate_zipped, lambda r, d: (_u(r, 5), _u(r, 7), _u(r, 5)),
+         ("x", "y", "z"), ("return", "x", "z")),
     Case("chained_indices_2d", K.chained_indices_2d,
          lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, 3)), ("a", "u", "x"), ("u",)),
     Case("write_2d", K.write_2d, lambda r, d: (_u(r, (3, 4)), _u(r, (3, 4))), ("u", "f"),
@@ -537,12 +539,13 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
 
 
 @pytest.mark.parametrize("name", ["slices_read_old_values", "tuple_assignment",
-                                  "early_return_in_loops", "early_return_none",
+                                  "iterate_zipped", "early_return_in_loops", "early_return_none",
                                   "early_return_at_top", "early_bare_return"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a tuple assignment evaluates every value before storing one; an early
-    return leaves its loops and skips what follows (a flag, breaks and guards).  The
+    return leaves its loops and skips what follows (a flag, breaks and guards); a loop over
+    zip stops at the shorter array and reads each element when its trip starts.  The
     derivatives are checked above against finite differences of the kernel run by Python;
     here the values the generated primal computes, against Python's, exactly."""
     _assert_primal_is_pythons(name)

@@ -253,9 +253,12 @@ class Fence(gast.NodeTransformer):
     def _for(self, stmt):
         if stmt.orelse:
             self._fail(stmt, "'for ... else' is not supported")
-        elements = _iterated_array(stmt)
-        if elements is not None:
-            stmt = self._over_indices(stmt, *elements)
+        iterated = _iterated_array(stmt)
+        if iterated is not None:
+            stmt = self._over_indices(stmt, *iterated)
+        elif _called(stmt.iter, "zip") or _called(stmt.iter, "enumerate"):
+            self._fail(stmt.iter, "zip and enumerate are supported over 1-D arrays given by name "
+                                  "('for a, b in zip(x, y)', 'for i, v in enumerate(x)')")
         elif not isinstance(stmt.target, gast.Name):
             self._fail(stmt.target, "a for loop must bind a single name")
         else:
@@ -282,28 +285,35 @@ class Fence(gast.NodeTransformer):
                                  "products or offline generation: there, iterate over the range "
                                  "itself")
             self._fail(call, "for loops must iterate over range(start, stop, step), "
-                             "reversed(range(...)), a 1-D array ('for v in x') or "
-                             "enumerate of one ('for i, v in enumerate(x)')")
+                             "reversed(range(...)), a 1-D array ('for v in x'), zip of "
+                             "1-D arrays ('for a, b in zip(x, y)') or enumerate of either "
+                             "('for i, v in enumerate(x)')")
         stmt.body = self._statements(stmt.body, loop=True)
         return stmt
 
-    def _over_indices(self, stmt, counter, element, array):
-        """``for v in x`` (or ``for i, v in enumerate(x)``) as ``for i in range(len(x))`` whose
-        body starts with ``v = x[i]``: NumPy's iterator reads element i when trip i starts, as
-        this does.  The read is marked: over a 2-D array, whose iteration yields views of its
-        rows, type inference refuses it (it alone knows the dimensions)."""
+    def _over_indices(self, stmt, counter, pairs):
+        """``for v in x`` (or ``for i, v in enumerate(x)``, ``for a, b in zip(x, y)``) as ``for i
+        in range(len(x))`` (``range(min(len(x), len(y)))``: zip stops at the shortest) whose body
+        starts with ``v = x[i]``: NumPy's iterator reads element i when trip i starts, as this
+        does.  The reads are marked: over a 2-D array, whose iteration yields views of its rows,
+        type inference refuses them (it alone knows the dimensions).  ``pairs``: (element name,
+        array name) of each array iterated."""
         if counter is None:
             counter = gast.Name(f"_each{self.element_loops}", gast.Store(), None, None)
             self.local_names.add(counter.id)
         else:
             self._check_name(counter, counter.id)
         self.element_loops += 1
-        read = gast.Subscript(gast.Name(array.id, gast.Load(), None, None),
-                              gast.Name(counter.id, gast.Load(), None, None), gast.Load())
-        read.adsrc_iterated = True
-        first = gast.Assign([element], read)
-        loop = gast.For(counter, quote_expr("range(len(X))", X=array), [first] + stmt.body, [],
-                        None)
+        reads = []
+        for element, array in pairs:
+            read = gast.Subscript(gast.Name(array.id, gast.Load(), None, None),
+                                  gast.Name(counter.id, gast.Load(), None, None), gast.Load())
+            read.adsrc_iterated = True
+            reads.append(gast.Assign([element], read))
+        lengths = [quote_expr("len(X)", X=array) for _, array in pairs]
+        count = lengths[0] if len(lengths) == 1 else gast.Call(
+            gast.Name("min", gast.Load(), None, None), lengths, [])
+        loop = gast.For(counter, quote_expr("range(N)", N=count), reads + stmt.body, [], None)
         for node in gast.walk(loop):
             if not hasattr(node, "lineno"):
                 gast.copy_location(node, stmt.iter)
@@ -563,18 +573,28 @@ def _inlined(value, node):
 
 
 def _iterated_array(loop):
-    """``(counter or None, element, array)`` names of ``for v in x`` or
-    ``for i, v in enumerate(x)``, else None."""
+    """``(counter or None, [(element, array), ...])`` names of ``for v in x``,
+    ``for a, b in zip(x, y)``, or either in ``enumerate``; else None."""
     target, iterable = loop.target, loop.iter
+    counter = None
+    if _called(iterable, "enumerate", 1) and isinstance(target, gast.Tuple) \
+            and len(target.elts) == 2 and isinstance(target.elts[0], gast.Name):
+        counter, target, iterable = target.elts[0], target.elts[1], iterable.args[0]
     if isinstance(iterable, gast.Name) and isinstance(target, gast.Name):
-        return None, target, iterable
-    if isinstance(iterable, gast.Call) and isinstance(iterable.func, gast.Name) \
-            and iterable.func.id == "enumerate" and len(iterable.args) == 1 \
-            and not iterable.keywords and isinstance(iterable.args[0], gast.Name) \
-            and isinstance(target, gast.Tuple) and len(target.elts) == 2 \
-            and all(isinstance(item, gast.Name) for item in target.elts):
-        return target.elts[0], target.elts[1], iterable.args[0]
+        return counter, [(target, iterable)]
+    if _called(iterable, "zip") and iterable.args and isinstance(target, gast.Tuple) \
+            and len(target.elts) == len(iterable.args) \
+            and all(isinstance(item, gast.Name) for item in target.elts + iterable.args):
+        return counter, list(zip(target.elts, iterable.args))
     return None
+
+
+def _called(node, function, count=None):
+    """Whether ``node`` calls the builtin name ``function`` (with ``count`` positional
+    arguments, if given) and no keywords."""
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+        and node.func.id == function and not node.keywords \
+        and (count is None or len(node.args) == count)
 
 
 def _flatten(results):
