@@ -670,8 +670,8 @@ class _Gen:
         body = pre + self.block(body_ctx, indent + 1, starts=starts)
         if pre:
             starts = [0] + [len(pre) + p for p in starts]
-        if self.on("break", FEATURES["break"] / 2) or self.on("continue", FEATURES["continue"] / 2) \
-                or self.on("early_return", FEATURES["early_return"] / 2):
+        if any(self.on(jump, FEATURES[jump] / 2) for jump in ("break", "continue",
+                                                              "early_return")):
             which = self.choose([(self.w("break"), "break"), (self.w("continue"), "continue"),
                                  (self.w("early_return"), "return")])
             self.features.add("early_return" if which == "return" else which)

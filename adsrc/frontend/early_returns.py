@@ -1,4 +1,4 @@
-"""Early returns, rewritten as a flag, breaks and guards, before the fence.
+"""Early returns, rewritten as a flag, breaks and guards (the fence's first step).
 
 The rest of adsrc handles one ``return``, the last statement of a kernel.  A kernel that returns
 from inside a loop or a branch (``if r < tol: return r``) is rewritten into that form::
@@ -18,8 +18,9 @@ from inside a loop or a branch (``if r < tol: return r``) is rewritten into that
 
 A return sets the flag, stores its value and breaks out of its loop; after an inner loop that
 may have returned, the enclosing loop's body breaks too (``if _returned == 1: break``), and
-outside loops the statements after one that may have returned run only if nothing returned.  The breaks and guards are plain control flow
-on an integer, which the analyses and transformations already differentiate.
+outside loops the statements after one that may have returned run only if nothing returned.
+The breaks and guards are plain control flow on an integer, which the analyses and
+transformations already differentiate.
 """
 
 import gast

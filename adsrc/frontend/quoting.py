@@ -72,8 +72,7 @@ def is_comment(stmt):
 
 def unparse(node):
     """Source text of an expression, a statement or a list of statements.  (gast_to_ast builds
-    new nodes, sharing only the immutable leaves, so ``node`` needs no copy: copying took a
-    fifth of the Python backend's generation time.)"""
+    new nodes, sharing only the immutable leaves, so ``node`` needs no copy.)"""
     nodes = node if isinstance(node, list) else [node]
     converted = [gast.gast_to_ast(item) for item in nodes]
     if all(isinstance(item, ast.expr) for item in converted):
