@@ -466,6 +466,18 @@ def early_bare_return(x, y):
         y[i] = x[i] * y[i]
 
 
+def recursive_early_return(x, level):
+    """A recursive kernel returning early at the deepest level, its local array allocated before
+    that return (a V-cycle's shape)."""
+    t = np.zeros(len(x))
+    if level == 0:
+        x[:] = x * x
+        return
+    t[:] = 0.5 * x
+    recursive_early_return(t, level - 1)
+    x[:] = x + t * x
+
+
 def tuple_assignment(x, perm, y):
     """a, b = b, a + b (every value before any store): a scalar recurrence, an element swap
     x[i], x[k] = x[k], x[i] through an index array, and a rotation of two arrays' elements."""

@@ -35,6 +35,14 @@ def return_value_and_bare_return(x):
             return
 
 
+def allocation_after_an_early_return(x):
+    if x[0] > 1.0:
+        return x[0]
+    t = np.zeros(len(x))  # <-
+    t[:] = x * x
+    return t[0]
+
+
 def early_return_without_a_last_one(x):
     for i in range(len(x)):
         if x[i] > 1.0:
@@ -321,6 +329,8 @@ UNSUPPORTED = [
     (reduction_in_conditional_expression, "'a if c else b'", "np.sum", lambda: (*_x(), 1.0)),
     (return_value_and_bare_return, "'return' and 'return value' are mixed", "return x[i]",
      _x),
+    (allocation_after_an_early_return, "follows a statement that may return (line",
+     "t = np.zeros", _x),
     (early_return_without_a_last_one, "must end with a 'return value'", "x[0] = 1.0", _x),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
     (for_over_zip_of_a_slice, "over 1-D arrays given by name", "zip", _xy),

@@ -191,6 +191,8 @@ CASES = [
          ("x", "y", "tol"), ("return", "y")),
     Case("early_bare_return", K.early_bare_return,
          lambda r, d: (np.array([0.6, 0.9, 1.3, 0.7]), _u(r, 4)), ("x", "y"), ("y",)),
+    Case("recursive_early_return", K.recursive_early_return, lambda r, d: (_u(r, 5), 2),
+         ("x",), ("x",)),
     Case("tuple_assignment", K.tuple_assignment,
          lambda r, d: (_u(r, 5), np.array([3, 1, 4, 0, 2], dtype=d), _u(r, 5)), ("x", "y"),
          ("x", "y"), uses_indices=True),
@@ -540,7 +542,8 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
 
 @pytest.mark.parametrize("name", ["slices_read_old_values", "tuple_assignment",
                                   "iterate_zipped", "early_return_in_loops", "early_return_none",
-                                  "early_return_at_top", "early_bare_return"])
+                                  "early_return_at_top", "early_bare_return",
+                                  "recursive_early_return"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a tuple assignment evaluates every value before storing one; an early

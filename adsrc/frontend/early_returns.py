@@ -72,6 +72,7 @@ def _block(stmts, in_loop):
             elif rest:
                 guard = _located(quote(f"if {FLAG} == 0:\n    pass"), stmt)
                 guard[0].body = rest
+                guard[0].adsrc_after_return = stmt      # for lower_arrays' refusals
                 out += guard
             return out, True
     return out, returns

@@ -59,6 +59,7 @@ class LowerArrays:
         self.namer = namer
         self.local_arrays = set()
         self.old_values = {}        # array -> the local array holding a copy of its old values
+        self.after_return = None    # the statement that may return before the block lowered
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -94,7 +95,10 @@ class LowerArrays:
             stmt.body = self._block(stmt.body, top=False)
             return [stmt]
         if isinstance(stmt, gast.If):
+            outer = self.after_return
+            self.after_return = getattr(stmt, "adsrc_after_return", outer)
             stmt.body = self._block(stmt.body, top=False)
+            self.after_return = outer
             stmt.orelse = self._block(stmt.orelse, top=False)
             return [stmt]
         if not isinstance(stmt, gast.Assign):
@@ -154,8 +158,13 @@ class LowerArrays:
     def _local_array(self, stmt, top):
         target, value = stmt.targets[0], stmt.value
         if not top:
+            after = "" if self.after_return is None else (
+                f": this one follows a statement that may return (line "
+                f"{self.source.location(self.after_return)[1]}), after which the rest of the "
+                f"kernel runs only if it did not; allocate it before that statement")
             self._fail(stmt, "allocate local arrays once, at the top level of the kernel "
-                             "(outside loops and branches), then fill them with 'a[:] = ...'")
+                             "(outside loops and branches), then fill them with 'a[:] = ...'"
+                             + after)
         if target.id in self.source.params:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
                              f"'{target.id}[:] = ...' instead of rebinding it")
