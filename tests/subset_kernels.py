@@ -247,6 +247,17 @@ def slice_step(x, y):
     y[1::2] += x[::2]
 
 
+def slice_negative_step(x, y, u):
+    """Negative steps, down from the last element: x[::-1], x[::-2] into y[1::2] (odd and even
+    lengths differ), bounds x[4:0:-1] and x[-2:0:-1], a reversed target y[::-1], the rows of a
+    2-D array reversed, u[::-1, :], and np.dot of a reversed array."""
+    y[:] = x[::-1] * y + np.dot(x[::-1], y)
+    y[1::2] = x[::-2] * y[1::2]
+    y[1:5] = x[4:0:-1] * y[1:5] + x[-2:0:-1]
+    y[::-1] = y * x
+    u[:, :] = u[::-1, :] * u
+
+
 def slice_runtime_bound(v, w):
     """v[1:n-1] with a run-time bound n."""
     n = len(v)

@@ -50,6 +50,10 @@ def early_return_without_a_last_one(x):
     x[0] = 1.0  # <-
 
 
+def slice_variable_step(x, k):
+    x[::k] = 2.0 * x[::k]  # <-
+
+
 def for_over_zip_of_a_slice(x, y):
     for a, b in zip(x, y[1:]):  # <-
         x[0] += a * b
@@ -334,6 +338,7 @@ UNSUPPORTED = [
     (early_return_without_a_last_one, "must end with a 'return value'", "x[0] = 1.0", _x),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
     (for_over_zip_of_a_slice, "over 1-D arrays given by name", "zip", _xy),
+    (slice_variable_step, "constant, non-zero step", "k]", lambda: (*_x(), 2)),
     (for_over_rows, "over its rows", "u", lambda: (np.ones((3, 2)),)),
     (list_literal, None, "[", _x),
     (dict_literal, None, "{", _x),

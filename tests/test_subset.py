@@ -133,6 +133,8 @@ CASES = [
          lambda r, d: (_u(r, (4, 3)), _u(r, (4, 3)), _u(r, (4, 3))), ("u", "f"), ("u",)),
     Case("slice_inner", K.slice_inner, lambda r, d: (_u(r, 7), _u(r, 7)), ("x", "y"), ("y",)),
     Case("slice_step", K.slice_step, lambda r, d: (_u(r, 8), _u(r, 8)), ("x", "y"), ("y",)),
+    Case("slice_negative_step", K.slice_negative_step,
+         lambda r, d: (_u(r, 6), _u(r, 6), _u(r, (3, 2))), ("x", "y", "u"), ("y", "u")),
     Case("slice_runtime_bound", K.slice_runtime_bound, lambda r, d: (_u(r, 7), _u(r, 7)),
          ("v", "w"), ("v",)),
     Case("slices_read_old_values", K.slices_read_old_values,
@@ -540,13 +542,14 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
     _assert_primal_is_pythons(name)
 
 
-@pytest.mark.parametrize("name", ["slices_read_old_values", "tuple_assignment",
+@pytest.mark.parametrize("name", ["slices_read_old_values", "slice_negative_step",
+                                  "tuple_assignment",
                                   "iterate_zipped", "early_return_in_loops", "early_return_none",
                                   "early_return_at_top", "early_bare_return",
                                   "recursive_early_return"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
-    NumPy's temporary); a tuple assignment evaluates every value before storing one; an early
+    NumPy's temporary), negative steps run down from the last element; a tuple assignment evaluates every value before storing one; an early
     return leaves its loops and skips what follows (a flag, breaks and guards); a loop over
     zip stops at the shorter array and reads each element when its trip starts.  The
     derivatives are checked above against finite differences of the kernel run by Python;

@@ -9,7 +9,8 @@ it needs no array of its own.  After this pass every derivative is a derivative 
 statement, so the reverse transformation has one case to handle, and the loops are what the
 compiled backend wants anyway.
 
-Slices must have a constant positive step; run-time slice bounds must lie within the array
+Slices must have a constant step (negative ones run down from the last element, ``x[::-1]``);
+run-time slice bounds must lie within the array
 (constant negative bounds count from the end, as in Python).  Operands of different extents are
 caught by an ``assert`` emitted before the loop.
 """
@@ -27,6 +28,16 @@ ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
 def _callee(node):
     return gast.unparse(node.func).strip() if isinstance(node, gast.Call) else None
+
+
+def _constant_int(node):
+    """The value of an int constant, ``k`` or ``-k``; None for anything else."""
+    if isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub):
+        value = _constant_int(node.operand)
+        return None if value is None else -value
+    if isinstance(node, gast.Constant) and type(node.value) is int:
+        return node.value
+    return None
 
 
 def _product_length(form):
@@ -229,12 +240,9 @@ class LowerArrays:
         return array, axes
 
     def _axis(self, array, dim, part):
-        step = 1
-        if part.step is not None:
-            if not (isinstance(part.step, gast.Constant) and isinstance(part.step.value, int)
-                    and part.step.value > 0):
-                self._fail(part.step, "slices need a constant positive step")
-            step = part.step.value
+        step = 1 if part.step is None else _constant_int(part.step)
+        if not step:
+            self._fail(part.step, "slices need a constant, non-zero step")
         extent = quote_expr("A.shape[D]", A=array, D=const(dim))
 
         def bound(value, default):
@@ -247,17 +255,24 @@ class LowerArrays:
                 return quote_expr("N - K", N=extent, K=const(-value.value))
             return value
 
-        start = bound(part.lower, const(0))
-        stop = bound(part.upper, extent)
-        if isinstance(start, gast.Constant) and start.value == 0:
-            span = stop
+        if step > 0:
+            start = bound(part.lower, const(0))
+            stop = bound(part.upper, extent)
+            low, high = start, stop
+        else:       # down from the last element to before the first (-1, not from the end)
+            start = bound(part.lower, quote_expr("N - 1", N=extent))
+            stop = bound(part.upper, const(-1))
+            low, high = stop, start
+        if isinstance(low, gast.Constant) and low.value == 0:
+            span = high
         else:
-            span = quote_expr("STOP - START", STOP=stop, START=start)
-        if step == 1:
+            span = quote_expr("HIGH - LOW", HIGH=high, LOW=low)
+        size = abs(step)
+        if size == 1:
             count = span
         else:
-            count = quote_expr("(SPAN + STEPM1) // STEP", SPAN=span, STEPM1=const(step - 1),
-                               STEP=const(step))
+            count = quote_expr("(SPAN + STEPM1) // STEP", SPAN=span, STEPM1=const(size - 1),
+                               STEP=const(size))
         return _Axis(start, step, count)
 
     def _elementwise(self, stmt):
