@@ -543,17 +543,17 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
 
 
 @pytest.mark.parametrize("name", ["slices_read_old_values", "slice_negative_step",
-                                  "tuple_assignment",
-                                  "iterate_zipped", "early_return_in_loops", "early_return_none",
-                                  "early_return_at_top", "early_bare_return",
-                                  "recursive_early_return"])
+                                  "tuple_assignment", "iterate_zipped", "early_return_in_loops",
+                                  "early_return_none", "early_return_at_top",
+                                  "early_bare_return", "recursive_early_return"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
-    NumPy's temporary), negative steps run down from the last element; a tuple assignment evaluates every value before storing one; an early
-    return leaves its loops and skips what follows (a flag, breaks and guards); a loop over
-    zip stops at the shorter array and reads each element when its trip starts.  The
-    derivatives are checked above against finite differences of the kernel run by Python;
-    here the values the generated primal computes, against Python's, exactly."""
+    NumPy's temporary); a negative step runs down from the last element; a tuple assignment
+    evaluates every value before storing one; an early return leaves its loops and skips what
+    follows (a flag, breaks and guards); a loop over zip stops at the shorter array and reads
+    each element when its trip starts.  The derivatives are checked above against finite
+    differences of the kernel run by Python; here the values the generated primal computes,
+    against Python's, exactly."""
     _assert_primal_is_pythons(name)
 
 
