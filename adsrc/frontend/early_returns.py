@@ -25,7 +25,7 @@ transformations already differentiate.
 
 import gast
 
-from adsrc.frontend.quoting import quote
+from adsrc.frontend.quoting import located, quote
 
 FLAG = "_returned"
 RESULT = "_result"
@@ -48,9 +48,9 @@ def rewrite(tree, error):
         raise error(last, "a kernel that returns a value from inside a loop or branch must end "
                           "with a 'return value' statement too")
     body, _ = _block(tree.body, in_loop=False)
-    tree.body = _located(quote(f"{FLAG} = 0"), returns[0]) + body
+    tree.body = located(quote(f"{FLAG} = 0"), returns[0]) + body
     if has_value:
-        tree.body += _located(quote(f"return {RESULT}"), last)
+        tree.body += located(quote(f"return {RESULT}"), last)
     return {FLAG, RESULT} if has_value else {FLAG}
 
 
@@ -68,9 +68,9 @@ def _block(stmts, in_loop):
         if may_return and (not in_loop or isinstance(stmt, (gast.For, gast.While))):
             rest, _ = _block(stmts[position + 1:], in_loop)
             if in_loop:
-                out += _located(quote(f"if {FLAG} == 1:\n    break"), stmt) + rest
+                out += located(quote(f"if {FLAG} == 1:\n    break"), stmt) + rest
             elif rest:
-                guard = _located(quote(f"if {FLAG} == 0:\n    pass"), stmt)
+                guard = located(quote(f"if {FLAG} == 0:\n    pass"), stmt)
                 guard[0].body = rest
                 guard[0].adsrc_after_return = stmt      # for lower_arrays' refusals
                 out += guard
@@ -80,7 +80,7 @@ def _block(stmts, in_loop):
 
 def _statement(stmt, in_loop):
     if isinstance(stmt, gast.Return):
-        ending = _located(quote(f"{FLAG} = 1" + ("\nbreak" if in_loop else "")), stmt)
+        ending = located(quote(f"{FLAG} = 1" + ("\nbreak" if in_loop else "")), stmt)
         if stmt.value is None:
             return ending, True
         target = gast.copy_location(gast.Name(RESULT, gast.Store(), None, None), stmt)
@@ -94,12 +94,3 @@ def _statement(stmt, in_loop):
         stmt.body, body_returns = _block(stmt.body, in_loop=True)
         return [stmt], body_returns
     return [stmt], False
-
-
-def _located(stmts, origin):
-    """Generated ``stmts`` placed at ``origin``: errors about them point at the user's
-    statement."""
-    for stmt in stmts:
-        for node in gast.walk(stmt):
-            gast.copy_location(node, origin)
-    return stmts

@@ -14,7 +14,7 @@ import gast
 import numpy as np
 
 from adsrc.frontend import early_returns, intrinsics
-from adsrc.frontend.quoting import quote, quote_expr
+from adsrc.frontend.quoting import located, quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -166,11 +166,7 @@ class Fence(gast.NodeTransformer):
             rule_name = library.lookup(function).name
             template = (f"T = np.empty(({', '.join(shape)}))\n"
                         f"T[{', '.join([':'] * len(shape))}] = {RULES}.{rule_name}(A)")
-            for part in quote(template, T=elt.id, A=argument):
-                for node in gast.walk(part):          # errors point at the user's line
-                    if hasattr(node, "lineno"):
-                        gast.copy_location(node, stmt)
-                parts.append(part)
+            parts += located(quote(template, T=elt.id, A=argument), stmt)
         return parts
 
     def _krylov_assignment(self, stmt, target, call):
@@ -196,11 +192,7 @@ class Fence(gast.NodeTransformer):
             template = f"X = np.empty((B.shape[0],))\nX[:] = {RULES}.CALL\nINFO = 0"
         statements = quote(template, X=solution, B=right_hand_side, INFO=info.id)
         statements[-2].value = call
-        for statement in statements:
-            for node in gast.walk(statement):          # errors point at the user's line
-                if hasattr(node, "lineno"):
-                    gast.copy_location(node, stmt)
-        return statements
+        return located(statements, stmt)
 
     def _tuple_assignment(self, stmt, target):
         """``a, b = b, a + b`` (and ``x[i], x[j] = x[j], x[i]``) as one temporary per value, then
@@ -253,10 +245,10 @@ class Fence(gast.NodeTransformer):
     def _for(self, stmt):
         if stmt.orelse:
             self._fail(stmt, "'for ... else' is not supported")
-        iterated = _iterated_array(stmt)
+        iterated = self._iterated_arrays(stmt)
         if iterated is not None:
             stmt = self._over_indices(stmt, *iterated)
-        elif _called(stmt.iter, "zip") or _called(stmt.iter, "enumerate"):
+        elif self._builtin(stmt.iter) in ("zip", "enumerate"):
             self._fail(stmt.iter, "zip and enumerate are supported over 1-D arrays given by name "
                                   "('for a, b in zip(x, y)', 'for i, v in enumerate(x)')")
         elif not isinstance(stmt.target, gast.Name):
@@ -318,6 +310,30 @@ class Fence(gast.NodeTransformer):
             if not hasattr(node, "lineno"):
                 gast.copy_location(node, stmt.iter)
         return loop
+
+    def _iterated_arrays(self, loop):
+        """``(counter or None, [(element, array), ...])`` names of ``for v in x``,
+        ``for a, b in zip(x, y)``, or either in ``enumerate``; else None."""
+        target, iterable = loop.target, loop.iter
+        counter = None
+        if self._builtin(iterable) == "enumerate" and len(iterable.args) == 1 \
+                and isinstance(target, gast.Tuple) and len(target.elts) == 2 \
+                and isinstance(target.elts[0], gast.Name):
+            counter, target, iterable = target.elts[0], target.elts[1], iterable.args[0]
+        if isinstance(iterable, gast.Name) and isinstance(target, gast.Name):
+            return counter, [(target, iterable)]
+        if self._builtin(iterable) == "zip" and iterable.args \
+                and isinstance(target, gast.Tuple) and len(target.elts) == len(iterable.args) \
+                and all(isinstance(item, gast.Name) for item in target.elts + iterable.args):
+            return counter, list(zip(target.elts, iterable.args))
+        return None
+
+    def _builtin(self, node):
+        """The name of the builtin ``node`` calls without keywords (``"zip"``), else None."""
+        if not isinstance(node, gast.Call) or node.keywords:
+            return None
+        resolved = self._resolve_call(node)
+        return resolved[1] if resolved is not None and resolved[0] == "builtin" else None
 
     def _float_dtype(self, call, resolved):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
@@ -532,9 +548,10 @@ class Fence(gast.NodeTransformer):
             call.args = [self._expression(arg) for arg in call.args]
         if resolved is not None:
             namespace, name = resolved
-            if name in ("range", "reversed"):
+            if name in ("range", "reversed", "zip", "enumerate"):
                 self._fail(call, f"'{name}' is supported only as the iterable of a for loop "
-                                 "('for i in range(...)', 'for i in reversed(range(...))')")
+                                 "('for i in range(...)', 'for i in reversed(range(...))', "
+                                 "'for a, b in zip(x, y)', 'for i, v in enumerate(x)')")
             spelled = intrinsics.spelled(namespace, name)
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)
@@ -570,31 +587,6 @@ def _inlined(value, node):
     constant = gast.Constant(value=float(value) if isinstance(value, (float, np.floating))
                              else int(value), kind=None)
     return gast.copy_location(constant, node)
-
-
-def _iterated_array(loop):
-    """``(counter or None, [(element, array), ...])`` names of ``for v in x``,
-    ``for a, b in zip(x, y)``, or either in ``enumerate``; else None."""
-    target, iterable = loop.target, loop.iter
-    counter = None
-    if _called(iterable, "enumerate", 1) and isinstance(target, gast.Tuple) \
-            and len(target.elts) == 2 and isinstance(target.elts[0], gast.Name):
-        counter, target, iterable = target.elts[0], target.elts[1], iterable.args[0]
-    if isinstance(iterable, gast.Name) and isinstance(target, gast.Name):
-        return counter, [(target, iterable)]
-    if _called(iterable, "zip") and iterable.args and isinstance(target, gast.Tuple) \
-            and len(target.elts) == len(iterable.args) \
-            and all(isinstance(item, gast.Name) for item in target.elts + iterable.args):
-        return counter, list(zip(target.elts, iterable.args))
-    return None
-
-
-def _called(node, function, count=None):
-    """Whether ``node`` calls the builtin name ``function`` (with ``count`` positional
-    arguments, if given) and no keywords."""
-    return isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
-        and node.func.id == function and not node.keywords \
-        and (count is None or len(node.args) == count)
 
 
 def _flatten(results):

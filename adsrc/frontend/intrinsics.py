@@ -34,7 +34,7 @@ def _table():
         table[id(obj)] = ("builtin", "pow")
     for name in ALLOCATIONS + REDUCTIONS:
         table[id(getattr(np, name))] = ("np", name)
-    for name in ("len", "range", "float", "int", "reversed"):
+    for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)
     return table
 

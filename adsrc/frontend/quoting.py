@@ -27,6 +27,15 @@ def full_slice(ndim):
     return slices[0] if ndim == 1 else gast.Tuple(slices, gast.Load())
 
 
+def located(stmts, origin):
+    """Generated ``stmts``, every node placed at ``origin`` (in place): errors about them point at
+    the user's statement they were made from."""
+    for stmt in stmts:
+        for node in gast.walk(stmt):
+            gast.copy_location(node, origin)
+    return stmts
+
+
 def with_ctx(node, ctx):
     """A copy of an expression usable in ``ctx`` (Load or Store) position."""
     node = copy.deepcopy(node)

@@ -21,7 +21,7 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.intrinsics import matrix_vector
-from adsrc.frontend.quoting import const, full_slice, name, quote, quote_expr
+from adsrc.frontend.quoting import const, full_slice, located, name, quote, quote_expr
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
@@ -441,9 +441,8 @@ class LowerArrays:
 
     @staticmethod
     def _located(stmts, origin):
-        for stmt in stmts:
+        for stmt in located(stmts, origin):
             for node in gast.walk(stmt):
-                gast.copy_location(node, origin)
                 if isinstance(node, gast.Name) and not hasattr(node, "ctx"):
                     node.ctx = gast.Load()
         return stmts
