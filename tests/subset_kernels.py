@@ -376,6 +376,18 @@ def if_elif_else(x, y, t):
             y[i] = math.sin(x[i]) + y[i]
 
 
+def conditional_expressions(x, w, y):
+    """a if c else b reading arrays in its branches, where Python reads only the chosen one:
+    x[i + 1] past the end in a branch not taken (the body, then the else branch), x[i + 2] in a
+    branch inside a branch, and a float condition choosing between two formulas."""
+    n = len(x)
+    for i in range(n):
+        right = x[i + 1] if i < n - 1 else 0.0
+        ahead = 0.0 if i == n - 1 else w[i + 1]
+        far = (x[i + 2] * w[i] if i < n - 2 else -x[i]) if i > 0 else x[i] * x[i]
+        y[i] = y[i] * right + 2.0 * ahead * x[i] + far * (w[i] if x[i] > 0.5 else x[i] / w[i])
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

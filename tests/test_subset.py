@@ -157,6 +157,10 @@ CASES = [
     Case("while_halving", K.while_halving, lambda r, d: (3.0, 0.9, 0.1), ("a", "c", "tol")),
     Case("while_index", K.while_index,
          lambda r, d: (np.array([0.5, 1.2, 0.8, -0.7, 0.9]), _u(r, 5)), ("x", "y"), ("y",)),
+    # x[i] > 0.5 both ways, with margins of at least 0.1
+    Case("conditional_expressions", K.conditional_expressions,
+         lambda r, d: (np.array([0.9, 0.2, 1.3, 0.4, 1.1, 0.7]), _u(r, 6), _u(r, 6)),
+         ("x", "w", "y"), ("y",)),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -545,7 +549,8 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
 @pytest.mark.parametrize("name", ["slices_read_old_values", "slice_negative_step",
                                   "tuple_assignment", "iterate_zipped", "early_return_in_loops",
                                   "early_return_none", "early_return_at_top",
-                                  "early_bare_return", "recursive_early_return"])
+                                  "early_bare_return", "recursive_early_return",
+                                  "conditional_expressions"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment

@@ -1,7 +1,7 @@
 """Which primal values the reverse sweep reads, statement by statement.
 
-For an active assignment these are the values inside its partial derivatives (from
-:mod:`adsrc.rules.elementary`), the indices of the elements whose adjoints it updates, and, when
+For an active assignment these are the values inside its partial derivatives and their guards
+(from :mod:`adsrc.rules.elementary`), the indices of the elements whose adjoints it updates, and, when
 the derivative is written with the statement's result, the target's new value.  A user call's
 reverse re-reads its arguments.  Every store may have to restore the old value of its target, so
 the target's index is needed too.  Loop bounds and branch conditions are not listed here: the
@@ -69,13 +69,14 @@ class AdjointNeeds:
         uses_result = elementary.uses_result(stmt.value, self.is_active, self.fail)
         if uses_result:
             result.post.add(root)
-        for leaf, partial in elementary.partials(stmt.value, self.is_active, self.fail,
-                                                 name(RESULT) if uses_result else None):
+        for leaf, partial, guard in elementary.partials(
+                stmt.value, self.is_active, self.fail, name(RESULT) if uses_result else None):
             if isinstance(leaf, gast.Subscript):
                 result.pre |= names_read(leaf.slice)
-            if partial is not None:
-                result.pre |= names_read(partial) - {RESULT}
-                result.elements += [(node.value.id, node.slice) for node in gast.walk(partial)
-                                    if isinstance(node, gast.Subscript)
-                                    and isinstance(node.value, gast.Name)]
+            for read in (partial, guard):
+                if read is not None:
+                    result.pre |= names_read(read) - {RESULT}
+                    result.elements += [(node.value.id, node.slice) for node in gast.walk(read)
+                                        if isinstance(node, gast.Subscript)
+                                        and isinstance(node.value, gast.Name)]
         return result

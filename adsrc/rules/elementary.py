@@ -1,9 +1,16 @@
 """Partial derivatives of scalar expressions: the chain rule over one statement's right-hand side.
 
 ``partials(expr, is_active)`` returns, for every occurrence of an active leaf (a name or an array
-element), the expression of d expr / d leaf, written with the primal values the statement saw.
-The reverse transformation turns each pair into ``leaf_bar += g * partial``; the to-be-recorded
-analysis reads the same partials to learn which values the reverse sweep needs.
+element), the expression of d expr / d leaf, written with the primal values the statement saw,
+and the guard under which the statement reads the leaf.  The reverse transformation turns each
+into ``leaf_bar += g * partial`` (inside ``if guard:``); the to-be-recorded analysis reads the
+same partials and guards to learn which values the reverse sweep needs.
+
+A guard comes from a branch of ``a if c else b``: Python reads only the chosen branch, so
+``x[i + 1] if i < n - 1 else 0.0`` is how a kernel keeps a boundary read inside the array.  A
+multiplier ``(1.0 if c else 0.0)`` would give the right number but still index ``x_bar[i + 1]``
+(or, in tangent mode, read ``x_dot[i + 1]``) past the end: an IndexError in Python, memory
+outside the array in compiled code.
 
 Where a derivative is cheaper to state with the statement's own result (``y = u / v``,
 ``y = exp(u)``, ``y = sqrt(u)``, ``y = tanh(u)``) and that operation is the whole right-hand side,
@@ -11,6 +18,9 @@ the partial is written with ``result`` (the new value of the target), so that th
 needs ``y`` instead of ``u``: this is what lets Gauss-Seidel's ``x[i] = acc / diag`` avoid
 recording ``acc``.
 """
+
+import copy
+from typing import NamedTuple
 
 import gast
 
@@ -65,11 +75,25 @@ def _callee(node):
 _INTEGER_VALUED = ("len", "int")
 
 
+class Partial(NamedTuple):
+    """d expr / d ``leaf`` is ``partial`` (None for 1), where ``guard`` holds (None: always)."""
+    leaf: gast.expr
+    partial: gast.expr
+    guard: gast.expr
+
+
+def _both(guard, test):
+    """``guard and test``, for a branch inside a branch."""
+    test = copy.deepcopy(test)
+    return test if guard is None else gast.BoolOp(gast.And(), [copy.deepcopy(guard), test])
+
+
 class _Partials:
     def __init__(self, is_active, fail):
         self.is_active = is_active
         self.fail = fail
         self.found = []
+        self.guard = None
 
     def has_active(self, node):
         if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Attribute):
@@ -87,7 +111,7 @@ class _Partials:
         if not self.has_active(node):
             return
         if isinstance(node, (gast.Name, gast.Subscript)):
-            self.found.append((node, m))
+            self.found.append(Partial(node, m, self.guard))
             return
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
@@ -137,8 +161,12 @@ class _Partials:
             self.fail(node, "no derivative rule for a logical operator")
 
     def _IfExp(self, node, m):
-        self.visit(node.body, _select(node.test, m, const(0.0)))
-        self.visit(node.orelse, _select(node.test, const(0.0), m))
+        outer = self.guard
+        self.guard = _both(outer, node.test)
+        self.visit(node.body, m)
+        self.guard = _both(outer, gast.UnaryOp(gast.Not(), node.test))
+        self.visit(node.orelse, m)
+        self.guard = outer
 
     def _Call(self, node, m):
         func = _callee(node)
@@ -193,7 +221,7 @@ def uses_result(expr, is_active, fail):
 
 
 def partials(expr, is_active, fail, result=None):
-    """``[(leaf, partial)]`` for the active leaves of ``expr``; ``partial`` is None for 1.
+    """A :class:`Partial` for each active leaf of ``expr``.
 
     ``result`` is the expression holding the statement's result when :func:`uses_result` said
     so; ``fail(node, message)`` raises a located error.

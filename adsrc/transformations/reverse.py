@@ -327,9 +327,9 @@ class ReverseMode:
         increment = isinstance(value, gast.BinOp) and isinstance(value.op, (gast.Add, gast.Sub)) \
             and same(value.left, target)
         uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
-        found = [(leaf, partial) for leaf, partial in elementary.partials(
+        found = [partial for partial in elementary.partials(
             value, self._is_active_leaf, self._fail, name(RESULT) if uses_result else None)
-            if not (increment and leaf is value.left)]
+            if not (increment and partial.leaf is value.left)]
         out = quote(f"{SEED} = B", B=bar(target)) if found else []
         if not increment:
             out += quote("B = 0.0", B=bar(target))
@@ -337,7 +337,7 @@ class ReverseMode:
             out += quote(f"{RESULT} = T", T=target)
         if saved:
             out.append(self._restore(stmt))
-        return out + [self._accumulate(leaf, partial) for leaf, partial in found]
+        return out + _under_shared_guards([self._accumulate(*partial) for partial in found])
 
     def _restore(self, store):
         """Put back the value a saved store overwrote: from the tape, or from the array's
@@ -354,8 +354,9 @@ class ReverseMode:
             return from_copy[0]
         return gast.If(test=name(keep), body=from_copy, orelse=[pop])
 
-    def _accumulate(self, leaf, partial):
-        """``leaf_bar += _g * partial`` (``-=`` for a negated partial)."""
+    def _accumulate(self, leaf, partial, guard):
+        """``leaf_bar += _g * partial`` (``-=`` for a negated partial), under ``if guard:``
+        where the statement reads the leaf only then."""
         op = gast.Add()
         if isinstance(partial, gast.UnaryOp) and isinstance(partial.op, gast.USub):
             partial, op = partial.operand, gast.Sub()
@@ -365,7 +366,10 @@ class ReverseMode:
                                                                    partial)
         target = bar(leaf)
         target.ctx = gast.Store()
-        return gast.AugAssign(target=target, op=op, value=increment)
+        update = gast.AugAssign(target=target, op=op, value=increment)
+        if guard is None:
+            return update
+        return gast.If(test=copy.deepcopy(guard), body=[update], orelse=[])
 
     def _reverse_call(self, stmt):
         call = user_call(stmt, self.spec.user_functions)
@@ -609,3 +613,16 @@ def _function(function_name, args, body):
     return gast.FunctionDef(name=function_name, args=arguments, body=body or [gast.Pass()],
                             decorator_list=[], returns=None, type_comment=None,
                             type_params=[])
+
+
+def _under_shared_guards(updates):
+    """``updates`` with consecutive ones under the same guard in one ``if``: a branch of
+    ``a if c else b`` reading several leaves reads as one branch in the reverse sweep too."""
+    out = []
+    for update in updates:
+        if isinstance(update, gast.If) and out and isinstance(out[-1], gast.If) \
+                and same(out[-1].test, update.test):
+            out[-1].body += update.body
+        else:
+            out.append(update)
+    return out

@@ -46,9 +46,16 @@ def _sum(terms):
 
 
 def tangent_of(found):
-    """``sum(partial * leaf_dot)`` over the ``(leaf, partial)`` pairs of
+    """``sum(partial * leaf_dot)`` over the partials of
     :func:`adsrc.rules.elementary.partials`."""
-    return _sum([_term(leaf, partial) for leaf, partial in found])
+    return _sum([_guarded_term(*partial) for partial in found])
+
+
+def _guarded_term(leaf, partial, guard):
+    """``partial * leaf_dot``, or ``(partial * leaf_dot if guard else 0.0)`` for a leaf read
+    in a branch of ``a if c else b``: ``leaf_dot`` is read only where the leaf was."""
+    term = _term(leaf, partial)
+    return term if guard is None else gast.IfExp(copy.deepcopy(guard), term, const(0.0))
 
 
 def _term(leaf, partial):
