@@ -58,8 +58,9 @@ def _names(fn, spec, what):
             raise AdsrcError(f"{fn.__name__}: {what} names '{item}', which is not an argument "
                              f"(arguments: {', '.join(params)})")
         names.append(item)
-    if not names and what == "wrt":
-        raise AdsrcError(f"{fn.__name__}: wrt is empty")
+    if not names:
+        # empty outputs would give a derivative of nothing: zero, which no check can fault
+        raise AdsrcError(f"{fn.__name__}: {what} is empty")
     return tuple(names)
 
 

@@ -656,6 +656,16 @@ def test_outputs_names_a_nonexistent_argument():
         adsrc.differentiate(csr_relax, wrt="data", outputs=("y",))
 
 
+@pytest.mark.parametrize("field", ["wrt", "outputs"])
+def test_empty_wrt_or_outputs(field):
+    """outputs=() would make every derivative zero, and check_grads compare zero with zero."""
+    spec = {"wrt": ("data",), "outputs": ("x",), field: ()}
+    with pytest.raises(adsrc.AdsrcError, match=f"csr_relax: {field} is empty"):
+        adsrc.differentiate(csr_relax, **spec)
+    with pytest.raises(adsrc.AdsrcError, match=f"{field} is empty"):
+        adsrc.check_grads(csr_relax, _csr_args(), **spec)
+
+
 _NO_SOURCE = eval("lambda x: x * x")  # noqa: S307  (a function without a source file)
 _LAMBDA_OWN_LINE = lambda x: 2.0 * x  # noqa: E731
 
