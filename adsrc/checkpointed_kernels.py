@@ -108,8 +108,8 @@ class _Adjoint(Adjoint):
 @contextlib.contextmanager
 def _as_plain_loop():
     """Says, in a refusal of the kernel without its marker, why that kernel was made: what a
-    checkpointed loop's body may do (allocate arrays, as a kernel's top level does) a plain
-    loop's may not."""
+    checkpointed loop's body may do (allocate an array of a shape that changes from trip to
+    trip, as the step is a kernel of its own) a plain loop's may not."""
     try:
         yield
     except UnsupportedError as error:

@@ -415,3 +415,10 @@ def called_marked(x, n):
 def two_steps(x, n):
     for it in adsrc.checkpointed(range(n), snapshots=2):  # <-
         x[0] = 0.5 * x[0]
+
+
+def step_allocates_by_trip(x, n):
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        head = np.zeros(it + 1)  # <-
+        head[:] = x[:it + 1]
+        x[0] = 0.5 * x[0] + 0.1 * np.dot(head, head)

@@ -106,6 +106,51 @@ def module_constants(x):
     return m
 
 
+def arrays_bound_again(A, b, x, iters):
+    """Conjugate gradients written with NumPy: r and p bound to new arrays on every trip, Ap
+    first bound inside the loop, r = r - alpha * Ap reading its own old values."""
+    r = b - A @ x
+    p = r.copy()
+    rs = np.dot(r, r)
+    for k in range(iters):
+        Ap = A @ p
+        alpha = rs / np.dot(p, Ap)
+        x[:] = x + alpha * p
+        r = r - alpha * Ap
+        rs_new = np.dot(r, r)
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return np.dot(x, x)
+
+
+def arrays_allocated_in_loops(x, w, sweeps):
+    """np.zeros, x.copy() and expressions first bound inside a loop or a branch: allocated once
+    before the loop, given their values on every trip."""
+    n = len(x)
+    s = 0.0
+    for k in range(sweeps):
+        acc = np.zeros(n)
+        old = x.copy()
+        for i in range(1, n - 1):
+            acc[i] = w[k] * (old[i - 1] + old[i + 1])
+        x[:] = x + acc
+        if k % 2 == 0:
+            shifted = 2.0 * acc
+        else:
+            shifted = acc - old
+        s += np.dot(shifted, acc)
+    return s
+
+
+def allocation_after_early_return(x):
+    """An allocation after a statement that may return, so inside the early return's guard."""
+    if x[0] > 1.0:
+        return x[0]
+    t = np.zeros(len(x))
+    t[:] = x * x
+    return t[0] + t[-1]
+
+
 def float64_allocations(x, y):
     """dtype= of an allocation, when it is float64 (local arrays always are)."""
     t = np.zeros(len(x), dtype=np.float64)

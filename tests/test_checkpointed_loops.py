@@ -263,8 +263,7 @@ def test_refused_forms_raise_located_errors(kernel, message, backend):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("family", [family for family in FAMILIES
-                                    if family != "reaction_diffusion"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tangent_mode_runs_the_loop_over_its_range(family, backend):
     """f.tangent of a kernel with a checkpointed loop is that of the kernel without the marker;
     it agrees with central differences of the primal, and with the checkpointed adjoint by the
@@ -304,20 +303,19 @@ def test_tangent_mode_runs_the_loop_over_its_range(family, backend):
 
 
 def test_tangent_mode_refuses_a_step_that_a_plain_loop_cannot_run(backend):
-    """reaction_diffusion_binomial allocates 'old' in its loop's body: a checkpointed step may
-    (it is a kernel of its own), a plain loop may not; the refusal says that tangent mode runs
-    the loop as a plain loop, at the allocation's line, and changes nothing."""
-    args, wrt, outputs = FAMILIES["reaction_diffusion"]
-    f = differentiated(K.reaction_diffusion_binomial, wrt, outputs, backend)
+    """step_allocates_by_trip allocates an array of the trip's size in its loop's body: a
+    checkpointed step may (it is a kernel of its own), a plain loop may not, as it allocates
+    its arrays once, before the loop; the refusal says that tangent mode runs the loop as a
+    plain loop, at the allocation's line, and changes nothing."""
+    args = (np.linspace(0.5, 1.5, 6), 4)
+    f = differentiated(K.step_allocates_by_trip, ("x",), ("x",), backend)
     before = copies(args)
     with pytest.raises(adsrc.UnsupportedError) as raised:
-        f.tangent(*args, u_dot=np.ones_like(args[0]))
-    lines, first = inspect.getsourcelines(K.reaction_diffusion_binomial)
-    assert raised.value.line == first + next(k for k, text in enumerate(lines)
-                                             if "old = np.copy(u)" in text)
+        f.tangent(*args, x_dot=np.ones(6))
+    assert raised.value.line == _marked_line(K.step_allocates_by_trip)
     assert raised.value.message.startswith("tangent mode runs the checkpointed loop as a plain "
-                                           "loop over its range, where this is refused: "
-                                           "allocate local arrays once")
+                                           "loop over its range, where this is refused: the "
+                                           "local array 'head' is first allocated inside a loop")
     for got, want in zip(args, before):
         np.testing.assert_array_equal(got, want)
 

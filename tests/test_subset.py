@@ -63,6 +63,12 @@ def _u(rng, n, lo=0.5, hi=1.5):
     return rng.uniform(lo, hi, n)
 
 
+def _spd(rng, n):
+    """A symmetric positive definite matrix, well conditioned."""
+    m = rng.uniform(-0.5, 0.5, (n, n))
+    return m @ m.T + n * np.eye(n)
+
+
 def _csr(int_dtype):
     import scipy.sparse as sp
     a = sp.csr_matrix(sp.diags([-1.0, 3.0, -1.2], [-1, 0, 2], shape=(6, 6)))
@@ -103,6 +109,15 @@ CASES = [
     # the maximum is at the last element, far from the others (x increasing past 1)
     Case("module_constants", K.module_constants,
          lambda r, d: (np.array([0.9, 1.2, 1.5, 1.8, 2.1]),), ("x",), effective=("return",)),
+    Case("arrays_bound_again", K.arrays_bound_again, lambda r, d: (_spd(r, 4), _u(r, 4),
+                                                                    _u(r, 4), 3),
+         ("A", "b", "x"), effective=("return",)),
+    Case("arrays_allocated_in_loops", K.arrays_allocated_in_loops,
+         lambda r, d: (_u(r, 6), _u(r, 3), 3), ("x", "w"), ("return", "x")),
+    Case("allocation_after_early_return", K.allocation_after_early_return,
+         lambda r, d: (np.array([0.7, 1.2, 0.9, 1.1]),), ("x",), effective=("return",)),
+    Case("allocation_after_early_return_taken", K.allocation_after_early_return,
+         lambda r, d: (np.array([1.3, 1.2, 0.9, 1.1]),), ("x",), effective=("return",)),
     Case("float64_allocations", K.float64_allocations, lambda r, d: (_u(r, 5), _u(r, 5)),
          ("x", "y"), ("y",)),
     Case("iterate_elements", K.iterate_elements, lambda r, d: (_u(r, 5), _u(r, 5)),

@@ -83,11 +83,10 @@ cdef inline Py_ssize_t _wrap(Py_ssize_t index, Py_ssize_t length) noexcept nogil
     """A negative index counts from the end, as in Python (wraparound is off)."""
     return index + length if index < 0 else index
 ''',
-    "_shape_error": '''
-cdef inline int _shape_error(int line) except -1 nogil:
+    "_failed_assertion": '''
+cdef inline int _failed_assertion(const char* message) except -1 nogil:
     with gil:
-        raise AssertionError(f"operands of different shapes in an element-wise statement "
-                             f"(line {line})")
+        raise AssertionError(message.decode("utf-8"))
 ''',
 }
 
@@ -338,9 +337,9 @@ class _Printer:
         self.emit(depth, f"{self.expr(stmt.target)} {op} {self.expr(stmt.value)}")
 
     def _Assert(self, stmt, depth):
-        line = stmt.msg.value.rsplit("line ", 1)[-1].rstrip(")") if stmt.msg else "0"
+        message = stmt.msg.value.encode("utf-8")
         self.emit(depth, f"if not ({self.expr(stmt.test)}):")
-        self.emit(depth + 1, f"_shape_error({line})")
+        self.emit(depth + 1, f"_failed_assertion({message!r})")
 
     def _Pass(self, stmt, depth):
         self.emit(depth, "pass")

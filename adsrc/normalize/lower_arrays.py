@@ -2,7 +2,9 @@
 
 ``x[:] = x[:] + alpha * dinv * r`` becomes ``for _i0 in range(x.shape[0]): x[_i0] = x[_i0] + ...``;
 ``u[1:-1] = 0.5 * (w[:-2] + w[2:])`` maps each slice to ``start + step * _i0``; ``s = np.dot(a, b)``
-becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop.  A dense
+becomes an accumulation loop; ``y = np.copy(x)`` becomes an allocation and a copy loop, and a
+local array bound again (``r = r - alpha * Ap`` on every trip) a copy loop into the array it has,
+allocated once before the top-level statement holding its first binding.  A dense
 matrix-vector product in an element-wise expression (``r[:] = b - A @ x``) becomes, at each element
 ``i``, a loop summing ``A[i, j] * x[j]`` into a temporary just before the element's assignment, so
 it needs no array of its own.  After this pass every derivative is a derivative of a scalar
@@ -16,6 +18,7 @@ caught by an ``assert`` emitted before the loop.
 """
 
 import copy
+import os
 
 import gast
 
@@ -71,6 +74,8 @@ class LowerArrays:
         self.local_arrays = set()
         self.old_values = {}        # array -> the local array holding a copy of its old values
         self.after_return = None    # the statement that may return before the block lowered
+        self.enclosing = None       # the top-level statement being lowered
+        self.hoisted = []           # allocations to place before it
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -98,7 +103,13 @@ class LowerArrays:
     def _block(self, stmts, top):
         out = []
         for stmt in stmts:
-            out.extend(self._statement(stmt, top))
+            if top:
+                self.enclosing = stmt
+            lowered = self._statement(stmt, top)
+            if top:
+                out.extend(self.hoisted)
+                self.hoisted = []
+            out.extend(lowered)
         return out
 
     def _statement(self, stmt, top):
@@ -167,47 +178,108 @@ class LowerArrays:
     # statements ---------------------------------------------------------------------------------
 
     def _local_array(self, stmt, top):
+        """``a = <array>``.  NumPy binds the name to a new array; adsrc keeps one array per
+        name, allocated once at the top level, and fills it in place.  The two agree because
+        no other name holds the array a name let go of ('a = b' is refused) and the shape
+        stays the same (checked where it could change).  So a first binding inside a loop or
+        branch allocates before the top-level statement holding it, and a binding again
+        fills the array that is there."""
         target, value = stmt.targets[0], stmt.value
-        if not top:
-            after = "" if self.after_return is None else (
-                f": this one follows a statement that may return (line "
-                f"{self.source.location(self.after_return)[1]}), after which the rest of the "
-                f"kernel runs only if it did not; allocate it before that statement")
-            self._fail(stmt, "allocate local arrays once, at the top level of the kernel "
-                             "(outside loops and branches), then fill them with 'a[:] = ...'"
-                             + after)
         if target.id in self.source.params:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
                              f"'{target.id}[:] = ...' instead of rebinding it")
-        if target.id in self.local_arrays:
-            self._fail(stmt, f"the local array '{target.id}' is allocated twice; allocate it "
-                             "once and fill it in place")
-        self.local_arrays.add(target.id)
-        func = _callee(value)
-        if func in ALLOCATIONS:
-            return [stmt]
         if isinstance(value, gast.Name):
             self._fail(stmt, f"'{target.id} = {value.id}' makes two names for one array; "
                              f"write '{target.id} = np.copy({value.id})'")
+        allocation, fill, shape = self._allocation(stmt)
+        if target.id in self.local_arrays:
+            return self._located(self._same_shape(target.id, shape, stmt), stmt) \
+                + self._filled(fill)
+        self.local_arrays.add(target.id)
+        if top:
+            if _callee(value) in ALLOCATIONS:
+                return [stmt]       # its own values, zeros or any
+            return self._located(allocation, stmt) + self._filled(fill)
+        self._check_invariant(stmt, shape)
+        self.hoisted += self._located(allocation, stmt)
+        return self._filled(fill)
+
+    def _allocation(self, stmt):
+        """``(allocation, fill, shape)`` for ``a = <array>``: the statements allocating the
+        array, the statement giving it its values (None: np.empty's are any), and the shape."""
+        target, value = stmt.targets[0], stmt.value
+        func = _callee(value)
+        if func in ALLOCATIONS:
+            like = func.endswith("_like")
+            shape = quote_expr("A.shape", A=value.args[0]) if like else value.args[0]
+            zeros = quote("T[:] = 0.0", T=target.id)[0] if func.startswith("np.zeros") else None
+            return [copy.deepcopy(stmt)], self._whole(zeros, stmt), shape
         if func == "np.copy":
             source = value.args[0]
-            allocate = quote("T = np.empty_like(S)", T=target.id, S=source)
-            fill = quote("T[:] = S", T=target.id, S=source)[0]
-        else:
-            shape = self._full_shape(value)
-            if shape is None:
-                self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
-                                 f"assign '{target.id}[:] = ...'")
-            allocate = quote("T = np.empty(S)", T=target.id, S=shape)
-            fill = quote("T[:] = V", T=target.id, V=value)[0]
-        ndim = self.env[target.id].ndim
-        if ndim == 2:
-            fill.targets[0].slice = gast.Tuple([gast.Slice(None, None, None)] * 2, gast.Load())
-        for node in allocate + [fill]:
-            gast.copy_location(node, stmt)
-            for sub in gast.walk(node):
-                gast.copy_location(sub, stmt)
-        return allocate + self._elementwise(fill)
+            return (quote("T = np.empty_like(S)", T=target.id, S=source),
+                    self._whole(quote("T[:] = S", T=target.id, S=source)[0], stmt),
+                    quote_expr("S.shape", S=source))
+        shape = self._full_shape(value)
+        if shape is None:
+            self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
+                             f"assign '{target.id}[:] = ...'")
+        return (quote("T = np.empty(S)", T=target.id, S=shape),
+                self._whole(quote("T[:] = V", T=target.id, V=value)[0], stmt), shape)
+
+    def _whole(self, fill, stmt):
+        """``fill`` (``a[:] = ...``) with a full slice for each of the array's dimensions,
+        placed at the user's ``stmt``."""
+        if fill is None:
+            return None
+        if self.env[stmt.targets[0].id].ndim == 2:
+            fill.targets[0].slice = full_slice(2)
+        return self._located([fill], stmt)[0]
+
+    def _filled(self, fill):
+        return [] if fill is None else self._elementwise(fill)
+
+    def _same_shape(self, array, shape, stmt):
+        """Asserts that a binding again gives ``array`` the shape it has: NumPy would bind
+        the name to an array of another shape, which one array per name cannot hold."""
+        ndim = self.env[array].ndim
+        if isinstance(shape, gast.Tuple):
+            extents = shape.elts
+        elif isinstance(shape, gast.Attribute):        # b.shape
+            extents = [quote_expr(f"S[{dim}]", S=shape) for dim in range(ndim)]
+        else:                                           # np.zeros(n)
+            extents = [shape]
+        message = const(f"{self._place(stmt)}: '{array}' is bound again to an array of "
+                        f"another shape: adsrc fills one array per name in place")
+        return [gast.Assert(test=quote_expr(f"A.shape[{dim}] == E", A=array, E=extent),
+                            msg=message)
+                for dim, extent in enumerate(extents)
+                if gast.dump(extent) != gast.dump(quote_expr(f"A.shape[{dim}]", A=array))]
+
+    def _place(self, node):
+        """``file:line`` of a node, for the messages of the checks run with the kernel: the
+        file's name without its directory, which generated files kept in a project must not
+        depend on."""
+        filename, line, _ = self.source.location(node)
+        return f"{os.path.basename(filename)}:{line}"
+
+    def _check_invariant(self, stmt, shape):
+        """A first binding inside a loop or branch is allocated before the top-level statement
+        holding it: its shape may not read a scalar that statement assigns (an array's shape
+        never changes)."""
+        assigned = {node.id for node in gast.walk(self.enclosing)
+                    if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)}
+        changing = sorted(node.id for node in gast.walk(shape)
+                          if isinstance(node, gast.Name) and node.id in assigned
+                          and not (self._type(node) is not None and self._type(node).is_array))
+        if not changing:
+            return
+        after = "" if self.after_return is None else (
+            f" (the statement at line {self.source.location(self.after_return)[1]} may "
+            f"return early, and the rest of the kernel runs inside a branch)")
+        self._fail(stmt, f"the local array '{stmt.targets[0].id}' is first allocated inside a "
+                         f"loop or branch{after} with a shape that '{', '.join(changing)}' "
+                         f"changes there: adsrc allocates it once, before, so allocate it at "
+                         f"the top level with its largest shape and fill a slice of it")
 
     def _full_shape(self, value):
         """The shape of an array expression, from its first whole operand: an array name
@@ -362,8 +434,8 @@ class LowerArrays:
         """An assert that an operand's extent is the statement's, unless they are spelled the
         same."""
         if gast.dump(count) != gast.dump(expected):
-            message = const(f"operands of different shapes in an element-wise statement "
-                            f"(line {self.source.location(operand)[1]})")
+            message = const(f"{self._place(operand)}: operands of different shapes in an "
+                            f"element-wise statement")
             checks.append(gast.Assert(test=quote_expr("A == B", A=count, B=expected),
                                       msg=message))
 

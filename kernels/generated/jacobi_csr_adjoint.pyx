@@ -184,10 +184,9 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
 
 
-cdef inline int _shape_error(int line) except -1 nogil:
+cdef inline int _failed_assertion(const char* message) except -1 nogil:
     with gil:
-        raise AssertionError(f"operands of different shapes in an element-wise statement "
-                             f"(line {line})")
+        raise AssertionError(message.decode("utf-8"))
 
 
 cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t iters):
@@ -199,7 +198,7 @@ cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indi
     with nogil:
         for it in range(iters):
             if not (x.shape[0] == xold.shape[0]):
-                _shape_error(41)
+                _failed_assertion(b'solvers.py:41: operands of different shapes in an element-wise statement')
             for _i0 in range(xold.shape[0]):
                 xold[_i0] = x[_i0]
             for i in range(n):
@@ -225,7 +224,7 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
     with nogil:
         for it in range(iters):
             if not (x.shape[0] == xold.shape[0]):
-                _shape_error(41)
+                _failed_assertion(b'solvers.py:41: operands of different shapes in an element-wise statement')
             _saved0 = push_block(_tp, &xold[0], xold.shape[0])
             for _i0 in range(xold.shape[0]):
                 xold[_i0] = x[_i0]

@@ -184,10 +184,9 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
     t.n_blocks -= n
 
 
-cdef inline int _shape_error(int line) except -1 nogil:
+cdef inline int _failed_assertion(const char* message) except -1 nogil:
     with gil:
-        raise AssertionError(f"operands of different shapes in an element-wise statement "
-                             f"(line {line})")
+        raise AssertionError(message.decode("utf-8"))
 
 
 cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] dinv, double[::1] x, const double[::1] b, double alpha, Py_ssize_t iters):
@@ -204,9 +203,9 @@ cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] i
                     acc = acc - data[k] * x[indices[k]]
                 r[i] = acc
             if not (dinv.shape[0] == x.shape[0]):
-                _shape_error(31)
+                _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             if not (r.shape[0] == x.shape[0]):
-                _shape_error(31)
+                _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             for _i0 in range(x.shape[0]):
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
     return 0
@@ -234,9 +233,9 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
                 r[i] = acc
             push_int(_tp, _saved0)
             if not (dinv.shape[0] == x.shape[0]):
-                _shape_error(31)
+                _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             if not (r.shape[0] == x.shape[0]):
-                _shape_error(31)
+                _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             _saved1 = push_block(_tp, &x[0], x.shape[0])
             for _i0 in range(x.shape[0]):
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
