@@ -34,6 +34,7 @@ from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
 from adsrc.normalize.lower_arrays import LowerArrays
+from adsrc.normalize.rebound_arguments import ReboundArguments
 from adsrc.normalize.webs import SplitWebs
 from adsrc.transformations import rule_calls
 from adsrc.transformations.reverse import build_functions
@@ -169,6 +170,8 @@ class Specialization:
     def _normalise(self, program, info):
         self.tree = copy.deepcopy(info.tree)
         self.namer = Namer()
+        ReboundArguments(self.source, self.key.signature, self.user_functions,
+                         program.written_params).run(self.tree)
         callee_return = program._callee_return(info)
         infer = lambda: TypeInference(self.source, self.tree, self.key.signature,  # noqa: E731
                                       callee_return)

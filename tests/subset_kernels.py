@@ -142,6 +142,19 @@ def arrays_allocated_in_loops(x, w, sweeps):
     return s
 
 
+def arguments_bound_again(A, v, x, iters):
+    """Arguments bound to new arrays, which leaves the caller's arrays as they were: power
+    iteration's v = w / |w| on every trip, then x = x * lam and a write into that new x."""
+    lam = 0.0
+    for k in range(iters):
+        w = A @ v
+        lam = np.dot(v, w)
+        v = w / np.sqrt(np.dot(w, w))
+    x = x * lam
+    x[0] = 2.0 * x[0]
+    return lam + np.dot(x, x) + v[1]
+
+
 def allocation_after_early_return(x):
     """An allocation after a statement that may return, so inside the early return's guard."""
     if x[0] > 1.0:

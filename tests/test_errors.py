@@ -45,6 +45,13 @@ def allocation_after_an_early_return(x):
     return t[0]
 
 
+def argument_written_then_bound(x, m):
+    for k in range(m):
+        x[0] = 0.5 * x[0]  # <-
+        x = x * 2.0
+    return np.dot(x, x)
+
+
 def allocation_of_a_shape_the_loop_changes(x, m):
     s = 0.0
     for k in range(1, m):
@@ -337,6 +344,7 @@ UNSUPPORTED = [
     (return_value_and_bare_return, "'return' and 'return value' are mixed", "return x[i]",
      _x),
     (allocation_after_an_early_return, "may return early", "t = np.zeros", _x),
+    (argument_written_then_bound, "binds to a new array (line", "x[0] =", lambda: (*_x(), 2)),
     (allocation_of_a_shape_the_loop_changes, "with a shape that 'k' changes there",
      "t = np.zeros", lambda: (*_x(), 3)),
     (early_return_without_a_last_one, "must end with a 'return value'", "x[0] = 1.0", _x),
@@ -667,16 +675,29 @@ def bound_again_to_another_shape(x, n):
     return np.dot(y, y)
 
 
-def test_local_array_bound_again_to_another_shape():
-    """NumPy would bind y to a new array of n elements; adsrc fills the one array y has, so
-    another shape is an error when the kernel runs, naming the binding."""
-    f = adsrc.differentiate(bound_again_to_another_shape, wrt="x")
-    place = f"test_errors.py:{_marked_line(bound_again_to_another_shape)}: "
-    with pytest.raises(AssertionError, match=re.escape(place) + "'y' is bound again to an "
-                       "array of another shape"):
-        f.adjoint(np.ones(4), 5, out_bar=1.0)
-    x_bar, = f.adjoint(np.array([1.0, 3.0]), 3, out_bar=1.0)
-    np.testing.assert_allclose(x_bar, [0.0, 24.0], rtol=1e-14)    # d(2 x1)^2 / dx1 = 8 x1
+def argument_bound_to_another_shape(x, n):
+    y = x * 3.0
+    x = np.zeros(n)  # <-
+    x[1] = y[1]
+    return np.dot(x, x)
+
+
+@pytest.mark.parametrize("kernel,array", [(bound_again_to_another_shape, "y"),
+                                          (argument_bound_to_another_shape, "x")])
+def test_array_bound_again_to_another_shape(kernel, array):
+    """NumPy would bind the name to a new array of n elements; adsrc fills the one array the
+    name has (an argument's local copy), so another shape is an error when the kernel runs,
+    naming the binding and the kernel's name for the array."""
+    f = adsrc.differentiate(kernel, wrt="x")
+    place = f"test_errors.py:{_marked_line(kernel)}: "
+    x = np.ones(4)
+    with pytest.raises(AssertionError, match=re.escape(place) + f"'{array}' is bound again to "
+                       "an array of another shape"):
+        f.adjoint(x, 5, out_bar=1.0)
+    np.testing.assert_array_equal(x, np.ones(4))
+    x_bar, = f.adjoint(np.array([1.0, 3.0, 0.5]), 3, out_bar=1.0)
+    weight = 8.0 if kernel is bound_again_to_another_shape else 18.0     # (2 x1)^2, (3 x1)^2
+    np.testing.assert_allclose(x_bar, [0.0, weight * 3.0, 0.0], rtol=1e-14)
 
 
 @pytest.mark.parametrize("field", ["wrt", "outputs"])

@@ -76,11 +76,13 @@ class LowerArrays:
         self.after_return = None    # the statement that may return before the block lowered
         self.enclosing = None       # the top-level statement being lowered
         self.hoisted = []           # allocations to place before it
+        self.user_names = {}        # a renamed argument -> its name in the kernel
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
     def run(self, tree):
+        self.user_names = getattr(tree, "adsrc_user_names", {})
         tree.body = self._block(tree.body, top=True)
         for array, copy_name in self.old_values.items():
             self._allocate_like(tree, copy_name, array)
@@ -248,8 +250,9 @@ class LowerArrays:
             extents = [quote_expr(f"S[{dim}]", S=shape) for dim in range(ndim)]
         else:                                           # np.zeros(n)
             extents = [shape]
-        message = const(f"{self._place(stmt)}: '{array}' is bound again to an array of "
-                        f"another shape: adsrc fills one array per name in place")
+        message = const(f"{self._place(stmt)}: '{self.user_names.get(array, array)}' is bound "
+                        f"again to an array of another shape: adsrc fills one array per name "
+                        f"in place")
         return [gast.Assert(test=quote_expr(f"A.shape[{dim}] == E", A=array, E=extent),
                             msg=message)
                 for dim, extent in enumerate(extents)

@@ -1,0 +1,81 @@
+"""Array arguments bound to new values: ``v = w / norm``, ``x = x + alpha * p``.
+
+In Python such a binding leaves the caller's array alone: the name holds a new array from then
+on.  adsrc keeps one array per name and fills it in place (see
+:mod:`adsrc.normalize.lower_arrays`), which for an argument would write into the caller's array.
+So an argument the kernel binds again is copied, at the start, into a local array that takes its
+place everywhere in the body (``v`` becomes ``v_2``, which ``tree.adsrc_user_names`` maps back
+to ``v`` for messages): the caller's array is read once and never written, as in Python.
+
+That is exact only if no write into the argument in place (``v[i] = ...``, ``v += ...``, a user
+call writing it) can come before the binding: Python would write the caller's array there, the
+copy would not.  A write in a top-level statement after one that binds the name writes the new
+array in both; any other write is refused.
+"""
+
+import gast
+
+from adsrc.analyses.effects import walk_statements
+from adsrc.frontend.quoting import located, quote
+from adsrc.naming import variant
+
+
+def _binds(stmt, param):
+    return isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Name) \
+        and stmt.targets[0].id == param
+
+
+class ReboundArguments:
+    def __init__(self, source, signature, user_functions, written_params):
+        self.source = source
+        self.signature = signature
+        self.user_functions = user_functions
+        self.written_params = written_params    # function -> indices of the arrays it writes
+
+    def run(self, tree):
+        taken = {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)}
+        for param, kind in zip(self.source.params, self.signature):
+            if not (kind.is_array and kind.is_float):
+                continue
+            bindings = [stmt for stmt in walk_statements(tree.body) if _binds(stmt, param)]
+            if not bindings:
+                continue
+            self._check_writes(tree.body, param, bindings[0])
+            local = variant(param, taken)
+            taken.add(local)
+            for node in gast.walk(tree):
+                if isinstance(node, gast.Name) and node.id == param \
+                        and not isinstance(node.ctx, gast.Param):
+                    node.id = local
+            taking = quote("L = np.copy(P)", L=local, P=param)
+            tree.body[:0] = located(taking, bindings[0])
+            tree.adsrc_user_names = {**getattr(tree, "adsrc_user_names", {}), local: param}
+        return tree
+
+    def _check_writes(self, body, param, binding):
+        """Refuse a write into ``param`` in place that may run before a binding of the name."""
+        first = next((k for k, stmt in enumerate(body) if _binds(stmt, param)), len(body))
+        for stmt in body[:first + 1]:
+            for node in gast.walk(stmt):
+                if self._writes(node, param):
+                    line = self.source.location(binding)[1]
+                    raise self.source.error(
+                        node, f"'{param}' is an argument that the kernel binds to a new array "
+                              f"(line {line}) and writes in place here, where the caller's "
+                              f"array may still be the one it names: write '{param}[:] = ...' "
+                              f"to update the caller's array, or copy it first "
+                              f"('{param}_new = {param}.copy()') and work on the copy")
+
+    def _writes(self, node, param):
+        if isinstance(node, (gast.Assign, gast.AugAssign)):
+            target = node.targets[0] if isinstance(node, gast.Assign) else node.target
+            while isinstance(target, gast.Subscript):
+                target = target.value
+            return isinstance(target, gast.Name) and target.id == param and (
+                isinstance(node, gast.AugAssign) or target is not node.targets[0])
+        if isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+                and node.func.id in self.user_functions:
+            written = self.written_params(self.user_functions[node.func.id])
+            return any(isinstance(arg, gast.Name) and arg.id == param and position in written
+                       for position, arg in enumerate(node.args))
+        return False
