@@ -355,7 +355,7 @@ UNSUPPORTED = [
     (list_literal, None, "[", _x),
     (dict_literal, None, "{", _x),
     (tuple_literal, None, "(1.0", _x),
-    (array_swap, "a tuple assignment of arrays", "x, y", _xy),
+    (array_swap, "a tuple assignment of the argument 'x' to another name", "x, y", _xy),
     (tuple_of_unequal_length, "as many values as targets", "a, b", _x),
     (nested_tuple_target, "no nesting", "(a, b)", _x),
     (reversed_array, "only as 'reversed(range(...))'", "reversed", _x),

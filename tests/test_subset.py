@@ -117,6 +117,9 @@ CASES = [
     Case("arguments_bound_again", K.arguments_bound_again,
          lambda r, d: (_spd(r, 4), _u(r, 4), _u(r, 4), 3), ("A", "v", "x"),
          effective=("return",)),
+    Case("swapped_local_arrays", K.swapped_local_arrays,
+         lambda r, d: (*_csr(d), _u(r, 6), _u(r, 6), 3), ("data", "b", "x0"),
+         effective=("return",), uses_indices=True),
     Case("allocation_after_early_return", K.allocation_after_early_return,
          lambda r, d: (np.array([0.7, 1.2, 0.9, 1.1]),), ("x",), effective=("return",)),
     Case("allocation_after_early_return_taken", K.allocation_after_early_return,
@@ -568,7 +571,7 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "tuple_assignment", "iterate_zipped", "early_return_in_loops",
                                   "early_return_none", "early_return_at_top",
                                   "early_bare_return", "recursive_early_return",
-                                  "conditional_expressions"])
+                                  "conditional_expressions", "swapped_local_arrays"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment

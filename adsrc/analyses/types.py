@@ -3,7 +3,8 @@
 Types come from the arguments of a call (like a JIT: one specialisation per signature) and are
 propagated through the kernel to a fixed point.  The reverse transformation needs them to know
 what can be active (floats only), what to push on which tape, and how to lower whole-array
-statements into loops.
+statements into loops.  The one rewrite here needs the types too: a tuple assignment's temporary
+holding a local array (``x, xn = xn, x``) is given a copy of its values, ``np.copy(xn)``.
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
 from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.quoting import located, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -199,10 +201,12 @@ class TypeInference:
         if isinstance(stmt, gast.Assign):
             target = stmt.targets[0]
             value = self.expr(stmt.value)
-            if value is not None and value.is_array and getattr(stmt, "adsrc_tuple_value", False):
-                self._fail(stmt, "a tuple assignment of arrays ('x, y = y, x') is not supported: "
-                                 "adsrc keeps one array per name, so copy values instead "
-                                 "('x[:] = y')")
+            if value is not None and value.is_array and getattr(stmt, "adsrc_tuple_value", False) \
+                    and isinstance(stmt.value, gast.Name):
+                # a swap of local arrays, 'x, y = y, x': the temporary holds a copy of the values
+                # (no name can tell that from swapping the arrays); arguments are refused in
+                # adsrc.normalize.rebound_arguments
+                stmt.value = located([quote_expr("np.copy(V)", V=stmt.value)], stmt)[0]
             if isinstance(target, gast.Name):
                 self._assign(target, value, stmt)
             else:

@@ -198,7 +198,8 @@ class Fence(gast.NodeTransformer):
         """``a, b = b, a + b`` (and ``x[i], x[j] = x[j], x[i]``) as one temporary per value, then
         one assignment per target, in order: Python evaluates every value before it stores any.
         The temporaries' assignments are marked, so that type inference, which alone knows
-        which names are arrays, refuses an array among the values (a swap of array names)."""
+        which names are arrays, gives a temporary holding a local array a copy of its values
+        (a swap of local arrays copies values)."""
         values = stmt.value.elts
         if len(values) != len(target.elts) or any(
                 isinstance(node, (gast.Starred, gast.Tuple, gast.List))

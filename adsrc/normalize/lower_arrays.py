@@ -22,7 +22,7 @@ import os
 
 import gast
 
-from adsrc.analyses.effects import is_rule_call
+from adsrc.analyses.effects import is_rule_call, walk_statements
 from adsrc.frontend.intrinsics import matrix_vector
 from adsrc.frontend.quoting import const, full_slice, located, name, quote, quote_expr
 
@@ -77,12 +77,15 @@ class LowerArrays:
         self.enclosing = None       # the top-level statement being lowered
         self.hoisted = []           # allocations to place before it
         self.user_names = {}        # a renamed argument -> its name in the kernel
+        self.tuple_values = set()   # the temporaries of tuple assignments, read once
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
     def run(self, tree):
         self.user_names = getattr(tree, "adsrc_user_names", {})
+        self.tuple_values = {stmt.targets[0].id for stmt in walk_statements(tree.body)
+                             if getattr(stmt, "adsrc_tuple_value", False)}
         tree.body = self._block(tree.body, top=True)
         for array, copy_name in self.old_values.items():
             self._allocate_like(tree, copy_name, array)
@@ -190,7 +193,7 @@ class LowerArrays:
         if target.id in self.source.params:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
                              f"'{target.id}[:] = ...' instead of rebinding it")
-        if isinstance(value, gast.Name):
+        if isinstance(value, gast.Name) and value.id not in self.tuple_values:
             self._fail(stmt, f"'{target.id} = {value.id}' makes two names for one array; "
                              f"write '{target.id} = np.copy({value.id})'")
         allocation, fill, shape = self._allocation(stmt)
@@ -216,8 +219,9 @@ class LowerArrays:
             shape = quote_expr("A.shape", A=value.args[0]) if like else value.args[0]
             zeros = quote("T[:] = 0.0", T=target.id)[0] if func.startswith("np.zeros") else None
             return [copy.deepcopy(stmt)], self._whole(zeros, stmt), shape
-        if func == "np.copy":
-            source = value.args[0]
+        if func == "np.copy" or isinstance(value, gast.Name):
+            # a tuple assignment's temporary is read once: its values may be copied
+            source = value.args[0] if func == "np.copy" else value
             return (quote("T = np.empty_like(S)", T=target.id, S=source),
                     self._whole(quote("T[:] = S", T=target.id, S=source)[0], stmt),
                     quote_expr("S.shape", S=source))

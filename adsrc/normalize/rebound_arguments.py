@@ -10,7 +10,9 @@ to ``v`` for messages): the caller's array is read once and never written, as in
 That is exact only if no write into the argument in place (``v[i] = ...``, ``v += ...``, a user
 call writing it) can come before the binding: Python would write the caller's array there, the
 copy would not.  A write in a top-level statement after one that binds the name writes the new
-array in both; any other write is refused.
+array in both; any other write is refused.  So is an argument handed to another name by a tuple
+assignment, ``x, y = y, x``: local arrays are swapped by copying values (see
+:mod:`adsrc.analyses.types`), but afterwards ``y`` would be the caller's array.
 """
 
 import gast
@@ -35,6 +37,8 @@ class ReboundArguments:
     def run(self, tree):
         taken = {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)}
         for param, kind in zip(self.source.params, self.signature):
+            if kind.is_array:
+                self._check_not_swapped(tree.body, param)
             if not (kind.is_array and kind.is_float):
                 continue
             bindings = [stmt for stmt in walk_statements(tree.body) if _binds(stmt, param)]
@@ -51,6 +55,20 @@ class ReboundArguments:
             tree.body[:0] = located(taking, bindings[0])
             tree.adsrc_user_names = {**getattr(tree, "adsrc_user_names", {}), local: param}
         return tree
+
+    def _check_not_swapped(self, body, param):
+        """Refuse ``x, y = y, x`` with an argument ``x``: afterwards ``y`` holds the caller's
+        array and writes into it reach the caller, which a copy of the values (how local arrays
+        are swapped) would not."""
+        for stmt in walk_statements(body):
+            if getattr(stmt, "adsrc_tuple_value", False) and isinstance(stmt.value, gast.Name) \
+                    and stmt.value.id == param:
+                raise self.source.error(
+                    stmt, f"a tuple assignment of the argument '{param}' to another name "
+                          f"('x, y = y, x'): afterwards that name holds the caller's array, "
+                          f"which adsrc, filling one array per name in place, cannot follow; "
+                          f"copy values instead ('tmp[:] = {param}; {param}[:] = y; "
+                          f"y[:] = tmp'), or swap local arrays (a copy of {param} and another)")
 
     def _check_writes(self, body, param, binding):
         """Refuse a write into ``param`` in place that may run before a binding of the name."""
