@@ -835,6 +835,25 @@ def call_statement(x, y, alpha):
     scale_add(y, x, alpha * alpha)
 
 
+def squared_horner(x, c):
+    """(x0 c^2 + x1 c + x2)^2: its forward sweep records p, overwritten in its loop."""
+    p = 0.0
+    for k in range(3):
+        p = p * c + x[k]
+    return p * p
+
+
+def call_results_recorded(x, y, t):
+    """A call's result that the reverse sweep of its use reads, in a loop (so the caller
+    records it before each trip overwrites it), and a result given to one of the call's
+    arguments, t = f(x, t): the caller's records and the callee's come off the tape in the
+    order they went on."""
+    for i in range(len(y)):
+        y[i] = y[i] * squared_horner(x, y[i])
+        t = 0.1 * squared_horner(x, t)
+    return y[0] + y[1] + t
+
+
 def rec_sum(x, k):
     """recursive, scalar return: sum_{i<k} x[i]^2 * (i + 1)."""
     s = 0.0

@@ -247,6 +247,8 @@ CASES = [
     Case("shape_and_len", K.shape_and_len, lambda r, d: (_u(r, (3, 4)), _u(r, 5)), ("u", "x")),
     Case("call_scalar_in_expression", K.call_scalar_in_expression,
          lambda r, d: (_u(r, 4), _u(r, 4)), ("x", "y")),
+    Case("call_results_recorded", K.call_results_recorded,
+         lambda r, d: (_u(r, 3), _u(r, 3), 0.3), ("x", "y", "t"), ("return", "y")),
     Case("call_statement", K.call_statement, lambda r, d: (_u(r, 4), _u(r, 4), 0.7),
          ("x", "y", "alpha"), ("x", "y")),
     Case("call_statement_default_outputs", K.call_statement,

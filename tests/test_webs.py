@@ -68,14 +68,38 @@ def _normalised(kernel, wrt, outputs, args):
 
 
 def _written(kernel):
-    """The kernel's body as written (docstring left out), as text; a returned expression as
-    normalisation spells it."""
+    """The kernel's body as written (docstring left out), as text; a returned expression and
+    a user call's result as normalisation spells them."""
     body = gast.parse(textwrap.dedent(inspect.getsource(kernel))).body[0].body
     if isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
         body = body[1:]
+    module = gast.Module(body=body, type_ignores=[])
+    _CallResults().visit(module)
+    body = gast.fix_missing_locations(module).body
     text = "\n".join(gast.unparse(stmt) for stmt in body)
     return text.replace("return v", "_ret = v\nreturn _ret").replace("return e",
                                                                       "_ret = e\nreturn _ret")
+
+
+class _CallResults(gast.NodeTransformer):
+    """``u = halve(t)`` as ``_t0 = halve(t)`` then ``u = _t0``: normalisation sends a user
+    call's result to a temporary of its own (the twins' calls take names, so no other
+    temporary comes first)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def visit_Assign(self, stmt):
+        call = stmt.value
+        if not (isinstance(call, gast.Call) and isinstance(call.func, gast.Name)
+                and hasattr(K, call.func.id)):
+            return stmt
+        temp = f"_t{self.count}"
+        self.count += 1
+        result = gast.Assign(targets=[gast.Name(temp, gast.Store(), None, None)], value=call,
+                             type_comment=None)
+        stmt.value = gast.Name(temp, gast.Load(), None, None)
+        return [result, stmt]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -8,9 +8,10 @@
   with the statement that uses it), and ``a @ b`` of 1-D arrays becomes ``np.dot(a, b)``;
 * reductions (``np.dot``, ``np.sum``) and user-kernel calls nested inside an expression are
   computed into temporaries first, and float arguments of user calls become names, so that every
-  call's adjoint has a variable to send its derivative to.  A user call stored into an element
-  (``x[i] = g(...)``) goes through a temporary too: the analyses see a call only as a statement
-  or as the whole right-hand side of an assignment to a name;
+  call's adjoint has a variable to send its derivative to.  Every user call's result goes to a
+  temporary that only a copy reads (``t = g(...)`` becomes ``_t0 = g(...); t = _t0``): the
+  analyses see a call only as a statement or as the whole right-hand side of an assignment to a
+  name, and the target never needs recording before the call (see ``_call_result``);
 * the calls in ``range(...)`` bounds and in an ``if`` or ``while`` condition are computed before
   the statement, and for a ``while`` again at the end of the body (and before each
   ``continue``), so the condition sees the values of the current trip:
@@ -85,8 +86,8 @@ class Desugar:
         if isinstance(stmt, gast.Assign):
             before = []
             stmt.value = self._hoist_nested(stmt.value, before, top=True)
-            if self._is_user_call(stmt.value) and not isinstance(stmt.targets[0], gast.Name):
-                stmt.value = self._temporary(stmt.value, before)
+            if self._is_user_call(stmt.value):
+                stmt.value = self._call_result(stmt.value, before)
             if is_rule_call(stmt.value):
                 self._rule_target(stmt, before)
             return before + [stmt]
@@ -149,7 +150,7 @@ class Desugar:
             if not top:
                 self._check_evaluation_order(node)
             node.args = [self._user_argument(arg, before) for arg in node.args]
-            return node if top else self._temporary(node, before)
+            return node if top else self._temporary(self._call_result(node, before), before)
         if is_rule_call(node):
             node.args = [self._user_argument(arg, before) for arg in node.args]
             if top:
@@ -234,6 +235,15 @@ class Desugar:
         if any(isinstance(node, gast.Subscript) and _has_slice(node) for node in gast.walk(arg)):
             raise self.source.error(arg, "pass whole arrays (names) to called functions, not slices")
         return self._temporary(arg, before)
+
+    def _call_result(self, call, before):
+        """The temporary a user call's result goes to, which only the copy made of it next
+        reads (``_t1 = g(...)``, then ``t = _t1``).  So the forward sweep never records the
+        old value of a call's target on the tape: that record would come before the callee's
+        own, and the reverse sweep, which restores the target before it runs the callee's
+        reverse (that re-reads the arguments, the target among them), would pop the callee's
+        records instead.  The copy's target is recorded after the call returns."""
+        return self._temporary(call, before)
 
     def _temporary(self, value, before):
         temp = self.namer.fresh("t")
