@@ -66,12 +66,14 @@ FEATURES = {
     "np_scalar_func": 0.15, "abs": 0.5, "maxmin": 0.8, "call": 0.5,
     "np_sum": 0.4, "np_dot": 0.4, "const_index": 1,
     "offset_index": 2, "idx_read": 2, "reversed_index": 0.5, "wrapped_index": 0.5,
+    "guarded_read": 0.15,
     # statements
     "elem_assign": 4, "elem_iadd": 3, "elem_isub": 2, "elem_imul": 1.0,
     "alias_rw": 0.35, "temp": 3, "tuple_assign": 0.3, "for": 2, "if_float": 3, "if_int": 1,
     "elif": 0.3, "else": 0.5, "while": 1, "break": 0.5, "continue": 0.5, "nested_jump": 0.2,
     "early_return": 0.3,
-    "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5,
+    "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
+    "arg_rebind": 0.15,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -336,6 +338,14 @@ class _Gen:
         if arr is None:
             arr = self.pick(self.arrays1d)
         self.reads.add(arr)
+        if ctx.ivars and self.on("guarded_read"):
+            # a read past the end in the trips where the branch is not chosen, which Python
+            # never makes (nor may the adjoint or tangent)
+            self.features.add("guarded_read")
+            v, o, k = self.pick(ctx.ivars).name, self._int(1, 2), self.pick(_CONSTS)
+            if self._int(0, 1):
+                return _atom(f"({arr}[{v} + {o}] if {v} < {self.nname} - {o} else {k})")
+            return _atom(f"({k} if {v} >= {self.nname} - {o} else {arr}[{v} + {o}])")
         return _atom(f"{arr}[{self.index(ctx)}]")
 
     def leaf(self, ctx):
@@ -602,6 +612,11 @@ class _Gen:
                 f"{a}[:-1] -= {k1} * {b}[1:] * {c}[:-1]",
                 f"{a}[::-1] = {a}[::-1] + {k1} * {b} * {c}[::-1]",
             ]
+        if "w" in arrs and self.on("array_rebind"):
+            # the local array bound to a new array (filled in place), reading its old values
+            self.features.add("array_rebind")
+            a = "w"
+            forms = [f"w = {k1} * w + {k2} * {b}", f"w = {b} * {c} - {k1} * w"]
         self.reads.update((a, b, c))
         self.written.add(a)
         lines.append((indent, _atom(self.pick(forms))))
@@ -753,6 +768,10 @@ class _Gen:
 
         body = []
         ctx = Ctx()
+        if self.on("arg_rebind"):
+            # the caller's x is left as it was: every later write goes to the new array
+            self.features.add("arg_rebind")
+            body.append((1, _atom(f"x = {self.pick(_CONSTS)} * x + {self.pick(_CONSTS)} * y")))
         if self.on("local_array"):
             self.features.add("local_array")
             init = self.pick(("np.zeros(n)", "np.zeros_like(x)", "np.copy(y)"))

@@ -268,6 +268,7 @@ _ALLOWED_NODES = (
     ast.BinOp, ast.UnaryOp, ast.Compare, ast.Load, ast.Store, ast.Add, ast.Sub, ast.Mult,
     ast.Div, ast.Pow, ast.USub, ast.Gt, ast.GtE, ast.Lt, ast.LtE, ast.Eq,
     ast.Mod,        # integer indices only: (i + 1) % n
+    ast.IfExp,      # a guarded read, x[i + 1] if i < n - 1 else 0.5
 )
 
 
