@@ -106,6 +106,14 @@ def module_constants(x):
     return m
 
 
+def elements_in_whole_array_statements(x, w, y, k):
+    """Scalars inside whole-array statements: elements w[1], w[k], w[k + 1], the extent
+    x.shape[0] and len(x); each is one value for all the elements."""
+    y[:] = x * w[1] + w[k] + x / x.shape[0] + len(x) * w[0] * w[k + 1]
+    y[1:] += 0.5 * x[:-1] * w[2]
+    return np.dot(y, y)
+
+
 def arrays_bound_again(A, b, x, iters):
     """Conjugate gradients written with NumPy: r and p bound to new arrays on every trip, Ap
     first bound inside the loop, r = r - alpha * Ap reading its own old values."""

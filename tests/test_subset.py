@@ -109,6 +109,8 @@ CASES = [
     # the maximum is at the last element, far from the others (x increasing past 1)
     Case("module_constants", K.module_constants,
          lambda r, d: (np.array([0.9, 1.2, 1.5, 1.8, 2.1]),), ("x",), effective=("return",)),
+    Case("elements_in_whole_array_statements", K.elements_in_whole_array_statements,
+         lambda r, d: (_u(r, 5), _u(r, 3), _u(r, 5), 1), ("x", "w"), ("return", "y")),
     Case("arrays_bound_again", K.arrays_bound_again, lambda r, d: (_spd(r, 4), _u(r, 4),
                                                                     _u(r, 4), 3),
          ("A", "b", "x"), effective=("return",)),

@@ -194,8 +194,9 @@ class LowerArrays:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
                              f"'{target.id}[:] = ...' instead of rebinding it")
         if isinstance(value, gast.Name) and value.id not in self.tuple_values:
-            self._fail(stmt, f"'{target.id} = {value.id}' makes two names for one array; "
-                             f"write '{target.id} = np.copy({value.id})'")
+            spelled = [self.user_names.get(node.id, node.id) for node in (target, value)]
+            self._fail(stmt, "'{0} = {1}' makes two names for one array; write "
+                             "'{0} = np.copy({1})'".format(*spelled))
         allocation, fill, shape = self._allocation(stmt)
         if target.id in self.local_arrays:
             return self._located(self._same_shape(target.id, shape, stmt), stmt) \
@@ -427,6 +428,8 @@ class LowerArrays:
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy", "np.dot",
                                                                              "np.sum"):
             self._fail(value, "this call is not supported inside an element-wise expression")
+        if not self._is_array(value):
+            return value        # a scalar the elements share: w[k], len(x), x.shape[0]
         for field, child in gast.iter_fields(value):
             if isinstance(child, list):
                 setattr(value, field, [self._elements(item, sliced, counters, checks, before)
