@@ -114,6 +114,18 @@ def elements_in_whole_array_statements(x, w, y, k):
     return np.dot(y, y)
 
 
+def arrays_from_slices(x, u):
+    """Local arrays bound to expressions of slices alone, of the slices' shape: a
+    full-weighting restriction, differences and a 2-D interior; then a prolongation."""
+    xc = 0.25 * (x[0:-2:2] + 2.0 * x[1:-1:2] + x[2::2])
+    d = x[1:] - x[:-1]
+    inner = u[1:-1, 1:-1] * u[:-2, 1:-1]
+    y = np.zeros(len(x))
+    y[1:-1:2] = xc
+    y[2:-1:2] += 0.5 * (xc[:-1] + xc[1:])
+    return np.dot(y, y) + np.dot(d, d) + np.sum(inner * inner)
+
+
 def arrays_bound_again(A, b, x, iters):
     """Conjugate gradients written with NumPy: r and p bound to new arrays on every trip, Ap
     first bound inside the loop, r = r - alpha * Ap reading its own old values."""

@@ -111,6 +111,8 @@ CASES = [
          lambda r, d: (np.array([0.9, 1.2, 1.5, 1.8, 2.1]),), ("x",), effective=("return",)),
     Case("elements_in_whole_array_statements", K.elements_in_whole_array_statements,
          lambda r, d: (_u(r, 5), _u(r, 3), _u(r, 5), 1), ("x", "w"), ("return", "y")),
+    Case("arrays_from_slices", K.arrays_from_slices, lambda r, d: (_u(r, 9), _u(r, (4, 5))),
+         ("x", "u"), effective=("return",)),
     Case("arrays_bound_again", K.arrays_bound_again, lambda r, d: (_spd(r, 4), _u(r, 4),
                                                                     _u(r, 4), 3),
          ("A", "b", "x"), effective=("return",)),

@@ -290,15 +290,21 @@ class LowerArrays:
                          f"the top level with its largest shape and fill a slice of it")
 
     def _full_shape(self, value):
-        """The shape of an array expression, from its first whole operand: an array name
-        (``a.shape``) or a matrix-vector product (``(M.shape[0],)``); None if it has none."""
-        for leaf in self._array_leaves(value):
+        """The shape of an array expression, from its first whole operand, an array name
+        (``a.shape``) or a matrix-vector product (``(M.shape[0],)``), else from its first
+        slice (``x[1:-1:2]`` has ``(x.shape[0] - 2 + 1) // 2`` elements)."""
+        leaves = self._array_leaves(value)
+        for leaf in leaves:
             if isinstance(leaf, gast.Name):
                 return quote_expr("A.shape", A=leaf)
             form = matrix_vector(leaf)
             if form is not None:
                 return quote_expr("(N,)", N=_product_length(form))
-        return None
+        if not leaves:
+            return None
+        _, axes = self._axes(leaves[0])
+        return gast.Tuple([axis.count for _, axis in axes if isinstance(axis, _Axis)],
+                          gast.Load())
 
     def _axes(self, subscript):
         """Sliced axes of an array operand ``a[...]`` (or a bare array name), with their index
