@@ -1,11 +1,11 @@
 """Which primal values the reverse sweep reads, statement by statement.
 
 For an active assignment these are the values inside its partial derivatives and their guards
-(from :mod:`adsrc.rules.elementary`), the indices of the elements whose adjoints it updates, and, when
-the derivative is written with the statement's result, the target's new value.  A user call's
-reverse re-reads its arguments.  Every store may have to restore the old value of its target, so
-the target's index is needed too.  Loop bounds and branch conditions are not listed here: the
-transformation recomputes or records them (see :mod:`adsrc.analyses.recompute`).
+(from :mod:`adsrc.rules.elementary`), the indices of the elements whose adjoints it updates,
+and, when the derivative is written with the statement's result, the target's new value.  A user
+call's reverse re-reads its arguments.  Every store may have to restore the old value of its
+target, so the target's index is needed too.  Loop bounds and branch conditions are not listed
+here: the transformation recomputes or records them (see :mod:`adsrc.analyses.recompute`).
 """
 
 from dataclasses import dataclass, field
