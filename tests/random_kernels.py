@@ -1142,8 +1142,8 @@ def check_grads_probe(loaded: Loaded, case: KernelCase, args, *, step=1e-4, ndir
     """Would a finite-difference check with a *large* step be trustworthy at this point?
 
     ``adsrc.check_grads`` compares adjoints with central differences plus
-    Richardson extrapolation in random directions (currently at step
-    1e-4 * max(1, max |wrt arg|), and half that).  That step is much larger than
+    Richardson extrapolation in random directions (at step 1e-4, and half
+    that, each argument's part of a direction scaled by max(1, max |arg|)).  That step is much larger than
     our own h=1e-6, so a kernel can be fine for our FD and still make
     check_grads' FD wrong (branch flips, or big higher derivatives).  This
     probe runs the same kind of scheme on the instrumented kernel and compares
@@ -1155,8 +1155,7 @@ def check_grads_probe(loaded: Loaded, case: KernelCase, args, *, step=1e-4, ndir
     positions = case.wrt_positions
     pos_of = {n: k for k, n in enumerate(case.arg_names)}
     rng = np.random.default_rng(seed)
-    scale = max([1.0] + [float(np.max(np.abs(args[p]))) for p in positions])
-    h = step * scale
+    h = step
     _, _, base_trace, _ = run_instrumented(loaded.instr, args)
 
     def project(value, final, weights):
@@ -1166,7 +1165,8 @@ def check_grads_probe(loaded: Loaded, case: KernelCase, args, *, step=1e-4, ndir
     worst = 0.0
     for _ in range(ndirs):
         v = {p: (rng.standard_normal(args[p].shape) if isinstance(args[p], np.ndarray)
-                 else float(rng.standard_normal())) for p in positions}
+                 else float(rng.standard_normal())) * max(1.0, float(np.max(np.abs(args[p]))))
+             for p in positions}
         wts = {o: (float(rng.standard_normal()) if o == "return"
                    else rng.standard_normal(args[pos_of[o]].shape)) for o in outs}
 

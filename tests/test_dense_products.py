@@ -53,8 +53,8 @@ def _copies(args):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_finite_differences(name):
-    """A step of 1e-5 of the largest entry: with check_grads' 1e-4, the central differences of
-    four CG steps (entries of A up to 10) are off by 2e-6, their O(h^2) error; at 1e-5 they
+    """A step of 1e-5 (of each argument's largest entry): with check_grads' 1e-4, the central
+    differences of four CG steps (entries of A up to 10) are off by 2e-6, their O(h^2) error; at 1e-5 they
     agree to 1e-7 with the adjoint, which the complex step checks exactly."""
     kernel, args, wrt, outputs = CASES[name]
     adsrc.check_grads(kernel, _copies(args), wrt=wrt, outputs=outputs, step=1e-5)
