@@ -1143,9 +1143,9 @@ def check_grads_probe(loaded: Loaded, case: KernelCase, args, *, step=1e-4, ndir
 
     ``adsrc.check_grads`` compares adjoints with central differences plus
     Richardson extrapolation in random directions (at step 1e-4, and half
-    that, each argument's part of a direction scaled by max(1, max |arg|)).  That step is much larger than
-    our own h=1e-6, so a kernel can be fine for our FD and still make
-    check_grads' FD wrong (branch flips, or big higher derivatives).  This
+    that, each argument's part of a direction scaled by max(1, max |arg|)).
+    That step is much larger than our own h=1e-6, so a kernel can be fine for
+    our FD and still make check_grads' FD wrong (branch flips, or big higher derivatives).  This
     probe runs the same kind of scheme on the instrumented kernel and compares
     it with the exact directional derivative from complex step, without adsrc.
 
