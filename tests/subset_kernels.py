@@ -479,6 +479,40 @@ def conditional_expressions(x, w, y):
         y[i] = y[i] * right + 2.0 * ahead * x[i] + far * (w[i] if x[i] > 0.5 else x[i] / w[i])
 
 
+def array_gathers(indptr, indices, data, perm, x, y):
+    """x[idx] read element by element: a CSR row as NumPy users write it (a gather by a slice
+    of the index array), a permutation with a repeated index, and the target read through a
+    gather (its old values, as NumPy's temporary holds them)."""
+    for i in range(len(y)):
+        y[i] = y[i] * np.dot(data[indptr[i]:indptr[i + 1]], x[indices[indptr[i]:indptr[i + 1]]])
+    y[:] = y + x[perm] * x
+    y[:] = 0.5 * y[perm] + y
+    return np.sum(x[perm] * y[perm])
+
+
+def where_clip_diag(A, x, mask, lo, y):
+    """np.where choosing by a comparison of arrays, by an integer mask and by scalars; np.clip
+    of an array and of a scalar; np.diag of a matrix in an expression, bound to a name and
+    summed (its trace)."""
+    y[:] = np.where(x > lo, x * x, 2.0 * x * y) + np.where(mask, y, -x)
+    s = np.where(lo > 0.5, lo * lo, lo) + np.clip(2.0 * lo, 0.5, 1.5)
+    d = np.diag(A)
+    y[:] = y * np.clip(x, lo, 1.2) / np.diag(A) + s * d
+    return np.sum(np.diag(A) * y) * np.dot(d, x)
+
+
+def augmented_powers(x, y, k):
+    """**= on elements and whole arrays; //= and %= on an integer (a loop's length)."""
+    for i in range(len(y)):
+        y[i] **= 2
+        y[i] += x[i] ** 1.5
+    y **= 1.5
+    k //= 2
+    k %= 3
+    for j in range(k):
+        y[j] *= x[j]
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

@@ -61,6 +61,34 @@ def allocation_of_a_shape_the_loop_changes(x, m):
     return s
 
 
+def write_through_index_array(x, idx, y):
+    y[idx] = 2.0 * x  # <-
+
+
+def add_through_index_array(x, idx, y):
+    y[idx] += x  # <-
+
+
+def gather_rows_of_a_matrix(x, idx, u):
+    u[:] = u[idx]  # <-
+    return x[0] * u[0, 0]
+
+
+def diag_of_a_vector(x):
+    d = np.diag(x)  # <-
+    return np.sum(d)
+
+
+def whole_array_comparison(x):
+    big = x > 1.0  # <-
+    return x[0]
+
+
+def where_of_a_condition_alone(x):
+    y = np.where(x > 1.0)  # <-
+    return y[0]
+
+
 def early_return_without_a_last_one(x):
     for i in range(len(x)):
         if x[i] > 1.0:
@@ -337,6 +365,10 @@ def _xy(n=4):
     return (np.linspace(0.5, 1.5, n), np.linspace(1.0, 2.0, n))
 
 
+def _indexed():
+    return (np.linspace(0.5, 1.5, 4), np.array([0, 1, 1, 2]), np.zeros(4))
+
+
 UNSUPPORTED = [
     (call_in_and_operand, "'and'/'or'", "user_sq", lambda: (*_x(), 2)),
     (call_writes_what_the_expression_reads, "writes the array 'x'", "bump_first", _x),
@@ -348,6 +380,13 @@ UNSUPPORTED = [
     (allocation_of_a_shape_the_loop_changes, "with a shape that 'k' changes there",
      "t = np.zeros", lambda: (*_x(), 3)),
     (early_return_without_a_last_one, "must end with a 'return value'", "x[0] = 1.0", _x),
+    (write_through_index_array, "NumPy keeps one of the values", "y[idx]", _indexed),
+    (add_through_index_array, "NumPy keeps one of the values", "y[idx]", _indexed),
+    (gather_rows_of_a_matrix, "a 1-D integer array indexing a 1-D array", "u[idx]",
+     lambda: (*_x(), np.array([0, 1, 1]), np.ones((3, 2)))),
+    (diag_of_a_vector, "not building a matrix from a vector", "np.diag", _x),
+    (whole_array_comparison, "only as the condition of np.where", "x > 1.0", _x),
+    (where_of_a_condition_alone, "np.where takes 3 arguments", "np.where", _x),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
     (for_over_zip_of_a_slice, "over 1-D arrays given by name", "zip", _xy),
     (slice_variable_step, "constant, non-zero step", "k]", lambda: (*_x(), 2)),

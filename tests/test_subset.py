@@ -185,6 +185,16 @@ CASES = [
     Case("conditional_expressions", K.conditional_expressions,
          lambda r, d: (np.array([0.9, 0.2, 1.3, 0.4, 1.1, 0.7]), _u(r, 6), _u(r, 6)),
          ("x", "w", "y"), ("y",)),
+    Case("array_gathers", K.array_gathers,
+         lambda r, d: (*_csr(d), np.array([4, 0, 1, 1, 5, 2], dtype=d), _u(r, 6), _u(r, 6)),
+         ("data", "x", "y"), ("return", "y"), uses_indices=True),
+    # x against lo = 0.95 and the clip's 1.2, and lo against 0.5, with margins of 0.05
+    Case("where_clip_diag", K.where_clip_diag,
+         lambda r, d: (_spd(r, 6), np.array([0.6, 1.3, 0.8, 1.45, 1.0, 0.7]),
+                       np.array([1, 0, 0, 1, 1, 0], dtype=d), 0.95, _u(r, 6)),
+         ("A", "x", "lo", "y"), ("return", "y"), uses_indices=True),
+    Case("augmented_powers", K.augmented_powers, lambda r, d: (_u(r, 5), _u(r, 5), 9),
+         ("x", "y"), ("y",)),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -576,13 +586,15 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "tuple_assignment", "iterate_zipped", "early_return_in_loops",
                                   "early_return_none", "early_return_at_top",
                                   "early_bare_return", "recursive_early_return",
-                                  "conditional_expressions", "swapped_local_arrays"])
+                                  "conditional_expressions", "swapped_local_arrays",
+                                  "array_gathers", "where_clip_diag"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment
     evaluates every value before storing one; an early return leaves its loops and skips what
     follows (a flag, breaks and guards); a loop over zip stops at the shorter array and reads
-    each element when its trip starts.  The derivatives are checked above against finite
+    each element when its trip starts; np.where is a conditional expression per element, and a
+    gather of the target reads its old values.  The derivatives are checked above against finite
     differences of the kernel run by Python; here the values the generated primal computes,
     against Python's, exactly."""
     _assert_primal_is_pythons(name)

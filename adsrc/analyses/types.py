@@ -245,6 +245,12 @@ class TypeInference:
         base = self.env.get(target.value.id)
         if base is None:
             return
+        index = target.slice
+        if not isinstance(index, (gast.Slice, gast.Tuple)) \
+                and (self.expr(index) or INT).is_array:
+            self._fail(target, "writing through an index array ('y[idx] = ...') is not "
+                               "supported: with an index repeated NumPy keeps one of the values "
+                               "(and 'y[idx] += v' adds once); write a loop over the indices")
         if not base.is_array:
             self._fail(target, f"'{target.value.id}' is not an array")
         if value is not None and value.is_float and base.dtype != "float64":
@@ -326,15 +332,22 @@ class TypeInference:
         return BOOL
 
     def _Compare(self, node):
-        for value in [node.left] + node.comparators:
-            kind = self.expr(value)
-            if kind is not None and kind.is_array:
-                self._fail(node, "comparisons of whole arrays are not supported")
-        return BOOL
+        kinds = [self.expr(value) for value in [node.left] + node.comparators]
+        if not any(kind is not None and kind.is_array for kind in kinds):
+            return BOOL
+        if not getattr(node, "adsrc_elementwise", False):
+            self._fail(node, "comparisons of whole arrays are supported only as the condition "
+                             "of np.where")
+        return array("bool", self._elementwise(node, kinds).ndim)
 
     def _IfExp(self, node):
-        self.expr(node.test)
-        return join(self.expr(node.body), self.expr(node.orelse))
+        """``a if c else b``; from ``np.where(c, a, b)`` (marked element-wise by the frontend)
+        an array when any of the three is."""
+        kinds = [self.expr(node.test), self.expr(node.body), self.expr(node.orelse)]
+        if getattr(node, "adsrc_elementwise", False) \
+                and any(kind is not None and kind.is_array for kind in kinds):
+            return self._elementwise(node, kinds)
+        return join(kinds[1], kinds[2])
 
     def _Attribute(self, node):
         base = self.expr(node.value)
@@ -372,14 +385,33 @@ class TypeInference:
                 for part in (index.lower, index.upper, index.step):
                     if part is not None:
                         self._expect_int(part)
-            else:
-                self._expect_int(index)
+                continue
+            kind = self.expr(index)
+            if kind is not None and kind.is_array:
+                return self._gathered(node, base, kind)
+            self._expect_int(index)
         if sliced:
             return array(base.dtype, sliced)
         return base.element
 
+    def _gathered(self, node, base, index):
+        """``x[idx]``: the elements of the 1-D array x at the integers of the 1-D array idx."""
+        if index.dtype == "float64" or index.dtype == "bool" or index.ndim != 1 \
+                or base.ndim != 1:
+            self._fail(node, "an array index is supported as a 1-D integer array indexing a "
+                             f"1-D array (x[idx]); here {base} is indexed by {index}")
+        return array(base.dtype, 1)
+
     def _Call(self, node):
         func = gast.unparse(node.func).strip()
+        if func == "np.diag":
+            kind = self.expr(node.args[0])
+            if not (isinstance(node.args[0], gast.Name) and kind is not None
+                    and kind.is_array and kind.ndim == 2):
+                self._fail(node, "np.diag is supported as the diagonal of a 2-D array named "
+                                 "by the kernel, np.diag(A) (not building a matrix from a "
+                                 "vector)")
+            return array(kind.dtype, 1)
         args = [self.expr(arg) for arg in node.args]
         if func.startswith("math.") or func in ("abs", "min", "max", "pow"):
             if any(arg is not None and arg.is_array for arg in args):

@@ -21,7 +21,7 @@ from adsrc.rules.library import RULES
 
 _BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod,
            gast.MatMult)
-_AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div)
+_AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod)
 _UNARY = (gast.USub, gast.UAdd, gast.Not)
 _COMPARE = (gast.Eq, gast.NotEq, gast.Lt, gast.LtE, gast.Gt, gast.GtE)
 
@@ -336,6 +336,29 @@ class Fence(gast.NodeTransformer):
         resolved = self._resolve_call(node)
         return resolved[1] if resolved is not None and resolved[0] == "builtin" else None
 
+    def _spelled_otherwise(self, call, name):
+        """``np.where(c, a, b)`` as ``a if c else b`` marked element-wise (lowering reads it
+        element by element, and only the chosen element's reads are differentiated, as in
+        NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.diag(A)``
+        as it is, the diagonal of a 2-D array, for typing and lowering."""
+        arity = {"where": 3, "clip": 3, "diag": 1}[name]
+        if len(call.args) != arity:
+            self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
+        if name == "diag":
+            call.func = _dotted("np", "diag")
+            return call
+        if name == "clip":
+            value, low, high = call.args
+            lower_bounded = gast.Call(gast.Name("max", gast.Load(), None, None), [value, low], [])
+            clipped = gast.Call(gast.Name("min", gast.Load(), None, None),
+                                [gast.copy_location(lower_bounded, call), high], [])
+            return gast.copy_location(clipped, call)
+        test, chosen, otherwise = call.args
+        test.adsrc_elementwise = True
+        choice = gast.copy_location(gast.IfExp(test=test, body=chosen, orelse=otherwise), call)
+        choice.adsrc_elementwise = True
+        return choice
+
     def _float_dtype(self, call, resolved):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
         whatever it is given; refuse every other keyword argument."""
@@ -553,6 +576,8 @@ class Fence(gast.NodeTransformer):
                 self._fail(call, f"'{name}' is supported only as the iterable of a for loop "
                                  "('for i in range(...)', 'for i in reversed(range(...))', "
                                  "'for a, b in zip(x, y)', 'for i, v in enumerate(x)')")
+            if name in intrinsics.SPELLED_OTHERWISE:
+                return self._spelled_otherwise(call, name)
             spelled = intrinsics.spelled(namespace, name)
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)

@@ -17,6 +17,9 @@ ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh")
 ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
 #: reductions over arrays, canonical spelling ``np.<name>``.
 REDUCTIONS = ("dot", "sum")
+#: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
+#: and max) or that lowering reads element by element (np.diag), canonical ``np.<name>``.
+SPELLED_OTHERWISE = ("where", "clip", "diag")
 
 
 def _table():
@@ -32,7 +35,7 @@ def _table():
         table[id(obj)] = ("builtin", "max")
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
-    for name in ALLOCATIONS + REDUCTIONS:
+    for name in ALLOCATIONS + REDUCTIONS + SPELLED_OTHERWISE:
         table[id(getattr(np, name))] = ("np", name)
     for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)

@@ -165,14 +165,34 @@ class LowerArrays:
             kind = self._type(node)
             return [node] if kind is not None and kind.is_array else []
         if isinstance(node, gast.Subscript):
-            return [node] if self._has_slice(node) else []
+            return [node] if self._has_slice(node) or self._is_gather(node) else []
         if isinstance(node, gast.Attribute):
             return []
+        if _callee(node) == "np.diag":
+            return [node]
         leaves = []
         for child in gast.iter_child_nodes(node):
             if isinstance(child, gast.expr):
                 leaves.extend(self._array_leaves(child))
         return leaves
+
+    def _is_gather(self, node):
+        """``x[idx]``, an array index (types allows it only as a 1-D integer array indexing a
+        1-D array)."""
+        return isinstance(node, gast.Subscript) and not self._has_slice(node) \
+            and self._is_array(node.slice)
+
+    def _counts(self, leaf):
+        """The extents of an array operand's axes, for loops over its elements."""
+        form = matrix_vector(leaf)
+        if form is not None:
+            return [_product_length(form)]
+        if _callee(leaf) == "np.diag":
+            return [quote_expr("min(A.shape[0], A.shape[1])", A=leaf.args[0])]
+        if self._is_gather(leaf):
+            return self._counts(self._first_operand(leaf.slice))
+        _, axes = self._axes(leaf)
+        return [axis.count for _, axis in axes if isinstance(axis, _Axis)]
 
     @staticmethod
     def _has_slice(node):
@@ -291,20 +311,16 @@ class LowerArrays:
 
     def _full_shape(self, value):
         """The shape of an array expression, from its first whole operand, an array name
-        (``a.shape``) or a matrix-vector product (``(M.shape[0],)``), else from its first
-        slice (``x[1:-1:2]`` has ``(x.shape[0] - 2 + 1) // 2`` elements)."""
+        (``a.shape``), else from the first operand's extents: a matrix-vector product's
+        (``(M.shape[0],)``), a slice's (``x[1:-1:2]`` has ``(x.shape[0] - 2 + 1) // 2``
+        elements), a diagonal's or a gather's."""
         leaves = self._array_leaves(value)
         for leaf in leaves:
             if isinstance(leaf, gast.Name):
                 return quote_expr("A.shape", A=leaf)
-            form = matrix_vector(leaf)
-            if form is not None:
-                return quote_expr("(N,)", N=_product_length(form))
         if not leaves:
             return None
-        _, axes = self._axes(leaves[0])
-        return gast.Tuple([axis.count for _, axis in axes if isinstance(axis, _Axis)],
-                          gast.Load())
+        return gast.Tuple(self._counts(leaves[0]), gast.Load())
 
     def _axes(self, subscript):
         """Sliced axes of an array operand ``a[...]`` (or a bare array name), with their index
@@ -431,6 +447,13 @@ class LowerArrays:
             for mine, theirs in zip(operand_sliced, sliced):
                 self._check_extent(value, mine.count, theirs.count, checks)
             return gast.Subscript(array, self._index(axes, counters), gast.Load())
+        if _callee(value) == "np.diag":
+            matrix = value.args[0]
+            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
+            return quote_expr("A[I, I]", A=matrix, I=name(counters[0]))
+        if self._is_gather(value):
+            index = self._elements(value.slice, sliced, counters, checks, before)
+            return gast.Subscript(value.value, index, gast.Load())
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy", "np.dot",
                                                                              "np.sum"):
             self._fail(value, "this call is not supported inside an element-wise expression")
@@ -499,12 +522,7 @@ class LowerArrays:
         shape_of = self._first_operand(summand)
         if shape_of is None:
             self._fail(stmt, f"{func} needs an array argument")
-        form = matrix_vector(shape_of)
-        if form is not None:        # np.sum(M @ v): one axis, the product's
-            sliced = [_Axis(const(0), 1, _product_length(form))]
-        else:
-            _, axes = self._axes(shape_of)
-            sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+        sliced = [_Axis(const(0), 1, count) for count in self._counts(shape_of)]
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
         element = self._elements(summand, sliced, counters, checks, before)
