@@ -513,6 +513,29 @@ def augmented_powers(x, y, k):
         y[j] *= x[j]
 
 
+def mean_max_min(x, u, y):
+    """np.mean, np.max and np.min of arrays, of an expression and of a 2-D array, as NumPy's
+    methods too, and np.max of a residual in a stopping test; np.where with a reduction in a
+    branch (NumPy computes both branches whole)."""
+    scale = np.max(np.abs(u))
+    for k in range(3):
+        m = x.mean()
+        y[:] = y + 0.1 * (x - m) * np.min(x * y) / scale
+        if np.max(np.abs(y - x)) < 1e-12:
+            break
+    y[:] = np.where(y > x.max(), y / np.sum(y), np.sqrt(x) * y.min())
+    return np.mean(u * u) + np.max(u) * u.min()
+
+
+def rolled_and_elementary(u, c, y):
+    """A periodic heat step with np.roll (shifts of 1, -1 and 2, the target read through them),
+    np.square, and the elementary functions sinh, cosh, arctan, log1p, expm1."""
+    for s in range(2):
+        u[:] = u + c * (np.roll(u, 1) - 2.0 * u + np.roll(u, -1)) + 0.01 * np.roll(u, s + 1)
+    y[:] = np.square(u) + np.sinh(u) * np.cosh(y) + np.arctan(u * y)
+    y += np.log1p(u * u) - np.expm1(-0.5 * y) + math.atan(c) * math.log1p(c)
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

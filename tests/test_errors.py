@@ -89,6 +89,19 @@ def where_of_a_condition_alone(x):
     return y[0]
 
 
+def builtin_max_of_an_array(x):
+    return max(x)  # <-
+
+
+def roll_of_a_matrix(x, u):
+    u[:] = np.roll(u, 1)  # <-
+    return x[0] * u[0, 0]
+
+
+def max_of_an_index_array(x, idx):
+    return x[0] * np.max(idx)  # <-
+
+
 def early_return_without_a_last_one(x):
     for i in range(len(x)):
         if x[i] > 1.0:
@@ -230,7 +243,7 @@ def array_alias(x, y):
 
 
 def attribute_method(x):
-    s = x.mean()  # <-
+    s = x.cumsum()  # <-
     return s
 
 
@@ -387,6 +400,11 @@ UNSUPPORTED = [
     (diag_of_a_vector, "not building a matrix from a vector", "np.diag", _x),
     (whole_array_comparison, "only as the condition of np.where", "x > 1.0", _x),
     (where_of_a_condition_alone, "np.where takes 3 arguments", "np.where", _x),
+    (builtin_max_of_an_array, "write np.max(x)", "max", _x),
+    (roll_of_a_matrix, "np.roll is supported on a 1-D array", "np.roll",
+     lambda: (*_x(), np.ones((3, 2)))),
+    (max_of_an_index_array, "np.max is supported on float arrays", "np.max",
+     lambda: (*_x(), np.array([0, 2, 1]))),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
     (for_over_zip_of_a_slice, "over 1-D arrays given by name", "zip", _xy),
     (slice_variable_step, "constant, non-zero step", "k]", lambda: (*_x(), 2)),
@@ -412,7 +430,7 @@ UNSUPPORTED = [
      _x),
     (unknown_builtin, "no derivative rule", "round", _x),
     (array_alias, None, "z = x", _xy),
-    (attribute_method, "no derivative rule for x.mean", "x.mean", _x),
+    (attribute_method, "no derivative rule for x.cumsum", "x.cumsum", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),
     (attribute_transpose, None, "u.T", lambda: (np.ones((2, 2)), np.ones((2, 2)))),
@@ -737,6 +755,21 @@ def test_array_bound_again_to_another_shape(kernel, array):
     x_bar, = f.adjoint(np.array([1.0, 3.0, 0.5]), 3, out_bar=1.0)
     weight = 8.0 if kernel is bound_again_to_another_shape else 18.0     # (2 x1)^2, (3 x1)^2
     np.testing.assert_allclose(x_bar, [0.0, weight * 3.0, 0.0], rtol=1e-14)
+
+
+def largest_of_a_slice(x, k):
+    return np.max(x[k:]) * x[0]  # <-
+
+
+def test_max_of_an_empty_array():
+    """NumPy raises on np.max of no elements; -inf, where adsrc's loop starts, would be a wrong
+    number, so the loop asserts there is an element first, naming the statement."""
+    f = adsrc.differentiate(largest_of_a_slice, wrt="x")
+    place = f"test_errors.py:{_marked_line(largest_of_a_slice)}: "
+    with pytest.raises(AssertionError, match=re.escape(place) + "np.max of an empty array"):
+        f.adjoint(np.ones(3), 3, out_bar=1.0)
+    x_bar, = f.adjoint(np.array([2.0, 5.0, 4.0]), 1, out_bar=1.0)
+    np.testing.assert_array_equal(x_bar, [5.0, 2.0, 0.0])
 
 
 @pytest.mark.parametrize("field", ["wrt", "outputs"])

@@ -195,6 +195,14 @@ CASES = [
          ("A", "x", "lo", "y"), ("return", "y"), uses_indices=True),
     Case("augmented_powers", K.augmented_powers, lambda r, d: (_u(r, 5), _u(r, 5), 9),
          ("x", "y"), ("y",)),
+    # every maximum and minimum taken is unique, and no element of y is near x's maximum
+    Case("mean_max_min", K.mean_max_min,
+         lambda r, d: (np.array([0.6, 1.3, 0.8, 1.45, 1.0, 0.7]),
+                       np.array([[0.5, -1.4, 0.9], [1.1, 0.3, -0.2]]),
+                       np.array([1.2, 0.9, 0.6, 1.0, 1.4, 0.5])),
+         ("x", "u", "y"), ("return", "y")),
+    Case("rolled_and_elementary", K.rolled_and_elementary,
+         lambda r, d: (_u(r, 7), 0.2, _u(r, 7)), ("u", "c", "y"), ("u", "y")),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -587,7 +595,8 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "early_return_none", "early_return_at_top",
                                   "early_bare_return", "recursive_early_return",
                                   "conditional_expressions", "swapped_local_arrays",
-                                  "array_gathers", "where_clip_diag"])
+                                  "array_gathers", "where_clip_diag", "mean_max_min",
+                                  "rolled_and_elementary"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment

@@ -13,7 +13,7 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
-from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
 from adsrc.frontend.quoting import located, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -413,6 +413,10 @@ class TypeInference:
                                  "vector)")
             return array(kind.dtype, 1)
         args = [self.expr(arg) for arg in node.args]
+        if func in ("min", "max") and len(args) == 1 and args[0] is not None \
+                and args[0].is_array:
+            self._fail(node, f"{func}() of one array is its {func}imum element: write "
+                             f"np.{func}(x) (np.{func}imum and two arguments compare elements)")
         if func.startswith("math.") or func in ("abs", "min", "max", "pow"):
             if any(arg is not None and arg.is_array for arg in args):
                 return self._elementwise(node, args)
@@ -422,10 +426,21 @@ class TypeInference:
                     result = join(result, arg)
                 return result
             return FLOAT
-        if func in ("np.dot", "np.sum"):
+        if func == "np.roll":
+            kind = args[0]
+            if not (isinstance(node.args[0], gast.Name) and kind is not None and kind.is_array
+                    and kind.ndim == 1):
+                self._fail(node, "np.roll is supported on a 1-D array named by the kernel, "
+                                 "np.roll(x, k)")
+            self._expect_int(node.args[1])
+            return kind
+        if func in REDUCTION_CALLS:
             for arg in args:
                 if arg is not None and not arg.is_array:
                     self._fail(node, f"{func} takes arrays")
+            if func in ("np.max", "np.min") and args and args[0] is not None \
+                    and args[0].dtype != "float64":
+                self._fail(node, f"{func} is supported on float arrays")
             if func == "np.dot" and len(args) == 2 and None not in args:
                 if args[0].ndim == 2 and args[1].ndim == 1 \
                         and isinstance(node.args[0], gast.Name):

@@ -22,6 +22,7 @@ import gast
 from adsrc.analyses.index_bounds import IndexBounds
 from adsrc.analyses.types import FLOAT, INT, OBJECT
 from adsrc.backends.python import rules_import
+from adsrc.frontend.intrinsics import ELEMENTARY
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
 from adsrc.rules.library import RULES
 from adsrc.runtime import compiled_tape
@@ -31,8 +32,8 @@ from adsrc.transformations.vector import COUNT
 DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
               "cdivision=True, cpow=True")
 
-_ELEMENTARY = {"math.sqrt": "sqrt", "math.exp": "exp", "math.log": "log", "math.sin": "sin",
-               "math.cos": "cos", "math.tan": "tan", "math.tanh": "tanh"}
+# math.<name> is the C library's <name>
+_ELEMENTARY = {f"math.{name}": name for name in ELEMENTARY}
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
 BLOCKS = "_blocks"      # a reverse function's view of the tape's array copies
@@ -40,8 +41,8 @@ _DOUBLE_TEMPS = re.compile(r"^(_g|_r|_s\d+|_unused\d+)$")
 _OBJECT_TEMPS = re.compile(r"^_o\d+$")       # what a derivative rule returns
 _INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
 
-PRELUDE = '''
-from libc.math cimport sqrt, exp, log, sin, cos, tan, tanh, fabs
+PRELUDE = f'''
+from libc.math cimport {", ".join(ELEMENTARY)}, fabs
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy

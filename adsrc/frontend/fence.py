@@ -339,14 +339,18 @@ class Fence(gast.NodeTransformer):
     def _spelled_otherwise(self, call, name):
         """``np.where(c, a, b)`` as ``a if c else b`` marked element-wise (lowering reads it
         element by element, and only the chosen element's reads are differentiated, as in
-        NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.diag(A)``
-        as it is, the diagonal of a 2-D array, for typing and lowering."""
-        arity = {"where": 3, "clip": 3, "diag": 1}[name]
+        NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.square(a)``
+        as ``a ** 2``; ``np.diag(A)`` and ``np.roll(x, k)`` as they are, for typing and
+        lowering."""
+        arity = {"where": 3, "clip": 3, "square": 1, "diag": 1, "roll": 2}[name]
         if len(call.args) != arity:
             self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
-        if name == "diag":
-            call.func = _dotted("np", "diag")
+        if name in ("diag", "roll"):
+            call.func = _dotted("np", name)
             return call
+        if name == "square":
+            squared = gast.BinOp(call.args[0], gast.Pow(), gast.Constant(value=2, kind=None))
+            return gast.copy_location(squared, call)
         if name == "clip":
             value, low, high = call.args
             lower_bounded = gast.Call(gast.Name("max", gast.Load(), None, None), [value, low], [])
@@ -595,13 +599,13 @@ class Fence(gast.NodeTransformer):
         called = self._called_object(call)
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
-                         "math/NumPy elementary functions, np.dot, np.sum, allocation "
-                         "functions, calls of other plain Python kernels, and functions with "
+                         "math/NumPy elementary functions, the reductions np.dot, np.sum, "
+                         "np.mean, np.max and np.min, allocation functions, calls of other plain Python kernels, and functions with "
                          "a derivative rule (declare one with adsrc.rule)")
 
 
 # NumPy methods a kernel may call on an array: name -> number of arguments
-_METHODS = {"copy": 0, "sum": 0, "dot": 1}
+_METHODS = {"copy": 0, "sum": 0, "dot": 1, "mean": 0, "max": 0, "min": 0}
 _FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
 
 

@@ -11,22 +11,27 @@ import math
 import gast
 import numpy as np
 
-#: scalar elementary functions, canonical spelling ``math.<name>``.
-ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh")
+#: scalar elementary functions, canonical spelling ``math.<name>`` (the C library's names too).
+ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "log1p",
+              "expm1")
+#: NumPy's names of those, where they differ.
+_NUMPY_NAMES = {"atan": "arctan"}
 #: allocation functions, canonical spelling ``np.<name>``.
 ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
 #: reductions over arrays, canonical spelling ``np.<name>``.
-REDUCTIONS = ("dot", "sum")
+REDUCTIONS = ("dot", "sum", "mean", "max", "min")
+REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
-#: and max) or that lowering reads element by element (np.diag), canonical ``np.<name>``.
-SPELLED_OTHERWISE = ("where", "clip", "diag")
+#: and max, np.square as ``** 2``) or that lowering reads element by element (np.diag,
+#: np.roll), canonical ``np.<name>``.
+SPELLED_OTHERWISE = ("where", "clip", "square", "diag", "roll")
 
 
 def _table():
     table = {}
     for name in ELEMENTARY:
         table[id(getattr(math, name))] = ("math", name)
-        table[id(getattr(np, name))] = ("math", name)
+        table[id(getattr(np, _NUMPY_NAMES.get(name, name)))] = ("math", name)
     for obj in (builtins.abs, np.abs, np.absolute, math.fabs):
         table[id(obj)] = ("builtin", "abs")
     for obj in (builtins.min, np.minimum):

@@ -6,7 +6,7 @@
 * ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
 * ``np.dot(M, v)`` of a 2-D array becomes ``M @ v`` (a matrix-vector product, lowered to loops
   with the statement that uses it), and ``a @ b`` of 1-D arrays becomes ``np.dot(a, b)``;
-* reductions (``np.dot``, ``np.sum``) and user-kernel calls nested inside an expression are
+* reductions (``np.dot``, ``np.sum``, ``np.mean``, ``np.max``, ``np.min``) and user-kernel calls nested inside an expression are
   computed into temporaries first, and float arguments of user calls become names, so that every
   call's adjoint has a variable to send its derivative to.  Every user call's result goes to a
   temporary that only a copy reads (``t = g(...)`` becomes ``_t0 = g(...); t = _t0``): the
@@ -23,7 +23,7 @@
 
 Hoisting computes a call before the rest of its statement, so a call is refused where Python
 would evaluate it only conditionally: in the operands of ``and``/``or`` after the first, and in
-the branches of ``a if c else b``.
+the branches of ``a if c else b`` (not of ``np.where(c, a, b)``, which NumPy evaluates whole).
 """
 
 import copy
@@ -31,7 +31,7 @@ import copy
 import gast
 
 from adsrc.analyses.effects import is_rule_call
-from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
 from adsrc.frontend.quoting import full_slice, name, quote_expr, with_ctx
 from adsrc.rules import library
 
@@ -140,8 +140,7 @@ class Desugar:
                 and node.func.id in self.user_functions)
 
     def _is_reduction(self, node):
-        return isinstance(node, gast.Call) and gast.unparse(node.func).strip() in ("np.dot",
-                                                                                  "np.sum")
+        return isinstance(node, gast.Call) and gast.unparse(node.func).strip() in REDUCTION_CALLS
 
     def _hoist_nested(self, node, before, top):
         """Rewrite ``node``, moving nested reductions and user calls into temporaries."""
@@ -164,7 +163,7 @@ class Desugar:
         if isinstance(node, gast.BoolOp):
             for value in node.values[1:]:
                 self._forbid_calls(value, "only if the operands of 'and'/'or' before it allow it")
-        elif isinstance(node, gast.IfExp):
+        elif isinstance(node, gast.IfExp) and not getattr(node, "adsrc_elementwise", False):
             for value in (node.body, node.orelse):
                 self._forbid_calls(value, "only when its branch of 'a if c else b' is chosen")
         for field, value in gast.iter_fields(node):

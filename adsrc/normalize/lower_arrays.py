@@ -18,12 +18,13 @@ caught by an ``assert`` emitted before the loop.
 """
 
 import copy
+import math
 import os
 
 import gast
 
 from adsrc.analyses.effects import is_rule_call, walk_statements
-from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
 from adsrc.frontend.quoting import const, full_slice, located, name, quote, quote_expr
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
@@ -134,7 +135,7 @@ class LowerArrays:
         if is_rule_call(value):
             return [stmt]           # the rule computes the whole array; nothing to lower
         func = _callee(value)
-        if func in ("np.dot", "np.sum"):
+        if func in REDUCTION_CALLS:
             return self._reduction(stmt, func)
         if isinstance(target, gast.Name) and self._is_array(value):
             return self._local_array(stmt, top)
@@ -168,7 +169,7 @@ class LowerArrays:
             return [node] if self._has_slice(node) or self._is_gather(node) else []
         if isinstance(node, gast.Attribute):
             return []
-        if _callee(node) == "np.diag":
+        if _callee(node) in ("np.diag", "np.roll"):
             return [node]
         leaves = []
         for child in gast.iter_child_nodes(node):
@@ -189,6 +190,8 @@ class LowerArrays:
             return [_product_length(form)]
         if _callee(leaf) == "np.diag":
             return [quote_expr("min(A.shape[0], A.shape[1])", A=leaf.args[0])]
+        if _callee(leaf) == "np.roll":
+            return [quote_expr("A.shape[0]", A=leaf.args[0])]
         if self._is_gather(leaf):
             return self._counts(self._first_operand(leaf.slice))
         _, axes = self._axes(leaf)
@@ -451,11 +454,15 @@ class LowerArrays:
             matrix = value.args[0]
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
             return quote_expr("A[I, I]", A=matrix, I=name(counters[0]))
+        if _callee(value) == "np.roll":
+            array, shift = value.args
+            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
+            return quote_expr("A[(I - K) % A.shape[0]]", A=array, I=name(counters[0]), K=shift)
         if self._is_gather(value):
             index = self._elements(value.slice, sliced, counters, checks, before)
             return gast.Subscript(value.value, index, gast.Load())
-        if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy", "np.dot",
-                                                                             "np.sum"):
+        if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy",) \
+                + REDUCTION_CALLS:
             self._fail(value, "this call is not supported inside an element-wise expression")
         if not self._is_array(value):
             return value        # a scalar the elements share: w[k], len(x), x.shape[0]
@@ -504,11 +511,14 @@ class LowerArrays:
         return name(total)
 
     def _reduction(self, stmt, func):
-        """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop.
+        """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop;
+        ``np.mean`` the same, then divided by the count; ``np.max`` (``np.min``) as ``s =
+        -inf`` and ``s = max(s, e)`` over the elements, after an assert that there is one
+        (NumPy raises on an empty array, where -inf would be a wrong number).
 
-        The sum goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``) when
-        the target is an element, or a name the summand reads (``a = np.sum(a * x)`` must read
-        the old ``a`` all along)."""
+        The result goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``)
+        when the target is an element, or a name the summand reads (``a = np.sum(a * x)`` must
+        read the old ``a`` all along)."""
         target = stmt.targets[0]
         args = stmt.value.args
         if func == "np.dot":
@@ -517,7 +527,7 @@ class LowerArrays:
             summand = gast.BinOp(args[0], gast.Mult(), args[1])
         else:
             if len(args) != 1:
-                self._fail(stmt, "np.sum is supported with one argument (no axis)")
+                self._fail(stmt, f"{func} is supported with one argument (no axis)")
             summand = args[0]
         shape_of = self._first_operand(summand)
         if shape_of is None:
@@ -533,12 +543,24 @@ class LowerArrays:
         else:
             total = self.namer.fresh("s")
             store = [gast.Assign(targets=[target], value=name(total), type_comment=None)]
-        body = before + quote("S = S + E", S=total, E=element)
+        extremum = {"np.max": "max", "np.min": "min"}.get(func)
+        step = "S = S + E" if extremum is None else f"S = {extremum}(S, E)"
+        body = before + quote(step, S=total, E=element)
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
-        init = quote("S = 0.0", S=total)
+        count = sliced[0].count
+        for axis in sliced[1:]:
+            count = quote_expr("A * B", A=count, B=axis.count)
+        if extremum is not None:
+            checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
+                f"{self._place(stmt)}: {func} of an empty array")))
+        start = {None: 0.0, "max": -math.inf, "min": math.inf}[extremum]
+        init = [gast.Assign(targets=[name(total, store=True)], value=const(start),
+                            type_comment=None)]
+        if func == "np.mean":
+            body += quote("S = S / N", S=total, N=count)
         return self._located(init + checks + body + store, stmt)
 
     def _first_operand(self, value):

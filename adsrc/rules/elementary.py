@@ -196,6 +196,11 @@ class _Partials:
             "math.cos": "-math.sin(U)",
             "math.tan": "1.0 / math.cos(U) ** 2",
             "math.tanh": "1.0 - math.tanh(U) ** 2",
+            "math.sinh": "math.cosh(U)",
+            "math.cosh": "math.sinh(U)",
+            "math.atan": "1.0 / (1.0 + U * U)",
+            "math.log1p": "1.0 / (1.0 + U)",
+            "math.expm1": "math.exp(U)",
             "abs": "(1.0 if U >= 0.0 else -1.0)",
         }
         if func not in rules:
