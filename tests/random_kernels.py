@@ -64,7 +64,7 @@ FEATURES = {
     "arith": 5, "scale": 2, "neg": 1, "div": 1.2, "sin": 1, "cos": 1, "tanh": 1,
     "exp": 1, "sqrt": 1, "log": 1, "pow2": 0.7, "pow3": 0.5, "np_power": 0.2,
     "np_scalar_func": 0.15, "abs": 0.5, "maxmin": 0.8, "call": 0.5,
-    "np_sum": 0.4, "np_dot": 0.4, "const_index": 1,
+    "np_sum": 0.4, "np_dot": 0.4, "np_mean": 0.2, "np_max": 0.2, "const_index": 1,
     "offset_index": 2, "idx_read": 2, "reversed_index": 0.5, "wrapped_index": 0.5,
     "guarded_read": 0.15,
     # statements
@@ -73,7 +73,7 @@ FEATURES = {
     "elif": 0.3, "else": 0.5, "while": 1, "break": 0.5, "continue": 0.5, "nested_jump": 0.2,
     "early_return": 0.3,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
-    "arg_rebind": 0.15,
+    "arg_rebind": 0.15, "vector_where": 0.15, "vector_gather": 0.35, "vector_roll": 0.15,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -152,6 +152,22 @@ def _minimum(a, b):
     if isinstance(a, complex) or isinstance(b, complex):
         return a if a.real <= b.real else b
     return _np_real.minimum(a, b)
+
+
+def _where_gt(a, b, chosen, otherwise):
+    d = _np_real.asarray(a - b)
+    for v in d.ravel():
+        _record(v, v.real > 0)
+    return _np_real.where(d.real > 0, chosen, otherwise)
+
+
+def _extremum(a, sign):
+    """np.max (sign 1) or np.min (sign -1): its kink is where the two largest tie."""
+    r = sign * a.real
+    order = _np_real.argsort(r)
+    _record(r[order[-1]] - r[order[-2]], True)
+    _TRACE.append(int(order[-1]))
+    return a[order[-1]]
 '''
 
 _CMP_INSTR = {">": "_gt", ">=": "_ge", "<": "_lt", "<=": "_le"}
@@ -357,6 +373,8 @@ class _Gen:
             (self.w("array2d", self.has_m), "elem2d"),
             (self.w("np_sum", ctx.trips <= 10 and not self.no_calls), "sum"),
             (self.w("np_dot", ctx.trips <= 10 and not self.no_calls), "dot"),
+            (self.w("np_mean", ctx.trips <= 10 and not self.no_calls), "mean"),
+            (self.w("np_max", ctx.trips <= 10 and not self.no_calls), "max"),
         ])
         if kind == "elem":
             return self.elem(ctx)
@@ -371,6 +389,16 @@ class _Gen:
             self.reads.add("M")
             return _atom(f"M[{self.index(ctx)}, {self.col_index(ctx)}]")
         arrs = self.arrays1d
+        if kind == "mean":
+            self.features.add("np_mean")
+            a = self.pick(arrs)
+            self.reads.add(a)
+            return _atom(f"np.mean({a})")
+        if kind == "max":
+            self.features.add("np_max")
+            a, fn = self.pick(arrs), self.pick(("max", "min"))
+            self.reads.add(a)
+            return Node(f"np.{fn}({a})", instr=f"_extremum({a}, {1 if fn == 'max' else -1})")
         if kind == "sum":
             self.features.add("np_sum")
             a = self.pick(arrs)
@@ -612,14 +640,31 @@ class _Gen:
                 f"{a}[:-1] -= {k1} * {b}[1:] * {c}[:-1]",
                 f"{a}[::-1] = {a}[::-1] + {k1} * {b} * {c}[::-1]",
             ]
+        instr = None
+        if self.on("vector_where"):
+            # the chosen element differentiated; both branches read arrays
+            self.features.add("vector_where")
+            plain = f"{a}[:] = np.where({b} > {k1}, {b} * {c}, {k2} * {a})"
+            instr = f"{a}[:] = _where_gt({b}, {k1}, {b} * {c}, {k2} * {a})"
+            forms = [plain]
+        elif self.has_idx and self.on("vector_gather"):
+            # the target may be read through the gather: its old values
+            self.features.add("vector_gather")
+            forms = [f"{a}[:] = {a} + {k1} * {b}[idx]", f"{a} -= {k1} * {b}[idx] * {c}"]
+        elif self.on("vector_roll"):
+            self.features.add("vector_roll")
+            shift = self.pick((1, -1, 2))
+            forms = [f"{a}[:] = {a} + {k1} * (np.roll({b}, {shift}) - {b})",
+                     f"{a} -= {k1} * np.roll({b}, {shift}) * {c}"]
         if "w" in arrs and self.on("array_rebind"):
             # the local array bound to a new array (filled in place), reading its old values
             self.features.add("array_rebind")
-            a = "w"
+            a, instr = "w", None
             forms = [f"w = {k1} * w + {k2} * {b}", f"w = {b} * {c} - {k1} * w"]
         self.reads.update((a, b, c))
         self.written.add(a)
-        lines.append((indent, _atom(self.pick(forms))))
+        text = self.pick(forms)
+        lines.append((indent, _atom(text) if instr is None else Node(text, instr=instr)))
         return ctx
 
     def loop_header(self, ctx, force_tri=False):
@@ -965,7 +1010,7 @@ _NP_CS = types.SimpleNamespace(
     zeros_like=lambda a, **k: np.zeros_like(a, **{**k, "dtype": complex}),
     copy=lambda a: np.array(a, dtype=complex),
     sum=np.sum, dot=np.dot, power=np.power, sin=np.sin, cos=np.cos, tanh=np.tanh,
-    exp=np.exp, sqrt=np.sqrt, log=np.log)
+    exp=np.exp, sqrt=np.sqrt, log=np.log, mean=np.mean, roll=np.roll)
 
 _LOADED: dict = {}
 
@@ -1231,6 +1276,6 @@ def allowed_calls():
         "range", "len", "abs", "math.sin", "math.cos", "math.tanh", "math.exp", "math.sqrt",
         "math.log", "np.sin", "np.cos", "np.tanh", "np.exp", "np.sqrt", "np.log", "np.power",
         "np.sum", "np.dot", "np.zeros", "np.zeros_like", "np.copy", "np.maximum", "np.minimum",
-        *_HELPER_SOURCES,
+        "np.mean", "np.max", "np.min", "np.where", "np.roll", *_HELPER_SOURCES,
     }
 

@@ -319,7 +319,7 @@ def test_generator_produces_valid_kernels(case, kernel_dir):
     for p, i in zip(body, instr_lines[-len(body):]):
         if p != i:
             assert any(h in i for h in ("_gt(", "_ge(", "_lt(", "_le(", "_abs(", "_maximum(",
-                                        "_minimum(")), (p, i)
+                                        "_minimum(", "_where_gt(", "_extremum(")), (p, i)
 
     args = case.make_args()
     again = case.make_args()
