@@ -181,7 +181,8 @@ class Specialization:
                 program.written_params).run(self.tree)
         typer = infer()
         typer.run()
-        LowerArrays(self.source, typer, self.namer).run(self.tree)
+        LowerArrays(self.source, typer, self.namer,
+                    Effects(self.user_functions, program.written_params)).run(self.tree)
         StructureJumps().run(self.tree)
         SplitWebs(self.params, self.user_functions, infer).run(self.tree)
         self.typer = infer()

@@ -239,7 +239,8 @@ def unknown_builtin(x):
 def array_alias(x, y):
     z = x  # <-
     for i in range(len(y)):
-        y[i] = z[i] * y[i]
+        z[i] = z[i] * y[i]
+    return z[0]
 
 
 def attribute_method(x):
@@ -429,7 +430,7 @@ UNSUPPORTED = [
     (unknown_library_function, "no derivative rule for numpy.linalg.det", "np.linalg.det",
      _x),
     (unknown_builtin, "no derivative rule", "round", _x),
-    (array_alias, None, "z = x", _xy),
+    (array_alias, "'z' is written in place (line", "z = x", _xy),
     (attribute_method, "no derivative rule for x.cumsum", "x.cumsum", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),

@@ -23,7 +23,7 @@ import os
 
 import gast
 
-from adsrc.analyses.effects import is_rule_call, walk_statements
+from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
 from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
 from adsrc.frontend.quoting import const, full_slice, located, name, quote, quote_expr
 
@@ -67,8 +67,9 @@ class _Axis:
 
 
 class LowerArrays:
-    def __init__(self, source, typer, namer):
+    def __init__(self, source, typer, namer, effects):
         self.source = source
+        self.effects = effects
         self.typer = typer
         self.env = typer.env
         self.namer = namer
@@ -79,6 +80,7 @@ class LowerArrays:
         self.hoisted = []           # allocations to place before it
         self.user_names = {}        # a renamed argument -> its name in the kernel
         self.tuple_values = set()   # the temporaries of tuple assignments, read once
+        self.written_in_place = {}  # array -> a statement writing its elements
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -87,6 +89,7 @@ class LowerArrays:
         self.user_names = getattr(tree, "adsrc_user_names", {})
         self.tuple_values = {stmt.targets[0].id for stmt in walk_statements(tree.body)
                              if getattr(stmt, "adsrc_tuple_value", False)}
+        self.written_in_place = self._written_in_place(tree)
         tree.body = self._block(tree.body, top=True)
         for array, copy_name in self.old_values.items():
             self._allocate_like(tree, copy_name, array)
@@ -208,7 +211,8 @@ class LowerArrays:
     def _local_array(self, stmt, top):
         """``a = <array>``.  NumPy binds the name to a new array; adsrc keeps one array per
         name, allocated once at the top level, and fills it in place.  The two agree because
-        no other name holds the array a name let go of ('a = b' is refused) and the shape
+        no other name holds the array a name let go of ('a = b' copies, where it agrees) and
+        the shape
         stays the same (checked where it could change).  So a first binding inside a loop or
         branch allocates before the top-level statement holding it, and a binding again
         fills the array that is there."""
@@ -217,9 +221,7 @@ class LowerArrays:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
                              f"'{target.id}[:] = ...' instead of rebinding it")
         if isinstance(value, gast.Name) and value.id not in self.tuple_values:
-            spelled = [self.user_names.get(node.id, node.id) for node in (target, value)]
-            self._fail(stmt, "'{0} = {1}' makes two names for one array; write "
-                             "'{0} = np.copy({1})'".format(*spelled))
+            self._check_copy_is_alias(stmt)
         allocation, fill, shape = self._allocation(stmt)
         if target.id in self.local_arrays:
             return self._located(self._same_shape(target.id, shape, stmt), stmt) \
@@ -232,6 +234,38 @@ class LowerArrays:
         self._check_invariant(stmt, shape)
         self.hoisted += self._located(allocation, stmt)
         return self._filled(fill)
+
+    def _written_in_place(self, tree):
+        """{array: a statement writing its elements}, through a subscript (``x[i] = ...``,
+        ``x[:] = ...``, ``x += ...``) or a user call writing the argument."""
+        written = {}
+        for stmt in walk_statements(tree.body):
+            names = set()
+            if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Subscript):
+                names.add(stmt.targets[0].value.id)
+            call = user_call(stmt, self.effects.user_functions)
+            if call is not None:
+                names |= self.effects.call_writes(call)
+            for array in names:
+                written.setdefault(array, stmt)
+        return written
+
+    def _check_copy_is_alias(self, stmt):
+        """``a = b``: NumPy makes ``a`` a second name for ``b``'s array; adsrc copies the
+        values into ``a``'s own.  The two agree when neither array is written in place (its
+        elements, not a binding to a new array) anywhere in the kernel: momentum methods'
+        ``x_old = x`` before ``x = y - lr * g``.  Otherwise a write through one name would
+        show through the other in NumPy, and not here: refused, saying where."""
+        target, value = stmt.targets[0], stmt.value
+        spelled = [self.user_names.get(node.id, node.id) for node in (target, value)]
+        for array, shown in zip((target.id, value.id), spelled):
+            if array in self.written_in_place:
+                line = self.source.location(self.written_in_place[array])[1]
+                self._fail(stmt, "'{0} = {1}' makes two names for one array, and '{2}' is "
+                                 "written in place (line {3}): adsrc gives each name an array "
+                                 "of its own, which agrees with NumPy only for arrays never "
+                                 "written in place; write '{0} = np.copy({1})'".format(
+                                     *spelled, shown, line))
 
     def _allocation(self, stmt):
         """``(allocation, fill, shape)`` for ``a = <array>``: the statements allocating the
