@@ -35,6 +35,11 @@ def summed_products(A, x, z):
     return np.sum(A @ x) + np.dot(z, A @ x) + np.dot(x, A.T @ z)
 
 
+def vector_matrix_products(A, x, y):
+    """v @ M and np.dot(v, M), which are M.T @ v; the second reads the old y."""
+    y[:] = x @ A + 0.5 * np.dot(y, A)
+
+
 def product_into_itself(A, x):
     """Every row of the product reads the old x, as NumPy's temporary holds it."""
     x[:] = A @ x

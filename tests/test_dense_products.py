@@ -1,5 +1,5 @@
-"""Dense matrix-vector products in kernels: ``A @ x``, ``A.T @ x`` and ``np.dot(A, x)`` with A a
-2-D array, lowered to loops (adsrc/normalize/lower_arrays.py), and ``a @ b`` of 1-D arrays.
+"""Dense matrix-vector products in kernels: ``A @ x``, ``A.T @ x``, ``np.dot(A, x)``, ``x @ A``
+and ``np.dot(x, A)`` with A a 2-D array, lowered to loops (adsrc/normalize/lower_arrays.py), and ``a @ b`` of 1-D arrays.
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
 independent way: the closed-form gradient and Hessian of ``||b - A x||^2``, or the complex
@@ -38,6 +38,8 @@ def _cases():
         "nested_products": (k.nested_products, (A, B, x, y), ("A", "B", "x"), ("y",)),
         "summed_products": (k.summed_products, (wide, x, z[:4]), ("A", "x", "z"), None),
         "product_into_itself": (k.product_into_itself, (A, x), ("A", "x"), ("x",)),
+        "vector_matrix_products": (k.vector_matrix_products, (A, x, y), ("A", "x", "y"),
+                                   ("y",)),
         "conjugate_gradients": (k.conjugate_gradients, (A @ A.T + N * np.eye(N), b, x, 4),
                                 ("A", "b", "x"), ("x",)),
     }
@@ -54,8 +56,8 @@ def _copies(args):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_finite_differences(name):
     """A step of 1e-5 (of each argument's largest entry): with check_grads' 1e-4, the central
-    differences of four CG steps (entries of A up to 10) are off by 2e-6, their O(h^2) error; at 1e-5 they
-    agree to 1e-7 with the adjoint, which the complex step checks exactly."""
+    differences of four CG steps (entries of A up to 10) are off by 2e-6, their O(h^2) error;
+    at 1e-5 they agree to 1e-7 with the adjoint, which the complex step checks exactly."""
     kernel, args, wrt, outputs = CASES[name]
     adsrc.check_grads(kernel, _copies(args), wrt=wrt, outputs=outputs, step=1e-5)
 

@@ -64,9 +64,9 @@ BOOL = Type("bool")
 SHAPE = Type("shape")
 OBJECT = Type("object")     # generated temporaries holding what a derivative rule returns
 
-_PRODUCTS = ("products of dense arrays are supported as M @ v, M.T @ v and np.dot(M, v), with M "
-             "the name of a 2-D array and v a 1-D array, and as a @ b or np.dot(a, b) of two 1-D "
-             "arrays")
+_PRODUCTS = ("products of dense arrays are supported as M @ v, M.T @ v, v @ M, np.dot(M, v) and "
+             "np.dot(v, M), with M the name of a 2-D array and v a 1-D array, and as a @ b or "
+             "np.dot(a, b) of two 1-D arrays")
 
 
 def array(dtype, ndim):
@@ -313,6 +313,9 @@ class TypeInference:
                 return array("float64", 1)
             if left.ndim == 1 and not transposed:
                 return FLOAT
+        if left.is_array and left.ndim == 1 and not transposed and right.is_array \
+                and right.ndim == 2 and isinstance(node.right, gast.Name):
+            return array("float64", 1)          # v @ M, which desugaring writes M.T @ v
         self._fail(node, _PRODUCTS)
 
     def _elementwise(self, node, kinds):
@@ -445,6 +448,9 @@ class TypeInference:
                 if args[0].ndim == 2 and args[1].ndim == 1 \
                         and isinstance(node.args[0], gast.Name):
                     return array("float64", 1)          # np.dot(M, v), a product M @ v
+                if args[0].ndim == 1 and args[1].ndim == 2 \
+                        and isinstance(node.args[1], gast.Name):
+                    return array("float64", 1)          # np.dot(v, M), a product M.T @ v
                 if args[0].ndim != 1 or args[1].ndim != 1:
                     self._fail(node, _PRODUCTS)
             return FLOAT

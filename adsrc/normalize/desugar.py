@@ -175,13 +175,19 @@ class Desugar:
         return node
 
     def _product_form(self, node):
-        """``np.dot(M, v)`` of a 2-D array ``M`` as ``M @ v``, and ``a @ b`` of 1-D arrays as
+        """``np.dot(M, v)`` of a 2-D array ``M`` as ``M @ v``, ``v @ M`` and ``np.dot(v, M)`` as
+        ``M.T @ v``, and ``a @ b`` of 1-D arrays as
         ``np.dot(a, b)``: afterwards ``@`` is always an array (lowered to loops where it is
         used, like ``b - x``) and ``np.dot`` always a float (hoisted like ``np.sum``)."""
         if self._is_reduction(node) and gast.unparse(node.func).strip() == "np.dot" \
-                and len(node.args) == 2 and self._is_matrix(node.args[0]):
-            return gast.copy_location(gast.BinOp(node.args[0], gast.MatMult(), node.args[1]),
+                and len(node.args) == 2 and (self._is_matrix(node.args[0])
+                                             or self._is_matrix(node.args[1])):
+            node = gast.copy_location(gast.BinOp(node.args[0], gast.MatMult(), node.args[1]),
                                       node)
+        if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) \
+                and self._is_matrix(node.right) and not self._is_matrix(node.left):
+            # v @ M is M.T @ v
+            return gast.copy_location(quote_expr("M.T @ V", M=node.right, V=node.left), node)
         form = matrix_vector(node)
         if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) \
                 and (form is None or not self._is_matrix(form[0])):
