@@ -551,6 +551,18 @@ def momentum_names(A, b, x, lr, iters):
     return np.dot(x, x) + np.dot(x_prev, b)
 
 
+def axis_reductions(A, x, y):
+    """np.sum, np.mean, np.max, np.min along an axis of a 2-D array expression, as keywords,
+    positions (-1, -2 too) and methods, in element-wise statements and bound to names: row
+    sums scaling a product, a log-sum-exp over rows, column maxima."""
+    d = np.sum(np.abs(A), axis=1)
+    B = A * A
+    m = np.max(B, axis=0) * x
+    y[:] = (A @ x) / d + np.mean(B, 0) * y[::-1] + np.min(A, axis=-2)
+    y += np.log(np.sum(np.exp(A - m[0]), axis=-1)) + 0.1 * B.sum(axis=1) + B.max(1)
+    return np.dot(m, y) + np.sum(B.min(axis=0))
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

@@ -102,6 +102,14 @@ def max_of_an_index_array(x, idx):
     return x[0] * np.max(idx)  # <-
 
 
+def sum_along_an_axis_of_a_vector(x):
+    return np.sum(np.sum(x, axis=0))  # <-
+
+
+def sum_along_a_variable_axis(x, u, k):
+    return x[0] * np.sum(np.sum(u, axis=k))  # <-
+
+
 def early_return_without_a_last_one(x):
     for i in range(len(x)):
         if x[i] > 1.0:
@@ -213,7 +221,7 @@ def nested_function(x):
 
 
 def keyword_argument(x):
-    s = np.sum(x, axis=0)  # <-
+    s = np.sum(x, keepdims=True)  # <-
     return s
 
 
@@ -402,6 +410,9 @@ UNSUPPORTED = [
     (whole_array_comparison, "only as the condition of np.where", "x > 1.0", _x),
     (where_of_a_condition_alone, "np.where takes 3 arguments", "np.where", _x),
     (builtin_max_of_an_array, "write np.max(x)", "max", _x),
+    (sum_along_an_axis_of_a_vector, "is supported for a 2-D array u", "np.sum(x", _x),
+    (sum_along_a_variable_axis, "takes a constant axis", "np.sum(u",
+     lambda: (*_x(), np.ones((3, 2)), 1)),
     (roll_of_a_matrix, "np.roll is supported on a 1-D array", "np.roll",
      lambda: (*_x(), np.ones((3, 2)))),
     (max_of_an_index_array, "np.max is supported on float arrays", "np.max",

@@ -206,6 +206,11 @@ CASES = [
     Case("momentum_names", K.momentum_names,
          lambda r, d: (_spd(r, 5), _u(r, 5), _u(r, 5), 0.05, 3), ("A", "b", "x", "lr"),
          effective=("return",)),
+    # every row's and column's maximum and minimum is unique (the ramps)
+    Case("axis_reductions", K.axis_reductions,
+         lambda r, d: (_u(r, (5, 5)) + 0.2 * np.arange(5)[:, None] + 0.3 * np.arange(5),
+                       _u(r, 5), _u(r, 5)),
+         ("A", "x", "y"), ("return", "y")),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -599,7 +604,8 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "early_bare_return", "recursive_early_return",
                                   "conditional_expressions", "swapped_local_arrays",
                                   "array_gathers", "where_clip_diag", "mean_max_min",
-                                  "rolled_and_elementary", "momentum_names"])
+                                  "rolled_and_elementary", "momentum_names",
+                                  "axis_reductions"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment

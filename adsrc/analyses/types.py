@@ -397,6 +397,24 @@ class TypeInference:
             return array(base.dtype, sliced)
         return base.element
 
+    def _axis_reduction(self, node, func, operand):
+        """``np.sum(u, axis)`` (np.mean, np.max, np.min) of a 2-D array expression, axis 0 or 1
+        (-1 and -2 counted from the end): a 1-D array."""
+        axis = node.args[1]
+        if isinstance(axis, gast.UnaryOp) and isinstance(axis.op, gast.USub) \
+                and isinstance(axis.operand, gast.Constant):
+            value = -axis.operand.value
+        else:
+            value = axis.value if isinstance(axis, gast.Constant) else None
+        if type(value) is not int or value not in (0, 1, -1, -2):
+            self._fail(node, f"{func}(u, axis) takes a constant axis, 0 or 1")
+        if operand is not None and not (operand.is_array and operand.ndim == 2):
+            self._fail(node, f"{func}(u, axis) is supported for a 2-D array u")
+        if func in ("np.max", "np.min") and operand is not None \
+                and operand.dtype != "float64":
+            self._fail(node, f"{func} is supported on float arrays")
+        return array("float64", 1)
+
     def _gathered(self, node, base, index):
         """``x[idx]``: the elements of the 1-D array x at the integers of the 1-D array idx."""
         if index.dtype == "float64" or index.dtype == "bool" or index.ndim != 1 \
@@ -437,6 +455,8 @@ class TypeInference:
                                  "np.roll(x, k)")
             self._expect_int(node.args[1])
             return kind
+        if func in REDUCTION_CALLS and func != "np.dot" and len(args) == 2:
+            return self._axis_reduction(node, func, args[0])
         if func in REDUCTION_CALLS:
             for arg in args:
                 if arg is not None and not arg.is_array:

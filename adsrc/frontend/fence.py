@@ -363,6 +363,15 @@ class Fence(gast.NodeTransformer):
         choice.adsrc_elementwise = True
         return choice
 
+    def _reduces(self, call, resolved):
+        """Whether a call is a reduction taking an axis: np.sum, np.mean, np.max, np.min or
+        the same method of a local array."""
+        if resolved is not None:
+            return resolved[0] == "np" and resolved[1] in _AXIS_REDUCTIONS
+        func = call.func
+        return isinstance(func, gast.Attribute) and func.attr in _AXIS_REDUCTIONS \
+            and isinstance(func.value, gast.Name) and func.value.id in self.local_names
+
     def _float_dtype(self, call, resolved):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
         whatever it is given; refuse every other keyword argument."""
@@ -559,11 +568,15 @@ class Fence(gast.NodeTransformer):
             solve.args = [self._expression(arg) for arg in solve.args]
             return solve
         resolved = self._resolve_call(call)
+        if self._reduces(call, resolved):
+            # np.sum(u, axis=1) as np.sum(u, 1): lowering reads the axis from the arguments
+            call.args += [keyword.value for keyword in call.keywords if keyword.arg == "axis"]
+            call.keywords = [keyword for keyword in call.keywords if keyword.arg != "axis"]
         if call.keywords:
             self._float_dtype(call, resolved)
         func = call.func
         if isinstance(func, gast.Attribute) and func.attr in _METHODS \
-                and len(call.args) == _METHODS[func.attr] \
+                and len(call.args) in _METHODS[func.attr] \
                 and isinstance(func.value, gast.Name) and func.value.id in self.local_names:
             # x.copy(), x.sum(), x.dot(y): NumPy's methods, spelled as its functions
             function = gast.Call(func=_dotted("np", func.attr), args=[func.value] + call.args,
@@ -605,7 +618,9 @@ class Fence(gast.NodeTransformer):
 
 
 # NumPy methods a kernel may call on an array: name -> number of arguments
-_METHODS = {"copy": 0, "sum": 0, "dot": 1, "mean": 0, "max": 0, "min": 0}
+_AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
+# NumPy's methods spelled as its functions, and the numbers of arguments they take here
+_METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in _AXIS_REDUCTIONS}}
 _FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
 
 

@@ -140,7 +140,11 @@ class Desugar:
                 and node.func.id in self.user_functions)
 
     def _is_reduction(self, node):
-        return isinstance(node, gast.Call) and gast.unparse(node.func).strip() in REDUCTION_CALLS
+        """A reduction to a float (np.sum(u, 1), a row's sums, is an array)."""
+        if not (isinstance(node, gast.Call)
+                and gast.unparse(node.func).strip() in REDUCTION_CALLS):
+            return False
+        return len(node.args) == (2 if gast.unparse(node.func).strip() == "np.dot" else 1)
 
     def _hoist_nested(self, node, before, top):
         """Rewrite ``node``, moving nested reductions and user calls into temporaries."""

@@ -34,6 +34,13 @@ def _callee(node):
     return gast.unparse(node.func).strip() if isinstance(node, gast.Call) else None
 
 
+def _reduced_axis(node):
+    """The axis, 0 or 1, of ``np.sum(u, axis)`` (np.mean, np.max, np.min), else None."""
+    if _callee(node) in REDUCTION_CALLS and _callee(node) != "np.dot" and len(node.args) == 2:
+        return _constant_int(node.args[1]) % 2
+    return None
+
+
 def _constant_int(node):
     """The value of an int constant, ``k`` or ``-k``; None for anything else."""
     if isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub):
@@ -138,7 +145,7 @@ class LowerArrays:
         if is_rule_call(value):
             return [stmt]           # the rule computes the whole array; nothing to lower
         func = _callee(value)
-        if func in REDUCTION_CALLS:
+        if func in REDUCTION_CALLS and _reduced_axis(value) is None:
             return self._reduction(stmt, func)
         if isinstance(target, gast.Name) and self._is_array(value):
             return self._local_array(stmt, top)
@@ -172,7 +179,7 @@ class LowerArrays:
             return [node] if self._has_slice(node) or self._is_gather(node) else []
         if isinstance(node, gast.Attribute):
             return []
-        if _callee(node) in ("np.diag", "np.roll"):
+        if _callee(node) in ("np.diag", "np.roll") or _reduced_axis(node) is not None:
             return [node]
         leaves = []
         for child in gast.iter_child_nodes(node):
@@ -195,6 +202,8 @@ class LowerArrays:
             return [quote_expr("min(A.shape[0], A.shape[1])", A=leaf.args[0])]
         if _callee(leaf) == "np.roll":
             return [quote_expr("A.shape[0]", A=leaf.args[0])]
+        if _reduced_axis(leaf) is not None:
+            return [self._counts(self._first_operand(leaf.args[0]))[1 - _reduced_axis(leaf)]]
         if self._is_gather(leaf):
             return self._counts(self._first_operand(leaf.slice))
         _, axes = self._axes(leaf)
@@ -488,6 +497,8 @@ class LowerArrays:
             matrix = value.args[0]
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
             return quote_expr("A[I, I]", A=matrix, I=name(counters[0]))
+        if _reduced_axis(value) is not None:
+            return self._reduced_element(value, sliced, counters, checks, before)
         if _callee(value) == "np.roll":
             array, shift = value.args
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
@@ -544,6 +555,49 @@ class LowerArrays:
         before.extend(quote("S = 0.0", S=total) + [loop])
         return name(total)
 
+    def _reduced_element(self, node, sliced, counters, checks, before):
+        """Element ``i`` of ``np.sum(u, 1)`` (of ``np.sum(u, 0)``): a temporary that a loop over
+        the columns (rows) ``j``, appended to ``before``, accumulates ``u[i, j]`` (``u[j, i]``)
+        into, as for a matrix-vector product; np.mean divides by the count, np.max and np.min
+        keep the largest or smallest."""
+        func, axis = _callee(node), _reduced_axis(node)
+        if len(sliced) != 1:
+            self._fail(node, f"{func}(u, axis) is a 1-D array: use it in 1-D element-wise "
+                             f"statements")
+        counts = self._counts(self._first_operand(node.args[0]))
+        self._check_extent(node, counts[1 - axis], sliced[0].count, checks)
+        inner = self.namer.fresh("i")
+        total = self.namer.fresh("s")
+        operand_axes = [_Axis(const(0), 1, count) for count in counts]
+        operand_counters = [counters[0], inner] if axis == 1 else [inner, counters[0]]
+        inside = []
+        element = self._elements(node.args[0], operand_axes, operand_counters, checks, inside)
+        init, step, finish = self._accumulation(node, func, total, element, counts[axis],
+                                                checks)
+        loop = gast.For(target=name(inner, store=True),
+                        iter=quote_expr("range(N)", N=counts[axis]), body=inside + step,
+                        orelse=[], type_comment=None)
+        before.extend(init + [loop] + finish)
+        return name(total)
+
+    def _accumulation(self, node, func, total, element, count, checks):
+        """``(init, step, finish)`` statements reducing ``element`` into ``total`` over
+        ``count`` elements: ``s = 0.0; s = s + e`` (np.mean: then ``s = s / count``), or
+        ``s = -inf; s = max(s, e)`` (np.min: inf and min) after an assert, added to
+        ``checks``, that there is an element (NumPy raises on none; -inf would be a wrong
+        number)."""
+        extremum = {"np.max": "max", "np.min": "min"}.get(func)
+        step = quote("S = S + E" if extremum is None else f"S = {extremum}(S, E)",
+                     S=total, E=element)
+        if extremum is not None:
+            checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
+                f"{self._place(node)}: {func} of an empty array")))
+        start = {None: 0.0, "max": -math.inf, "min": math.inf}[extremum]
+        init = [gast.Assign(targets=[name(total, store=True)], value=const(start),
+                            type_comment=None)]
+        finish = quote("S = S / N", S=total, N=count) if func == "np.mean" else []
+        return init, step, finish
+
     def _reduction(self, stmt, func):
         """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop;
         ``np.mean`` the same, then divided by the count; ``np.max`` (``np.min``) as ``s =
@@ -577,25 +631,16 @@ class LowerArrays:
         else:
             total = self.namer.fresh("s")
             store = [gast.Assign(targets=[target], value=name(total), type_comment=None)]
-        extremum = {"np.max": "max", "np.min": "min"}.get(func)
-        step = "S = S + E" if extremum is None else f"S = {extremum}(S, E)"
-        body = before + quote(step, S=total, E=element)
+        count = sliced[0].count
+        for axis in sliced[1:]:
+            count = quote_expr("A * B", A=count, B=axis.count)
+        init, step, finish = self._accumulation(stmt, func, total, element, count, checks)
+        body = before + step
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
-        count = sliced[0].count
-        for axis in sliced[1:]:
-            count = quote_expr("A * B", A=count, B=axis.count)
-        if extremum is not None:
-            checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
-                f"{self._place(stmt)}: {func} of an empty array")))
-        start = {None: 0.0, "max": -math.inf, "min": math.inf}[extremum]
-        init = [gast.Assign(targets=[name(total, store=True)], value=const(start),
-                            type_comment=None)]
-        if func == "np.mean":
-            body += quote("S = S / N", S=total, N=count)
-        return self._located(init + checks + body + store, stmt)
+        return self._located(init + checks + body + finish + store, stmt)
 
     def _first_operand(self, value):
         leaves = self._array_leaves(value)
