@@ -220,11 +220,10 @@ class LowerArrays:
     def _local_array(self, stmt, top):
         """``a = <array>``.  NumPy binds the name to a new array; adsrc keeps one array per
         name, allocated once at the top level, and fills it in place.  The two agree because
-        no other name holds the array a name let go of ('a = b' copies, where it agrees) and
-        the shape
-        stays the same (checked where it could change).  So a first binding inside a loop or
-        branch allocates before the top-level statement holding it, and a binding again
-        fills the array that is there."""
+        no other name holds the array a name let go of ('a = b' copies, where that agrees)
+        and the shape stays the same (checked where it could change).  So a first binding
+        inside a loop or branch allocates before the top-level statement holding it, and a
+        binding again fills the array that is there."""
         target, value = stmt.targets[0], stmt.value
         if target.id in self.source.params:
             self._fail(stmt, f"'{target.id}' is an argument: update it in place with "
@@ -539,21 +538,16 @@ class LowerArrays:
             self._fail(node, "a matrix-vector product is a 1-D array: use it in 1-D "
                              "element-wise statements")
         self._check_extent(node, _product_length(form), sliced[0].count, checks)
-        inner = self.namer.fresh("i")
-        total = self.namer.fresh("s")
         summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix,
                                                D=const(0 if transposed else 1)))
-        inside = []
-        element = self._elements(vector, [summed], [inner], checks, inside)
-        entry = (name(inner), name(counters[0])) if transposed else (name(counters[0]),
-                                                                      name(inner))
-        term = quote_expr("M[I, J] * V", M=matrix, I=entry[0], J=entry[1], V=element)
-        loop = gast.For(target=name(inner, store=True), iter=quote_expr("range(N)",
-                                                                        N=summed.count),
-                        body=inside + quote("S = S + T", S=total, T=term), orelse=[],
-                        type_comment=None)
-        before.extend(quote("S = 0.0", S=total) + [loop])
-        return name(total)
+
+        def term(inner, inside):
+            element = self._elements(vector, [summed], [inner], checks, inside)
+            entry = (name(inner), name(counters[0])) if transposed else (name(counters[0]),
+                                                                          name(inner))
+            return quote_expr("M[I, J] * V", M=matrix, I=entry[0], J=entry[1], V=element)
+
+        return self._accumulated(node, "np.sum", summed.count, term, checks, before)
 
     def _reduced_element(self, node, sliced, counters, checks, before):
         """Element ``i`` of ``np.sum(u, 1)`` (of ``np.sum(u, 0)``): a temporary that a loop over
@@ -566,17 +560,26 @@ class LowerArrays:
                              f"statements")
         counts = self._counts(self._first_operand(node.args[0]))
         self._check_extent(node, counts[1 - axis], sliced[0].count, checks)
+        operand_axes = [_Axis(const(0), 1, count) for count in counts]
+
+        def entry(inner, inside):
+            operand_counters = [counters[0], inner] if axis == 1 else [inner, counters[0]]
+            return self._elements(node.args[0], operand_axes, operand_counters, checks, inside)
+
+        return self._accumulated(node, func, counts[axis], entry, checks, before)
+
+    def _accumulated(self, node, func, count, element_at, checks, before):
+        """A temporary holding ``func`` (np.sum, np.mean, np.max, np.min) of the elements
+        ``element_at(j, inside)`` for ``j`` in ``range(count)``, computed by statements
+        appended to ``before``; ``element_at`` appends to ``inside`` what the loop body must
+        compute before the element."""
         inner = self.namer.fresh("i")
         total = self.namer.fresh("s")
-        operand_axes = [_Axis(const(0), 1, count) for count in counts]
-        operand_counters = [counters[0], inner] if axis == 1 else [inner, counters[0]]
         inside = []
-        element = self._elements(node.args[0], operand_axes, operand_counters, checks, inside)
-        init, step, finish = self._accumulation(node, func, total, element, counts[axis],
-                                                checks)
-        loop = gast.For(target=name(inner, store=True),
-                        iter=quote_expr("range(N)", N=counts[axis]), body=inside + step,
-                        orelse=[], type_comment=None)
+        element = element_at(inner, inside)
+        init, step, finish = self._accumulation(node, func, total, element, count, checks)
+        loop = gast.For(target=name(inner, store=True), iter=quote_expr("range(N)", N=count),
+                        body=inside + step, orelse=[], type_comment=None)
         before.extend(init + [loop] + finish)
         return name(total)
 
