@@ -1,5 +1,6 @@
 """Dense matrix-vector products in kernels: ``A @ x``, ``A.T @ x``, ``np.dot(A, x)``, ``x @ A``
-and ``np.dot(x, A)`` with A a 2-D array, lowered to loops (adsrc/normalize/lower_arrays.py), and ``a @ b`` of 1-D arrays.
+and ``np.dot(x, A)`` with A a 2-D array, lowered to loops (adsrc/normalize/lower_arrays.py),
+and ``a @ b`` of 1-D arrays.
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
 independent way: the closed-form gradient and Hessian of ``||b - A x||^2``, or the complex

@@ -28,7 +28,7 @@ import math
 
 import gast
 
-from adsrc.analyses.snapshots import int_literal
+from adsrc.frontend.quoting import int_literal
 from adsrc.transformations.reverse import tape_call
 
 UNBOUNDED = -math.inf

@@ -34,7 +34,8 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call, names_read, target_root, user_call, \
     walk_statements
-from adsrc.analyses.snapshots import int_literal, is_range_loop, literal_step
+from adsrc.analyses.snapshots import is_range_loop, literal_step
+from adsrc.frontend.quoting import int_literal
 from adsrc.normalize.control import contains_break
 
 

@@ -27,18 +27,7 @@ C compiler from turning the loop into a vectorised copy.
 import gast
 
 from adsrc.analyses.effects import target_root, walk_statements
-from adsrc.frontend.quoting import quote_expr, same
-
-
-def int_literal(node):
-    """The value of an integer literal such as ``3`` or ``-1``, else None."""
-    sign = 1
-    if isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub):
-        sign, node = -1, node.operand
-    if isinstance(node, gast.Constant) and isinstance(node.value, int) \
-            and not isinstance(node.value, bool):
-        return sign * node.value
-    return None
+from adsrc.frontend.quoting import int_literal, quote_expr, same
 
 
 def literal_step(loop):

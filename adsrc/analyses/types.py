@@ -13,8 +13,8 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
-from adsrc.frontend.quoting import located, quote_expr
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
+from adsrc.frontend.quoting import int_literal, located, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -397,28 +397,36 @@ class TypeInference:
             return array(base.dtype, sliced)
         return base.element
 
-    def _axis_reduction(self, node, func, operand):
-        """``np.sum(u, axis)`` (np.mean, np.max, np.min) of a 2-D array expression, axis 0 or 1
-        (-1 and -2 counted from the end): a 1-D array."""
-        axis = node.args[1]
-        if isinstance(axis, gast.UnaryOp) and isinstance(axis.op, gast.USub) \
-                and isinstance(axis.operand, gast.Constant):
-            value = -axis.operand.value
+    def _reduction(self, node, func, args):
+        """A reduction of arrays: a float, or, along an axis of a 2-D array expression
+        (``np.sum(u, axis)``, axis 0 or 1, -1 and -2 counted from the end), a 1-D array."""
+        reduces_an_axis = along_axis(node)
+        if reduces_an_axis:
+            if int_literal(node.args[1]) not in (0, 1, -1, -2):
+                self._fail(node, f"{func}(u, axis) takes a constant axis, 0 or 1")
+            if args[0] is not None and not (args[0].is_array and args[0].ndim == 2):
+                self._fail(node, f"{func}(u, axis) is supported for a 2-D array u")
         else:
-            value = axis.value if isinstance(axis, gast.Constant) else None
-        if type(value) is not int or value not in (0, 1, -1, -2):
-            self._fail(node, f"{func}(u, axis) takes a constant axis, 0 or 1")
-        if operand is not None and not (operand.is_array and operand.ndim == 2):
-            self._fail(node, f"{func}(u, axis) is supported for a 2-D array u")
-        if func in ("np.max", "np.min") and operand is not None \
-                and operand.dtype != "float64":
+            for arg in args:
+                if arg is not None and not arg.is_array:
+                    self._fail(node, f"{func} takes arrays")
+        if func in ("np.max", "np.min") and args and args[0] is not None \
+                and args[0].dtype != "float64":
             self._fail(node, f"{func} is supported on float arrays")
-        return array("float64", 1)
+        if reduces_an_axis:
+            return array("float64", 1)
+        if func == "np.dot" and len(args) == 2 and None not in args:
+            if args[0].ndim == 2 and args[1].ndim == 1 and isinstance(node.args[0], gast.Name):
+                return array("float64", 1)          # np.dot(M, v), a product M @ v
+            if args[0].ndim == 1 and args[1].ndim == 2 and isinstance(node.args[1], gast.Name):
+                return array("float64", 1)          # np.dot(v, M), a product M.T @ v
+            if args[0].ndim != 1 or args[1].ndim != 1:
+                self._fail(node, _PRODUCTS)
+        return FLOAT
 
     def _gathered(self, node, base, index):
         """``x[idx]``: the elements of the 1-D array x at the integers of the 1-D array idx."""
-        if index.dtype == "float64" or index.dtype == "bool" or index.ndim != 1 \
-                or base.ndim != 1:
+        if index.dtype not in ("int32", "int64") or index.ndim != 1 or base.ndim != 1:
             self._fail(node, "an array index is supported as a 1-D integer array indexing a "
                              f"1-D array (x[idx]); here {base} is indexed by {index}")
         return array(base.dtype, 1)
@@ -455,25 +463,8 @@ class TypeInference:
                                  "np.roll(x, k)")
             self._expect_int(node.args[1])
             return kind
-        if func in REDUCTION_CALLS and func != "np.dot" and len(args) == 2:
-            return self._axis_reduction(node, func, args[0])
         if func in REDUCTION_CALLS:
-            for arg in args:
-                if arg is not None and not arg.is_array:
-                    self._fail(node, f"{func} takes arrays")
-            if func in ("np.max", "np.min") and args and args[0] is not None \
-                    and args[0].dtype != "float64":
-                self._fail(node, f"{func} is supported on float arrays")
-            if func == "np.dot" and len(args) == 2 and None not in args:
-                if args[0].ndim == 2 and args[1].ndim == 1 \
-                        and isinstance(node.args[0], gast.Name):
-                    return array("float64", 1)          # np.dot(M, v), a product M @ v
-                if args[0].ndim == 1 and args[1].ndim == 2 \
-                        and isinstance(node.args[1], gast.Name):
-                    return array("float64", 1)          # np.dot(v, M), a product M.T @ v
-                if args[0].ndim != 1 or args[1].ndim != 1:
-                    self._fail(node, _PRODUCTS)
-            return FLOAT
+            return self._reduction(node, func, args)
         if func in ("np.zeros", "np.empty"):
             shape = node.args[0] if node.args else None
             if len(node.args) != 1:

@@ -367,9 +367,9 @@ class Fence(gast.NodeTransformer):
         """Whether a call is a reduction taking an axis: np.sum, np.mean, np.max, np.min or
         the same method of a local array."""
         if resolved is not None:
-            return resolved[0] == "np" and resolved[1] in _AXIS_REDUCTIONS
+            return resolved[0] == "np" and resolved[1] in intrinsics.AXIS_REDUCTIONS
         func = call.func
-        return isinstance(func, gast.Attribute) and func.attr in _AXIS_REDUCTIONS \
+        return isinstance(func, gast.Attribute) and func.attr in intrinsics.AXIS_REDUCTIONS \
             and isinstance(func.value, gast.Name) and func.value.id in self.local_names
 
     def _float_dtype(self, call, resolved):
@@ -613,14 +613,14 @@ class Fence(gast.NodeTransformer):
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
                          "math/NumPy elementary functions, the reductions np.dot, np.sum, "
-                         "np.mean, np.max and np.min, allocation functions, calls of other plain Python kernels, and functions with "
-                         "a derivative rule (declare one with adsrc.rule)")
+                         "np.mean, np.max and np.min, allocation functions, calls of other "
+                         "plain Python kernels, and functions with a derivative rule (declare "
+                         "one with adsrc.rule)")
 
 
 # NumPy methods a kernel may call on an array: name -> number of arguments
-_AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 # NumPy's methods spelled as its functions, and the numbers of arguments they take here
-_METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in _AXIS_REDUCTIONS}}
+_METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in intrinsics.AXIS_REDUCTIONS}}
 _FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
 
 

@@ -21,6 +21,8 @@ ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
 #: reductions over arrays, canonical spelling ``np.<name>``.
 REDUCTIONS = ("dot", "sum", "mean", "max", "min")
 REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
+#: the reductions that also run along an axis of a 2-D array, ``np.sum(u, 1)``.
+AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
 #: and max, np.square as ``** 2``) or that lowering reads element by element (np.diag,
 #: np.roll), canonical ``np.<name>``.
@@ -58,6 +60,13 @@ def canonical(obj):
 def spelled(namespace, name):
     """Source spelling of a canonical function: ``math.sqrt``, ``np.zeros``, ``min``."""
     return name if namespace == "builtin" else f"{namespace}.{name}"
+
+
+def along_axis(node):
+    """Whether ``node`` is a reduction along an axis, ``np.sum(u, axis)`` (np.mean, np.max,
+    np.min): a 1-D array where the other reductions are floats."""
+    return isinstance(node, gast.Call) and len(node.args) == 2 \
+        and gast.unparse(node.func).strip() in tuple("np." + name for name in AXIS_REDUCTIONS)
 
 
 def matrix_vector(node):

@@ -90,6 +90,17 @@ def unparse(node):
     return ast.unparse(module).strip()
 
 
+def int_literal(node):
+    """The value of an integer literal such as ``3`` or ``-1``, else None."""
+    sign = 1
+    if isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub):
+        sign, node = -1, node.operand
+    if isinstance(node, gast.Constant) and isinstance(node.value, int) \
+            and not isinstance(node.value, bool):
+        return sign * node.value
+    return None
+
+
 def same(a, b):
     """Structural equality of two expressions (ignoring contexts and locations)."""
     return gast.dump(with_ctx(a, gast.Load())) == gast.dump(with_ctx(b, gast.Load()))

@@ -6,12 +6,13 @@
 * ``return e`` becomes ``_ret = e`` followed by ``return _ret``, so the result is a variable;
 * ``np.dot(M, v)`` of a 2-D array becomes ``M @ v`` (a matrix-vector product, lowered to loops
   with the statement that uses it), and ``a @ b`` of 1-D arrays becomes ``np.dot(a, b)``;
-* reductions (``np.dot``, ``np.sum``, ``np.mean``, ``np.max``, ``np.min``) and user-kernel calls nested inside an expression are
-  computed into temporaries first, and float arguments of user calls become names, so that every
-  call's adjoint has a variable to send its derivative to.  Every user call's result goes to a
-  temporary that only a copy reads (``t = g(...)`` becomes ``_t0 = g(...); t = _t0``): the
-  analyses see a call only as a statement or as the whole right-hand side of an assignment to a
-  name, and the target never needs recording before the call (see ``_call_result``);
+* reductions to a float (``np.dot``, ``np.sum``, ``np.mean``, ``np.max``, ``np.min``) and
+  user-kernel calls nested inside an expression are computed into temporaries first, and float
+  arguments of user calls become names, so that every call's adjoint has a variable to send its
+  derivative to.  Every user call's result goes to a temporary that only a copy reads
+  (``t = g(...)`` becomes ``_t0 = g(...); t = _t0``): the analyses see a call only as a
+  statement or as the whole right-hand side of an assignment to a name, and the target never
+  needs recording before the call (see ``_call_result``);
 * the calls in ``range(...)`` bounds and in an ``if`` or ``while`` condition are computed before
   the statement, and for a ``while`` again at the end of the body (and before each
   ``continue``), so the condition sees the values of the current trip:
@@ -31,7 +32,7 @@ import copy
 import gast
 
 from adsrc.analyses.effects import is_rule_call
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
 from adsrc.frontend.quoting import full_slice, name, quote_expr, with_ctx
 from adsrc.rules import library
 
@@ -141,10 +142,8 @@ class Desugar:
 
     def _is_reduction(self, node):
         """A reduction to a float (np.sum(u, 1), a row's sums, is an array)."""
-        if not (isinstance(node, gast.Call)
-                and gast.unparse(node.func).strip() in REDUCTION_CALLS):
-            return False
-        return len(node.args) == (2 if gast.unparse(node.func).strip() == "np.dot" else 1)
+        return isinstance(node, gast.Call) and not along_axis(node) \
+            and gast.unparse(node.func).strip() in REDUCTION_CALLS
 
     def _hoist_nested(self, node, before, top):
         """Rewrite ``node``, moving nested reductions and user calls into temporaries."""

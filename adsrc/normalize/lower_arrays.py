@@ -24,8 +24,9 @@ import os
 import gast
 
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, matrix_vector
-from adsrc.frontend.quoting import const, full_slice, located, name, quote, quote_expr
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
+from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, quote,
+                                    quote_expr)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
@@ -36,19 +37,7 @@ def _callee(node):
 
 def _reduced_axis(node):
     """The axis, 0 or 1, of ``np.sum(u, axis)`` (np.mean, np.max, np.min), else None."""
-    if _callee(node) in REDUCTION_CALLS and _callee(node) != "np.dot" and len(node.args) == 2:
-        return _constant_int(node.args[1]) % 2
-    return None
-
-
-def _constant_int(node):
-    """The value of an int constant, ``k`` or ``-k``; None for anything else."""
-    if isinstance(node, gast.UnaryOp) and isinstance(node.op, gast.USub):
-        value = _constant_int(node.operand)
-        return None if value is None else -value
-    if isinstance(node, gast.Constant) and type(node.value) is int:
-        return node.value
-    return None
+    return int_literal(node.args[1]) % 2 if along_axis(node) else None
 
 
 def _product_length(form):
@@ -387,7 +376,7 @@ class LowerArrays:
         return array, axes
 
     def _axis(self, array, dim, part):
-        step = 1 if part.step is None else _constant_int(part.step)
+        step = 1 if part.step is None else int_literal(part.step)
         if not step:
             self._fail(part.step, "slices need a constant, non-zero step")
         extent = quote_expr("A.shape[D]", A=array, D=const(dim))

@@ -23,8 +23,9 @@ import gast
 
 from adsrc.analyses.effects import names_read, rule_call, target_root, user_call
 from adsrc.analyses.needs import RESULT
-from adsrc.analyses.snapshots import int_literal, literal_step
-from adsrc.frontend.quoting import comment, const, is_comment, name, quote, quote_expr, same
+from adsrc.analyses.snapshots import literal_step
+from adsrc.frontend.quoting import (comment, const, int_literal, is_comment, name, quote,
+                                    quote_expr, same)
 from adsrc.normalize.control import contains_break
 from adsrc.rules import elementary
 from adsrc.rules.library import RULES
