@@ -996,6 +996,15 @@ def reduction_into_element(x, y):
     y[0] = np.sum(y)
 
 
+def maxima_into_a_call(x, y, a):
+    """np.max of an array in a call's argument, in a loop: the forward sweep saves the maxima's
+    temporaries before each trip assigns them, on the first trip too (the Python backend's
+    forward sweep read them unbound there)."""
+    for i in range(len(y) - 1):
+        y[i] += smooth(a / (1.0 + np.max(x) * np.max(x)), y[i])
+    return np.sum(y)
+
+
 def reduction_reads_target(x, a):
     """the name a reduction is assigned to is read inside the reduction."""
     a = np.sum(a * x)

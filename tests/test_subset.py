@@ -291,6 +291,8 @@ CASES = [
          lambda r, d: (_u(r, 4), _u(r, (4, 3))), ("x", "u")),
     Case("reduction_into_element", K.reduction_into_element,
          lambda r, d: (_u(r, 5), _u(r, 5)), ("x", "y"), ("x", "y")),
+    Case("maxima_into_a_call", K.maxima_into_a_call, lambda r, d: (_u(r, 5), _u(r, 5), 0.7),
+         ("x", "y", "a")),
     Case("reduction_reads_target", K.reduction_reads_target, lambda r, d: (_u(r, 5), 0.8),
          ("x", "a")),
     # values chosen so that every condition is >= 0.04 away from switching

@@ -580,8 +580,14 @@ def build_functions(spec):
                         if spec.env[param].is_array or param in spec.recompute.invariant}
     frame = sorted((locals_read & set(spec.env)) - unchanged_params
                    - spec.recompute.pure_counters - recomputed)
-    unbound = [local for local in frame if local not in spec.recompute.invariant
-               and local not in spec.params and not spec.env[local].is_array]
+    # Locals the forward sweep saves before their first assignment (a trip's value, pushed on
+    # the first trip too) or saves in its frame: bound first, to zero (never read as zero).
+    pushed = {node.args[0].id for stmt in forward for node in gast.walk(stmt)
+              if tape_call(node, "push_float", "push_int") and isinstance(node.args[0], gast.Name)
+              and node.args[0].id in spec.env}
+    unbound = [local for local in sorted(set(frame) | pushed)
+               if local not in spec.recompute.invariant and local not in spec.params
+               and not spec.env[local].is_array]
     forward = [stmt for local in unbound for stmt in quote("V = Z", V=local,
                                                          Z=_zero(spec.env[local]))] + forward
     if frame:
