@@ -74,6 +74,7 @@ FEATURES = {
     "early_return": 0.3,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
     "arg_rebind": 0.15, "vector_where": 0.15, "vector_gather": 0.35, "vector_roll": 0.15,
+    "matrix_broadcast": 0.3,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -656,6 +657,17 @@ class _Gen:
             shift = self.pick((1, -1, 2))
             forms = [f"{a}[:] = {a} + {k1} * (np.roll({b}, {shift}) - {b})",
                      f"{a} -= {k1} * np.roll({b}, {shift}) * {c}"]
+        elif self.has_m and self.on("matrix_broadcast"):
+            # a 1-D array broadcast along M's rows (b[:, None]), a row of M along its columns
+            # (the target's old values when M is written), np.outer, a sum along an axis of
+            # a broadcast, np.diff
+            self.features.add("matrix_broadcast")
+            forms = [f"{a}[:] = {a} + {k1} * np.sum(M * M[0], axis=1)",
+                     f"{a}[1:] += {k1} * np.diff({b})"]
+            if self._int(0, 1):
+                a = "M"
+                forms = [f"M[:, :] = M + {k1} * {b}[:, None] * M[0]",
+                         f"M += {k1} * np.outer({b}, M[1]) * {c}[:, np.newaxis]"]
         if "w" in arrs and self.on("array_rebind"):
             # the local array bound to a new array (filled in place), reading its old values
             self.features.add("array_rebind")
@@ -1010,7 +1022,8 @@ _NP_CS = types.SimpleNamespace(
     zeros_like=lambda a, **k: np.zeros_like(a, **{**k, "dtype": complex}),
     copy=lambda a: np.array(a, dtype=complex),
     sum=np.sum, dot=np.dot, power=np.power, sin=np.sin, cos=np.cos, tanh=np.tanh,
-    exp=np.exp, sqrt=np.sqrt, log=np.log, mean=np.mean, roll=np.roll)
+    exp=np.exp, sqrt=np.sqrt, log=np.log, mean=np.mean, roll=np.roll, outer=np.outer,
+    diff=np.diff, newaxis=np.newaxis)
 
 _LOADED: dict = {}
 
@@ -1276,6 +1289,7 @@ def allowed_calls():
         "range", "len", "abs", "math.sin", "math.cos", "math.tanh", "math.exp", "math.sqrt",
         "math.log", "np.sin", "np.cos", "np.tanh", "np.exp", "np.sqrt", "np.log", "np.power",
         "np.sum", "np.dot", "np.zeros", "np.zeros_like", "np.copy", "np.maximum", "np.minimum",
-        "np.mean", "np.max", "np.min", "np.where", "np.roll", *_HELPER_SOURCES,
+        "np.mean", "np.max", "np.min", "np.where", "np.roll", "np.outer", "np.diff",
+        *_HELPER_SOURCES,
     }
 

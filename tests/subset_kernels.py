@@ -563,6 +563,40 @@ def axis_reductions(A, x, y):
     return np.dot(m, y) + np.sum(B.min(axis=0))
 
 
+
+def broadcasting(A, d, x, y):
+    """A 1-D array broadcast along a 2-D one, as NumPy does: columns scaled by A * d, rows by
+    d[:, None], d[None, :] spelled out, a matrix-vector product along rows, np.outer, a local
+    bound to a broadcast whose first operand is the 1-D one, reductions of broadcasts, and the
+    target read through a broadcast row of itself (its old values)."""
+    B = A * d + np.outer(x, d) / d[:, None]
+    C = x * B - (B @ x) * d[None, :] + np.exp(-x[:, np.newaxis])
+    A[:, :] = A - 0.1 * np.outer(A[0], d) + 0.2 * A[1]
+    y[:] = np.sum(C * y, axis=1) + np.max(B * d, 1)
+    # (sums of fewer than 8 elements, which NumPy adds in order as the compiled loops do)
+    return np.sum(x[:2] * A[:2, :2]) + np.sum(d[1:3, None] * C[:2, 1:]) + np.dot(y, y)
+
+
+
+def kept_dimensions(Z, W):
+    """Reductions along an axis that keep it (keepdims=True) or get it back ([:, None] of an
+    expression), broadcast against the 2-D array: a softmax over rows, columns centred."""
+    E = np.exp(Z - np.max(Z, axis=1, keepdims=True))
+    P = E / np.sum(E, axis=1)[:, None]
+    Q = P - P.mean(axis=0, keepdims=True) + 0.1 * np.sum(W * W, 0)[None, :]
+    return np.sum(Q * W)
+
+def signs_differences_methods(A, x, theta, y):
+    """np.sign in a soft threshold (LISTA's shrinkage), np.diff in a discrete gradient, and
+    methods called on expressions: (A * A).sum(1), x[1:].sum(), A[0].dot(x), (A @ x).max()."""
+    for k in range(2):
+        z = A @ x + y
+        x[:] = np.sign(z) * np.maximum(np.abs(z) - theta, 0.0)
+    g = np.diff(y)
+    y[1:] = y[1:] + 0.5 * g * np.sign(x[1:] - 0.1)
+    y += 0.01 * (A * A).sum(1)
+    return np.dot(g, g) + x[1:].sum() * A[0].dot(x) + (A @ x).max() + np.sum(np.sign(x))
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

@@ -98,6 +98,28 @@ def roll_of_a_matrix(x, u):
     return x[0] * u[0, 0]
 
 
+def matrix_into_a_vector(x, u):
+    x[:] = 2.0 * u  # <-
+    return x[0]
+
+
+def new_axis_in_a_target(x, u):
+    u[:, :] = 0.0
+    x[:, None] = 1.0  # <-
+
+
+def new_axis_of_a_matrix(x, u):
+    return np.sum(u[:, None] * x)  # <-
+
+
+def outer_of_a_matrix(x, u):
+    return np.sum(np.outer(u, x))  # <-
+
+
+def diff_of_an_expression(x):
+    return np.sum(np.diff(2.0 * x))  # <-
+
+
 def max_of_an_index_array(x, idx):
     return x[0] * np.max(idx)  # <-
 
@@ -221,8 +243,17 @@ def nested_function(x):
 
 
 def keyword_argument(x):
-    s = np.sum(x, keepdims=True)  # <-
+    s = np.sum(x, initial=1.0)  # <-
     return s
+
+
+def kept_dimension_of_a_whole_sum(x):
+    s = np.sum(x, keepdims=True)  # <-
+    return s[0]
+
+
+def slice_of_an_expression(x):
+    return np.sum((2.0 * x)[1:])  # <-
 
 
 def keyword_argument_user_call(x, y):
@@ -415,6 +446,16 @@ UNSUPPORTED = [
      lambda: (*_x(), np.ones((3, 2)), 1)),
     (roll_of_a_matrix, "np.roll is supported on a 1-D array", "np.roll",
      lambda: (*_x(), np.ones((3, 2)))),
+    (matrix_into_a_vector, "storing a 2-D array into 1-D 'x[:]'", "x[:]",
+     lambda: (*_x(3), np.ones((3, 3)))),
+    (new_axis_in_a_target, "a new axis (None) in an assignment's target", "x[:, None]",
+     lambda: (*_x(3), np.ones((3, 3)))),
+    (new_axis_of_a_matrix, "supported on a 1-D array as x[:, None]", "u[:, None]",
+     lambda: (*_x(3), np.ones((3, 3)))),
+    (outer_of_a_matrix, "np.outer(u, v) is supported for 1-D arrays", "np.outer",
+     lambda: (*_x(3), np.ones((3, 3)))),
+    (diff_of_an_expression, "np.diff is supported on a 1-D float array named by the kernel",
+     "np.diff", _x),
     (max_of_an_index_array, "np.max is supported on float arrays", "np.max",
      lambda: (*_x(), np.array([0, 2, 1]))),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
@@ -437,6 +478,9 @@ UNSUPPORTED = [
     (lambda_expression, None, "lambda", _x),
     (nested_function, None, "def sq", _x),
     (keyword_argument, "keyword", "np.sum", _x),
+    (kept_dimension_of_a_whole_sum, "keepdims=True is supported along a constant axis",
+     "np.sum", _x),
+    (slice_of_an_expression, "new axes of expressions", "(2.0 * x)", _x),
     (keyword_argument_user_call, "keyword", "user_axpy", _xy),
     (unknown_library_function, "no derivative rule for numpy.linalg.det", "np.linalg.det",
      _x),

@@ -140,6 +140,11 @@ def parse_type(text):
                         f"int32[:], int64[:] or a 2-D form such as float64[:,:]")
 
 
+def _is_new_axis(index):
+    """``None`` in a subscript, as the frontend spells a new axis (None, np.newaxis)."""
+    return isinstance(index, gast.Constant) and index.value is None
+
+
 def join(a, b):
     """The type of a name assigned values of types a and b."""
     if a is None or a == b:
@@ -241,11 +246,15 @@ class TypeInference:
             self.return_type = join(self.return_type, value)
 
     def _check_store(self, target, value):
+        index = target.slice
+        if any(_is_new_axis(part) for part in (index.elts if isinstance(index, gast.Tuple)
+                                               else [index])):
+            self._fail(target, "a new axis (None) in an assignment's target: store into the "
+                               "array's own axes")
         target_type = self.expr(target)
         base = self.env.get(target.value.id)
         if base is None:
             return
-        index = target.slice
         if not isinstance(index, (gast.Slice, gast.Tuple)) \
                 and (self.expr(index) or INT).is_array:
             self._fail(target, "writing through an index array ('y[idx] = ...') is not "
@@ -319,11 +328,11 @@ class TypeInference:
         self._fail(node, _PRODUCTS)
 
     def _elementwise(self, node, kinds):
+        """An element-wise operation of arrays and scalars: an array of the most dimensions of
+        its operands', as NumPy broadcasts a 1-D array along the last axis of a 2-D one (their
+        extents are checked at run time)."""
         arrays = [kind for kind in kinds if kind is not None and kind.is_array]
-        ndims = {kind.ndim for kind in arrays}
-        if len(ndims) > 1:
-            self._fail(node, "element-wise operations on arrays of different dimensions")
-        return array("float64", arrays[0].ndim)
+        return array("float64", max(kind.ndim for kind in arrays))
 
     def _UnaryOp(self, node):
         operand = self.expr(node.operand)
@@ -368,6 +377,8 @@ class TypeInference:
         if not base.is_array:
             self._fail(node, f"'{gast.unparse(node.value).strip()}' is not an array")
         indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
+        if any(_is_new_axis(index) for index in indices):
+            return self._broadcast(node, base, indices)
         if len(indices) > base.ndim:
             self._fail(node, f"index with {base.ndim} subscripts (one per dimension); "
                              f"got {len(indices)}")
@@ -385,9 +396,7 @@ class TypeInference:
         for index in indices:
             if isinstance(index, gast.Slice):
                 sliced += 1
-                for part in (index.lower, index.upper, index.step):
-                    if part is not None:
-                        self._expect_int(part)
+                self._expect_slice(index)
                 continue
             kind = self.expr(index)
             if kind is not None and kind.is_array:
@@ -396,6 +405,25 @@ class TypeInference:
         if sliced:
             return array(base.dtype, sliced)
         return base.element
+
+    def _broadcast(self, node, base, indices):
+        """``x[:, None]``, ``x[None, :]``: a 1-D array's elements along the axis its slice is
+        on, the same for every index of the new axis (NumPy's broadcasting); lowering reads
+        them so."""
+        if len(indices) == 1:           # x[None] is x[None, :]
+            indices = indices + [gast.Slice(None, None, None)]
+            node.slice = gast.Tuple(indices, gast.Load())
+        slices = [index for index in indices if isinstance(index, gast.Slice)]
+        if base.ndim != 1 or len(indices) != 2 or len(slices) != 1:
+            self._fail(node, "a new axis (None, np.newaxis) is supported on a 1-D array as "
+                             "x[:, None] or x[None, :], to broadcast it along a 2-D array")
+        self._expect_slice(slices[0])
+        return array(base.dtype, 2)
+
+    def _expect_slice(self, index):
+        for part in (index.lower, index.upper, index.step):
+            if part is not None:
+                self._expect_int(part)
 
     def _reduction(self, node, func, args):
         """A reduction of arrays: a float, or, along an axis of a 2-D array expression
@@ -455,6 +483,17 @@ class TypeInference:
                     result = join(result, arg)
                 return result
             return FLOAT
+        if func == "np.outer":
+            if any(arg is not None and not (arg.is_array and arg.ndim == 1) for arg in args):
+                self._fail(node, "np.outer(u, v) is supported for 1-D arrays u and v")
+            return array("float64", 2)
+        if func == "np.diff":
+            kind = args[0]
+            if not (isinstance(node.args[0], gast.Name) and kind is not None and kind.is_array
+                    and kind.ndim == 1 and kind.dtype == "float64"):
+                self._fail(node, "np.diff is supported on a 1-D float array named by the "
+                                 "kernel, np.diff(x)")
+            return kind
         if func == "np.roll":
             kind = args[0]
             if not (isinstance(node.args[0], gast.Name) and kind is not None and kind.is_array

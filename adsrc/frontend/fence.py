@@ -14,7 +14,7 @@ import gast
 import numpy as np
 
 from adsrc.frontend import early_returns, intrinsics
-from adsrc.frontend.quoting import located, quote, quote_expr
+from adsrc.frontend.quoting import int_literal, located, quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -340,12 +340,13 @@ class Fence(gast.NodeTransformer):
         """``np.where(c, a, b)`` as ``a if c else b`` marked element-wise (lowering reads it
         element by element, and only the chosen element's reads are differentiated, as in
         NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.square(a)``
-        as ``a ** 2``; ``np.diag(A)`` and ``np.roll(x, k)`` as they are, for typing and
-        lowering."""
-        arity = {"where": 3, "clip": 3, "square": 1, "diag": 1, "roll": 2}[name]
+        as ``a ** 2``; ``np.sign(a)`` as a choice between 1.0, -1.0 and ``a * 0.0`` (0 and, as
+        in NumPy, NaN for NaN; its derivative is 0); np.diag, np.roll, np.diff and np.outer as
+        they are, for typing and lowering."""
+        arity = intrinsics.SPELLED_OTHERWISE[name]
         if len(call.args) != arity:
             self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
-        if name in ("diag", "roll"):
+        if "np." + name in intrinsics.READ_BY_ELEMENT:
             call.func = _dotted("np", name)
             return call
         if name == "square":
@@ -357,20 +358,50 @@ class Fence(gast.NodeTransformer):
             clipped = gast.Call(gast.Name("min", gast.Load(), None, None),
                                 [gast.copy_location(lower_bounded, call), high], [])
             return gast.copy_location(clipped, call)
+        if name == "sign":
+            choice = quote_expr("1.0 if A > 0.0 else (-1.0 if A < 0.0 else A * 0.0)",
+                                A=call.args[0])
+            located([choice], call)
+            _mark_elementwise(choice)
+            _mark_elementwise(choice.orelse)
+            return choice
         test, chosen, otherwise = call.args
-        test.adsrc_elementwise = True
         choice = gast.copy_location(gast.IfExp(test=test, body=chosen, orelse=otherwise), call)
-        choice.adsrc_elementwise = True
+        _mark_elementwise(choice)
         return choice
+
+    def _kept_dimension(self, call, keepdims):
+        """``np.sum(u, axis=1, keepdims=True)`` as ``np.sum(u, 1)[:, None]`` (axis 0:
+        ``[None, :]``), the new axis that broadcasting reads."""
+        if not (isinstance(keepdims, gast.Constant) and isinstance(keepdims.value, bool)):
+            self._fail(keepdims, "keepdims= takes the constant True or False")
+        reduced = self._call(call)
+        if not keepdims.value:
+            return reduced
+        axis = int_literal(reduced.args[1]) if len(reduced.args) == 2 else None
+        if axis not in (0, 1, -1, -2):
+            self._fail(call, "keepdims=True is supported along a constant axis, 0 or 1, of a "
+                             "2-D array")
+        whole, new = gast.Slice(None, None, None), gast.Constant(value=None, kind=None)
+        index = gast.Tuple([whole, new] if axis % 2 else [new, whole], gast.Load())
+        return located([gast.Subscript(reduced, index, gast.Load())], call)[0]
 
     def _reduces(self, call, resolved):
         """Whether a call is a reduction taking an axis: np.sum, np.mean, np.max, np.min or
-        the same method of a local array."""
+        the same method of an array."""
         if resolved is not None:
             return resolved[0] == "np" and resolved[1] in intrinsics.AXIS_REDUCTIONS
-        func = call.func
-        return isinstance(func, gast.Attribute) and func.attr in intrinsics.AXIS_REDUCTIONS \
-            and isinstance(func.value, gast.Name) and func.value.id in self.local_names
+        return self._is_method(call.func) and call.func.attr in intrinsics.AXIS_REDUCTIONS
+
+    def _is_method(self, func):
+        """Whether ``func`` is a method of an array: an attribute of a local name or of an
+        expression that is not a module's attribute chain (``(A * A).sum``, ``A[0].dot``)."""
+        if not isinstance(func, gast.Attribute):
+            return False
+        value = func.value
+        if isinstance(value, gast.Name):
+            return value.id in self.local_names
+        return not isinstance(value, gast.Attribute)
 
     def _float_dtype(self, call, resolved):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
@@ -446,6 +477,8 @@ class Fence(gast.NodeTransformer):
         if isinstance(index, gast.Tuple):
             index.elts = [self._index(elt) for elt in index.elts]
             return index
+        if self._is_new_axis(index):        # x[:, None], x[np.newaxis, :]: broadcasting
+            return gast.copy_location(gast.Constant(value=None, kind=None), index)
         if isinstance(index, gast.Slice):
             for part in ("lower", "upper", "step"):
                 value = getattr(index, part)
@@ -453,6 +486,13 @@ class Fence(gast.NodeTransformer):
                     setattr(index, part, self._expression(value))
             return index
         return self._expression(index)
+
+    def _is_new_axis(self, index):
+        """``None`` or ``np.newaxis`` in a subscript."""
+        if isinstance(index, gast.Constant):
+            return index.value is None
+        return isinstance(index, gast.Attribute) and index.attr == "newaxis" \
+            and self._module_attribute(index.value) is np
 
     def _expression(self, node):
         if isinstance(node, gast.Constant):
@@ -501,11 +541,14 @@ class Fence(gast.NodeTransformer):
             if solution is not None:
                 solution.args = [self._expression(arg) for arg in solution.args]
                 return solution
-            if not isinstance(node.value, (gast.Name, gast.Attribute)):
-                self._fail(node, "only subscripts of names ('a[i]', 'a.shape[0]') are supported")
-            node.slice = _counted_from_the_end(node)
             node.value = self._expression(node.value)
             node.slice = self._index(node.slice)
+            if not isinstance(node.value, (gast.Name, gast.Attribute)) \
+                    and not _adds_an_axis(node.slice):
+                self._fail(node, "only subscripts of names ('a[i]', 'a.shape[0]') are "
+                                 "supported, and new axes of expressions, "
+                                 "'np.sum(E, axis=1)[:, None]'")
+            node.slice = _counted_from_the_end(node)
             return node
         if isinstance(node, gast.Attribute):
             if node.attr in ("shape", "size") and isinstance(node.value, gast.Name):
@@ -571,14 +614,18 @@ class Fence(gast.NodeTransformer):
         if self._reduces(call, resolved):
             # np.sum(u, axis=1) as np.sum(u, 1): lowering reads the axis from the arguments
             call.args += [keyword.value for keyword in call.keywords if keyword.arg == "axis"]
-            call.keywords = [keyword for keyword in call.keywords if keyword.arg != "axis"]
+            keepdims = [keyword.value for keyword in call.keywords if keyword.arg == "keepdims"]
+            call.keywords = [keyword for keyword in call.keywords
+                             if keyword.arg not in ("axis", "keepdims")]
+            if keepdims:
+                return self._kept_dimension(call, keepdims[0])
         if call.keywords:
             self._float_dtype(call, resolved)
         func = call.func
-        if isinstance(func, gast.Attribute) and func.attr in _METHODS \
-                and len(call.args) in _METHODS[func.attr] \
-                and isinstance(func.value, gast.Name) and func.value.id in self.local_names:
-            # x.copy(), x.sum(), x.dot(y): NumPy's methods, spelled as its functions
+        if self._is_method(func) and func.attr in _METHODS \
+                and len(call.args) in _METHODS[func.attr]:
+            # x.copy(), x.sum(), (A * A).sum(1), A[0].dot(y): NumPy's methods, spelled as its
+            # functions
             function = gast.Call(func=_dotted("np", func.attr), args=[func.value] + call.args,
                                  keywords=[])
             return self._call(gast.copy_location(function, call))
@@ -622,6 +669,22 @@ class Fence(gast.NodeTransformer):
 # NumPy's methods spelled as its functions, and the numbers of arguments they take here
 _METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in intrinsics.AXIS_REDUCTIONS}}
 _FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
+
+
+def _adds_an_axis(index):
+    """Whether a (fenced) index is ``[:, None]`` or ``[None, :]``."""
+    if not (isinstance(index, gast.Tuple) and len(index.elts) == 2):
+        return False
+    kinds = ["new" if isinstance(elt, gast.Constant) and elt.value is None
+             else "whole" if isinstance(elt, gast.Slice) and elt.lower is None
+             and elt.upper is None and elt.step is None else "other" for elt in index.elts]
+    return sorted(kinds) == ["new", "whole"]
+
+
+def _mark_elementwise(choice):
+    """Mark ``a if c else b`` from a NumPy function element-wise: typing then allows arrays in
+    it, and lowering chooses element by element."""
+    choice.adsrc_elementwise = choice.test.adsrc_elementwise = True
 
 
 def _inlined(value, node):
@@ -676,7 +739,10 @@ def _counted_from_the_end(subscript):
         return index
     parts = index.elts if isinstance(index, gast.Tuple) else [index]
     mended = []
-    for dim, part in enumerate(parts):
+    dims = iter(range(len(parts)))          # the array's axes: a new axis (None) is none
+    for part in parts:
+        if not (isinstance(part, gast.Constant) and part.value is None):
+            dim = next(dims)
         if isinstance(part, gast.UnaryOp) and isinstance(part.op, gast.USub) \
                 and isinstance(part.operand, gast.Constant) and type(part.operand.value) is int \
                 and part.operand.value > 0:

@@ -24,9 +24,13 @@ REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
 #: the reductions that also run along an axis of a 2-D array, ``np.sum(u, 1)``.
 AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
-#: and max, np.square as ``** 2``) or that lowering reads element by element (np.diag,
-#: np.roll), canonical ``np.<name>``.
-SPELLED_OTHERWISE = ("where", "clip", "square", "diag", "roll")
+#: and max, np.square as ``** 2``, np.sign with comparisons) or that lowering reads element by
+#: element (np.diag, np.roll, np.diff, np.outer), canonical ``np.<name>``, and their numbers of
+#: arguments.
+SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "diag": 1, "roll": 2,
+                     "diff": 1, "outer": 2}
+#: those lowering reads element by element.
+READ_BY_ELEMENT = ("np.diag", "np.roll", "np.diff", "np.outer")
 
 
 def _table():
@@ -42,7 +46,7 @@ def _table():
         table[id(obj)] = ("builtin", "max")
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
-    for name in ALLOCATIONS + REDUCTIONS + SPELLED_OTHERWISE:
+    for name in ALLOCATIONS + REDUCTIONS + tuple(SPELLED_OTHERWISE):
         table[id(getattr(np, name))] = ("np", name)
     for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)

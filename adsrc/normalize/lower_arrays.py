@@ -7,9 +7,11 @@ local array bound again (``r = r - alpha * Ap`` on every trip) a copy loop into 
 allocated once before the top-level statement holding its first binding.  A dense
 matrix-vector product in an element-wise expression (``r[:] = b - A @ x``) becomes, at each element
 ``i``, a loop summing ``A[i, j] * x[j]`` into a temporary just before the element's assignment, so
-it needs no array of its own.  After this pass every derivative is a derivative of a scalar
-statement, so the reverse transformation has one case to handle, and the loops are what the
-compiled backend wants anyway.
+it needs no array of its own.  A 1-D operand of a 2-D statement is broadcast as in NumPy: it
+is read with the statement's last counter (``A * d`` at ``[i, j]`` reads ``d[j]``), or, with a
+new axis, with the other one (``d[:, None]`` reads ``d[i]``).  After this pass every derivative
+is a derivative of a scalar statement, so the reverse transformation has one case to handle,
+and the loops are what the compiled backend wants anyway.
 
 Slices must have a constant step (negative ones run down from the last element, ``x[::-1]``);
 run-time slice bounds must lie within the array
@@ -24,7 +26,8 @@ import os
 import gast
 
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
+from adsrc.frontend.intrinsics import (READ_BY_ELEMENT, REDUCTION_CALLS, along_axis,
+                                       matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, quote,
                                     quote_expr)
 
@@ -40,11 +43,28 @@ def _reduced_axis(node):
     return int_literal(node.args[1]) % 2 if along_axis(node) else None
 
 
+def _is_none(part):
+    """Whether a part of an index is None, a new axis."""
+    return isinstance(part, gast.Constant) and part.value is None
+
+
+def _new_axis_of_expression(node):
+    """Whether ``node`` is ``e[:, None]`` or ``e[None, :]`` of a 1-D expression ``e`` (not a
+    name: ``np.sum(E, axis=1)[:, None]``, and keepdims=True, which the frontend spells so)."""
+    return isinstance(node, gast.Subscript) and not isinstance(node.value, gast.Name) \
+        and isinstance(node.slice, gast.Tuple) and any(_is_none(part)
+                                                       for part in node.slice.elts)
+
+
 def _product_length(form):
     """The length of ``M @ v`` (M's rows) or ``M.T @ v`` (M's columns), for a
     :func:`~adsrc.frontend.intrinsics.matrix_vector` form."""
     matrix, transposed, _ = form
     return quote_expr("M.shape[D]", M=matrix, D=const(1 if transposed else 0))
+
+
+#: an axis a subscript adds (``x[:, None]``): it takes no index, and its extent is the others'
+_NEW_AXIS = "new axis"
 
 
 class _Axis:
@@ -165,10 +185,11 @@ class LowerArrays:
             kind = self._type(node)
             return [node] if kind is not None and kind.is_array else []
         if isinstance(node, gast.Subscript):
-            return [node] if self._has_slice(node) or self._is_gather(node) else []
+            return [node] if self._has_slice(node) or self._is_gather(node) \
+                or _new_axis_of_expression(node) else []
         if isinstance(node, gast.Attribute):
             return []
-        if _callee(node) in ("np.diag", "np.roll") or _reduced_axis(node) is not None:
+        if _callee(node) in READ_BY_ELEMENT or _reduced_axis(node) is not None:
             return [node]
         leaves = []
         for child in gast.iter_child_nodes(node):
@@ -183,20 +204,43 @@ class LowerArrays:
             and self._is_array(node.slice)
 
     def _counts(self, leaf):
-        """The extents of an array operand's axes, for loops over its elements."""
+        """The extents of an array operand's axes, for loops over its elements; None for an
+        axis a subscript adds (``x[:, None]``), which broadcasts."""
         form = matrix_vector(leaf)
         if form is not None:
             return [_product_length(form)]
-        if _callee(leaf) == "np.diag":
+        func = _callee(leaf)
+        if func == "np.diag":
             return [quote_expr("min(A.shape[0], A.shape[1])", A=leaf.args[0])]
-        if _callee(leaf) == "np.roll":
+        if func == "np.roll":
             return [quote_expr("A.shape[0]", A=leaf.args[0])]
+        if func == "np.diff":
+            return [quote_expr("A.shape[0] - 1", A=leaf.args[0])]
+        if func == "np.outer":
+            return [self._extents(leaf.args[0])[0], self._extents(leaf.args[1])[0]]
         if _reduced_axis(leaf) is not None:
-            return [self._counts(self._first_operand(leaf.args[0]))[1 - _reduced_axis(leaf)]]
+            return [self._extents(leaf.args[0])[1 - _reduced_axis(leaf)]]
         if self._is_gather(leaf):
-            return self._counts(self._first_operand(leaf.slice))
+            return self._extents(leaf.slice)
+        if _new_axis_of_expression(leaf):
+            whole = self._extents(leaf.value)[0]
+            return [whole, None] if _is_none(leaf.slice.elts[1]) else [None, whole]
         _, axes = self._axes(leaf)
-        return [axis.count for _, axis in axes if isinstance(axis, _Axis)]
+        return [axis.count if isinstance(axis, _Axis) else None for _, axis in axes
+                if isinstance(axis, _Axis) or axis is _NEW_AXIS]
+
+    def _extents(self, value):
+        """The extents of an array expression's axes: NumPy's broadcast of its operands'.  An
+        operand's axes line up with the expression's last ones; an axis a subscript adds
+        (``x[:, None]``) has the extent another operand gives it, else 1."""
+        ndim = self.typer.expr(value).ndim
+        extents = [None] * ndim
+        for leaf in self._array_leaves(value):
+            counts = self._counts(leaf)
+            for axis, count in enumerate(counts, start=ndim - len(counts)):
+                if extents[axis] is None:
+                    extents[axis] = count
+        return [const(1) if extent is None else extent for extent in extents]
 
     @staticmethod
     def _has_slice(node):
@@ -344,17 +388,18 @@ class LowerArrays:
                          f"the top level with its largest shape and fill a slice of it")
 
     def _full_shape(self, value):
-        """The shape of an array expression, from its first whole operand, an array name
-        (``a.shape``), else from the first operand's extents: a matrix-vector product's
+        """The shape of an array expression: ``a.shape`` of its first operand that is an array
+        name of as many dimensions, else the operands' extents: a matrix-vector product's
         (``(M.shape[0],)``), a slice's (``x[1:-1:2]`` has ``(x.shape[0] - 2 + 1) // 2``
-        elements), a diagonal's or a gather's."""
+        elements), a diagonal's, a gather's, an outer product's."""
         leaves = self._array_leaves(value)
-        for leaf in leaves:
-            if isinstance(leaf, gast.Name):
-                return quote_expr("A.shape", A=leaf)
         if not leaves:
             return None
-        return gast.Tuple(self._counts(leaves[0]), gast.Load())
+        ndim = self.typer.expr(value).ndim
+        for leaf in leaves:
+            if isinstance(leaf, gast.Name) and self._type(leaf).ndim == ndim:
+                return quote_expr("A.shape", A=leaf)
+        return gast.Tuple(self._extents(value), gast.Load())
 
     def _axes(self, subscript):
         """Sliced axes of an array operand ``a[...]`` (or a bare array name), with their index
@@ -368,7 +413,12 @@ class LowerArrays:
             index = subscript.slice
             parts = index.elts if isinstance(index, gast.Tuple) else [index]
         axes = []
-        for dim, part in enumerate(parts):
+        dims = iter(range(len(parts)))          # the array's own axes
+        for part in parts:
+            if _is_none(part):
+                axes.append((None, _NEW_AXIS))
+                continue
+            dim = next(dims)
             if isinstance(part, gast.Slice):
                 axes.append((dim, self._axis(array, dim, part)))
             else:
@@ -416,6 +466,11 @@ class LowerArrays:
         target = stmt.targets[0]
         array, axes = self._axes(target)
         sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+        kind = self.typer.expr(stmt.value)
+        if kind is not None and kind.is_array and kind.ndim > len(sliced):
+            self._fail(stmt, f"storing a {kind.ndim}-D array into {len(sliced)}-D "
+                             f"'{gast.unparse(target).strip()}': NumPy broadcasts an array "
+                             f"only along more dimensions, never fewer")
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
         element_value = self._elements(stmt.value, sliced, counters, checks, before)
@@ -455,7 +510,9 @@ class LowerArrays:
     def _index(self, axes, counters):
         parts, position = [], 0
         for _, axis in axes:
-            if isinstance(axis, _Axis):
+            if axis is _NEW_AXIS:
+                position += 1               # the element is the same along it
+            elif isinstance(axis, _Axis):
                 parts.append(axis.index(counters[position]))
                 position += 1
             else:
@@ -465,7 +522,14 @@ class LowerArrays:
     def _elements(self, value, sliced, counters, checks, before):
         """The element of an array expression at the loop counters.  ``checks``: asserts to run
         before the loops; ``before``: statements the loop body runs before using the element
-        (the sums of matrix-vector products)."""
+        (the sums of matrix-vector products).
+
+        An array of fewer dimensions than the statement's is broadcast, as NumPy does: its
+        axes are the statement's last ones (a 1-D ``d`` in ``A * d`` scales A's columns)."""
+        kind = self.typer.expr(value)
+        if kind is not None and kind.is_array and kind.ndim < len(sliced):
+            return self._elements(value, sliced[-kind.ndim:], counters[-kind.ndim:], checks,
+                                  before)
         form = matrix_vector(value)
         if form is not None:
             return self._product_element(value, form, sliced, counters, checks, before)
@@ -474,12 +538,14 @@ class LowerArrays:
                                                and self._type(value) is not None
                                                and self._type(value).is_array):
             array, axes = self._axes(value)
-            operand_sliced = [axis for _, axis in axes if isinstance(axis, _Axis)]
+            operand_sliced = [axis for _, axis in axes
+                              if isinstance(axis, _Axis) or axis is _NEW_AXIS]
             if len(operand_sliced) != len(sliced):
                 self._fail(value, "element-wise operands must have the same number of "
                                   "dimensions as the target")
             for mine, theirs in zip(operand_sliced, sliced):
-                self._check_extent(value, mine.count, theirs.count, checks)
+                if mine is not _NEW_AXIS:
+                    self._check_extent(value, mine.count, theirs.count, checks)
             return gast.Subscript(array, self._index(axes, counters), gast.Load())
         if _callee(value) == "np.diag":
             matrix = value.args[0]
@@ -491,6 +557,18 @@ class LowerArrays:
             array, shift = value.args
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
             return quote_expr("A[(I - K) % A.shape[0]]", A=array, I=name(counters[0]), K=shift)
+        if _callee(value) == "np.diff":
+            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
+            return quote_expr("A[I + 1] - A[I]", A=value.args[0], I=name(counters[0]))
+        if _callee(value) == "np.outer":
+            first, second = value.args
+            return quote_expr("U * V", U=self._elements(first, sliced[:1], counters[:1], checks,
+                                                        before),
+                              V=self._elements(second, sliced[1:], counters[1:], checks, before))
+        if _new_axis_of_expression(value):
+            axis = 0 if _is_none(value.slice.elts[1]) else 1
+            return self._elements(value.value, sliced[axis:axis + 1], counters[axis:axis + 1],
+                                  checks, before)
         if self._is_gather(value):
             index = self._elements(value.slice, sliced, counters, checks, before)
             return gast.Subscript(value.value, index, gast.Load())
@@ -523,9 +601,6 @@ class LowerArrays:
         (rows) ``j`` of M, appended to ``before``, sums ``M[i, j] * v[j]`` (``M[j, i] * v[j]``)
         into, where ``v[j]`` is the element of the expression v."""
         matrix, transposed, vector = form
-        if len(sliced) != 1:
-            self._fail(node, "a matrix-vector product is a 1-D array: use it in 1-D "
-                             "element-wise statements")
         self._check_extent(node, _product_length(form), sliced[0].count, checks)
         summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix,
                                                D=const(0 if transposed else 1)))
@@ -544,10 +619,7 @@ class LowerArrays:
         into, as for a matrix-vector product; np.mean divides by the count, np.max and np.min
         keep the largest or smallest."""
         func, axis = _callee(node), _reduced_axis(node)
-        if len(sliced) != 1:
-            self._fail(node, f"{func}(u, axis) is a 1-D array: use it in 1-D element-wise "
-                             f"statements")
-        counts = self._counts(self._first_operand(node.args[0]))
+        counts = self._extents(node.args[0])
         self._check_extent(node, counts[1 - axis], sliced[0].count, checks)
         operand_axes = [_Axis(const(0), 1, count) for count in counts]
 
@@ -609,10 +681,9 @@ class LowerArrays:
             if len(args) != 1:
                 self._fail(stmt, f"{func} is supported with one argument (no axis)")
             summand = args[0]
-        shape_of = self._first_operand(summand)
-        if shape_of is None:
+        if not self._array_leaves(summand):
             self._fail(stmt, f"{func} needs an array argument")
-        sliced = [_Axis(const(0), 1, count) for count in self._counts(shape_of)]
+        sliced = [_Axis(const(0), 1, count) for count in self._extents(summand)]
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
         element = self._elements(summand, sliced, counters, checks, before)
@@ -633,10 +704,6 @@ class LowerArrays:
                              iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
                              type_comment=None)]
         return self._located(init + checks + body + finish + store, stmt)
-
-    def _first_operand(self, value):
-        leaves = self._array_leaves(value)
-        return leaves[0] if leaves else None
 
     @staticmethod
     def _located(stmts, origin):
