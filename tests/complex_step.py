@@ -42,7 +42,7 @@ def dot_product_test(f, kernel, args, wrt, outputs, rng):
     v = {p: rng.standard_normal(np.shape(args[params.index(p)])) for p in wrt}
     w = {o: rng.standard_normal(np.shape(args[params.index(o)])) for o in outputs}
     jv = jvp(kernel, args, wrt, outputs, v)
-    forward = sum(float(np.dot(w[o], jv[o])) for o in outputs)
+    forward = sum(float(np.sum(w[o] * jv[o])) for o in outputs)
     copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
     grads = f.adjoint(*copies, **{o + "_bar": w[o].copy() for o in outputs})
     reverse = sum(float(np.sum(g * v[p])) for p, g in zip(wrt, grads))

@@ -54,7 +54,19 @@ def product_of_floats(a, b):
 
 
 def transposed_vector(x, y):
+    """x.T of a 1-D array is x."""
     return x.T @ y
+
+
+def matrix_products(B, D, K, A, x):
+    """Products of 2-D arrays: an element stiffness K += B.T @ (D @ B) (the inner product an
+    expression), np.dot(A, A.T) and A.T @ K (K's old values: K is the target), the
+    symmetrisation K + K.T, x @ K.T, and a scalar times a matrix times an array, which Python
+    reads (0.1 * A.T) @ K."""
+    K[:, :] = K + B.T @ (D @ B) * 0.5
+    S = np.dot(A, A.T) - A.T @ K + 0.5 * (K + K.T)
+    K[:, :] = K - 0.1 * A.T @ K
+    x[:] = S @ x + x @ K.T - K / 3.0 @ x
 
 
 def conjugate_gradients(A, b, x, iters):

@@ -1,6 +1,7 @@
 """Dense matrix-vector products in kernels: ``A @ x``, ``A.T @ x``, ``np.dot(A, x)``, ``x @ A``
-and ``np.dot(x, A)`` with A a 2-D array, lowered to loops (adsrc/normalize/lower_arrays.py),
-and ``a @ b`` of 1-D arrays.
+and ``np.dot(x, A)`` with A a 2-D array, matrix products ``A @ B``, ``A.T @ B``, ``np.dot(A, B)``
+with A a 2-D array's name, lowered to loops (adsrc/normalize/lower_arrays.py), and ``a @ b`` of
+1-D arrays.
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
 independent way: the closed-form gradient and Hessian of ``||b - A x||^2``, or the complex
@@ -41,6 +42,9 @@ def _cases():
         "product_into_itself": (k.product_into_itself, (A, x), ("A", "x"), ("x",)),
         "vector_matrix_products": (k.vector_matrix_products, (A, x, y), ("A", "x", "y"),
                                    ("y",)),
+        "transposed_vector": (k.transposed_vector, (x, y), ("x", "y"), None),
+        "matrix_products": (k.matrix_products, (wide, _matrix(rng, 4, 4), _matrix(rng), B, z),
+                            ("B", "D", "K", "A", "x"), ("K", "x")),
         "conjugate_gradients": (k.conjugate_gradients, (A @ A.T + N * np.eye(N), b, x, 4),
                                 ("A", "b", "x"), ("x",)),
     }
@@ -109,8 +113,6 @@ def test_the_tangent_is_the_complex_step(name):
     (k.product_of_an_expression, (np.eye(3), np.ones(3), np.ones(3)), ("y",),
      "with M the name of a 2-D array"),
     (k.product_of_floats, (1.0, 2.0), None, "products of dense arrays are supported as"),
-    (k.transposed_vector, (np.ones(3), np.ones(3)), None,
-     "products of dense arrays are supported as"),
 ])
 def test_unsupported_products_are_refused_at_their_line(kernel, args, outputs, message):
     with pytest.raises(adsrc.UnsupportedError) as error:

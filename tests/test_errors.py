@@ -298,7 +298,7 @@ def allocation_order(x):
 
 
 def attribute_transpose(u, v):
-    v[:, :] = u.T  # <-
+    v[:, :] = (u + u).T  # <-
 
 
 def reserved_bar_local(x):
@@ -489,7 +489,8 @@ UNSUPPORTED = [
     (attribute_method, "no derivative rule for x.cumsum", "x.cumsum", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),
-    (attribute_transpose, None, "u.T", lambda: (np.ones((2, 2)), np.ones((2, 2)))),
+    (attribute_transpose, "only '.shape'", "(u + u).T",
+     lambda: (np.ones((2, 2)), np.ones((2, 2)))),
     (reserved_bar_local, "x_bar", "x_bar", _x),
     (reserved_underscore_local, "_tmp", "_tmp", _x),
     (reserved_bar_argument, "y_bar", "y_bar", lambda: (*_x(), 1.0)),

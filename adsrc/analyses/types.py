@@ -13,7 +13,7 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector, scaled_matrix
 from adsrc.frontend.quoting import int_literal, located, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -65,8 +65,9 @@ SHAPE = Type("shape")
 OBJECT = Type("object")     # generated temporaries holding what a derivative rule returns
 
 _PRODUCTS = ("products of dense arrays are supported as M @ v, M.T @ v, v @ M, np.dot(M, v) and "
-             "np.dot(v, M), with M the name of a 2-D array and v a 1-D array, and as a @ b or "
-             "np.dot(a, b) of two 1-D arrays")
+             "np.dot(v, M), with M the name of a 2-D array and v a 1-D array, as M @ B, M.T @ B "
+             "and np.dot(M, B) with B a 2-D array, and as a @ b or np.dot(a, b) of two 1-D "
+             "arrays")
 
 
 def array(dtype, ndim):
@@ -309,22 +310,32 @@ class TypeInference:
         return FLOAT if FLOAT in (left, right) else INT
 
     def _matrix_product(self, node):
-        """``M @ v`` and ``M.T @ v`` (M a 2-D array name, v a 1-D array): a 1-D array; ``a @ b``
-        of two 1-D arrays: a float (desugaring makes it ``np.dot(a, b)``)."""
+        """``M @ v`` and ``M.T @ v`` (M a 2-D array name, v a 1-D array): a 1-D array; ``M @ B``
+        (B a 2-D array): a 2-D array; ``a @ b`` of two 1-D arrays: a float (desugaring makes it
+        ``np.dot(a, b)``).  ``(s * M) @ v``, as Python reads ``s * M @ v``, with ``s`` a scalar:
+        marked for desugaring to write ``s * (M @ v)``."""
+        for factor, matrix, factor_first in scaled_matrix(node.left):
+            kinds = self.expr(factor), self.expr(matrix)
+            if None not in kinds and not kinds[0].is_array and kinds[1].is_array \
+                    and kinds[1].ndim == 2:
+                node.left.adsrc_factor_first = factor_first
+                product = gast.BinOp(matrix, gast.MatMult(), node.right)
+                return self._matrix_product(gast.copy_location(product, node))
         form = matrix_vector(node)
         transposed = form is not None and form[1]
         left = self.expr(form[0] if transposed else node.left)
         right = self.expr(node.right)
         if left is None or right is None:
             return None
-        if left.is_array and right.is_array and right.ndim == 1:
-            if left.ndim == 2 and form is not None:
-                return array("float64", 1)
-            if left.ndim == 1 and not transposed:
+        if transposed and left.is_array and left.ndim == 1:
+            transposed = False                      # x.T is x
+        if left.is_array and left.ndim == 2 and form is not None and right.is_array:
+            return array("float64", right.ndim)     # M @ v, M @ B
+        if left.is_array and left.ndim == 1 and not transposed and right.is_array:
+            if right.ndim == 1:
                 return FLOAT
-        if left.is_array and left.ndim == 1 and not transposed and right.is_array \
-                and right.ndim == 2 and isinstance(node.right, gast.Name):
-            return array("float64", 1)          # v @ M, which desugaring writes M.T @ v
+            if matrix_vector(gast.BinOp(node.right, gast.MatMult(), node.left)) is not None:
+                return array("float64", 1)          # v @ M (M.T), desugared to M.T @ v (M @ v)
         self._fail(node, _PRODUCTS)
 
     def _elementwise(self, node, kinds):
@@ -365,6 +376,8 @@ class TypeInference:
         base = self.expr(node.value)
         if base is not None and not base.is_array:
             self._fail(node, f"'{node.value.id}' is not an array: it has no .{node.attr}")
+        if node.attr == "T":
+            return base         # the transpose of a 2-D array; a 1-D array's is itself
         return INT if node.attr == "size" else SHAPE
 
     def _Subscript(self, node):
@@ -444,8 +457,8 @@ class TypeInference:
         if reduces_an_axis:
             return array("float64", 1)
         if func == "np.dot" and len(args) == 2 and None not in args:
-            if args[0].ndim == 2 and args[1].ndim == 1 and isinstance(node.args[0], gast.Name):
-                return array("float64", 1)          # np.dot(M, v), a product M @ v
+            if args[0].ndim == 2 and isinstance(node.args[0], gast.Name):
+                return array("float64", args[1].ndim)   # np.dot(M, v) or np.dot(M, B): M @ ...
             if args[0].ndim == 1 and args[1].ndim == 2 and isinstance(node.args[1], gast.Name):
                 return array("float64", 1)          # np.dot(v, M), a product M.T @ v
             if args[0].ndim != 1 or args[1].ndim != 1:

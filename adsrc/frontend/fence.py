@@ -551,14 +551,15 @@ class Fence(gast.NodeTransformer):
             node.slice = _counted_from_the_end(node)
             return node
         if isinstance(node, gast.Attribute):
-            if node.attr in ("shape", "size") and isinstance(node.value, gast.Name):
+            if node.attr in ("shape", "size", "T") and isinstance(node.value, gast.Name):
                 node.value = self._name(node.value)
                 return node
             constant = _inlined(self._module_attribute(node), node)      # np.pi, config.N
             if constant is not None:
                 return constant
             self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape', "
-                             "'.size', and numeric constants of modules such as np.pi)")
+                             "'.size', '.T' of a name, and numeric constants of modules such "
+                             "as np.pi)")
         if isinstance(node, gast.Call):
             return self._call(node)
         self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")

@@ -73,6 +73,27 @@ def along_axis(node):
         and gast.unparse(node.func).strip() in tuple("np." + name for name in AXIS_REDUCTIONS)
 
 
+def scaled_matrix(node):
+    """The readings of ``node`` as a factor times a matrix, ``s * M``, ``M * s`` or ``M / s`` with
+    ``M`` a name or ``M.T``: ``(factor, matrix, factor_first)`` each.  Python reads ``s * M @ v``
+    as ``(s * M) @ v``; typing picks the reading whose factor is a scalar and matrix 2-D and
+    marks it (``adsrc_factor_first``) for desugaring to write ``s * (M @ v)``."""
+    if not (isinstance(node, gast.BinOp) and isinstance(node.op, (gast.Mult, gast.Div))):
+        return []
+
+    def named(side):
+        return isinstance(side, gast.Name) or (isinstance(side, gast.Attribute)
+                                               and side.attr == "T"
+                                               and isinstance(side.value, gast.Name))
+
+    readings = []
+    if named(node.left):
+        readings.append((node.right, node.left, False))
+    if isinstance(node.op, gast.Mult) and named(node.right):
+        readings.append((node.left, node.right, True))
+    return readings
+
+
 def matrix_vector(node):
     """``(matrix name, transposed, vector)`` of ``M @ v`` or ``M.T @ v`` with ``M`` a name, else
     None: the spelling of a dense matrix-vector product, which typing checks (M 2-D, v 1-D) and

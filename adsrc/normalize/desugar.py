@@ -32,7 +32,7 @@ import copy
 import gast
 
 from adsrc.analyses.effects import is_rule_call
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector
+from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector, scaled_matrix
 from adsrc.frontend.quoting import full_slice, name, quote_expr, with_ctx
 from adsrc.rules import library
 
@@ -181,7 +181,18 @@ class Desugar:
         """``np.dot(M, v)`` of a 2-D array ``M`` as ``M @ v``, ``v @ M`` and ``np.dot(v, M)`` as
         ``M.T @ v``, and ``a @ b`` of 1-D arrays as
         ``np.dot(a, b)``: afterwards ``@`` is always an array (lowered to loops where it is
-        used, like ``b - x``) and ``np.dot`` always a float (hoisted like ``np.sum``)."""
+        used, like ``b - x``) and ``np.dot`` always a float (hoisted like ``np.sum``).
+        ``(s * M) @ v`` with a scalar ``s`` (typing marks it) as ``s * (M @ v)``."""
+        factor_first = getattr(node.left, "adsrc_factor_first", None) \
+            if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) else None
+        if factor_first is not None:
+            factor, matrix, _ = next(reading for reading in scaled_matrix(node.left)
+                                     if reading[2] == factor_first)
+            product = self._product_form(gast.copy_location(
+                gast.BinOp(matrix, gast.MatMult(), node.right), node))
+            scaled = gast.BinOp(factor, node.left.op, product) if factor_first \
+                else gast.BinOp(product, node.left.op, factor)
+            return gast.copy_location(scaled, node)
         if self._is_reduction(node) and gast.unparse(node.func).strip() == "np.dot" \
                 and len(node.args) == 2 and (self._is_matrix(node.args[0])
                                              or self._is_matrix(node.args[1])):
@@ -189,7 +200,10 @@ class Desugar:
                                       node)
         if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) \
                 and self._is_matrix(node.right) and not self._is_matrix(node.left):
-            # v @ M is M.T @ v
+            # v @ M is M.T @ v, and v @ M.T is M @ v
+            if isinstance(node.right, gast.Attribute):
+                return gast.copy_location(quote_expr("M @ V", M=node.right.value, V=node.left),
+                                          node)
             return gast.copy_location(quote_expr("M.T @ V", M=node.right, V=node.left), node)
         form = matrix_vector(node)
         if isinstance(node, gast.BinOp) and isinstance(node.op, gast.MatMult) \
@@ -199,6 +213,8 @@ class Desugar:
         return node
 
     def _is_matrix(self, node):
+        if isinstance(node, gast.Attribute) and node.attr == "T":
+            node = node.value           # M.T
         kind = self.env.get(node.id) if isinstance(node, gast.Name) else None
         return kind is not None and kind.is_array and kind.ndim == 2
 

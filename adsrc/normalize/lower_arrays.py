@@ -188,7 +188,7 @@ class LowerArrays:
             return [node] if self._has_slice(node) or self._is_gather(node) \
                 or _new_axis_of_expression(node) else []
         if isinstance(node, gast.Attribute):
-            return []
+            return [node] if node.attr == "T" else []
         if _callee(node) in READ_BY_ELEMENT or _reduced_axis(node) is not None:
             return [node]
         leaves = []
@@ -207,8 +207,10 @@ class LowerArrays:
         """The extents of an array operand's axes, for loops over its elements; None for an
         axis a subscript adds (``x[:, None]``), which broadcasts."""
         form = matrix_vector(leaf)
-        if form is not None:
-            return [_product_length(form)]
+        if form is not None:        # M @ v, M @ B: M's rows, and B's columns
+            return [_product_length(form)] + self._extents(form[2])[1:]
+        if isinstance(leaf, gast.Attribute):        # A.T
+            return self._counts(leaf.value)[::-1]
         func = _callee(leaf)
         if func == "np.diag":
             return [quote_expr("min(A.shape[0], A.shape[1])", A=leaf.args[0])]
@@ -547,6 +549,8 @@ class LowerArrays:
                 if mine is not _NEW_AXIS:
                     self._check_extent(value, mine.count, theirs.count, checks)
             return gast.Subscript(array, self._index(axes, counters), gast.Load())
+        if isinstance(value, gast.Attribute) and value.attr == "T":
+            return self._elements(value.value, sliced[::-1], counters[::-1], checks, before)
         if _callee(value) == "np.diag":
             matrix = value.args[0]
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
@@ -599,14 +603,16 @@ class LowerArrays:
     def _product_element(self, node, form, sliced, counters, checks, before):
         """Element ``i`` of ``M @ v`` (``M.T @ v``): a temporary that a loop over the columns
         (rows) ``j`` of M, appended to ``before``, sums ``M[i, j] * v[j]`` (``M[j, i] * v[j]``)
-        into, where ``v[j]`` is the element of the expression v."""
+        into, where ``v[j]`` is the element of the expression v.  Element ``(i, k)`` of
+        ``M @ B`` the same with ``B[j, k]``."""
         matrix, transposed, vector = form
         self._check_extent(node, _product_length(form), sliced[0].count, checks)
         summed = _Axis(const(0), 1, quote_expr("M.shape[D]", M=matrix,
                                                D=const(0 if transposed else 1)))
 
         def term(inner, inside):
-            element = self._elements(vector, [summed], [inner], checks, inside)
+            element = self._elements(vector, [summed] + sliced[1:], [inner] + counters[1:],
+                                     checks, inside)
             entry = (name(inner), name(counters[0])) if transposed else (name(counters[0]),
                                                                           name(inner))
             return quote_expr("M[I, J] * V", M=matrix, I=entry[0], J=entry[1], V=element)
