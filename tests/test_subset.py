@@ -639,9 +639,9 @@ def test_statements_rewritten_for_their_python_meaning_keep_it(name):
 def test_broadcasts_signs_and_differences_read_as_numpy(name):
     """A 1-D array broadcast along a 2-D one (A * d, d[:, None], np.outer, a row of the target
     read while the target is written, reductions with keepdims=True) reads the elements
-    NumPy's broadcasting reads; np.sign and np.diff compute NumPy's values.  The generated primal against Python's, to rounding:
-    NumPy's BLAS sums A @ x in another order than the compiled loop, and a misread element
-    would be off by far more."""
+    NumPy's broadcasting reads; np.sign and np.diff compute NumPy's values.  The generated
+    primal against Python's, to rounding: NumPy's BLAS sums A @ x in another order than the
+    compiled loop, and a misread element would be off by far more."""
     _assert_primal_is_pythons(name, rtol=1e-13)
 
 

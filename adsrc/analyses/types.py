@@ -14,7 +14,7 @@ import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
 from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector, scaled_matrix
-from adsrc.frontend.quoting import int_literal, located, quote_expr
+from adsrc.frontend.quoting import int_literal, located, new_axis, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -141,11 +141,6 @@ def parse_type(text):
                         f"int32[:], int64[:] or a 2-D form such as float64[:,:]")
 
 
-def _is_new_axis(index):
-    """``None`` in a subscript, as the frontend spells a new axis (None, np.newaxis)."""
-    return isinstance(index, gast.Constant) and index.value is None
-
-
 def join(a, b):
     """The type of a name assigned values of types a and b."""
     if a is None or a == b:
@@ -248,7 +243,7 @@ class TypeInference:
 
     def _check_store(self, target, value):
         index = target.slice
-        if any(_is_new_axis(part) for part in (index.elts if isinstance(index, gast.Tuple)
+        if any(new_axis(part) for part in (index.elts if isinstance(index, gast.Tuple)
                                                else [index])):
             self._fail(target, "a new axis (None) in an assignment's target: store into the "
                                "array's own axes")
@@ -390,7 +385,7 @@ class TypeInference:
         if not base.is_array:
             self._fail(node, f"'{gast.unparse(node.value).strip()}' is not an array")
         indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
-        if any(_is_new_axis(index) for index in indices):
+        if any(new_axis(index) for index in indices):
             return self._broadcast(node, base, indices)
         if len(indices) > base.ndim:
             self._fail(node, f"index with {base.ndim} subscripts (one per dimension); "

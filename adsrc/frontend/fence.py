@@ -14,7 +14,7 @@ import gast
 import numpy as np
 
 from adsrc.frontend import early_returns, intrinsics
-from adsrc.frontend.quoting import int_literal, located, quote, quote_expr
+from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -676,10 +676,13 @@ def _adds_an_axis(index):
     """Whether a (fenced) index is ``[:, None]`` or ``[None, :]``."""
     if not (isinstance(index, gast.Tuple) and len(index.elts) == 2):
         return False
-    kinds = ["new" if isinstance(elt, gast.Constant) and elt.value is None
-             else "whole" if isinstance(elt, gast.Slice) and elt.lower is None
-             and elt.upper is None and elt.step is None else "other" for elt in index.elts]
-    return sorted(kinds) == ["new", "whole"]
+    first, second = index.elts
+    return new_axis(first) and _whole(second) or _whole(first) and new_axis(second)
+
+
+def _whole(part):
+    return isinstance(part, gast.Slice) and part.lower is None and part.upper is None \
+        and part.step is None
 
 
 def _mark_elementwise(choice):
@@ -742,7 +745,7 @@ def _counted_from_the_end(subscript):
     mended = []
     dims = iter(range(len(parts)))          # the array's axes: a new axis (None) is none
     for part in parts:
-        if not (isinstance(part, gast.Constant) and part.value is None):
+        if not new_axis(part):
             dim = next(dims)
         if isinstance(part, gast.UnaryOp) and isinstance(part.op, gast.USub) \
                 and isinstance(part.operand, gast.Constant) and type(part.operand.value) is int \

@@ -90,6 +90,11 @@ def unparse(node):
     return ast.unparse(module).strip()
 
 
+def new_axis(part):
+    """Whether a part of an index is ``None``, a new axis (the fence spells ``np.newaxis`` so)."""
+    return isinstance(part, gast.Constant) and part.value is None
+
+
 def int_literal(node):
     """The value of an integer literal such as ``3`` or ``-1``, else None."""
     sign = 1

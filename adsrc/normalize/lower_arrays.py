@@ -28,8 +28,8 @@ import gast
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
 from adsrc.frontend.intrinsics import (READ_BY_ELEMENT, REDUCTION_CALLS, along_axis,
                                        matrix_vector)
-from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, quote,
-                                    quote_expr)
+from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
+                                    quote, quote_expr)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 
@@ -43,16 +43,11 @@ def _reduced_axis(node):
     return int_literal(node.args[1]) % 2 if along_axis(node) else None
 
 
-def _is_none(part):
-    """Whether a part of an index is None, a new axis."""
-    return isinstance(part, gast.Constant) and part.value is None
-
-
 def _new_axis_of_expression(node):
     """Whether ``node`` is ``e[:, None]`` or ``e[None, :]`` of a 1-D expression ``e`` (not a
     name: ``np.sum(E, axis=1)[:, None]``, and keepdims=True, which the frontend spells so)."""
     return isinstance(node, gast.Subscript) and not isinstance(node.value, gast.Name) \
-        and isinstance(node.slice, gast.Tuple) and any(_is_none(part)
+        and isinstance(node.slice, gast.Tuple) and any(new_axis(part)
                                                        for part in node.slice.elts)
 
 
@@ -226,7 +221,7 @@ class LowerArrays:
             return self._extents(leaf.slice)
         if _new_axis_of_expression(leaf):
             whole = self._extents(leaf.value)[0]
-            return [whole, None] if _is_none(leaf.slice.elts[1]) else [None, whole]
+            return [whole, None] if new_axis(leaf.slice.elts[1]) else [None, whole]
         _, axes = self._axes(leaf)
         return [axis.count if isinstance(axis, _Axis) else None for _, axis in axes
                 if isinstance(axis, _Axis) or axis is _NEW_AXIS]
@@ -417,7 +412,7 @@ class LowerArrays:
         axes = []
         dims = iter(range(len(parts)))          # the array's own axes
         for part in parts:
-            if _is_none(part):
+            if new_axis(part):
                 axes.append((None, _NEW_AXIS))
                 continue
             dim = next(dims)
@@ -570,7 +565,7 @@ class LowerArrays:
                                                         before),
                               V=self._elements(second, sliced[1:], counters[1:], checks, before))
         if _new_axis_of_expression(value):
-            axis = 0 if _is_none(value.slice.elts[1]) else 1
+            axis = 0 if new_axis(value.slice.elts[1]) else 1
             return self._elements(value.value, sliced[axis:axis + 1], counters[axis:axis + 1],
                                   checks, before)
         if self._is_gather(value):
