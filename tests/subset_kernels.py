@@ -586,6 +586,16 @@ def kept_dimensions(Z, W):
     Q = P - P.mean(axis=0, keepdims=True) + 0.1 * np.sum(W * W, 0)[None, :]
     return np.sum(Q * W)
 
+def constant_arrays(A, x, lam, y):
+    """Arrays of constants: np.ones, np.ones_like, np.full (its value read from an argument),
+    np.full_like and np.eye (Tikhonov's A + lam * I), alone and inside expressions, with
+    shapes as a tuple, a .shape and a length, and dtype=np.float64."""
+    w = np.ones(len(x))
+    B = A + lam * np.eye(A.shape[0]) + np.full(A.shape, 0.1 * lam) * np.ones_like(A)
+    y[:] = B @ x + np.full_like(x, lam) * w + np.ones((x.shape[0],), dtype=np.float64)
+    return np.dot(y, y)
+
+
 def signs_differences_methods(A, x, theta, y):
     """np.sign in a soft threshold (LISTA's shrinkage), np.diff in a discrete gradient, and
     methods called on expressions: (A * A).sum(1), x[1:].sum(), A[0].dot(x), (A @ x).max()."""

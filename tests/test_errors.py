@@ -120,6 +120,14 @@ def diff_of_an_expression(x):
     return np.sum(np.diff(2.0 * x))  # <-
 
 
+def full_of_an_array(x):
+    return np.sum(np.full(len(x), x))  # <-
+
+
+def rectangular_eye(x, u):
+    return np.sum(np.eye(3, 2) * u)  # <-
+
+
 def max_of_an_index_array(x, idx):
     return x[0] * np.max(idx)  # <-
 
@@ -456,6 +464,10 @@ UNSUPPORTED = [
      lambda: (*_x(3), np.ones((3, 3)))),
     (diff_of_an_expression, "np.diff is supported on a 1-D float array named by the kernel",
      "np.diff", _x),
+    (full_of_an_array, "np.full(shape, value) takes the shape and a scalar value", "np.full",
+     _x),
+    (rectangular_eye, "np.eye(n) takes the number of rows", "np.eye",
+     lambda: (*_x(), np.ones((3, 2)))),
     (max_of_an_index_array, "np.max is supported on float arrays", "np.max",
      lambda: (*_x(), np.array([0, 2, 1]))),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),

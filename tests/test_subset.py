@@ -216,6 +216,8 @@ CASES = [
          ("return", "A", "y")),
     Case("kept_dimensions", K.kept_dimensions,
          lambda r, d: (r.uniform(-1.0, 1.0, (3, 5)), r.uniform(-1.0, 1.0, (3, 5))), ("Z", "W")),
+    Case("constant_arrays", K.constant_arrays,
+         lambda r, d: (_u(r, (4, 4)), _u(r, 4), 0.7, _u(r, 4)), ("A", "x", "lam"), ("y",)),
     # z is 0.08 or more from 0 and from +-theta, one element shrunk to 0, x[1:] - 0.1 0.2 or
     # more from 0, and A @ x's maximum 0.2 above the next
     Case("signs_differences_methods", K.signs_differences_methods,
@@ -634,12 +636,13 @@ def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     _assert_primal_is_pythons(name)
 
 
-@pytest.mark.parametrize("name", ["broadcasting", "kept_dimensions",
+@pytest.mark.parametrize("name", ["broadcasting", "kept_dimensions", "constant_arrays",
                                   "signs_differences_methods"])
 def test_broadcasts_signs_and_differences_read_as_numpy(name):
     """A 1-D array broadcast along a 2-D one (A * d, d[:, None], np.outer, a row of the target
     read while the target is written, reductions with keepdims=True) reads the elements
-    NumPy's broadcasting reads; np.sign and np.diff compute NumPy's values.  The generated
+    NumPy's broadcasting reads; np.sign, np.diff and arrays of constants (np.ones, np.full,
+    np.eye) compute NumPy's values.  The generated
     primal against Python's, to rounding: NumPy's BLAS sums A @ x in another order than the
     compiled loop, and a misread element would be off by far more."""
     _assert_primal_is_pythons(name, rtol=1e-13)

@@ -512,9 +512,12 @@ class TypeInference:
             return kind
         if func in REDUCTION_CALLS:
             return self._reduction(node, func, args)
-        if func in ("np.zeros", "np.empty"):
+        if func in ("np.zeros", "np.empty", "np.ones", "np.full"):
             shape = node.args[0] if node.args else None
-            if len(node.args) != 1:
+            if func == "np.full":
+                if len(node.args) != 2 or (args[1] is not None and args[1].is_array):
+                    self._fail(node, "np.full(shape, value) takes the shape and a scalar value")
+            elif len(node.args) != 1:
                 self._fail(node, f"{func}(shape) takes exactly the shape (float64 arrays only)")
             if isinstance(shape, gast.Tuple):
                 ndim = len(shape.elts)
@@ -529,6 +532,18 @@ class TypeInference:
             if len(args) != 1 or (args[0] is not None and not args[0].is_array):
                 self._fail(node, f"{func} takes one array")
             return args[0]
+        if func in ("np.ones_like", "np.full_like"):
+            arity = 2 if func == "np.full_like" else 1
+            if len(args) != arity or (args[0] is not None and not args[0].is_array) \
+                    or (arity == 2 and args[1] is not None and args[1].is_array):
+                self._fail(node, f"{func} takes one array" + (" and a scalar value"
+                                                              if arity == 2 else ""))
+            return None if args[0] is None else array("float64", args[0].ndim)
+        if func == "np.eye":
+            if len(args) != 1:
+                self._fail(node, "np.eye(n) takes the number of rows (a square identity)")
+            self._expect_int(node.args[0])
+            return array("float64", 2)
         if func.startswith(RULES + "."):
             return library.by_name(func[len(RULES) + 1:]).returns
         if func == "len":

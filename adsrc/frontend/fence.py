@@ -407,7 +407,7 @@ class Fence(gast.NodeTransformer):
         """Drop ``dtype=np.float64`` (or ``float``) from an allocation, which allocates float64
         whatever it is given; refuse every other keyword argument."""
         allocation = resolved is not None and resolved[0] == "np" \
-            and resolved[1] in intrinsics.ALLOCATIONS
+            and resolved[1] in intrinsics.ALLOCATIONS + intrinsics.CONSTANT_ARRAYS
         for keyword in call.keywords:
             if not (allocation and keyword.arg == "dtype"):
                 self._fail(call, "keyword arguments in calls are not supported (but dtype= of "
@@ -630,9 +630,10 @@ class Fence(gast.NodeTransformer):
             function = gast.Call(func=_dotted("np", func.attr), args=[func.value] + call.args,
                                  keywords=[])
             return self._call(gast.copy_location(function, call))
-        if resolved in (("np", "zeros"), ("np", "empty")) and len(call.args) == 1 \
-                and isinstance(call.args[0], gast.Tuple):
+        if resolved in (("np", "zeros"), ("np", "empty"), ("np", "ones"), ("np", "full")) \
+                and call.args and isinstance(call.args[0], gast.Tuple):
             call.args[0].elts = [self._expression(elt) for elt in call.args[0].elts]
+            call.args[1:] = [self._expression(arg) for arg in call.args[1:]]
         else:
             call.args = [self._expression(arg) for arg in call.args]
         if resolved is not None:

@@ -29,8 +29,12 @@ AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: arguments.
 SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "diag": 1, "roll": 2,
                      "diff": 1, "outer": 2}
-#: those lowering reads element by element.
-READ_BY_ELEMENT = ("np.diag", "np.roll", "np.diff", "np.outer")
+#: arrays of constants (a fill value may be any scalar), canonical ``np.<name>``: lowering
+#: reads them element by element too.
+CONSTANT_ARRAYS = ("ones", "ones_like", "full", "full_like", "eye")
+#: the functions lowering reads element by element.
+READ_BY_ELEMENT = ("np.diag", "np.roll", "np.diff", "np.outer") \
+    + tuple("np." + name for name in CONSTANT_ARRAYS)
 
 
 def _table():
@@ -46,7 +50,7 @@ def _table():
         table[id(obj)] = ("builtin", "max")
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
-    for name in ALLOCATIONS + REDUCTIONS + tuple(SPELLED_OTHERWISE):
+    for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE):
         table[id(getattr(np, name))] = ("np", name)
     for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)

@@ -26,12 +26,13 @@ import os
 import gast
 
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
-from adsrc.frontend.intrinsics import (READ_BY_ELEMENT, REDUCTION_CALLS, along_axis,
-                                       matrix_vector)
+from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, READ_BY_ELEMENT, REDUCTION_CALLS,
+                                       along_axis, matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
                                     quote, quote_expr)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
+CONSTANT_CALLS = tuple("np." + function for function in CONSTANT_ARRAYS)
 
 
 def _callee(node):
@@ -49,6 +50,16 @@ def _new_axis_of_expression(node):
     return isinstance(node, gast.Subscript) and not isinstance(node.value, gast.Name) \
         and isinstance(node.slice, gast.Tuple) and any(new_axis(part)
                                                        for part in node.slice.elts)
+
+
+def _shape_extents(shape, ndim):
+    """The extents a shape argument gives (``(n, m)``, ``b.shape``, ``n``) of an array of
+    ``ndim`` dimensions."""
+    if isinstance(shape, gast.Tuple):
+        return list(shape.elts)
+    if isinstance(shape, gast.Attribute):          # b.shape
+        return [quote_expr(f"S[{dim}]", S=shape) for dim in range(ndim)]
+    return [shape]                                  # np.zeros(n)
 
 
 def _product_length(form):
@@ -215,6 +226,12 @@ class LowerArrays:
             return [quote_expr("A.shape[0] - 1", A=leaf.args[0])]
         if func == "np.outer":
             return [self._extents(leaf.args[0])[0], self._extents(leaf.args[1])[0]]
+        if func in ("np.ones", "np.full"):
+            return _shape_extents(leaf.args[0], self.typer.expr(leaf).ndim)
+        if func in ("np.ones_like", "np.full_like"):
+            return self._extents(leaf.args[0])
+        if func == "np.eye":
+            return [leaf.args[0], leaf.args[0]]
         if _reduced_axis(leaf) is not None:
             return [self._extents(leaf.args[0])[1 - _reduced_axis(leaf)]]
         if self._is_gather(leaf):
@@ -343,13 +360,7 @@ class LowerArrays:
     def _same_shape(self, array, shape, stmt):
         """Asserts that a binding again gives ``array`` the shape it has: NumPy would bind
         the name to an array of another shape, which one array per name cannot hold."""
-        ndim = self.env[array].ndim
-        if isinstance(shape, gast.Tuple):
-            extents = shape.elts
-        elif isinstance(shape, gast.Attribute):        # b.shape
-            extents = [quote_expr(f"S[{dim}]", S=shape) for dim in range(ndim)]
-        else:                                           # np.zeros(n)
-            extents = [shape]
+        extents = _shape_extents(shape, self.env[array].ndim)
         message = const(f"{self._place(stmt)}: '{self.user_names.get(array, array)}' is bound "
                         f"again to an array of another shape: adsrc fills one array per name "
                         f"in place")
@@ -559,6 +570,8 @@ class LowerArrays:
         if _callee(value) == "np.diff":
             self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
             return quote_expr("A[I + 1] - A[I]", A=value.args[0], I=name(counters[0]))
+        if _callee(value) in CONSTANT_CALLS:
+            return self._constant_element(value, sliced, counters, checks)
         if _callee(value) == "np.outer":
             first, second = value.args
             return quote_expr("U * V", U=self._elements(first, sliced[:1], counters[:1], checks,
@@ -585,6 +598,20 @@ class LowerArrays:
                                                        and field == "func"):
                 setattr(value, field, self._elements(child, sliced, counters, checks, before))
         return value
+
+    def _constant_element(self, node, sliced, counters, checks):
+        """The element of np.ones, np.full (its value), np.eye (1.0 on the diagonal, else
+        0.0) and their _like forms: a constant, or the fill value, whose derivative goes to
+        whatever the value reads."""
+        for count, axis in zip(self._counts(node), sliced):
+            self._check_extent(node, count, axis.count, checks)
+        func = _callee(node)
+        if func == "np.eye":
+            return quote_expr("1.0 if I == J else 0.0", I=name(counters[0]),
+                              J=name(counters[1]))
+        if func in ("np.full", "np.full_like"):
+            return node.args[1]
+        return const(1.0)
 
     def _check_extent(self, operand, count, expected, checks):
         """An assert that an operand's extent is the statement's, unless they are spelled the
