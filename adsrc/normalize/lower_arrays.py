@@ -32,7 +32,9 @@ from adsrc.frontend.quoting import (const, full_slice, int_literal, located, nam
                                     quote, quote_expr)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
-CONSTANT_CALLS = tuple("np." + function for function in CONSTANT_ARRAYS)
+#: the calls whose element is an index expression of their arguments (:func:`_indexed_read`)
+INDEXED_READS = ("np.diag", "np.roll", "np.diff") \
+    + tuple("np." + function for function in CONSTANT_ARRAYS)
 
 
 def _callee(node):
@@ -42,6 +44,25 @@ def _callee(node):
 def _reduced_axis(node):
     """The axis, 0 or 1, of ``np.sum(u, axis)`` (np.mean, np.max, np.min), else None."""
     return int_literal(node.args[1]) % 2 if along_axis(node) else None
+
+
+def _indexed_read(call, counters):
+    """The element at ``counters`` of a call in :data:`INDEXED_READS`: ``A[i, i]`` of
+    np.diag(A), ``x[(i - k) % n]`` of np.roll(x, k), ``x[i + 1] - x[i]`` of np.diff(x),
+    ``1.0 if i == j else 0.0`` of np.eye, the fill value of np.full and np.full_like (its
+    derivative goes to what it reads), 1.0 of np.ones and np.ones_like."""
+    func, i = _callee(call), name(counters[0])
+    if func == "np.diag":
+        return quote_expr("A[I, I]", A=call.args[0], I=i)
+    if func == "np.roll":
+        return quote_expr("A[(I - K) % A.shape[0]]", A=call.args[0], I=i, K=call.args[1])
+    if func == "np.diff":
+        return quote_expr("A[I + 1] - A[I]", A=call.args[0], I=i)
+    if func == "np.eye":
+        return quote_expr("1.0 if I == J else 0.0", I=i, J=name(counters[1]))
+    if func in ("np.full", "np.full_like"):
+        return call.args[1]
+    return const(1.0)
 
 
 def _new_axis_of_expression(node):
@@ -557,21 +578,12 @@ class LowerArrays:
             return gast.Subscript(array, self._index(axes, counters), gast.Load())
         if isinstance(value, gast.Attribute) and value.attr == "T":
             return self._elements(value.value, sliced[::-1], counters[::-1], checks, before)
-        if _callee(value) == "np.diag":
-            matrix = value.args[0]
-            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
-            return quote_expr("A[I, I]", A=matrix, I=name(counters[0]))
+        if _callee(value) in INDEXED_READS:
+            for count, axis in zip(self._counts(value), sliced):
+                self._check_extent(value, count, axis.count, checks)
+            return _indexed_read(value, counters)
         if _reduced_axis(value) is not None:
             return self._reduced_element(value, sliced, counters, checks, before)
-        if _callee(value) == "np.roll":
-            array, shift = value.args
-            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
-            return quote_expr("A[(I - K) % A.shape[0]]", A=array, I=name(counters[0]), K=shift)
-        if _callee(value) == "np.diff":
-            self._check_extent(value, self._counts(value)[0], sliced[0].count, checks)
-            return quote_expr("A[I + 1] - A[I]", A=value.args[0], I=name(counters[0]))
-        if _callee(value) in CONSTANT_CALLS:
-            return self._constant_element(value, sliced, counters, checks)
         if _callee(value) == "np.outer":
             first, second = value.args
             return quote_expr("U * V", U=self._elements(first, sliced[:1], counters[:1], checks,
@@ -598,20 +610,6 @@ class LowerArrays:
                                                        and field == "func"):
                 setattr(value, field, self._elements(child, sliced, counters, checks, before))
         return value
-
-    def _constant_element(self, node, sliced, counters, checks):
-        """The element of np.ones, np.full (its value), np.eye (1.0 on the diagonal, else
-        0.0) and their _like forms: a constant, or the fill value, whose derivative goes to
-        whatever the value reads."""
-        for count, axis in zip(self._counts(node), sliced):
-            self._check_extent(node, count, axis.count, checks)
-        func = _callee(node)
-        if func == "np.eye":
-            return quote_expr("1.0 if I == J else 0.0", I=name(counters[0]),
-                              J=name(counters[1]))
-        if func in ("np.full", "np.full_like"):
-            return node.args[1]
-        return const(1.0)
 
     def _check_extent(self, operand, count, expected, checks):
         """An assert that an operand's extent is the statement's, unless they are spelled the
