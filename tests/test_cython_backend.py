@@ -136,6 +136,36 @@ def test_primal_returns_none(name):
         assert result is None, f"{name}: {backend} primal returned {result!r}, not None"
 
 
+def floor_quotients_and_remainders(a, b, q, r):
+    for i in range(a.shape[0]):
+        q[i] = a[i] // b[i]
+        r[i] = a[i] % b[i]
+
+
+def test_floats_floor_division_and_remainder_are_pythons():
+    """Compiled ``a // b`` and ``a % b`` of floats give Python's values, signs of zeros and
+    infinities included: C's fmod gives a remainder the dividend's sign where Python gives the
+    divisor's, and floor(a / b) can round up to an integer Python's quotient stays below.  A
+    zero divisor, where Python raises, gives NaN."""
+    values = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 7.25, -7.25, 0.1, 1e300, -1e-300,
+              5e-324, np.inf, -np.inf, np.nan]
+    pairs = [(x, y) for x in values for y in values if y != 0.0]
+    a, b = (np.array(column) for column in zip(*pairs))
+    q, r = np.zeros_like(a), np.zeros_like(a)
+    adsrc.differentiate(floor_quotients_and_remainders, wrt="a", outputs=("q", "r"),
+                        backend="cython").primal(a, b, q, r)
+    for k, (x, y) in enumerate(pairs):
+        for got, want, spelled in ((q[k], x // y, "//"), (r[k], x % y, "%")):
+            same = (np.isnan(got) and np.isnan(want)) or \
+                (got == want and np.signbit(got) == np.signbit(want))
+            assert same, f"{x!r} {spelled} {y!r}: compiled {got!r}, Python {want!r}"
+    zero = np.array([1.0, -2.0, 0.0])
+    q, r = np.zeros(3), np.zeros(3)
+    adsrc.differentiate(floor_quotients_and_remainders, wrt="a", outputs=("q", "r"),
+                        backend="cython").primal(zero, np.zeros(3), q, r)
+    assert np.isnan(q).all() and np.isnan(r).all()
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

@@ -1,7 +1,7 @@
 """Hessian-vector products by tangent over adjoint (adsrc.hvp, adsrc.hessian_operator).
 
-For smooth scalar kernels with loops, branches, in-place updates and a while loop (tests/
-hvp_kernels.py, and corpus kernels), checked against two other methods:
+For smooth scalar kernels with loops, branches, in-place updates, a while loop and floats' % and
+// (tests/hvp_kernels.py, and corpus kernels), checked against two other methods:
 
 * fourth-order central finite differences of the gradient (adsrc.grad) in the direction v;
 * symmetry: ``<H u, v> == <u, H v>``;
@@ -47,6 +47,10 @@ PROBLEMS = {
                            lambda rng: (np.array([0.8, -0.6]), 0.3)),
     "calls_in_a_loop": (K.calls_in_a_loop, "x", lambda rng: (rng.uniform(-1.0, 1.0, 6), 0.4)),
     "calls_in_a_loop[a]": (K.calls_in_a_loop, "a", lambda rng: (rng.uniform(-1.0, 1.0, 6), 0.4)),
+    # x[j] - x[i] + 1.5 0.07 or more from the jumps of % 3.0, x 0.08 or more from those of
+    # // 0.7
+    "periodic_pairs": (K.periodic_pairs, "x",
+                       lambda rng: (np.array([0.13, 0.95, 1.55, 2.31, 2.88]), 3.0)),
     "residual_loss": _corpus("residual_loss", "x"),
     "residual_loss[data]": _corpus("residual_loss", "data"),
     "newton_cubic": _corpus("newton_cubic", "a"),

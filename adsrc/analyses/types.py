@@ -300,8 +300,6 @@ class TypeInference:
             return self._elementwise(node, [left, right])
         if isinstance(node.op, gast.Div):
             return FLOAT
-        if isinstance(node.op, (gast.FloorDiv, gast.Mod)) and FLOAT in (left, right):
-            self._fail(node, "'//' and '%' are supported on integers only")
         return FLOAT if FLOAT in (left, right) else INT
 
     def _matrix_product(self, node):
@@ -553,3 +551,23 @@ class TypeInference:
         if func == "int":
             return INT
         return self.callee_return(node, args)
+
+
+class _ExpressionTypes(TypeInference):
+    """The expression rules of :class:`TypeInference` over names whose types are known, for a
+    backend printing generated functions (whose every name's type it has): no source, tree or
+    parameters, so no call of the inference's own constructor."""
+
+    def __init__(self, env):
+        self.env = env
+        self.callee_return = lambda call, arg_types: None
+
+    def _fail(self, node, message):
+        raise AssertionError(f"adsrc internal error: {message} (in generated "
+                             f"'{gast.unparse(node).strip()}')")
+
+
+def expression_type(node, env):
+    """The type of the expression ``node`` whose names have the types ``env`` (None: not
+    known, as for a called kernel's result)."""
+    return _ExpressionTypes(env).expr(node)

@@ -7,11 +7,11 @@ Python-callable wrappers with the names the Python backend uses (``<name>__prima
 is cimported from a module adsrc builds once, or, in a module to be built without adsrc
 (offline generation), written into the module's own source.  No NumPy headers are needed.
 
-Loops that touch no Python object run inside ``with nogil:``.  Integer ``//`` and ``%`` keep
-Python's floor semantics (``cdivision`` is on for speed, so they go through small helpers), and
-an index that may be negative at run time counts from the end (``wraparound`` is off for speed,
-so ``_wrap`` adds the length to the indices :mod:`adsrc.analyses.index_bounds` cannot show
-non-negative).
+Loops that touch no Python object run inside ``with nogil:``.  ``//`` and ``%`` keep Python's
+floor semantics, of integers and of floats (``cdivision`` is on for speed, so they go through
+small helpers), and an index that may be negative at run time counts from the end
+(``wraparound`` is off for speed, so ``_wrap`` adds the length to the indices
+:mod:`adsrc.analyses.index_bounds` cannot show non-negative).
 """
 
 import copy
@@ -20,7 +20,7 @@ import re
 import gast
 
 from adsrc.analyses.index_bounds import IndexBounds
-from adsrc.analyses.types import FLOAT, INT, OBJECT
+from adsrc.analyses.types import FLOAT, INT, OBJECT, expression_type
 from adsrc.backends.python import rules_import
 from adsrc.frontend.intrinsics import ELEMENTARY
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
@@ -78,6 +78,37 @@ cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     if r != 0 and ((r < 0) != (b < 0)):
         r += b
     return r
+''',
+    "_floordiv_float": '''
+from libc.math cimport copysign, floor, fmod
+
+cdef inline double _floordiv_float(double a, double b) noexcept nogil:
+    """a // b of floats as Python computes it: the quotient less C's fmod remainder, floored
+    (floor(a / b) can round up to the next integer), the sign of a zero kept; NaN for b = 0."""
+    cdef double remainder = fmod(a, b)
+    cdef double quotient = (a - remainder) / b
+    cdef double floored
+    if remainder != 0.0 and ((b < 0.0) != (remainder < 0.0)):
+        quotient -= 1.0
+    if quotient == 0.0:
+        return copysign(0.0, a / b)
+    floored = floor(quotient)
+    if quotient - floored > 0.5:
+        floored += 1.0
+    return floored
+''',
+    "_mod_float": '''
+from libc.math cimport copysign, fmod
+
+cdef inline double _mod_float(double a, double b) noexcept nogil:
+    """a % b of floats as Python computes it: the sign of b, where C's fmod has a's; NaN for
+    b = 0."""
+    cdef double remainder = fmod(a, b)
+    if remainder == 0.0:
+        return copysign(0.0, b)
+    if (b < 0.0) != (remainder < 0.0):
+        remainder += b
+    return remainder
 ''',
     "_wrap": '''
 cdef inline Py_ssize_t _wrap(Py_ssize_t index, Py_ssize_t length) noexcept nogil:
@@ -162,9 +193,20 @@ class _Expressions(gast.NodeTransformer):
         return node
 
     def visit_BinOp(self, node):
+        """``//`` and ``%`` with Python's floor semantics (``cdivision`` gives C's): helpers for
+        integers and for floats, told apart by the operands' types (read before the operands
+        are respelled)."""
+        floor_operation = isinstance(node.op, (gast.FloorDiv, gast.Mod))
+        if floor_operation:
+            kinds = {expression_type(operand, self.types) for operand in (node.left, node.right)}
+            if None in kinds:
+                raise AssertionError("adsrc internal error: no type for an operand of "
+                                     f"'{unparse(node)}'")
         self.generic_visit(node)
-        if isinstance(node.op, (gast.FloorDiv, gast.Mod)):
+        if floor_operation:
             helper = "_floordiv" if isinstance(node.op, gast.FloorDiv) else "_mod"
+            if FLOAT in kinds:
+                helper += "_float"
             return gast.Call(gast.Name(helper, gast.Load(), None, None),
                              [node.left, node.right], [])
         return node

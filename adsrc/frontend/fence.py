@@ -341,8 +341,9 @@ class Fence(gast.NodeTransformer):
         element by element, and only the chosen element's reads are differentiated, as in
         NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.square(a)``
         as ``a ** 2``; ``np.sign(a)`` as a choice between 1.0, -1.0 and ``a * 0.0`` (0 and, as
-        in NumPy, NaN for NaN; its derivative is 0); np.diag, np.roll, np.diff and np.outer as
-        they are, for typing and lowering."""
+        in NumPy, NaN for NaN; its derivative is 0); ``np.remainder(a, b)`` (``np.mod``) as
+        ``a % b`` and ``np.floor_divide(a, b)`` as ``a // b``, which NumPy computes as Python
+        does; np.diag, np.roll, np.diff and np.outer as they are, for typing and lowering."""
         arity = intrinsics.SPELLED_OTHERWISE[name]
         if len(call.args) != arity:
             self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
@@ -352,6 +353,9 @@ class Fence(gast.NodeTransformer):
         if name == "square":
             squared = gast.BinOp(call.args[0], gast.Pow(), gast.Constant(value=2, kind=None))
             return gast.copy_location(squared, call)
+        if name in ("remainder", "floor_divide"):
+            operator = gast.Mod() if name == "remainder" else gast.FloorDiv()
+            return gast.copy_location(gast.BinOp(call.args[0], operator, call.args[1]), call)
         if name == "clip":
             value, low, high = call.args
             lower_bounded = gast.Call(gast.Name("max", gast.Load(), None, None), [value, low], [])

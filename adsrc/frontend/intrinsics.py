@@ -24,11 +24,11 @@ REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
 #: the reductions that also run along an axis of a 2-D array, ``np.sum(u, 1)``.
 AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
-#: and max, np.square as ``** 2``, np.sign with comparisons) or that lowering reads element by
-#: element (np.diag, np.roll, np.diff, np.outer), canonical ``np.<name>``, and their numbers of
-#: arguments.
-SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "diag": 1, "roll": 2,
-                     "diff": 1, "outer": 2}
+#: and max, np.square as ``** 2``, np.sign with comparisons, np.remainder, alias np.mod, as
+#: ``%`` and np.floor_divide as ``//``) or that lowering reads element by element (np.diag,
+#: np.roll, np.diff, np.outer), canonical ``np.<name>``, and their numbers of arguments.
+SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "remainder": 2,
+                     "floor_divide": 2, "diag": 1, "roll": 2, "diff": 1, "outer": 2}
 #: arrays of constants (a fill value may be any scalar), canonical ``np.<name>``: lowering
 #: reads them element by element too.
 CONSTANT_ARRAYS = ("ones", "ones_like", "full", "full_like", "eye")

@@ -104,6 +104,8 @@ class _Partials:
             return False
         if isinstance(node, gast.Call) and _callee(node) in _INTEGER_VALUED:
             return False        # len(x) of an active x, int(u): constant, or piecewise so
+        if isinstance(node, gast.BinOp) and isinstance(node.op, gast.FloorDiv):
+            return False        # u // v: piecewise constant
         return any(self.has_active(child) for child in gast.iter_child_nodes(node)
                    if isinstance(child, gast.expr))
 
@@ -135,8 +137,12 @@ class _Partials:
                                                        I=_inverse(right))))
         elif isinstance(op, gast.Pow):
             self._power(node, left, right, m)
+        elif isinstance(op, gast.Mod):
+            # u % v = u - v * (u // v), where u // v is piecewise constant
+            self.visit(left, m)
+            self.visit(right, _mul(_neg(m), quote_expr("U // V", U=left, V=right)))
         else:
-            self.fail(node, "no derivative rule for integer division or modulo of floats")
+            self.fail(node, f"no derivative rule for '{gast.unparse(node).strip()}'")
 
     def _power(self, node, base, exponent, m):
         if isinstance(exponent, gast.Constant):
