@@ -607,18 +607,21 @@ def signs_differences_methods(A, x, theta, y):
     y += 0.01 * (A * A).sum(1)
     return np.dot(g, g) + x[1:].sum() * A[0].dot(x) + (A @ x).max() + np.sum(np.sign(x))
 
-def floor_division_and_modulo(x, u, L, h, y):
+def floors_and_remainders(x, u, L, h, y):
     """Floats' // and % as Python computes them: particles wrapped into a periodic box of side
     L (np.mod of an array), their cells int(p // h) and the linear interpolation of u there;
-    a remainder by a negative divisor, np.floor_divide, and a remainder whose divisor is
-    active (the derivative of a % b by b is -(a // b))."""
+    a remainder by a negative divisor, np.floor_divide, a remainder whose divisor is active
+    (the derivative of a % b by b is -(a // b)); np.floor, np.ceil and math.floor,
+    math.ceil (ints) as factors and an index."""
     n = u.shape[0]
     p = np.mod(x, L)
     for k in range(x.shape[0]):
         cell = int(p[k] // h)
         t = p[k] / h - cell
         y[k] = (1.0 - t) * u[cell % n] + t * u[(cell + 1) % n]
+        y[k] += math.ceil(0.9 * x[k]) * x[k] + u[math.floor(p[k] * n) % n]
     y += (x * x) % (-L) + np.floor_divide(x, L) * x + 2.0 % (L + x)
+    y *= np.floor(1.7 * x) + np.ceil(x * x)
     return np.sum(y * y)
 
 

@@ -227,9 +227,9 @@ CASES = [
                        np.array([0.9, -0.6, 0.4, 1.1, -0.8]), 0.35,
                        np.array([0.3, -0.5, 0.2, -0.4, 0.6])),
          ("A", "x", "theta", "y"), ("return", "x", "y")),
-    # p = x mod L and x * x, x / L, 2 / (L + x) 0.05 or more from where // and % jump (p
-    # from the cells' ends, multiples of h)
-    Case("floor_division_and_modulo", K.floor_division_and_modulo,
+    # p = x mod L, x * x, x / L, 2 / (L + x), 0.9 * x, 1.7 * x 0.05 or more from where //, %
+    # and the roundings jump (p from the cells' ends, multiples of h)
+    Case("floors_and_remainders", K.floors_and_remainders,
          lambda r, d: (np.array([-1.33, -0.47, 0.31, 0.51, 1.29, 2.73]), _u(r, 5), 1.0, 0.2,
                        np.zeros(6)),
          ("x", "u", "L", "h"), ("return", "y")),
@@ -629,14 +629,15 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "conditional_expressions", "swapped_local_arrays",
                                   "array_gathers", "where_clip_diag", "mean_max_min",
                                   "rolled_and_elementary", "momentum_names",
-                                  "axis_reductions", "floor_division_and_modulo"])
+                                  "axis_reductions", "floors_and_remainders"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment
     evaluates every value before storing one; an early return leaves its loops and skips what
     follows (a flag, breaks and guards); a loop over zip stops at the shorter array and reads
     each element when its trip starts; np.where is a conditional expression per element, a
-    gather of the target reads its old values, and floats' // and % have Python's signs.  The derivatives are checked above against finite
+    gather of the target reads its old values, floats' // and % have Python's signs, and
+    math.floor is an int.  The derivatives are checked above against finite
     differences of the kernel run by Python; here the values the generated primal computes,
     against Python's, exactly."""
     _assert_primal_is_pythons(name)

@@ -13,7 +13,8 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
-from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector, scaled_matrix
+from adsrc.frontend.intrinsics import (REDUCTION_CALLS, ROUNDING_CALLS, along_axis, matrix_vector,
+                                       scaled_matrix)
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -480,7 +481,7 @@ class TypeInference:
                 and args[0].is_array:
             self._fail(node, f"{func}() of one array is its {func}imum element: write "
                              f"np.{func}(x) (np.{func}imum and two arguments compare elements)")
-        if func.startswith("math.") or func in ("abs", "min", "max", "pow"):
+        if func.startswith("math.") or func in ("abs", "min", "max", "pow") + ROUNDING_CALLS:
             if any(arg is not None and arg.is_array for arg in args):
                 return self._elementwise(node, args)
             if func in ("abs", "min", "max"):

@@ -22,7 +22,7 @@ import gast
 from adsrc.analyses.index_bounds import IndexBounds
 from adsrc.analyses.types import FLOAT, INT, OBJECT, expression_type
 from adsrc.backends.python import rules_import
-from adsrc.frontend.intrinsics import ELEMENTARY
+from adsrc.frontend.intrinsics import ELEMENTARY, ROUNDINGS
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
 from adsrc.rules.library import RULES
 from adsrc.runtime import compiled_tape
@@ -32,8 +32,9 @@ from adsrc.transformations.vector import COUNT
 DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
               "cdivision=True, cpow=True")
 
-# math.<name> is the C library's <name>
-_ELEMENTARY = {f"math.{name}": name for name in ELEMENTARY}
+# math.<name> and np.floor, np.ceil are the C library's <name>
+_ELEMENTARY = {**{f"math.{name}": name for name in ELEMENTARY},
+               **{f"np.{name}": name for name in ROUNDINGS}}
 
 CALLEE_OUT = "_callee_out"     # where a called kernel's reverse sweep leaves scalar adjoints
 BLOCKS = "_blocks"      # a reverse function's view of the tape's array copies
@@ -42,7 +43,7 @@ _OBJECT_TEMPS = re.compile(r"^_o\d+$")       # what a derivative rule returns
 _INDEX_TEMPS = re.compile(r"^(_bound\d+|_trips\d+|_w\d+|_c\d+|_keep\d+|_saved\d+)$")
 
 PRELUDE = f'''
-from libc.math cimport {", ".join(ELEMENTARY)}, fabs
+from libc.math cimport {", ".join(ELEMENTARY)}, fabs, floor, ceil, fmod, copysign
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
@@ -80,8 +81,6 @@ cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return r
 ''',
     "_floordiv_float": '''
-from libc.math cimport copysign, floor, fmod
-
 cdef inline double _floordiv_float(double a, double b) noexcept nogil:
     """a // b of floats as Python computes it: the quotient less C's fmod remainder, floored
     (floor(a / b) can round up to the next integer), the sign of a zero kept; NaN for b = 0."""
@@ -98,8 +97,6 @@ cdef inline double _floordiv_float(double a, double b) noexcept nogil:
     return floored
 ''',
     "_mod_float": '''
-from libc.math cimport copysign, fmod
-
 cdef inline double _mod_float(double a, double b) noexcept nogil:
     """a % b of floats as Python computes it: the sign of b, where C's fmod has a's; NaN for
     b = 0."""

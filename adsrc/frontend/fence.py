@@ -648,6 +648,11 @@ class Fence(gast.NodeTransformer):
                                  "'for a, b in zip(x, y)', 'for i, v in enumerate(x)')")
             if name in intrinsics.SPELLED_OTHERWISE:
                 return self._spelled_otherwise(call, name)
+            if namespace == "math" and name in intrinsics.ROUNDINGS:
+                # math.floor(x) is an int, as int(np.floor(x)) is (for a finite x)
+                rounded = gast.copy_location(gast.Call(_dotted("np", name), call.args, []), call)
+                return gast.copy_location(
+                    gast.Call(gast.Name("int", gast.Load(), None, None), [rounded], []), call)
             spelled = intrinsics.spelled(namespace, name)
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)

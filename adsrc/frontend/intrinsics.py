@@ -16,6 +16,10 @@ ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh", "sinh", "cosh",
               "expm1")
 #: NumPy's names of those, where they differ.
 _NUMPY_NAMES = {"atan": "arctan"}
+#: NumPy's float roundings to an integer value, canonical ``np.<name>``: piecewise constant;
+#: ``math.floor``/``math.ceil``, which return ints, are written ``int(np.floor(x))``.
+ROUNDINGS = ("floor", "ceil")
+ROUNDING_CALLS = tuple("np." + name for name in ROUNDINGS)
 #: allocation functions, canonical spelling ``np.<name>``.
 ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
 #: reductions over arrays, canonical spelling ``np.<name>``.
@@ -50,8 +54,11 @@ def _table():
         table[id(obj)] = ("builtin", "max")
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
-    for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE):
+    for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE) \
+            + ROUNDINGS:
         table[id(getattr(np, name))] = ("np", name)
+    for name in ROUNDINGS:
+        table[id(getattr(math, name))] = ("math", name)
     for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)
     return table

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import gast
 
+from adsrc.frontend.intrinsics import ROUNDING_CALLS
 from adsrc.frontend.quoting import const, quote_expr
 
 ONE = None  # the multiplier 1, kept symbolic so that no '1.0 *' is generated
@@ -71,8 +72,9 @@ def _callee(node):
     return gast.unparse(node.func).strip()
 
 
-# calls whose value is an integer, so has no derivative (int() is piecewise constant)
-_INTEGER_VALUED = ("len", "int")
+# calls whose value is an integer, so has no derivative (int(), np.floor and np.ceil are
+# piecewise constant)
+_INTEGER_VALUED = ("len", "int") + ROUNDING_CALLS
 
 
 class Partial(NamedTuple):
@@ -103,7 +105,7 @@ class _Partials:
         if isinstance(node, gast.Attribute):
             return False
         if isinstance(node, gast.Call) and _callee(node) in _INTEGER_VALUED:
-            return False        # len(x) of an active x, int(u): constant, or piecewise so
+            return False        # len(x) of an active x; int(u), np.floor(u): piecewise constant
         if isinstance(node, gast.BinOp) and isinstance(node.op, gast.FloorDiv):
             return False        # u // v: piecewise constant
         return any(self.has_active(child) for child in gast.iter_child_nodes(node)
