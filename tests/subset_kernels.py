@@ -625,6 +625,17 @@ def floors_and_remainders(x, u, L, h, y):
     return np.sum(y * y)
 
 
+def running_sums(x, y, w, h):
+    """np.cumsum and np.cumprod (and the method x.cumsum()) of 1-D expressions: bound to a
+    local in a loop, in an element-wise statement reading its own target, and inside
+    whole-array reductions."""
+    for it in range(2):
+        c = np.cumsum(y * h) + x
+        y[:] = 0.5 * np.cumprod(np.tanh(c)) + y
+    y[1:] = np.cumsum(y[1:] * w[1:]) - x[1:].cumsum()
+    return np.sum(np.cumsum(w * x)) + np.dot(np.cumprod(w), y)
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

@@ -128,6 +128,22 @@ def rectangular_eye(x, u):
     return np.sum(np.eye(3, 2) * u)  # <-
 
 
+def cumsum_broadcast(x, u):
+    return np.sum(u * np.cumsum(x))  # <-
+
+
+def cumsum_in_a_product(x, u):
+    return np.sum(u @ np.cumsum(x))  # <-
+
+
+def cumprod_in_where(x):
+    return np.sum(np.where(x > 1.0, np.cumprod(x), x))  # <-
+
+
+def cumsum_of_a_matrix(x, u):
+    return np.sum(np.cumsum(u))  # <-
+
+
 def max_of_an_index_array(x, idx):
     return x[0] * np.max(idx)  # <-
 
@@ -291,7 +307,7 @@ def array_alias(x, y):
 
 
 def attribute_method(x):
-    s = x.cumsum()  # <-
+    s = x.argmax()  # <-
     return s
 
 
@@ -468,6 +484,14 @@ UNSUPPORTED = [
      _x),
     (rectangular_eye, "np.eye(n) takes the number of rows", "np.eye",
      lambda: (*_x(), np.ones((3, 2)))),
+    (cumsum_broadcast, "np.cumsum is supported in a statement of 1-D arrays", "np.cumsum",
+     lambda: (*_x(3), np.ones((3, 3)))),
+    (cumsum_in_a_product, "not inside a product, a reduction along an axis, np.where",
+     "np.cumsum", lambda: (*_x(3), np.ones((3, 3)))),
+    (cumprod_in_where, "np.cumprod is supported in a statement of 1-D arrays", "np.cumprod",
+     _x),
+    (cumsum_of_a_matrix, "np.cumsum is supported for one 1-D float array (no axis)",
+     "np.cumsum", lambda: (*_x(3), np.ones((3, 3)))),
     (max_of_an_index_array, "np.max is supported on float arrays", "np.max",
      lambda: (*_x(), np.array([0, 2, 1]))),
     (for_over_slice, "a 1-D array ('for v in x')", "x[1:]", _x),
@@ -498,7 +522,7 @@ UNSUPPORTED = [
      _x),
     (unknown_builtin, "no derivative rule", "round", _x),
     (array_alias, "'z' is written in place (line", "z = x", _xy),
-    (attribute_method, "no derivative rule for x.cumsum", "x.cumsum", _x),
+    (attribute_method, "no derivative rule for x.argmax", "x.argmax", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),
     (attribute_transpose, "only '.shape'", "(u + u).T",

@@ -233,6 +233,9 @@ CASES = [
          lambda r, d: (np.array([-1.33, -0.47, 0.31, 0.51, 1.29, 2.73]), _u(r, 5), 1.0, 0.2,
                        np.zeros(6)),
          ("x", "u", "L", "h"), ("return", "y")),
+    Case("running_sums", K.running_sums,
+         lambda r, d: (_u(r, 5), _u(r, 5), r.uniform(-1.0, 1.0, 5), 0.7),
+         ("x", "y", "w", "h"), ("return", "y")),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -644,14 +647,16 @@ def test_statements_rewritten_for_their_python_meaning_keep_it(name):
 
 
 @pytest.mark.parametrize("name", ["broadcasting", "kept_dimensions", "constant_arrays",
-                                  "signs_differences_methods"])
+                                  "signs_differences_methods", "running_sums"])
 def test_broadcasts_signs_and_differences_read_as_numpy(name):
     """A 1-D array broadcast along a 2-D one (A * d, d[:, None], np.outer, a row of the target
     read while the target is written, reductions with keepdims=True) reads the elements
-    NumPy's broadcasting reads; np.sign, np.diff and arrays of constants (np.ones, np.full,
-    np.eye) compute NumPy's values.  The generated
-    primal against Python's, to rounding: NumPy's BLAS sums A @ x in another order than the
-    compiled loop, and a misread element would be off by far more."""
+    NumPy's broadcasting reads; np.sign, np.diff, arrays of constants (np.ones, np.full,
+    np.eye), np.cumsum and np.cumprod compute NumPy's values.  The generated primal against
+    Python's, to rounding: NumPy's BLAS sums A @ x in another order than the compiled loop,
+    NumPy's np.tanh is its own code, not the C library's tanh that compiled code calls (they
+    differ in the last bit for 30% of arguments), and a misread element would be off by far
+    more."""
     _assert_primal_is_pythons(name, rtol=1e-13)
 
 

@@ -13,8 +13,8 @@ import gast
 import numpy as np
 
 from adsrc.errors import ArgumentError, SignatureError
-from adsrc.frontend.intrinsics import (REDUCTION_CALLS, ROUNDING_CALLS, along_axis, matrix_vector,
-                                       scaled_matrix)
+from adsrc.frontend.intrinsics import (CUMULATIVE_CALLS, REDUCTION_CALLS, ROUNDING_CALLS,
+                                       along_axis, matrix_vector, scaled_matrix)
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote_expr
 from adsrc.rules import library
 from adsrc.rules.library import RULES
@@ -511,6 +511,11 @@ class TypeInference:
             return kind
         if func in REDUCTION_CALLS:
             return self._reduction(node, func, args)
+        if func in CUMULATIVE_CALLS:
+            if len(args) != 1 or (args[0] is not None and not (
+                    args[0].is_array and args[0].ndim == 1 and args[0].dtype == "float64")):
+                self._fail(node, f"{func} is supported for one 1-D float array (no axis)")
+            return array("float64", 1)
         if func in ("np.zeros", "np.empty", "np.ones", "np.full"):
             shape = node.args[0] if node.args else None
             if func == "np.full":

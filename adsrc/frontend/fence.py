@@ -678,7 +678,8 @@ class Fence(gast.NodeTransformer):
 
 # NumPy methods a kernel may call on an array: name -> number of arguments
 # NumPy's methods spelled as its functions, and the numbers of arguments they take here
-_METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in intrinsics.AXIS_REDUCTIONS}}
+_METHODS = {"copy": (0,), "dot": (1,), **{name: (0, 1) for name in intrinsics.AXIS_REDUCTIONS},
+            **{name: (0,) for name in intrinsics.CUMULATIVE}}
 _FLOAT64 = (float, np.float64, "float64", "float", "double", "f8", "d")
 
 

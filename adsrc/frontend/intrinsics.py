@@ -20,6 +20,10 @@ _NUMPY_NAMES = {"atan": "arctan"}
 #: ``math.floor``/``math.ceil``, which return ints, are written ``int(np.floor(x))``.
 ROUNDINGS = ("floor", "ceil")
 ROUNDING_CALLS = tuple("np." + name for name in ROUNDINGS)
+#: running reductions of a 1-D array, canonical ``np.<name>``, with the start of their running
+#: value and how it takes the next element.
+CUMULATIVE = {"cumsum": (0.0, "S + E"), "cumprod": (1.0, "S * E")}
+CUMULATIVE_CALLS = tuple("np." + name for name in CUMULATIVE)
 #: allocation functions, canonical spelling ``np.<name>``.
 ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
 #: reductions over arrays, canonical spelling ``np.<name>``.
@@ -55,7 +59,7 @@ def _table():
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
     for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE) \
-            + ROUNDINGS:
+            + ROUNDINGS + tuple(CUMULATIVE):
         table[id(getattr(np, name))] = ("np", name)
     for name in ROUNDINGS:
         table[id(getattr(math, name))] = ("math", name)

@@ -26,8 +26,9 @@ import os
 import gast
 
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
-from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, READ_BY_ELEMENT, REDUCTION_CALLS,
-                                       along_axis, matrix_vector)
+from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, CUMULATIVE, CUMULATIVE_CALLS,
+                                       READ_BY_ELEMENT, REDUCTION_CALLS, along_axis,
+                                       matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
                                     quote, quote_expr)
 
@@ -124,6 +125,12 @@ class LowerArrays:
         self.user_names = {}        # a renamed argument -> its name in the kernel
         self.tuple_values = set()   # the temporaries of tuple assignments, read once
         self.written_in_place = {}  # array -> a statement writing its elements
+        # the counters of the loops of the element-wise statement or reduction being lowered,
+        # and whether its element is being lowered inside a branch of a conditional
+        # expression: a running sum is right only for elements asked for at these counters,
+        # on every trip
+        self.statement_counters = None
+        self.in_a_branch = False
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -502,6 +509,7 @@ class LowerArrays:
                              f"only along more dimensions, never fewer")
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
+        self.statement_counters = counters
         element_value = self._elements(stmt.value, sliced, counters, checks, before)
         index = self._index(axes, counters)
         copies = self._read_old_values(stmt, array, index, [element_value] + before)
@@ -596,11 +604,24 @@ class LowerArrays:
         if self._is_gather(value):
             index = self._elements(value.slice, sliced, counters, checks, before)
             return gast.Subscript(value.value, index, gast.Load())
+        if _callee(value) in CUMULATIVE_CALLS:
+            return self._running_element(value, sliced, counters, checks, before)
+        if isinstance(value, gast.IfExp):
+            outer, self.in_a_branch = self.in_a_branch, True
+            try:
+                return self._elements_of_fields(value, sliced, counters, checks, before)
+            finally:
+                self.in_a_branch = outer
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy",) \
                 + REDUCTION_CALLS:
             self._fail(value, "this call is not supported inside an element-wise expression")
         if not self._is_array(value):
             return value        # a scalar the elements share: w[k], len(x), x.shape[0]
+        return self._elements_of_fields(value, sliced, counters, checks, before)
+
+    def _elements_of_fields(self, value, sliced, counters, checks, before):
+        """An element-wise operation (a BinOp, a call of an element-wise function...) of the
+        elements of its operands."""
         for field, child in gast.iter_fields(value):
             if isinstance(child, list):
                 setattr(value, field, [self._elements(item, sliced, counters, checks, before)
@@ -610,6 +631,26 @@ class LowerArrays:
                                                        and field == "func"):
                 setattr(value, field, self._elements(child, sliced, counters, checks, before))
         return value
+
+    def _running_element(self, node, sliced, counters, checks, before):
+        """Element ``i`` of ``np.cumsum(e)`` (``np.cumprod``): a temporary set to 0.0 (1.0)
+        before the statement's loop, with ``checks``, to which each trip adds (by which it
+        multiplies) ``e[i]``, in ``before``.  Right only where the statement's one loop asks
+        for the elements once each, in order: refused in a 2-D statement or broadcast, inside
+        a product or a reduction along an axis (whose loops ask at other counters), and in a
+        branch of a conditional expression."""
+        if len(counters) != 1 or counters != self.statement_counters or self.in_a_branch:
+            self._fail(node, f"{_callee(node)} is supported in a statement of 1-D arrays "
+                             f"(element-wise, or a whole-array reduction), not inside a "
+                             f"product, a reduction along an axis, np.where or a broadcast: "
+                             f"assign it to a 1-D array first")
+        start, step = CUMULATIVE[_callee(node)[len("np."):]]
+        element = self._elements(node.args[0], sliced, counters, checks, before)
+        running = self.namer.fresh("s")
+        checks.append(gast.Assign(targets=[name(running, store=True)], value=const(start),
+                                  type_comment=None))
+        before.extend(quote(f"S = {step}", S=running, E=element))
+        return name(running)
 
     def _check_extent(self, operand, count, expected, checks):
         """An assert that an operand's extent is the statement's, unless they are spelled the
@@ -712,6 +753,7 @@ class LowerArrays:
         sliced = [_Axis(const(0), 1, count) for count in self._extents(summand)]
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
+        self.statement_counters = counters
         element = self._elements(summand, sliced, counters, checks, before)
         if isinstance(target, gast.Name) and not any(
                 isinstance(node, gast.Name) and node.id == target.id
