@@ -74,7 +74,7 @@ FEATURES = {
     "early_return": 0.3,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
     "arg_rebind": 0.15, "vector_where": 0.15, "vector_gather": 0.35, "vector_roll": 0.15,
-    "matrix_broadcast": 0.3,
+    "matrix_broadcast": 0.3, "vector_cumulative": 0.15,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -657,6 +657,12 @@ class _Gen:
             shift = self.pick((1, -1, 2))
             forms = [f"{a}[:] = {a} + {k1} * (np.roll({b}, {shift}) - {b})",
                      f"{a} -= {k1} * np.roll({b}, {shift}) * {c}"]
+        elif self.on("vector_cumulative"):
+            # a running sum and product; the target's own elements (read where written)
+            self.features.add("vector_cumulative")
+            forms = [f"{a}[:] = {a} + {k1} * np.cumsum({b} * {c})",
+                     f"{a} -= {k1} * np.cumprod(1.0 + 0.1 * np.tanh({b}))",
+                     f"{a}[1:] = {k2} * np.cumsum({a}[1:] * {b}[1:]) + {a}[:-1]"]
         elif self.has_m and self.on("matrix_broadcast"):
             # a 1-D array broadcast along M's rows (b[:, None]), a row of M along its columns
             # (the target's old values when M is written), np.outer, a sum along an axis of
@@ -1023,7 +1029,7 @@ _NP_CS = types.SimpleNamespace(
     copy=lambda a: np.array(a, dtype=complex),
     sum=np.sum, dot=np.dot, power=np.power, sin=np.sin, cos=np.cos, tanh=np.tanh,
     exp=np.exp, sqrt=np.sqrt, log=np.log, mean=np.mean, roll=np.roll, outer=np.outer,
-    diff=np.diff, newaxis=np.newaxis)
+    diff=np.diff, newaxis=np.newaxis, cumsum=np.cumsum, cumprod=np.cumprod)
 
 _LOADED: dict = {}
 
@@ -1290,6 +1296,7 @@ def allowed_calls():
         "math.log", "np.sin", "np.cos", "np.tanh", "np.exp", "np.sqrt", "np.log", "np.power",
         "np.sum", "np.dot", "np.zeros", "np.zeros_like", "np.copy", "np.maximum", "np.minimum",
         "np.mean", "np.max", "np.min", "np.where", "np.roll", "np.outer", "np.diff",
+        "np.cumsum", "np.cumprod",
         *_HELPER_SOURCES,
     }
 
