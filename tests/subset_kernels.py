@@ -607,6 +607,7 @@ def signs_differences_methods(A, x, theta, y):
     y += 0.01 * (A * A).sum(1)
     return np.dot(g, g) + x[1:].sum() * A[0].dot(x) + (A @ x).max() + np.sum(np.sign(x))
 
+
 def floors_and_remainders(x, u, L, h, y):
     """Floats' // and % as Python computes them: particles wrapped into a periodic box of side
     L (np.mod of an array), their cells int(p // h) and the linear interpolation of u there;

@@ -152,8 +152,9 @@ def test_floats_floor_division_and_remainder_are_pythons():
     pairs = [(x, y) for x in values for y in values if y != 0.0]
     a, b = (np.array(column) for column in zip(*pairs))
     q, r = np.zeros_like(a), np.zeros_like(a)
-    adsrc.differentiate(floor_quotients_and_remainders, wrt="a", outputs=("q", "r"),
-                        backend="cython").primal(a, b, q, r)
+    primal = adsrc.differentiate(floor_quotients_and_remainders, wrt="a", outputs=("q", "r"),
+                                 backend="cython").primal
+    primal(a, b, q, r)
     for k, (x, y) in enumerate(pairs):
         for got, want, spelled in ((q[k], x // y, "//"), (r[k], x % y, "%")):
             same = (np.isnan(got) and np.isnan(want)) or \
@@ -161,8 +162,7 @@ def test_floats_floor_division_and_remainder_are_pythons():
             assert same, f"{x!r} {spelled} {y!r}: compiled {got!r}, Python {want!r}"
     zero = np.array([1.0, -2.0, 0.0])
     q, r = np.zeros(3), np.zeros(3)
-    adsrc.differentiate(floor_quotients_and_remainders, wrt="a", outputs=("q", "r"),
-                        backend="cython").primal(zero, np.zeros(3), q, r)
+    primal(zero, np.zeros(3), q, r)
     assert np.isnan(q).all() and np.isnan(r).all()
 
 

@@ -20,9 +20,8 @@ _NUMPY_NAMES = {"atan": "arctan"}
 #: ``math.floor``/``math.ceil``, which return ints, are written ``int(np.floor(x))``.
 ROUNDINGS = ("floor", "ceil")
 ROUNDING_CALLS = tuple("np." + name for name in ROUNDINGS)
-#: running reductions of a 1-D array, canonical ``np.<name>``, with the start of their running
-#: value and how it takes the next element.
-CUMULATIVE = {"cumsum": (0.0, "S + E"), "cumprod": (1.0, "S * E")}
+#: running reductions of a 1-D array, canonical ``np.<name>``.
+CUMULATIVE = ("cumsum", "cumprod")
 CUMULATIVE_CALLS = tuple("np." + name for name in CUMULATIVE)
 #: allocation functions, canonical spelling ``np.<name>``.
 ALLOCATIONS = ("zeros", "empty", "zeros_like", "empty_like", "copy")
@@ -59,7 +58,7 @@ def _table():
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
     for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE) \
-            + ROUNDINGS + tuple(CUMULATIVE):
+            + ROUNDINGS + CUMULATIVE:
         table[id(getattr(np, name))] = ("np", name)
     for name in ROUNDINGS:
         table[id(getattr(math, name))] = ("math", name)

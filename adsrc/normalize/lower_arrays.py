@@ -26,13 +26,14 @@ import os
 import gast
 
 from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
-from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, CUMULATIVE, CUMULATIVE_CALLS,
-                                       READ_BY_ELEMENT, REDUCTION_CALLS, along_axis,
-                                       matrix_vector)
+from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, CUMULATIVE_CALLS, READ_BY_ELEMENT,
+                                       REDUCTION_CALLS, along_axis, matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
                                     quote, quote_expr)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
+#: a running reduction's start and how its running value ``S`` takes the next element ``E``
+_RUNNING = {"np.cumsum": (0.0, "S = S + E"), "np.cumprod": (1.0, "S = S * E")}
 #: the calls whose element is an index expression of their arguments (:func:`_indexed_read`)
 INDEXED_READS = ("np.diag", "np.roll", "np.diff") \
     + tuple("np." + function for function in CONSTANT_ARRAYS)
@@ -644,12 +645,12 @@ class LowerArrays:
                              f"(element-wise, or a whole-array reduction), not inside a "
                              f"product, a reduction along an axis, np.where or a broadcast: "
                              f"assign it to a 1-D array first")
-        start, step = CUMULATIVE[_callee(node)[len("np."):]]
+        start, step = _RUNNING[_callee(node)]
         element = self._elements(node.args[0], sliced, counters, checks, before)
         running = self.namer.fresh("s")
         checks.append(gast.Assign(targets=[name(running, store=True)], value=const(start),
                                   type_comment=None))
-        before.extend(quote(f"S = {step}", S=running, E=element))
+        before.extend(quote(step, S=running, E=element))
         return name(running)
 
     def _check_extent(self, operand, count, expected, checks):
