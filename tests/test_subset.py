@@ -630,33 +630,35 @@ def test_negative_indices_count_from_the_end_in_the_compiled_primal(name):
                                   "early_return_none", "early_return_at_top",
                                   "early_bare_return", "recursive_early_return",
                                   "conditional_expressions", "swapped_local_arrays",
-                                  "array_gathers", "where_clip_diag", "mean_max_min",
-                                  "rolled_and_elementary", "momentum_names",
-                                  "axis_reductions", "floors_and_remainders"])
+                                  "where_clip_diag", "mean_max_min", "axis_reductions",
+                                  "floors_and_remainders"])
 def test_statements_rewritten_for_their_python_meaning_keep_it(name):
     """A whole-array statement reading its target elsewhere reads a copy of the old values (as
     NumPy's temporary); a negative step runs down from the last element; a tuple assignment
     evaluates every value before storing one; an early return leaves its loops and skips what
     follows (a flag, breaks and guards); a loop over zip stops at the shorter array and reads
-    each element when its trip starts; np.where is a conditional expression per element, a
-    gather of the target reads its old values, floats' // and % have Python's signs, and
-    math.floor is an int.  The derivatives are checked above against finite
+    each element when its trip starts; np.where is a conditional expression per element,
+    floats' // and % have Python's signs, and math.floor is an int.  The derivatives are checked above against finite
     differences of the kernel run by Python; here the values the generated primal computes,
     against Python's, exactly."""
     _assert_primal_is_pythons(name)
 
 
 @pytest.mark.parametrize("name", ["broadcasting", "kept_dimensions", "constant_arrays",
-                                  "signs_differences_methods", "running_sums"])
+                                  "signs_differences_methods", "running_sums", "array_gathers",
+                                  "rolled_and_elementary", "momentum_names"])
 def test_broadcasts_signs_and_differences_read_as_numpy(name):
     """A 1-D array broadcast along a 2-D one (A * d, d[:, None], np.outer, a row of the target
     read while the target is written, reductions with keepdims=True) reads the elements
-    NumPy's broadcasting reads; np.sign, np.diff, arrays of constants (np.ones, np.full,
-    np.eye), np.cumsum and np.cumprod compute NumPy's values.  The generated primal against
-    Python's, to rounding: NumPy's BLAS sums A @ x in another order than the compiled loop,
-    NumPy's np.tanh is its own code, not the C library's tanh that compiled code calls (they
-    differ in the last bit for 30% of arguments), and a misread element would be off by far
-    more."""
+    NumPy's broadcasting reads; np.sign, np.diff, np.roll, arrays of constants (np.ones,
+    np.full, np.eye), np.cumsum and np.cumprod compute NumPy's values; a gather of the target
+    reads its old values; a = b of arrays copies where NumPy names.  The generated primal
+    against Python's, to rounding: NumPy's BLAS sums A @ x and np.dot in another order than
+    the compiled loop (which order depends on the processor: OpenBLAS picks its kernel when it
+    loads), NumPy's np.tanh, np.sinh, np.arctan... are its own code, not the C library's
+    functions that compiled code calls (np.tanh differs in the last bit for 30% of
+    arguments; on a processor with AVX-512, NumPy's other functions too), and a misread
+    element would be off by far more."""
     _assert_primal_is_pythons(name, rtol=1e-13)
 
 
