@@ -83,3 +83,15 @@ def conjugate_gradients(A, b, x, iters):
         rs_new = np.dot(r, r)
         p[:] = r + (rs_new / rs) * p
         rs = rs_new
+
+
+def products_asked_for_again(A, B, x, v, y, M):
+    """Sums that an element-wise statement asks for again and again, which lowering computes
+    once, into an array of their own: a product of a product, a product in np.outer and one
+    broadcast along a 2-D statement, a row sum read through a new axis (a softmax over rows);
+    in a loop whose trips overwrite those arrays, whose values the reverse sweep reads."""
+    for it in range(2):
+        y[:] = A @ (B @ y + x) / 8.0
+        M[:, :] = 0.1 * np.outer(A @ y, v) + M * (B.T @ x)
+        M[:, :] = np.exp(M) / np.sum(np.exp(M), axis=1)[:, None]
+    return np.sum(M * M) + np.dot(y, A @ (B @ v))

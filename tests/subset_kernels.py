@@ -637,6 +637,18 @@ def running_sums(x, y, w, h):
     return np.sum(np.cumsum(w * x)) + np.dot(np.cumprod(w), y)
 
 
+def running_sums_elsewhere(u, x, y):
+    """np.cumsum and np.cumprod where a statement asks for their elements other than once
+    each, in order, which lowering computes once, into an array of their own: inside a
+    reduction along an axis (read through a new axis) and a product, in a branch of np.where,
+    broadcast along a 2-D statement; in a loop, whose trips overwrite those arrays."""
+    for it in range(2):
+        y[:] = np.sum(u * np.cumsum(x)[:, None], axis=1) / 4.0 + u @ np.cumsum(x * y) / 8.0
+        y[:] = np.where(x > 0.0, np.cumprod(0.5 * y), y)
+        u[:, :] = u * np.cumsum(y) / 4.0
+    return np.sum(u * u) + np.sum(y)
+
+
 def if_scalar(a, b):
     """if/else on a scalar, each branch a different formula."""
     if a > b:

@@ -236,6 +236,9 @@ CASES = [
     Case("running_sums", K.running_sums,
          lambda r, d: (_u(r, 5), _u(r, 5), r.uniform(-1.0, 1.0, 5), 0.7),
          ("x", "y", "w", "h"), ("return", "y")),
+    Case("running_sums_elsewhere", K.running_sums_elsewhere,
+         lambda r, d: (r.uniform(-1.0, 1.0, (5, 5)), _mixed_sign(r, 5), _u(r, 5)),
+         ("u", "x", "y"), ("return", "u", "y")),
     Case("if_elif_else", K.if_elif_else,
          lambda r, d: (np.array([1.5, -1.2, 0.1, 0.9, -0.2, -2.0]), _u(r, 6), 0.5),
          ("x", "y", "t"), ("y",)),
@@ -645,14 +648,16 @@ def test_statements_rewritten_for_their_python_meaning_keep_it(name):
 
 
 @pytest.mark.parametrize("name", ["broadcasting", "kept_dimensions", "constant_arrays",
-                                  "signs_differences_methods", "running_sums", "array_gathers",
+                                  "signs_differences_methods", "running_sums",
+                                  "running_sums_elsewhere", "array_gathers",
                                   "rolled_and_elementary", "momentum_names"])
 def test_broadcasts_signs_and_differences_read_as_numpy(name):
     """A 1-D array broadcast along a 2-D one (A * d, d[:, None], np.outer, a row of the target
     read while the target is written, reductions with keepdims=True) reads the elements
     NumPy's broadcasting reads; np.sign, np.diff, np.roll, arrays of constants (np.ones,
-    np.full, np.eye), np.cumsum and np.cumprod compute NumPy's values; a gather of the target
-    reads its old values; a = b of arrays copies where NumPy names.  The generated primal
+    np.full, np.eye), np.cumsum and np.cumprod compute NumPy's values (also inside a product, a
+    reduction along an axis, np.where and a broadcast); a gather of the target reads its old
+    values; a = b of arrays copies where NumPy names.  The generated primal
     against Python's, to rounding: NumPy's BLAS sums A @ x and np.dot in another order than
     the compiled loop (which order depends on the processor: OpenBLAS picks its kernel when it
     loads), NumPy's np.tanh, np.sinh, np.arctan... are its own code, not the C library's

@@ -7,9 +7,11 @@ local array bound again (``r = r - alpha * Ap`` on every trip) a copy loop into 
 allocated once before the top-level statement holding its first binding.  A dense
 matrix-vector product in an element-wise expression (``r[:] = b - A @ x``) becomes, at each element
 ``i``, a loop summing ``A[i, j] * x[j]`` into a temporary just before the element's assignment, so
-it needs no array of its own.  A 1-D operand of a 2-D statement is broadcast as in NumPy: it
-is read with the statement's last counter (``A * d`` at ``[i, j]`` reads ``d[j]``), or, with a
-new axis, with the other one (``d[:, None]`` reads ``d[i]``).  After this pass every derivative
+it needs no array of its own, unless the statement asks for each element more than once (``B @ x``
+in ``A @ (B @ x)``): the product is then computed once, before, into a local array.  A 1-D
+operand of a 2-D statement is broadcast as in NumPy: it is read with the statement's last counter
+(``A * d`` at ``[i, j]`` reads ``d[j]``), or, with a new axis, with the other one (``d[:, None]``
+reads ``d[i]``).  After this pass every derivative
 is a derivative of a scalar statement, so the reverse transformation has one case to handle,
 and the loops are what the compiled backend wants anyway.
 
@@ -96,6 +98,24 @@ def _product_length(form):
 _NEW_AXIS = "new axis"
 
 
+class _Lowering:
+    """What lowering knows of the element-wise statement or reduction whose elements it is
+    computing: the statement, the counters of all the loops around the element being computed
+    (the statement's, then those of the sums it is inside), and whether the element is
+    computed only in a branch of a conditional expression.
+
+    An element asked for at counters that leave out one of the loops around it is asked for
+    again on every trip of that loop: ``(B @ x)[j]`` in ``A @ (B @ x)`` once per row of A."""
+
+    def __init__(self, stmt, counters):
+        self.stmt = stmt
+        self.loops = list(counters)
+        self.in_a_branch = False
+
+    def asks_again(self, counters):
+        return not set(self.loops) <= set(counters)
+
+
 class _Axis:
     """One sliced axis of an array operand: element index = start + step * counter."""
 
@@ -126,12 +146,7 @@ class LowerArrays:
         self.user_names = {}        # a renamed argument -> its name in the kernel
         self.tuple_values = set()   # the temporaries of tuple assignments, read once
         self.written_in_place = {}  # array -> a statement writing its elements
-        # the counters of the loops of the element-wise statement or reduction being lowered,
-        # and whether its element is being lowered inside a branch of a conditional
-        # expression: a running sum is right only for elements asked for at these counters,
-        # on every trip
-        self.statement_counters = None
-        self.in_a_branch = False
+        self.lowering = None        # the element-wise statement or reduction being lowered
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -409,11 +424,7 @@ class LowerArrays:
         """A first binding inside a loop or branch is allocated before the top-level statement
         holding it: its shape may not read a scalar that statement assigns (an array's shape
         never changes)."""
-        assigned = {node.id for node in gast.walk(self.enclosing)
-                    if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)}
-        changing = sorted(node.id for node in gast.walk(shape)
-                          if isinstance(node, gast.Name) and node.id in assigned
-                          and not (self._type(node) is not None and self._type(node).is_array))
+        changing = self._changing(shape)
         if not changing:
             return
         after = "" if self.after_return is None else (
@@ -423,6 +434,14 @@ class LowerArrays:
                          f"loop or branch{after} with a shape that '{', '.join(changing)}' "
                          f"changes there: adsrc allocates it once, before, so allocate it at "
                          f"the top level with its largest shape and fill a slice of it")
+
+    def _changing(self, shape):
+        """The scalars a shape reads that the top-level statement being lowered assigns."""
+        assigned = {node.id for node in gast.walk(self.enclosing)
+                    if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)}
+        return sorted(node.id for node in gast.walk(shape)
+                      if isinstance(node, gast.Name) and node.id in assigned
+                      and not (self._type(node) is not None and self._type(node).is_array))
 
     def _full_shape(self, value):
         """The shape of an array expression: ``a.shape`` of its first operand that is an array
@@ -510,7 +529,7 @@ class LowerArrays:
                              f"only along more dimensions, never fewer")
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
-        self.statement_counters = counters
+        self.lowering = _Lowering(stmt, counters)
         element_value = self._elements(stmt.value, sliced, counters, checks, before)
         index = self._index(axes, counters)
         copies = self._read_old_values(stmt, array, index, [element_value] + before)
@@ -570,7 +589,8 @@ class LowerArrays:
                                   before)
         form = matrix_vector(value)
         if form is not None:
-            return self._product_element(value, form, sliced, counters, checks, before)
+            return self._computed_once(value, sliced, counters, checks, before) \
+                or self._product_element(value, form, sliced, counters, checks, before)
         if isinstance(value, gast.Subscript) and isinstance(value.value, gast.Name) \
                 and self._has_slice(value) or (isinstance(value, gast.Name)
                                                and self._type(value) is not None
@@ -592,7 +612,8 @@ class LowerArrays:
                 self._check_extent(value, count, axis.count, checks)
             return _indexed_read(value, counters)
         if _reduced_axis(value) is not None:
-            return self._reduced_element(value, sliced, counters, checks, before)
+            return self._computed_once(value, sliced, counters, checks, before) \
+                or self._reduced_element(value, sliced, counters, checks, before)
         if _callee(value) == "np.outer":
             first, second = value.args
             return quote_expr("U * V", U=self._elements(first, sliced[:1], counters[:1], checks,
@@ -608,11 +629,11 @@ class LowerArrays:
         if _callee(value) in CUMULATIVE_CALLS:
             return self._running_element(value, sliced, counters, checks, before)
         if isinstance(value, gast.IfExp):
-            outer, self.in_a_branch = self.in_a_branch, True
+            outer, self.lowering.in_a_branch = self.lowering.in_a_branch, True
             try:
                 return self._elements_of_fields(value, sliced, counters, checks, before)
             finally:
-                self.in_a_branch = outer
+                self.lowering.in_a_branch = outer
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy",) \
                 + REDUCTION_CALLS:
             self._fail(value, "this call is not supported inside an element-wise expression")
@@ -637,14 +658,19 @@ class LowerArrays:
         """Element ``i`` of ``np.cumsum(e)`` (``np.cumprod``): a temporary set to 0.0 (1.0)
         before the statement's loop, with ``checks``, to which each trip adds (by which it
         multiplies) ``e[i]``, in ``before``.  Right only where the statement's one loop asks
-        for the elements once each, in order: refused in a 2-D statement or broadcast, inside
-        a product or a reduction along an axis (whose loops ask at other counters), and in a
-        branch of a conditional expression."""
-        if len(counters) != 1 or counters != self.statement_counters or self.in_a_branch:
-            self._fail(node, f"{_callee(node)} is supported in a statement of 1-D arrays "
-                             f"(element-wise, or a whole-array reduction), not inside a "
-                             f"product, a reduction along an axis, np.where or a broadcast: "
-                             f"assign it to a 1-D array first")
+        for the elements once each, in order; elsewhere (a 2-D statement or a broadcast,
+        inside a product or a reduction along an axis, a branch of a conditional expression)
+        the running values are computed once, before, into an array of their own."""
+        lowering = self.lowering
+        if len(counters) != 1 or lowering.loops != counters or lowering.in_a_branch:
+            element = self._computed_once(node, sliced, counters, checks, before, always=True)
+            if element is None:
+                self._fail(node, f"{_callee(node)} here needs an array of its own, "
+                                 f"allocated once before the top-level statement holding it, "
+                                 f"and its length changes there: allocate one at the top level "
+                                 f"with its largest length and fill a slice of it with "
+                                 f"{_callee(node)}")
+            return element
         start, step = _RUNNING[_callee(node)]
         element = self._elements(node.args[0], sliced, counters, checks, before)
         running = self.namer.fresh("s")
@@ -652,6 +678,36 @@ class LowerArrays:
                                   type_comment=None))
         before.extend(quote(step, S=running, E=element))
         return name(running)
+
+    def _computed_once(self, node, sliced, counters, checks, before, always=False):
+        """The element at ``counters`` of an array expression whose elements are sums (a
+        matrix product, a reduction along an axis) or running values, read from a local array
+        holding the whole expression, computed in ``checks``, before the statement's loops,
+        as NumPy computes it, where the statement would otherwise compute an element again on
+        every trip of a loop around it (``always``: wherever it is asked for).  Computed where
+        it is used, an element of ``B @ x`` in ``A @ (B @ x)`` costs a row of B for each row
+        of A, and of ``np.sum(E, axis=1)[:, None]`` a row of E for each element of E.
+
+        None where the element is computed where it is used: it is asked for once, or the
+        array cannot be allocated once, before the top-level statement (its shape changes
+        there)."""
+        lowering = self.lowering
+        if not (always or lowering.asks_again(counters)):
+            return None
+        shape = self._full_shape(node)
+        if shape is None or self._changing(shape):
+            return None
+        array = self.namer.fresh("a")
+        self.env[array] = self.typer.expr(node)
+        binding = self._located([gast.Assign(targets=[name(array, store=True)],
+                                             value=copy.deepcopy(node), type_comment=None)],
+                                lowering.stmt)
+        try:
+            checks.extend(self._local_array(binding[0], top=False))
+        finally:
+            self.lowering = lowering
+        read = gast.copy_location(name(array), lowering.stmt)
+        return self._elements(read, sliced, counters, checks, before)
 
     def _check_extent(self, operand, count, expected, checks):
         """An assert that an operand's extent is the statement's, unless they are spelled the
@@ -705,7 +761,11 @@ class LowerArrays:
         inner = self.namer.fresh("i")
         total = self.namer.fresh("s")
         inside = []
-        element = element_at(inner, inside)
+        self.lowering.loops.append(inner)
+        try:
+            element = element_at(inner, inside)
+        finally:
+            self.lowering.loops.pop()
         init, step, finish = self._accumulation(node, func, total, element, count, checks)
         loop = gast.For(target=name(inner, store=True), iter=quote_expr("range(N)", N=count),
                         body=inside + step, orelse=[], type_comment=None)
@@ -754,7 +814,7 @@ class LowerArrays:
         sliced = [_Axis(const(0), 1, count) for count in self._extents(summand)]
         counters = [self.namer.fresh("i") for _ in sliced]
         checks, before = [], []
-        self.statement_counters = counters
+        self.lowering = _Lowering(stmt, counters)
         element = self._elements(summand, sliced, counters, checks, before)
         if isinstance(target, gast.Name) and not any(
                 isinstance(node, gast.Name) and node.id == target.id
