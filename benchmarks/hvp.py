@@ -33,18 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import adsrc  # noqa: E402
 from hvp_kernels import norm_cubed  # noqa: E402
 from newton_cg import energy as membrane  # noqa: E402
+from side_by_side import jax_modules, median_time  # noqa: E402
 
 MATMAT_K = 8
-
-
-def _median_time(call, budget=0.5, repeats=3):
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - start < budget and len(times) < 50):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _interleaved_times(first, second, budget=2.0, repeats=10):
@@ -74,14 +65,10 @@ def _problems(n):
 
 
 def _jax_functions():
-    try:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                           "intra_op_parallelism_threads=1")
-        import jax
-        import jax.numpy as jnp
-        jax.config.update("jax_enable_x64", True)
-    except ImportError:
+    modules = jax_modules()
+    if modules is None:
         return None, None
+    jax, jnp = modules
 
     def membrane_jax(u, load, h, stiffness):
         slope = (u[1:] - u[:-1]) / h
@@ -119,9 +106,9 @@ def main():
             hessian = adsrc.hessian_operator(kernel, *args)
             hessian.matvec(v)                                    # compile
             grad(*[np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
-            t_grad = _median_time(lambda: grad(*[np.copy(a) if isinstance(a, np.ndarray)
+            t_grad = median_time(lambda: grad(*[np.copy(a) if isinstance(a, np.ndarray)
                                                  else a for a in args]))
-            t_hvp = _median_time(lambda: hessian.matvec(v))
+            t_hvp = median_time(lambda: hessian.matvec(v))
             vs = rng.standard_normal((n, MATMAT_K))
             columns = np.column_stack([hessian.matvec(vs[:, k]) for k in range(MATMAT_K)])
             matmat_diff = float(np.max(np.abs(hessian.matmat(vs) - columns))
@@ -136,7 +123,7 @@ def main():
                 start = time.perf_counter()
                 want = np.asarray(f(args[0], v, *args[1:]))
                 compile_seconds = time.perf_counter() - start
-                t_jax = _median_time(lambda: f(args[0], v, *args[1:]).block_until_ready())
+                t_jax = median_time(lambda: f(args[0], v, *args[1:]).block_until_ready())
                 got = hessian.matvec(v)
                 diff = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300))
                 row += [t_jax, t_jax / t_hvp, compile_seconds, diff]

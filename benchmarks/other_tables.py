@@ -1,8 +1,8 @@
 """Copy the tables of the other benchmark scripts into RESULTS.md.
 
-``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py``, ``overhead.py`` and ``flags.py`` each
-write their own file (``flags.py`` one per flag set), with the columns explained there.  The
-issues ask for one results table, so RESULTS.md ends with a section holding each file's title,
+``checkpointing.py``, ``hvp.py``, ``rules.py``, ``layout.py``, ``overhead.py``, ``dense.py`` and
+``flags.py`` each write their own file (``flags.py`` one per flag set), with the columns explained
+there.  The issues ask for one results table, so RESULTS.md ends with a section holding each file's title,
 command, date and tables, and a link for the rest.
 ``run.py`` writes that section whenever it writes RESULTS.md; after running one of the other
 scripts, ``python benchmarks/other_tables.py`` refreshes it without re-running ``run.py``.
@@ -14,7 +14,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md", "DENSE.md")
 FLAGS_PATTERN = "FLAGS_*.md"        # flags.py: one file per flag set weighed
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 
