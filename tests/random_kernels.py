@@ -666,14 +666,19 @@ class _Gen:
         elif self.has_m and self.on("matrix_broadcast"):
             # a 1-D array broadcast along M's rows (b[:, None]), a row of M along its columns
             # (the target's old values when M is written), np.outer, a sum along an axis of
-            # a broadcast, np.diff
+            # a broadcast, np.diff; sums and running sums asked for again and again, which
+            # lowering computes once into arrays of their own (a product of a running sum of a
+            # product, a running sum and row sums read through a new axis)
             self.features.add("matrix_broadcast")
             forms = [f"{a}[:] = {a} + {k1} * np.sum(M * M[0], axis=1)",
-                     f"{a}[1:] += {k1} * np.diff({b})"]
+                     f"{a}[1:] += {k1} * np.diff({b})",
+                     f"{a}[:] = {a} + {k1} * (M @ np.cumsum(M.T @ {b}))",
+                     f"{a} += {k1} * np.sum(M * np.cumsum({b})[:, None], axis=1)"]
             if self._int(0, 1):
                 a = "M"
                 forms = [f"M[:, :] = M + {k1} * {b}[:, None] * M[0]",
-                         f"M += {k1} * np.outer({b}, M[1]) * {c}[:, np.newaxis]"]
+                         f"M += {k1} * np.outer({b}, M[1]) * {c}[:, np.newaxis]",
+                         f"M[:, :] = M + {k1} * {b}[:, None] * np.sum(M * M, axis=1)[:, None]"]
         if "w" in arrs and self.on("array_rebind"):
             # the local array bound to a new array (filled in place), reading its old values
             self.features.add("array_rebind")
