@@ -662,7 +662,7 @@ class LowerArrays:
         inside a product or a reduction along an axis, a branch of a conditional expression)
         the running values are computed once, before, into an array of their own."""
         lowering = self.lowering
-        if len(counters) != 1 or lowering.loops != counters or lowering.in_a_branch:
+        if lowering.loops != counters or lowering.in_a_branch:
             element = self._computed_once(node, sliced, counters, checks, before, always=True)
             if element is None:
                 self._fail(node, f"{_callee(node)} here needs an array of its own, "
