@@ -1,6 +1,7 @@
 """The pipeline: from a kernel and a call signature to a generated adjoint module.
 
-source -> fence -> types -> normalisation -> analyses -> reverse transformation -> backend.
+source -> fence -> types -> normalisation (calls returning arrays inlined first) -> analyses ->
+reverse transformation -> backend.
 
 A *specialisation* is one kernel for one argument signature, one set of active arguments and
 outputs, and one calling context (the entry kernel, or a callee that must restore the arrays it
@@ -26,13 +27,14 @@ from adsrc.analyses.types import FLOAT, TypeInference
 from adsrc.backends import python as python_backend
 from adsrc.backends.cython import CythonModule, line_map
 from adsrc.compiling import cython_build
-from adsrc.errors import ArgumentError
+from adsrc.errors import ArgumentError, SignatureError
 from adsrc.frontend.derived import kernel_source
 from adsrc.frontend.fence import Fence
 from adsrc.frontend.source import KernelSource
 from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
+from adsrc.normalize.inline_calls import InlineArrayCalls
 from adsrc.normalize.lower_arrays import LowerArrays
 from adsrc.normalize.rebound_arguments import ReboundArguments
 from adsrc.normalize.webs import SplitWebs
@@ -62,6 +64,7 @@ class Program:
         self._written = {}
         self._returns = {}
         self._inferring = set()
+        self._recursive = set()     # the keys whose inference met a call of themselves
 
     def info(self, fn):
         if fn not in self._infos:
@@ -107,32 +110,54 @@ class Program:
         for fn in reachable:
             self._written.setdefault(fn, frozenset(written[fn]))
 
-    def return_type(self, fn, signature):
-        """Type of what ``fn`` returns for arguments of these types (None: nothing)."""
-        key = (fn, signature)
+    def return_type(self, fn, signature, called=False):
+        """Type of what ``fn`` returns for arguments of these types (None: nothing).
+        ``called``: ``fn`` is called by another kernel, and may return an array."""
+        key = (fn, signature, called)
         if key in self._returns:
             return self._returns[key]
         if key in self._inferring:
+            self._recursive.add(key)
             return FLOAT       # a recursive call: kernels return float scalars
         self._inferring.add(key)
         info = self.info(fn)
         tree = copy.deepcopy(info.tree)
-        typer = TypeInference(info.source, tree, signature, self._callee_return(info))
-        typer.run()
-        self._inferring.discard(key)
+        typer = TypeInference(info.source, tree, signature,
+                              self.callee_return(info.source, info.callees),
+                              returns_arrays=called)
+        try:
+            typer.run()
+        except SignatureError as error:
+            if key not in self._recursive:
+                raise
+            raise SignatureError(error.message + f"; '{fn.__name__}' calls itself, and adsrc "
+                                 "takes the value of such a call to be a float: a function "
+                                 "that calls itself may return a scalar only", error.filename,
+                                 error.line, error.col, error.source_line) from None
+        finally:
+            self._inferring.discard(key)
+        if key in self._recursive and typer.return_type is not None \
+                and typer.return_type.is_array:
+            raise info.source.error(info.tree, f"'{fn.__name__}' calls itself and returns an "
+                                               "array: adsrc inlines a function returning an "
+                                               "array into its caller, which for this one "
+                                               "would not end; a function that calls itself "
+                                               "may return a scalar only")
         self._returns[key] = typer.return_type
         return typer.return_type
 
-    def _callee_return(self, info):
+    def callee_return(self, source, callees):
+        """The ``callee_return`` of a type inference of a tree by ``source`` calling the
+        functions ``callees`` (called name -> function)."""
         def callee_return(call, arg_types):
             if any(kind is None for kind in arg_types):
                 return None
-            callee = info.callees[call.func.id]
+            callee = callees[call.func.id]
             if len(arg_types) != len(self.info(callee).source.params):
-                raise info.source.error(call, f"'{call.func.id}' takes "
-                                              f"{len(self.info(callee).source.params)} "
-                                              f"arguments, {len(arg_types)} given")
-            return self.return_type(callee, tuple(arg_types))
+                raise source.error(call, f"'{call.func.id}' takes "
+                                         f"{len(self.info(callee).source.params)} "
+                                         f"arguments, {len(arg_types)} given")
+            return self.return_type(callee, tuple(arg_types), called=True)
         return callee_return
 
 
@@ -157,7 +182,7 @@ class Specialization:
         info = program.info(key.fn)
         self.source = info.source
         self.params = list(info.source.params)
-        self.user_functions = info.callees
+        self.user_functions = dict(info.callees)     # and the functions inlined bodies call
         suffix = "" if index == 0 else f"_{index}"
         self.fwd_name = f"{key.fn.__name__}{suffix}__fwd"
         self.rev_name = f"{key.fn.__name__}{suffix}__rev"
@@ -170,11 +195,14 @@ class Specialization:
     def _normalise(self, program, info):
         self.tree = copy.deepcopy(info.tree)
         self.namer = Namer()
+        callee_return = program.callee_return(self.source, self.user_functions)
+        typer_of = lambda tree: TypeInference(self.source, tree,  # noqa: E731
+                                              self.key.signature, callee_return)
+        infer = lambda: typer_of(self.tree)     # noqa: E731
+        InlineArrayCalls(self.source, program, self.user_functions, self.namer,
+                         typer_of).run(self.tree)
         ReboundArguments(self.source, self.key.signature, self.user_functions,
                          program.written_params).run(self.tree)
-        callee_return = program._callee_return(info)
-        infer = lambda: TypeInference(self.source, self.tree, self.key.signature,  # noqa: E731
-                                      callee_return)
         typer = infer()
         typer.run()
         Desugar(self.source, typer.env, self.namer, self.user_functions,

@@ -74,7 +74,7 @@ FEATURES = {
     "early_return": 0.3,
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
     "arg_rebind": 0.15, "vector_where": 0.15, "vector_gather": 0.35, "vector_roll": 0.15,
-    "matrix_broadcast": 0.3, "vector_cumulative": 0.15,
+    "matrix_broadcast": 0.3, "vector_cumulative": 0.15, "array_helper": 0.2,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -100,6 +100,25 @@ _HELPER_SOURCES = {
     "bump": (
         "def bump(arr, k, v):\n"
         "    arr[k] += 0.5 * v\n"
+    ),
+    # helpers returning arrays, which adsrc inlines into their callers: an expression, an
+    # array allocated and filled in a loop (reading a neighbour, wrapped at 0), and one that
+    # rebinds its parameter and calls another
+    "blend": (
+        "def blend(u, v):\n"
+        "    return u * np.tanh(v) - 0.5 * u\n"
+    ),
+    "neighbours": (
+        "def neighbours(v, s):\n"
+        "    w = np.zeros_like(v)\n"
+        "    for i in range(len(v)):\n"
+        "        w[i] = np.sin(v[i]) + s * v[i - 1]\n"
+        "    return w\n"
+    ),
+    "relaxed": (
+        "def relaxed(u, v):\n"
+        "    u = 0.5 * u + 0.25 * neighbours(v, 0.5)\n"
+        "    return u\n"
     ),
 }
 
@@ -679,6 +698,15 @@ class _Gen:
                 forms = [f"M[:, :] = M + {k1} * {b}[:, None] * M[0]",
                          f"M += {k1} * np.outer({b}, M[1]) * {c}[:, np.newaxis]",
                          f"M[:, :] = M + {k1} * {b}[:, None] * np.sum(M * M, axis=1)[:, None]"]
+        elif self.on("array_helper"):
+            # calls of helpers returning arrays (the target may be an argument of the call)
+            self.features.add("array_helper")
+            helper = self.pick(("blend", "neighbours", "relaxed"))
+            self.helpers.update(("neighbours", helper))
+            call = {"blend": f"blend({b}, {c})", "neighbours": f"neighbours({b}, {k2})",
+                    "relaxed": f"relaxed({a}, {b})"}[helper]
+            forms = [f"{a}[:] = {a} + {k1} * {call}", f"{a} -= {k1} * {call} * {c}",
+                     f"{a}[:] = {call}"]
         if "w" in arrs and self.on("array_rebind"):
             # the local array bound to a new array (filled in place), reading its old values
             self.features.add("array_rebind")

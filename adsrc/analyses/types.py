@@ -159,12 +159,15 @@ class TypeInference:
     """Infers ``self.env`` (name -> Type) for a kernel tree, given its parameter types.
 
     ``callee_return(name, arg_types)`` gives the return type of a called user kernel.
+    ``returns_arrays``: the tree is a called function's, which may return an array (its caller
+    gets its body, :mod:`adsrc.normalize.inline_calls`); a kernel's value must be a scalar.
     """
 
-    def __init__(self, source, tree, param_types, callee_return):
+    def __init__(self, source, tree, param_types, callee_return, returns_arrays=False):
         self.source = source
         self.tree = tree
         self.callee_return = callee_return
+        self.returns_arrays = returns_arrays
         self.env = dict(zip(source.params, param_types))
         self.params = set(source.params)
         self.return_type = None
@@ -238,7 +241,7 @@ class TypeInference:
             self.expr(stmt.value)
         elif isinstance(stmt, gast.Return) and stmt.value is not None:
             value = self.expr(stmt.value)
-            if value is not None and value.is_array:
+            if value is not None and value.is_array and not self.returns_arrays:
                 self._fail(stmt, "kernels may return a scalar, not an array")
             self.return_type = join(self.return_type, value)
 

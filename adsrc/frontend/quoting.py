@@ -57,11 +57,15 @@ class _Substitute(gast.NodeTransformer):
         return with_ctx(value, node.ctx)
 
 
+def substitute(tree, subs):
+    """``tree``, changed in place, with the names ``subs`` maps replaced: by names (strings) or
+    by copies of nodes."""
+    return _Substitute(subs).visit(tree)
+
+
 def quote(template, **subs):
     """Statements parsed from ``template`` with placeholders substituted."""
-    tree = gast.parse(template)
-    tree = _Substitute(subs).visit(tree)
-    return tree.body
+    return substitute(gast.parse(template), subs).body
 
 
 def quote_expr(template, **subs):

@@ -236,21 +236,8 @@ class Desugar:
             raise self.source.error(stmt, _WHOLE_ARRAY.format(_rule_spelled(call)))
 
     def _check_evaluation_order(self, call):
-        """A call moved before its statement must not write an array the rest of the
-        statement reads: Python would read it before the call, or after, by position."""
-        callee = self.user_functions[call.func.id]
-        written = {arg.id for position, arg in enumerate(call.args)
-                   if position in self.written_params(callee) and isinstance(arg, gast.Name)}
-        inside = {id(node) for node in gast.walk(call)}
-        read = {node.id for node in gast.walk(self._current)
-                if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
-                and id(node) not in inside}
-        clash = sorted(written & read)
-        if clash:
-            raise self.source.error(call, f"'{call.func.id}' writes the array '{clash[0]}', "
-                                          "which the rest of this statement reads; adsrc "
-                                          "computes calls before their statement, so compute "
-                                          "the call into a variable first")
+        check_evaluation_order(self.source, call, self._current,
+                               self.written_params(self.user_functions[call.func.id]))
 
     def _user_argument(self, arg, before):
         arg = self._hoist_nested(arg, before, top=False)
@@ -282,6 +269,23 @@ class Desugar:
                                              f"computes calls of user kernels and reductions "
                                              f"before their statement: compute it into a "
                                              f"variable first, inside an 'if'")
+
+
+def check_evaluation_order(source, call, statement, written_positions):
+    """A call moved before its statement must not write an array the rest of the
+    statement reads: Python would read it before the call, or after, by position.
+    ``written_positions``: the positions of the arguments the called function writes."""
+    written = {arg.id for position, arg in enumerate(call.args)
+               if position in written_positions and isinstance(arg, gast.Name)}
+    inside = {id(node) for node in gast.walk(call)}
+    read = {node.id for node in gast.walk(statement)
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
+            and id(node) not in inside}
+    clash = sorted(written & read)
+    if clash:
+        raise source.error(call, f"'{call.func.id}' writes the array '{clash[0]}', which the "
+                                 "rest of this statement reads; adsrc computes calls before "
+                                 "their statement, so compute the call into a variable first")
 
 
 _WHOLE_ARRAY = ("{} returns an array: assign it to the whole of an array, as in "

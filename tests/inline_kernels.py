@@ -1,0 +1,177 @@
+"""Kernels that call helpers returning arrays (inlined into their callers, see
+adsrc/normalize/inline_calls.py).  Allocations are ``np.zeros_like`` of a float argument, so
+that the complex step runs them on complex arrays."""
+
+import numpy as np
+
+
+def residual(A, x, b):
+    return b - A @ x
+
+
+def residual_norm(A, x, b):
+    r = residual(A, x, b)
+    return np.dot(r, r)
+
+
+def csr_product(indptr, indices, data, x):
+    """y = A x of a CSR matrix, into an array of its own."""
+    y = np.zeros_like(x)
+    for i in range(len(indptr) - 1):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        y[i] = acc
+    return y
+
+
+def jacobi_by_products(indptr, indices, data, dinv, x, b, omega, iters):
+    """Damped Jacobi whose product comes from a helper, called on every trip."""
+    for it in range(iters):
+        y = csr_product(indptr, indices, data, x)
+        x += omega * dinv * (b - y)
+
+
+def scaled(v, a):
+    w = np.zeros_like(v)
+    for i in range(len(v)):
+        w[i] = a * np.sin(v[i])
+    return w
+
+
+def smoothed(v, a, steps):
+    """Calls another helper returning an array, and rebinds its own parameter ``v``."""
+    for s in range(steps):
+        v = 0.5 * (v + scaled(v, a))
+    return v
+
+
+def bent(u, a):
+    return a * u * u
+
+
+def composed(x, b, a, y):
+    """Helpers in expressions (twice in one statement, in order), with an expression as an
+    argument, nested, inside a loop's range, and a scalar helper in an inlined body."""
+    for i in range(len(scaled(x, a))):
+        y[i] += bent(x[i], a)
+    y += smoothed(x * b, a, 2) - 3.0 * scaled(b + y, 0.5 * a)
+    return np.dot(scaled(y, a), smoothed(x, a, 1)) + np.sum(residual_by_name(x, y))
+
+
+def bent_all(v, a):
+    w = np.zeros_like(v)
+    for i in range(len(v)):
+        w[i] = bent(v[i], a)
+    return w
+
+
+def through_others(x, a):
+    """Calls helpers whose bodies call functions (one returning an array, one a float) that
+    the kernel itself does not call."""
+    y = smoothed(x, a, 2)
+    z = bent_all(y, a)
+    return np.dot(y, z)
+
+
+def residual_by_name(x, y):
+    r = y - x
+    return r
+
+
+def relaxed(x, b, omega):
+    """Returns an array named like the caller's, which the body reads."""
+    x = x + omega * (b - x * x)
+    return x
+
+
+def relaxation(x, b, omega, iters):
+    for it in range(iters):
+        x = relaxed(x, b, omega)
+    return np.sum(x * x)
+
+
+def argument_bound_to_returned_arrays(x, b, a, iters):
+    """Binds an argument to the array a helper returns, in a loop (the caller's x is left as it
+    was)."""
+    for it in range(iters):
+        x = scaled(b, a)
+        b[:] = b + 0.1 * x
+    return np.sum(x * b)
+
+
+def relaxed_beside_writes(x, b, omega):
+    """The helper binds its parameter again (a copy of x's values, which the caller writes in
+    place)."""
+    for it in range(2):
+        b[:] = b + omega * relaxed(x, b, omega)
+        x[0] += b[1]
+    return np.sum(x * b)
+
+
+def doubled(v):
+    w = np.zeros_like(v)
+    w[:] = 2.0 * v
+    return w
+
+
+def into_its_argument(x, b):
+    """``x = doubled(x)``: the helper's own array, filled in place, while it reads ``x``."""
+    x = doubled(x)
+    b[:] = b * x
+    return np.sum(b)
+
+
+def squares_after_scaling(v, a):
+    """Writes its argument in place, then returns an array of its own; binds its float again
+    (the caller's is left as it was)."""
+    a *= 0.5
+    v *= a
+    w = np.zeros_like(v)
+    w[:] = v * v
+    return w
+
+
+def writes_through_a_helper(x, a):
+    y = squares_after_scaling(x, a)
+    return np.dot(x, y) + a
+
+
+def reads_what_a_helper_writes(x, a):
+    return np.dot(x, squares_after_scaling(x, a))
+
+
+def recursive(v, depth):
+    if depth > 0:
+        return recursive(0.5 * v, depth - 1)
+    return v
+
+
+def calls_a_recursive_helper(x):
+    y = recursive(x, 2)
+    return np.sum(y)
+
+
+def recursive_in_place(v, depth):
+    """Returns an array, and its value does not depend on its call of itself."""
+    if depth > 0:
+        recursive_in_place(v, depth - 1)
+    v[0] = 2.0 * v[0]
+    return 2.0 * v
+
+
+def calls_a_helper_that_calls_itself(x):
+    y = recursive_in_place(x, 2)
+    return np.sum(y)
+
+
+def in_a_while_condition(x):
+    s = 0.0
+    while np.sum(doubled(x)) > s:
+        s += 1.0
+    return s
+
+
+def in_a_branch_of_a_choice(x, c):
+    s = np.sum(doubled(x) if c > 0.0 else x)
+    return s

@@ -1,0 +1,165 @@
+"""Calls of helpers that return arrays (adsrc/normalize/inline_calls.py): the caller gets the
+helper's body.  Kernels in tests/inline_kernels.py.
+
+Each derivative is checked against central finite differences (``check_grads``) and a second,
+independent way: the closed form of ``||b - A x||^2``'s gradient and Hessian, or the complex
+step (tests/complex_step.py) of the kernel as Python runs it, for the adjoint (the dot-product
+test, or the derivative of the returned value) and for the tangent.  Every test runs on both
+backends.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import adsrc
+import complex_step
+import inline_kernels as k
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+N = 6
+
+
+def _cases():
+    """name -> (kernel, arguments, wrt, outputs)."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((N, N)) + 4.0 * np.eye(N)
+    csr = sp.csr_matrix(A)
+    x, b, y = (rng.standard_normal(N) for _ in range(3))
+    return {
+        "residual_norm": (k.residual_norm, (A, x, b), ("A", "x", "b"), None),
+        "jacobi_by_products": (k.jacobi_by_products,
+                               (csr.indptr, csr.indices, csr.data, 1.0 / np.diag(A), x, b, 0.7,
+                                3), ("data", "x", "b", "omega"), ("x",)),
+        "composed": (k.composed, (x, b, 0.8, y), ("x", "b", "a", "y"), None),
+        "composed_y": (k.composed, (x, b, 0.8, y), ("x", "b", "a"), ("y",)),
+        "through_others": (k.through_others, (x, 0.8), ("x", "a"), None),
+        "writes_through_a_helper": (k.writes_through_a_helper, (x, 0.8), ("x", "a"), None),
+        "argument_bound_to_returned_arrays": (k.argument_bound_to_returned_arrays,
+                                              (x, b, 0.8, 3), ("b", "a"), None),
+        "relaxation": (k.relaxation, (0.3 * x, b, 0.4, 3), ("x", "b", "omega"), None),
+        "into_its_argument": (k.into_its_argument, (x, b), ("x", "b"), None),
+        "relaxed_beside_writes": (k.relaxed_beside_writes, (0.3 * x, b, 0.4),
+                                  ("x", "b", "omega"), None),
+    }
+
+
+CASES = _cases()
+RETURNING = sorted(name for name, case in CASES.items() if case[3] is None)
+MUTATING = sorted(name for name, case in CASES.items() if case[3] is not None)
+
+
+def _copies(args):
+    return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
+
+
+def _directions(kernel, args, wrt, rng):
+    params = complex_step.parameters(kernel)
+    return {p: rng.standard_normal(np.shape(args[params.index(p)])) for p in wrt}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_finite_differences(name):
+    kernel, args, wrt, outputs = CASES[name]
+    adsrc.check_grads(kernel, _copies(args), wrt=wrt, outputs=outputs)
+
+
+def test_the_gradient_and_hessian_of_a_residual_norm_are_their_closed_forms():
+    A, x, b = CASES["residual_norm"][1]
+    r = b - A @ x
+    grads = adsrc.grad(k.residual_norm, wrt=("A", "x", "b"))(A, x, b)
+    np.testing.assert_allclose(grads[0], -2.0 * np.outer(r, x), rtol=1e-12)
+    np.testing.assert_allclose(grads[1], -2.0 * A.T @ r, rtol=1e-12)
+    np.testing.assert_allclose(grads[2], 2.0 * r, rtol=1e-12)
+    v = np.random.default_rng(12).standard_normal(N)
+    hvp = adsrc.hvp(k.residual_norm, wrt="x")(A, x, v, b)
+    np.testing.assert_allclose(hvp, 2.0 * A.T @ (A @ v), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", RETURNING)
+def test_the_gradient_is_the_complex_step(name):
+    kernel, args, wrt, _ = CASES[name]
+    direction = _directions(kernel, args, wrt, np.random.default_rng(13))
+    want = complex_step.value_derivative(kernel, _copies(args), wrt, direction)
+    grads = adsrc.grad(kernel, wrt=wrt)(*_copies(args))
+    got = sum(float(np.sum(g * direction[p])) for p, g in zip(wrt, grads))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert abs(want) > 1e-3
+
+
+@pytest.mark.parametrize("name", MUTATING)
+def test_the_adjoint_passes_the_dot_product_test_against_the_complex_step(name):
+    kernel, args, wrt, outputs = CASES[name]
+    complex_step.assert_adjoint_passes_the_dot_product_test(kernel, _copies(args), wrt, outputs,
+                                                            np.random.default_rng(14))
+
+
+@pytest.mark.parametrize("name", MUTATING)
+def test_the_tangent_is_the_complex_step(name):
+    kernel, args, wrt, outputs = CASES[name]
+    complex_step.assert_tangent_is_the_complex_step(kernel, _copies(args), wrt, outputs,
+                                                    np.random.default_rng(15))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_generated_primal_computes_pythons_values(name):
+    """What the caller computes with the helpers' bodies in its own is what Python computes
+    calling them, arrays left as Python leaves them."""
+    kernel, args, wrt, outputs = CASES[name]
+    want, got = _copies(args), _copies(args)
+    returned = kernel(*want)
+    mine = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs).primal(*got)
+    assert (mine is None) == (returned is None)
+    if returned is not None:
+        assert mine == pytest.approx(returned, rel=1e-13)
+    for mine, python in zip(got, want):
+        np.testing.assert_allclose(mine, python, rtol=1e-13, atol=1e-15)
+
+
+def test_inlined_locals_are_named_after_their_helper():
+    """The generated code a user reads names a helper's locals after the helper, and a call's
+    array after the caller's name for it; the call is left only in the comments that quote
+    the caller's lines."""
+    kernel, args, wrt, outputs = CASES["jacobi_by_products"]
+    source = adsrc.differentiate(kernel, wrt=wrt, outputs=outputs, backend="python").source(
+        "adjoint", args=_copies(args))
+    assert "acc_csr_product = 0.0" in source
+    assert "y = np.zeros_like(x)" in source
+    calls = [line.strip() for line in source.splitlines() if "csr_product(" in line]
+    assert calls and all(line.startswith("# line ") for line in calls)
+
+
+@pytest.mark.parametrize("kernel, args, message, where, text", [
+    (k.calls_a_recursive_helper, (np.ones(3),), "'recursive' calls itself", k.recursive,
+     "return v"),
+    (k.calls_a_helper_that_calls_itself, (np.ones(3),),
+     "'recursive_in_place' calls itself and returns an array", k.recursive_in_place,
+     "def recursive_in_place"),
+    (k.reads_what_a_helper_writes, (np.ones(3), 2.0),
+     "'squares_after_scaling' writes the array 'x', which the rest of this statement reads",
+     k.reads_what_a_helper_writes, "squares_after_scaling(x, a)"),
+    (k.in_a_while_condition, (np.ones(3),), "in a 'while' condition", k.in_a_while_condition,
+     "doubled(x)"),
+    (k.in_a_branch_of_a_choice, (np.ones(3), 1.0), "branch of 'a if c else b' is chosen",
+     k.in_a_branch_of_a_choice, "doubled(x)"),
+])
+def test_calls_that_cannot_be_inlined_are_refused_at_their_line(kernel, args, message, where,
+                                                                 text):
+    """At the line of ``text`` in ``where``: the call, or the helper's line where typing fails
+    (the value of a recursive call taken to be a float)."""
+    x = args[0]
+    with pytest.raises(adsrc.UnsupportedError) as error:
+        adsrc.grad(kernel, wrt="x")(*args)
+    assert message in str(error.value)
+    np.testing.assert_array_equal(x, np.ones(3))
+    lines, first = inspect.getsourcelines(where)
+    line = first + next(i for i, line in enumerate(lines) if text in line)
+    assert f"inline_kernels.py:{line}:" in str(error.value)
+
+
+def test_a_kernel_still_returns_a_scalar_only():
+    with pytest.raises(adsrc.UnsupportedError, match="kernels may return a scalar, not an array"):
+        adsrc.differentiate(k.doubled, wrt="v").adjoint(np.ones(3), out_bar=1.0)
