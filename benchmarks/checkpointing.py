@@ -163,19 +163,28 @@ def traced_memory(call):
 
 def child_rss(m, steps, snapshots, tolerance, label):
     """Peak RSS (bytes) of a new process running one adjoint call of schedule ``label``."""
+    return child_run(m, steps, snapshots, tolerance, label)["rss"]
+
+
+def child_run(m, steps, snapshots, tolerance, label):
+    """What :func:`rss_of` reports of a new process running ``label``: ``{"rss": bytes}``, and
+    for ``"primal+schedules"`` the ``"seconds"`` its first revolve schedule took."""
     command = [sys.executable, os.path.abspath(__file__), "--m", str(m), "--steps", str(steps),
                "--snapshots", str(snapshots), "--tolerance", repr(tolerance), "--rss-of", label]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["rss"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def rss_of(label, m, steps, snapshots, tolerance):
     problem = make_problem(m)
+    measured = {}
     if label in ("primal", "primal+schedules"):
         indptr, indices, data, x0, b, _ = problem
         make_loop(dict(schedule="store_all"))(indptr, indices, data, x0.copy(), b, 1, steps=steps)
         if label == "primal+schedules":     # what every checkpointed call adds before any array
+            start = time.perf_counter()
             schedule_actions("binomial", steps, snapshots)
+            measured["seconds"] = time.perf_counter() - start
     elif label == "plain":
         plain_adjoint(adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",),
                                           backend="cython"), problem, steps)
@@ -186,7 +195,7 @@ def rss_of(label, m, steps, snapshots, tolerance):
                     until=converged(problem, tolerance))
     else:
         one_adjoint(make_loop(dict(configurations(snapshots))[label]), problem, steps)
-    print(json.dumps({"rss": peak_rss()}))
+    print(json.dumps({"rss": peak_rss(), **measured}))
 
 
 def peak_rss():
@@ -214,8 +223,8 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
     problem = make_problem(m)
     indptr, indices, data, x0, b, w = problem
     xbytes = x0.nbytes
-    # warm-up: compile (or load) the step adjoints; the first revolve schedule also JIT-compiles
-    # checkpoint_schedules' n_advance when Numba is installed (a few seconds, once per process)
+    # warm-up: compile (or load) the step adjoints; the first revolve schedule imports
+    # checkpoint_schedules (and Numba, when Numba is installed)
     for _, options in configurations(snapshots):
         one_adjoint(make_loop(options), problem, 3)
     marked = make_marked() if snapshots == MARKED_SNAPSHOTS else None
@@ -284,7 +293,7 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                 bars_bytes=data.nbytes + b.nbytes, tolerance=tolerance,
                 until_primal=t_primal_until, until_steps=stats.steps, primal=t_primal,
                 primal_rss=child_rss(m, steps, snapshots, tolerance, "primal"),
-                schedules_rss=child_rss(m, steps, snapshots, tolerance, "primal+schedules"),
+                schedules=child_run(m, steps, snapshots, tolerance, "primal+schedules"),
                 rows=rows)
 
 
@@ -339,10 +348,12 @@ def write(path, result, command, elapsed):
         f"{result['xbytes'] / MB:.2f} MB. Primal: the compiled step run {steps} times, "
         f"{result['primal']:.3f} s (median of calls); a fresh process running only the primal "
         f"loop peaks at {result['primal_rss'] / MB:.0f} MB RSS, "
-        f"{result['schedules_rss'] / MB:.0f} MB when it also makes a revolve schedule (importing "
-        "checkpoint_schedules, which compiles its revolve helper with Numba when Numba is "
-        f"installed: Numba {version_of('numba')} here); every checkpointed call imports "
-        "checkpoint_schedules, and a binomial one runs that helper.",
+        f"{result['schedules']['rss'] / MB:.0f} MB when it also makes a revolve schedule, "
+        f"which takes {result['schedules']['seconds']:.2f} s there (importing "
+        "checkpoint_schedules, which imports Numba when Numba is installed: Numba "
+        f"{version_of('numba')} here; adsrc runs its revolve helper as Python, where "
+        "checkpoint_schedules would compile it with Numba, 5-10 s in every process); every "
+        "checkpointed call imports checkpoint_schedules, and a binomial one runs that helper.",
         "",
         table(result),
         "",

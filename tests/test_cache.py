@@ -60,8 +60,9 @@ _PROCESS = textwrap.dedent("""
     import adsrc
     from adsrc.compiling import cython_build, source_key
     from adsrc.frontend.fence import Fence
+    from adsrc.pipeline import Generator
 
-    counts = {"fence": 0, "builds": 0}
+    counts = {"fence": 0, "builds": 0, "generated": 0}
 
     def counting(name, function):
         def counted(*args, **kwargs):
@@ -75,6 +76,7 @@ _PROCESS = textwrap.dedent("""
         return build(directory, extensions, shared)
 
     Fence.run = counting("fence", Fence.run)
+    Generator.module = counting("generated", Generator.module)
     # adsrc's own code, hashed into the key, is the same in every process of a test (a file
     # saved while the suite runs is a miss, rightly, but not what these tests are about)
     source_key._generator_tag = lambda: "adsrc under test"
@@ -85,8 +87,9 @@ _PROCESS = textwrap.dedent("""
     x, y = np.array([1.0, 2.0, 3.0]), np.zeros(3)
     f = adsrc.differentiate(kernel, wrt="x", outputs="y", backend="cython")
     (x_bar,) = f.adjoint(x, y, c, y_bar=np.ones(3))
-    (compiled,) = f._compiled.values()
-    module = sys.modules[compiled.forward.__module__].__file__
+    modules = [sys.modules[compiled.forward.__module__].__file__
+               for compiled in f._compiled.values()]      # none for a checkpointed loop
+    module = modules[0] if modules else None
     print(json.dumps({"x_bar": x_bar.tolist(), "y": y.tolist(), "module": module, **counts}))
 """)
 
@@ -142,6 +145,34 @@ def test_a_new_process_loads_by_the_source_key_without_the_pipeline(tmp_path):
     _check(again, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
     assert again["fence"] == 0 and again["builds"] == 0
     assert again["module"] == first["module"]
+
+
+CHECKPOINTED_KERNEL = """
+import adsrc
+
+
+def kernel(x, y, c):
+    for it in adsrc.checkpointed(range(2), snapshots=1):
+        for i in range(len(x)):
+            y[i] = y[i] * y[i] + c * x[i]
+"""
+
+
+def test_a_checkpointed_loop_is_found_by_the_source_key_in_a_new_process(tmp_path):
+    """The loop's step is a kernel adsrc derives from the user's, with no file of its own: its
+    key describes it by the user's kernel and its tree.  From y = 0, two steps of
+    y = y * y + c * x give c^2 x^2 + c x; edited to y * y * y, c^3 x^3 + c x."""
+    _write(tmp_path, kernel_text=CHECKPOINTED_KERNEL)
+    first = _run(tmp_path, 0.5)
+    _check(first, 0.25 * X**2 + 0.5 * X, 0.5 * X + 0.5)
+    assert first["generated"] == 1 and first["builds"] == 1
+    again = _run(tmp_path, 0.5)
+    _check(again, 0.25 * X**2 + 0.5 * X, 0.5 * X + 0.5)
+    assert again["generated"] == 0 and again["builds"] == 0
+    _write(tmp_path, kernel_text=CHECKPOINTED_KERNEL.replace("y[i] * y[i]", "y[i] * y[i] * y[i]"))
+    edited = _run(tmp_path, 0.5)
+    _check(edited, 0.125 * X**3 + 0.5 * X, 0.375 * X**2 + 0.5)
+    assert edited["generated"] == 1 and edited["builds"] == 1
 
 
 @pytest.mark.parametrize("change, c, y, x_bar", [

@@ -221,6 +221,30 @@ def test_revolve_runs_the_optimal_number_of_steps(backend):
     assert_gradients_close(runs["periodic"][0], runs["store_all"][0], ("x", "a"))
 
 
+def test_revolve_calls_the_python_function_numba_would_compile(monkeypatch):
+    """Where Numba is installed, checkpoint_schedules' revolve helper is a Numba function
+    compiled at its first call, seconds in every process; adsrc calls the Python function it
+    keeps as ``py_func`` (the same actions).  A stand-in for the Numba function here: the test
+    environment need not have Numba."""
+    from checkpoint_schedules import multistage
+
+    want = schedule_actions("binomial", 50, 4)
+    python = multistage.n_advance
+    assert inspect.isfunction(python)
+
+    class Compiled:
+        def __init__(self):
+            self.py_func = python
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("the compiled helper was called")
+
+    monkeypatch.setattr(multistage, "n_advance", Compiled())
+    assert [repr(action) for action in schedule_actions("binomial", 50, 4)] == \
+        [repr(action) for action in want]
+    assert multistage.n_advance is python
+
+
 def test_binomial_holds_at_most_eleven_copies_of_x(backend):
     """Gauss-Seidel with data active tapes one float per row and sweep: with 10 snapshots,
     checkpoints plus the one step tape held at once are 11 copies of x, plus a few integers."""

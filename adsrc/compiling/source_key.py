@@ -7,7 +7,8 @@ generated source is a function of, all of it cheap to read:
 
 * the source text, file and first line of the kernel and of every user function it calls,
   transitively, read as :class:`~adsrc.frontend.source.KernelSource` reads them (an edited
-  file is read again);
+  file is read again); for a kernel adsrc derived from a user's (the step of a checkpointed
+  loop, a kernel taking sparse matrices), the user's kernel and the derived tree;
 * what every global name those functions read resolves to, as the fence resolves it: a numeric
   module constant by its value (the fence inlines it), a library function by its canonical name
   or by its derivative rule (or split into parts with rules), a called user function
@@ -164,6 +165,8 @@ def _describe_function(fn, seen):
     if fn in seen:
         return f"function #{seen[fn]}"
     seen[fn] = len(seen)
+    if getattr(fn, "__adsrc_parent__", None) is not None:
+        return _describe_derived(fn, seen)
     try:
         lines, first_line = inspect.getsourcelines(fn)
         filename = inspect.getsourcefile(fn)
@@ -173,6 +176,19 @@ def _describe_function(fn, seen):
     parts = [f"function {fn.__module__}.{fn.__qualname__} named {fn.__name__} at "
              f"{filename}:{first_line}", text]
     for name, value in _globals_read(fn, text):
+        parts.append(f"{name} = {_describe(value, seen)}")
+    return "\n".join(parts)
+
+
+def _describe_derived(fn, seen):
+    """A kernel adsrc derived from a user's (:mod:`adsrc.frontend.derived`), which has no file
+    to read: the kernel it was derived from, which fixes its tree and the lines its errors and
+    comments quote, and the tree itself, locations included, with the global names it reads."""
+    tree = gast.gast_to_ast(fn.__adsrc_source__().tree)
+    parent = _describe_function(fn.__adsrc_parent__, seen)
+    parts = [f"function {fn.__name__} derived from {parent}",
+             ast.dump(tree, include_attributes=True)]
+    for name, value in _globals_read(fn, ast.unparse(tree)):
         parts.append(f"{name} = {_describe(value, seen)}")
     return "\n".join(parts)
 
@@ -232,11 +248,20 @@ def _describe(value, seen):
     if sparse_matrices.recognised(value):
         return f"sparse spelling {library.spelled(value)}"
     kernel = getattr(value, "__wrapped_kernel__", value)
+    if isinstance(kernel, types.FunctionType) and _in_adsrc(kernel):
+        # adsrc.checkpointed, a shipped kernel: their code is in the generator's tag
+        return f"adsrc's {kernel.__module__}.{kernel.__qualname__}"
     if isinstance(kernel, types.FunctionType):
         return _describe_function(kernel, seen)
     if isinstance(value, (numbers.Number, np.bool_)):
         return f"{type(value).__qualname__} {value!r}"
     raise _Undescribable
+
+
+def _in_adsrc(fn):
+    """Whether ``fn`` is defined in a file of adsrc's package (:func:`_generator_tag` hashes)."""
+    return os.path.abspath(fn.__code__.co_filename).startswith(
+        os.path.dirname(os.path.abspath(adsrc.__file__)) + os.sep)
 
 
 def _attributes(obj):

@@ -41,8 +41,8 @@ class DerivedSource(KernelSource):
 def derived_kernel(parent, tree, extra_globals=None):
     """The function of ``tree`` (a ``gast.FunctionDef`` with the locations of ``parent``'s
     tree), in the globals of ``parent``'s kernel.  Its code names a file of its own, which
-    ``inspect`` cannot read, so the source key (:mod:`adsrc.compiling.source_key`) makes no key
-    for it and the pipeline always runs (its compiled module is still cached).
+    ``inspect`` cannot read: the source key (:mod:`adsrc.compiling.source_key`) describes it by
+    ``parent``'s kernel and the tree.
 
     ``extra_globals``: names the derived code needs that the user's module may not have; the
     function then runs in a copy of the module's globals with them added (a snapshot: later
@@ -54,4 +54,5 @@ def derived_kernel(parent, tree, extra_globals=None):
     namespace = {**parent.globals, **extra_globals} if extra_globals else parent.globals
     fn = types.FunctionType(function_code, namespace, tree.name)
     fn.__adsrc_source__ = lambda: DerivedSource(parent, tree, fn)
+    fn.__adsrc_parent__ = parent.fn         # what the source key describes it by
     return fn

@@ -44,6 +44,7 @@ def binomial_actions(steps, snapshots):
     """Revolve with at most ``snapshots`` checkpoints (the one of step 0 included)."""
     from checkpoint_schedules import EndReverse, MultistageCheckpointSchedule
 
+    _revolve_in_python()
     if steps == 0:
         return []
     actions = []
@@ -52,6 +53,19 @@ def binomial_actions(steps, snapshots):
         if isinstance(action, EndReverse):
             return actions
     raise AssertionError("adsrc internal error: the binomial schedule did not end")
+
+
+def _revolve_in_python():
+    """Have ``MultistageCheckpointSchedule`` call its revolve helper ``n_advance`` as the
+    Python function it is.  Where Numba is installed, ``checkpoint_schedules`` compiles that
+    helper with Numba at its first call in a process, without an on-disk cache: 5 to 10 s on
+    this project's machines, and about 120 MB more memory, in every process that makes a
+    binomial schedule, for a loop of a few integer operations per schedule action, which Python
+    runs in microseconds (and with exact integers, where Numba's are 64-bit).  Numba's function
+    keeps the Python one as ``py_func``; without Numba the helper is already Python."""
+    from checkpoint_schedules import multistage
+
+    multistage.n_advance = getattr(multistage.n_advance, "py_func", multistage.n_advance)
 
 
 def periodic_actions(steps, snapshots):
