@@ -131,7 +131,7 @@ class InlineArrayCalls:
             return before + body + [stmt]
         if target.id not in _names(body) and target.id not in self.source.params:
             # (an argument's name is left to name the caller's array until it is bound)
-            return before + [substitute(stmt, {value.id: target.id}) for stmt in body]
+            return before + [substitute(statement, {value.id: target.id}) for statement in body]
         if body and _assigns(body[-1], value.id) and value.id not in _names(body[:-1]):
             body[-1].targets = [gast.copy_location(name(target.id, store=True), target)]
             return before + body
