@@ -185,6 +185,13 @@ def rss_of(label, m, steps, snapshots, tolerance):
             start = time.perf_counter()
             schedule_actions("binomial", steps, snapshots)
             measured["seconds"] = time.perf_counter() - start
+    elif label == "numba-compile":
+        # what checkpoint_schedules would run at the first revolve schedule, were adsrc not to
+        # call its helper as Python: the Numba-compiled n_advance (its first call compiles it)
+        from checkpoint_schedules import multistage
+        start = time.perf_counter()
+        multistage.n_advance(steps, snapshots, trajectory="maximum")  # as the schedule calls it
+        measured["seconds"] = time.perf_counter() - start
     elif label == "plain":
         plain_adjoint(adsrc.differentiate(solvers.gauss_seidel, wrt=WRT, outputs=("x",),
                                           backend="cython"), problem, steps)
@@ -294,7 +301,17 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                 until_primal=t_primal_until, until_steps=stats.steps, primal=t_primal,
                 primal_rss=child_rss(m, steps, snapshots, tolerance, "primal"),
                 schedules=child_run(m, steps, snapshots, tolerance, "primal+schedules"),
+                numba_compile=(child_run(m, steps, snapshots, tolerance, "numba-compile")
+                               if version_of("numba") != "not installed" else None),
                 rows=rows)
+
+
+def numba_compile(result):
+    """The first call of the Numba-compiled revolve helper in a fresh process, as text."""
+    if result["numba_compile"] is None:
+        return ""
+    return (f": its first call, which compiles it, takes {result['numba_compile']['seconds']:.1f}"
+            " s in a fresh process")
 
 
 def table(result):
@@ -352,7 +369,7 @@ def write(path, result, command, elapsed):
         f"which takes {result['schedules']['seconds']:.2f} s there (importing "
         "checkpoint_schedules, which imports Numba when Numba is installed: Numba "
         f"{version_of('numba')} here; adsrc runs its revolve helper as Python, where "
-        "checkpoint_schedules would compile it with Numba, 5-10 s in every process); every "
+        f"checkpoint_schedules would compile it with Numba{numba_compile(result)}); every "
         "checkpointed call imports checkpoint_schedules, and a binomial one runs that helper.",
         "",
         table(result),
