@@ -58,8 +58,8 @@ def binomial_actions(steps, snapshots):
 def _revolve_in_python():
     """Have ``MultistageCheckpointSchedule`` call its revolve helper ``n_advance`` as the
     Python function it is.  Where Numba is installed, ``checkpoint_schedules`` compiles that
-    helper with Numba at its first call in a process, without an on-disk cache: 5 to 10 s on
-    this project's machines, and about 120 MB more memory, in every process that makes a
+    helper with Numba at its first call in a process, without an on-disk cache: seconds (3.6 s
+    in benchmarks/CHECKPOINTING.md) and about 70 MB more memory, in every process that makes a
     binomial schedule, for a loop of a few integer operations per schedule action, which Python
     runs in microseconds (and with exact integers, where Numba's are 64-bit).  Numba's function
     keeps the Python one as ``py_func``; without Numba the helper is already Python."""
