@@ -34,7 +34,7 @@ from adsrc.frontend.source import KernelSource
 from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
-from adsrc.normalize.inline_calls import InlineArrayCalls
+from adsrc.normalize.inline_calls import InlineCalls
 from adsrc.normalize.lower_arrays import LowerArrays
 from adsrc.normalize.rebound_arguments import ReboundArguments
 from adsrc.normalize.webs import SplitWebs
@@ -199,8 +199,8 @@ class Specialization:
         typer_of = lambda tree: TypeInference(self.source, tree,  # noqa: E731
                                               self.key.signature, callee_return)
         infer = lambda: typer_of(self.tree)     # noqa: E731
-        InlineArrayCalls(self.source, program, self.user_functions, self.namer,
-                         typer_of).run(self.tree)
+        InlineCalls(self.source, program, self.user_functions, self.namer,
+                    typer_of).run(self.tree)
         ReboundArguments(self.source, self.key.signature, self.user_functions,
                          program.written_params).run(self.tree)
         typer = infer()

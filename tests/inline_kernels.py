@@ -175,3 +175,138 @@ def in_a_while_condition(x):
 def in_a_branch_of_a_choice(x, c):
     s = np.sum(doubled(x) if c > 0.0 else x)
     return s
+
+
+# helpers returning several values -------------------------------------------------------------
+
+
+def moments(x):
+    """Two floats."""
+    s = 0.0
+    q = 0.0
+    for i in range(len(x)):
+        s += x[i]
+        q += x[i] * x[i]
+    return s, q
+
+
+def variance(x):
+    s, q = moments(x)
+    return q / len(x) - (s / len(x)) ** 2
+
+
+def residual_and_norm(A, x, b):
+    """An array of its own and a float computed from it."""
+    r = residual(A, x, b)
+    return r, np.dot(r, r)
+
+
+def damped_steps(A, x, b, step, iters):
+    """Steps along A^T r, damped by the residual's norm, both from one helper on every trip;
+    x is the caller's, written in place."""
+    for it in range(iters):
+        r, rr = residual_and_norm(A, x, b)
+        x += step * (A.T @ r) / (1.0 + rr)
+    r, rr = residual_and_norm(A, x, b)
+    return rr + r[0]
+
+
+def rotated(u, v, c, s):
+    return c * u - s * v, s * u + c * v
+
+
+def swapped(p, q):
+    """Its arguments, the other way round."""
+    return q, p
+
+
+def rotations(x, y, c, s):
+    """Values unpacked into elements, into the names they are computed from, and swapped names
+    (scalars and local arrays)."""
+    for i in range(len(x)):
+        x[i], y[i] = rotated(x[i], y[i], c, s)
+    a = x[0]
+    b = y[1]
+    u = x * y
+    w = x + y
+    for it in range(3):
+        a, b = rotated(b, a, c, s)
+        a, b = swapped(a, b)
+        u, w = swapped(u, w)
+        u[0] += a
+    return a * b + np.sum(x * y) + np.dot(u, w)
+
+
+def split_sums(v, w):
+    """Several values that are arrays: one of its own, and an argument (Python's alias); a
+    helper returning several values called inside."""
+    s, q = moments(v)
+    z = np.zeros_like(v)
+    z[:] = q * v + s * w
+    return z, w, s
+
+
+def through_several(x, b, a):
+    """A helper's array unpacked into an argument's name (the caller's b is left as it was),
+    the values of a call whose values are not used, a name given twice, and values stored
+    into whole arrays in order."""
+    z, x2, s = split_sums(x, b)
+    b, x3, t = split_sums(z, x2)
+    moments(b)
+    t, t = moments(x3 * b)
+    y = np.zeros_like(z)
+    z[:], y[:], s = split_sums(y + b, z)    # y gets z's values after the store into z
+    return np.dot(b, z) * a + s * t + np.sum(x2) + np.sum(x3 * y)
+
+
+def moments_kept_whole(x):
+    m = moments(x)
+    return m[0]
+
+
+def moments_into_three(x):
+    s, q, r = moments(x)
+    return s + q + r
+
+
+def one_value_into_two(x):
+    u, v = doubled(x)
+    return np.sum(u)
+
+
+def returns_two_values(x):
+    return np.sum(x), np.dot(x, x)
+
+
+def moments_early(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i]
+        if s > 10.0:
+            return s, 0.0
+    return s, 1.0
+
+
+def calls_moments_early(x):
+    s, q = moments_early(x)
+    return s * q
+
+
+def twice(v):
+    w = 2.0 * v
+    return w, w
+
+
+def calls_twice(x):
+    u, w = twice(x)
+    u[0] = 1.0
+    return np.dot(u, w)
+
+
+def forwards_moments(x):
+    return moments(x)
+
+
+def calls_forwards_moments(x):
+    s, q = forwards_moments(x)
+    return s * q

@@ -75,6 +75,7 @@ FEATURES = {
     "vector_stmt": 1.5, "slice_stmt": 0.5, "call_mut": 0.5, "array_rebind": 0.3,
     "arg_rebind": 0.15, "vector_where": 0.15, "vector_gather": 0.35, "vector_roll": 0.15,
     "matrix_broadcast": 0.3, "vector_cumulative": 0.15, "array_helper": 0.2,
+    "several_values": 0.2,
     "scalar_arg_overwrite": 0.6, "len_bound": 0.25, "reverse_loop": 1,
     "step2_loop": 0.8, "triangular_loop": 6, "return_np": 0.3,
     # user calls / np.sum / np.dot inside if/elif/break/continue conditions
@@ -119,6 +120,18 @@ _HELPER_SOURCES = {
         "def relaxed(u, v):\n"
         "    u = 0.5 * u + 0.25 * neighbours(v, 0.5)\n"
         "    return u\n"
+    ),
+    # helpers returning several values, unpacked by their callers: two floats, and an array of
+    # its own, a float and its argument (Python's alias)
+    "pair": (
+        "def pair(u, v):\n"
+        "    s = u * math.tanh(v)\n"
+        "    return s, v - 0.5 * s\n"
+    ),
+    "spread": (
+        "def spread(u, a):\n"
+        "    w = np.tanh(u) * a\n"
+        "    return w, np.sum(w * u), u\n"
     ),
 }
 
@@ -599,6 +612,13 @@ class _Gen:
         if ctx.loop_depth:
             self.features.add("temp_in_loop")
         rhs = self.expr(ctx, self._int(1, 3))
+        if len(ctx.temps) >= 2 and self.on("several_values"):
+            # the second target is read by the call (its value is stored after the body)
+            self.features.add("several_values")
+            self.helpers.add("pair")
+            t, v = self.pick([(a, b) for a in ctx.temps for b in ctx.temps if a != b])
+            lines.append((indent, _call(f"{t}, {v} = pair({{0}}, {v})", rhs)))
+            return ctx
         if len(ctx.temps) >= 2 and self.on("tuple_assign"):
             # every value before any store: the old t in the second value
             self.features.add("tuple_assign")
@@ -707,6 +727,14 @@ class _Gen:
                     "relaxed": f"relaxed({a}, {b})"}[helper]
             forms = [f"{a}[:] = {a} + {k1} * {call}", f"{a} -= {k1} * {call} * {c}",
                      f"{a}[:] = {call}"]
+        elif self.on("several_values"):
+            # into elements of whole arrays and a float, the argument array returned into
+            # another (the target may be the argument: stored in order, as Python does)
+            self.features.add("several_values")
+            self.helpers.add("spread")
+            t = self.pick(self.fscalars + ctx.temps)
+            forms = [f"{a}[:], {t}, {c}[:] = spread({b}, {t})"]
+            self.written.add(c)
         if "w" in arrs and self.on("array_rebind"):
             # the local array bound to a new array (filled in place), reading its old values
             self.features.add("array_rebind")

@@ -1,8 +1,9 @@
-"""Calls of helpers that return arrays (adsrc/normalize/inline_calls.py): the caller gets the
-helper's body.  Kernels in tests/inline_kernels.py.
+"""Calls of helpers that return arrays or several values (adsrc/normalize/inline_calls.py): the
+caller gets the helper's body.  Kernels in tests/inline_kernels.py.
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
-independent way: the closed form of ``||b - A x||^2``'s gradient and Hessian, or the complex
+independent way: the closed forms of the gradients and Hessians of ``||b - A x||^2`` and of a
+variance, or the complex
 step (tests/complex_step.py) of the kernel as Python runs it, for the adjoint (the dot-product
 test, or the derivative of the returned value) and for the tangent.  Every test runs on both
 backends.
@@ -45,6 +46,11 @@ def _cases():
         "into_its_argument": (k.into_its_argument, (x, b), ("x", "b"), None),
         "relaxed_beside_writes": (k.relaxed_beside_writes, (0.3 * x, b, 0.4),
                                   ("x", "b", "omega"), None),
+        "variance": (k.variance, (x,), ("x",), None),
+        "damped_steps": (k.damped_steps, (A, x, b, 0.05, 3), ("A", "x", "b", "step"), None),
+        "rotations": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), None),
+        "rotations_xy": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), ("x", "y")),
+        "through_several": (k.through_several, (x, b, 0.7), ("x", "b", "a"), None),
     }
 
 
@@ -78,6 +84,17 @@ def test_the_gradient_and_hessian_of_a_residual_norm_are_their_closed_forms():
     v = np.random.default_rng(12).standard_normal(N)
     hvp = adsrc.hvp(k.residual_norm, wrt="x")(A, x, v, b)
     np.testing.assert_allclose(hvp, 2.0 * A.T @ (A @ v), rtol=1e-12)
+
+
+def test_the_gradient_and_hessian_of_a_variance_are_their_closed_forms():
+    """Through a helper returning two floats."""
+    x = CASES["variance"][1][0]
+    n = len(x)
+    grad = adsrc.grad(k.variance, wrt="x")(x)
+    np.testing.assert_allclose(grad, 2.0 * (x - np.mean(x)) / n, rtol=1e-12)
+    v = np.random.default_rng(16).standard_normal(n)
+    hvp = adsrc.hvp(k.variance, wrt="x")(x, v)
+    np.testing.assert_allclose(hvp, 2.0 * (v - np.mean(v)) / n, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", RETURNING)
@@ -122,6 +139,23 @@ def test_inlined_locals_are_named_after_their_helper():
     assert calls and all(line.startswith("# line ") for line in calls)
 
 
+def test_values_a_helper_computes_into_its_locals_take_the_callers_names():
+    """``s, q = moments(x)``: the helper's loop accumulates into the caller's s and q; in
+    ``a, b = rotated(b, a, c, s)`` the helper reads the targets, so its values are computed
+    first and stored after."""
+    source = adsrc.differentiate(k.variance, wrt="x", backend="python").source(
+        "adjoint", args=(np.ones(3),))
+    assert "s = s + x[i_moments]" in source
+    assert "q = q + x[i_moments] * x[i_moments]" in source
+    _, args, wrt, _ = CASES["rotations"]
+    source = adsrc.differentiate(k.rotations, wrt=wrt, backend="python").source(
+        "adjoint", args=_copies(args))
+    assert "value_rotated_3 = c * b - s * a\n" in source
+    assert "value_rotated_4 = s * b + c * a\n" in source
+    assert "a = value_rotated_3\n" in source
+    assert "b = value_rotated_4\n" in source
+
+
 @pytest.mark.parametrize("kernel, args, message, where, text", [
     (k.calls_a_recursive_helper, (np.ones(3),), "'recursive' calls itself", k.recursive,
      "return v"),
@@ -135,6 +169,18 @@ def test_inlined_locals_are_named_after_their_helper():
      "doubled(x)"),
     (k.in_a_branch_of_a_choice, (np.ones(3), 1.0), "branch of 'a if c else b' is chosen",
      k.in_a_branch_of_a_choice, "doubled(x)"),
+    (k.moments_kept_whole, (np.ones(3),), "'moments' returns 2 values: unpack them into as "
+     "many names", k.moments_kept_whole, "m = moments(x)"),
+    (k.calls_forwards_moments, (np.ones(3),), "'moments' returns 2 values: unpack them",
+     k.forwards_moments, "return moments(x)"),
+    (k.moments_into_three, (np.ones(3),), "'moments' returns 2 values, unpacked here into 3",
+     k.moments_into_three, "s, q, r = moments(x)"),
+    (k.one_value_into_two, (np.ones(3),), "'doubled' returns one value, unpacked here into 2",
+     k.one_value_into_two, "u, v = doubled(x)"),
+    (k.calls_moments_early, (np.ones(3),), "returning several values ('return a, b') returns "
+     "only in its last statement", k.moments_early, "return s, 0.0"),
+    (k.calls_twice, (np.ones(3),), "'twice' returns one array as two of its values",
+     k.calls_twice, "u, w = twice(x)"),
 ])
 def test_calls_that_cannot_be_inlined_are_refused_at_their_line(kernel, args, message, where,
                                                                  text):
@@ -153,3 +199,6 @@ def test_calls_that_cannot_be_inlined_are_refused_at_their_line(kernel, args, me
 def test_a_kernel_still_returns_a_scalar_only():
     with pytest.raises(adsrc.UnsupportedError, match="kernels may return a scalar, not an array"):
         adsrc.differentiate(k.doubled, wrt="v").adjoint(np.ones(3), out_bar=1.0)
+    with pytest.raises(adsrc.UnsupportedError,
+                       match="kernels may return a scalar, not several values"):
+        adsrc.differentiate(k.returns_two_values, wrt="x").adjoint(np.ones(3), out_bar=1.0)

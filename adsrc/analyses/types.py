@@ -71,6 +71,18 @@ _PRODUCTS = ("products of dense arrays are supported as M @ v, M.T @ v, v @ M, n
              "arrays")
 
 
+@dataclass(frozen=True)
+class Values:
+    """The type of what a function returning several values returns (``return r, r @ r``):
+    each value's type.  No name holds such a thing: the call's statement unpacks it,
+    ``r, rr = residual(...)``, and its caller gets the function's body
+    (:mod:`adsrc.normalize.inline_calls`)."""
+    types: tuple
+    kind = "values"
+    is_array = False
+    is_float = False
+
+
 def array(dtype, ndim):
     return Type("array", dtype, ndim)
 
@@ -148,6 +160,12 @@ def join(a, b):
         return b
     if b is None:
         return a
+    if isinstance(a, Values) or isinstance(b, Values):
+        if not (isinstance(a, Values) and isinstance(b, Values)) \
+                or len(a.types) != len(b.types):
+            return None
+        types = tuple(join(x, y) for x, y in zip(a.types, b.types))
+        return None if None in types else Values(types)
     if a.is_array or b.is_array:
         return None
     if FLOAT in (a, b):
@@ -159,8 +177,9 @@ class TypeInference:
     """Infers ``self.env`` (name -> Type) for a kernel tree, given its parameter types.
 
     ``callee_return(name, arg_types)`` gives the return type of a called user kernel.
-    ``returns_arrays``: the tree is a called function's, which may return an array (its caller
-    gets its body, :mod:`adsrc.normalize.inline_calls`); a kernel's value must be a scalar.
+    ``returns_arrays``: the tree is a called function's, which may return an array or several
+    values (its caller gets its body, :mod:`adsrc.normalize.inline_calls`); a kernel's value
+    must be a scalar.
     """
 
     def __init__(self, source, tree, param_types, callee_return, returns_arrays=False):
@@ -203,7 +222,9 @@ class TypeInference:
             self._statement(stmt)
 
     def _statement(self, stmt):
-        if isinstance(stmt, gast.Assign):
+        if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Tuple):
+            self._unpacked(stmt, stmt.targets[0])
+        elif isinstance(stmt, gast.Assign):
             target = stmt.targets[0]
             value = self.expr(stmt.value)
             if value is not None and value.is_array and getattr(stmt, "adsrc_tuple_value", False) \
@@ -238,12 +259,36 @@ class TypeInference:
             self._block(stmt.body)
             self._block(stmt.orelse)
         elif isinstance(stmt, gast.Expr):
+            stmt.value.adsrc_unpacked = True        # a call whose values are not used
             self.expr(stmt.value)
+        elif isinstance(stmt, gast.Return) and isinstance(stmt.value, gast.Tuple):
+            if not self.returns_arrays:
+                self._fail(stmt, "kernels may return a scalar, not several values")
+            kinds = tuple(self.expr(elt) for elt in stmt.value.elts)
+            self.return_type = join(self.return_type, None if None in kinds else Values(kinds))
         elif isinstance(stmt, gast.Return) and stmt.value is not None:
             value = self.expr(stmt.value)
             if value is not None and value.is_array and not self.returns_arrays:
                 self._fail(stmt, "kernels may return a scalar, not an array")
             self.return_type = join(self.return_type, value)
+
+    def _unpacked(self, stmt, target):
+        """``a, b = f(...)`` (the fence lets only calls of user functions through): each target
+        gets the type of its value."""
+        call = stmt.value
+        call.adsrc_unpacked = True
+        value = self.expr(call)
+        if value is None:
+            return
+        count = len(value.types) if isinstance(value, Values) else "one"
+        if count != len(target.elts):
+            self._fail(stmt, f"'{call.func.id}' returns {count} value{'s' * (count != 'one')}, "
+                             f"unpacked here into {len(target.elts)}")
+        for elt, kind in zip(target.elts, value.types):
+            if isinstance(elt, gast.Name):
+                self._assign(elt, kind, stmt)
+            else:
+                self._check_store(elt, kind)
 
     def _check_store(self, target, value):
         index = target.slice
@@ -559,7 +604,11 @@ class TypeInference:
             return FLOAT
         if func == "int":
             return INT
-        return self.callee_return(node, args)
+        kind = self.callee_return(node, args)
+        if isinstance(kind, Values) and not getattr(node, "adsrc_unpacked", False):
+            self._fail(node, f"'{func}' returns {len(kind.types)} values: unpack them into as "
+                             f"many names, 'a, b = {func}(...)'")
+        return kind
 
 
 class _ExpressionTypes(TypeInference):

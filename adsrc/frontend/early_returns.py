@@ -44,6 +44,11 @@ def rewrite(tree, error):
         raise error(returns[0], "a kernel returns a value on every path or on none: "
                                 "'return' and 'return value' are mixed")
     has_value = valued.pop()
+    for node in sorted(returns, key=lambda node: (node is last, node.lineno)):
+        if isinstance(node.value, gast.Tuple):
+            raise error(node, "a function returning several values ('return a, b') returns "
+                              "only in its last statement: assign them to names in the loop "
+                              "or branch, and return those names at the end")
     if has_value and not isinstance(last, gast.Return):
         raise error(last, "a kernel that returns a value from inside a loop or branch must end "
                           "with a 'return value' statement too")

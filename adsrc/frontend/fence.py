@@ -130,7 +130,11 @@ class Fence(gast.NodeTransformer):
         if isinstance(stmt, gast.Pass):
             return stmt
         if isinstance(stmt, gast.Return):         # the last statement (early_returns)
-            if stmt.value is not None:
+            if isinstance(stmt.value, gast.Tuple):  # several values: a function's, inlined
+                self._no_nesting(stmt, stmt.value.elts, "a function returns several values "
+                                                        "as 'return a, b'")
+                stmt.value.elts = [self._expression(elt) for elt in stmt.value.elts]
+            elif stmt.value is not None:
                 stmt.value = self._expression(stmt.value)
             return stmt
         if isinstance(stmt, gast.Expr):
@@ -147,10 +151,16 @@ class Fence(gast.NodeTransformer):
         call = stmt.value
         if call.keywords:
             self._fail(call, "keyword arguments in calls are not supported")
-        found = library.split_of(self._called_object(call))
+        called = self._called_object(call)
+        found = library.split_of(called)
+        if found is None and isinstance(call.func, gast.Name) and library.lookup(called) is None \
+                and isinstance(getattr(called, "__wrapped_kernel__", called), types.FunctionType):
+            return self._unpacked_call(stmt, target)
         if found is None:
             self._fail(stmt, "tuple assignment is supported only of a tuple of values "
-                             "('a, b = b, a + b'), as 'n, m = array.shape' and for library "
+                             "('a, b = b, a + b'), as 'n, m = array.shape', of a call of a "
+                             "Python function returning several values ('s, q = stats(x)'), "
+                             "and for library "
                              "functions returning several arrays, such as "
                              "'Q, R = np.linalg.qr(A)'")
         if len(target.elts) != len(found.parts) or not all(
@@ -168,6 +178,20 @@ class Fence(gast.NodeTransformer):
                         f"T[{', '.join([':'] * len(shape))}] = {RULES}.{rule_name}(A)")
             parts += located(quote(template, T=elt.id, A=argument), stmt)
         return parts
+
+    def _unpacked_call(self, stmt, target):
+        """``a, b = f(x)`` of a user function returning several values: its caller gets its
+        body (:mod:`adsrc.normalize.inline_calls`), and type inference checks the count."""
+        self._no_nesting(stmt, target.elts, "the values of a function are unpacked as "
+                                            "'a, b = f(...)'")
+        for elt in target.elts:
+            self._target(elt)
+        stmt.value = self._expression(stmt.value)
+        return stmt
+
+    def _no_nesting(self, node, parts, form):
+        if any(isinstance(part, (gast.Starred, gast.Tuple, gast.List)) for part in parts):
+            self._fail(node, f"{form}: each a name or an element, with no nesting and no '*'")
 
     def _krylov_assignment(self, stmt, target, call):
         """``x, info = cg(A, b, rtol=...)``: ``x`` (a new local array, or the whole of an

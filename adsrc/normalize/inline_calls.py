@@ -1,8 +1,9 @@
-"""Calls of user functions that return an array, replaced by the functions' bodies.
+"""Calls of user functions that return an array or several values, replaced by their bodies.
 
 A kernel that adsrc specialises returns a scalar at most: its adjoint sweep is seeded with one
 float.  A helper that returns an array, ``def residual(A, x, b): return b - A @ x``, or one that
-allocates an array, fills it in a loop and returns it, has no such sweep of its own.  What the
+allocates an array, fills it in a loop and returns it, has no such sweep of its own, and neither
+has one returning several values, ``return r, np.dot(r, r)``.  What the
 call means in Python is what the body computes from the arguments, so the caller gets the body,
 where the rest of the pipeline sees statements like its own (local arrays, element loops,
 whole-array statements) and differentiates them in place:
@@ -18,26 +19,32 @@ whole-array statements) and differentiates them in place:
 * the body's return value takes the call's place; in ``r = residual(A, x, b)`` the body's array
   becomes ``r`` when the body does not read ``r`` and ``r`` is not a parameter, else the body's
   last statement assigns ``r`` when it computes the value, else ``r`` gets a copy of the body's
-  array.
+  array;
+* several values are unpacked by the call's statement, ``r, rr = residual_and_norm(A, x, b)``
+  (type inference refuses any other use): a value the body computes into a local of its own
+  goes into the target's name when nothing else reads that name, the others are stored after
+  the body, in order, as Python stores them once it has computed every value.
 
 Every statement of the body is placed at the call's line, so that an error in it names the call.
 The calls in the body of user functions are the caller's to make (their names join the
-caller's): inlining repeats, with types inferred again, until no call returns an array (a function
-that calls itself, directly or not, may return a scalar only).
+caller's): inlining repeats, with types inferred again, until no call returns an array or several
+values (a function that calls itself, directly or not, may return a scalar only).
 """
 
 import copy
+from dataclasses import dataclass
 
 import gast
 
-from adsrc.analyses.types import FLOAT
+from adsrc.analyses.types import FLOAT, Values
 from adsrc.frontend.quoting import located, name, substitute
 from adsrc.naming import variant
 from adsrc.normalize.desugar import check_evaluation_order
 
 
-class InlineArrayCalls:
-    """Inlines, in one kernel's tree, every call of a user function returning an array.
+class InlineCalls:
+    """Inlines, in one kernel's tree, every call of a user function returning an array or
+    several values.
 
     ``program``: the :class:`~adsrc.pipeline.Program` (each function's fenced tree, callees and
     written parameters); ``user_functions``: the kernel's called name -> function, to which the
@@ -50,24 +57,24 @@ class InlineArrayCalls:
         self.user_functions = user_functions
         self.namer = namer
         self.infer = infer
-        self._array_calls = {}          # id of a call this round inlines -> its arguments' types
+        self._calls = {}                # id of a call this round inlines -> _Typed
         self._taken = set()             # every name of the tree, and every name given
 
     def run(self, tree):
-        """Inlines until no call returns an array: each round inlines one level of calls (a
-        function that returns an array cannot call itself, :meth:`Program.return_type`)."""
+        """Inlines until no call returns an array or several values: each round inlines one
+        level of calls (such a function cannot call itself, :meth:`Program.return_type`)."""
         while True:
-            self._array_calls = self._calls_returning_arrays(tree)
-            if not self._array_calls:
+            self._calls = self._calls_to_inline(tree)
+            if not self._calls:
                 return tree
             self._taken = {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)}
             tree.body = self._block(tree.body)
 
-    def _calls_returning_arrays(self, tree):
-        """``{id(call): its arguments' types}`` of the user calls in ``tree`` that return
-        arrays.  Types are inferred on a copy: inference rewrites a few statements, which
-        the normalisations before it (:mod:`adsrc.normalize.rebound_arguments`) must see as
-        the user wrote them."""
+    def _calls_to_inline(self, tree):
+        """``{id(call): its types}`` of the user calls in ``tree`` that return arrays or
+        several values.  Types are inferred on a copy: inference rewrites a few statements,
+        which the normalisations before it (:mod:`adsrc.normalize.rebound_arguments`) must see
+        as the user wrote them."""
         calls = [node for node in gast.walk(tree) if self._is_user_call(node)]
         if not calls:
             return {}
@@ -78,9 +85,15 @@ class InlineArrayCalls:
         typer.run()
         found = {}
         for node in gast.walk(typed):
-            if self._is_user_call(node) and (typer.expr(node) or FLOAT).is_array:
-                found[id(calls[node.adsrc_call_number])] = [typer.expr(arg) or FLOAT
-                                                            for arg in node.args]
+            if not self._is_user_call(node):
+                continue
+            # typer.expr refuses a call of several values its statement does not unpack;
+            # typer.run has refused those already, and this one may be in a tuple's statement
+            node.adsrc_unpacked = True
+            returned = typer.expr(node) or FLOAT
+            if returned.is_array or isinstance(returned, Values):
+                found[id(calls[node.adsrc_call_number])] = _Typed(
+                    [typer.expr(arg) or FLOAT for arg in node.args], returned)
         return found
 
     def _is_user_call(self, node):
@@ -94,9 +107,14 @@ class InlineArrayCalls:
 
     def _statement(self, stmt):
         before = []
-        if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Name) \
-                and id(stmt.value) in self._array_calls:
-            return self._assigned_call(stmt)
+        if isinstance(stmt, gast.Assign) and id(stmt.value) in self._calls:
+            if isinstance(stmt.targets[0], gast.Tuple):
+                return self._unpacked_call(stmt)
+            if isinstance(stmt.targets[0], gast.Name):
+                return self._assigned_call(stmt)
+        if isinstance(stmt, gast.Expr) and id(stmt.value) in self._calls:
+            stmt.value.args = [self._expression(arg, before, stmt) for arg in stmt.value.args]
+            return before + self._body(stmt.value)[0]       # the values are not used
         if isinstance(stmt, (gast.Assign, gast.AugAssign, gast.Expr, gast.Return)):
             if stmt.value is not None:
                 stmt.value = self._expression(stmt.value, before, stmt)
@@ -125,7 +143,7 @@ class InlineArrayCalls:
         target, call = stmt.targets[0], stmt.value
         before = []
         call.args = [self._expression(arg, before, stmt) for arg in call.args]
-        body, value, own = self._body(call)
+        body, (value,), own = self._body(call)
         if value.id not in own:                 # an argument, returned: Python's alias
             stmt.value = value
             return before + body + [stmt]
@@ -137,6 +155,45 @@ class InlineArrayCalls:
             return before + body
         stmt.value = located([_copy_of(value)], call)[0]
         return before + body + [stmt]
+
+    def _unpacked_call(self, stmt):
+        """``a, b = f(...)``: a value the body computes into a local of its own becomes the
+        target's when nothing else reads that name (as in :meth:`_assigned_call`); the others
+        are stored after the body, in order, each value read before a store binds its name
+        again (Python computes every value before it stores any)."""
+        targets, call = stmt.targets[0].elts, stmt.value
+        before = []
+        call.args = [self._expression(arg, before, stmt) for arg in call.args]
+        body, values, own = self._body(call)
+        kinds = self._calls[id(call)].returned.types
+        names = [value.id for value in values]
+        for value, kind in zip(values, kinds):
+            if kind.is_array and names.count(value.id) > 1:
+                raise self.source.error(call, f"'{call.func.id}' returns one array as two of "
+                                              "its values, which makes two names for one "
+                                              "array: return it once")
+        read = _names(body) | set(names) | set(self.source.params)
+        renaming, stores = {}, []
+        for target, value, kind in zip(targets, values, kinds):
+            if isinstance(target, gast.Name) and value.id in own and target.id not in read:
+                renaming[value.id] = target.id
+                read.add(target.id)             # a name given twice is stored the second time
+            else:
+                # a name given the body's array gets a copy, as in _assigned_call; elements
+                # given it copy its values
+                copied = kind.is_array and value.id in own and isinstance(target, gast.Name)
+                stores.append((target, _copy_of(value) if copied else value))
+        body = [substitute(statement, renaming) for statement in body]
+        held = []
+        if _binds_before_read(stores):         # 'a, b = swapped(a, b)': as the fence's swap
+            for position, (target, value) in enumerate(stores):
+                temporary = self._new_name("value", call.func.id)
+                held.append(_assignment(temporary, value))
+                held[-1].adsrc_tuple_value = True   # a local array's values
+                stores[position] = (target, name(temporary))
+        stored = [gast.Assign(targets=[target], value=value, type_comment=None)
+                  for target, value in stores]
+        return before + body + located(held + stored, stmt)
 
     # expressions -------------------------------------------------------------------------------
 
@@ -157,17 +214,17 @@ class InlineArrayCalls:
                 setattr(node, field, [self._expression(item, before, stmt)
                                       if isinstance(item, gast.AST) else item
                                       for item in value])
-        if id(node) not in self._array_calls:
+        if id(node) not in self._calls:
             return node
         callee = self.user_functions[node.func.id]
         check_evaluation_order(self.source, node, stmt, self.program.written_params(callee))
-        body, value, _ = self._body(node)
+        body, (value,), _ = self._body(node)
         before.extend(body)
         return value
 
     def _refuse_inside(self, node, when):
         for sub in gast.walk(node):
-            if id(sub) in self._array_calls:
+            if id(sub) in self._calls:
                 raise self.source.error(sub, f"Python evaluates this call {when}, but adsrc "
                                              "computes the array a function returns before "
                                              "its statement: compute it into a variable first")
@@ -176,7 +233,7 @@ class InlineArrayCalls:
 
     def _body(self, call):
         """The statements of the called function's body, renamed for the caller and placed at
-        the call, the name of the array it returns, and the names given to its locals."""
+        the call, the names of the values it returns, and the names given to its locals."""
         fn = self.user_functions[call.func.id]
         info = self.program.info(fn)
         tree = copy.deepcopy(info.tree)
@@ -198,13 +255,16 @@ class InlineArrayCalls:
             own.add(renaming[local])
         *statements, returned = tree.body
         body += [substitute(stmt, renaming) for stmt in statements]
-        value = substitute(returned.value, renaming)
-        if not isinstance(value, gast.Name):
-            result = self._new_name("value", fn.__name__)
-            own.add(result)
-            body.append(_assignment(result, value))
-            value = name(result)
-        return located(body, call), located([value], call)[0], own
+        returned = substitute(returned.value, renaming)
+        values = []
+        for value in returned.elts if isinstance(returned, gast.Tuple) else [returned]:
+            if not isinstance(value, gast.Name):
+                result = self._new_name("value", fn.__name__)
+                own.add(result)
+                body.append(_assignment(result, value))
+                value = name(result)
+            values.append(value)
+        return located(body, call), located(values, call), own
 
     def _parameters(self, call, fn, tree):
         """What each parameter of ``fn`` becomes: its argument (a node) or a new local's name
@@ -216,7 +276,7 @@ class InlineArrayCalls:
         written = self.program.written_params(fn)
         renaming, bindings = {}, []
         for position, (param, arg, kind) in enumerate(zip(
-                [arg.id for arg in tree.args.args], call.args, self._array_calls[id(call)])):
+                [arg.id for arg in tree.args.args], call.args, self._calls[id(call)].arguments)):
             # 'v *= a' binds a float again, and writes an array in place
             rebound = param in bound or (param in augmented.values() and not kind.is_array)
             if not rebound and isinstance(arg, (gast.Name, gast.Constant)):
@@ -240,6 +300,25 @@ class InlineArrayCalls:
             chosen = base if base not in self._taken else variant(base, self._taken)
         self._taken.add(chosen)
         return chosen
+
+
+@dataclass
+class _Typed:
+    """The types of a call that is inlined: its arguments', and what it returns."""
+    arguments: list
+    returned: object
+
+
+def _binds_before_read(stores):
+    """Whether a store of ``(target, value)`` pairs, made in order, binds a name that a later
+    one's value reads."""
+    bound = set()
+    for target, value in stores:
+        if any(isinstance(node, gast.Name) and node.id in bound for node in gast.walk(value)):
+            return True
+        if isinstance(target, gast.Name):
+            bound.add(target.id)
+    return False
 
 
 def _names(statements):
