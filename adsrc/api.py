@@ -314,7 +314,10 @@ class Differentiable:
         return specialise_entry(self._program, self.fn, signature, self.wrt,
                                 self._outputs_for(signature))
 
-    def _compile(self, signature, backend=None, mode=ADJOINT):
+    def _compile(self, signature, backend=None, mode=ADJOINT, check=None):
+        """The compiled module for ``signature``.  ``check(entry)``, called on the entry
+        specialisation of a module this object has not loaded yet, may refuse it: before the
+        module is generated and built when the cache does not hold it."""
         backend = self.backend if backend is None else _backend(backend)
         key = (signature, backend, mode)
         compiled = self._compiled.get(key)
@@ -322,12 +325,12 @@ class Differentiable:
             with self._lock:        # one analysis at a time: threads share self._program
                 compiled = self._compiled.get(key)
                 if compiled is None:
-                    compiled = self._load_or_generate(signature, backend, mode)
+                    compiled = self._load_or_generate(signature, backend, mode, check)
                     self._compiled[key] = compiled
         self._last_signature = signature
         return compiled
 
-    def _load_or_generate(self, signature, backend, mode):
+    def _load_or_generate(self, signature, backend, mode, check=None):
         """The module found in the cache by its source key, without running the pipeline (a
         cache hit then costs a few milliseconds, not tens); else the pipeline's, recorded
         under that key.  The pipeline runs on a fresh Program, so that the module is generated
@@ -341,9 +344,13 @@ class Differentiable:
         found = source_key.load(specialised)
         if found is not None:
             entry, source, namespace = found
+            if check is not None:
+                check(entry)
             return _LOADED[mode](entry, backend, source, namespace)
         self._program = Program()
         generator, entry = self.specialise(signature)
+        if check is not None:
+            check(entry)
         source, namespace = generator.module(entry, backend, mode)
         source_key.record(entry, source, namespace)
         return _LOADED[mode](entry, backend, source, namespace)

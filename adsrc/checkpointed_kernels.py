@@ -225,11 +225,12 @@ class KernelWithCheckpointedLoop(Differentiable):
                                      | set(self._split.arrays), signature, True)
             wrt = tuple(dict.fromkeys(self.wrt + tuple(bar_names)))
             step = Differentiable(self._step_fn, wrt, state, self.backend)
-            # the analysis only, before any compilation: a refused form costs no build
-            _, entry = step.specialise(signature_of(step.fn.__name__, step.params,
-                                                    self._step_args(args)))
-            outline.check_types(self._source, self._split, entry.env,
-                                self._arrays(self._loop_writes, signature))
+            # the step's module from the cache, or its analysis, before it is generated and
+            # built: a refused form costs no build
+            step._compile(signature_of(step.fn.__name__, step.params, self._step_args(args)),
+                          check=lambda entry: outline.check_types(
+                              self._source, self._split, entry.array_names,
+                              self._arrays(self._loop_writes, signature)))
             loop = Checkpointed(step, *self._options, counter=self._split.counter)
             tail = (None if self._tail_fn is None
                     else Differentiable(self._tail_fn, wrt, outputs, self.backend))

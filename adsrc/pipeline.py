@@ -220,6 +220,8 @@ class Specialization:
             raise ArgumentError(f"{self.source.name}: cannot infer the type of "
                                 f"{', '.join(sorted(undefined))}")
         self.returns = any(isinstance(stmt, gast.Return) for stmt in self.tree.body)
+        # plain data, which a cache record of the entry keeps (adsrc.compiling.source_key)
+        self.array_names = frozenset(name for name, kind in self.env.items() if kind.is_array)
 
     def _analyse(self, program):
         effects = Effects(self.user_functions, program.written_params)

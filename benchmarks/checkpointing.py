@@ -33,6 +33,7 @@ Timings are informative only: nothing asserts them.
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -50,7 +51,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import problems  # noqa: E402
-from run import cpu_model, git_revision, memory_total, nproc, version_of  # noqa: E402
+from run import (compile_adsrc_bytecode, cpu_model, git_revision, memory_total,  # noqa: E402
+                 nproc, version_of)
 
 import adsrc  # noqa: E402
 from adsrc.checkpointing import checkpointed  # noqa: E402
@@ -197,6 +199,17 @@ def rss_of(label, m, steps, snapshots, tolerance):
                                           backend="cython"), problem, steps)
     elif label == "marked":
         one_marked(make_marked(), problem, steps)
+    elif label == "marked-hit":
+        # a cache hit: what the marked kernel's differentiate and first adjoint call cost in a
+        # process whose cache holds its modules, on a grid small enough for the call's own work
+        # not to count (the modules are those of every grid: they depend on the types only)
+        small = make_problem(4)
+        start = time.perf_counter()
+        importlib.import_module("checkpoint_schedules")     # timed apart: once per process
+        measured["import"] = time.perf_counter() - start
+        start = time.perf_counter()
+        one_marked(make_marked(), small, 3)
+        measured["seconds"] = time.perf_counter() - start
     elif label == "until":
         one_adjoint(make_loop(dict(configurations(snapshots))["binomial"]), problem,
                     until=converged(problem, tolerance))
@@ -257,6 +270,7 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                          ratio=t_adjoint / t_primal, stats=stats,
                          memory=traced + stats.peak_tape_bytes, rss=rss))
         log(f"{label}: {t_adjoint:.3f} s, {stats}")
+    marked_hits = None
     if marked is not None:      # the binomial row, the loop marked inside the kernel
         t_adjoint = timed(lambda: one_marked(marked, problem, steps), repeats)
         stats, traced = traced_memory(lambda: one_marked(marked, problem, steps))
@@ -265,6 +279,10 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                          memory=traced + stats.peak_tape_bytes,
                          rss=child_rss(m, steps, snapshots, tolerance, "marked")))
         log(f"marked loop in a kernel: {t_adjoint:.3f} s, {stats}")
+        compile_adsrc_bytecode()
+        marked_hits = [child_run(m, steps, snapshots, tolerance, "marked-hit")
+                       for _ in range(5)]
+        log(f"marked kernel, cache hit in a new process: {marked_hits}")
     else:
         log(f"no row for the loop marked in a kernel: it holds {MARKED_SNAPSHOTS} snapshots, "
             f"not {snapshots}")
@@ -303,7 +321,7 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                 schedules=child_run(m, steps, snapshots, tolerance, "primal+schedules"),
                 numba_compile=(child_run(m, steps, snapshots, tolerance, "numba-compile")
                                if version_of("numba") != "not installed" else None),
-                rows=rows)
+                marked_hits=marked_hits, rows=rows)
 
 
 def numba_compile(result):
@@ -312,6 +330,20 @@ def numba_compile(result):
         return ""
     return (f": its first call, which compiles it, takes {result['numba_compile']['seconds']:.1f}"
             " s in a fresh process")
+
+
+def marked_hit(result):
+    """The marked kernel's cache hit in a new process, as text."""
+    hits = sorted(1000 * hit["seconds"] for hit in result["marked_hits"])
+    imports = sorted(1000 * hit["import"] for hit in result["marked_hits"])
+    return (f". A new process whose cache holds that kernel's modules takes "
+            f"{statistics.median(hits):.0f} ms (median of {len(hits)} processes, "
+            f"{hits[0]:.0f}-{hits[-1]:.0f} ms) for `differentiate` and the first `adjoint` call "
+            "on a 4x4 grid, 3 sweeps: the splitting of the kernel, the source keys of its "
+            "parts and the loading of their compiled modules, with adsrc's own modules "
+            "compiled to bytecode beforehand, as an installed package has them; the process "
+            f"imported checkpoint_schedules before, in {statistics.median(imports):.0f} ms "
+            "(median), which the first checkpointed call of a process does.")
 
 
 def table(result):
@@ -392,7 +424,7 @@ def write(path, result, command, elapsed):
         f"snapshots={MARKED_SNAPSHOTS}):` (`gauss_seidel_marked` in benchmarks/checkpointing.py), "
         f"differentiated whole and called as `f.adjoint(indptr, indices, data, x, b, {steps}, "
         "x_bar=w)`; adsrc splits off the sweep as the step and runs it under the same schedule"
-        + ("." if any(row["label"] == "marked" for row in result["rows"]) else
+        + (marked_hit(result) if result["marked_hits"] is not None else
            f"; not measured in this run, whose snapshots ({snapshots}) differ from the "
            f"kernel's ({MARKED_SNAPSHOTS})."),
         "",

@@ -157,23 +157,22 @@ def split(source, is_marker, is_kernel_call, allocation):
                      repeated, updated)
 
 
-def check_types(source, loop_split, types, state):
+def check_types(source, loop_split, arrays, state):
     """The checks that need types: refuse a repeated prefix statement that binds or updates an
     array (each step would start from a new one, or update it again) or reads elements of an
     array the loop writes (each step would see other values than the kernel does), and a body
-    that carries a scalar from one step to the next by ``v += ...``.  ``types``: the step
-    kernel's type environment (name -> Type); ``state``: the names of the arrays the loop body
+    that carries a scalar from one step to the next by ``v += ...``.  ``arrays``: the names
+    that are arrays in the step kernel; ``state``: the names of the arrays the loop body
     writes, the allocated ones included."""
     params = [arg.id for arg in source.tree.args.args]
     for target in loop_split.updated:
-        if not types[target.id].is_array:
+        if target.id not in arrays:
             raise source.error(target, f"the checkpointed loop updates '{target.id}', "
                                        f"{_what(target.id, params)}: a value carried from one "
                                        f"step to the next {_CARRIED}")
     for stmt in loop_split.prefix:
         for target in _targets(stmt):
-            kind = types.get(target.id)
-            if kind is not None and kind.is_array:
+            if target.id in arrays:
                 raise source.error(stmt, f"'{target.id}' is an array, bound or updated before a "
                                          "checkpointed loop by a statement that adsrc repeats "
                                          "in each step: before the loop, make a new array with "
