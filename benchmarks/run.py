@@ -532,8 +532,8 @@ def compile_adsrc_bytecode():
     """adsrc's modules compiled to bytecode, as ``pip install`` leaves them: a new process then
     imports the modules a call loads lazily (``adsrc.checkpointed_kernels``,
     ``adsrc.rules.linalg``...) from their bytecode, where it would compile their source, every
-    time where ``PYTHONDONTWRITEBYTECODE`` is set (20-30 ms of a checkpointed kernel's cache hit
-    in such an environment)."""
+    time, in an environment that sets ``PYTHONDONTWRITEBYTECODE`` (as this project's sandbox
+    does), and count that compilation as the call's."""
     import adsrc
     compileall.compile_dir(os.path.dirname(adsrc.__file__), quiet=1)
 

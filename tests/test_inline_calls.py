@@ -3,10 +3,9 @@ caller gets the helper's body.  Kernels in tests/inline_kernels.py.
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
 independent way: the closed forms of the gradients and Hessians of ``||b - A x||^2`` and of a
-variance, or the complex
-step (tests/complex_step.py) of the kernel as Python runs it, for the adjoint (the dot-product
-test, or the derivative of the returned value) and for the tangent.  Every test runs on both
-backends.
+variance, or the complex step (tests/complex_step.py) of the kernel as Python runs it, for the
+adjoint (the dot-product test, or the derivative of the returned value) and for the tangent.
+Every test runs on both backends.
 """
 
 import inspect

@@ -151,10 +151,8 @@ class Fence(gast.NodeTransformer):
         call = stmt.value
         if call.keywords:
             self._fail(call, "keyword arguments in calls are not supported")
-        called = self._called_object(call)
-        found = library.split_of(called)
-        if found is None and isinstance(call.func, gast.Name) and library.lookup(called) is None \
-                and isinstance(getattr(called, "__wrapped_kernel__", called), types.FunctionType):
+        found = library.split_of(self._called_object(call))
+        if found is None and self._user_function(call) is not None:
             return self._unpacked_call(stmt, target)
         if found is None:
             self._fail(stmt, "tuple assignment is supported only of a tuple of values "
@@ -618,6 +616,18 @@ class Fence(gast.NodeTransformer):
             return self.source.resolve(func.id)
         return self._module_attribute(func)
 
+    def _user_function(self, call):
+        """The plain Python function a call names by a global name (the function an
+        ``adsrc.differentiate`` object wraps, for one), which adsrc differentiates as it does
+        the kernel; None for a library function, one with a derivative rule, or anything
+        else."""
+        if not isinstance(call.func, gast.Name) or self._resolve_call(call) is not None \
+                or library.lookup(self._called_object(call)) is not None:
+            return None
+        target = self.source.resolve(call.func.id)
+        target = getattr(target, "__wrapped_kernel__", target)
+        return target if isinstance(target, types.FunctionType) else None
+
     def _module_attribute(self, node):
         """What the attribute chain ``node`` names through modules (``np.linalg.solve``,
         ``np.pi``), or None when it does not start at a global module."""
@@ -685,12 +695,10 @@ class Fence(gast.NodeTransformer):
         if rule is not None:
             call.func = _dotted(RULES, rule.name)
             return call
-        if isinstance(func, gast.Name):
-            target = self.source.resolve(func.id)
-            target = getattr(target, "__wrapped_kernel__", target)
-            if isinstance(target, types.FunctionType):
-                self.callees[func.id] = target
-                return call
+        target = self._user_function(call)
+        if target is not None:
+            self.callees[func.id] = target
+            return call
         called = self._called_object(call)
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
