@@ -41,7 +41,7 @@ from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError
 from adsrc.frontend import outline
 from adsrc.frontend.derived import derived_kernel, kernel_source
 from adsrc.frontend.intrinsics import ALLOCATIONS, canonical
-from adsrc.pipeline import RETURN_OUTPUT, Program
+from adsrc.pipeline import HVP, RETURN_OUTPUT, Program
 from adsrc.runtime.arguments import signature_of
 
 
@@ -106,6 +106,15 @@ class _Adjoint(Adjoint):
 
 
 @contextlib.contextmanager
+def _put_back(arrays):
+    """Puts ``arrays`` back as they were before the body ran."""
+    left = [array.copy() for array in arrays]
+    yield
+    for array, saved in zip(arrays, left):
+        np.copyto(array, saved)
+
+
+@contextlib.contextmanager
 def _as_plain_loop():
     """Says, in a refusal of the kernel without its marker, why that kernel was made: what a
     checkpointed loop's body may do (allocate an array of a shape that changes from trip to
@@ -121,8 +130,9 @@ def _as_plain_loop():
 class KernelWithCheckpointedLoop(Differentiable):
     """A kernel whose marked loop is reversed under a checkpoint schedule (made by
     ``Differentiable(...)`` for such a kernel).  Tangent mode runs forward only and needs no
-    checkpoints: it differentiates the kernel with the loop over the range itself.  Hessians
-    and offline generation refuse the marker (the fence says why)."""
+    checkpoints: it differentiates the kernel with the loop over the range itself.
+    Hessian-vector products run the tangent of the checkpointed adjoint
+    (:meth:`gradient_and_hvp`); offline generation refuses the marker (the fence says why)."""
 
     def __init__(self, fn, wrt, outputs=None, backend=None):
         super().__init__(fn, wrt, outputs, backend)
@@ -205,10 +215,11 @@ class KernelWithCheckpointedLoop(Differentiable):
                                 f"checkpointed loop, an int; got {type(value).__name__}")
         return max(int(value), 0)       # range(n) of a negative n runs no step
 
-    def _parts(self, args):
+    def _parts(self, args, mode=ADJOINT):
         """``(loop, tail, bar names)`` for the types of ``args`` (:meth:`_inner_args`): the step
         kernel as a :class:`Checkpointed`, the kernel after the loop (None if nothing follows
-        it), and the parameters both take bars for."""
+        it), and the parameters both take bars for.  The step's module of ``mode`` is loaded,
+        or its types checked before it is built, on the first call for those types."""
         signature = signature_of(self.fn.__name__, self._inner_params, args)
         self._last_signature = signature
         if signature not in self._by_signature:
@@ -228,7 +239,7 @@ class KernelWithCheckpointedLoop(Differentiable):
             # the step's module from the cache, or its analysis, before it is generated and
             # built: a refused form costs no build
             step._compile(signature_of(step.fn.__name__, step.params, self._step_args(args)),
-                          check=lambda entry: outline.check_types(
+                          mode=mode, check=lambda entry: outline.check_types(
                               self._source, self._split, entry.array_names,
                               self._arrays(self._loop_writes, signature)))
             loop = Checkpointed(step, *self._options, counter=self._split.counter)
@@ -290,11 +301,9 @@ class KernelWithCheckpointedLoop(Differentiable):
             leaves as they were (the loop's reverse sweep starts from them)."""
             if tail is None:
                 return
-            left = [array.copy() for array in written]
-            after["value"], after["results"], _ = tail._run(args, bars)
-            after["final"] = [array.copy() for array in written]
-            for array, saved in zip(written, left):
-                np.copyto(array, saved)
+            with _put_back(written):
+                after["value"], after["results"], _ = tail._run(args, bars)
+                after["final"] = [array.copy() for array in written]
 
         results, stats = loop._run(self._step_args(args), step_bars, steps, None, None,
                                    after_forward=after_loop)
@@ -309,6 +318,68 @@ class KernelWithCheckpointedLoop(Differentiable):
                           else from_loop[param] + from_tail.get(param, 0.0)
                           for param in self.wrt)
         return after.get("value"), gradients, stats
+
+    # Hessian-vector products ---------------------------------------------------------------------
+
+    def gradient_and_hvp(self, args, wrt, v):
+        """``(gradient, H v)`` of the value the kernel returns, with respect to its parameter
+        ``wrt``, at ``args`` (which the run changes: the caller passes copies), for the
+        direction ``v`` (checked by the caller): forward over reverse, as for any kernel
+        (:mod:`adsrc.hessians`), with the loop's steps under its schedule.
+
+        Every float argument, and every allocated array, has a tangent: ``v`` for ``wrt``,
+        zero for the others, but an allocated copy's, the tangent of what it copies.  The
+        loop's forward sweep carries the tangents of the state with it, and its checkpoints
+        hold them; at the end of that sweep the tangent of the adjoint of the kernel after
+        the loop seeds the adjoints of the state and their tangents, which the loop's reverse
+        sweep takes back to the arguments."""
+        args = self._inner_args(args)
+        loop, tail, bar_names = self._parts(args, HVP)     # refuses a kernel that returns nothing
+        signature = self._last_signature
+        values = dict(zip(self._inner_params, args))
+        dots = {param: (v if param == wrt else np.zeros_like(value)
+                        if isinstance(value, np.ndarray) else 0.0)
+                for param, value, kind in zip(self._inner_params, args, signature)
+                if kind.is_float}
+        for array, copied in self._split.copies:
+            dots[array][...] = dots[copied]
+        bars = {param: np.zeros_like(values[param]) for param in bar_names}
+        bar_dots = {param: np.zeros_like(values[param]) for param in bar_names}
+        compiled = tail._compile(signature, mode=HVP)
+        entry = compiled.entry
+        tail._checked(compiled, args,
+                      {param + "_bar": bars[param] for param in entry.bar_params})
+        tail_dots = [dots[param] for param in entry.dot_params]
+        written = [values[param] for param in self._arrays(self._tail_writes, signature)]
+        written += [dots[param] for param in self._arrays(self._tail_writes, signature, True)]
+        after = {}
+
+        def after_loop():
+            """The tangent of the adjoint of the kernel after the loop, on the arrays (and
+            tangents) the loop left, which it leaves as they were."""
+            with _put_back(written):
+                tape = compiled.make_tape()
+                compiled.forward(*args, *tail_dots, tape)
+                compiled.remember(tape)
+                after["scalars"] = compiled.reverse(
+                    *args, *(bars[param] for param in entry.bar_params), 1.0, *tail_dots,
+                    *(bar_dots[param] for param in entry.bar_params), 0.0, tape) or ()
+                compiled.release(tape)
+
+        scalar_bars, scalar_bar_dots, _ = loop._run_second_order(
+            self._step_args(args), dots, bars, bar_dots, self._steps(args),
+            after_forward=after_loop)
+        for array, copied in reversed(self._split.copies):
+            if copied in bars:          # else no derivative is asked of it
+                bars[copied] += bars[array]
+                bar_dots[copied] += bar_dots[array]
+        if wrt in bars:
+            return bars[wrt], bar_dots[wrt]
+        count = len(entry.scalar_bar_params)
+        from_tail = dict(zip(entry.scalar_bar_params, after["scalars"][:count]))
+        from_tail_dots = dict(zip(entry.scalar_bar_params, after["scalars"][count:]))
+        return (scalar_bars.get(wrt, 0.0) + from_tail.get(wrt, 0.0),
+                scalar_bar_dots.get(wrt, 0.0) + from_tail_dots.get(wrt, 0.0))
 
     # tangent mode -------------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ adjoint serves.  ``"periodic"`` and ``"store_all"`` reverse several steps from o
 step's reverse sweep must hand the next one the state it ran from: they use the variant of the
 step's adjoint that puts back every array it overwrites (the one adsrc generates for a kernel
 called from another).
+
+Hessian-vector products of a kernel with a checkpointed loop run the tangent of this adjoint
+(forward over reverse) under the same schedules: the steps run by the step's tangent and the
+tangent of its adjoint, and a checkpoint holds the tangents of the state beside the state (see
+``_SecondOrderSweeps``).
 """
 
 import functools
@@ -26,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adsrc.api import Differentiable, _Compiled
+from adsrc.api import _LOADED, Differentiable
 from adsrc.errors import AdsrcError, ArgumentError
-from adsrc.pipeline import RETURN_OUTPUT, Generator, Key
+from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Generator, Key
 from adsrc.runtime.arguments import signature_of
 from adsrc.runtime.checkpointing import (SCHEDULES, online_actions, predicted_peak_bytes,
                                          reverses_one_step_at_a_time, run_schedule,
@@ -194,11 +199,11 @@ class Checkpointed:
 
     # the adjoint --------------------------------------------------------------------------------
 
-    def _step_compiled(self, args):
+    def _step_compiled(self, args, mode=ADJOINT):
         step = self.step
         name = step.fn.__name__
         signature = signature_of(name, step.params, args)
-        compiled = step._compile(signature)
+        compiled = step._compile(signature, mode=mode)
         entry = compiled.entry
         if not entry.written_arrays:
             raise AdsrcError(f"{name}: checkpointed() needs a step kernel that updates arrays in "
@@ -210,47 +215,36 @@ class Checkpointed:
                              "differentiate)")
         return signature, compiled
 
-    def _restoring_variant(self, signature):
-        """The step's adjoint whose reverse sweep puts back every array it overwrites."""
+    def _restoring_variant(self, signature, plain, mode=ADJOINT):
+        """The step's adjoint (``mode="hvp"``: its tangent) whose reverse sweep puts back every
+        array it overwrites; ``plain``: the entry of the step's own."""
         step = self.step
-        key = (signature, step.backend)
+        key = (signature, step.backend, mode)
         if key not in self._restoring:
-            plain = step._compile(signature).entry
             with step._lock:
                 generator = Generator(step._program)
                 entry = generator.specialise(Key(step.fn, signature, frozenset(step.wrt),
                                                  frozenset(plain.key.outputs), True))
-                source, namespace = generator.module(entry, step.backend)
+                source, namespace = generator.module(entry, step.backend, mode)
             for field in ("bar_params", "scalar_bar_params", "written_arrays", "returns"):
                 if getattr(entry, field) != getattr(plain, field):
                     raise AssertionError(f"adsrc internal error: the restoring adjoint of "
                                          f"{step.fn.__name__} differs in {field}")
-            self._restoring[key] = _Compiled(entry, step.backend, source, namespace)
+            self._restoring[key] = _LOADED[mode](entry, step.backend, source, namespace)
         return self._restoring[key]
 
-    def _variant(self, schedule, actions, signature, compiled):
+    @staticmethod
+    def _variant(schedule, actions, sweeps):
         """The step's own adjoint if the schedule reverses one step at a time, else its
         restoring variant.  ``actions``: those of an offline schedule, or None for an online
         one, where only revolve does (online store_all reverses one step per tape too, but
         with no recomputation between, so the state must be put back)."""
         if (schedule == "binomial" if actions is None
                 else reverses_one_step_at_a_time(actions)):
-            return compiled
-        return self._restoring_variant(signature)
+            return sweeps.module
+        return sweeps.restoring()
 
-    @staticmethod
-    def _probe(variant, args):
-        """Bytes the tape of one step holds, measured on copies of the arrays the step writes."""
-        written = set(variant.entry.written_arrays)
-        copies = [np.array(arg, copy=True) if param in written else arg
-                  for param, arg in zip(variant.entry.params, args)]
-        tape = variant.new_tape()         # not the kept one: this tape is dropped full
-        variant.forward(*copies, tape)
-        tape.note_forward_end()
-        variant.remember(tape)
-        return tape.peak_values * BYTES_PER_VALUE
-
-    def _plan(self, signature, compiled, args, steps, state_bytes, online):
+    def _plan(self, sweeps, args, steps, state_bytes, online):
         """(schedule, snapshots, probe steps): the configured schedule, or the one that
         ``max_tape_bytes`` picks; raises AdsrcError when none fits.  Runs nothing on the user's
         arrays.  ``online``: ``steps`` is ``max_steps``, and the schedule must fit any loop of
@@ -262,19 +256,19 @@ class Checkpointed:
         how_many = f"up to {steps}" if online else f"{steps}"
         if self.schedule is not None:
             actions = None if online else schedule_actions(self.schedule, steps, self.snapshots)
-            variant = self._variant(self.schedule, actions, signature, compiled)
+            variant = self._variant(self.schedule, actions, sweeps)
             need = predicted_peak_bytes(self.schedule, steps, self.snapshots, state_bytes,
-                                        self._probe(variant, args), online)
+                                        sweeps.probe(variant, args), online)
             if need > budget:
                 raise AdsrcError(f"{name}: the {self.schedule} schedule needs {need} bytes of "
                                  f"checkpoints and step tapes for {how_many} steps, more than "
                                  f"max_tape_bytes={budget}")
             return self.schedule, self.snapshots, 1
         all_bytes = predicted_peak_bytes("store_all", steps, None, state_bytes,
-                                         self._probe(self._restoring_variant(signature), args))
+                                         sweeps.probe(sweeps.restoring(), args))
         if all_bytes <= budget:
             return "store_all", None, 1
-        step_bytes = self._probe(compiled, args)
+        step_bytes = sweeps.probe(sweeps.module, args)
         # the most checkpoints revolve can use: offline it tapes the last step at once, online
         # the forward sweep keeps a checkpoint of every step while there are few
         most = steps if online else steps - 1
@@ -297,18 +291,50 @@ class Checkpointed:
         bars of the state); the working state is then that after the last step, and must be so
         again when it returns."""
         step = self.step
-        name = step.fn.__name__
-        steps, until, max_steps = _check_trip(name, steps, until, max_steps)
+        steps, until, max_steps = _check_trip(step.fn.__name__, steps, until, max_steps)
         signature, compiled = self._step_compiled(args)
         entry = compiled.entry
         # every check comes before anything runs: a bad call leaves the user's arrays as they were
         arrays, bar_arrays, _ = step._checked(compiled, args, dict(bars))
-        state = [arrays[param] for param in entry.written_arrays]
+        sweeps = _AdjointSweeps(self, signature, compiled, bar_arrays,
+                                [0.0] if entry.returns else [])
+        scalar_sums, stats = self._swept(sweeps, arrays, args, steps, until, max_steps,
+                                         after_forward)
+        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_sums))
+        array_bars = dict(zip(entry.bar_params, bar_arrays))
+        results = tuple(array_bars[param] if param in array_bars
+                        else float(scalar_bars.get(param, 0.0)) for param in step.wrt)
+        return results, stats
+
+    def _run_second_order(self, args, dots, bars, bar_dots, steps, after_forward=None):
+        """The tangent of :meth:`_run` (forward over reverse, for Hessian-vector products) over
+        ``steps`` steps: ``dots`` holds the tangents of the step's arguments (floats, arrays;
+        other keys are ignored), ``bars`` and ``bar_dots`` the bar arrays of the step and their
+        tangents, all by parameter, which the steps update in place as :meth:`_run` does its
+        ``bars``.  A checkpoint holds the tangents of the arrays the step writes beside the
+        arrays.  Returns ``(scalar adjoints, their tangents, stats)``, the first two by
+        parameter."""
+        step = self.step
+        signature, compiled = self._step_compiled(args, HVP)
+        arrays, bar_arrays, _ = step._checked(compiled, args,
+                                              {param + "_bar": bar for param, bar in bars.items()})
+        sweeps = _SecondOrderSweeps(self, signature, compiled, dots, bar_arrays, bar_dots)
+        scalar_sums, stats = self._swept(sweeps, arrays, args, steps, None, None, after_forward)
+        scalar_params = compiled.entry.scalar_bar_params
+        count = len(scalar_params)
+        return (dict(zip(scalar_params, scalar_sums[:count])),
+                dict(zip(scalar_params, scalar_sums[count:])), stats)
+
+    def _swept(self, sweeps, arrays, args, steps, until, max_steps, after_forward):
+        """Run the steps forward and back under the schedule, as ``sweeps`` (the step's
+        modules and the arrays they take beside its arguments) says; returns ``(the sums of
+        the scalars the reverse sweeps return, CheckpointStats)``."""
+        name = self.step.fn.__name__
+        state = sweeps.state(arrays)
         state_bytes = sum(array.nbytes for array in state)
         online = until is not None
-        schedule, snapshots, probes = self._plan(signature, compiled, args,
-                                                 max_steps if online else steps, state_bytes,
-                                                 online)
+        schedule, snapshots, probes = self._plan(sweeps, args, max_steps if online else steps,
+                                                 state_bytes, online)
         stopped = {}
 
         def stop(n):
@@ -321,20 +347,18 @@ class Checkpointed:
 
         actions = (online_actions(schedule, snapshots, stop) if online
                    else schedule_actions(schedule, steps, snapshots))
-        variant = self._variant(schedule, None if online else actions, signature, compiled)
-
-        seed = [0.0] if entry.returns else []
-        scalar_sums = [0.0] * len(entry.scalar_bar_params)
+        variant = self._variant(schedule, None if online else actions, sweeps)
+        scalar_sums = []
         pushed = [0, 0]
 
         def advance(n0, n1):
             for n in range(n0, n1):
-                compiled.primal(*self._at(args, n))
+                sweeps.advance(self._at(args, n))
 
         def record(n0, n1):
             tape = variant.make_tape()
             for n in range(n0, n1):
-                variant.forward(*self._at(args, n), tape)
+                sweeps.forward(variant, self._at(args, n), tape)
                 tape.note_forward_end()
             variant.remember(tape)
             pushed[0] += tape.floats_pushed
@@ -343,28 +367,104 @@ class Checkpointed:
 
         def reverse(tape, n1, n0):
             for n in reversed(range(n0, n1)):
-                scalars = variant.reverse(*self._at(args, n), *bar_arrays, *seed, tape)
-                for k, value in enumerate(scalars or ()):
+                scalars = sweeps.reverse(variant, self._at(args, n), tape) or ()
+                scalar_sums.extend([0.0] * (len(scalars) - len(scalar_sums)))
+                for k, value in enumerate(scalars):
                     scalar_sums[k] += value
             variant.release(tape)
 
         if after_forward is not None:
             actions = _then_at_end_forward(actions, after_forward)
         counts = run_schedule(actions, state, advance=advance, record=record, reverse=reverse,
-                              restores=variant is not compiled)
+                              restores=variant is not sweeps.module)
         if self.max_tape_bytes is not None and counts.peak_bytes > self.max_tape_bytes:
             warnings.warn(f"{name}: the adjoint held {counts.peak_bytes} bytes of checkpoints and "
                           f"step tapes, more than max_tape_bytes={self.max_tape_bytes}: later "
-                          "steps recorded more than the first", stacklevel=3)
-        scalar_bars = dict(zip(entry.scalar_bar_params, scalar_sums))
-        array_bars = dict(zip(entry.bar_params, bar_arrays))
-        results = tuple(array_bars[param] if param in array_bars
-                        else float(scalar_bars.get(param, 0.0)) for param in step.wrt)
+                          "steps recorded more than the first", stacklevel=4)
         stats = CheckpointStats(schedule, snapshots, stopped.get("steps", steps),
                                 counts.forward_steps, counts.taped_steps, counts.reverse_steps,
                                 counts.peak_snapshots, counts.peak_bytes, counts.peak_tape_bytes,
                                 state_bytes, pushed[0], pushed[1], probes, stopped.get("by"))
-        return results, stats
+        return scalar_sums, stats
+
+
+class _AdjointSweeps:
+    """How ``loop.adjoint`` runs a step: untaped by the compiled primal; taped and reversed by
+    ``module``, the step's adjoint, or by its restoring variant; the reverse sweeps add into
+    ``bars`` (the step's bar arrays, in its reverse sweep's order) from ``seed`` (the adjoint
+    of the value the step returns, if it returns one: zero, as it is not an output)."""
+
+    def __init__(self, loop, signature, module, bars, seed):
+        self._loop, self._signature = loop, signature
+        self.module = module
+        self.bars, self.seed = bars, seed
+
+    def restoring(self):
+        return self._loop._restoring_variant(self._signature, self.module.entry)
+
+    def state(self, arrays):
+        """The arrays a checkpoint holds: those the step writes."""
+        return [arrays[param] for param in self.module.entry.written_arrays]
+
+    def advance(self, args):
+        self.module.primal(*args)
+
+    def forward(self, module, args, tape):
+        module.forward(*args, tape)
+
+    def reverse(self, module, args, tape):
+        return module.reverse(*args, *self.bars, *self.seed, tape)
+
+    def probe(self, module, args):
+        """Bytes the tape of one step holds, measured on copies of the arrays the step
+        writes (the tape is not the kept one: it is dropped full)."""
+        written = set(module.entry.written_arrays)
+        copies = [np.array(arg, copy=True) if param in written else arg
+                  for param, arg in zip(module.entry.params, args)]
+        tape = module.new_tape()
+        self._forward_on_copies(module, copies, tape)
+        tape.note_forward_end()
+        module.remember(tape)
+        return tape.peak_values * BYTES_PER_VALUE
+
+    def _forward_on_copies(self, module, copies, tape):
+        module.forward(*copies, tape)
+
+
+class _SecondOrderSweeps(_AdjointSweeps):
+    """How the tangent of ``loop.adjoint`` runs a step (forward over reverse): untaped by the
+    step's tangent; taped and reversed by the tangent of its adjoint, or of the restoring
+    variant.  ``dots``: {parameter: tangent} of the step's arguments; ``bar_dots``: of its
+    adjoints; a checkpoint holds the tangents of the arrays the step writes too."""
+
+    def __init__(self, loop, signature, module, dots, bars, bar_dots):
+        super().__init__(loop, signature, module, bars, [])
+        self._tangent = loop.step._compile(signature, mode=TANGENT)
+        entry = module.entry
+        self.dots = [dots[param] for param in entry.dot_params]
+        self.bar_dots = [bar_dots[param] for param in entry.bar_params]
+        self._written_dots = [param in entry.written_arrays for param in entry.dot_params]
+
+    def restoring(self):
+        return self._loop._restoring_variant(self._signature, self.module.entry, HVP)
+
+    def state(self, arrays):
+        return super().state(arrays) + [dot for dot, written in zip(self.dots, self._written_dots)
+                                        if written]
+
+    def advance(self, args):
+        self._tangent.tangent(*args, *self.dots)
+
+    def forward(self, module, args, tape):
+        module.forward(*args, *self.dots, tape)
+
+    def reverse(self, module, args, tape):
+        return module.reverse(*args, *self.bars, *self.dots, *self.bar_dots, tape)
+
+    def _forward_on_copies(self, module, copies, tape):
+        dots = [np.array(dot, copy=True) if written else dot
+                for dot, written in zip(self.dots, self._written_dots)]
+        module.forward(*copies, *dots, tape)
 
 
 def _then_at_end_forward(actions, hook):

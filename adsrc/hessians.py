@@ -13,6 +13,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from adsrc.api import Differentiable
+from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop
 from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
@@ -47,17 +48,14 @@ class _SecondOrder:
         sweep whose tangent work is k wide."""
         name = self.kernel.fn.__name__
         vector = k is not None
+        if isinstance(self.kernel, KernelWithCheckpointedLoop):     # one direction at a time
+            return self.kernel.gradient_and_hvp(_copies(args), self.wrt,
+                                                self._checked_direction(args, v))
         compiled = self.kernel._compile(signature_of(name, self.kernel.params, args),
                                         mode=VECTOR_HVP if vector else HVP)
         entry = compiled.entry
-        point = args[self.position]
-        if isinstance(point, np.ndarray) and not vector:      # stacks: checked by hvps()
-            v = np.array(v, dtype=np.float64, copy=True)
-            if v.shape != point.shape:
-                raise ArgumentError(f"{name}: v has shape {v.shape}, but {self.wrt} has shape "
-                                    f"{point.shape}")
-        elif not vector:
-            v = check_float(name, "v", v, "the direction")
+        if not vector:                  # stacks: checked by hvps()
+            v = self._checked_direction(args, v)
         work = _copies(args)
         values = dict(zip(self.kernel.params, work))
         if vector:
@@ -89,9 +87,22 @@ class _SecondOrder:
             return float(scalars[index]), scalar_dots[index]
         return float(scalars[index]), float(scalars[count + index])
 
+    def _checked_direction(self, args, v):
+        """``v``, one direction: a float64 copy of the point's shape, or a float."""
+        point = args[self.position]
+        if isinstance(point, np.ndarray):
+            v = np.array(v, dtype=np.float64, copy=True)
+            if v.shape != point.shape:
+                raise ArgumentError(f"{self.kernel.fn.__name__}: v has shape {v.shape}, but "
+                                    f"{self.wrt} has shape {point.shape}")
+            return v
+        return check_float(self.kernel.fn.__name__, "v", v, "the direction")
+
     def _vector_mode(self, args):
         """Whether vector mode can do this kernel (not through calls of derivative rules),
         found out once per signature."""
+        if isinstance(self.kernel, KernelWithCheckpointedLoop):
+            return False
         signature = signature_of(self.kernel.fn.__name__, self.kernel.params, args)
         if signature not in self._vector_support:
             try:

@@ -19,7 +19,7 @@ The kernels are in tests/checkpointed_loop_kernels.py.  Checked here, on both ba
 * tangent mode runs the loop over its range: the tangent of the kernel without the marker, which
   central differences and the dot-product test against the checkpointed adjoint confirm;
 * every refused form raises UnsupportedError at its line (file, line and message checked), and
-  so do Hessian-vector products and a marked loop in a called kernel;
+  so does a marked loop in a called kernel (Hessian-vector products: test_checkpointed_hessians);
 * bad arguments raise ArgumentError and change nothing; no steps; the generated source.
 """
 
@@ -316,21 +316,6 @@ def test_tangent_mode_refuses_a_step_that_a_plain_loop_cannot_run(backend):
     assert raised.value.message.startswith("tangent mode runs the checkpointed loop as a plain "
                                            "loop over its range, where this is refused: the "
                                            "local array 'head' is first allocated inside a loop")
-    for got, want in zip(args, before):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_hessians_refuse_the_marker(backend):
-    hvp = adsrc.hvp(K.many_sweeps, wrt="b", backend=backend)
-    args = _many_sweeps_args()
-    before = copies(args)
-    with pytest.raises(adsrc.UnsupportedError) as raised:
-        hvp(*args[:4], np.ones_like(args[3]), *args[4:])
-    lines, first = inspect.getsourcelines(K.many_sweeps)
-    assert raised.value.line == first + next(k for k, text in enumerate(lines)
-                                             if "adsrc.checkpointed(" in text)
-    assert "in reverse mode (f.adjoint) and tangent mode (f.tangent)" in raised.value.message
-    assert "Hessian-vector products" in raised.value.message
     for got, want in zip(args, before):
         np.testing.assert_array_equal(got, want)
 

@@ -294,11 +294,11 @@ class Fence(gast.NodeTransformer):
                 self._fail(call, f"'for {stmt.target.id} in {gast.unparse(call).strip()}': "
                                  "a checkpointed loop is supported only at the top level of "
                                  "the kernel given to adsrc.differentiate, grad, value_and_grad, "
-                                 "check_grads, jvp or jacobian, in reverse mode (f.adjoint) and "
-                                 "tangent mode (f.tangent); not in a kernel called from another, "
-                                 "as the step of adsrc.checkpointed(step), nor in Hessian-vector "
-                                 "products or offline generation: there, iterate over the range "
-                                 "itself")
+                                 "check_grads, jvp, jacobian, hvp or hessian_operator (reverse "
+                                 "mode, tangent mode and Hessian-vector products); not in a "
+                                 "kernel called from another, as the step of "
+                                 "adsrc.checkpointed(step), nor in offline generation: there, "
+                                 "iterate over the range itself")
             self._fail(call, "for loops must iterate over range(start, stop, step), "
                              "reversed(range(...)), a 1-D array ('for v in x'), zip of "
                              "1-D arrays ('for a, b in zip(x, y)') or enumerate of either "
