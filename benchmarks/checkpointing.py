@@ -12,7 +12,8 @@ compiled (Cython) backend.  The same loop written inside one kernel is measured 
 loop marked (``for s in adsrc.checkpointed(range(sweeps), snapshots=10)``, the in-kernel spelling
 of the binomial row; its snapshots are a constant of the kernel, so the row is measured only with
 ``--snapshots 10``), and unmarked, with the plain adjoint (``gauss_seidel`` with
-``sweeps=steps``); and so is the loop run to a tolerance instead of a fixed number of sweeps
+``sweeps=steps``), and so are Hessian-vector products through it, marked and unmarked (also
+only with ``--snapshots 10``); and so is the loop run to a tolerance instead of a fixed number of sweeps
 (``until=``: sweeps until the residual is at most ``--tolerance`` times the initial one), whose
 binomial schedule is made online.
 
@@ -57,6 +58,7 @@ from run import (compile_adsrc_bytecode, cpu_model, git_revision, memory_total, 
 import adsrc  # noqa: E402
 from adsrc.checkpointing import checkpointed  # noqa: E402
 from adsrc.kernels import solvers  # noqa: E402
+from adsrc.kernels.solvers import gauss_seidel  # noqa: E402
 from adsrc.runtime.checkpointing import schedule_actions  # noqa: E402
 
 WRT = ("data", "b", "x")
@@ -79,6 +81,38 @@ def gauss_seidel_marked(indptr, indices, data, x, b, sweeps):
                 else:
                     acc -= data[k] * x[j]
             x[i] = acc / diag
+
+
+def gauss_seidel_marked_loss(indptr, indices, data, x, b, w, sweeps):
+    """``<w, x>`` after ``sweeps`` Gauss-Seidel sweeps, the loop marked as in
+    ``gauss_seidel_marked``: Hessian-vector products through the checkpointed loop."""
+    for s in adsrc.checkpointed(range(sweeps), snapshots=10):
+        gauss_seidel(indptr, indices, data, x, b, 1)
+    return np.dot(w, x)
+
+
+def gauss_seidel_loss(indptr, indices, data, x, b, w, sweeps):
+    """The same loss without the marker: Hessian-vector products with every sweep taped."""
+    gauss_seidel(indptr, indices, data, x, b, sweeps)
+    return np.dot(w, x)
+
+
+# Hessian-vector products with respect to the matrix values: label -> kernel
+HVP_KERNELS = {"hvp-marked": gauss_seidel_marked_loss, "hvp-plain": gauss_seidel_loss}
+
+
+def make_hvp(label):
+    return adsrc.hvp(HVP_KERNELS[label], wrt="data", backend="cython")
+
+
+def hvp_direction(problem):
+    return np.random.default_rng(1).standard_normal(problem[2].size)
+
+
+def one_hvp(hvp, problem, steps, v):
+    """One H v (the arguments are left alone: adsrc.hvp works on copies)."""
+    indptr, indices, data, x0, b, w = problem
+    return hvp(indptr, indices, data, v, x0, b, w, steps)
 
 
 def make_problem(m, seed=0):
@@ -199,6 +233,8 @@ def rss_of(label, m, steps, snapshots, tolerance):
                                           backend="cython"), problem, steps)
     elif label == "marked":
         one_marked(make_marked(), problem, steps)
+    elif label in HVP_KERNELS:
+        one_hvp(make_hvp(label), problem, steps, hvp_direction(problem))
     elif label == "marked-hit":
         # a cache hit: what the marked kernel's differentiate and first adjoint call cost in a
         # process whose cache holds its modules, on a grid small enough for the call's own work
@@ -283,7 +319,9 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
         marked_hits = [child_run(m, steps, snapshots, tolerance, "marked-hit")
                        for _ in range(5)]
         log(f"marked kernel, cache hit in a new process: {marked_hits}")
+        hvps = measure_hvps(m, problem, steps, snapshots, tolerance, repeats, t_primal, log)
     else:
+        hvps = None
         log(f"no row for the loop marked in a kernel: it holds {MARKED_SNAPSHOTS} snapshots, "
             f"not {snapshots}")
     # the loop to a tolerance, binomial made online; its primal tests the residual after each sweep
@@ -321,7 +359,51 @@ def measure(m, steps, snapshots, tolerance, repeats, log):
                 schedules=child_run(m, steps, snapshots, tolerance, "primal+schedules"),
                 numba_compile=(child_run(m, steps, snapshots, tolerance, "numba-compile")
                                if version_of("numba") != "not installed" else None),
-                marked_hits=marked_hits, rows=rows)
+                marked_hits=marked_hits, rows=rows, hvps=hvps)
+
+
+def measure_hvps(m, problem, steps, snapshots, tolerance, repeats, t_primal, log):
+    """H v of ``<w, x_final>`` with respect to the matrix values, through the marked loop and
+    with every sweep taped: ``{"rows": [...], "difference": max relative difference}``."""
+    rows, values = [], {}
+    v = hvp_direction(problem)
+    for label in HVP_KERNELS:
+        hvp = make_hvp(label)
+        one_hvp(hvp, problem, 3, v)             # warm-up: compile (or load) the modules
+        values[label] = one_hvp(hvp, problem, steps, v)
+        t_hvp = timed(lambda: one_hvp(hvp, problem, steps, v), repeats)
+        rows.append(dict(label=label, time=t_hvp, ratio=t_hvp / t_primal,
+                         rss=child_rss(m, steps, snapshots, tolerance, label)))
+        log(f"{label}: {t_hvp:.3f} s")
+    plain = values["hvp-plain"]
+    difference = float(np.max(np.abs(values["hvp-marked"] - plain)) / np.max(np.abs(plain)))
+    return dict(rows=rows, difference=difference)
+
+
+def hvp_table(result):
+    """The Hessian-vector products' table and the sentence after it, as lines."""
+    hvps = result["hvps"]
+    if hvps is None:
+        return []
+    labels = {"hvp-marked": f"loop marked (binomial, {MARKED_SNAPSHOTS} snapshots)",
+              "hvp-plain": "loop in one kernel, every sweep taped"}
+    lines = ["Hessian-vector products of the loss <w, x_final> with respect to the matrix "
+             "values (`adsrc.hvp(f, wrt=\"data\")`, forward over reverse; "
+             "`gauss_seidel_marked_loss` and `gauss_seidel_loss` in benchmarks/checkpointing.py): "
+             "through the marked loop the steps run under the same revolve schedule, whose "
+             "checkpoints hold x and its tangent.",
+             "",
+             "| H v | time (s) | H v/primal | process peak RSS |",
+             "|---|---|---|---|"]
+    for row in hvps["rows"]:
+        lines.append(f"| {labels[row['label']]} | {row['time']:.3f} | {row['ratio']:.2f} "
+                     f"| {row['rss'] / MB:.0f} MB |")
+    lines += ["",
+              f"The two H v differ by at most {hvps['difference']:.1e} of the largest entry. "
+              "*time*: median of calls (each on copies of the arguments); *process peak RSS*: "
+              "as in the table above, for a process running one H v.",
+              ""]
+    return lines
 
 
 def numba_compile(result):
@@ -449,7 +531,7 @@ def write(path, result, command, elapsed):
         "one adjoint call of that row only (interpreter, NumPy, compiled modules and problem "
         "included).",
         "",
-    ]
+    ] + hvp_table(result)
     with open(path, "w") as handle:
         handle.write("\n".join(text))
 

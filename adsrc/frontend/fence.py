@@ -700,6 +700,13 @@ class Fence(gast.NodeTransformer):
             self.callees[func.id] = target
             return call
         called = self._called_object(call)
+        kernel = getattr(called, "__wrapped_kernel__", called)
+        if isinstance(func, gast.Attribute) and isinstance(kernel, types.FunctionType):
+            self._fail(call, f"'{gast.unparse(func).strip()}' is a Python function called "
+                             "through its module: adsrc differentiates a call of another "
+                             "kernel by a global name; import it as one ('from "
+                             f"{kernel.__module__} import {kernel.__name__}') and call "
+                             f"'{kernel.__name__}(...)'")
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
                          "math/NumPy elementary functions, the reductions np.dot, np.sum, "
