@@ -11,7 +11,9 @@ How: :func:`adsrc.frontend.outline.split` splits the kernel into the loop's step
 kernel after the loop, and both are differentiated as ordinary kernels.  The adjoint runs the loop
 with :class:`~adsrc.checkpointing.Checkpointed` (schedules, checkpoints, counts), and at the end of
 its forward sweep the whole adjoint of the kernel after the loop, which seeds the adjoints of the
-state; then the loop is reversed.  The statements before the loop only bind names, and both
+state; then the loop is reversed.  A loop whose body ends with ``if <test>: break`` runs until the
+step returns that its test held, at most n steps (``until=`` of :class:`Checkpointed`, with an
+online schedule).  The statements before the loop only bind names, and both
 kernels repeat them, so they need no sweep of their own; except the arrays they allocate, which
 Python makes once per call (running those statements) and which both kernels take as parameters
 after the kernel's own: the loop carries them, so the ones the step writes are state, checkpointed
@@ -36,7 +38,7 @@ import gast
 import numpy as np
 
 from adsrc.api import ADJOINT, Adjoint, Differentiable
-from adsrc.checkpointing import Checkpointed, checked_options, checkpointed
+from adsrc.checkpointing import Checkpointed, checked_options, checkpointed, step_returns_stop
 from adsrc.errors import AdsrcError, ArgumentError, UnsupportedError
 from adsrc.frontend import outline
 from adsrc.frontend.derived import derived_kernel, kernel_source
@@ -205,6 +207,15 @@ class KernelWithCheckpointedLoop(Differentiable):
         """The step kernel's arguments: ``inner_args``, and a place for the step number."""
         return inner_args + (0,) if self._split.counter is not None else inner_args
 
+    def _trip(self, args):
+        """``(steps, until, max_steps)`` of the loop (:class:`Checkpointed`'s ways to give its
+        trips): the range's n steps, or, for a loop that ends at ``if test: break``, until the
+        step returns that the test held, at most n steps."""
+        steps = self._steps(args)
+        if self._split.until and steps > 0:
+            return None, step_returns_stop, steps
+        return steps, None, None
+
     def _steps(self, args):
         trips = self._split.trips
         if isinstance(trips, int):
@@ -254,7 +265,8 @@ class KernelWithCheckpointedLoop(Differentiable):
         """The kernel run by the compiled step and the compiled kernel after the loop."""
         inner = self._inner_args(args)
         loop, tail, _ = self._parts(inner)
-        loop(*self._step_args(inner), steps=self._steps(inner))
+        steps, until, max_steps = self._trip(inner)
+        loop(*self._step_args(inner), steps=steps, until=until, max_steps=max_steps)
         return None if tail is None else tail.primal(*inner)
 
     def _bars(self, args, given, bar_names, outputs):
@@ -285,7 +297,6 @@ class KernelWithCheckpointedLoop(Differentiable):
         """``(value, results, CheckpointStats)`` of an adjoint call."""
         args = self._inner_args(args)
         loop, tail, bar_names = self._parts(args)
-        steps = self._steps(args)
         outputs = self._outputs_for(self._last_signature)
         bars = self._bars(args, dict(bars), bar_names, outputs)
         step_bars = {key: value for key, value in bars.items() if key != "out_bar"}
@@ -305,7 +316,7 @@ class KernelWithCheckpointedLoop(Differentiable):
                 after["value"], after["results"], _ = tail._run(args, bars)
                 after["final"] = [array.copy() for array in written]
 
-        results, stats = loop._run(self._step_args(args), step_bars, steps, None, None,
+        results, stats = loop._run(self._step_args(args), step_bars, *self._trip(args),
                                    after_forward=after_loop)
         for array, final in zip(written if tail is not None else [], after.get("final", [])):
             np.copyto(array, final)         # as the kernel leaves them
@@ -367,7 +378,7 @@ class KernelWithCheckpointedLoop(Differentiable):
                 compiled.release(tape)
 
         scalar_bars, scalar_bar_dots, _ = loop._run_second_order(
-            self._step_args(args), dots, bars, bar_dots, self._steps(args),
+            self._step_args(args), dots, bars, bar_dots, *self._trip(args),
             after_forward=after_loop)
         for array, copied in reversed(self._split.copies):
             if copied in bars:          # else no derivative is asked of it

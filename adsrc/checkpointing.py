@@ -76,6 +76,19 @@ class CheckpointStats:
     stopped_by: str | None = None
 
 
+def step_returns_stop(*args):
+    """The ``until=`` of a loop whose step kernel returns whether the loop ends after it (a loop
+    marked inside a kernel whose body ends with ``if test: break``, see
+    :mod:`adsrc.checkpointed_kernels`): the driver tests the value the step returned, and never
+    calls this."""
+    raise AssertionError("adsrc internal error: step_returns_stop is a marker, not a predicate")
+
+
+def _ends_after(until, args, returned):
+    """Whether the loop ends after a step that returned ``returned``."""
+    return bool(returned) if until is step_returns_stop else until(*args)
+
+
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -184,7 +197,7 @@ class Checkpointed:
         value = None
         for n in range(max_steps if until is not None else steps):
             value = compiled.primal(*self._at(args, n))
-            if until is not None and until(*args):
+            if until is not None and _ends_after(until, args, value):
                 break
         return value
 
@@ -306,20 +319,23 @@ class Checkpointed:
                         else float(scalar_bars.get(param, 0.0)) for param in step.wrt)
         return results, stats
 
-    def _run_second_order(self, args, dots, bars, bar_dots, steps, after_forward=None):
-        """The tangent of :meth:`_run` (forward over reverse, for Hessian-vector products) over
-        ``steps`` steps: ``dots`` holds the tangents of the step's arguments (floats, arrays;
+    def _run_second_order(self, args, dots, bars, bar_dots, steps, until, max_steps,
+                          after_forward=None):
+        """The tangent of :meth:`_run` (forward over reverse, for Hessian-vector products), of
+        the steps ``steps``, ``until`` and ``max_steps`` say: ``dots`` holds the tangents of the step's arguments (floats, arrays;
         other keys are ignored), ``bars`` and ``bar_dots`` the bar arrays of the step and their
         tangents, all by parameter, which the steps update in place as :meth:`_run` does its
         ``bars``.  A checkpoint holds the tangents of the arrays the step writes beside the
         arrays.  Returns ``(scalar adjoints, their tangents, stats)``, the first two by
         parameter."""
         step = self.step
+        steps, until, max_steps = _check_trip(step.fn.__name__, steps, until, max_steps)
         signature, compiled = self._step_compiled(args, HVP)
         arrays, bar_arrays, _ = step._checked(compiled, args,
                                               {param + "_bar": bar for param, bar in bars.items()})
         sweeps = _SecondOrderSweeps(self, signature, compiled, dots, bar_arrays, bar_dots)
-        scalar_sums, stats = self._swept(sweeps, arrays, args, steps, None, None, after_forward)
+        scalar_sums, stats = self._swept(sweeps, arrays, args, steps, until, max_steps,
+                                         after_forward)
         scalar_params = compiled.entry.scalar_bar_params
         count = len(scalar_params)
         return (dict(zip(scalar_params, scalar_sums[:count])),
@@ -337,9 +353,11 @@ class Checkpointed:
                                                  state_bytes, online)
         stopped = {}
 
+        returned = [None]          # what the last step run returned
+
         def stop(n):
             """After step ``n`` of an online schedule: whether the loop ends there."""
-            if until(*args):
+            if _ends_after(until, args, returned[0]):
                 stopped.update(steps=n, by="until")
             elif n == max_steps:
                 stopped.update(steps=n, by="max_steps")
@@ -353,12 +371,12 @@ class Checkpointed:
 
         def advance(n0, n1):
             for n in range(n0, n1):
-                sweeps.advance(self._at(args, n))
+                returned[0] = sweeps.advance(self._at(args, n))
 
         def record(n0, n1):
             tape = variant.make_tape()
             for n in range(n0, n1):
-                sweeps.forward(variant, self._at(args, n), tape)
+                returned[0] = sweeps.forward(variant, self._at(args, n), tape)
                 tape.note_forward_end()
             variant.remember(tape)
             pushed[0] += tape.floats_pushed
@@ -407,10 +425,12 @@ class _AdjointSweeps:
         return [arrays[param] for param in self.module.entry.written_arrays]
 
     def advance(self, args):
-        self.module.primal(*args)
+        """Run one step untaped; returns what it returns."""
+        return self.module.primal(*args)
 
     def forward(self, module, args, tape):
-        module.forward(*args, tape)
+        """Run one step taped by ``module``; returns what it returns."""
+        return module.forward(*args, tape)
 
     def reverse(self, module, args, tape):
         return module.reverse(*args, *self.bars, *self.seed, tape)
@@ -438,7 +458,9 @@ class _SecondOrderSweeps(_AdjointSweeps):
     adjoints; a checkpoint holds the tangents of the arrays the step writes too."""
 
     def __init__(self, loop, signature, module, dots, bars, bar_dots):
-        super().__init__(loop, signature, module, bars, [])
+        # the value a step returns (whether a loop run until a test holds ends) is no output:
+        # its adjoint and the tangent of that are zero
+        super().__init__(loop, signature, module, bars, [0.0] if module.entry.returns else [])
         self._tangent = loop.step._compile(signature, mode=TANGENT)
         entry = module.entry
         self.dots = [dots[param] for param in entry.dot_params]
@@ -453,13 +475,18 @@ class _SecondOrderSweeps(_AdjointSweeps):
                                         if written]
 
     def advance(self, args):
-        self._tangent.tangent(*args, *self.dots)
+        return self._value(self._tangent.tangent(*args, *self.dots))
 
     def forward(self, module, args, tape):
-        module.forward(*args, *self.dots, tape)
+        return self._value(module.forward(*args, *self.dots, tape))
+
+    def _value(self, returned):
+        """The step's value, of what a tangent sweep returns: (value, its tangent), or None."""
+        return returned[0] if self.module.entry.returns else None
 
     def reverse(self, module, args, tape):
-        return module.reverse(*args, *self.bars, *self.dots, *self.bar_dots, tape)
+        return module.reverse(*args, *self.bars, *self.seed, *self.dots, *self.bar_dots,
+                              *self.seed, tape)
 
     def _forward_on_copies(self, module, copies, tape):
         dots = [np.array(dot, copy=True) if written else dot

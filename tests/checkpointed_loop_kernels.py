@@ -370,9 +370,25 @@ def read_before_assigned(x, n):
 
 def break_out(x, n):
     for it in adsrc.checkpointed(range(n), snapshots=2):
+        if x[0] < 0.1:
+            break  # <-
+        x[0] = 0.5 * x[0]
+
+
+def break_or_else(x, n):
+    for it in adsrc.checkpointed(range(n), snapshots=2):
         x[0] = 0.5 * x[0]
         if x[0] < 0.1:
             break  # <-
+        else:
+            x[1] = x[1] + 1.0
+
+
+def continue_step(x, n):
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        if x[0] < 0.1:
+            continue  # <-
+        x[0] = 0.5 * x[0]
 
 
 def array_bound_before(x, n):
@@ -422,3 +438,74 @@ def step_allocates_by_trip(x, n):
         head = np.zeros(it + 1)  # <-
         head[:] = x[:it + 1]
         x[0] = 0.5 * x[0] + 0.1 * np.dot(head, head)
+
+
+# a loop run until a test holds: 'if test: break' ends its body (at most `sweeps` steps) ----------
+
+def sweep_and_residual(indptr, indices, data, x, b, r):
+    n = len(b)
+    for i in range(n):
+        acc = b[i]
+        diag = 1.0
+        for k in range(indptr[i], indptr[i + 1]):
+            if indices[k] == i:
+                diag = data[k]
+            else:
+                acc -= data[k] * x[indices[k]]
+        x[i] = acc / diag
+    for i in range(n):
+        acc = b[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            acc -= data[k] * x[indices[k]]
+        r[i] = acc
+
+
+def sweeps_to_tolerance(indptr, indices, data, x, b, tol, sweeps):
+    """(sweeps, why the loop stopped: "until", "max_steps" or None for no sweeps) of the loops
+    to a tolerance below, counted by running their step as Python."""
+    r = np.zeros(len(b))
+    for count in range(1, sweeps + 1):
+        sweep_and_residual(indptr, indices, data, x, b, r)
+        if np.dot(r, r) <= tol * tol:
+            return count, "until"
+    return sweeps, "max_steps" if sweeps else None
+
+
+def to_tolerance_plain(indptr, indices, data, x, b, tol, sweeps):
+    r = np.zeros(len(b))
+    for it in range(sweeps):
+        sweep_and_residual(indptr, indices, data, x, b, r)
+        rr = np.dot(r, r)
+        if rr <= tol * tol:
+            break
+    return np.dot(x, x) + np.dot(r, b)
+
+
+def to_tolerance_binomial(indptr, indices, data, x, b, tol, sweeps):
+    r = np.zeros(len(b))
+    for it in adsrc.checkpointed(range(sweeps), snapshots=2):
+        sweep_and_residual(indptr, indices, data, x, b, r)
+        rr = np.dot(r, r)
+        if rr <= tol * tol:
+            break
+    return np.dot(x, x) + np.dot(r, b)
+
+
+def to_tolerance_periodic(indptr, indices, data, x, b, tol, sweeps):
+    r = np.zeros(len(b))
+    for it in adsrc.checkpointed(range(sweeps), schedule="periodic", snapshots=2):
+        sweep_and_residual(indptr, indices, data, x, b, r)
+        rr = np.dot(r, r)
+        if rr <= tol * tol:
+            break
+    return np.dot(x, x) + np.dot(r, b)
+
+
+def to_tolerance_store_all(indptr, indices, data, x, b, tol, sweeps):
+    r = np.zeros(len(b))
+    for it in adsrc.checkpointed(range(sweeps), schedule="store_all"):
+        sweep_and_residual(indptr, indices, data, x, b, r)
+        rr = np.dot(r, r)
+        if rr <= tol * tol:
+            break
+    return np.dot(x, x) + np.dot(r, b)

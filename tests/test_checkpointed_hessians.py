@@ -17,6 +17,8 @@ Checked:
   max_tape_bytes= counts the tangents (binomial where the adjoint alone fits store_all);
 * hessian_operator: its dense matrix (matmat of the identity) is the reference Hessian, and its
   gradient that of adsrc.grad;
+* a loop run until a test holds ('if test: break' ends its body) gives the H v of the kernel
+  without the marker, whether the test holds or the loop runs all its steps;
 * a kernel that returns nothing is refused and its arguments are unchanged.
 """
 
@@ -167,6 +169,25 @@ def test_gauss_seidel_sweeps_with_the_matrix_values_active():
     v = _direction(data, 17)
     got = _hvp(loops.many_sweeps, "data", args, v)
     want = _hvp(loops.many_sweeps_plain, "data", args, v)
+    scale = float(np.max(np.abs(want)))
+    assert scale > 1e-3
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("tol", (1e-3, 1e-14))
+def test_a_loop_run_until_a_test_holds(tol):
+    """Its body ends with 'if rr <= tol * tol: break': the steps stop where the kernel's do,
+    after 11 of at most 40 sweeps at 1e-3, at the 40th at 1e-14."""
+    rng = np.random.default_rng(6)
+    indptr, indices, data = poisson2d_csr(4)
+    data = perturb_data(rng, indptr, indices, data)
+    n = len(indptr) - 1
+    args = (indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), tol, 40)
+    assert loops.sweeps_to_tolerance(*copies(args)) == ((40, "max_steps") if tol < 1e-6
+                                                        else (11, "until"))
+    v = _direction(data, 18)
+    got = _hvp(loops.to_tolerance_binomial, "data", args, v)
+    want = _hvp(loops.to_tolerance_plain, "data", args, v)
     scale = float(np.max(np.abs(want)))
     assert scale > 1e-3
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)

@@ -13,6 +13,10 @@ The kernels are in tests/checkpointed_loop_kernels.py.  Checked here, on both ba
   before the loop that it writes;
 * statements before and after the loop and a return value: adsrc.grad and value_and_grad equal
   those of the kernel without the marker, and adsrc.check_grads (finite differences) passes;
+* a loop run until a test holds (its body ends with 'if test: break', at most n steps): the
+  value, gradients and arrays equal those of the kernel without the marker, with every schedule,
+  whether the test holds, never holds or no step runs, and the stats count the steps a Python
+  run counts; finite differences agree;
 * the tool's counts: 1000 steps with 10 snapshots run 1000 + optimal_extra_steps(1000, 10) =
   4636 step executions and hold at most 10 checkpoints (of the state: an argument and an array
   allocated before the loop); each schedule's peak of checkpoints;
@@ -235,7 +239,10 @@ REFUSED = [
                           "arrays, passed to the kernel or allocated before the loop, carry "
                           "values out"),
     (K.read_before_assigned, "'prev' is read here before the loop body assigns it"),
-    (K.break_out, "'break' in a checkpointed loop"),
+    (K.break_out, "'break' in a checkpointed loop: its steps must be those of range(n), or "
+                  "end at an 'if <test>: break' that is the last statement of its body"),
+    (K.break_or_else, "'break' in a checkpointed loop"),
+    (K.continue_step, "'continue' in a checkpointed loop"),
     (K.array_bound_before, "'work' is an array, bound or updated before a checkpointed loop "
                            "by a statement that adsrc repeats in each step"),
     (K.allocated_then_updated, "'work' is bound here and already at line"),
@@ -245,6 +252,61 @@ REFUSED = [
     (K.called_marked, "a checkpointed loop is supported only at the top level of the kernel "
                       "given to adsrc.differentiate"),
 ]
+
+
+# a loop run until a test holds ('if test: break' ends its body) --------------------------------
+
+TO_TOLERANCE_WRT = ("data", "b", "x")
+# (tol, sweeps): the test holds after some sweeps; it never holds; no sweeps at all
+TOLERANCES = [(1e-3, 40), (1e-12, 7), (1e-3, 0)]
+
+
+def _to_tolerance_args(tol, sweeps):
+    rng = np.random.default_rng(6)
+    indptr, indices, data = _csr(rng)
+    n = len(indptr) - 1
+    return indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), tol, sweeps
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("tol, sweeps", TOLERANCES)
+def test_a_loop_run_until_a_test_holds(schedule, tol, sweeps, backend):
+    """A marked loop whose body ends with 'if rr <= tol * tol: break' stops where the kernel
+    does: the value, the gradients and the arrays the kernel leaves equal those of the kernel
+    without the marker, and the stats count the sweeps a Python run of the step counts."""
+    args = _to_tolerance_args(tol, sweeps)
+    f = differentiated(getattr(K, f"to_tolerance_{schedule}"), TO_TOLERANCE_WRT, None, backend)
+    got_args, want_args = list(copies(args)), list(copies(args))
+    value, grads = adsrc.value_and_grad(f, TO_TOLERANCE_WRT)(*got_args)
+    want_value, want = adsrc.value_and_grad(K.to_tolerance_plain, TO_TOLERANCE_WRT,
+                                            backend=backend)(*want_args)
+    assert value == pytest.approx(want_value, rel=1e-14)
+    assert_gradients_close(grads, want, TO_TOLERANCE_WRT)
+    np.testing.assert_array_equal(got_args[3], want_args[3])
+    assert f.primal(*copies(args)) == pytest.approx(want_value, rel=1e-14)
+    f.adjoint(*copies(args))
+    stats = f.adjoint.last_stats
+    assert (stats.steps, stats.stopped_by) == K.sweeps_to_tolerance(*copies(args))
+    assert stats.reverse_steps == stats.steps
+
+
+def test_a_loop_run_until_a_test_holds_matches_finite_differences_and_tangents(backend):
+    """Central differences (check_grads) and the dot-product test of the checkpointed adjoint
+    against tangent mode, which runs the loop with its break, agree."""
+    args = _to_tolerance_args(1e-3, 40)
+    assert 0 < K.sweeps_to_tolerance(*copies(args))[0] < 40
+    report = adsrc.check_grads(K.to_tolerance_binomial, list(args), TO_TOLERANCE_WRT,
+                               backend=backend)
+    assert report.max_error < 1e-7
+    f = differentiated(K.to_tolerance_binomial, TO_TOLERANCE_WRT, None, backend)
+    rng = np.random.default_rng(12)
+    dots = {name + "_dot": rng.standard_normal(args[2].size if name == "data" else args[3].size)
+            for name in TO_TOLERANCE_WRT}
+    (j_v,) = f.tangent(*copies(args), **copies_of(dots))
+    grads = f.adjoint(*copies(args))
+    v_jt = sum(float(np.dot(dots[name + "_dot"], grad))
+               for name, grad in zip(TO_TOLERANCE_WRT, grads))
+    assert j_v == pytest.approx(v_jt, rel=1e-11)
 
 
 @pytest.mark.parametrize("kernel,message", REFUSED, ids=[k.__name__ for k, _ in REFUSED])

@@ -28,6 +28,11 @@ the state the checkpoints copy; it only reads it: an input of every step).  Its 
 are zeros, garbage or a copy of another array; only a copy has a derivative, the identity,
 which :attr:`LoopSplit.copies` lists for the driver to apply.
 
+A body that ends with ``if <test>: break`` (a loop run until a test holds, at most ``iters``
+times) gives a step that ends instead with ``loop_ends = 0.0; if <test>: loop_ends = 1.0;
+return loop_ends`` (:attr:`LoopSplit.until`): the driver ends the loop after a step that returns
+1.0, as the ``break`` would.
+
 That equivalence is what the checks here guard: every other form is refused with an error at the
 user's line, never split into kernels that compute something else.  Values may leave one step
 for the next, and leave the loop, only through arrays (the *state*, which the checkpoints copy):
@@ -76,7 +81,8 @@ class LoopSplit:
     ``returns``: whether the kernel returns a value; ``marker``: the ``adsrc.checkpointed(...)``
     call; ``prefix``: the statements repeated in the step and the tail (the allocations are
     not); ``updated``: the targets of ``v += ...`` in the body where v is an argument or a
-    prefix name (in place if v is an array, else a value carried from one step to the next)."""
+    prefix name (in place if v is an array, else a value carried from one step to the next);
+    ``until``: whether the body ends with ``if <test>: break``, whose test the step returns."""
 
     step: gast.FunctionDef
     tail: gast.FunctionDef | None
@@ -90,6 +96,7 @@ class LoopSplit:
     marker: gast.Call
     prefix: list
     updated: list
+    until: bool = False
 
 
 def marked_loops(tree, is_marker):
@@ -133,13 +140,17 @@ def split(source, is_marker, is_kernel_call, allocation):
     if counter in before:
         raise source.error(loop.target, f"the loop variable '{counter}' is also "
                                         f"{_what(counter, params)}: give it another name")
-    updated = _check_body(source, loop.body, params, before, counter)
+    stop = _stop_test(loop.body)
+    body = loop.body[:-1] if stop is not None else loop.body
+    tested = [gast.copy_location(gast.If(stop.test, [gast.Pass()], []), stop)] if stop else []
+    updated = _check_body(source, body + tested, params, before, counter)
     in_loop = _assigned(loop.body) | {counter}
     _check_exposed(source, suffix, before, in_loop - before,
                    ", which the checkpointed loop assigns: only arrays, passed to the kernel or "
                    "allocated before the loop, carry values out of a checkpointed loop")
     reads_counter = counter in set().union(*(names_read(stmt) for stmt in loop.body))
-    step = _kernel(source.tree, f"{source.name}_loop_body", repeated + loop.body,
+    step = _kernel(source.tree, f"{source.name}_loop_body",
+                   repeated + body + (_returning_the_test(source.tree, stop) if stop else []),
                    arrays + ([loop.target] if reads_counter else []))
     tail = (_kernel(source.tree, f"{source.name}_after_loop", repeated + suffix, arrays)
             if suffix else None)
@@ -154,7 +165,36 @@ def split(source, is_marker, is_kernel_call, allocation):
     copies = [(target.id, copied) for _, target, copied in allocations if copied is not None]
     return LoopSplit(step, tail, [array.id for array in arrays], allocating, copies,
                      counter if reads_counter else None, trips, options, returns, loop.iter,
-                     repeated, updated)
+                     repeated, updated, stop is not None)
+
+
+def _stop_test(body):
+    """The statement ``if test: break`` that ends a checkpointed loop's body (a loop run until
+    a test holds, at most n times), or None."""
+    last = body[-1] if body else None
+    if isinstance(last, gast.If) and not last.orelse and len(last.body) == 1 \
+            and isinstance(last.body[0], gast.Break):
+        return last
+    return None
+
+
+def _returning_the_test(tree, stop):
+    """Statements that end the step kernel of a loop run until a test holds: it returns 1.0
+    where the loop's ``if test: break`` would break, else 0.0 (the driver then ends the loop),
+    in a name the kernel does not use."""
+    used = {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)}
+    flag = next(name for name in (f"loop_ends{k or ''}" for k in range(len(used) + 1))
+                if name not in used)
+
+    def located(node):          # at the user's 'if', as a new node has no location
+        return gast.copy_location(node, stop)
+
+    def assign(value):
+        return located(gast.Assign([located(gast.Name(flag, gast.Store(), None, None))],
+                                   located(gast.Constant(value, None)), None))
+
+    return [assign(0.0), located(gast.If(copy.deepcopy(stop.test), [assign(1.0)], [])),
+            located(gast.Return(located(gast.Name(flag, gast.Load(), None, None))))]
 
 
 def check_types(source, loop_split, arrays, state):
@@ -312,7 +352,9 @@ def _check_body(source, body, params, before, counter):
     for stmt in _statements(body, into_loops=False):
         if isinstance(stmt, (gast.Break, gast.Continue)):
             raise source.error(stmt, f"'{type(stmt).__name__.lower()}' in a checkpointed loop: "
-                                     f"its steps must be exactly range(n); {_FORM}")
+                                     "its steps must be those of range(n), or end at an 'if "
+                                     "<test>: break' that is the last statement of its body "
+                                     f"(a loop run until a test holds); {_FORM}")
     for stmt in _statements(body, into_loops=True):
         if isinstance(stmt, gast.Return):
             raise source.error(stmt, "'return' inside a checkpointed loop is not supported")
