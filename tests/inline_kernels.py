@@ -4,6 +4,8 @@ that the complex step runs them on complex arrays."""
 
 import numpy as np
 
+from adsrc.kernels import solvers
+
 
 def residual(A, x, b):
     return b - A @ x
@@ -310,3 +312,12 @@ def forwards_moments(x):
 def calls_forwards_moments(x):
     s, q = forwards_moments(x)
     return s * q
+
+
+def through_their_module(indptr, indices, data, x, b, omega):
+    """Kernels called through their module; the kernel's own 'spmv' is a float."""
+    y = np.zeros_like(b)
+    solvers.sor(indptr, indices, data, x, b, omega, 2)
+    solvers.spmv(indptr, indices, data, x, y)
+    spmv = np.dot(y, y)
+    return spmv + np.dot(x, b)

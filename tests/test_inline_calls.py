@@ -1,5 +1,6 @@
 """Calls of helpers that return arrays or several values (adsrc/normalize/inline_calls.py): the
-caller gets the helper's body.  Kernels in tests/inline_kernels.py.
+caller gets the helper's body.  Kernels in tests/inline_kernels.py; one calls shipped kernels
+through their module (``solvers.sor(...)``).
 
 Each derivative is checked against central finite differences (``check_grads``) and a second,
 independent way: the closed forms of the gradients and Hessians of ``||b - A x||^2`` and of a
@@ -50,6 +51,9 @@ def _cases():
         "rotations": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), None),
         "rotations_xy": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), ("x", "y")),
         "through_several": (k.through_several, (x, b, 0.7), ("x", "b", "a"), None),
+        "through_their_module": (k.through_their_module,
+                                 (csr.indptr, csr.indices, csr.data, 0.3 * x, b, 0.9),
+                                 ("data", "x", "b", "omega"), None),
     }
 
 

@@ -30,7 +30,9 @@ class Fence(gast.NodeTransformer):
     """Validates and canonicalises one kernel tree in place.
 
     After :meth:`run`, ``self.callees`` maps the names of called user functions to the function
-    objects.
+    objects.  A function called through its module (``solvers.sweep(...)``) is called by a name
+    here, its own unless the kernel uses that name for something else (``sweep1``...), as is
+    every call of a user function after the fence.
     """
 
     def __init__(self, source):
@@ -617,16 +619,33 @@ class Fence(gast.NodeTransformer):
         return self._module_attribute(func)
 
     def _user_function(self, call):
-        """The plain Python function a call names by a global name (the function an
-        ``adsrc.differentiate`` object wraps, for one), which adsrc differentiates as it does
-        the kernel; None for a library function, one with a derivative rule, or anything
-        else."""
-        if not isinstance(call.func, gast.Name) or self._resolve_call(call) is not None \
-                or library.lookup(self._called_object(call)) is not None:
+        """The plain Python function a call names by a global name or through its module (the
+        function an ``adsrc.differentiate`` object wraps, for one), which adsrc differentiates
+        as it does the kernel; None for a library function, one with a derivative rule, or
+        anything else."""
+        if not isinstance(call.func, (gast.Name, gast.Attribute)) \
+                or self._resolve_call(call) is not None:
             return None
-        target = self.source.resolve(call.func.id)
+        target = self._called_object(call)
+        if target is None or library.lookup(target) is not None:
+            return None
         target = getattr(target, "__wrapped_kernel__", target)
         return target if isinstance(target, types.FunctionType) else None
+
+    def _called_by_name(self, call, target):
+        """``call`` of the user function ``target``, by a name (:class:`Fence`)."""
+        if isinstance(call.func, gast.Name):
+            return call
+        name = next((known for known, function in self.callees.items() if function is target),
+                    None)
+        if name is None:
+            taken = {node.id for node in gast.walk(self.source.tree)
+                     if isinstance(node, gast.Name)} | set(self.callees)
+            name = next(candidate for candidate in (f"{target.__name__}{k or ''}"
+                                                    for k in range(len(taken) + 1))
+                        if candidate not in taken)
+        call.func = gast.copy_location(gast.Name(name, gast.Load(), None, None), call.func)
+        return call
 
     def _module_attribute(self, node):
         """What the attribute chain ``node`` names through modules (``np.linalg.solve``,
@@ -697,16 +716,10 @@ class Fence(gast.NodeTransformer):
             return call
         target = self._user_function(call)
         if target is not None:
-            self.callees[func.id] = target
+            call = self._called_by_name(call, target)
+            self.callees[call.func.id] = target
             return call
         called = self._called_object(call)
-        kernel = getattr(called, "__wrapped_kernel__", called)
-        if isinstance(func, gast.Attribute) and isinstance(kernel, types.FunctionType):
-            self._fail(call, f"'{gast.unparse(func).strip()}' is a Python function called "
-                             "through its module: adsrc differentiates a call of another "
-                             "kernel by a global name; import it as one ('from "
-                             f"{kernel.__module__} import {kernel.__name__}') and call "
-                             f"'{kernel.__name__}(...)'")
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
                          "math/NumPy elementary functions, the reductions np.dot, np.sum, "
