@@ -321,13 +321,13 @@ class Checkpointed:
 
     def _run_second_order(self, args, dots, bars, bar_dots, steps, until, max_steps,
                           after_forward=None):
-        """The tangent of :meth:`_run` (forward over reverse, for Hessian-vector products), of
-        the steps ``steps``, ``until`` and ``max_steps`` say: ``dots`` holds the tangents of the step's arguments (floats, arrays;
-        other keys are ignored), ``bars`` and ``bar_dots`` the bar arrays of the step and their
-        tangents, all by parameter, which the steps update in place as :meth:`_run` does its
-        ``bars``.  A checkpoint holds the tangents of the arrays the step writes beside the
-        arrays.  Returns ``(scalar adjoints, their tangents, stats)``, the first two by
-        parameter."""
+        """The tangent of :meth:`_run` (forward over reverse, for Hessian-vector products), over
+        the steps ``steps``, ``until`` and ``max_steps`` say: ``dots`` holds the tangents of the
+        step's arguments (floats, arrays; other keys are ignored), ``bars`` and ``bar_dots`` the
+        bar arrays of the step and their tangents, all by parameter, which the steps update in
+        place as :meth:`_run` does its ``bars``.  A checkpoint holds the tangents of the arrays
+        the step writes beside the arrays.  Returns ``(scalar adjoints, their tangents,
+        stats)``, the first two by parameter."""
         step = self.step
         steps, until, max_steps = _check_trip(step.fn.__name__, steps, until, max_steps)
         signature, compiled = self._step_compiled(args, HVP)
@@ -352,7 +352,6 @@ class Checkpointed:
         schedule, snapshots, probes = self._plan(sweeps, args, max_steps if online else steps,
                                                  state_bytes, online)
         stopped = {}
-
         returned = [None]          # what the last step run returned
 
         def stop(n):
@@ -518,9 +517,10 @@ def checkpointed(step, *, schedule=None, snapshots=None, max_tape_bytes=None):
     ``predicate(*args)`` is true after a step, or M times: the step runs at least once, as in
     ``while True: step(*args); if predicate(*args): break``.  The predicate must not write the
     arrays (the adjoint re-runs steps from checkpoints and calls it in the first forward sweep
-    only); an exception it raises leaves them where the loop was.  The adjoint is that of the steps that ran, n of them (``last_stats.steps``): equal to
-    that of ``steps=n``; the stopping test is not differentiated (n is locally constant, so its
-    derivative is zero wherever n does not change).  Exactly one of ``steps=`` and ``until=`` is
+    only); an exception it raises leaves them where the loop was.  The adjoint is that of the
+    steps that ran, n of them (``last_stats.steps``): equal to that of ``steps=n``; the stopping
+    test is not differentiated (n is locally constant, so its derivative is zero wherever n
+    does not change).  Exactly one of ``steps=`` and ``until=`` is
     given: the two describe the trip count; ``max_steps=`` is required with ``until=``, since a
     tolerance never met would run forever, and since the memory budget is checked against it.
 

@@ -22,3 +22,8 @@ class Namer:
 def variant(name, taken):
     """``name_2``, ``name_3``, ...: the first not in ``taken``."""
     return next(f"{name}_{k}" for k in itertools.count(2) if f"{name}_{k}" not in taken)
+
+
+def free(name, taken):
+    """``name`` itself if it is not in ``taken``, else its first :func:`variant` that is not."""
+    return name if name not in taken else variant(name, taken)

@@ -13,9 +13,9 @@ loop marked (``for s in adsrc.checkpointed(range(sweeps), snapshots=10)``, the i
 of the binomial row; its snapshots are a constant of the kernel, so the row is measured only with
 ``--snapshots 10``), and unmarked, with the plain adjoint (``gauss_seidel`` with
 ``sweeps=steps``), and so are Hessian-vector products through it, marked and unmarked (also
-only with ``--snapshots 10``); and so is the loop run to a tolerance instead of a fixed number of sweeps
-(``until=``: sweeps until the residual is at most ``--tolerance`` times the initial one), whose
-binomial schedule is made online.
+only with ``--snapshots 10``); and so is the loop run to a tolerance instead of a fixed number
+of sweeps (``until=``: sweeps until the residual is at most ``--tolerance`` times the initial
+one), whose binomial schedule is made online.
 
 Per schedule: the adjoint time (median of ``--repeats`` calls) and its ratio to the compiled
 primal loop, step executions and the peak checkpoint + tape bytes counted by adsrc

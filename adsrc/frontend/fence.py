@@ -16,6 +16,7 @@ import numpy as np
 from adsrc.frontend import early_returns, intrinsics
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
 from adsrc.frontend.sparse_matrices import SparseMatrices
+from adsrc.naming import free
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -31,7 +32,7 @@ class Fence(gast.NodeTransformer):
 
     After :meth:`run`, ``self.callees`` maps the names of called user functions to the function
     objects.  A function called through its module (``solvers.sweep(...)``) is called by a name
-    here, its own unless the kernel uses that name for something else (``sweep1``...), as is
+    here, its own unless the kernel uses that name for something else (``sweep_2``...), as is
     every call of a user function after the fence.
     """
 
@@ -641,9 +642,7 @@ class Fence(gast.NodeTransformer):
         if name is None:
             taken = {node.id for node in gast.walk(self.source.tree)
                      if isinstance(node, gast.Name)} | set(self.callees)
-            name = next(candidate for candidate in (f"{target.__name__}{k or ''}"
-                                                    for k in range(len(taken) + 1))
-                        if candidate not in taken)
+            name = free(target.__name__, taken)
         call.func = gast.copy_location(gast.Name(name, gast.Load(), None, None), call.func)
         return call
 

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 import gast
 
 from adsrc.analyses.effects import names_read
+from adsrc.frontend.quoting import located, quote
+from adsrc.naming import free
 
 OPTIONS = ("schedule", "snapshots", "max_tape_bytes")
 
@@ -181,20 +183,10 @@ def _stop_test(body):
 def _returning_the_test(tree, stop):
     """Statements that end the step kernel of a loop run until a test holds: it returns 1.0
     where the loop's ``if test: break`` would break, else 0.0 (the driver then ends the loop),
-    in a name the kernel does not use."""
-    used = {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)}
-    flag = next(name for name in (f"loop_ends{k or ''}" for k in range(len(used) + 1))
-                if name not in used)
-
-    def located(node):          # at the user's 'if', as a new node has no location
-        return gast.copy_location(node, stop)
-
-    def assign(value):
-        return located(gast.Assign([located(gast.Name(flag, gast.Store(), None, None))],
-                                   located(gast.Constant(value, None)), None))
-
-    return [assign(0.0), located(gast.If(copy.deepcopy(stop.test), [assign(1.0)], [])),
-            located(gast.Return(located(gast.Name(flag, gast.Load(), None, None))))]
+    in a name the kernel does not use; placed at the user's ``if``."""
+    flag = free("loop_ends", {node.id for node in gast.walk(tree) if isinstance(node, gast.Name)})
+    return located(quote("FLAG = 0.0\nif TEST:\n    FLAG = 1.0\nreturn FLAG", FLAG=flag,
+                         TEST=stop.test), stop)
 
 
 def check_types(source, loop_split, arrays, state):

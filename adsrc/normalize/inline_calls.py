@@ -38,7 +38,7 @@ import gast
 
 from adsrc.analyses.types import FLOAT, Values
 from adsrc.frontend.quoting import located, name, substitute
-from adsrc.naming import variant
+from adsrc.naming import free
 from adsrc.normalize.desugar import check_evaluation_order
 
 
@@ -297,7 +297,7 @@ class InlineCalls:
             base = f"{local}_{function}"
             if base.endswith(("_bar", "_dot")):     # an adjoint's or a tangent's name
                 base += "_value"
-            chosen = base if base not in self._taken else variant(base, self._taken)
+            chosen = free(base, self._taken)
         self._taken.add(chosen)
         return chosen
 
