@@ -3,7 +3,9 @@ those that may be negative at run time (adsrc.analyses.index_bounds), and no oth
 wrap in an inner loop costs a compare and can keep the C compiler from vectorising it.
 
 That a wrapped index gives Python's values and derivatives is tested in test_subset (the
-periodic kernels, on both backends, against finite differences and the tangent)."""
+periodic kernels, on both backends, against finite differences and the tangent).  With
+$ADSRC_BOUNDSCHECK=1 the compiled code checks every index, and one outside its array raises
+IndexError."""
 
 import glob
 import os
@@ -14,6 +16,7 @@ import pytest
 
 import adsrc
 import index_kernels as K
+from adsrc.backends.cython import BOUNDSCHECK_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRAPPED = re.compile(r"(\w+)\[_wrap\(")
@@ -74,3 +77,46 @@ def test_the_shipped_kernels_wrap_no_index():
     for path in generated:
         with open(path) as handle:
             assert "_wrap(" not in handle.read(), path
+
+
+def _csr_args(bad=None):
+    """csr_gather's arguments; ``bad`` replaces an element of its index array."""
+    indptr = np.array([0, 2, 3, 5], dtype=np.int32)
+    indices = np.array([0, 2, 1, 0, 2], dtype=np.int32)
+    if bad is not None:
+        indices[3] = bad
+    return indptr, indices, np.linspace(0.5, 1.5, 5), np.array([0.3, -0.2, 0.7]), np.zeros(3)
+
+
+def _runs(f, args):
+    """The primal's, the adjoint's and the tangent's results of ``f`` on copies of ``args``."""
+    copied = [np.array(arg, copy=True) for arg in args]
+    f.primal(*copied)
+    return [copied[-1], *f.adjoint(*[np.array(arg, copy=True) for arg in args],
+                                   y_bar=np.ones(3)),
+            *f.tangent(*[np.array(arg, copy=True) for arg in args], x_dot=np.ones(3))]
+
+
+def test_with_boundscheck_an_index_outside_the_array_raises(monkeypatch):
+    """$ADSRC_BOUNDSCHECK=1 builds modules that check every index: an element of an index array
+    past the end of the array it indexes, or negative (which the compiled code takes to be a
+    valid index otherwise), raises IndexError in the primal, the adjoint and the tangent, and
+    valid ones give the values of the unchecked build.  The setting is part of the source key,
+    so the unchecked module of the same kernel, types and wrt is not reused."""
+    wrt, outputs = ("data", "x"), ("y",)
+    unchecked = adsrc.differentiate(K.csr_gather, wrt=wrt, outputs=outputs, backend="cython")
+    want = _runs(unchecked, _csr_args())
+    assert "boundscheck=False" in unchecked.source("adjoint")
+    monkeypatch.setenv(BOUNDSCHECK_VARIABLE, "1")
+    checked = adsrc.differentiate(K.csr_gather, wrt=wrt, outputs=outputs, backend="cython")
+    for got, expected in zip(_runs(checked, _csr_args()), want):
+        np.testing.assert_array_equal(got, expected)
+    assert "boundscheck=True" in checked.source("adjoint")
+    for bad in (3, -1):
+        args = _csr_args(bad)
+        with pytest.raises(IndexError, match="Out of bounds"):
+            checked.primal(*args)
+        with pytest.raises(IndexError, match="Out of bounds"):
+            checked.adjoint(*_csr_args(bad), y_bar=np.ones(3))
+        with pytest.raises(IndexError, match="Out of bounds"):
+            checked.tangent(*_csr_args(bad), x_dot=np.ones(3))

@@ -15,6 +15,7 @@ small helpers), and an index that may be negative at run time counts from the en
 """
 
 import copy
+import os
 import re
 
 import gast
@@ -29,8 +30,19 @@ from adsrc.runtime import compiled_tape
 from adsrc.transformations.reverse import SEED, TAPE, tape_call
 from adsrc.transformations.vector import COUNT
 
-DIRECTIVES = ("language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, "
-              "cdivision=True, cpow=True")
+BOUNDSCHECK_VARIABLE = "ADSRC_BOUNDSCHECK"
+
+
+def directives():
+    """The Cython directives of a generated module.  Compiled code checks no index, for speed:
+    an index past the end of an array (a wrong index array, say) reads or writes outside it.
+    With ``$ADSRC_BOUNDSCHECK=1`` every index is checked, and one outside the array raises
+    IndexError: a kernel whose index arrays may be wrong is debugged at C speed, not the Python
+    backend's.  Part of the source, so of every cache key: the two builds never mix."""
+    checked = os.environ.get(BOUNDSCHECK_VARIABLE, "") not in ("", "0")
+    return (f"language_level=3, boundscheck={checked}, wraparound=False, "
+            "initializedcheck=False, cdivision=True, cpow=True")
+
 
 # math.<name> and np.floor, np.ceil are the C library's <name>
 _ELEMENTARY = {**{f"math.{name}": name for name in ELEMENTARY},
@@ -669,7 +681,7 @@ class CythonModule:
         body = "\n\n\n".join(self.parts)
         tape = compiled_tape.standalone() if tape_module is None \
             else compiled_tape.cimport(tape_module)
-        parts = [f"# cython: {DIRECTIVES}\n" + '"""' + header + '"""\n' + PRELUDE, tape]
+        parts = [f"# cython: {directives()}\n" + '"""' + header + '"""\n' + PRELUDE, tape]
         parts += [text for name, text in _HELPERS.items() if name + "(" in body]
         if "_new_directions(" in body:
             parts.append(DIRECTIONS_PRELUDE)

@@ -15,8 +15,9 @@ generated source is a function of, all of it cheap to read:
   recursively, a module by its name;
 * the wrt names, the outputs, the argument types, the mode and the backend;
 * adsrc's own code (a hash of the package's source files, once per process), the versions of
-  the libraries the generator depends on, and the toolchain
-  (:func:`~adsrc.compiling.cache.toolchain_tag`).
+  the libraries the generator depends on, the toolchain
+  (:func:`~adsrc.compiling.cache.toolchain_tag`) and the Cython directives
+  (:func:`~adsrc.backends.cython.directives`: ``$ADSRC_BOUNDSCHECK``).
 
 The key names a *record* in the cache directory (``keys/``): the module's name, its generated
 source and the entry specialisation's plain-data attributes (parameter lists, function names),
@@ -52,6 +53,7 @@ import gast
 import numpy as np
 
 import adsrc
+from adsrc.backends import cython as cython_backend
 from adsrc.compiling import cache, cython_build
 from adsrc.frontend import intrinsics, sparse_matrices
 from adsrc.frontend.source import resolve_global
@@ -149,7 +151,8 @@ def _digest(fn, wrt, outputs, signature, backend, mode):
         return None
     digest = hashlib.sha256()
     for part in (dependencies, repr(wrt), repr(outputs), repr(signature), backend, mode,
-                 _generator_tag(), cache.toolchain_tag(cython_build.compile_flags())):
+                 _generator_tag(), cache.toolchain_tag(cython_build.compile_flags()),
+                 cython_backend.directives()):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:32]
