@@ -60,6 +60,25 @@ def _hvp(kernel, wrt, args, v):
     return adsrc.hvp(kernel, wrt=wrt)(*with_v)
 
 
+def _assert_equals_the_plain_loops(marked, plain, wrt, args, v):
+    """H v through the marked loop of ``marked`` is that of ``plain`` (the kernel without the
+    marker), to 1e-12 of its largest entry, which is not small."""
+    got = _hvp(marked, wrt, args, v)
+    want = _hvp(plain, wrt, args, v)
+    scale = float(np.max(np.abs(want)))
+    assert scale > 1e-3
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+
+
+def _csr_problem(m, seed):
+    """``(indptr, indices, data, x, b)``: a perturbed 2-D Poisson matrix of an m x m grid."""
+    rng = np.random.default_rng(seed)
+    indptr, indices, data = poisson2d_csr(m)
+    data = perturb_data(rng, indptr, indices, data)
+    n = len(indptr) - 1
+    return indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+
+
 @pytest.fixture
 def schedules_run(monkeypatch):
     """The (state arrays, ScheduleCounts) of every checkpoint schedule run."""
@@ -81,15 +100,11 @@ def schedules_run(monkeypatch):
                          + [("binomial", "u"), ("binomial", "beta")])
 def test_hvp_equals_that_of_the_plain_loop(schedule, wrt):
     args = _args()
-    v = _direction(args[WRT[wrt]], 11)
     before = copies(args)
-    got = _hvp(getattr(K, "heavy_ball_" + schedule), wrt, args, v)
+    _assert_equals_the_plain_loops(getattr(K, "heavy_ball_" + schedule), K.heavy_ball_plain,
+                                   wrt, args, _direction(args[WRT[wrt]], 11))
     for arg, was in zip(args, before):
         np.testing.assert_array_equal(arg, was)
-    want = _hvp(K.heavy_ball_plain, wrt, args, v)
-    scale = float(np.max(np.abs(want)))
-    assert scale > 1e-3
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
 
 
 @pytest.mark.parametrize("wrt", sorted(WRT))
@@ -161,36 +176,20 @@ def test_hessian_operator():
 
 
 def test_gauss_seidel_sweeps_with_the_matrix_values_active():
-    rng = np.random.default_rng(3)
-    indptr, indices, data = poisson2d_csr(3)
-    data = perturb_data(rng, indptr, indices, data)
-    n = len(indptr) - 1
-    args = (data, indices, indptr, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 5)
-    v = _direction(data, 17)
-    got = _hvp(loops.many_sweeps, "data", args, v)
-    want = _hvp(loops.many_sweeps_plain, "data", args, v)
-    scale = float(np.max(np.abs(want)))
-    assert scale > 1e-3
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+    indptr, indices, data, x, b = _csr_problem(3, 3)
+    _assert_equals_the_plain_loops(loops.many_sweeps, loops.many_sweeps_plain, "data",
+                                   (data, indices, indptr, b, x, 5), _direction(data, 17))
 
 
 @pytest.mark.parametrize("tol", (1e-3, 1e-14))
 def test_a_loop_run_until_a_test_holds(tol):
     """Its body ends with 'if rr <= tol * tol: break': the steps stop where the kernel's do,
     after 11 of at most 40 sweeps at 1e-3, at the 40th at 1e-14."""
-    rng = np.random.default_rng(6)
-    indptr, indices, data = poisson2d_csr(4)
-    data = perturb_data(rng, indptr, indices, data)
-    n = len(indptr) - 1
-    args = (indptr, indices, data, rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), tol, 40)
+    args = (*_csr_problem(4, 6), tol, 40)
     assert loops.sweeps_to_tolerance(*copies(args)) == ((40, "max_steps") if tol < 1e-6
                                                         else (11, "until"))
-    v = _direction(data, 18)
-    got = _hvp(loops.to_tolerance_binomial, "data", args, v)
-    want = _hvp(loops.to_tolerance_plain, "data", args, v)
-    scale = float(np.max(np.abs(want)))
-    assert scale > 1e-3
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+    _assert_equals_the_plain_loops(loops.to_tolerance_binomial, loops.to_tolerance_plain,
+                                   "data", args, _direction(args[2], 18))
 
 
 def test_a_kernel_that_returns_nothing_is_refused():
