@@ -9,10 +9,10 @@ evaluation runs on copies of the arguments, so the caller's arrays are left as t
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse
 
 from adsrc.api import Differentiable
 from adsrc.pipeline import RETURN_OUTPUT
+from adsrc.runtime.arguments import is_sparse
 
 
 @dataclass
@@ -32,18 +32,18 @@ class CheckReport:
 
 
 def _copy(args):
-    return [arg.copy() if isinstance(arg, np.ndarray) or scipy.sparse.issparse(arg) else arg
+    return [arg.copy() if isinstance(arg, np.ndarray) or is_sparse(arg) else arg
             for arg in args]
 
 
 def _values(arg):
     """What a derivative is taken with respect to: a sparse matrix's stored values."""
-    return arg.data if scipy.sparse.issparse(arg) else arg
+    return arg.data if is_sparse(arg) else arg
 
 
 def _moved(arg, delta, t):
     """``arg + t delta``, for a sparse matrix on its stored values."""
-    if scipy.sparse.issparse(arg):
+    if is_sparse(arg):
         moved = arg.copy()
         moved.data = moved.data + t * delta
         return moved

@@ -16,10 +16,10 @@ write it.
 
 import gast
 import numpy as np
-import scipy.sparse
 
 from adsrc.errors import ArgumentError, UnsupportedError
 from adsrc.frontend.derived import derived_kernel, kernel_source
+from adsrc.runtime.arguments import is_sparse
 
 _SPARSE = "_adsrc_scipy_sparse"      # the name the derived kernel's constructor call uses
 _PATTERN = {"csr": ("indices", "indptr"), "csc": ("indices", "indptr"), "coo": ("row", "col")}
@@ -31,7 +31,7 @@ def layouts(params, args):
     for param, value in zip(params, args):
         if isinstance(value, (np.ndarray, float, int)):
             continue            # the usual arguments, let through without asking SciPy
-        if scipy.sparse.issparse(value):
+        if is_sparse(value):
             if value.format not in _PATTERN:
                 raise ArgumentError(f"argument '{param}': adsrc takes CSR, CSC and COO sparse "
                                     f"matrices, got {value.format.upper()} (convert it with "
@@ -60,6 +60,8 @@ class MatrixKernel:
             if param in self.layouts:
                 raise ArgumentError(f"{name}: the sparse matrix '{param}' cannot be an output "
                                     "(a kernel cannot write a matrix)")
+        import scipy.sparse     # imported already: the arguments hold sparse matrices
+
         source = kernel_source(kernel.fn)
         self.inner = Differentiable(
             derived_kernel(source, self._derived_tree(source), {_SPARSE: scipy.sparse}),
@@ -127,7 +129,7 @@ class MatrixKernel:
             if direction is None:
                 continue
             matrix = values[param]
-            if not (scipy.sparse.issparse(direction) and direction.format == layout
+            if not (is_sparse(direction) and direction.format == layout
                     and direction.shape == matrix.shape and all(
                         np.array_equal(getattr(direction, part), getattr(matrix, part))
                         for part in _PATTERN[layout])):

@@ -90,7 +90,9 @@ _PROCESS = textwrap.dedent("""
     modules = [sys.modules[compiled.forward.__module__].__file__
                for compiled in f._compiled.values()]      # none for a checkpointed loop
     module = modules[0] if modules else None
-    print(json.dumps({"x_bar": x_bar.tolist(), "y": y.tolist(), "module": module, **counts}))
+    scipy = any(name.split(".")[0] == "scipy" for name in sys.modules)
+    print(json.dumps({"x_bar": x_bar.tolist(), "y": y.tolist(), "module": module, "scipy": scipy,
+                      **counts}))
 """)
 
 
@@ -145,6 +147,9 @@ def test_a_new_process_loads_by_the_source_key_without_the_pipeline(tmp_path):
     _check(again, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
     assert again["fence"] == 0 and again["builds"] == 0
     assert again["module"] == first["module"]
+    # a kernel that calls no SciPy function never imports SciPy (which takes about as long to
+    # import as adsrc): not when it is built, not when it is found by its key
+    assert not first["scipy"] and not again["scipy"]
 
 
 CHECKPOINTED_KERNEL = """

@@ -31,40 +31,59 @@ definition of the same name.
 """
 
 import copy
+import functools
+import sys
 from dataclasses import dataclass
 
 import gast
-import scipy.sparse
-import scipy.sparse.linalg
 
 from adsrc.frontend.intrinsics import matrix_vector
 from adsrc.rules import library
 from adsrc.rules import sparse as rules
 from adsrc.rules.library import RULES
 
-# id(constructor) -> the layout of its arrays
-_CONSTRUCTORS = {id(getattr(scipy.sparse, f"{layout}_{kind}")): layout
-                 for layout in ("csr", "csc", "coo") for kind in ("matrix", "array")
-                 if hasattr(scipy.sparse, f"{layout}_{kind}")}
 _CONVERSIONS = ("tocsr", "tocsc", "tocoo")
 # what is solved -> (function on CSR arrays, the same with A^T, function on COO triplets)
 _SOLVERS = {"direct": (rules.spsolve, rules.spsolve_transposed, rules.coo_spsolve),
             "cg": (rules.cg, rules.cg_transposed, rules.coo_cg),
             "gmres": (rules.gmres, rules.gmres_transposed, rules.coo_gmres)}
-_KRYLOV = {id(scipy.sparse.linalg.cg): "cg", id(scipy.sparse.linalg.gmres): "gmres"}
-_FACTORISATIONS = {id(scipy.sparse.linalg.splu): "splu",
-                   id(scipy.sparse.linalg.factorized): "factorized"}
-_SPSOLVE = id(scipy.sparse.linalg.spsolve)
 _DEFAULT_RTOL = 1e-5        # SciPy's default for cg and gmres
 _USES = ("A @ x, A.T @ x, spsolve(A, b), cg/gmres(A, b, rtol=...), splu(A), factorized(A) "
          "and A.tocsr()/.tocsc()/.tocoo()")
 
 
+@functools.lru_cache(maxsize=None)
+def _spellings():
+    """{id(function): (kind, name)} of SciPy's functions the fence rewrites: a "constructor"
+    (name: the layout of its arrays), a "krylov" solve ("cg", "gmres"), a "factorisation"
+    ("splu", "factorized") and "spsolve"."""
+    import scipy.sparse.linalg
+
+    sparse = scipy.sparse
+    table = {id(getattr(sparse, f"{layout}_{kind}")): ("constructor", layout)
+             for layout in ("csr", "csc", "coo") for kind in ("matrix", "array")
+             if hasattr(sparse, f"{layout}_{kind}")}
+    for kind, names in (("krylov", ("cg", "gmres")), ("factorisation", ("splu", "factorized")),
+                        ("spsolve", ("spsolve",))):
+        table.update({id(getattr(sparse.linalg, name)): (kind, name) for name in names})
+    return table
+
+
+def _spelled(value, kind):
+    """The name of the SciPy function ``value`` is if it is one of ``kind`` (see
+    :func:`_spellings`), else None.  SciPy is not imported for it: while no module has imported
+    ``scipy.sparse``, no value can be one of its functions."""
+    if "scipy.sparse" not in sys.modules:
+        return None
+    found = _spellings().get(id(value))
+    return found[1] if found is not None and found[0] == kind else None
+
+
 def recognised(value):
     """Whether the fence rewrites a global (a constructor or a function of SciPy's spelling):
     its meaning is then adsrc's, fixed by adsrc's own code."""
-    return any(id(value) in table for table in (_CONSTRUCTORS, _KRYLOV, _FACTORISATIONS)) \
-        or id(value) == _SPSOLVE
+    return any(_spelled(value, kind) is not None
+               for kind in ("constructor", "krylov", "factorisation", "spsolve"))
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,7 @@ class SparseMatrices:
         matrix = self._matrix(value)
         kind = None
         if matrix is None and isinstance(value, gast.Call):
-            kind = _FACTORISATIONS.get(id(self._called(value)))
+            kind = _spelled(self._called(value), "factorisation")
             if kind is not None:
                 if len(value.args) != 1 or value.keywords:
                     self._fail(value, f"write '{kind}(A)' with a sparse matrix A of the kernel")
@@ -146,7 +165,7 @@ class SparseMatrices:
             return self._matrix(node.func.value)
         if not isinstance(node, gast.Call):
             return None
-        layout = _CONSTRUCTORS.get(id(self._called(node)))
+        layout = _spelled(self._called(node), "constructor")
         return None if layout is None else self._constructed(node, layout)
 
     def _called(self, call):
@@ -230,12 +249,13 @@ class SparseMatrices:
         factorised = self._factorised_solve(call)
         if factorised is not None:
             return factorised
-        called = id(self.called_object(call))
-        if called in _KRYLOV:
-            self._fail(call, f"{_KRYLOV[called]} returns (x, info): write 'x, info = "
-                             f"{_KRYLOV[called]}(A, b, rtol=...)' or '{_KRYLOV[called]}(A, b, "
+        called = self.called_object(call)
+        krylov = _spelled(called, "krylov")
+        if krylov is not None:
+            self._fail(call, f"{krylov} returns (x, info): write 'x, info = "
+                             f"{krylov}(A, b, rtol=...)' or '{krylov}(A, b, "
                              "rtol=...)[0]'")
-        if called != _SPSOLVE:
+        if _spelled(called, "spsolve") is None:
             return None
         if len(call.args) != 2 or call.keywords:
             self._fail(call, "write 'spsolve(A, b)' with A a sparse matrix of the kernel")
@@ -268,7 +288,7 @@ class SparseMatrices:
         its solution, or None when ``call`` is neither."""
         if not isinstance(call, gast.Call):
             return None
-        method = _KRYLOV.get(id(self._called(call)))
+        method = _spelled(self._called(call), "krylov")
         if method is None:
             return None
         keywords = {keyword.arg: keyword.value for keyword in call.keywords}

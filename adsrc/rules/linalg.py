@@ -8,41 +8,47 @@ same factors.
 """
 
 import numpy as np
-import scipy.linalg
 
 from adsrc.errors import AdsrcError
 from adsrc.rules.library import rule, split
 
 
+def _linalg():
+    """``scipy.linalg``, imported by the first rule that runs: importing SciPy with adsrc would
+    make ``import adsrc`` take twice as long."""
+    import scipy.linalg
+    return scipy.linalg
+
+
 @rule(np.linalg.solve, returns="float64[:]")
 def solve_forward(A, b):
-    factors = scipy.linalg.lu_factor(A)
-    x = scipy.linalg.lu_solve(factors, b)
+    factors = _linalg().lu_factor(A)
+    x = _linalg().lu_solve(factors, b)
     return x, (factors, x)
 
 
 @solve_forward.backward
 def _solve_backward(saved, x_bar):
     factors, x = saved
-    lam = scipy.linalg.lu_solve(factors, x_bar, trans=1)
+    lam = _linalg().lu_solve(factors, x_bar, trans=1)
     return -np.outer(lam, x), lam
 
 
 @solve_forward.tangent
 def _solve_tangent(A, b, A_dot, b_dot):
-    factors = scipy.linalg.lu_factor(A)
-    x = scipy.linalg.lu_solve(factors, b)
-    return x, scipy.linalg.lu_solve(factors, b_dot - A_dot @ x)
+    factors = _linalg().lu_factor(A)
+    x = _linalg().lu_solve(factors, b)
+    return x, _linalg().lu_solve(factors, b_dot - A_dot @ x)
 
 
 @solve_forward.backward_tangent
 def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
     (A, b), (A_dot, b_dot) = args, dots
-    factors = scipy.linalg.lu_factor(A)
-    x = scipy.linalg.lu_solve(factors, b)
-    x_dot = scipy.linalg.lu_solve(factors, b_dot - A_dot @ x)
-    lam = scipy.linalg.lu_solve(factors, x_bar, trans=1)
-    lam_dot = scipy.linalg.lu_solve(factors, x_bar_dot - A_dot.T @ lam, trans=1)
+    factors = _linalg().lu_factor(A)
+    x = _linalg().lu_solve(factors, b)
+    x_dot = _linalg().lu_solve(factors, b_dot - A_dot @ x)
+    lam = _linalg().lu_solve(factors, x_bar, trans=1)
+    lam_dot = _linalg().lu_solve(factors, x_bar_dot - A_dot.T @ lam, trans=1)
     return (-np.outer(lam, x), lam), (-np.outer(lam_dot, x) - np.outer(lam, x_dot), lam_dot)
 
 
@@ -150,12 +156,12 @@ def _qr_copied(Q, R, Q_bar, R_bar):
 
 def _times_inverse_transpose(B, R):
     """B R^-T, by one triangular solve with the upper triangular R."""
-    return scipy.linalg.solve_triangular(R, B.T, lower=False).T
+    return _linalg().solve_triangular(R, B.T, lower=False).T
 
 
 def _qr_tangent(A, A_dot):
     Q, R = _qr(A)
-    A_dot_R_inv = scipy.linalg.solve_triangular(R, A_dot.T, trans=1, lower=False).T
+    A_dot_R_inv = _linalg().solve_triangular(R, A_dot.T, trans=1, lower=False).T
     X = Q.T @ A_dot_R_inv
     lower = np.tril(X, -1)
     upper_part = X - (lower - lower.T)

@@ -24,11 +24,16 @@ Functions named ``*_transposed`` solve with ``A^T``: SciPy's CSC arrays of A are
 import threading
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 
 from adsrc.errors import AdsrcError
 from adsrc.rules.library import rule
+
+
+def _scipy_sparse():
+    """``scipy.sparse`` with its ``linalg``, imported by the first rule that runs: importing
+    SciPy with adsrc would make ``import adsrc`` take twice as long."""
+    import scipy.sparse.linalg
+    return scipy.sparse
 
 
 class _Layout:
@@ -46,10 +51,10 @@ def _row_of_entry(indptr):
 
 
 _CSR = _Layout("CSR", lambda indices, indptr: (_row_of_entry(indptr), indices),
-               lambda data, indices, indptr, shape: scipy.sparse.csr_matrix(
+               lambda data, indices, indptr, shape: _scipy_sparse().csr_matrix(
                    (data, indices, indptr), shape=shape))
 _COO = _Layout("COO", lambda row, col: (row, col),
-               lambda data, row, col, shape: scipy.sparse.csr_matrix(
+               lambda data, row, col, shape: _scipy_sparse().csr_matrix(
                    (data, (row, col)), shape=shape))
 
 
@@ -153,9 +158,8 @@ class _Krylov:
     and let adsrc unroll it.
     """
 
-    def __init__(self, method):
-        self.method = method
-        self.label = method.__name__
+    def __init__(self, label):
+        self.label = label          # the name of SciPy's function in scipy.sparse.linalg
 
     @staticmethod
     def prepare(matrix, options):
@@ -167,15 +171,16 @@ class _Krylov:
         # CSR, whatever the layout or transposition: its products gather and are the fastest
         # (CSC's scatter takes ~1.5x as long), and one conversion costs about ten products
         operator = (matrix if trans == "N" else matrix.T).tocsr()
-        u, info = self.method(operator, rhs, rtol=rtol, atol=0.0, maxiter=20 * len(rhs))
+        method = getattr(_scipy_sparse().linalg, self.label)
+        u, info = method(operator, rhs, rtol=rtol, atol=0.0, maxiter=20 * len(rhs))
         if info != 0:
             raise AdsrcError(f"{label} did not reach the relative residual {rtol} "
                              f"(SciPy's info = {info})")
         return u
 
 
-_CG = _Krylov(scipy.sparse.linalg.cg)
-_GMRES = _Krylov(scipy.sparse.linalg.gmres)
+_CG = _Krylov("cg")
+_GMRES = _Krylov("gmres")
 
 _LATEST = threading.local()     # .factorisation: (CSC copy of the matrix, its SuperLU factors)
 
@@ -189,7 +194,7 @@ def _factorised(matrix):
     if latest is not None and _same_matrix(latest[0], csc):
         return latest[1]
     try:
-        factors = scipy.sparse.linalg.splu(csc)
+        factors = _scipy_sparse().linalg.splu(csc)
     except RuntimeError as error:          # SuperLU: "Factor is exactly singular"
         raise AdsrcError(f"spsolve: the matrix is singular ({error})") from None
     _LATEST.factorisation = (csc, factors)

@@ -6,10 +6,20 @@ writes, a non-contiguous array or bar for the compiled backend) raises
 :class:`~adsrc.errors.ArgumentError` and leaves every user array as it was.
 """
 
+import sys
+
 import numpy as np
 
 from adsrc.analyses.types import type_of_value, usual_types
 from adsrc.errors import ArgumentError
+
+
+def is_sparse(value):
+    """Whether ``value`` is a SciPy sparse matrix, without importing SciPy: none can exist while
+    ``scipy.sparse`` is not imported (adsrc imports SciPy only where a kernel or an argument
+    needs it: importing it takes about as long as importing adsrc without it)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
 
 
 def signature_of(kernel_name, params, args):

@@ -13,9 +13,9 @@ array it names; the reverse sweep restores the target's old value when the analy
 """
 
 import numpy as np
-import scipy.sparse
 
 from adsrc.errors import AdsrcError
+from adsrc.runtime.arguments import is_sparse
 from adsrc.rules import library
 
 
@@ -212,7 +212,7 @@ def _detach(saved, changing):
         if any(np.shares_memory(saved, array) for array in changing):
             return saved.copy()
         return saved
-    if scipy.sparse.issparse(saved):
+    if is_sparse(saved):
         parts = [getattr(saved, attr) for attr in ("data", "indices", "indptr", "row", "col")
                  if isinstance(getattr(saved, attr, None), np.ndarray)]
         if any(np.shares_memory(part, array) for part in parts for array in changing):
