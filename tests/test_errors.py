@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 import pytest
+import scipy.linalg
+from scipy.linalg import expm
 
 import adsrc
 
@@ -284,6 +286,16 @@ def user_axpy(x, y, alpha):
         y[i] += alpha * x[i]
 
 
+def scipy_function_by_name(x):
+    s = np.sum(expm(x))  # <-
+    return s
+
+
+def scipy_function_through_its_module(x):
+    s = np.sum(scipy.linalg.solve_triangular(x, x))  # <-
+    return s
+
+
 def unknown_library_function(x):
     s = np.linalg.det(x)  # <-
     return s
@@ -511,6 +523,12 @@ UNSUPPORTED = [
     (keyword_argument_user_call, "keyword", "user_axpy", _xy),
     (unknown_library_function, "no derivative rule for numpy.linalg.det", "np.linalg.det",
      _x),
+    # SciPy's Python functions are library code, not kernels whose source adsrc would read
+    (scipy_function_by_name, "no derivative rule for scipy.linalg._matfuncs.expm", "expm",
+     lambda: (np.eye(2),)),
+    (scipy_function_through_its_module, "no derivative rule for "
+     "scipy.linalg._basic.solve_triangular", "scipy.linalg.solve_triangular",
+     lambda: (np.eye(2),)),
     (unknown_builtin, "no derivative rule", "round", _x),
     (array_alias, "'z' is written in place (line", "z = x", _xy),
     (attribute_method, "no derivative rule for x.argmax", "x.argmax", _x),

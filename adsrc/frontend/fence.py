@@ -25,6 +25,9 @@ _BINOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gas
 _AUGOPS = (gast.Add, gast.Sub, gast.Mult, gast.Div, gast.Pow, gast.FloorDiv, gast.Mod)
 _UNARY = (gast.USub, gast.UAdd, gast.Not)
 _COMPARE = (gast.Eq, gast.NotEq, gast.Lt, gast.LtE, gast.Gt, gast.GtE)
+# packages whose Python functions (scipy.linalg.expm...) are library code, which adsrc
+# differentiates through derivative rules only, not by reading their source as a kernel's
+_LIBRARIES = ("numpy", "scipy")
 
 
 class Fence(gast.NodeTransformer):
@@ -631,7 +634,10 @@ class Fence(gast.NodeTransformer):
         if target is None or library.lookup(target) is not None:
             return None
         target = getattr(target, "__wrapped_kernel__", target)
-        return target if isinstance(target, types.FunctionType) else None
+        if not isinstance(target, types.FunctionType) \
+                or target.__module__.split(".")[0] in _LIBRARIES:
+            return None
+        return target
 
     def _called_by_name(self, call, target):
         """``call`` of the user function ``target``, by a name (:class:`Fence`)."""
