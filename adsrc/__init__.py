@@ -20,7 +20,8 @@ __all__ = [
 ]
 
 # Hessian-vector products are imported at their first use: their operator is a SciPy
-# LinearOperator, and importing SciPy takes about as long as importing adsrc without it
+# LinearOperator, and importing SciPy takes longer than importing adsrc without it
+# (benchmarks/OVERHEAD.md)
 _IMPORTED_ON_USE = {"HessianOperator": "adsrc.hessians", "hessian_operator": "adsrc.hessians",
                     "hvp": "adsrc.hessians"}
 

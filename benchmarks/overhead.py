@@ -22,12 +22,20 @@ For each kernel and grid, in the same process and timed in turn round after roun
 
 and the same for the primal (the compiled primal directly, ``f.primal(...)``, Numba's primal).
 *layer* = f.adjoint − sweeps (f.primal − compiled primal): the time per call spent in Python.
+
+Once per process, before any call: ``import adsrc``, timed in new processes (adsrc's modules
+compiled to bytecode first, as an installed package has them), and the import of SciPy's sparse
+linear algebra after it, which adsrc makes only when a kernel or an argument uses SciPy.
 """
 
 import argparse
 import datetime
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,6 +46,35 @@ import run  # noqa: E402
 from peers import Case, hand  # noqa: E402
 
 CALLS = 200         # calls per timed run: a run of 200 tiny calls is well above the timer's grain
+IMPORTS = 7         # new processes timing the imports
+
+_IMPORT_PROBE = """
+import json, sys, time
+start = time.perf_counter()
+import adsrc
+adsrc_seconds = time.perf_counter() - start
+scipy_before = any(name.split(".")[0] == "scipy" for name in sys.modules)
+start = time.perf_counter()
+import scipy.sparse.linalg
+print(json.dumps([adsrc_seconds, time.perf_counter() - start, scipy_before]))
+"""
+
+
+def import_times():
+    """``(import adsrc, import scipy.sparse.linalg after it, whether the first imported SciPy)``
+    in each of ``IMPORTS`` new processes: of the adsrc this process imports, from a directory
+    where no other adsrc can shadow it."""
+    import adsrc
+
+    run.compile_adsrc_bytecode()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(adsrc.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    times = []
+    for _ in range(IMPORTS):
+        done = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True,
+                              text=True, check=True, cwd=tempfile.gettempdir(), env=env)
+        times.append(json.loads(done.stdout.splitlines()[-1]))
+    return times
 
 
 def batch(case, calls=CALLS):
@@ -97,7 +134,7 @@ def measure(m, names, budget, numba_peer):
     return rows
 
 
-def write_results(path, options, rows, versions, seconds):
+def write_results(path, options, rows, versions, seconds, imports):
     def cell(row, key):
         return f"{row[key]:.1f}" if key in row else "-"
 
@@ -128,6 +165,15 @@ def write_results(path, options, rows, versions, seconds):
             f"{cell(row, 'f.primal')} | {row['f.primal'] - row['primal']:.1f} | "
             f"{cell(row, 'numba primal')} | {cell(row, 'sweeps')} | {cell(row, 'f.adjoint')} | "
             f"{row['f.adjoint'] - row['sweeps']:.1f} | {cell(row, 'numba adjoint')} |")
+    adsrc_times = sorted(seconds for seconds, _, _ in imports)
+    scipy_times = sorted(seconds for _, seconds, _ in imports)
+    lines += ["", f"Imports, in {len(imports)} new processes (adsrc's modules compiled to "
+              f"bytecode): `import adsrc` {statistics.median(adsrc_times):.3f} s (median; "
+              f"{adsrc_times[0]:.3f}-{adsrc_times[-1]:.3f} s), importing SciPy "
+              f"{'in some' if any(before for _, _, before in imports) else 'in none'} of them; "
+              f"`import scipy.sparse.linalg` after it {statistics.median(scipy_times):.3f} s "
+              f"({scipy_times[0]:.3f}-{scipy_times[-1]:.3f} s), which adsrc makes at the first "
+              "kernel or argument that uses SciPy."]
     with open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -154,7 +200,9 @@ def main(argv=None):
     started = time.perf_counter()
     rows = [row for m in options.sizes
             for row in measure(m, options.kernels, options.budget, numba_peer)]
-    write_results(options.output, options, rows, versions, time.perf_counter() - started)
+    imports = import_times()
+    write_results(options.output, options, rows, versions, time.perf_counter() - started,
+                  imports)
     print(f"wrote {options.output}")
 
 

@@ -14,8 +14,8 @@ from adsrc.rules.library import rule, split
 
 
 def _linalg():
-    """``scipy.linalg``, imported by the first rule that runs: importing SciPy with adsrc would
-    make ``import adsrc`` take twice as long."""
+    """``scipy.linalg``, imported by the first rule that runs, not with adsrc, whose import it
+    would more than double (benchmarks/OVERHEAD.md)."""
     import scipy.linalg
     return scipy.linalg
 

@@ -30,8 +30,8 @@ from adsrc.rules.library import rule
 
 
 def _scipy_sparse():
-    """``scipy.sparse`` with its ``linalg``, imported by the first rule that runs: importing
-    SciPy with adsrc would make ``import adsrc`` take twice as long."""
+    """``scipy.sparse`` with its ``linalg``, imported by the first rule that runs, not with
+    adsrc, whose import it would more than double (benchmarks/OVERHEAD.md)."""
     import scipy.sparse.linalg
     return scipy.sparse
 
