@@ -70,10 +70,10 @@ _PROCESS = textwrap.dedent("""
             return function(*args, **kwargs)
         return counted
 
-    def counted_build(directory, extensions, shared):
+    def counted_build(directory, extensions, shared, **options):
         # kernel modules only (not the shared utility and runtime modules, built once per cache)
         counts["builds"] += extensions[0].name.startswith("adsrc_")
-        return build(directory, extensions, shared)
+        return build(directory, extensions, shared, **options)
 
     Fence.run = counting("fence", Fence.run)
     Generator.module = counting("generated", Generator.module)

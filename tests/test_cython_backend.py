@@ -478,9 +478,9 @@ _RACER = textwrap.dedent("""
     go = sys.argv[1]
     built = []                 # the modules this process compiles
     build = cython_build._build
-    def counted(directory, extensions, shared):
+    def counted(directory, extensions, shared, **options):
         built.extend(extension.name for extension in extensions)
-        return build(directory, extensions, shared)
+        return build(directory, extensions, shared, **options)
     cython_build._build = counted
     indptr, indices, data = poisson2d_csr(4, np.int32)
     n = len(indptr) - 1

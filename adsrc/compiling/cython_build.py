@@ -5,7 +5,9 @@ the cache; the finished ``.so`` is renamed into the cache.  All modules share on
 module (Cython >= 3.1), built once per toolchain, so a kernel compiles in well under a second
 instead of several; and all cimport their tape from adsrc's runtime module, built once the same
 way: the tape (:mod:`adsrc.runtime.compiled_tape`) and the check a compiled call makes of its
-arrays (:mod:`adsrc.runtime.compiled_call_check`).  A failed build raises
+arrays (:mod:`adsrc.runtime.compiled_call_check`).  A generated module's Cython glue (argument
+parsing, module initialisation) is compiled with less optimisation than its kernels
+(:mod:`adsrc.compiling.glue`), which nearly halves the C compiler's time.  A failed build raises
 :class:`~adsrc.errors.AdsrcError` naming the user's kernel file and line when the failure can be
 traced to a generated line.
 
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import threading
 
-from adsrc.compiling import cache
+from adsrc.compiling import cache, glue
 from adsrc.errors import AdsrcError
 from adsrc.runtime import compiled_call_check, compiled_tape
 
@@ -63,6 +65,12 @@ def compile_flags():
     rebuilding under several ``-falign-loops`` values measures that spread
     (``benchmarks/layout.py``)."""
     return FLAGS + shlex.split(os.environ.get(FLAGS_VARIABLE, ""))
+
+
+def keyed_flags():
+    """The flags as a generated module's cache key sees them: the C compiler's, and how the
+    module's glue is compiled (:mod:`adsrc.compiling.glue`)."""
+    return compile_flags() + [glue.RECIPE]
 
 
 def _shared_name():
@@ -132,7 +140,9 @@ def _redirected_output():
             text.write(sink.read())
 
 
-def _build(directory, extensions, shared):
+def _build(directory, extensions, shared, lighter_glue=False):
+    """Cythonize and compile ``extensions`` in ``directory``; ``lighter_glue``: compile their
+    Cython glue with less optimisation (generated modules, not the support modules)."""
     from Cython.Build import cythonize
     from setuptools import Distribution
     from setuptools.command.build_ext import build_ext
@@ -141,6 +151,10 @@ def _build(directory, extensions, shared):
         try:
             modules = cythonize(extensions, quiet=True, force=True,
                                 shared_utility_qualified_name=shared, build_dir=directory)
+            if lighter_glue:
+                for module in modules:
+                    for path in module.sources:
+                        _rewrite(path, glue.lighter_glue)
             distribution = Distribution({"ext_modules": modules})
             command = build_ext(distribution)
             command.build_lib = directory
@@ -224,6 +238,12 @@ def _imported_or_built(directory, name, build):
     return module
 
 
+def _rewrite(path, change):
+    with open(path) as handle:
+        text = handle.read()
+    _write(path, change(text))
+
+
 def _write(path, text):
     with open(path, "w") as handle:
         handle.write(text)
@@ -245,12 +265,11 @@ def load(source, name_hint, line_map=None):
     """Compile (or find in the cache) a generated ``.pyx`` source and import it."""
     directory = cache.cache_dir()
     shared = _ensure_support(directory)
-    flags = compile_flags()
-    name = f"adsrc_{name_hint}_{cache.key(source, flags)}"
+    name = f"adsrc_{name_hint}_{cache.key(source, keyed_flags())}"
     with _BUILD_LOCK:           # a second thread wanting the same module waits and imports it
         if name in sys.modules:
             return sys.modules[name]
-        return _find_or_build(directory, name, source, shared, line_map, flags)
+        return _find_or_build(directory, name, source, shared, line_map, compile_flags())
 
 
 def load_built(name):
@@ -274,7 +293,8 @@ def _find_or_build(directory, name, source, shared, line_map, flags):
         # the runtime module's declarations (the tape's), beside the .pyx that cimports them
         _write(os.path.join(work, runtime_module_name() + ".pxd"), _runtime_sources()[".pxd"])
         try:
-            _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared)
+            _build(work, [Extension(name, [pyx], extra_compile_args=flags)], shared,
+                   lighter_glue=True)
         except _BuildFailed as exc:
             raise AdsrcError(_located(str(exc), line_map)) from None
         cache.publish(pyx, os.path.join(directory, name + ".pyx"))     # for reading

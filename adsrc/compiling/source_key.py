@@ -151,7 +151,7 @@ def _digest(fn, wrt, outputs, signature, backend, mode):
         return None
     digest = hashlib.sha256()
     for part in (dependencies, repr(wrt), repr(outputs), repr(signature), backend, mode,
-                 _generator_tag(), cache.toolchain_tag(cython_build.compile_flags()),
+                 _generator_tag(), cache.toolchain_tag(cython_build.keyed_flags()),
                  cython_backend.directives()):
         digest.update(part.encode())
         digest.update(b"\0")
