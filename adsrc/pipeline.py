@@ -30,6 +30,7 @@ from adsrc.compiling import cython_build
 from adsrc.errors import ArgumentError, SignatureError
 from adsrc.frontend.derived import kernel_source
 from adsrc.frontend.fence import Fence
+from adsrc.frontend.quoting import with_quoted_lines
 from adsrc.frontend.source import KernelSource
 from adsrc.naming import Namer
 from adsrc.normalize.control import StructureJumps
@@ -363,29 +364,31 @@ class Generator:
 
 
 def primal_function(spec):
-    """The normalised kernel as a function, its calls sent to the callees' primals."""
+    """The normalised kernel as a function, its calls sent to the callees' primals, each
+    statement's code after a comment quoting the user's line."""
     tree = copy.deepcopy(spec.tree)
     for original, stmt in zip(walk_statements(spec.tree.body), walk_statements(tree.body)):
         call = user_call(stmt, spec.user_functions)
         if call is not None:
             call.func = gast.Name(spec.callee(original).primal_name, gast.Load(), None, None)
-    tree.body = _rule_primals(tree.body)
+    tree.body = _primal_statements(tree.body, spec.source)
     tree.name = spec.primal_name
     return tree
 
 
-def _rule_primals(stmts):
-    """``stmts`` with array-valued rule calls written as ``_rules.f.into(u, ...)``."""
-    out = []
+def _primal_statements(stmts, source):
+    """``stmts`` with array-valued rule calls written as ``_rules.f.into(u, ...)``, and the
+    user's lines quoted."""
+    blocks = []
     for stmt in stmts:
         if rule_call(stmt) is not None:
-            out += rule_calls.primal(stmt)
+            blocks.append((source.quoted_line(stmt), rule_calls.primal(stmt)))
             continue
         for field in ("body", "orelse"):
             if getattr(stmt, field, None):
-                setattr(stmt, field, _rule_primals(getattr(stmt, field)))
-        out.append(stmt)
-    return out
+                setattr(stmt, field, _primal_statements(getattr(stmt, field), source))
+        blocks.append((source.quoted_line(stmt), [stmt]))
+    return with_quoted_lines(blocks)
 
 
 def _origin(entry, what, backend, display_path):

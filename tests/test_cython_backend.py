@@ -7,6 +7,7 @@ session's compiled modules go to the private cache set up in conftest.py.
 """
 
 import array
+import inspect
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import adsrc
 from adsrc.compiling import cache as compile_cache
 from adsrc.compiling.cache import ENVIRONMENT_VARIABLE, cache_dir, extension_suffix
 from adsrc.compiling.cython_build import FLAGS, buffers_ok, compile_flags, runtime_module_name
-from adsrc.kernels import gauss_seidel, spmv
+from adsrc.kernels import gauss_seidel, solvers, spmv
 from corpus.hand_adjoints import CASES, CASES_BY_NAME
 from corpus.kernels import jacobi2d
 from corpus.problems import poisson2d_csr
@@ -247,6 +248,44 @@ def test_source_in_either_language():
     assert "cdef " in cy and "gauss_seidel__primal" in cy and "with nogil:" in cy
     assert "cdef " not in py and "def gauss_seidel__rev(" in py
     assert f.source("adjoint", args=args) == py           # this object's backend
+
+
+def _function_text(source, header):
+    """The lines of the generated function whose first line starts with ``header``."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i] and not lines[i][0].isspace()), len(lines))
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("kernel", [solvers.jacobi_damped, solvers.gauss_seidel],
+                         ids=["jacobi_damped", "gauss_seidel"])
+def test_the_forward_sweep_and_the_compiled_primal_quote_every_statement(kernel):
+    """Each statement of the kernel, a loop's header included, is quoted above its code in the
+    forward sweep (both backends) and in the Cython module's primal, in the kernel's order, as
+    in the reverse sweep: the code reads beside the kernel, and errors are traced back to its
+    lines."""
+    lines, first = inspect.getsourcelines(kernel)
+    docstring_end = next(i for i, line in enumerate(lines) if i > 1 and '"""' in line)
+    statements = {first + i: line.strip() for i, line in enumerate(lines)
+                  if i > docstring_end and line.strip() not in ("", "else:")}
+    f = adsrc.differentiate(kernel, wrt=("data", "b"), outputs=("x",))
+    csr, vector = poisson2d_csr(4, np.int32), np.ones(16)
+    args = (*csr, vector, vector, vector, 0.5, 2) if kernel is solvers.jacobi_damped \
+        else (*csr, vector, vector, 2)
+    name = kernel.__name__
+    functions = [_function_text(f.source("adjoint", args=args, backend="python"),
+                                f"def {name}__fwd("),
+                 _function_text(f.source("adjoint", args=args, backend="cython"),
+                                f"cdef int {name}__fwd_c("),
+                 _function_text(f.source("adjoint", args=args, backend="cython"),
+                                f"cdef int {name}__primal_c(")]
+    for text in functions:
+        quoted = re.findall(r"# line (\d+): (.*)$", text, flags=re.M)
+        assert {int(number): statement for number, statement in quoted} == statements
+        numbers = [int(number) for number, _ in quoted]
+        assert numbers == sorted(numbers), "the forward sweep and the primal keep the order"
 
 
 def test_backend_environment_variable(monkeypatch):

@@ -83,6 +83,26 @@ def is_comment(stmt):
             and isinstance(stmt.value.value, str) and stmt.value.value.startswith(COMMENT_MARK))
 
 
+def has_code(stmts):
+    """Whether ``stmts`` hold a statement that is not a comment."""
+    return any(not is_comment(stmt) for stmt in stmts)
+
+
+def with_quoted_lines(blocks):
+    """The statements of ``blocks``, pairs (the user's line as quoted, the statements generated
+    for it), each block after a comment quoting its line: once for consecutive blocks of one
+    line, and none for a block without code.  The generated code then reads beside the kernel,
+    and an error raised in it (a failed build, an index outside its array) is traced back to
+    the user's line (:func:`adsrc.backends.cython.quoted_lines`)."""
+    out, quoted = [], None
+    for line, block in blocks:
+        if line != quoted and has_code(block):
+            out.append(comment(line))
+            quoted = line
+        out.extend(block)
+    return out
+
+
 def unparse(node):
     """Source text of an expression, a statement or a list of statements.  (gast_to_ast builds
     new nodes, sharing only the immutable leaves, so ``node`` needs no copy.)"""

@@ -72,6 +72,11 @@ class KernelSource:
             return self.lines[index].strip()
         return ""
 
+    def quoted_line(self, node):
+        """``line N: <the line>``, which the generated code carries as a comment above the code
+        of the statement ``node`` (:func:`adsrc.frontend.quoting.with_quoted_lines`)."""
+        return f"line {self.location(node)[1]}: {self.source_line(node)}"
+
     def error(self, node, message):
         """An :class:`UnsupportedError` located at ``node``."""
         filename, line, col = self.location(node)

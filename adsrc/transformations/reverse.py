@@ -24,8 +24,8 @@ import gast
 from adsrc.analyses.effects import names_read, rule_call, target_root, user_call
 from adsrc.analyses.needs import RESULT
 from adsrc.analyses.snapshots import literal_step
-from adsrc.frontend.quoting import (comment, const, int_literal, is_comment, name, quote,
-                                    quote_expr, same)
+from adsrc.frontend.quoting import (comment, const, has_code, int_literal, name, quote,
+                                    quote_expr, same, with_quoted_lines)
 from adsrc.normalize.control import contains_break
 from adsrc.rules import elementary
 from adsrc.rules.library import RULES
@@ -78,10 +78,6 @@ class ReverseMode:
 
     def _pop(self, target, kind):
         return quote(f"T = {TAPE}.pop_{kind}()", T=target)[0]
-
-    def _line(self, node):
-        _, line, _ = self.source.location(node)
-        return f"line {line}: {self.source.source_line(node)}"
 
     def _is_active_leaf(self, leaf):
         return target_root(leaf) in self.active
@@ -167,10 +163,8 @@ class ReverseMode:
     # forward sweep ------------------------------------------------------------------------------
 
     def forward(self, stmts):
-        out = []
-        for stmt in stmts:
-            out.extend(self._forward_statement(stmt))
-        return out
+        return with_quoted_lines((self.source.quoted_line(stmt),
+                                  self._forward_statement(stmt)) for stmt in stmts)
 
     def _forward_statement(self, stmt):
         if rule_call(stmt) is not None:
@@ -275,7 +269,7 @@ class ReverseMode:
         for stmt in reversed(stmts):
             block = self._reverse_statement(stmt)
             if block and not isinstance(stmt, (gast.For, gast.While, gast.If)):
-                block = [comment(self._line(stmt))] + block
+                block = [comment(self.source.quoted_line(stmt))] + block
             out.extend(block)
         return out
 
@@ -301,8 +295,8 @@ class ReverseMode:
             loop = gast.For(target=name(counter, store=True),
                             iter=quote_expr(f"range({temps['trips']})"),
                             body=body or [gast.Pass()], orelse=[], type_comment=None)
-            return [comment(self._line(stmt))] + quote(f"{temps['trips']} = {TAPE}.pop_int()") \
-                + [loop]
+            return [comment(self.source.quoted_line(stmt))] \
+                + quote(f"{temps['trips']} = {TAPE}.pop_int()") + [loop]
         if isinstance(stmt, gast.If):
             body, orelse = self.reverse(stmt.body), self.reverse(stmt.orelse)
             if id(stmt) in self.recompute.recompute_control:
@@ -312,8 +306,8 @@ class ReverseMode:
             else:
                 test = quote_expr(f"{TAPE}.pop_int()")
                 if not body and not orelse:
-                    return [comment(self._line(stmt)), gast.Expr(value=test)]
-            return [comment(self._line(stmt)),
+                    return [comment(self.source.quoted_line(stmt)), gast.Expr(value=test)]
+            return [comment(self.source.quoted_line(stmt)),
                     gast.If(test=test, body=body or [gast.Pass()], orelse=orelse)]
         return []
 
@@ -405,7 +399,7 @@ class ReverseMode:
 
     def _reverse_for(self, stmt):
         temps = self._temps(stmt)
-        out = [comment(self._line(stmt))]
+        out = [comment(self.source.quoted_line(stmt))]
         for array in reversed(self._snapshotted(stmt)):
             keep, saved = self._snapshot(stmt, array)
             out += quote(f"S = {TAPE}.pop_int()", S=saved)
@@ -428,7 +422,7 @@ class ReverseMode:
                    if self._reads_copy_in_place(stmt, array, body)]
         for array in rebound:
             body = _without_restores(body, self._snapshot(stmt, array)[1])
-        if _has_code(body) or not rebound:      # a loop that only restored: gone with them
+        if has_code(body) or not rebound:      # a loop that only restored: gone with them
             loop = gast.For(target=name(stmt.target.id, store=True),
                             iter=gast.Call(func=name("reversed"), args=[iterable], keywords=[]),
                             body=body or [gast.Pass()], orelse=[], type_comment=None)
@@ -465,7 +459,7 @@ class ReverseMode:
         """The reverse of one iteration: the recomputation slice, then the adjoint statements."""
         body = self.reverse(loop.body)
         names = self.recompute.slices.get(id(loop))
-        if names and any(not is_comment(stmt) for stmt in body):
+        if names and has_code(body):
             body = [comment("recompute " + ", ".join(sorted(names)))] \
                 + _slice(loop.body, names) + body
         return body
@@ -486,8 +480,8 @@ def _without_restores(stmts, saved):
         for field in ("body", "orelse"):
             if getattr(stmt, field, None):
                 setattr(stmt, field, _without_restores(getattr(stmt, field), saved))
-        if isinstance(stmt, gast.If) and not _has_code(stmt.body):
-            if isinstance(stmt.test, gast.Name) and _has_code(stmt.orelse):
+        if isinstance(stmt, gast.If) and not has_code(stmt.body):
+            if isinstance(stmt.test, gast.Name) and has_code(stmt.orelse):
                 stmt = gast.If(test=gast.UnaryOp(gast.Not(), stmt.test), body=stmt.orelse,
                                orelse=[])
             else:                               # its test may pop the tape: it stays
@@ -521,10 +515,6 @@ def _may_write_arguments(call):
     while isinstance(func, gast.Attribute):
         func = func.value
     return isinstance(func, gast.Name) and func.id == RULES
-
-
-def _has_code(stmts):
-    return any(not is_comment(stmt) for stmt in stmts)
 
 
 def _slice(stmts, names):

@@ -85,10 +85,6 @@ class TangentMode:
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
-    def _line(self, node):
-        _, line, _ = self.source.location(node)
-        return f"line {line}: {self.source.source_line(node)}"
-
     def statements(self, stmts):
         out = []
         for stmt in stmts:
@@ -97,7 +93,7 @@ class TangentMode:
 
     def _statement(self, stmt):
         if rule_call(stmt) is not None:
-            return [comment(self._line(stmt))] \
+            return [comment(self.source.quoted_line(stmt))] \
                 + rule_calls.tangent(self.spec, stmt, self.spec.namer, SUFFIX)
         if isinstance(stmt, (gast.Assign, gast.Expr)) \
                 and user_call(stmt, self.spec.user_functions) is not None:
@@ -132,7 +128,7 @@ class TangentMode:
                                     name(RESULT) if uses_result else None)
         set_tangent = gast.Assign(targets=[dot(target, store=True)], value=tangent_of(found),
                                   type_comment=None)
-        out = [comment(self._line(stmt))]
+        out = [comment(self.source.quoted_line(stmt))]
         if uses_result:
             # the partials read the new value: compute it first, store it last
             return out + quote(f"{RESULT} = V", V=copy.deepcopy(value)) + [set_tangent] \
@@ -147,7 +143,7 @@ class TangentMode:
         dots = [name(call.args[callee.params.index(param)].id + SUFFIX)
                 for param in callee.dot_params]
         tan_call = gast.Call(func=name(callee.tan_name), args=args + dots, keywords=[])
-        out = [comment(self._line(stmt))]
+        out = [comment(self.source.quoted_line(stmt))]
         if isinstance(stmt, gast.Expr):
             return out + [gast.Expr(value=tan_call)]
         target = stmt.targets[0].id

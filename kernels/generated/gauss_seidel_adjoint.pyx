@@ -187,18 +187,29 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int gauss_seidel__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
     cdef Py_ssize_t i, j, k, n, s
     cdef double acc, diag
+    # line 62: n = len(b)
     n = b.shape[0]
+    # line 63: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 64: for i in range(n):
             for i in range(n):
+                # line 65: acc = b[i]
                 acc = b[i]
+                # line 66: diag = 0.0
                 diag = 0.0
+                # line 67: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 68: j = indices[k]
                     j = indices[k]
+                    # line 69: if j == i:
                     if j == i:
+                        # line 70: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 72: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 73: x[i] = acc / diag
                 x[i] = acc / diag
     return 0
 
@@ -207,22 +218,33 @@ cdef int gauss_seidel__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indic
     cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
+    # line 62: n = len(b)
     n = b.shape[0]
+    # line 63: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 64: for i in range(n):
             _keep0 = 2 * n >= x.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n):
+                # line 65: acc = b[i]
                 acc = b[i]
+                # line 66: diag = 0.0
                 diag = 0.0
+                # line 67: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 68: j = indices[k]
                     j = indices[k]
+                    # line 69: if j == i:
                     if j == i:
+                        # line 70: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 72: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 73: x[i] = acc / diag
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag

@@ -187,18 +187,29 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int gauss_seidel_backward__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
     cdef Py_ssize_t i, j, k, n, s
     cdef double acc, diag
+    # line 78: n = len(b)
     n = b.shape[0]
+    # line 79: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 80: for i in range(n - 1, -1, -1):
             for i in range(n - 1, -1, -1):
+                # line 81: acc = b[i]
                 acc = b[i]
+                # line 82: diag = 0.0
                 diag = 0.0
+                # line 83: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 84: j = indices[k]
                     j = indices[k]
+                    # line 85: if j == i:
                     if j == i:
+                        # line 86: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 88: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 89: x[i] = acc / diag
                 x[i] = acc / diag
     return 0
 
@@ -207,22 +218,33 @@ cdef int gauss_seidel_backward__fwd_c(const int32_t[::1] indptr, const int32_t[:
     cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
+    # line 78: n = len(b)
     n = b.shape[0]
+    # line 79: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 80: for i in range(n - 1, -1, -1):
             _keep0 = 2 * (n - 1 + 1) >= x.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n - 1, -1, -1):
+                # line 81: acc = b[i]
                 acc = b[i]
+                # line 82: diag = 0.0
                 diag = 0.0
+                # line 83: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 84: j = indices[k]
                     j = indices[k]
+                    # line 85: if j == i:
                     if j == i:
+                        # line 86: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 88: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 89: x[i] = acc / diag
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag

@@ -186,8 +186,11 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 
 cdef int gauss_seidel_symmetric__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
     cdef Py_ssize_t s
+    # line 95: for s in range(sweeps):
     for s in range(sweeps):
+        # line 96: gauss_seidel(indptr, indices, data, x, b, 1)
         gauss_seidel__primal_c(indptr, indices, data, x, b, 1)
+        # line 97: gauss_seidel_backward(indptr, indices, data, x, b, 1)
         gauss_seidel_backward__primal_c(indptr, indices, data, x, b, 1)
     return 0
 
@@ -195,8 +198,11 @@ cdef int gauss_seidel_symmetric__primal_c(const int32_t[::1] indptr, const int32
 cdef int gauss_seidel_symmetric__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps, Tape _tape):
     cdef Py_ssize_t s
     cdef TapeData* _tp = &_tape.data
+    # line 95: for s in range(sweeps):
     for s in range(sweeps):
+        # line 96: gauss_seidel(indptr, indices, data, x, b, 1)
         gauss_seidel__fwd_c(indptr, indices, data, x, b, 1, _tape)
+        # line 97: gauss_seidel_backward(indptr, indices, data, x, b, 1)
         gauss_seidel_backward__fwd_c(indptr, indices, data, x, b, 1, _tape)
     return 0
 
@@ -232,18 +238,29 @@ def gauss_seidel_symmetric__rev(const int32_t[::1] indptr, const int32_t[::1] in
 cdef int gauss_seidel__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
     cdef Py_ssize_t i, j, k, n, s
     cdef double acc, diag
+    # line 62: n = len(b)
     n = b.shape[0]
+    # line 63: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 64: for i in range(n):
             for i in range(n):
+                # line 65: acc = b[i]
                 acc = b[i]
+                # line 66: diag = 0.0
                 diag = 0.0
+                # line 67: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 68: j = indices[k]
                     j = indices[k]
+                    # line 69: if j == i:
                     if j == i:
+                        # line 70: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 72: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 73: x[i] = acc / diag
                 x[i] = acc / diag
     return 0
 
@@ -252,22 +269,33 @@ cdef int gauss_seidel__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indic
     cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
+    # line 62: n = len(b)
     n = b.shape[0]
+    # line 63: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 64: for i in range(n):
             _keep0 = 2 * n >= x.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n):
+                # line 65: acc = b[i]
                 acc = b[i]
+                # line 66: diag = 0.0
                 diag = 0.0
+                # line 67: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 68: j = indices[k]
                     j = indices[k]
+                    # line 69: if j == i:
                     if j == i:
+                        # line 70: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 72: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 73: x[i] = acc / diag
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag
@@ -335,18 +363,29 @@ cdef int gauss_seidel__rev_c(const int32_t[::1] indptr, const int32_t[::1] indic
 cdef int gauss_seidel_backward__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, Py_ssize_t sweeps):
     cdef Py_ssize_t i, j, k, n, s
     cdef double acc, diag
+    # line 78: n = len(b)
     n = b.shape[0]
+    # line 79: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 80: for i in range(n - 1, -1, -1):
             for i in range(n - 1, -1, -1):
+                # line 81: acc = b[i]
                 acc = b[i]
+                # line 82: diag = 0.0
                 diag = 0.0
+                # line 83: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 84: j = indices[k]
                     j = indices[k]
+                    # line 85: if j == i:
                     if j == i:
+                        # line 86: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 88: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 89: x[i] = acc / diag
                 x[i] = acc / diag
     return 0
 
@@ -355,22 +394,33 @@ cdef int gauss_seidel_backward__fwd_c(const int32_t[::1] indptr, const int32_t[:
     cdef Py_ssize_t _keep0, _saved0, i, j, k, n, s
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
+    # line 78: n = len(b)
     n = b.shape[0]
+    # line 79: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 80: for i in range(n - 1, -1, -1):
             _keep0 = 2 * (n - 1 + 1) >= x.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n - 1, -1, -1):
+                # line 81: acc = b[i]
                 acc = b[i]
+                # line 82: diag = 0.0
                 diag = 0.0
+                # line 83: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 84: j = indices[k]
                     j = indices[k]
+                    # line 85: if j == i:
                     if j == i:
+                        # line 86: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 88: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 89: x[i] = acc / diag
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = acc / diag

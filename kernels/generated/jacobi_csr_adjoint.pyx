@@ -193,23 +193,37 @@ cdef int jacobi_csr__primal_c(const int32_t[::1] indptr, const int32_t[::1] indi
     cdef Py_ssize_t _i0, i, it, j, k, n
     cdef double acc, diag
     cdef double[::1] xold
+    # line 38: n = len(b)
     n = b.shape[0]
+    # line 39: xold = np.zeros(n)
     xold = np.zeros(n)
+    # line 40: for it in range(iters):
     with nogil:
         for it in range(iters):
+            # line 41: xold[:] = x
             if not (x.shape[0] == xold.shape[0]):
                 _failed_assertion(b'solvers.py:41: operands of different shapes in an element-wise statement')
             for _i0 in range(xold.shape[0]):
+                # line 41: xold[:] = x
                 xold[_i0] = x[_i0]
+            # line 42: for i in range(n):
             for i in range(n):
+                # line 43: acc = b[i]
                 acc = b[i]
+                # line 44: diag = 0.0
                 diag = 0.0
+                # line 45: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 46: j = indices[k]
                     j = indices[k]
+                    # line 47: if j == i:
                     if j == i:
+                        # line 48: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 50: acc -= data[k] * xold[j]
                         acc = acc - data[k] * xold[j]
+                # line 51: x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
                 x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
     return 0
 
@@ -219,25 +233,39 @@ cdef int jacobi_csr__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices
     cdef double acc, diag
     cdef double[::1] xold
     cdef TapeData* _tp = &_tape.data
+    # line 38: n = len(b)
     n = b.shape[0]
+    # line 39: xold = np.zeros(n)
     xold = np.zeros(n)
+    # line 40: for it in range(iters):
     with nogil:
         for it in range(iters):
+            # line 41: xold[:] = x
             if not (x.shape[0] == xold.shape[0]):
                 _failed_assertion(b'solvers.py:41: operands of different shapes in an element-wise statement')
             _saved0 = push_block(_tp, &xold[0], xold.shape[0])
             for _i0 in range(xold.shape[0]):
+                # line 41: xold[:] = x
                 xold[_i0] = x[_i0]
             push_int(_tp, _saved0)
+            # line 42: for i in range(n):
             for i in range(n):
+                # line 43: acc = b[i]
                 acc = b[i]
+                # line 44: diag = 0.0
                 diag = 0.0
+                # line 45: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 46: j = indices[k]
                     j = indices[k]
+                    # line 47: if j == i:
                     if j == i:
+                        # line 48: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 50: acc -= data[k] * xold[j]
                         acc = acc - data[k] * xold[j]
+                # line 51: x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
                 x[i] = (1.0 - omega) * xold[i] + omega * acc / diag
     push_int(_tp, n)
     _tape.objects.append(xold)

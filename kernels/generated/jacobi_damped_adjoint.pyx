@@ -193,20 +193,30 @@ cdef int jacobi_damped__primal_c(const int32_t[::1] indptr, const int32_t[::1] i
     cdef Py_ssize_t _i0, i, it, k, n
     cdef double acc
     cdef double[::1] r
+    # line 23: n = len(b)
     n = b.shape[0]
+    # line 24: r = np.zeros(n)
     r = np.zeros(n)
+    # line 25: for it in range(iters):
     with nogil:
         for it in range(iters):
+            # line 26: for i in range(n):
             for i in range(n):
+                # line 27: acc = b[i]
                 acc = b[i]
+                # line 28: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 29: acc -= data[k] * x[indices[k]]
                     acc = acc - data[k] * x[indices[k]]
+                # line 30: r[i] = acc
                 r[i] = acc
+            # line 31: x += alpha * dinv * r
             if not (dinv.shape[0] == x.shape[0]):
                 _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             if not (r.shape[0] == x.shape[0]):
                 _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             for _i0 in range(x.shape[0]):
+                # line 31: x += alpha * dinv * r
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
     return 0
 
@@ -216,28 +226,38 @@ cdef int jacobi_damped__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indi
     cdef double acc
     cdef double[::1] r
     cdef TapeData* _tp = &_tape.data
+    # line 23: n = len(b)
     n = b.shape[0]
+    # line 24: r = np.zeros(n)
     r = np.zeros(n)
+    # line 25: for it in range(iters):
     with nogil:
         for it in range(iters):
+            # line 26: for i in range(n):
             _keep0 = 2 * n >= r.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &r[0], r.shape[0])
             for i in range(n):
+                # line 27: acc = b[i]
                 acc = b[i]
+                # line 28: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 29: acc -= data[k] * x[indices[k]]
                     acc = acc - data[k] * x[indices[k]]
+                # line 30: r[i] = acc
                 if not _keep0:
                     push_float(_tp, r[i])
                 r[i] = acc
             push_int(_tp, _saved0)
+            # line 31: x += alpha * dinv * r
             if not (dinv.shape[0] == x.shape[0]):
                 _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             if not (r.shape[0] == x.shape[0]):
                 _failed_assertion(b'solvers.py:31: operands of different shapes in an element-wise statement')
             _saved1 = push_block(_tp, &x[0], x.shape[0])
             for _i0 in range(x.shape[0]):
+                # line 31: x += alpha * dinv * r
                 x[_i0] = x[_i0] + alpha * dinv[_i0] * r[_i0]
             push_int(_tp, _saved1)
     push_int(_tp, n)

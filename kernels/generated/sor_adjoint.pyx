@@ -187,18 +187,29 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int sor__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x, const double[::1] b, double omega, Py_ssize_t sweeps):
     cdef Py_ssize_t i, j, k, n, s
     cdef double acc, diag
+    # line 103: n = len(b)
     n = b.shape[0]
+    # line 104: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 105: for i in range(n):
             for i in range(n):
+                # line 106: acc = b[i]
                 acc = b[i]
+                # line 107: diag = 0.0
                 diag = 0.0
+                # line 108: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 109: j = indices[k]
                     j = indices[k]
+                    # line 110: if j == i:
                     if j == i:
+                        # line 111: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 113: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 114: x[i] = (1.0 - omega) * x[i] + omega * acc / diag
                 x[i] = (1.0 - omega) * x[i] + omega * acc / diag
     return 0
 
@@ -208,23 +219,34 @@ cdef int sor__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, const
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
     acc = 0.0
+    # line 103: n = len(b)
     n = b.shape[0]
+    # line 104: for s in range(sweeps):
     with nogil:
         for s in range(sweeps):
+            # line 105: for i in range(n):
             _keep0 = 2 * n >= x.shape[0]
             _saved0 = -1
             if _keep0:
                 _saved0 = push_block(_tp, &x[0], x.shape[0])
             for i in range(n):
+                # line 106: acc = b[i]
                 push_float(_tp, acc)
                 acc = b[i]
+                # line 107: diag = 0.0
                 diag = 0.0
+                # line 108: for k in range(indptr[i], indptr[i + 1]):
                 for k in range(indptr[i], indptr[i + 1]):
+                    # line 109: j = indices[k]
                     j = indices[k]
+                    # line 110: if j == i:
                     if j == i:
+                        # line 111: diag = data[k]
                         diag = data[k]
                     else:
+                        # line 113: acc -= data[k] * x[j]
                         acc = acc - data[k] * x[j]
+                # line 114: x[i] = (1.0 - omega) * x[i] + omega * acc / diag
                 if not _keep0:
                     push_float(_tp, x[i])
                 x[i] = (1.0 - omega) * x[i] + omega * acc / diag

@@ -187,12 +187,18 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int spmv__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y):
     cdef Py_ssize_t i, k, n
     cdef double acc
+    # line 124: n = len(y)
     n = y.shape[0]
+    # line 125: for i in range(n):
     with nogil:
         for i in range(n):
+            # line 126: acc = 0.0
             acc = 0.0
+            # line 127: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 128: acc += data[k] * x[indices[k]]
                 acc = acc + data[k] * x[indices[k]]
+            # line 129: y[i] = acc
             y[i] = acc
     return 0
 
@@ -201,12 +207,18 @@ cdef int spmv__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indices, cons
     cdef Py_ssize_t i, k, n
     cdef double acc
     cdef TapeData* _tp = &_tape.data
+    # line 124: n = len(y)
     n = y.shape[0]
+    # line 125: for i in range(n):
     with nogil:
         for i in range(n):
+            # line 126: acc = 0.0
             acc = 0.0
+            # line 127: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 128: acc += data[k] * x[indices[k]]
                 acc = acc + data[k] * x[indices[k]]
+            # line 129: y[i] = acc
             y[i] = acc
     push_int(_tp, n)
     return 0

@@ -187,13 +187,19 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int spmv_transpose__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, const double[::1] x, double[::1] y):
     cdef Py_ssize_t i, j, k
     cdef double xi
+    # line 134: for j in range(len(y)):
     with nogil:
         for j in range(y.shape[0]):
+            # line 135: y[j] = 0.0
             y[j] = 0.0
+    # line 136: for i in range(len(x)):
     with nogil:
         for i in range(x.shape[0]):
+            # line 137: xi = x[i]
             xi = x[i]
+            # line 138: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 139: y[indices[k]] += data[k] * xi
                 y[indices[k]] = y[indices[k]] + data[k] * xi
     return 0
 
@@ -202,13 +208,19 @@ cdef int spmv_transpose__fwd_c(const int32_t[::1] indptr, const int32_t[::1] ind
     cdef Py_ssize_t i, j, k
     cdef double xi
     cdef TapeData* _tp = &_tape.data
+    # line 134: for j in range(len(y)):
     with nogil:
         for j in range(y.shape[0]):
+            # line 135: y[j] = 0.0
             y[j] = 0.0
+    # line 136: for i in range(len(x)):
     with nogil:
         for i in range(x.shape[0]):
+            # line 137: xi = x[i]
             xi = x[i]
+            # line 138: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 139: y[indices[k]] += data[k] * xi
                 y[indices[k]] = y[indices[k]] + data[k] * xi
     return 0
 

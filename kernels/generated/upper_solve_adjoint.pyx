@@ -187,18 +187,29 @@ cdef inline void drop_block(TapeData* t, Py_ssize_t n) noexcept nogil:
 cdef int upper_solve__primal_c(const int32_t[::1] indptr, const int32_t[::1] indices, const double[::1] data, double[::1] x):
     cdef Py_ssize_t i, j, k, n
     cdef double acc, diag
+    # line 163: n = len(x)
     n = x.shape[0]
+    # line 164: for i in range(n - 1, -1, -1):
     with nogil:
         for i in range(n - 1, -1, -1):
+            # line 165: acc = x[i]
             acc = x[i]
+            # line 166: diag = 1.0
             diag = 1.0
+            # line 167: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 168: j = indices[k]
                 j = indices[k]
+                # line 169: if j > i:
                 if j > i:
+                    # line 170: acc -= data[k] * x[j]
                     acc = acc - data[k] * x[j]
                 else:
+                    # line 171: elif j == i:
                     if j == i:
+                        # line 172: diag = data[k]
                         diag = data[k]
+            # line 173: x[i] = acc / diag
             x[i] = acc / diag
     return 0
 
@@ -207,18 +218,29 @@ cdef int upper_solve__fwd_c(const int32_t[::1] indptr, const int32_t[::1] indice
     cdef Py_ssize_t i, j, k, n
     cdef double acc, diag
     cdef TapeData* _tp = &_tape.data
+    # line 163: n = len(x)
     n = x.shape[0]
+    # line 164: for i in range(n - 1, -1, -1):
     with nogil:
         for i in range(n - 1, -1, -1):
+            # line 165: acc = x[i]
             acc = x[i]
+            # line 166: diag = 1.0
             diag = 1.0
+            # line 167: for k in range(indptr[i], indptr[i + 1]):
             for k in range(indptr[i], indptr[i + 1]):
+                # line 168: j = indices[k]
                 j = indices[k]
+                # line 169: if j > i:
                 if j > i:
+                    # line 170: acc -= data[k] * x[j]
                     acc = acc - data[k] * x[j]
                 else:
+                    # line 171: elif j == i:
                     if j == i:
+                        # line 172: diag = data[k]
                         diag = data[k]
+            # line 173: x[i] = acc / diag
             x[i] = acc / diag
     push_int(_tp, n)
     return 0
