@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from adsrc.analyses.types import usual_types
+from adsrc.backends import cython_errors
 from adsrc.compiling import cython_build
 from adsrc.compiling.source_key import SourceKey
 from adsrc.directions import stack_size, vector_tangent
@@ -101,6 +102,14 @@ class _Loaded:
         self.source = source
         self.checks = {}
 
+    def _function(self, namespace, name):
+        """The module's function ``name``; of a module built with every index checked
+        (``$ADSRC_BOUNDSCHECK``), one whose IndexError names the user's line."""
+        function = namespace[name]
+        if self.backend == "cython" and cython_errors.checks_bounds(self.source):
+            return cython_errors.with_user_lines(function, self.source, self.entry.key.fn)
+        return function
+
 
 class _Swept(_Loaded):
     """A loaded module whose calls sweep forward, recording on a tape, then back."""
@@ -147,9 +156,10 @@ class _Compiled(_Swept):
 
     def __init__(self, entry, backend, source, namespace):
         super().__init__(entry, backend, source, namespace)
-        self.forward = namespace[entry.fwd_name]
-        self.reverse = namespace[entry.rev_name]
-        self.primal = namespace[entry.primal_name] if backend == "cython" else entry.key.fn
+        self.forward = self._function(namespace, entry.fwd_name)
+        self.reverse = self._function(namespace, entry.rev_name)
+        self.primal = self._function(namespace, entry.primal_name) if backend == "cython" \
+            else entry.key.fn
 
 
 class _CompiledTangent(_Loaded):
@@ -157,7 +167,7 @@ class _CompiledTangent(_Loaded):
 
     def __init__(self, entry, backend, source, namespace):
         super().__init__(entry, backend, source)
-        self.tangent = namespace[entry.tan_name]
+        self.tangent = self._function(namespace, entry.tan_name)
 
 
 class _CompiledSecondOrder(_Swept):
@@ -165,8 +175,8 @@ class _CompiledSecondOrder(_Swept):
 
     def __init__(self, entry, backend, source, namespace):
         super().__init__(entry, backend, source, namespace)
-        self.forward = namespace[dot_name(entry.fwd_name)]
-        self.reverse = namespace[dot_name(entry.rev_name)]
+        self.forward = self._function(namespace, dot_name(entry.fwd_name))
+        self.reverse = self._function(namespace, dot_name(entry.rev_name))
 
 
 _LOADED = {ADJOINT: _Compiled, TANGENT: _CompiledTangent, HVP: _CompiledSecondOrder,

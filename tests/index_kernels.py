@@ -33,6 +33,12 @@ def csr_gather(indptr, indices, data, x, y):
         y[i] = acc * acc
 
 
+def calls_csr_gather(indptr, indices, data, x, y):
+    """The gather in a called kernel, then a write of the caller's own."""
+    csr_gather(indptr, indices, data, x, y)
+    y[0] = 2.0 * y[0]
+
+
 def periodic_shift(x, y):
     """x[i - 1] over range(n): x[-1] at i = 0."""
     n = len(x)

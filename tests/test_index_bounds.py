@@ -8,6 +8,7 @@ $ADSRC_BOUNDSCHECK=1 the compiled code checks every index, and one outside its a
 IndexError."""
 
 import glob
+import inspect
 import os
 import re
 
@@ -112,11 +113,47 @@ def test_with_boundscheck_an_index_outside_the_array_raises(monkeypatch):
     for got, expected in zip(_runs(checked, _csr_args()), want):
         np.testing.assert_array_equal(got, expected)
     assert "boundscheck=True" in checked.source("adjoint")
+    where = re.escape(f"{inspect.getsourcefile(K.csr_gather)}:{_line_of(K.csr_gather)}: an "
+                      f"index outside its array in '{GATHER}' (Cython: Out of bounds")
     for bad in (3, -1):
-        args = _csr_args(bad)
-        with pytest.raises(IndexError, match="Out of bounds"):
-            checked.primal(*args)
-        with pytest.raises(IndexError, match="Out of bounds"):
-            checked.adjoint(*_csr_args(bad), y_bar=np.ones(3))
-        with pytest.raises(IndexError, match="Out of bounds"):
-            checked.tangent(*_csr_args(bad), x_dot=np.ones(3))
+        for run in _calls(checked, bad):
+            with pytest.raises(IndexError, match=where):
+                run()
+
+
+GATHER = "acc += data[k] * x[indices[k]]"
+
+
+def _line_of(kernel, statement=GATHER):
+    lines, first = inspect.getsourcelines(kernel)
+    return first + next(i for i, line in enumerate(lines) if line.strip() == statement)
+
+
+def _calls(f, bad):
+    """The primal, the adjoint and the tangent of ``f`` on arguments with a bad index."""
+    return [lambda: f.primal(*_csr_args(bad)),
+            lambda: f.adjoint(*_csr_args(bad), y_bar=np.ones(3)),
+            lambda: f.tangent(*_csr_args(bad), x_dot=np.ones(3))]
+
+
+def test_with_boundscheck_an_index_outside_the_array_of_a_called_kernel_names_its_line(
+        monkeypatch):
+    """The IndexError names the line of the called kernel and quotes its statement; the kernel
+    is not named as the file, which the generated comments do not record."""
+    monkeypatch.setenv(BOUNDSCHECK_VARIABLE, "1")
+    checked = adsrc.differentiate(K.calls_csr_gather, wrt=("data", "x"), outputs=("y",),
+                                  backend="cython")
+    where = re.escape(f"line {_line_of(K.csr_gather)} of a kernel that calls_csr_gather calls: "
+                      f"an index outside its array in '{GATHER}'")
+    for run in _calls(checked, 7):
+        with pytest.raises(IndexError, match=where):
+            run()
+
+
+def test_without_boundscheck_the_compiled_functions_are_not_wrapped():
+    """The unchecked build's functions are the module's own (no layer in the call)."""
+    f = adsrc.differentiate(K.csr_gather, wrt=("data", "x"), outputs=("y",), backend="cython")
+    f.primal(*_csr_args())
+    compiled = f._compile(f._last_signature)
+    assert not any(hasattr(function, "__wrapped__")
+                   for function in (compiled.primal, compiled.forward, compiled.reverse))

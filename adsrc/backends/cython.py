@@ -691,15 +691,19 @@ class CythonModule:
 
 def line_map(source, filename):
     """Generated line number -> (user file, user line), from the ``# line N:`` comments."""
+    return {number: (filename, line) for number, (line, _) in quoted_lines(source).items()}
+
+
+def quoted_lines(source):
+    """Generated line number -> (user line, the user's statement as quoted), from the ``# line
+    N: ...`` comment above it: a comment holds until the next one or the end of its function."""
     mapping, current = {}, None
     for number, text in enumerate(source.splitlines(), start=1):
-        match = re.match(r"\s*# line (\d+):", text)
+        match = re.match(r"\s*# line (\d+): (.*)$", text)
         if match:
-            current = (filename, int(match.group(1)))
+            current = (int(match.group(1)), match.group(2))
         elif text and not text[0].isspace():
             current = None
         if current:
             mapping[number] = current
     return mapping
-
-
