@@ -2,10 +2,11 @@
 
 Why: most of the C compiler's time on a generated module went to code that runs once per call,
 not once per element: the ``def`` wrappers' argument parsing and memoryview checks, the module's
-initialisation, Cython's runtime support code (some 9,000 of the 10,000 lines of C of a Jacobi
-adjoint's module).  With that code at ``-O1`` instead of adsrc's ``-O3``, gcc takes 1.3 s on that
-module instead of 2.2 s, and a kernel's first call is that much shorter (in a process that has
-built before, 1.2-1.6x shorter for 9 of the 10 shipped kernels).  The kernels run about as fast
+initialisation, Cython's runtime support code (most of the 10,000 lines of C of a Jacobi
+adjoint's module).  With that code at ``-O1`` instead of adsrc's ``-O3``, a kernel's build
+(``differentiate`` and the first calls, in a process that has built before) is 1.2-1.6x shorter
+for 9 of the 10 shipped kernels (gcc alone on the Jacobi module, by hand: 1.3 s of CPU instead
+of 2.2 s).  The kernels run about as fast
 as before: their adjoints take 0.89-1.05x the time and their primals 0.68-1.13x, on grids from
 4x4 to 256x256, as much as code layout alone moves them
 (``benchmarks/FLAGS_DADSRCOPTIMIZEGLUE.md``: every kernel built both ways, timed in turn).
