@@ -6,9 +6,8 @@ initialisation, Cython's runtime support code (most of the 10,000 lines of C of 
 adjoint's module).  With that code at ``-O1`` instead of adsrc's ``-O3``, a kernel's build
 (``differentiate`` and the first calls, in a process that has built before) is 1.2-1.6x shorter
 for 9 of the 10 shipped kernels (gcc alone on the Jacobi module, by hand: 1.3 s of CPU instead
-of 2.2 s).  The kernels run about as fast
-as before: their adjoints take 0.89-1.05x the time and their primals 0.68-1.13x, on grids from
-4x4 to 256x256, as much as code layout alone moves them
+of 2.2 s).  The kernels run about as fast as before: their adjoints take 0.89-1.05x the time and
+their primals 0.68-1.13x, on grids from 4x4 to 256x256, as much as code layout alone moves them
 (``benchmarks/FLAGS_DADSRCOPTIMIZEGLUE.md``: every kernel built both ways, timed in turn).
 
 :func:`lighter_glue` brackets that code in Cython's C with GCC's ``#pragma GCC optimize``: each
