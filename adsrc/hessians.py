@@ -93,8 +93,8 @@ class _SecondOrder:
         if isinstance(point, np.ndarray):
             v = np.array(v, dtype=np.float64, copy=True)
             if v.shape != point.shape:
-                raise ArgumentError(f"{self.kernel.fn.__name__}: v has shape {v.shape}, but "
-                                    f"{self.wrt} has shape {point.shape}")
+                raise ArgumentError(f"{self.kernel.fn.__name__}: the direction has shape "
+                                    f"{v.shape}, but {self.wrt} has shape {point.shape}")
             return v
         return check_float(self.kernel.fn.__name__, "v", v, "the direction")
 
@@ -148,21 +148,39 @@ class _SecondOrder:
 
 
 def hvp(f, wrt, backend=None):
-    """``hvp(f, wrt="x")(*args_with_v)``: ``H v`` for a kernel ``f`` returning a scalar.
+    """``hvp(f, wrt="x")(*args, x_dot=v)``: ``H v`` for a kernel ``f`` returning a scalar.
 
-    The returned function takes the kernel's arguments with ``v`` inserted right after the
-    ``wrt`` argument (``hvp(f, wrt="x")(x, v, *rest)`` when ``x`` comes first); it returns
+    The returned function takes the kernel's arguments, in the kernel's order, and the
+    direction as ``<wrt>_dot=`` (the name ``f.tangent`` and ``adsrc.jvp`` give it); it returns
     ``H v`` (an array like ``x``, or a float for a scalar ``x``) and leaves the arguments as
     they were.  A ``v`` with one more dimension than ``x`` is a stack of k directions (shape
-    ``(k,) + x.shape``): the k products come back stacked alike, from one vector-mode sweep."""
-    second = _SecondOrder(f, wrt, backend)
+    ``(k,) + x.shape``): the k products come back stacked alike, from one vector-mode sweep.
 
-    def hessian_vector_product(*args_with_v):
-        args = list(args_with_v)
-        if len(args) != len(second.kernel.params) + 1:
-            raise ArgumentError(f"{second.kernel.fn.__name__}: hvp takes the kernel's "
-                                f"{len(second.kernel.params)} arguments and v")
-        v = args.pop(second.position + 1)
+    The direction may instead come positionally, right after the ``wrt`` argument
+    (``hvp(f, wrt="x")(x, v, *rest)`` when ``x`` comes first).  The keyword is the safer
+    form: a ``v`` put elsewhere among arguments of its shape cannot be told from them, and
+    gives the product at other arguments, without an error."""
+    second = _SecondOrder(f, wrt, backend)
+    name, count = second.kernel.fn.__name__, len(second.kernel.params)
+    arguments = f"{count} argument" + ("" if count == 1 else "s")
+    keyword = second.wrt + "_dot"
+
+    def hessian_vector_product(*args, **direction):
+        args = list(args)
+        unknown = sorted(set(direction) - {keyword})
+        if unknown:
+            raise ArgumentError(f"{name}: hvp takes the direction as {keyword}=, not "
+                                f"{', '.join(key + '=' for key in unknown)}")
+        if direction:
+            if len(args) != count:
+                raise ArgumentError(f"{name}: with {keyword}=, hvp takes the kernel's "
+                                    f"{arguments}, got {len(args)}")
+            v = direction[keyword]
+        else:
+            if len(args) != count + 1:
+                raise ArgumentError(f"{name}: hvp takes the kernel's {arguments} and the "
+                                    f"direction as {keyword}=")
+            v = args.pop(second.position + 1)
         if np.ndim(v) == np.ndim(args[second.position]) + 1:
             return second.hvps(args, v)
         return second.gradient_and_hvp(args, v)[1]

@@ -112,7 +112,7 @@ def hvp_direction(problem):
 def one_hvp(hvp, problem, steps, v):
     """One H v (the arguments are left alone: adsrc.hvp works on copies)."""
     indptr, indices, data, x0, b, w = problem
-    return hvp(indptr, indices, data, v, x0, b, w, steps)
+    return hvp(indptr, indices, data, x0, b, w, steps, data_dot=v)
 
 
 def make_problem(m, seed=0):

@@ -17,6 +17,7 @@ import scipy.sparse.linalg as spla
 import adsrc
 import hvp_kernels as K
 from corpus.hand_adjoints import CASES
+from corpus.problems import to_dense
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
@@ -72,9 +73,7 @@ def _setup(name, seed):
 
 
 def _hvp(kernel, wrt, args, position, v):
-    with_v = list(args)
-    with_v.insert(position + 1, v)
-    return adsrc.hvp(kernel, wrt=wrt)(*with_v)
+    return adsrc.hvp(kernel, wrt=wrt)(*args, **{wrt + "_dot": v})
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
@@ -140,12 +139,42 @@ def test_operator_with_cg_and_update():
     np.testing.assert_allclose(matmat[:, 1], hessian.matvec(np.eye(n)[:, 1]), rtol=1e-13)
 
 
+def test_the_direction_by_keyword_or_right_after_the_point():
+    """residual_loss(indptr, indices, data, x, b, lam) has b of x's shape: the direction as
+    x_dot=, a stack of them, and v right after x all give the Hessian by hand,
+    A^T A + 2 lam I, times v."""
+    case = _case("residual_loss")
+    args = list(case.make_args(np.random.default_rng(45), np.int32))
+    indptr, indices, data, x, b, lam = args
+    hessian = to_dense(indptr, indices, data).T @ to_dense(indptr, indices, data) \
+        + 2.0 * lam * np.eye(x.size)
+    rng = np.random.default_rng(46)
+    v, w = rng.standard_normal(x.size), rng.standard_normal(x.size)
+    hvp = adsrc.hvp(case.kernel, wrt="x")
+    by_keyword = hvp(*args, x_dot=v)
+    np.testing.assert_allclose(by_keyword, hessian @ v, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(hvp(indptr, indices, data, x, v, b, lam), by_keyword)
+    stacked = hvp(*args, x_dot=np.stack([v, w]))
+    np.testing.assert_allclose(stacked, np.stack([hessian @ v, hessian @ w]), rtol=1e-12,
+                               atol=1e-13)
+
+
 def test_bad_requests_are_refused():
     with pytest.raises(adsrc.AdsrcError, match="one wrt"):
         adsrc.hvp(K.smoothed_energy, wrt=("x", "w"))
     x = np.ones(5)
-    with pytest.raises(adsrc.ArgumentError, match="shape"):
-        adsrc.hvp(K.norm_cubed, wrt="x")(x, np.ones(4))
+    hvp = adsrc.hvp(K.norm_cubed, wrt="x")
+    with pytest.raises(adsrc.ArgumentError, match="direction has shape"):
+        hvp(x, np.ones(4))
+    with pytest.raises(adsrc.ArgumentError, match="direction has shape"):
+        hvp(x, x_dot=np.ones(4))
+    with pytest.raises(adsrc.ArgumentError, match=r"as x_dot=, not v="):
+        hvp(x, v=np.ones(5))
+    with pytest.raises(adsrc.ArgumentError, match="with x_dot=, hvp takes the kernel's 1 "
+                                                  "argument, got 2"):
+        hvp(x, np.ones(5), x_dot=np.ones(5))
+    with pytest.raises(adsrc.ArgumentError, match="1 argument and the direction as x_dot="):
+        hvp(x)
 
 
 def _grid_energy_hessian(u, c):
