@@ -280,18 +280,75 @@ def returns_two_values(x):
     return np.sum(x), np.dot(x, x)
 
 
-def moments_early(x):
+def moments_up_to(x, cap):
+    """Several values returned from inside a loop, or at the end."""
     s = 0.0
+    q = 0.0
     for i in range(len(x)):
         s += x[i]
-        if s > 10.0:
-            return s, 0.0
-    return s, 1.0
+        q += x[i] * x[i]
+        if q > cap:
+            return s, q / (i + 1)
+    return s, q / len(x)
 
 
-def calls_moments_early(x):
-    s, q = moments_early(x)
-    return s * q
+def calls_moments_up_to(x, cap):
+    s, m = moments_up_to(x, cap)
+    return s * m + s * s
+
+
+def squares_until(x, lo):
+    """An array of its own, returned from inside a loop as a copy, with a float."""
+    y = np.zeros_like(x)
+    for i in range(len(x)):
+        y[i] = x[i] * x[i]
+        if y[i] < lo:
+            return np.copy(y), x[i] * lo
+    return 2.0 * x, lo
+
+
+def calls_squares_until(x, lo):
+    u, t = squares_until(x, lo)
+    return np.sum(u * u) * t
+
+
+def squares_until_uncopied(x, lo):
+    y = np.zeros_like(x)
+    for i in range(len(x)):
+        y[i] = x[i] * x[i]
+        if y[i] < lo:
+            return y, lo
+    return 2.0 * x, lo
+
+
+def calls_squares_until_uncopied(x):
+    u, t = squares_until_uncopied(x, 0.5)
+    return np.sum(u) * t
+
+
+def first_square_below(x, lo):
+    y = np.zeros_like(x)
+    for i in range(len(x)):
+        y[i] = x[i] * x[i]
+        if y[i] < lo:
+            return y
+    return 2.0 * x
+
+
+def calls_first_square_below(x):
+    u = first_square_below(x, 0.5)
+    return np.sum(u)
+
+
+def two_or_three(x):
+    if x[0] > 0.0:
+        return x[0], x[1]
+    return x[0], x[1], x[2]
+
+
+def calls_two_or_three(x):
+    a, b = two_or_three(x)
+    return a * b
 
 
 def twice(v):

@@ -51,6 +51,12 @@ def _cases():
         "rotations": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), None),
         "rotations_xy": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), ("x", "y")),
         "through_several": (k.through_several, (x, b, 0.7), ("x", "b", "a"), None),
+        # several values returned early (x's first two squares add up to more than 0.5) or at
+        # the end; an array among them (x[2] ** 2 is below 0.2; no square is below -1)
+        "moments_returned_early": (k.calls_moments_up_to, (x, 0.5), ("x",), None),
+        "moments_returned_at_the_end": (k.calls_moments_up_to, (x, 100.0), ("x",), None),
+        "array_returned_early": (k.calls_squares_until, (x, 0.2), ("x", "lo"), None),
+        "array_returned_at_the_end": (k.calls_squares_until, (x, -1.0), ("x", "lo"), None),
         "through_their_module": (k.through_their_module,
                                  (csr.indptr, csr.indices, csr.data, 0.3 * x, b, 0.9),
                                  ("data", "x", "b", "omega"), None),
@@ -180,8 +186,13 @@ def test_values_a_helper_computes_into_its_locals_take_the_callers_names():
      k.moments_into_three, "s, q, r = moments(x)"),
     (k.one_value_into_two, (np.ones(3),), "'doubled' returns one value, unpacked here into 2",
      k.one_value_into_two, "u, v = doubled(x)"),
-    (k.calls_moments_early, (np.ones(3),), "returning several values ('return a, b') returns "
-     "only in its last statement", k.moments_early, "return s, 0.0"),
+    (k.calls_two_or_three, (np.ones(3),), "this 'return' gives 3 values, an earlier one 2 "
+     "values", k.two_or_three, "return x[0], x[1], x[2]"),
+    (k.calls_squares_until_uncopied, (np.ones(3),), "'squares_until_uncopied' returns its "
+     "array 'y' from inside a loop or branch, and the array is written in place",
+     k.calls_squares_until_uncopied, "u, t = squares_until_uncopied(x, 0.5)"),
+    (k.calls_first_square_below, (np.ones(3),), "'first_square_below' returns its array 'y' "
+     "from inside a loop or branch", k.calls_first_square_below, "first_square_below(x, 0.5)"),
     (k.calls_twice, (np.ones(3),), "'twice' returns one array as two of its values",
      k.calls_twice, "u, w = twice(x)"),
 ])

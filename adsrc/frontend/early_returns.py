@@ -20,7 +20,9 @@ A return sets the flag, stores its value and breaks out of its loop; after an in
 may have returned, the enclosing loop's body breaks too (``if _returned == 1: break``), and
 outside loops the statements after one that may have returned run only if nothing returned.
 The breaks and guards are plain control flow on an integer, which the analyses and
-transformations already differentiate.
+transformations already differentiate.  A helper returning several values (``return s, 0.0``)
+stores each in a result of its own (``_result0``, ``_result1``) and ends with
+``return _result0, _result1``, which its callers unpack as they unpack any such helper.
 """
 
 import gast
@@ -39,39 +41,72 @@ def rewrite(tree, error):
     last = tree.body[-1] if tree.body else None
     if all(node is last for node in returns):
         return set()
-    valued = {node.value is not None for node in returns}
-    if len(valued) > 1:
-        raise error(returns[0], "a kernel returns a value on every path or on none: "
-                                "'return' and 'return value' are mixed")
-    has_value = valued.pop()
-    for node in sorted(returns, key=lambda node: (node is last, node.lineno)):
-        if isinstance(node.value, gast.Tuple):
-            raise error(node, "a function returning several values ('return a, b') returns "
-                              "only in its last statement: assign them to names in the loop "
-                              "or branch, and return those names at the end")
-    if has_value and not isinstance(last, gast.Return):
+    count, several = _values_returned(returns, error)
+    if count and not isinstance(last, gast.Return):
         raise error(last, "a kernel that returns a value from inside a loop or branch must end "
                           "with a 'return value' statement too")
-    body, _ = _block(tree.body, in_loop=False)
+    results = [f"{RESULT}{index}" for index in range(count)] if several \
+        else [RESULT][:count]
+    body, _ = _block(tree.body, False, results)
+    for node in gast.walk(gast.Module(body, [])):
+        if isinstance(node, gast.Assign) and isinstance(node.value, gast.Name) \
+                and isinstance(node.targets[0], gast.Name) and node.targets[0].id in results:
+            node.adsrc_returned_early = (tree.name, node.value.id)     # for lower_arrays
     tree.body = located(quote(f"{FLAG} = 0"), returns[0]) + body
-    if has_value:
-        tree.body += located(quote(f"return {RESULT}"), last)
-    return {FLAG, RESULT} if has_value else {FLAG}
+    if count:
+        tree.body += located(quote(f"return {', '.join(results)}"
+                                   + ("," if several and count == 1 else "")), last)
+    return {FLAG, *results}
 
 
-def _block(stmts, in_loop):
+def _values_returned(returns, error):
+    """(how many values every ``return`` gives, whether as a tuple): one answer for all, as
+    the callers unpack them one way; 0 values for a bare ``return``."""
+    for node in returns:
+        if isinstance(node.value, gast.Tuple) and any(
+                isinstance(part, (gast.Starred, gast.Tuple, gast.List))
+                for part in node.value.elts):
+            raise error(node, "a function returns several values as 'return a, b': each a "
+                              "name or an element, with no nesting and no '*'")
+    in_order = sorted(returns, key=lambda node: (node.lineno, node.col_offset))
+    forms = [_form(node) for node in in_order]
+    if any(count == 0 for count, _ in forms) and any(count for count, _ in forms):
+        raise error(in_order[0], "a kernel returns a value on every path or on none: "
+                                 "'return' and 'return value' are mixed")
+    for node, form in zip(in_order, forms):
+        if form != forms[0]:
+            raise error(node, f"this 'return' gives {_described(form)}, an earlier one "
+                              f"{_described(forms[0])}: a function returns the same number "
+                              "of values on every path")
+    return forms[0]
+
+
+def _form(node):
+    if node.value is None:
+        return 0, False
+    if isinstance(node.value, gast.Tuple):
+        return len(node.value.elts), True
+    return 1, False
+
+
+def _described(form):
+    count, several = form
+    return f"{count} values" if several else "one value"
+
+
+def _block(stmts, in_loop, results):
     """(statements, whether they may return).  In a loop body, a return inside an ``if`` has
     already left the loop (its break, or the break after an inner loop in that ``if``); only
     after an inner loop that may have returned does the body break itself."""
     out, returns = [], False
     for position, stmt in enumerate(stmts):
-        rewritten, may_return = _statement(stmt, in_loop)
+        rewritten, may_return = _statement(stmt, in_loop, results)
         out += rewritten
         returns = returns or may_return
         if isinstance(stmt, gast.Return):
             return out, True                    # what follows a return never runs
         if may_return and (not in_loop or isinstance(stmt, (gast.For, gast.While))):
-            rest, _ = _block(stmts[position + 1:], in_loop)
+            rest, _ = _block(stmts[position + 1:], in_loop, results)
             if in_loop:
                 out += located(quote(f"if {FLAG} == 1:\n    break"), stmt) + rest
             elif rest:
@@ -83,19 +118,21 @@ def _block(stmts, in_loop):
     return out, returns
 
 
-def _statement(stmt, in_loop):
+def _statement(stmt, in_loop, results):
     if isinstance(stmt, gast.Return):
         ending = located(quote(f"{FLAG} = 1" + ("\nbreak" if in_loop else "")), stmt)
         if stmt.value is None:
             return ending, True
-        target = gast.copy_location(gast.Name(RESULT, gast.Store(), None, None), stmt)
-        store = gast.copy_location(gast.Assign([target], stmt.value, None), stmt)
-        return [store] + ending, True
+        values = stmt.value.elts if isinstance(stmt.value, gast.Tuple) else [stmt.value]
+        stores = [gast.copy_location(gast.Assign(
+            [gast.copy_location(gast.Name(result, gast.Store(), None, None), stmt)], value,
+            None), stmt) for result, value in zip(results, values)]
+        return stores + ending, True
     if isinstance(stmt, gast.If):
-        stmt.body, body_returns = _block(stmt.body, in_loop)
-        stmt.orelse, orelse_returns = _block(stmt.orelse, in_loop)
+        stmt.body, body_returns = _block(stmt.body, in_loop, results)
+        stmt.orelse, orelse_returns = _block(stmt.orelse, in_loop, results)
         return [stmt], body_returns or orelse_returns
     if isinstance(stmt, (gast.For, gast.While)):
-        stmt.body, body_returns = _block(stmt.body, in_loop=True)
+        stmt.body, body_returns = _block(stmt.body, True, results)
         return [stmt], body_returns
     return [stmt], False

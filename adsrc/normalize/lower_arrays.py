@@ -358,6 +358,12 @@ class LowerArrays:
         target, value = stmt.targets[0], stmt.value
         spelled = [self.user_names.get(node.id, node.id) for node in (target, value)]
         for array, shown in zip((target.id, value.id), spelled):
+            if array in self.written_in_place and hasattr(stmt, "adsrc_returned_early"):
+                function, returned = stmt.adsrc_returned_early
+                self._fail(stmt, f"'{function}' returns its array '{returned}' from inside "
+                                 "a loop or branch, and the array is written in place: adsrc "
+                                 "gives each name an array of its own, so return a copy there "
+                                 f"('return np.copy({returned})')")
             if array in self.written_in_place:
                 line = self.source.location(self.written_in_place[array])[1]
                 self._fail(stmt, "'{0} = {1}' makes two names for one array, and '{2}' is "
