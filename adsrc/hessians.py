@@ -17,7 +17,7 @@ from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop
 from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
-from adsrc.runtime.arguments import check_float, signature_of
+from adsrc.runtime.arguments import check_float, is_sparse, signature_of
 from adsrc.transformations.vector import VectorModeUnsupported
 from adsrc.vector_pipeline import VECTOR_HVP
 
@@ -39,6 +39,22 @@ class _SecondOrder:
         self._directions = None         # the flat buffer of hvps(), reused between calls
         self._lock = threading.Lock()
         self._vector_support = {}       # signature -> whether vector mode can do the kernel
+        self._of_arrays = {}            # layouts of sparse matrix arguments -> _SecondOrder
+
+    def _with_matrices(self, args):
+        """``(the MatrixKernel of the sparse matrices among args, the _SecondOrder of the kernel
+        that takes their arrays)``, or None for a call without matrices: as the first-order
+        calls do (:mod:`adsrc.matrix_arguments`), the derived kernel runs on the matrices'
+        arrays, and a matrix ``wrt`` is differentiated with respect to its stored values."""
+        matrices = self.kernel._matrices(args)
+        if matrices is None:
+            return None
+        key = tuple(sorted(matrices.layouts.items()))
+        with self._lock:
+            if key not in self._of_arrays:
+                self._of_arrays[key] = _SecondOrder(matrices.inner, matrices.inner.wrt,
+                                                    self.kernel.backend)
+        return matrices, self._of_arrays[key]
 
     def gradient_and_hvp(self, args, v, k=None):
         """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.
@@ -48,6 +64,14 @@ class _SecondOrder:
         sweep whose tangent work is k wide."""
         name = self.kernel.fn.__name__
         vector = k is not None
+        with_matrices = self._with_matrices(args)
+        if with_matrices is not None:
+            matrices, second = with_matrices
+            if self.wrt not in matrices.layouts:
+                return second.gradient_and_hvp(matrices.arguments(args), v, k)
+            v = matrices.directions(args, {self.wrt + "_dot": v})[self.wrt + "_data_dot"]
+            both = second.gradient_and_hvp(matrices.arguments(args), v)
+            return tuple(matrices.results(args, (value,))[0] for value in both)
         if isinstance(self.kernel, KernelWithCheckpointedLoop):     # one direction at a time
             return self.kernel.gradient_and_hvp(_copies(args), self.wrt,
                                                 self._checked_direction(args, v))
@@ -117,6 +141,10 @@ class _SecondOrder:
         array for a float ``x``) at ``args`` (not modified), in one vector-mode sweep; the
         result has the shape of ``vs``."""
         name = self.kernel.fn.__name__
+        with_matrices = self._with_matrices(args)
+        if with_matrices is not None:       # of a point that is an array (hvp, the operator)
+            matrices, second = with_matrices
+            return second.hvps(matrices.arguments(args), vs)
         shape = np.shape(args[self.position])
         try:
             vs = np.asarray(vs, dtype=np.float64)
@@ -181,7 +209,8 @@ def hvp(f, wrt, backend=None):
                 raise ArgumentError(f"{name}: hvp takes the kernel's {arguments} and the "
                                     f"direction as {keyword}=")
             v = args.pop(second.position + 1)
-        if np.ndim(v) == np.ndim(args[second.position]) + 1:
+        point = args[second.position]
+        if not is_sparse(point) and np.ndim(v) == np.ndim(point) + 1:
             return second.hvps(args, v)
         return second.gradient_and_hvp(args, v)[1]
 
@@ -204,6 +233,10 @@ class HessianOperator(LinearOperator):
         self._second = second
         self._args = list(args)
         point = args[second.position]
+        if is_sparse(point):
+            raise ArgumentError(f"{second.kernel.fn.__name__}: hessian_operator's point is an "
+                                f"array: for H v with respect to the sparse matrix "
+                                f"'{second.wrt}', use adsrc.hvp")
         if not isinstance(point, np.ndarray) or point.ndim == 0:
             raise ArgumentError(f"{second.kernel.fn.__name__}: hessian_operator needs an array "
                                 f"for '{second.wrt}' (for a float, use adsrc.hvp)")

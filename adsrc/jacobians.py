@@ -6,10 +6,10 @@ for the directions ``<name>_dot=`` (see ``Differentiable.tangent``).
 
 ``adsrc.jacobian(f, wrt=..., outputs=...)(*args)`` returns the matrix ``J`` whose rows are the
 output values (every output raveled, in ``outputs`` order, then concatenated) and whose columns
-are the ``wrt`` inputs (likewise).  With ``n`` input and ``m`` output values, forward mode costs
-one vector-mode tangent run with ``n`` directions and reverse mode ``m`` adjoint runs;
-``mode="auto"`` picks forward mode when ``n <= m``.  The
-arguments are not modified: every run works on copies.
+are the ``wrt`` inputs (likewise; a SciPy sparse matrix's are its stored values, ``A.data``).
+With ``n`` input and ``m`` output values, forward mode costs one vector-mode tangent run with
+``n`` directions and reverse mode ``m`` adjoint runs; ``mode="auto"`` picks forward mode when
+``n <= m``.  The arguments are not modified: every run works on copies.
 """
 
 import numpy as np
@@ -54,8 +54,16 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
     if mode not in MODES:
         raise AdsrcError(f"jacobian: unknown mode {mode!r} (available: {', '.join(MODES)})")
     kernel = Differentiable(f, wrt, outputs, backend)
+    of_arrays = {}      # layouts of sparse matrix arguments -> the Jacobian of the derived kernel
 
     def dense_jacobian(*args):
+        matrices = kernel._matrices(args)
+        if matrices is not None:        # a matrix's columns are its stored values, in order
+            key = tuple(sorted(matrices.layouts.items()))
+            if key not in of_arrays:
+                of_arrays[key] = jacobian(matrices.inner, matrices.inner.wrt, kernel.outputs,
+                                          kernel.backend, mode)
+            return of_arrays[key](*matrices.arguments(args))
         values = dict(zip(kernel.params, args))
         outs = kernel._outputs_for(signature_of(kernel.fn.__name__, kernel.params, args))
         out_sizes = [1 if out == RETURN_OUTPUT else _size(values[out]) for out in outs]

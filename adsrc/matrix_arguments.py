@@ -19,6 +19,7 @@ import numpy as np
 
 from adsrc.errors import ArgumentError, UnsupportedError
 from adsrc.frontend.derived import derived_kernel, kernel_source
+from adsrc.frontend.source import docstring_statements
 from adsrc.runtime.arguments import is_sparse
 
 _SPARSE = "_adsrc_scipy_sparse"      # the name the derived kernel's constructor call uses
@@ -87,7 +88,8 @@ class MatrixKernel:
                        for item in names]
             definitions.append(self._definition(arg, layout, names, tree))
         tree.args.args = params
-        tree.body = definitions + tree.body
+        after = docstring_statements(tree.body)
+        tree.body = tree.body[:after] + definitions + tree.body[after:]
         return tree
 
     @staticmethod

@@ -5,6 +5,7 @@ import math
 import numpy as np
 from scipy.sparse.linalg import spsolve
 
+import adsrc
 from adsrc.sparse import matvec, rmatvec
 
 
@@ -26,6 +27,7 @@ def products_of_arrays(data, indices, indptr, x, y, z):
 
 
 def compliance(K, f, u):
+    """The compliance f . K^-1 f (a docstring, which the statement building K goes after)."""
     u[:] = spsolve(K, f)
     return np.dot(f, u)
 
@@ -35,3 +37,10 @@ def clashing_name(A, x, y):
     y[:] = A @ x
     return np.dot(y, y) * A_data
 
+
+
+def checkpointed_products(A, x, y, steps):
+    for it in adsrc.checkpointed(range(steps), snapshots=2):
+        y[:] = A @ x
+        x[:] = 0.5 * y
+    return np.dot(x, x)

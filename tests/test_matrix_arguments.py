@@ -76,8 +76,103 @@ def test_matrix_arguments_that_adsrc_cannot_take_are_refused_before_anything_run
     with pytest.raises(adsrc.ArgumentError, match="'A' cannot be an output"):
         adsrc.differentiate(mk.products, wrt="x", outputs=("A",)).adjoint(*args,
                                                                           A_bar=A.copy())
-    with pytest.raises(adsrc.ArgumentError, match="pass its arrays"):
-        adsrc.hvp(mk.products, wrt="x")(*args[:1], args[1], np.ones(4), *args[2:])
+    with pytest.raises(adsrc.ArgumentError, match="A_dot must be a sparse matrix"):
+        adsrc.hvp(mk.products, wrt="A")(*args, A_dot=np.ones(A.nnz))
+    with pytest.raises(adsrc.ArgumentError, match="for H v with respect to the sparse matrix "
+                                                  "'A', use adsrc.hvp"):
+        adsrc.hessian_operator(mk.products, *args, wrt="A")
+    square, x = sp.eye(4, format="csr") * 2.0, np.ones(4)
+    with pytest.raises(adsrc.ArgumentError, match="not through a checkpointed loop"):
+        adsrc.grad(mk.checkpointed_products, wrt="x")(square, x, np.zeros(4), 3)
+    assert np.all(x == 1.0)
     with pytest.raises(adsrc.UnsupportedError, match="the kernel names 'A_data'"):
         adsrc.grad(mk.clashing_name, wrt="A")(A, np.ones(4), np.zeros(5))
     assert np.all(args[2] == 0.0) and np.all(args[3] == 0.0)
+
+
+def _fourth_order(function, h):
+    """The derivative of ``function`` at 0 by fourth-order central differences of step h."""
+    return (-function(2 * h) + 8 * function(h) - 8 * function(-h) + function(-2 * h)) / (12 * h)
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_hessian_vector_products_with_a_matrix_argument(kind):
+    """H v with respect to x, by hvp, the operator's matvec and matmat, against finite
+    differences of the gradient and against the kernel taking the CSR arrays."""
+    A = _matrix(kind)
+    v = np.random.default_rng(2).standard_normal(4)
+    hv = adsrc.hvp(mk.products, wrt="x")(*_products_args(A), x_dot=v)
+    grad = adsrc.grad(mk.products, wrt="x")
+
+    def gradient_at(h):
+        args = _products_args(A)
+        args[1] = args[1] + h * v
+        return grad(*args)
+
+    np.testing.assert_allclose(hv, _fourth_order(gradient_at, 1e-4), rtol=1e-7, atol=1e-9)
+    csr = sp.csr_matrix(A)
+    reference = adsrc.hvp(mk.products_of_arrays, wrt="x")(
+        csr.data, csr.indices, csr.indptr, *_products_args(A)[1:], x_dot=v)
+    np.testing.assert_allclose(hv, reference, rtol=1e-12, atol=1e-14)
+    hessian = adsrc.hessian_operator(mk.products, *_products_args(A), wrt="x")
+    np.testing.assert_allclose(hessian.matvec(v), hv, rtol=1e-12, atol=1e-14)
+    stacked = np.column_stack([v, 2.0 * v])
+    np.testing.assert_allclose(hessian.matmat(stacked), np.column_stack([hv, 2.0 * hv]),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["csr", "csc", "coo"])
+def test_hessian_vector_products_with_respect_to_a_matrix(kind):
+    """The compliance f . K^-1 f: its gradient with respect to K's stored values is
+    -l_i u_j (u = K^-1 f, l = K^-T f), and H V is -(dl_i u_j + l_i du_j) with du = -K^-1 V u
+    and dl = -K^-T V^T l (K is symmetric, so l = u); against finite differences of the
+    gradient too.  The product is a matrix of K's class and pattern."""
+    K = MAKERS[kind](sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(6, 6)))
+    f = np.linspace(1.0, 2.0, 6)
+    V = K.copy()
+    V.data = np.random.default_rng(3).standard_normal(K.nnz)
+    hv = adsrc.hvp(mk.compliance, wrt="K")(K, f, np.zeros(6), K_dot=V)
+    assert type(hv) is type(K) and hv.format == K.format
+    dense, direction = sp.csr_matrix(K).toarray(), sp.csr_matrix(V).toarray()
+    u = np.linalg.solve(dense, f)
+    du = -np.linalg.solve(dense, direction @ u)
+    dl = -np.linalg.solve(dense.T, direction.T @ u)
+    rows, columns = sp.coo_matrix(K).row, sp.coo_matrix(K).col
+    np.testing.assert_allclose(sp.coo_matrix(hv).data,
+                               -(dl[rows] * u[columns] + u[rows] * du[columns]), rtol=1e-10)
+    grad = adsrc.grad(mk.compliance, wrt="K")
+
+    def gradient_at(h):
+        moved = K.copy()
+        moved.data = K.data + h * V.data
+        return grad(moved, f, np.zeros(6)).data
+
+    np.testing.assert_allclose(hv.data, _fourth_order(gradient_at, 1e-4), rtol=1e-7,
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_the_jacobian_of_a_kernel_with_a_matrix_argument(kind):
+    """Columns for the matrix's stored values, then x's; rows for y: against central
+    differences of the primal, in both modes."""
+    A = _matrix(kind)
+    args = _products_args(A)
+
+    def y_of(values, x):
+        moved = A.copy()
+        moved.data = values
+        y = np.zeros(5)
+        mk.products(moved, x, y, np.zeros(4))
+        return y
+
+    x = args[1]
+    columns = []
+    for index in range(A.nnz + x.size):
+        step = np.zeros(A.nnz + x.size)
+        step[index] = 1e-6
+        columns.append((y_of(A.data + step[:A.nnz], x + step[A.nnz:])
+                        - y_of(A.data - step[:A.nnz], x - step[A.nnz:])) / 2e-6)
+    for mode in ("forward", "reverse"):
+        jac = adsrc.jacobian(mk.products, wrt=("A", "x"), outputs=("y",), mode=mode)(*args)
+        np.testing.assert_allclose(jac, np.column_stack(columns), rtol=1e-6, atol=1e-8)
+    assert np.all(args[2] == 0.0)           # the arguments are left as they were

@@ -134,9 +134,10 @@ def type_of_value(value, what):
                             f"int64, got dtype {value.dtype}")
     if hasattr(value, "tocsr") and hasattr(value, "nnz"):        # a SciPy sparse matrix
         raise ArgumentError(f"{what}: a SciPy sparse matrix is taken by the kernel's primal, "
-                            "adjoint, tangent, grad, value_and_grad and check_grads; here, "
-                            "pass its arrays (A.data, A.indices, A.indptr) and build the "
-                            "matrix in the kernel")
+                            "adjoint, tangent, grad, value_and_grad, check_grads, jacobian, "
+                            "hvp and hessian_operator, but not through a checkpointed loop; "
+                            "here, pass its arrays (A.data, A.indices, A.indptr) and build "
+                            "the matrix in the kernel")
     raise ArgumentError(f"{what}: expected a float, an int or a NumPy array, "
                         f"got {type(value).__name__}")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from adsrc.frontend import early_returns, intrinsics
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
+from adsrc.frontend.source import docstring_statements
 from adsrc.frontend.sparse_matrices import SparseMatrices
 from adsrc.naming import free
 from adsrc.rules import library
@@ -54,9 +55,7 @@ class Fence(gast.NodeTransformer):
     def run(self):
         tree = self.source.tree
         self._check_signature(tree)
-        if tree.body and isinstance(tree.body[0], gast.Expr) \
-                and isinstance(tree.body[0].value, gast.Constant):
-            tree.body = tree.body[1:]  # docstring
+        tree.body = tree.body[docstring_statements(tree.body):]
         self.generated_names = early_returns.rewrite(tree, self.source.error)
         self.local_names |= self.generated_names
         body = tree.body

@@ -54,6 +54,7 @@ import gast
 
 from adsrc.analyses.effects import names_read
 from adsrc.frontend.quoting import located, quote
+from adsrc.frontend.source import docstring_statements
 from adsrc.naming import free
 
 OPTIONS = ("schedule", "snapshots", "max_tape_bytes")
@@ -115,9 +116,7 @@ def split(source, is_marker, is_kernel_call, allocation):
     ``allocation(call)`` is the name of the NumPy allocation function a call names (``"zeros"``,
     ``"copy"``... as :data:`adsrc.frontend.intrinsics.ALLOCATIONS` spells them), or None.
     Raises UnsupportedError, located, for the forms that cannot be split."""
-    body = list(source.tree.body)
-    if body and isinstance(body[0], gast.Expr) and isinstance(body[0].value, gast.Constant):
-        body = body[1:]                     # docstring
+    body = source.tree.body[docstring_statements(source.tree.body):]
     loops = marked_loops(source.tree, is_marker)
     top = [loop for loop in loops if any(loop is stmt for stmt in body)]
     for loop in loops:

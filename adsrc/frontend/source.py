@@ -91,6 +91,14 @@ class KernelSource:
         return resolve_global(self.globals, name)
 
 
+def docstring_statements(body):
+    """How many of a function body's first statements are its docstring: 1 or 0.  A kernel's
+    docstring is left out of what adsrc differentiates, and statements adsrc puts first go after
+    it (Python reads a docstring only as the first statement)."""
+    return int(bool(body) and isinstance(body[0], gast.Expr)
+               and isinstance(body[0].value, gast.Constant))
+
+
 def resolve_global(namespace, name):
     """What a free name resolves to in a function's globals (then builtins), or None.
 
