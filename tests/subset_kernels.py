@@ -1167,3 +1167,21 @@ def uses_constant(x):
     """a numeric module-level constant."""
     for i in range(len(x)):
         x[i] = HALF * x[i] * x[i]
+
+
+def views_only_read(A, x, y):
+    """Rows, a slice, the transpose and the diagonal of a matrix that nothing writes: NumPy's
+    views and adsrc's copies hold the same values; a tuple that swaps local arrays."""
+    for i in range(A.shape[0]):
+        r = A[i]
+        y[i] = np.dot(r, x)
+    d = np.diag(A)
+    t = A.T
+    tail = x[1:]
+    p = 2.0 * x
+    q = 3.0 * x
+    p, q = q, p
+    p[0] = p[0] + q[1]
+    for i in range(len(y)):
+        y[i] += d[i] * x[i] + t[0, i] * p[i]
+    return np.sum(tail * tail)

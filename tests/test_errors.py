@@ -313,6 +313,38 @@ def array_alias(x, y):
     return z[0]
 
 
+def row_view_written(x, u):
+    r = u[0]  # <-
+    r[1] = 4.0 * u[1, 1]
+    return np.sum(u * u) + x[0]
+
+
+def slice_view_written(x):
+    v = x[1:]  # <-
+    v[0] = 3.0 * x[0]
+    return np.sum(x * x)
+
+
+def view_of_an_argument_written(x, u):
+    d = np.diag(u)  # <-
+    t = u.T
+    u[0, 0] = 7.0 * u[1, 1]
+    return np.dot(d, x) + t[0, 1]
+
+
+def alias_through_a_tuple(x):
+    p = 2.0 * x
+    a, s = p, 5.0  # <-
+    a[0] = s
+    return np.dot(p, x)
+
+
+def row_through_a_tuple(x, u):
+    a, b = u[0], u[1]  # <-
+    a[1] = 4.0 * b[0]
+    return np.sum(u * u) + x[0]
+
+
 def attribute_method(x):
     s = x.argmax()  # <-
     return s
@@ -531,6 +563,17 @@ UNSUPPORTED = [
      lambda: (np.eye(2),)),
     (unknown_builtin, "no derivative rule", "round", _x),
     (array_alias, "'z' is written in place (line", "z = x", _xy),
+    (row_view_written, "'r = u[0, :]' makes 'r' a view of the elements of 'u' in NumPy, and "
+     "'r' is written in place (line", "r = u[0]", lambda: (*_x(2), np.ones((2, 2)))),
+    (slice_view_written, "'v = x[1:]' makes 'v' a view of the elements of 'x'", "v = x[1:]",
+     _x),
+    (view_of_an_argument_written, "'d = np.diag(u)' makes 'd' a view of the elements of 'u' "
+     "in NumPy, and 'u' is written in place", "d = np.diag(u)",
+     lambda: (*_x(2), np.ones((2, 2)))),
+    (alias_through_a_tuple, "'a = p' makes 'a' a second name for the array of 'p' in NumPy",
+     "a, s = p, 5.0", _x),
+    (row_through_a_tuple, "'a = u[0, :]' makes 'a' a view of the elements of 'u'",
+     "a, b = u[0], u[1]", lambda: (*_x(2), np.ones((2, 2)))),
     (attribute_method, "no derivative rule for x.argmax", "x.argmax", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),

@@ -234,6 +234,7 @@ class TypeInference:
                 # (no name can tell that from swapping the arrays); arguments are refused in
                 # adsrc.normalize.rebound_arguments
                 stmt.value = located([quote_expr("np.copy(V)", V=stmt.value)], stmt)[0]
+                stmt.value.adsrc_swapped_copy = True        # lower_arrays reads through it
             if isinstance(target, gast.Name):
                 self._assign(target, value, stmt)
             else:

@@ -234,6 +234,7 @@ class Fence(gast.NodeTransformer):
             self._fail(stmt, "tuple assignment needs as many values as targets, each a name or "
                              "an element ('a, b = b, a + b'; no nesting and no '*')")
         temporaries, stores = [], []
+        rebound = frozenset(elt.id for elt in target.elts if isinstance(elt, gast.Name))
         for elt, value in zip(target.elts, values):
             self._target(elt)
             held = f"_value{self.tuple_values}"
@@ -242,6 +243,7 @@ class Fence(gast.NodeTransformer):
             temporary = gast.Assign([gast.Name(held, gast.Store(), None, None)],
                                     self._expression(value), None)
             temporary.adsrc_tuple_value = True
+            temporary.adsrc_tuple_targets = rebound      # for lower_arrays' alias checks
             temporaries.append(temporary)
             stores.append(gast.Assign([elt], gast.Name(held, gast.Load(), None, None), None))
         for part in temporaries + stores:

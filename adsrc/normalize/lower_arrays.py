@@ -145,6 +145,7 @@ class LowerArrays:
         self.hoisted = []           # allocations to place before it
         self.user_names = {}        # a renamed argument -> its name in the kernel
         self.tuple_values = set()   # the temporaries of tuple assignments, read once
+        self.tuple_bases = {}       # such a temporary -> (array it names or views, its text)
         self.written_in_place = {}  # array -> a statement writing its elements
         self.lowering = None        # the element-wise statement or reduction being lowered
 
@@ -155,6 +156,7 @@ class LowerArrays:
         self.user_names = getattr(tree, "adsrc_user_names", {})
         self.tuple_values = {stmt.targets[0].id for stmt in walk_statements(tree.body)
                              if getattr(stmt, "adsrc_tuple_value", False)}
+        self.tuple_bases = self._tuple_bases(tree)
         self.written_in_place = self._written_in_place(tree)
         tree.body = self._block(tree.body, top=True)
         for array, copy_name in self.old_values.items():
@@ -321,6 +323,11 @@ class LowerArrays:
                              f"'{target.id}[:] = ...' instead of rebinding it")
         if isinstance(value, gast.Name) and value.id not in self.tuple_values:
             self._check_copy_is_alias(stmt)
+        viewed = self._viewed_array(value)
+        if viewed is not None:
+            self._check_copy_is_view(stmt, viewed, gast.unparse(value).strip())
+        if isinstance(value, gast.Name) and value.id in self.tuple_bases:
+            self._check_copy_is_view(stmt, *self.tuple_bases[value.id])
         allocation, fill, shape = self._allocation(stmt)
         if target.id in self.local_arrays:
             return self._located(self._same_shape(target.id, shape, stmt), stmt) \
@@ -371,6 +378,67 @@ class LowerArrays:
                                  "of its own, which agrees with NumPy only for arrays never "
                                  "written in place; write '{0} = np.copy({1})'".format(
                                      *spelled, shown, line))
+
+    def _viewed_array(self, value):
+        """The name of the array whose elements ``value`` is a NumPy view of (a row ``A[0]``, a
+        slice ``x[1:]``, ``A.T``, ``np.diag(A)`` of a matrix), else None.  An index that is an
+        array (NumPy's copy) does not count; every other subscript of a name does."""
+        if isinstance(value, gast.Subscript) and isinstance(value.value, gast.Name):
+            parts = value.slice.elts if isinstance(value.slice, gast.Tuple) else [value.slice]
+            if not any(self._is_array(part) for part in parts
+                       if not isinstance(part, gast.Slice)):
+                return value.value.id
+        if isinstance(value, gast.Attribute) and value.attr == "T" \
+                and isinstance(value.value, gast.Name):
+            return value.value.id
+        if _callee(value) in ("np.diag", "np.diagonal") and value.args \
+                and isinstance(value.args[0], gast.Name):
+            kind = self._type(value.args[0])
+            if kind is not None and kind.is_array and kind.ndim == 2:
+                return value.args[0].id
+        return None
+
+    def _tuple_bases(self, tree):
+        """``{temporary: (array, text)}`` for the temporaries of tuple assignments that hold
+        an array, or a view of one, that the assignment does not bind again: ``a, s = p, 1.0``
+        makes ``a`` a second name for ``p``'s array in NumPy (where ``p, q = q, p`` leaves
+        each array one name, and copies agree)."""
+        bases = {}
+        for stmt in walk_statements(tree.body):
+            rebound = getattr(stmt, "adsrc_tuple_targets", None)
+            if rebound is None:
+                continue
+            value = stmt.value
+            if _callee(value) == "np.copy" and getattr(value, "adsrc_swapped_copy", False):
+                value = value.args[0]
+            if isinstance(value, gast.Name):
+                array = value.id if self._is_array(value) else None
+            else:
+                array = self._viewed_array(value)
+            if array is not None and array not in rebound:
+                bases[stmt.targets[0].id] = (array, gast.unparse(value).strip())
+        return bases
+
+    def _check_copy_is_view(self, stmt, viewed, text):
+        """``r = A[0]``: NumPy makes ``r`` a view of ``A``'s elements (``r = b``, through a tuple
+        assignment: the same array), where adsrc copies their values into ``r``'s own array.
+        As for ``a = b``, the two agree when neither array is written in place anywhere in the
+        kernel; otherwise refused, saying where."""
+        target = stmt.targets[0].id
+        shown = self.user_names.get(target, target)
+        for array in (target, viewed):
+            if array in self.written_in_place:
+                line = self.source.location(self.written_in_place[array])[1]
+                relation = ("a second name for the array" if text == viewed
+                            else "a view of the elements")
+                self._fail(stmt, f"'{shown} = {text}' makes '{shown}' {relation} of "
+                                 f"'{self.user_names.get(viewed, viewed)}' in NumPy, and "
+                                 f"'{self.user_names.get(array, array)}' is written in place "
+                                 f"(line {line}): adsrc gives each name an array of its own, "
+                                 "which agrees with NumPy only for arrays never written in "
+                                 f"place; write '{shown} = np.copy({text})', or index "
+                                 f"'{self.user_names.get(viewed, viewed)}' where '{shown}' is "
+                                 "used")
 
     def _allocation(self, stmt):
         """``(allocation, fill, shape)`` for ``a = <array>``: the statements allocating the
