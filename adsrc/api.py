@@ -26,7 +26,7 @@ import numpy as np
 from adsrc.analyses.types import usual_types
 from adsrc.backends import cython_errors
 from adsrc.compiling import cython_build
-from adsrc.compiling.source_key import SourceKey
+from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
@@ -225,6 +225,7 @@ class Differentiable:
         self.adjoint = Adjoint(self)
         self._program = Program()
         self._compiled = {}
+        self._watched = None            # what they were made from (source_key.watched_globals)
         self._lock = threading.RLock()
         self._last_signature = None
         self._matrix_kernels = {}       # layouts of sparse matrix arguments -> MatrixKernel
@@ -330,11 +331,18 @@ class Differentiable:
         module is generated and built when the cache does not hold it."""
         backend = self.backend if backend is None else _backend(backend)
         key = (signature, backend, mode)
+        if self._watched and not unchanged(self._watched):
+            with self._lock:        # a constant or a callee the modules were made from changed
+                self._compiled.clear()
+                self._program = Program()
+                self._watched = None
         compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:        # one analysis at a time: threads share self._program
                 compiled = self._compiled.get(key)
                 if compiled is None:
+                    if self._watched is None:
+                        self._watched = watched_globals(self.fn)
                     compiled = self._load_or_generate(signature, backend, mode, check)
                     self._compiled[key] = compiled
         self._last_signature = signature

@@ -233,7 +233,9 @@ class Checkpointed:
         array it overwrites; ``plain``: the entry of the step's own."""
         step = self.step
         key = (signature, step.backend, mode)
-        if key not in self._restoring:
+        made = self._restoring.get(key)
+        # made from the step's module of now: one made again from a changed constant is new
+        if made is None or made[0] is not plain:
             with step._lock:
                 generator = Generator(step._program)
                 entry = generator.specialise(Key(step.fn, signature, frozenset(step.wrt),
@@ -243,8 +245,8 @@ class Checkpointed:
                 if getattr(entry, field) != getattr(plain, field):
                     raise AssertionError(f"adsrc internal error: the restoring adjoint of "
                                          f"{step.fn.__name__} differs in {field}")
-            self._restoring[key] = _LOADED[mode](entry, step.backend, source, namespace)
-        return self._restoring[key]
+            self._restoring[key] = plain, _LOADED[mode](entry, step.backend, source, namespace)
+        return self._restoring[key][1]
 
     @staticmethod
     def _variant(schedule, actions, sweeps):

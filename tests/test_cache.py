@@ -295,6 +295,76 @@ def test_a_constant_changed_in_process_is_fenced_again_for_a_new_signature(tmp_p
     np.testing.assert_allclose(x_bar(fresh, 2), 6.0 * X + 2, rtol=1e-14)
 
 
+CHANGING = """
+import adsrc
+
+SCALE = 2.0
+
+
+def square(x, y):
+    for i in range(len(x)):
+        y[i] = SCALE * x[i] * x[i]
+
+
+def cube(x, y):
+    for i in range(len(x)):
+        y[i] = x[i] * x[i] * x[i]
+
+
+def kernel(x, y, c):
+    square(x, y)
+    for i in range(len(y)):
+        y[i] = y[i] + c * x[i]
+
+
+def scaled_steps(x, steps):
+    for it in adsrc.checkpointed(range(steps), SCHEDULE):
+        for i in range(len(x)):
+            x[i] = SCALE * x[i]
+"""
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_constant_or_callee_changed_in_process_is_seen_by_the_same_signature(
+        tmp_path, monkeypatch, backend):
+    """A Differentiable keeps its compiled modules only while the module constants and the
+    callees they were made from are the same objects: a change is generated again, for the
+    adjoint, the primal and the tangent alike, and for the step of a checkpointed loop."""
+    # a loop reversed one step at a time by the step's adjoint, and one taped whole, by the
+    # variant of the step's adjoint that puts back what it overwrites
+    (tmp_path / "changing_kernels.py").write_text(
+        CHANGING.replace("SCHEDULE", "schedule='binomial', snapshots=1"))
+    (tmp_path / "changing_stored.py").write_text(
+        CHANGING.replace("SCHEDULE", "schedule='store_all'"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import changing_kernels
+    import changing_stored
+
+    f = adsrc.differentiate(changing_kernels.kernel, wrt="x", outputs="y", backend=backend)
+
+    def x_bar():
+        (result,) = f.adjoint(X.copy(), np.zeros(3), 0.5, y_bar=np.ones(3))
+        return result
+
+    np.testing.assert_allclose(x_bar(), 4.0 * X + 0.5, rtol=1e-14)
+    monkeypatch.setattr(changing_kernels, "SCALE", 3.0)
+    np.testing.assert_allclose(x_bar(), 6.0 * X + 0.5, rtol=1e-14)
+    y = np.zeros(3)
+    f.primal(X.copy(), y, 0.5)
+    np.testing.assert_allclose(y, 3.0 * X**2 + 0.5 * X, rtol=1e-14)
+    (y_dot,) = f.tangent(X.copy(), np.zeros(3), 0.5, x_dot=np.ones(3))
+    np.testing.assert_allclose(y_dot, 6.0 * X + 0.5, rtol=1e-14)
+    monkeypatch.setattr(changing_kernels, "square", changing_kernels.cube)
+    np.testing.assert_allclose(x_bar(), 3.0 * X**2 + 0.5, rtol=1e-14)
+    for module in (changing_kernels, changing_stored):
+        loop = adsrc.differentiate(module.scaled_steps, wrt="x", outputs="x", backend=backend)
+        (gradient,) = loop.adjoint(X.copy(), 3, x_bar=np.ones(3))
+        np.testing.assert_allclose(gradient, np.full(3, module.SCALE ** 3), rtol=1e-14)
+        monkeypatch.setattr(module, "SCALE", 0.5)
+        (gradient,) = loop.adjoint(X.copy(), 3, x_bar=np.ones(3))
+        np.testing.assert_allclose(gradient, np.full(3, 0.125), rtol=1e-14)
+
+
 RULE_KERNEL = """
 import numpy as np
 import scipy.sparse as sp

@@ -200,13 +200,54 @@ def _globals_read(fn, text):
     """``(dotted name, object)`` for every global name and attribute chain the fence may
     resolve in the function's source, sorted: names not assigned in the function, followed
     through modules like the fence follows ``np.linalg.solve``."""
-    found = {}
-    for chain in _free_chains(text):
-        value = resolve_global(fn.__globals__, chain[0])
-        for attr in chain[1:]:
-            value = getattr(value, attr, None) if isinstance(value, types.ModuleType) else None
-        found[".".join(chain)] = value
-    return sorted(found.items())
+    return sorted((".".join(chain), _resolved(fn.__globals__, chain))
+                  for chain in _free_chains(text))
+
+
+def _resolved(namespace, chain):
+    value = resolve_global(namespace, chain[0])
+    for attr in chain[1:]:
+        value = getattr(value, attr, None) if isinstance(value, types.ModuleType) else None
+    return value
+
+
+def watched_globals(fn):
+    """``[(namespace, chain, object)]``: the global names (or attribute chains through modules)
+    that ``fn`` and the user functions it calls read, whose values the generated code was made
+    from: the numbers the fence inlines, and the user functions themselves, as they resolve
+    now.  A :class:`~adsrc.api.Differentiable` keeps its compiled modules only while
+    :func:`unchanged` says so: the source key misses when a module constant changes
+    (``cfg.OMEGA = 1.2``) or a callee is rebound, and so must a module kept in memory."""
+    watched = []
+    _watch(fn, watched, set())
+    return watched
+
+
+def _watch(fn, watched, seen):
+    if fn in seen:
+        return
+    seen.add(fn)
+    try:
+        if getattr(fn, "__adsrc_parent__", None) is not None:
+            _watch(fn.__adsrc_parent__, watched, seen)
+            chains = _free_chains(ast.unparse(gast.gast_to_ast(fn.__adsrc_source__().tree)))
+        else:
+            chains = _free_chains(inspect.getsource(fn))
+    except (OSError, TypeError, _Undescribable):
+        return                  # adsrc refuses a kernel it cannot read before it gets here
+    for chain in chains:
+        value = _resolved(fn.__globals__, chain)
+        kernel = getattr(value, "__wrapped_kernel__", value)
+        if isinstance(kernel, types.FunctionType) and not _in_adsrc(kernel):
+            watched.append((fn.__globals__, chain, value))
+            _watch(kernel, watched, seen)
+        elif isinstance(value, (numbers.Number, np.bool_)):
+            watched.append((fn.__globals__, chain, value))
+
+
+def unchanged(watched):
+    """Whether every name of :func:`watched_globals` still resolves to the same object."""
+    return all(_resolved(namespace, chain) is value for namespace, chain, value in watched)
 
 
 @functools.lru_cache(maxsize=256)
