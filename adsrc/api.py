@@ -32,8 +32,8 @@ from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
-from adsrc.runtime.arguments import (check_contiguous, check_out_bar, check_writeable,
-                                     signature_of)
+from adsrc.runtime.arguments import (check_contiguous, check_distinct, check_out_bar,
+                                     check_writeable, signature_of)
 from adsrc.runtime.call_checks import CallChecks
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
@@ -285,7 +285,12 @@ class Differentiable:
         name = self.fn.__name__
         compiled = self._compile(signature or signature_of(name, self.params, args))
         if compiled.backend == "cython":
+            # the generated loops assume what they write is distinct from what they read, where
+            # NumPy reads a whole right-hand side first ('y[:] = x[::-1]' with y the same as x)
             check_contiguous(name, self.params, args)
+            check_distinct(name, {param: value for param, value in zip(self.params, args)
+                                  if isinstance(value, np.ndarray)},
+                           compiled.entry.written_arrays)
         check_writeable(name, self.params, args, compiled.entry.written_arrays)
         return compiled
 

@@ -797,6 +797,28 @@ def test_same_array_twice_when_one_is_written():
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+def reversed_into(x, y):
+    y[:] = x[::-1]
+
+
+def test_the_compiled_primal_refuses_the_same_array_twice(backend):
+    """NumPy reads all of 'x[::-1]' before it stores into y; the compiled loop, into the
+    same array, would read values it had stored.  The Python backend's primal is the function
+    itself, which is right with any arguments."""
+    f = adsrc.differentiate(reversed_into, wrt="x", outputs="y")
+    a = np.arange(5.0)
+    if backend == "python":
+        f.primal(a, a)
+        np.testing.assert_array_equal(a, [4.0, 3.0, 2.0, 1.0, 0.0])     # as NumPy does it
+        return
+    with pytest.raises(adsrc.ArgumentError, match="'x' and 'y' share memory"):
+        f.primal(a, a)
+    np.testing.assert_array_equal(a, np.arange(5.0))
+    b = np.zeros(5)
+    f.primal(a, b)
+    np.testing.assert_array_equal(b, a[::-1])
+
+
 def dot2(x, y):
     s = 0.0
     for i in range(len(x)):
