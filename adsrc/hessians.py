@@ -114,6 +114,7 @@ class _SecondOrder:
     def _checked_direction(self, args, v):
         """``v``, one direction: a float64 copy of the point's shape, or a float."""
         point = args[self.position]
+        _check_real(self.kernel.fn.__name__, v)
         if isinstance(point, np.ndarray):
             v = np.array(v, dtype=np.float64, copy=True)
             if v.shape != point.shape:
@@ -146,6 +147,7 @@ class _SecondOrder:
             matrices, second = with_matrices
             return second.hvps(matrices.arguments(args), vs)
         shape = np.shape(args[self.position])
+        _check_real(name, vs)
         try:
             vs = np.asarray(vs, dtype=np.float64)
         except (TypeError, ValueError) as error:
@@ -217,6 +219,13 @@ def hvp(f, wrt, backend=None):
     return hessian_vector_product
 
 
+def _check_real(kernel_name, directions):
+    """A complex direction would lose its imaginary part to a float64 conversion."""
+    if np.iscomplexobj(directions):
+        raise ArgumentError(f"{kernel_name}: the direction must be real, got complex values "
+                            "(H is real: take the real and imaginary parts apart)")
+
+
 class HessianOperator(LinearOperator):
     """The Hessian of a scalar kernel at a point, as a matrix-free ``LinearOperator``.
 
@@ -261,11 +270,15 @@ class HessianOperator(LinearOperator):
         return np.ravel(self._second.gradient_and_hvp(self._args, zero)[0])
 
     def _matvec(self, v):
+        if np.iscomplexobj(v):          # H is real: its real and imaginary parts, apart
+            return self._matvec(np.real(v)) + 1j * self._matvec(np.imag(v))
         v = np.ascontiguousarray(np.reshape(v, self._point_shape), dtype=np.float64)
         return np.ravel(self._second.gradient_and_hvp(self._args, v)[1])
 
     def _matmat(self, vs):
         """H applied to the k columns of ``vs`` in one vector-mode sweep (not k matvecs)."""
+        if np.iscomplexobj(vs):
+            return self._matmat(np.real(vs)) + 1j * self._matmat(np.imag(vs))
         k = np.shape(vs)[1]
         stack = np.reshape(np.asarray(vs).T, (k,) + self._point_shape)
         return np.reshape(self._second.hvps(self._args, stack), (k, self.shape[0])).T

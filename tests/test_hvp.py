@@ -175,6 +175,23 @@ def test_bad_requests_are_refused():
         hvp(x, np.ones(5), x_dot=np.ones(5))
     with pytest.raises(adsrc.ArgumentError, match="1 argument and the direction as x_dot="):
         hvp(x)
+    for complex_direction in (1j * np.ones(5), 1j * np.ones((2, 5))):
+        with pytest.raises(adsrc.ArgumentError, match="the direction must be real"):
+            hvp(x, x_dot=complex_direction)
+
+
+def test_the_operator_on_complex_vectors_takes_their_parts_apart():
+    """H is real, so H (a + ib) = H a + i H b: against the Hessian by hand."""
+    rng = np.random.default_rng(62)
+    u, c = rng.standard_normal((3, 4)), 0.3
+    hessian = adsrc.hessian_operator(K.grid_energy, u, c, wrt="u")
+    dense = _grid_energy_hessian(u, c)
+    a, b = rng.standard_normal(12), rng.standard_normal(12)
+    np.testing.assert_allclose(hessian.matvec(a + 1j * b), dense @ a + 1j * (dense @ b),
+                               rtol=1e-12, atol=1e-12)
+    columns = rng.standard_normal((12, 2)) + 1j * rng.standard_normal((12, 2))
+    np.testing.assert_allclose(hessian.matmat(columns), dense @ columns, rtol=1e-12,
+                               atol=1e-12)
 
 
 def _grid_energy_hessian(u, c):
