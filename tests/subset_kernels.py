@@ -1185,3 +1185,10 @@ def views_only_read(A, x, y):
     for i in range(len(y)):
         y[i] += d[i] * x[i] + t[0, i] * p[i]
     return np.sum(tail * tail)
+
+
+def power_of_array(x, p, y):
+    """x ** p with a variable exponent, at a base that may be 0: there the derivative with
+    respect to p is 0 (x ** p * log(x) is 0 * -inf)."""
+    for i in range(len(x)):
+        y[i] = x[i] ** p

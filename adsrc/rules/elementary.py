@@ -158,7 +158,10 @@ class _Partials:
                                                     D=const(value - 1))))
             return
         self.visit(base, _mul(m, quote_expr("E * U ** (E - 1)", U=base, E=exponent)))
-        self.visit(exponent, _mul(m, quote_expr("U ** E * math.log(U)", U=base, E=exponent)))
+        # at a zero base the power is 0 whatever the exponent near E > 0: so is its derivative
+        # (U ** E * log(U) is 0 * -inf there, NaN in C and an error in Python)
+        self.visit(exponent, _mul(m, quote_expr("(0.0 if U == 0.0 else U ** E * math.log(U))",
+                                                U=base, E=exponent)))
 
     def _UnaryOp(self, node, m):
         if isinstance(node.op, gast.USub):
