@@ -1192,3 +1192,18 @@ def power_of_array(x, p, y):
     respect to p is 0 (x ** p * log(x) is 0 * -inf)."""
     for i in range(len(x)):
         y[i] = x[i] ** p
+
+
+def row_length(indptr, i):
+    """An int: its adjoint seed is a float all the same."""
+    return indptr[i + 1] - indptr[i]
+
+
+def weighted_by_row_lengths(indptr, x):
+    """Calls of a function returning an int, in a product and in a range."""
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i] * row_length(indptr, i)
+        for k in range(row_length(indptr, i)):
+            s += 0.5 * x[i]
+    return s

@@ -350,6 +350,8 @@ CASES = [
     Case("returns_scalar_default_outputs", K.returns_scalar_and_mutates,
          lambda r, d: (_u(r, 4), _u(r, 4)), ("x",), effective=("return",)),
     Case("uses_module_constant", K.uses_constant, lambda r, d: (_u(r, 4),), ("x",), ("x",)),
+    Case("int_returning_calls", K.weighted_by_row_lengths,
+         lambda r, d: (np.array([0, 1, 3, 6], dtype=d), _u(r, 3)), ("x",), uses_indices=True),
     Case("power_at_a_zero_base", K.power_of_array,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 2.5, np.zeros(3)), ("p",), ("y",)),
 ]

@@ -356,7 +356,9 @@ class _Printer:
             args = value.args[:-1] + out + value.args[-1:] if taped else value.args + out
             self.emit(depth, self.expr(gast.Call(value.func, args, [])))
             for position, item in enumerate(target.elts):
-                self.emit(depth, f"{item.id} = {CALLEE_OUT}[{position}]")
+                # an int the callee returns passes through the doubles exactly (below 2**53)
+                cast = "" if self.types[item.id].is_float else "<Py_ssize_t>"
+                self.emit(depth, f"{item.id} = {cast}{CALLEE_OUT}[{position}]")
             self.callee_out = max(self.callee_out, len(target.elts))
             return
         if isinstance(target, gast.Name) and target.id in self.directions:
@@ -486,11 +488,13 @@ def _assigned_names(function):
 
 def _type_of(spec, variable):
     """The type of a kernel variable, of a generated temporary, or of the adjoint (``_bar``)
-    or tangent (``_dot``) of either, which has the type of what it differentiates."""
+    or tangent (``_dot``) of either, which has the type of what it differentiates (a float
+    for an integer scalar: the seed ``_ret_bar`` of a called function returning an int)."""
     if variable in spec.env:
         return spec.env[variable]
     if variable.endswith(("_bar", "_dot")):
-        return _type_of(spec, variable[:-4])
+        kind = _type_of(spec, variable[:-4])
+        return FLOAT if kind is not None and not kind.is_array and kind.kind == "int" else kind
     if _DOUBLE_TEMPS.match(variable) or variable == SEED:
         return FLOAT
     if _INDEX_TEMPS.match(variable):
