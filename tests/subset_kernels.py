@@ -1207,3 +1207,32 @@ def weighted_by_row_lengths(indptr, x):
         for k in range(row_length(indptr, i)):
             s += 0.5 * x[i]
     return s
+
+
+def relaxed_residual(x, b):
+    """One Gauss-Seidel sweep of a tridiagonal system (diagonal 2.5, off-diagonals -1),
+    writing x; returns the squared residual before it."""
+    n = len(x)
+    res = 0.0
+    for i in range(n):
+        acc = b[i]
+        if i > 0:
+            acc += x[i - 1]
+        if i < n - 1:
+            acc += x[i + 1]
+        res += (acc - 2.5 * x[i]) ** 2
+        x[i] = acc / 2.5
+    return res
+
+
+def sweeps_in_conditions(x, b, tol, sweeps):
+    """Calls that write x in a while condition and in an elif condition, whose bodies write x
+    too: a body runs after its condition, so the order is Python's."""
+    while relaxed_residual(x, b) > tol:
+        x[0] = 0.99 * x[0]
+    for s in range(sweeps):
+        if s % 2 == 0:
+            x[1] += 0.1 * x[0]
+        elif relaxed_residual(x, b) > 1e30:
+            x[2] = 0.0
+    return np.dot(x, x)

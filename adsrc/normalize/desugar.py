@@ -105,12 +105,16 @@ class Desugar:
                 gast.Assign(targets=[name(RETURN, store=True)], value=value, type_comment=None),
                 stmt)
             return before + [assign, gast.copy_location(gast.Return(value=name(RETURN)), stmt)]
+        # a loop's or a branch's body runs after its header: only the header is 'the rest of
+        # the statement' a call hoisted out of it must not write (check_evaluation_order)
         if isinstance(stmt, gast.For):
+            self._current = stmt.iter
             before = []
             stmt.iter.args = [self._hoist_nested(arg, before, top=False) for arg in stmt.iter.args]
             stmt.body = self._block(stmt.body)
             return before + [stmt]
         if isinstance(stmt, gast.While):
+            self._current = stmt.test
             before = []
             stmt.test = self._hoist_nested(stmt.test, before, top=False)
             stmt.body = self._block(stmt.body)
@@ -118,6 +122,7 @@ class Desugar:
                 stmt.body = _before_continue(stmt.body, before) + copy.deepcopy(before)
             return before + [stmt]
         if isinstance(stmt, gast.If):
+            self._current = stmt.test
             before = []
             stmt.test = self._hoist_nested(stmt.test, before, top=False)
             stmt.body = self._block(stmt.body)
