@@ -708,6 +708,16 @@ def test_float32_array(position):
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+def test_float32_scalar():
+    """A float32 alpha would make Python's run of the kernel, and check_grads' finite
+    differences, compute in single precision."""
+    args = _csr_args()
+    args[5] = np.float32(0.7)
+    message = _expect_argument_error(_relax(wrt=("data", "b", "alpha")), args,
+                                     {"x_bar": np.ones(4)})
+    assert "floats must be Python floats or np.float64" in message and "float32" in message
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.uint32, np.float64])
 def test_index_array_dtype(dtype):
     args = _csr_args()
@@ -722,9 +732,9 @@ def test_three_dimensional_array():
 
 
 USUAL_VALUES = [np.zeros(3), np.zeros((2, 3)), np.zeros(3, dtype=np.int32),
-                np.zeros((2, 2), dtype=np.int64), 1.5, 2, True, np.float64(1.5), np.float32(1.5),
+                np.zeros((2, 2), dtype=np.int64), 1.5, 2, True, np.float64(1.5),
                 np.int32(2), np.int64(2), np.bool_(True)]
-OTHER_VALUES = [np.zeros(3, dtype=np.float32), np.zeros((2, 2, 2)), np.zeros(()),
+OTHER_VALUES = [np.zeros(3, dtype=np.float32), np.float32(1.5), np.zeros((2, 2, 2)), np.zeros(()),
                 np.zeros(3).view(np.recarray), np.zeros(3, dtype=">f8"), np.int16(2), "x", None]
 
 

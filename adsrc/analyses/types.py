@@ -94,8 +94,8 @@ _ARRAY_TYPES = {(np.dtype(dtype), ndim): array(dtype, ndim)
 
 
 # the scalar types a kernel takes, by their Python class (bool counts as int, as in Python)
-_SCALAR_TYPES = {float: FLOAT, int: INT, bool: INT, np.float64: FLOAT, np.float32: FLOAT,
-                 np.int64: INT, np.int32: INT, np.bool_: INT}
+_SCALAR_TYPES = {float: FLOAT, int: INT, bool: INT, np.float64: FLOAT, np.int64: INT,
+                 np.int32: INT, np.bool_: INT}
 
 
 def usual_types(values):
@@ -120,8 +120,14 @@ def type_of_value(value, what):
         return INT
     if isinstance(value, (int, np.integer)):
         return INT
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, float):        # np.float64 too
         return FLOAT
+    if isinstance(value, np.floating):
+        # Python's run of the kernel (and its finite differences) would compute in the
+        # scalar's precision, where adsrc's code computes in double
+        raise ArgumentError(f"{what}: floats must be Python floats or np.float64, as float "
+                            f"arrays must be float64; got np.{type(value).__name__} (pass "
+                            "float(value))")
     if isinstance(value, np.ndarray):
         if value.ndim not in (1, 2):
             raise ArgumentError(f"{what}: arrays of 1 or 2 dimensions are supported, "
