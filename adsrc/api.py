@@ -48,16 +48,24 @@ def _parameter_names(fn):
 def _names(fn, spec, what):
     """Normalise ``wrt``/``outputs`` given as names or positions to a tuple of names."""
     params = _parameter_names(fn)
-    items = (spec,) if isinstance(spec, (str, int)) else tuple(spec)
+    try:
+        items = (spec,) if isinstance(spec, (str, int)) else tuple(spec)
+    except TypeError:
+        items = (spec,)         # refused below, as any other item that is no name or position
     names = []
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
             if not -len(params) <= item < len(params):
                 raise AdsrcError(f"{fn.__name__}: {what} position {item} is out of range")
             item = params[item]
+        if not isinstance(item, str):
+            raise AdsrcError(f"{fn.__name__}: {what} takes argument names or positions, got "
+                             f"{item!r}")
         if item not in params and not (what == "outputs" and item == RETURN_OUTPUT):
             raise AdsrcError(f"{fn.__name__}: {what} names '{item}', which is not an argument "
                              f"(arguments: {', '.join(params)})")
+        if item in names:
+            raise AdsrcError(f"{fn.__name__}: {what} names '{item}' twice")
         names.append(item)
     if not names:
         # empty outputs would give a derivative of nothing: zero, which no check can fault
@@ -214,13 +222,13 @@ class Differentiable:
     def __init__(self, fn, wrt, outputs=None, backend=None):
         if isinstance(fn, Differentiable):
             fn = fn.fn
+        kernel_source(fn)       # a function adsrc cannot read is refused first, and clearly
         self.fn = fn
         functools.update_wrapper(self, fn)
         self.__wrapped_kernel__ = fn
         self.wrt = _names(fn, wrt, "wrt")
         self.outputs = None if outputs is None else _names(fn, outputs, "outputs")
         self.params = _parameter_names(fn)
-        kernel_source(fn)       # a function adsrc cannot read is refused here, not at first call
         self.backend = _backend(backend)
         self.adjoint = Adjoint(self)
         self._program = Program()

@@ -160,7 +160,11 @@ def _kind(value):
 
 
 def _names(text):
-    return tuple(item.strip() for item in text.split(",") if item.strip()) if text else None
+    """The names of a comma-separated option; None when it was not given (an empty one is
+    refused as empty)."""
+    if text is None:
+        return None
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def parser():

@@ -313,8 +313,12 @@ def _user_error(result_or_code, stderr, out_dir):
     ("{solvers}:gauss_seidel", ["--wrt", "sweeps", "--types", TYPES]),
     ("{solvers}:np", GS_ARGS),                                         # a module
     ("{tmp}:gauss_seidel", GS_ARGS),                                   # a directory
+    ("{solvers}:gauss_seidel", ["--wrt", "", "--types", TYPES]),
+    ("{solvers}:gauss_seidel", ["--wrt", "data", "--outputs", "", "--types", TYPES]),
+    ("{solvers}:gauss_seidel", ["--wrt", "data,data", "--types", TYPES]),
 ], ids=["no-function", "no-file", "no-colon", "bad-type", "type-count", "no-types",
-        "wrt-not-a-parameter", "wrt-an-int", "not-a-function", "a-directory"])
+        "wrt-not-a-parameter", "wrt-an-int", "not-a-function", "a-directory", "wrt-empty",
+        "outputs-empty", "wrt-twice"])
 def test_user_errors_exit_1(tmp_path, target, extra):
     target = target.format(solvers=SOLVERS, tmp=tmp_path)
     out = tmp_path / "out"

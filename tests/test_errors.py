@@ -974,3 +974,21 @@ def test_non_kernel_callable(fn):
         f = adsrc.differentiate(fn, wrt=0)
         f.adjoint(x)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("fn", [len, math.sqrt, int, 42])
+def test_a_non_function_is_named_before_its_wrt_is_looked_at(fn):
+    """Not 'wrt names x, which is not an argument (arguments: obj)'."""
+    with pytest.raises(adsrc.AdsrcError, match="plain Python functions defined with 'def'"):
+        adsrc.differentiate(fn, wrt="x")
+
+
+@pytest.mark.parametrize("wrt, message", [
+    (1.0, "wrt takes argument names or positions, got 1.0"),
+    (None, "wrt takes argument names or positions, got None"),
+    (("data", "data"), "wrt names 'data' twice"),
+    ((2, "data"), "wrt names 'data' twice"),
+])
+def test_wrt_that_is_no_list_of_distinct_arguments(wrt, message):
+    with pytest.raises(adsrc.AdsrcError, match=re.escape(message)):
+        adsrc.differentiate(csr_relax, wrt=wrt)
