@@ -1236,3 +1236,34 @@ def sweeps_in_conditions(x, b, tol, sweeps):
         elif relaxed_residual(x, b) > 1e30:
             x[2] = 0.0
     return np.dot(x, x)
+
+
+def halves_in_a_loop(x, iters):
+    """A local array first bound in a loop, with a length the loop assigns from x's:
+    allocated before the loop with that length."""
+    s = 0.0
+    for it in range(iters):
+        n = len(x)
+        m = n // 2
+        h = np.zeros(m)
+        for i in range(m):
+            h[i] = x[2 * i] * x[2 * i + 1]
+        s += np.sum(h) * (it + 1)
+    return s
+
+
+def residual_of_its_length(x, b):
+    """An array allocated with a length computed first, ``n = len(x)``."""
+    n = len(x)
+    y = np.zeros(n)
+    for i in range(n):
+        y[i] = b[i] - 2.0 * x[i] * x[i]
+    return y
+
+
+def steps_along_residuals(x, b, iters):
+    """The helper's array allocated in the caller's loop: n, assigned there, only measures x."""
+    for it in range(iters):
+        r = residual_of_its_length(x, b)
+        x += 0.1 * r
+    return np.dot(x, x)

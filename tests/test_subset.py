@@ -356,6 +356,10 @@ CASES = [
     Case("calls_writing_in_conditions", K.sweeps_in_conditions,
          lambda r, d: (np.zeros(5), np.array([1.0, 0.8, 1.2, 0.9, 1.1]), 0.004, 4),
          ("x", "b")),
+    Case("allocated_in_a_loop_by_a_length", K.halves_in_a_loop, lambda r, d: (_u(r, 6), 3),
+         ("x",)),
+    Case("allocated_in_a_loop_by_a_helper", K.steps_along_residuals,
+         lambda r, d: (0.3 * _u(r, 5), _u(r, 5), 3), ("x", "b")),
     Case("power_at_a_zero_base", K.power_of_array,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 2.5, np.zeros(3)), ("p",), ("y",)),
 ]

@@ -31,7 +31,7 @@ from adsrc.analyses.effects import is_rule_call, user_call, walk_statements
 from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, CUMULATIVE_CALLS, READ_BY_ELEMENT,
                                        REDUCTION_CALLS, along_axis, matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
-                                    quote, quote_expr)
+                                    quote, quote_expr, substitute)
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 #: a running reduction's start and how its running value ``S`` takes the next element ``E``
@@ -337,8 +337,10 @@ class LowerArrays:
             if _callee(value) in ALLOCATIONS:
                 return [stmt]       # its own values, zeros or any
             return self._located(allocation, stmt) + self._filled(fill)
-        self._check_invariant(stmt, shape)
-        self.hoisted += self._located(allocation, stmt)
+        extents = self._extents_before(shape)
+        if extents is None:
+            self._refuse_changing_shape(stmt, shape)
+        self.hoisted += self._located([substitute(part, extents) for part in allocation], stmt)
         return self._filled(fill)
 
     def _written_in_place(self, tree):
@@ -494,13 +496,53 @@ class LowerArrays:
         filename, line, _ = self.source.location(node)
         return f"{os.path.basename(filename)}:{line}"
 
-    def _check_invariant(self, stmt, shape):
+    def _extents_before(self, shape):
         """A first binding inside a loop or branch is allocated before the top-level statement
-        holding it: its shape may not read a scalar that statement assigns (an array's shape
-        never changes)."""
+        holding it, where the scalars that statement assigns have not their values yet: for
+        each one the shape reads, the value it always gets when that only reads arrays' extents
+        (``n = len(x)``, ``m = u.shape[0] // 2``: an array's shape never changes), to read in
+        its place; None when a scalar gets another value (a counter, a sum)."""
+        assignments, stores = {}, {}
+        for node in gast.walk(self.enclosing):
+            if isinstance(node, gast.Assign) and isinstance(node.targets[0], gast.Name):
+                assignments.setdefault(node.targets[0].id, []).append(node.value)
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+                stores[node.id] = stores.get(node.id, 0) + 1
+        extents = {}
+
+        def extent(expression, seen):
+            """``expression`` with its assigned scalars replaced, or None."""
+            expression = copy.deepcopy(expression)
+            measured = {id(node.args[0]) for node in gast.walk(expression)
+                        if _callee(node) == "len" and len(node.args) == 1}
+            measured |= {id(node.value) for node in gast.walk(expression)
+                         if isinstance(node, gast.Attribute) and node.attr == "shape"}
+            for node in gast.walk(expression):
+                if isinstance(node, gast.Call) and _callee(node) != "len":
+                    return None
+                if not isinstance(node, gast.Name) or node.id == "len":
+                    continue
+                if id(node) in measured:
+                    if node.id not in self.source.params and node.id not in self.local_arrays:
+                        return None
+                elif node.id in stores:
+                    values = assignments.get(node.id, [])
+                    if node.id in seen or len(values) != stores[node.id] or any(
+                            gast.dump(value) != gast.dump(values[0]) for value in values):
+                        return None
+                    if node.id not in extents:
+                        found = extent(values[0], seen | {node.id})
+                        if found is None:
+                            return None
+                        extents[node.id] = found
+            return substitute(expression, {name: extents[name] for name in extents
+                                           if name in {node.id for node in gast.walk(expression)
+                                                       if isinstance(node, gast.Name)}})
+
+        return extents if extent(shape, frozenset()) is not None else None
+
+    def _refuse_changing_shape(self, stmt, shape):
         changing = self._changing(shape)
-        if not changing:
-            return
         after = "" if self.after_return is None else (
             f" (the statement at line {self.source.location(self.after_return)[1]} may "
             f"return early, and the rest of the kernel runs inside a branch)")
