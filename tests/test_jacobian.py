@@ -94,3 +94,20 @@ def test_jvp_is_the_jacobian_times_v():
     (x_tangent,) = adsrc.jvp(case.kernel, wrt=case.wrt, outputs=case.outputs)(
         *_copies(args), **{name + "_dot": np.copy(d) for name, d in v.items()})
     np.testing.assert_allclose(x_tangent, jac @ flat_v, rtol=1e-11, atol=1e-12)
+
+
+def scaled_into(a, x, y):
+    for i in range(len(y)):
+        y[i] = y[i] + a * x[i]
+
+
+def test_arrays_the_kernel_sees_as_one_are_refused():
+    """Its runs work on copies, which would part them: as f.tangent and f.adjoint do, the
+    call is refused (before, the Jacobian of y + a x with x apart from y came back)."""
+    y = np.ones(3)
+    with pytest.raises(adsrc.ArgumentError, match="'x' and 'y' share memory"):
+        adsrc.jacobian(scaled_into, wrt="x", outputs="y")(2.0, y, y)
+    np.testing.assert_array_equal(y, np.ones(3))
+    jac = adsrc.jacobian(scaled_into, wrt=("a", "x"), outputs="y")(2.0, np.arange(3.0), y)
+    np.testing.assert_allclose(jac, np.column_stack([np.arange(3.0), 2.0 * np.eye(3)]),
+                               rtol=1e-14)
