@@ -32,8 +32,8 @@ from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
-from adsrc.runtime.arguments import (check_contiguous, check_distinct, check_out_bar,
-                                     check_writeable, signature_of)
+from adsrc.runtime.arguments import (check_by_position, check_contiguous, check_distinct,
+                                     check_out_bar, check_writeable, signature_of)
 from adsrc.runtime.call_checks import CallChecks
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
@@ -199,6 +199,7 @@ class Adjoint:
         self.last_tape_stats = None
 
     def __call__(self, *args, **bars):
+        check_by_position(self._owner.fn.__name__, self._owner.params, bars)
         _, results, stats = self._owner._run(args, bars)
         self.last_tape_stats = stats
         return results
@@ -418,6 +419,7 @@ class Differentiable:
         Vector mode: with stacks of k directions (``x_dot`` of shape ``(k,) + x.shape``, a
         length-k array for a float) it runs one sweep whose tangent work is k wide, and returns
         stacks of k tangents (``(k,)`` for the return value)."""
+        check_by_position(self.fn.__name__, self.params, dots)
         signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
             return matrices.inner.tangent(*matrices.arguments(args),
@@ -559,7 +561,11 @@ def value_and_grad(f, wrt, backend=None):
     kernel = Differentiable(f, wrt, outputs=(RETURN_OUTPUT,), backend=backend)
     single = isinstance(wrt, (str, int))
 
-    def value_and_gradient(*args):
+    def value_and_gradient(*args, **keywords):
+        check_by_position(kernel.fn.__name__, kernel.params, keywords)
+        if keywords:
+            raise ArgumentError(f"{kernel.fn.__name__}: unexpected keyword arguments "
+                                f"{', '.join(sorted(keywords))}")
         value, results, _ = kernel._run(args, {})
         return float(value), (results[0] if single else results)
 
@@ -570,7 +576,7 @@ def grad(f, wrt, backend=None):
     """Gradients of a kernel returning a scalar, in the order of ``wrt``."""
     both = value_and_grad(f, wrt, backend)
 
-    def gradient(*args):
-        return both(*args)[1]
+    def gradient(*args, **keywords):
+        return both(*args, **keywords)[1]
 
     return functools.wraps(both)(gradient)

@@ -992,3 +992,21 @@ def test_a_non_function_is_named_before_its_wrt_is_looked_at(fn):
 def test_wrt_that_is_no_list_of_distinct_arguments(wrt, message):
     with pytest.raises(adsrc.AdsrcError, match=re.escape(message)):
         adsrc.differentiate(csr_relax, wrt=wrt)
+
+
+def test_an_argument_given_by_keyword_is_named():
+    """Not 'takes 6 arguments, 5 given', nor Python's 'unexpected keyword argument'."""
+    args = _csr_args()
+    by_position, b = args[:4] + args[5:], args[4]
+    before = _copies(args)
+    message = "csr_relax: pass the argument 'b' by position"
+    f = _relax()
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        f.adjoint(*by_position, b=b, x_bar=np.ones(4))
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        f.tangent(*by_position, b=b, data_dot=np.ones(10))
+    with pytest.raises(adsrc.ArgumentError, match="pass the argument 'x' by position"):
+        adsrc.grad(dot2, wrt="y")(x=np.ones(3), y=np.ones(3))
+    with pytest.raises(adsrc.ArgumentError, match="unexpected keyword arguments z"):
+        adsrc.value_and_grad(dot2, wrt="y")(np.ones(3), np.ones(3), z=1.0)
+    _assert_unchanged(before, args)

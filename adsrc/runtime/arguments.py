@@ -63,6 +63,15 @@ def check_out_bar(kernel_name, value):
     return check_float(kernel_name, "out_bar", value, "the adjoint of the return value")
 
 
+def check_by_position(kernel_name, params, keywords):
+    """Kernels take their arguments by position: a keyword naming one (``b=b``) is refused as
+    that, rather than counted as a missing argument or an unknown adjoint or direction."""
+    for key in keywords:
+        if key in params:
+            raise ArgumentError(f"{kernel_name}: pass the argument '{key}' by position: "
+                                "kernels take their arguments by position")
+
+
 def check_writeable(kernel_name, params, args, written):
     """The arrays the kernel writes must be writeable."""
     for param, value in zip(params, args):
