@@ -30,6 +30,7 @@ from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
 from adsrc.directions import stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
+from adsrc.frontend.fence import check_plain_parameters
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_by_position, check_contiguous, check_distinct,
@@ -223,7 +224,9 @@ class Differentiable:
     def __init__(self, fn, wrt, outputs=None, backend=None):
         if isinstance(fn, Differentiable):
             fn = fn.fn
-        kernel_source(fn)       # a function adsrc cannot read is refused first, and clearly
+        # a function adsrc cannot read is refused first, and clearly; so are parameters a
+        # kernel cannot take, before any call is counted against them
+        check_plain_parameters(kernel_source(fn))
         self.fn = fn
         functools.update_wrapper(self, fn)
         self.__wrapped_kernel__ = fn

@@ -1010,3 +1010,10 @@ def test_an_argument_given_by_keyword_is_named():
     with pytest.raises(adsrc.ArgumentError, match="unexpected keyword arguments z"):
         adsrc.value_and_grad(dot2, wrt="y")(np.ones(3), np.ones(3), z=1.0)
     _assert_unchanged(before, args)
+
+
+@pytest.mark.parametrize("kernel", [star_args, default_argument, keyword_only_argument])
+def test_parameters_a_kernel_cannot_take_are_refused_when_it_is_made_differentiable(kernel):
+    """Before any call: not 'takes 3 arguments (x, a, rest), 2 given' first."""
+    with pytest.raises(adsrc.UnsupportedError, match="plain positional arguments only"):
+        adsrc.differentiate(kernel, wrt=0)

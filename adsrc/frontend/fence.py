@@ -68,11 +68,8 @@ class Fence(gast.NodeTransformer):
         raise self.source.error(node, message)
 
     def _check_signature(self, tree):
-        args = tree.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs:
-            self._fail(tree, "kernels take plain positional arguments only "
-                             "(no defaults, *args, **kwargs or keyword-only arguments)")
-        for arg in args.args:
+        check_plain_parameters(self.source)
+        for arg in tree.args.args:
             self._check_name(arg, arg.id)
 
     def _check_name(self, node, name):
@@ -768,6 +765,16 @@ def _inlined(value, node):
     constant = gast.Constant(value=float(value) if isinstance(value, (float, np.floating))
                              else int(value), kind=None)
     return gast.copy_location(constant, node)
+
+
+def check_plain_parameters(source):
+    """Kernels take plain positional arguments; checked when a kernel is made differentiable
+    too, so that a call is not first refused for its count of arguments."""
+    args = source.tree.args
+    if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs:
+        raise source.error(source.tree, "kernels take plain positional arguments only "
+                                        "(no defaults, *args, **kwargs or keyword-only "
+                                        "arguments)")
 
 
 def _flatten(results):
