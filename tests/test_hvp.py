@@ -16,6 +16,7 @@ import scipy.sparse.linalg as spla
 
 import adsrc
 import hvp_kernels as K
+import subset_kernels
 from corpus.hand_adjoints import CASES
 from corpus.problems import to_dense
 
@@ -56,6 +57,9 @@ PROBLEMS = {
     "residual_loss[data]": _corpus("residual_loss", "data"),
     "newton_cubic": _corpus("newton_cubic", "a"),
     "branchy": _corpus("branchy", "x"),
+    # calls of a function returning an int: H v's sweeps seed and carry its adjoint as a float
+    "int_returning_calls": (subset_kernels.weighted_by_row_lengths, "x",
+                            lambda rng: (np.array([0, 1, 3, 6]), rng.uniform(0.5, 1.5, 3))),
 }
 
 
