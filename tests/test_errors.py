@@ -1017,3 +1017,22 @@ def test_parameters_a_kernel_cannot_take_are_refused_when_it_is_made_differentia
     """Before any call: not 'takes 3 arguments (x, a, rest), 2 given' first."""
     with pytest.raises(adsrc.UnsupportedError, match="plain positional arguments only"):
         adsrc.differentiate(kernel, wrt=0)
+
+
+def length_also_bound_before_the_loop(x):
+    n = 2
+    s = 0.0
+    for it in range(3):
+        y = np.zeros(n)  # <-
+        n = len(x)
+        s += np.sum(y) + x[it]
+    return s
+
+
+def test_a_length_the_first_trip_reads_from_before_the_loop_is_refused():
+    """NumPy's first y has 2 elements, the next ones len(x): one allocation before the loop
+    cannot hold both, so the length the loop assigns is not read in its place."""
+    with pytest.raises(adsrc.UnsupportedError, match="with a shape that 'n' changes there") \
+            as info:
+        adsrc.grad(length_also_bound_before_the_loop, wrt="x")(np.ones(4))
+    assert f":{_marked_line(length_also_bound_before_the_loop)}:" in str(info.value)

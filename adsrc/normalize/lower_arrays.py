@@ -41,6 +41,15 @@ INDEXED_READS = ("np.diag", "np.roll", "np.diff") \
     + tuple("np." + function for function in CONSTANT_ARRAYS)
 
 
+def _stores(tree):
+    """{name: how many times ``tree`` binds it}."""
+    stores = {}
+    for node in gast.walk(tree):
+        if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+            stores[node.id] = stores.get(node.id, 0) + 1
+    return stores
+
+
 def _callee(node):
     return gast.unparse(node.func).strip() if isinstance(node, gast.Call) else None
 
@@ -146,6 +155,7 @@ class LowerArrays:
         self.user_names = {}        # a renamed argument -> its name in the kernel
         self.tuple_values = set()   # the temporaries of tuple assignments, read once
         self.tuple_bases = {}       # such a temporary -> (array it names or views, its text)
+        self.stores = {}            # name -> how many times the kernel binds it
         self.written_in_place = {}  # array -> a statement writing its elements
         self.lowering = None        # the element-wise statement or reduction being lowered
 
@@ -157,6 +167,7 @@ class LowerArrays:
         self.tuple_values = {stmt.targets[0].id for stmt in walk_statements(tree.body)
                              if getattr(stmt, "adsrc_tuple_value", False)}
         self.tuple_bases = self._tuple_bases(tree)
+        self.stores = _stores(tree)
         self.written_in_place = self._written_in_place(tree)
         tree.body = self._block(tree.body, top=True)
         for array, copy_name in self.old_values.items():
@@ -501,13 +512,13 @@ class LowerArrays:
         holding it, where the scalars that statement assigns have not their values yet: for
         each one the shape reads, the value it always gets when that only reads arrays' extents
         (``n = len(x)``, ``m = u.shape[0] // 2``: an array's shape never changes), to read in
-        its place; None when a scalar gets another value (a counter, a sum)."""
-        assignments, stores = {}, {}
+        its place; None when a scalar gets another value (a counter, a sum), or has one before
+        the statement too (which its first trip may read before binding it again)."""
+        assignments = {}
         for node in gast.walk(self.enclosing):
             if isinstance(node, gast.Assign) and isinstance(node.targets[0], gast.Name):
                 assignments.setdefault(node.targets[0].id, []).append(node.value)
-            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
-                stores[node.id] = stores.get(node.id, 0) + 1
+        stores = _stores(self.enclosing)
         extents = {}
 
         def extent(expression, seen):
@@ -527,8 +538,10 @@ class LowerArrays:
                         return None
                 elif node.id in stores:
                     values = assignments.get(node.id, [])
-                    if node.id in seen or len(values) != stores[node.id] or any(
-                            gast.dump(value) != gast.dump(values[0]) for value in values):
+                    if node.id in seen or node.id in self.source.params \
+                            or self.stores[node.id] != stores[node.id] \
+                            or len(values) != stores[node.id] or any(
+                                gast.dump(value) != gast.dump(values[0]) for value in values):
                         return None
                     if node.id not in extents:
                         found = extent(values[0], seen | {node.id})
