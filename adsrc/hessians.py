@@ -39,7 +39,7 @@ class _SecondOrder:
         self._directions = None         # the flat buffer of hvps(), reused between calls
         self._lock = threading.Lock()
         self._vector_support = {}       # signature -> whether vector mode can do the kernel
-        self._of_arrays = {}            # layouts of sparse matrix arguments -> _SecondOrder
+        self._of_arrays = {}            # MatrixKernel of a call's matrices -> _SecondOrder
 
     def _with_matrices(self, args):
         """``(the MatrixKernel of the sparse matrices among args, the _SecondOrder of the kernel
@@ -49,12 +49,11 @@ class _SecondOrder:
         matrices = self.kernel._matrices(args)
         if matrices is None:
             return None
-        key = tuple(sorted(matrices.layouts.items()))
-        with self._lock:
-            if key not in self._of_arrays:
-                self._of_arrays[key] = _SecondOrder(matrices.inner, matrices.inner.wrt,
-                                                    self.kernel.backend)
-        return matrices, self._of_arrays[key]
+        with self._lock:        # one MatrixKernel per layout, kept by the kernel
+            if matrices not in self._of_arrays:
+                self._of_arrays[matrices] = _SecondOrder(matrices.inner, matrices.inner.wrt,
+                                                         self.kernel.backend)
+        return matrices, self._of_arrays[matrices]
 
     def gradient_and_hvp(self, args, v, k=None):
         """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.

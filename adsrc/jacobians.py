@@ -54,16 +54,15 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
     if mode not in MODES:
         raise AdsrcError(f"jacobian: unknown mode {mode!r} (available: {', '.join(MODES)})")
     kernel = Differentiable(f, wrt, outputs, backend)
-    of_arrays = {}      # layouts of sparse matrix arguments -> the Jacobian of the derived kernel
+    of_arrays = {}      # MatrixKernel of a call's matrices -> the derived kernel's Jacobian
 
     def dense_jacobian(*args):
         matrices = kernel._matrices(args)
         if matrices is not None:        # a matrix's columns are its stored values, in order
-            key = tuple(sorted(matrices.layouts.items()))
-            if key not in of_arrays:
-                of_arrays[key] = jacobian(matrices.inner, matrices.inner.wrt, kernel.outputs,
-                                          kernel.backend, mode)
-            return of_arrays[key](*matrices.arguments(args))
+            if matrices not in of_arrays:     # one MatrixKernel per layout, kept by kernel
+                of_arrays[matrices] = jacobian(matrices.inner, matrices.inner.wrt,
+                                               kernel.outputs, kernel.backend, mode)
+            return of_arrays[matrices](*matrices.arguments(args))
         values = dict(zip(kernel.params, args))
         # the runs work on copies, which would part arrays the kernel sees as one
         written = {kernel.params[position]
