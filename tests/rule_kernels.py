@@ -20,7 +20,7 @@ def scaled_cumsum(x, alpha):
     return alpha * np.cumsum(x)
 
 
-@adsrc.rule(scaled_cumsum, returns="float64[:]")
+@adsrc.rule(scaled_cumsum, returns="float64[:]", shape=("x.shape[0]",))
 def scaled_cumsum_forward(x, alpha):
     # saves x by reference: a kernel that overwrites x later needs adsrc to copy it
     SAVED.append(x)
@@ -54,6 +54,13 @@ def cumsum_energy(x, alpha, y):
     for i in range(len(y)):
         total += math.sin(y[i]) * x[i]
     return total * alpha
+
+
+def cumsum_bound(x, alpha, y):
+    """The rule's result bound to a name, and nested in expressions (allocated by its shape)."""
+    t = scaled_cumsum(x * x, alpha)
+    y[:] = t + scaled_cumsum(x, 0.5)
+    return np.sum(scaled_cumsum(t, alpha) * x)
 
 
 def cumsum_then_overwrite(x, alpha, y):
@@ -278,3 +285,64 @@ def qr_then_overwrite(A, B):
         for j in range(R.shape[1]):
             total += R[i, j] * R[i, j] * B[i, j]
     return total + np.sum(A)
+
+
+# results bound to names and used in expressions (each allocated by the shape its rule declares)
+
+def newton_dense(A, b, x, iters):
+    """Newton's method for A x + 0.1 x^3 = b: the solve's right-hand side an expression, its
+    result a local array bound on every step."""
+    n = x.shape[0]
+    J = np.zeros((n, n))
+    for it in range(iters):
+        for i in range(n):
+            for j in range(n):
+                J[i, j] = A[i, j]
+            J[i, i] += 0.3 * x[i] * x[i]
+        dx = np.linalg.solve(J, A @ x + 0.1 * x * x * x - b)
+        x -= dx
+    return np.dot(x, x)
+
+
+def cg_natural(data, indices, indptr, b, x, iters):
+    """Conjugate gradients as written with a SciPy matrix: products inside expressions."""
+    n = len(b)
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    r = b - A @ x
+    p = r.copy()
+    rr = np.dot(r, r)
+    for k in range(iters):
+        Ap = A @ p
+        alpha = rr / np.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = np.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return np.dot(b, x) + np.dot(x, A.T @ x)
+
+
+def solved(A, b):
+    return np.linalg.solve(A, b)
+
+
+def solve_returned(A, b, y):
+    """A function returning a solve's result, inlined into its caller."""
+    z = solved(A, b)
+    y[:] = 2.0 * z
+    return np.dot(z, z)
+
+
+def krylov_correction(data, indices, indptr, b, x0, u):
+    """cg's solution bound to a name, its right-hand side an expression."""
+    n = len(b)
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    d, info = scipy.sparse.linalg.cg(A, b - A @ x0, rtol=1e-13)
+    u[:] = x0 + d
+    return np.dot(u, u)
+
+
+def solve_rebinding_an_argument(A, b, x):
+    """x bound to a new array: the caller's x stays as it was, as in Python."""
+    x = np.linalg.solve(A, b)
+    return np.dot(x, x)

@@ -132,6 +132,22 @@ CASES = {
                           lambda: [np.random.default_rng(7).standard_normal((5, 3)),
                                    np.random.default_rng(8).standard_normal((5, 3))],
                           ("A", "B"), ("return",)),
+    "user_rule_bound_to_names": (rk.cumsum_bound,
+                                 lambda: [np.linspace(-1.0, 1.0, 6), 0.7, np.zeros(6)],
+                                 ("x", "alpha"), ("return", "y")),
+    "newton_dense_solves": (rk.newton_dense,
+                            lambda: [_dense_args(4, seed=3)[0], np.linspace(1, 2, 4),
+                                     np.zeros(4), 3], ("A", "b"), ("return",)),
+    "cg_with_products_in_expressions": (rk.cg_natural,
+                                        lambda: [*_csr(_poisson_1d(6)), np.linspace(1, 2, 6),
+                                                 np.zeros(6), 4], ("data", "b"), ("return",)),
+    "solve_returned_by_a_function": (rk.solve_returned,
+                                     lambda: _dense_args(4, seed=4)[:2] + [np.zeros(4)],
+                                     ("A", "b"), ("return", "y")),
+    "krylov_solution_bound_to_a_name": (
+        rk.krylov_correction, lambda: [*_csr(_poisson_1d(6)), np.linspace(1, 2, 6),
+                                       np.linspace(0, 1, 6), np.zeros(6)],
+        ("data", "b", "x0"), ("return",)),
     "refactorised_steps": (rk.refactorised_steps,
                            lambda: [*_csr(_poisson_1d(6) + sp.diags([0.4], [2], shape=(6, 6))),
                                     np.linspace(1, 2, 6), np.linspace(0.5, 1, 6), 3],
@@ -201,6 +217,9 @@ HVP_CASES = {
     "coo_values": (rk.coo_spelling, "data", CASES["coo_spelling"][1]),
     "csc_krylov_values": (rk.csc_krylov, "data", CASES["csc_krylov"][1]),
     "factorised_values": (rk.factorised_steps, "data", CASES["factorised_steps"][1]),
+    "newton_matrix": (rk.newton_dense, "A", CASES["newton_dense_solves"][1]),
+    "cg_products_in_expressions": (rk.cg_natural, "data",
+                                   CASES["cg_with_products_in_expressions"][1]),
 }
 
 
@@ -341,18 +360,84 @@ def test_a_saved_input_the_kernel_never_writes_is_not_copied():
 
 # errors ----------------------------------------------------------------------------------------------
 
-def element_from_a_solve(A, b, x):
-    y = np.linalg.solve(A, b)
-    return y[0]
+def test_a_solve_bound_to_an_argument_leaves_the_callers_array_alone():
+    """``x = np.linalg.solve(A, b)`` binds the name to a new array, as in Python: the caller's
+    x is never written.  The gradient of |x|^2 is the closed form: b_bar = 2 A^-T x,
+    A_bar = -b_bar x^T."""
+    A, b, _ = _dense_args(4, seed=6)
+    x = np.linalg.solve(A, b)
+    caller = np.full(4, 7.0)
+    f = adsrc.differentiate(rk.solve_rebinding_an_argument, wrt=("A", "b"))
+    A_bar, b_bar = f.adjoint(A, b, caller)
+    np.testing.assert_array_equal(caller, np.full(4, 7.0))
+    np.testing.assert_allclose(b_bar, 2.0 * np.linalg.solve(A.T, x), rtol=1e-12)
+    np.testing.assert_allclose(A_bar, -np.outer(b_bar, x), rtol=1e-12)
+    assert f.primal(A, b, caller) == pytest.approx(float(x @ x), rel=1e-13)
+    np.testing.assert_array_equal(caller, np.full(4, 7.0))
+
+
+def part_from_a_solve(A, b, y):
+    y[1:] = np.linalg.solve(A, b)
+
+
+def doubled(x):
+    return 2.0 * x
+
+
+@adsrc.rule(doubled, returns="float64[:]")
+def doubled_forward(x):          # declares no shape
+    return 2.0 * x, ()
+
+
+@doubled_forward.backward
+def _doubled_backward(saved, y_bar):
+    return 2.0 * y_bar,
+
+
+def doubled_bound_to_a_name(x):
+    y = doubled(x)
+    return np.sum(y)
+
+
+def doubled_filling_an_array(x, y):
+    y[:] = doubled(x)
+    return np.sum(y)
 
 
 def unknown_library_call(A, x):
     x[0] = np.linalg.det(A)
 
 
-def test_an_array_result_must_fill_a_whole_array():
-    with pytest.raises(adsrc.UnsupportedError, match="assign it to the whole of an array"):
-        adsrc.differentiate(element_from_a_solve, wrt="A").adjoint(*_dense_args(), out_bar=1.0)
+def test_an_array_result_fills_a_whole_array_or_a_name():
+    A, b, _ = _dense_args(4)
+    with pytest.raises(adsrc.UnsupportedError, match=r"test_rules.py:\d+:\d+: error: "
+                       r"numpy.linalg.solve returns an array: assign it to a name"):
+        adsrc.differentiate(part_from_a_solve, wrt="b", outputs="y").adjoint(
+            A, b, np.zeros(5), y_bar=np.ones(5))
+
+
+def test_a_rule_without_a_shape_fills_an_existing_array_only():
+    x = np.linspace(0.5, 1.0, 4)
+    with pytest.raises(adsrc.UnsupportedError, match=r"doubled returns an array whose shape "
+                       r"its rule does not declare: .* adsrc.rule\(..., shape=...\)"):
+        adsrc.differentiate(doubled_bound_to_a_name, wrt="x").adjoint(x.copy())
+    (x_bar,) = adsrc.differentiate(doubled_filling_an_array, wrt="x").adjoint(
+        x.copy(), np.zeros(4))
+    np.testing.assert_allclose(x_bar, np.full(4, 2.0))
+
+
+@pytest.mark.parametrize("shape, message", [
+    (("x.shape[0]", "x.shape[0]"), "must be 1 expression"),
+    ("x.shape[0] +", "is not a Python expression"),
+    ("n", "names n, which is not a parameter of forward"),
+])
+def test_a_rule_shape_is_checked_when_declared(shape, message):
+    with pytest.raises(adsrc.AdsrcError, match=message):
+        @adsrc.rule(np.cumsum, returns="float64[:]", shape=shape)
+        def forward(x):
+            return np.cumsum(x), ()
+    with pytest.raises(adsrc.AdsrcError, match="shape is for an array result"):
+        adsrc.rule(np.sum, returns="float", shape="1")(lambda x: (np.sum(x), ()))
 
 
 def matrix_passed_on(data, indices, indptr, x, y):

@@ -287,7 +287,7 @@ def _describe(value, seen):
     rule, split = library.lookup(value), library.split_of(value)
     if rule is not None or split is not None:
         # the generated code calls rules by name, and types their results by their rule
-        parts = [] if split is None else [library.lookup(part[0]) for part in split.parts]
+        parts = [] if split is None else [library.lookup(part) for part in split.parts]
         return " | ".join(_attributes(item) for item in [rule, split, *parts])
     if sparse_matrices.recognised(value):
         return f"sparse spelling {library.spelled(value)}"

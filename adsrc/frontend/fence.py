@@ -171,11 +171,9 @@ class Fence(gast.NodeTransformer):
             self._fail(call, f"{library.spelled(found.function)} takes one array, by name")
         argument = self._expression(call.args[0])
         parts = []
-        for elt, (function, *shape) in zip(target.elts, found.parts):
+        for elt, function in zip(target.elts, found.parts):
             self._check_name(elt, elt.id)
-            rule_name = library.lookup(function).name
-            template = (f"T = np.empty(({', '.join(shape)}))\n"
-                        f"T[{', '.join([':'] * len(shape))}] = {RULES}.{rule_name}(A)")
+            template = f"T = {RULES}.{library.lookup(function).name}(A)"
             parts += located(quote(template, T=elt.id, A=argument), stmt)
         return parts
 
@@ -198,24 +196,15 @@ class Fence(gast.NodeTransformer):
         existing one, ``u[:]``) gets the solution, ``info`` 0 (adsrc's cg raises an error when
         it does not converge)."""
         solution, info = target.elts if len(target.elts) == 2 else (None, None)
-        whole = isinstance(solution, gast.Subscript) and isinstance(solution.value, gast.Name) \
-            and isinstance(solution.slice, gast.Slice) and solution.slice.lower is None \
-            and solution.slice.upper is None and solution.slice.step is None
-        right_hand_side = call.args[3]
-        if not (isinstance(info, gast.Name) and (whole or (
-                isinstance(solution, gast.Name) and isinstance(right_hand_side, gast.Name)))):
-            self._fail(stmt, "write 'x, info = cg(A, b, rtol=...)' (b by name) or "
+        if not (isinstance(info, gast.Name)
+                and isinstance(solution, (gast.Name, gast.Subscript))):
+            self._fail(stmt, "write 'x, info = cg(A, b, rtol=...)' or "
                              "'u[:], info = cg(A, b, rtol=...)'")
         self._check_name(info, info.id)
+        self._target(solution)
         call.args = [self._expression(arg) for arg in call.args]
-        if whole:
-            self._target(solution)
-            template = f"X = {RULES}.CALL\nINFO = 0"
-        else:
-            self._check_name(solution, solution.id)
-            template = f"X = np.empty((B.shape[0],))\nX[:] = {RULES}.CALL\nINFO = 0"
-        statements = quote(template, X=solution, B=right_hand_side, INFO=info.id)
-        statements[-2].value = call
+        statements = quote(f"X = {RULES}.CALL\nINFO = 0", X=solution, INFO=info.id)
+        statements[0].value = call
         return located(statements, stmt)
 
     def _tuple_assignment(self, stmt, target):

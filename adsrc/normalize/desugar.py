@@ -33,7 +33,8 @@ import gast
 
 from adsrc.analyses.effects import is_rule_call
 from adsrc.frontend.intrinsics import REDUCTION_CALLS, along_axis, matrix_vector, scaled_matrix
-from adsrc.frontend.quoting import full_slice, name, quote_expr, with_ctx
+from adsrc.frontend.quoting import (full_slice, located, name, quote_expr, substitute,
+                                    with_ctx)
 from adsrc.rules import library
 
 RETURN = "_ret"
@@ -163,7 +164,7 @@ class Desugar:
             if top:
                 return node
             if _rule_returns(node).is_array:
-                raise self.source.error(node, _WHOLE_ARRAY.format(_rule_spelled(node)))
+                return self._filled_temporary(node, before)
             return self._temporary(node, before)
         if self._is_reduction(node):
             node.args = [self._hoist_nested(arg, before, top=False) for arg in node.args]
@@ -225,12 +226,19 @@ class Desugar:
 
     def _rule_target(self, stmt, before):
         """A rule's float result may go anywhere (through a temporary); its array result is
-        written into the whole of an existing array, which keeps every array the kernel names
-        one the kernel allocated (see :mod:`adsrc.runtime.rule_calls`)."""
+        written into the whole of an array, which keeps every array the kernel names one the
+        kernel allocated (see :mod:`adsrc.runtime.rule_calls`): ``y = solve(A, b)`` allocates
+        ``y`` first, of the shape the rule declares, as ``y = np.empty(...); y[:] = ...``."""
         target, call = stmt.targets[0], stmt.value
         if not _rule_returns(call).is_array:
             if not isinstance(target, gast.Name):
                 stmt.value = self._temporary(call, before)
+            return
+        if isinstance(target, gast.Name):
+            before.append(self._allocation(target.id, call))
+            stmt.targets[0] = gast.copy_location(
+                gast.Subscript(name(target.id), full_slice(_rule_returns(call).ndim),
+                               gast.Store()), target)
             return
         whole = isinstance(target, gast.Subscript) and all(
             isinstance(part, gast.Slice) and part.lower is None and part.upper is None
@@ -239,6 +247,34 @@ class Desugar:
                          else [target.slice]))
         if not whole:
             raise self.source.error(stmt, _WHOLE_ARRAY.format(_rule_spelled(call)))
+
+    def _filled_temporary(self, call, before):
+        """A new local array holding the array result of a rule ``call`` nested in an
+        expression (``r = b - A @ x`` with a sparse ``A``)."""
+        temp = self.namer.fresh("t")
+        before.append(self._allocation(temp, call))
+        fill = gast.Assign(targets=[gast.Subscript(name(temp), full_slice(
+            _rule_returns(call).ndim), gast.Store())], value=call, type_comment=None)
+        before.append(located([fill], call)[0])
+        return gast.copy_location(name(temp), call)
+
+    def _allocation(self, array, call):
+        """``array = np.empty(shape)``, the shape the rule of ``call`` declares, evaluated on
+        the call's arguments (names or constants by now: see ``_user_argument``)."""
+        declared = library.by_name(call.func.attr)
+        if declared.shape is None:
+            raise self.source.error(call, _NO_SHAPE.format(_rule_spelled(call)))
+        named, rest = library.forward_parameters(declared)
+        arguments = dict(zip(named, call.args))
+        if rest is not None:
+            arguments[rest] = gast.Tuple(call.args[len(named):], gast.Load())
+        extents = [_Picked().visit(substitute(gast.parse(part).body[0].value, arguments))
+                   for part in declared.shape]
+        allocation = gast.Assign(
+            targets=[name(array, store=True)],
+            value=quote_expr("np.empty(S)", S=gast.Tuple(extents, gast.Load())),
+            type_comment=None)
+        return located([allocation], call)[0]
 
     def _check_evaluation_order(self, call):
         check_evaluation_order(self.source, call, self._current,
@@ -293,9 +329,23 @@ def check_evaluation_order(source, call, statement, written_positions):
                                  "their statement, so compute the call into a variable first")
 
 
-_WHOLE_ARRAY = ("{} returns an array: assign it to the whole of an array, as in "
-                "'u[:] = ...' ('u[:, :] = ...' in 2-D), where u is an argument or a local "
-                "array from np.zeros/np.empty")
+_WHOLE_ARRAY = ("{} returns an array: assign it to a name ('u = ...'), or to the whole of an "
+                "array ('u[:] = ...', 'u[:, :] = ...' in 2-D), not to a part of one")
+_NO_SHAPE = ("{} returns an array whose shape its rule does not declare: assign it to the "
+             "whole of an array, as in 'u[:] = ...' ('u[:, :] = ...' in 2-D), where u is an "
+             "argument or a local array from np.zeros/np.empty, or declare the shape, "
+             "adsrc.rule(..., shape=...)")
+
+
+class _Picked(gast.NodeTransformer):
+    """``(a, b)[1]`` as ``b``: an element of a rule's ``*args`` in its shape."""
+
+    def visit_Subscript(self, node):
+        self.generic_visit(node)
+        if isinstance(node.value, gast.Tuple) and isinstance(node.slice, gast.Constant) \
+                and isinstance(node.slice.value, int):
+            return node.value.elts[node.slice.value]
+        return node
 
 
 def _rule_returns(call):

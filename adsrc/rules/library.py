@@ -20,14 +20,21 @@ says how to differentiate it as a whole::
         x = my_solve(A, b)
         return x, my_solve(A, b_dot - A_dot @ x)
 
-Inside a kernel the call is written as usual: ``x[:] = my_solve(A, b)`` for an array result
-(the whole of an argument or of a local array is assigned), ``s = norm(v)`` for a float result.
+Inside a kernel the call is written as usual: ``x = my_solve(A, b)``, ``r = c - my_solve(A, b)``
+or ``x[:] = my_solve(A, b)`` for an array result, ``s = norm(v)`` for a float result.  adsrc
+keeps one array per name, allocated before it is filled (see :mod:`adsrc.normalize.desugar`), so
+a rule whose result is bound to a name or used in an expression declares the result's extents,
+``shape=("b.shape[0]",)``: Python expressions of its forward part's parameters (``size[0]`` for
+the first of ``*size``), evaluated on the call's arguments.  Without ``shape`` the result can
+only fill the whole of an existing array, ``x[:] = my_solve(A, b)``.
 The registry maps the library function (by identity) to its rule; the fence rewrites each call
 to ``_rules.<rule name>(...)`` and the generated code calls the rule through
 :mod:`adsrc.runtime.rule_calls`.  Rules are looked up by name at run time, so a generated module
 that calls rules needs adsrc installed.
 """
 
+import ast
+import inspect
 import re
 
 from adsrc.errors import AdsrcError
@@ -41,7 +48,7 @@ _SPLITS = {}            # id(function) -> Split
 class Rule:
     """The derivative rule of one library function (see the module docstring)."""
 
-    def __init__(self, function, forward, returns):
+    def __init__(self, function, forward, returns, shape=None):
         from adsrc.analyses.types import parse_type   # types knows rules' result types
         self.function = function
         self.forward = forward
@@ -52,6 +59,7 @@ class Rule:
         if not self.returns.is_array and not self.returns.is_float:
             raise AdsrcError(f"rule for {spelled(function)}: returns must be 'float' or a "
                              f"float64 array type, got {returns!r}")
+        self.shape = _checked_shape(shape, self, returns)
         self.backward_function = None
         self.tangent_function = None
         self.backward_tangent_function = None
@@ -84,15 +92,17 @@ class Rule:
         return f"<adsrc rule for {spelled(self.function)}>"
 
 
-def rule(function, *, returns="float64[:]"):
+def rule(function, *, returns="float64[:]", shape=None):
     """Declare the derivative of ``function``: decorates its forward part (see the module
     docstring).  ``returns`` is the type of its result: ``"float"``, ``"float64[:]"`` or
-    ``"float64[:,:]"``."""
+    ``"float64[:,:]"``; ``shape``, for an array result, its extents as expressions of the
+    forward part's parameters (one string per dimension), so that the result may be bound to
+    a name or used in an expression."""
     if not callable(function):
         raise AdsrcError(f"adsrc.rule takes the function to differentiate, got {function!r}")
 
     def declare(forward):
-        declared = Rule(function, forward, returns)
+        declared = Rule(function, forward, returns, shape)
         register(declared)
         return declared
 
@@ -110,8 +120,8 @@ def register(declared):
 
 class Split:
     """A library function returning several arrays (``Q, R = np.linalg.qr(A)``), computed as
-    one function per result, each with its own rule.  ``parts`` holds, per result, the function
-    and the shape of its array as source expressions of the (single) argument ``A``."""
+    one function per result, each with its own rule (which declares its result's shape).
+    ``parts`` holds the functions, in the order of the results."""
 
     def __init__(self, function, parts):
         self.function = function
@@ -120,7 +130,7 @@ class Split:
 
 def split(function, parts):
     """Declare ``a, b = function(A)`` as ``a = part_0(A)``, ``b = part_1(A)``: ``parts`` is a list
-    of ``(part function, shape expressions...)``; each part function needs a rule."""
+    of the part functions; each needs a rule with a ``shape``."""
     _SPLITS[id(function)] = Split(function, parts)
 
 
@@ -145,6 +155,46 @@ def by_name(rule_name):
 def _load_builtin_rules():
     # imported on first use: the built-in rules import SciPy's linear algebra
     from adsrc.rules import linalg, sparse  # noqa: F401
+
+
+def _checked_shape(shape, declared, returns):
+    """``shape`` as a tuple of expressions (strings), checked against the result's type and the
+    forward part's parameters; None if not given."""
+    if shape is None:
+        return None
+    shape = (shape,) if isinstance(shape, str) else shape
+    where = f"rule for {spelled(declared.function)}: shape"
+    if not declared.returns.is_array:
+        raise AdsrcError(f"{where} is for an array result, and it returns {returns!r}")
+    if not isinstance(shape, tuple) or not all(isinstance(part, str) for part in shape) \
+            or len(shape) != declared.returns.ndim:
+        raise AdsrcError(f"{where} must be {declared.returns.ndim} expression(s), as strings, "
+                         f"one per dimension of {returns!r}; got {shape!r}")
+    named, rest = forward_parameters(declared)
+    known = set(named) | {rest, "min", "max"}
+    for part in shape:
+        try:
+            tree = ast.parse(part, mode="eval")
+        except SyntaxError:
+            raise AdsrcError(f"{where}: {part!r} is not a Python expression") from None
+        unknown = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+                         - known)
+        if unknown:
+            raise AdsrcError(f"{where}: {part!r} names {unknown[0]}, which is not a parameter "
+                             f"of {declared.forward.__name__} ({', '.join(named)})")
+    return shape
+
+
+def forward_parameters(declared):
+    """The names of a rule's forward part's positional parameters, and of its ``*args`` (None
+    when it has none): what the expressions of its ``shape`` name."""
+    named, rest = [], None
+    for parameter in inspect.signature(declared.forward).parameters.values():
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            rest = parameter.name
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            named.append(parameter.name)
+    return named, rest
 
 
 def spelled(function):

@@ -20,7 +20,7 @@ def _linalg():
     return scipy.linalg
 
 
-@rule(np.linalg.solve, returns="float64[:]")
+@rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",))
 def solve_forward(A, b):
     factors = _linalg().lu_factor(A)
     x = _linalg().lu_solve(factors, b)
@@ -168,9 +168,10 @@ def _qr_tangent(A, A_dot):
     return Q, R, A_dot_R_inv - Q @ upper_part, upper_part @ R
 
 
-def _qr_factor_rule(factor, index):
-    """The rule of one factor of the QR factorisation (index 0: Q, 1: R)."""
-    @rule(factor, returns="float64[:,:]")
+def _qr_factor_rule(factor, index, shape):
+    """The rule of one factor of the QR factorisation (index 0: Q, 1: R) of the shape
+    ``shape``."""
+    @rule(factor, returns="float64[:,:]", shape=shape)
     def forward(A):
         Q, R = _qr(A)
         return (Q, R)[index], (Q, R)
@@ -202,7 +203,6 @@ def _qr_factor_rule(factor, index):
     return forward
 
 
-_qr_factor_rule(qr_q, 0)
-_qr_factor_rule(qr_r, 1)
-split(np.linalg.qr, [(qr_q, "A.shape[0]", "min(A.shape[0], A.shape[1])"),
-                     (qr_r, "min(A.shape[0], A.shape[1])", "A.shape[1]")])
+_qr_factor_rule(qr_q, 0, ("A.shape[0]", "min(A.shape[0], A.shape[1])"))
+_qr_factor_rule(qr_r, 1, ("min(A.shape[0], A.shape[1])", "A.shape[1]"))
+split(np.linalg.qr, [qr_q, qr_r])

@@ -39,10 +39,13 @@ def _scipy_sparse():
 class _Layout:
     """How two pattern arrays place a matrix's stored values."""
 
-    def __init__(self, name, coordinates, matrix):
+    def __init__(self, name, coordinates, matrix, solution_length):
         self.name = name
         self.coordinates = coordinates    # (first, second) -> (row of each entry, its column)
         self.matrix = matrix              # (data, first, second, shape) -> SciPy CSR matrix
+        # a square solve's solution length, an expression of the parameters (data, first,
+        # second, b): the shape of its rule (COO arrays do not say the matrix's size)
+        self.solution_length = solution_length
 
 
 def _row_of_entry(indptr):
@@ -52,10 +55,10 @@ def _row_of_entry(indptr):
 
 _CSR = _Layout("CSR", lambda indices, indptr: (_row_of_entry(indptr), indices),
                lambda data, indices, indptr, shape: _scipy_sparse().csr_matrix(
-                   (data, indices, indptr), shape=shape))
+                   (data, indices, indptr), shape=shape), "second.shape[0] - 1")
 _COO = _Layout("COO", lambda row, col: (row, col),
                lambda data, row, col, shape: _scipy_sparse().csr_matrix(
-                   (data, (row, col)), shape=shape))
+                   (data, (row, col)), shape=shape), "b.shape[0]")
 
 
 def _halves(args_and_dots):
@@ -82,10 +85,11 @@ def coo_matvec(data, row, col, x, rows):
     return _COO.matrix(data, row, col, (rows, len(x))) @ x
 
 
-def _product_rule(function, layout, transposed, shape):
+def _product_rule(function, layout, transposed, shape, length):
     """The rule of ``y = A @ x`` (``transposed``: ``y = A.T @ x``) for ``function(data, first,
-    second, x, *size)``, where ``shape(first, second, x, *size)`` is A's.  The adjoint of A is
-    ``y_bar x^T`` (``x y_bar^T`` for the transposed product), on the stored entries."""
+    second, x, *size)``, where ``shape(first, second, x, *size)`` is A's and the expression
+    ``length`` y's.  The adjoint of A is ``y_bar x^T`` (``x y_bar^T`` for the transposed
+    product), on the stored entries."""
 
     def operator(values, first, second, x, size):
         matrix = layout.matrix(values, first, second, shape(first, second, x, *size))
@@ -99,7 +103,7 @@ def _product_rule(function, layout, transposed, shape):
         return (entries(y_bar, x, first, second), None, None,
                 operator(data, first, second, x, size).T @ y_bar, *[None] * len(size))
 
-    @rule(function, returns="float64[:]")
+    @rule(function, returns="float64[:]", shape=(length,))
     def forward(data, first, second, x, *size):
         return function(data, first, second, x, *size), (data, first, second, x, size)
 
@@ -127,9 +131,11 @@ def _product_rule(function, layout, transposed, shape):
     return forward
 
 
-_product_rule(matvec, _CSR, False, lambda indices, indptr, x: (len(indptr) - 1, len(x)))
-_product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns: (len(x), columns))
-_product_rule(coo_matvec, _COO, False, lambda row, col, x, rows: (rows, len(x)))
+_product_rule(matvec, _CSR, False, lambda indices, indptr, x: (len(indptr) - 1, len(x)),
+              "second.shape[0] - 1")
+_product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns: (len(x), columns),
+              "size[0]")
+_product_rule(coo_matvec, _COO, False, lambda row, col, x, rows: (rows, len(x)), "size[0]")
 
 
 # solves --------------------------------------------------------------------------------------------
@@ -289,7 +295,7 @@ def _solve_rule(function, method, layout, trans):
         rhs = b_dot - product(data_dot, first, second, u, trans)
         return method.solve(prepared, rhs, trans, method.label)
 
-    @rule(function, returns="float64[:]")
+    @rule(function, returns="float64[:]", shape=(layout.solution_length,))
     def forward(data, first, second, b, *options):
         prepared, u = _solve(method, layout, trans, data, first, second, b, *options)
         return u, (prepared, u, first, second, len(options))
