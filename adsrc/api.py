@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from adsrc.analyses.types import usual_types
-from adsrc.backends import cython_errors
+from adsrc.backends import located_errors
 from adsrc.compiling import cython_build
 from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
 from adsrc.directions import stack_size, vector_tangent
@@ -112,12 +112,8 @@ class _Loaded:
         self.checks = {}
 
     def _function(self, namespace, name):
-        """The module's function ``name``; of a module built with every index checked
-        (``$ADSRC_BOUNDSCHECK``), one whose IndexError names the user's line."""
-        function = namespace[name]
-        if self.backend == "cython" and cython_errors.checks_bounds(self.source):
-            return cython_errors.with_user_lines(function, self.source, self.entry.key.fn)
-        return function
+        """The module's function ``name``, whose errors name the user's line."""
+        return located_errors.with_user_lines(namespace[name], self.source, self.entry.key.fn)
 
 
 class _Swept(_Loaded):

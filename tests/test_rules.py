@@ -5,6 +5,7 @@ mutation safety, and errors."""
 
 import importlib.util
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -406,6 +407,38 @@ def doubled_filling_an_array(x, y):
 
 def unknown_library_call(A, x):
     x[0] = np.linalg.det(A)
+
+
+def normalised(x, y):
+    s = np.linalg.norm(x)
+    for i in range(len(x)):
+        y[i] = x[i] / s
+
+
+def solved_into(A, b, y):
+    y[:] = np.linalg.solve(A, b)
+
+
+def test_a_rule_error_at_run_time_names_the_users_line():
+    """Errors raised by a rule while the generated code runs name the kernel's line: adsrc's
+    own in their message, others (NumPy's LinAlgError, which np.linalg.solve raises for a
+    singular matrix) in a note of their traceback."""
+    f = adsrc.differentiate(normalised, wrt="x", outputs="y")
+    with pytest.raises(adsrc.AdsrcError, match=r"test_rules.py:\d+: np.linalg.norm has no "
+                       r"derivative at the zero vector, in 's = np.linalg.norm\(x\)'"):
+        f.adjoint(np.zeros(3), np.zeros(3), y_bar=np.ones(3))
+    singular = np.ones((3, 3))
+    with pytest.raises(np.linalg.LinAlgError) as primal:
+        np.linalg.solve(singular, np.ones(3))
+    g = adsrc.differentiate(solved_into, wrt="b", outputs="y")
+    for run in (lambda: g.adjoint(singular, np.ones(3), np.zeros(3), y_bar=np.ones(3)),
+                lambda: g.tangent(singular, np.ones(3), np.zeros(3), b_dot=np.ones(3))):
+        with pytest.raises(np.linalg.LinAlgError, match=str(primal.value)) as raised:
+            run()
+        if hasattr(raised.value, "add_note"):
+            assert re.fullmatch(r"adsrc: raised by \S*test_rules.py:\d+, in "
+                                r"'y\[:\] = np.linalg.solve\(A, b\)'",
+                                raised.value.__notes__[-1])
 
 
 def test_an_array_result_fills_a_whole_array_or_a_name():

@@ -7,6 +7,8 @@ backward part solves one transposed system with them (``A^T lam = x_bar``), then
 same factors.
 """
 
+import warnings
+
 import numpy as np
 
 from adsrc.errors import AdsrcError
@@ -20,9 +22,21 @@ def _linalg():
     return scipy.linalg
 
 
+def _lu_factors(A):
+    """The LU factors of ``A``; NumPy's ``LinAlgError`` for an exactly singular ``A``, as
+    ``np.linalg.solve`` raises, where SciPy's ``lu_factor`` only warns (and the solves would
+    give NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _linalg().LinAlgWarning)
+        factors = _linalg().lu_factor(A, check_finite=False)
+    if np.any(np.diagonal(factors[0]) == 0.0):
+        raise np.linalg.LinAlgError("Singular matrix")
+    return factors
+
+
 @rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",))
 def solve_forward(A, b):
-    factors = _linalg().lu_factor(A)
+    factors = _lu_factors(A)
     x = _linalg().lu_solve(factors, b)
     return x, (factors, x)
 
@@ -36,7 +50,7 @@ def _solve_backward(saved, x_bar):
 
 @solve_forward.tangent
 def _solve_tangent(A, b, A_dot, b_dot):
-    factors = _linalg().lu_factor(A)
+    factors = _lu_factors(A)
     x = _linalg().lu_solve(factors, b)
     return x, _linalg().lu_solve(factors, b_dot - A_dot @ x)
 
@@ -44,7 +58,7 @@ def _solve_tangent(A, b, A_dot, b_dot):
 @solve_forward.backward_tangent
 def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
     (A, b), (A_dot, b_dot) = args, dots
-    factors = _linalg().lu_factor(A)
+    factors = _lu_factors(A)
     x = _linalg().lu_solve(factors, b)
     x_dot = _linalg().lu_solve(factors, b_dot - A_dot @ x)
     lam = _linalg().lu_solve(factors, x_bar, trans=1)
