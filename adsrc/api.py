@@ -316,6 +316,12 @@ class Differentiable:
             if RETURN_OUTPUT in self.outputs and not returns:
                 raise AdsrcError(f"{self.fn.__name__}: outputs names 'return', but the kernel "
                                  "returns nothing")
+            for name in self.outputs:
+                kind = None if name == RETURN_OUTPUT else signature[self.params.index(name)]
+                if kind is not None and not (kind.is_array and kind.is_float):
+                    raise ArgumentError(f"{self.fn.__name__}: outputs names '{name}', which is "
+                                        f"{kind}: an output is a float array the kernel may "
+                                        "write, or 'return'")
             return self.outputs
         if returns:
             return (RETURN_OUTPUT,)

@@ -901,6 +901,37 @@ def test_outputs_names_a_nonexistent_argument():
         adsrc.differentiate(csr_relax, wrt="data", outputs=("y",))
 
 
+@pytest.mark.parametrize("output, kind", [("indices", "int64\\[:\\]"), ("alpha", "float")])
+def test_outputs_names_an_argument_that_is_no_float_array(output, kind):
+    """An index array or a scalar (which the kernel cannot change for its caller) is no
+    output: refused before anything runs, where it gave a zero gradient."""
+    args = _csr_args()
+    before = [np.copy(arg) for arg in args]
+    f = adsrc.differentiate(csr_relax, wrt="data", outputs=(output,))
+    with pytest.raises(adsrc.ArgumentError, match=f"outputs names '{output}', which is {kind}: "
+                                                  "an output is a float array"):
+        f.adjoint(*args)
+    for arg, old in zip(args, before):
+        np.testing.assert_array_equal(arg, old)
+
+
+def _scaling_kernel(factor):
+    def scaled(x, y):
+        for i in range(len(x)):
+            y[i] = factor * x[i]  # <-
+    return scaled
+
+
+def test_a_variable_of_an_enclosing_function_is_named_as_such():
+    x, y = np.ones(3), np.zeros(3)
+    with pytest.raises(adsrc.UnsupportedError, match=r"test_errors.py:\d+:\d+: error: 'factor' "
+                       "is a variable of an enclosing function, which adsrc does not read: "
+                       "pass it as an argument"):
+        adsrc.differentiate(_scaling_kernel(2.0), wrt="x", outputs="y").adjoint(
+            x, y, y_bar=np.ones(3))
+    np.testing.assert_array_equal(y, np.zeros(3))
+
+
 def bound_again_to_another_shape(x, n):
     y = np.zeros(3)
     y[0] = x[0]

@@ -588,6 +588,10 @@ class Fence(gast.NodeTransformer):
             self.matrices.refuse(node)
         if node.id in self.local_names:
             return node
+        if node.id in self.source.fn.__code__.co_freevars:
+            self._fail(node, f"'{node.id}' is a variable of an enclosing function, which adsrc "
+                             "does not read: pass it as an argument, or make it a module "
+                             "constant")
         constant = _inlined(self.source.resolve(node.id), node)
         if constant is None:
             self._fail(node, f"the global name '{node.id}' is not supported here: kernels may "
