@@ -183,9 +183,14 @@ def parser():
     return top
 
 
-def _message(exc):
-    """An AdsrcError as a diagnostic: located errors as they are, others as ``adsrc: error:``."""
+def _message(exc, path):
+    """An AdsrcError as a diagnostic: located errors as they are, with the kernel file named as
+    the command line names it (adsrc's errors give the absolute path), others as ``adsrc:
+    error:``."""
     text = str(exc)
+    absolute = os.path.abspath(path) + ":"
+    if _LOCATED.match(text) and text.startswith(absolute):
+        return path + ":" + text[len(absolute):]
     if _LOCATED.match(text) or text.startswith("adsrc: "):
         return text
     return f"adsrc: error: {text}"
@@ -196,13 +201,17 @@ def main(argv=None):
     args = parser().parse_args(argv)
     # the command as it can be pasted into a shell: ';' in --types, spaces in paths quoted
     command = "adsrc " + shlex.join(argv)
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        print(f"adsrc: error: -o {args.output_dir}: not a directory (-o names the directory "
+              f"the files go to)", file=sys.stderr)
+        return 1
     try:
         fn = _load(args.target)
         types = args.types.split(";") if args.types else None
         filename, source = generate(fn, _names(args.wrt), _names(args.outputs), types,
                                     args.backend, command)
     except AdsrcError as exc:
-        print(_message(exc), file=sys.stderr)
+        print(_message(exc, args.target.rpartition(":")[0]), file=sys.stderr)
         return 1
     path = os.path.join(args.output_dir, filename)
     try:

@@ -336,22 +336,27 @@ def test_bad_type_string_through_main(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("how", ["subprocess", "main"])
-def test_unsupported_kernel_exit_1_with_a_diagnostic(tmp_path, capsys, how):
+@pytest.mark.parametrize("relative", [True, False], ids=["relative-path", "absolute-path"])
+def test_unsupported_kernel_exit_1_with_a_diagnostic(tmp_path, monkeypatch, capsys, how,
+                                                     relative):
+    """The diagnostic names the kernel file as the command line does."""
     source = tmp_path / "guarded.py"
     source.write_text(UNSUPPORTED)
     out = tmp_path / "out"
-    argv = ["generate", f"{source}:guarded", "--wrt", "x", "--types", "float64[:];float64[:]",
+    given = "guarded.py" if relative else str(source)
+    argv = ["generate", f"{given}:guarded", "--wrt", "x", "--types", "float64[:];float64[:]",
             "-o", str(out)]
     if how == "subprocess":
         result = _run(argv, cwd=tmp_path)
         code, err = result.returncode, result.stderr
     else:
+        monkeypatch.chdir(tmp_path)
         code = main(argv)
         err = capsys.readouterr().err
     _user_error(code, err, out)
     match = DIAGNOSTIC.search(err)
     assert match, err
-    assert os.path.basename(match.group("file")) == "guarded.py"
+    assert match.group("file") == given, err
     assert int(match.group("line")) == UNSUPPORTED.splitlines().index("        try:") + 1, err
     assert int(match.group("col")) == 9, err
     assert "try:" in err and "^" in err
@@ -409,6 +414,10 @@ def test_unwritable_output_directory(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("adsrc: error: cannot write "), result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+    result = _run(["generate", f"{SOLVERS}:gauss_seidel", *GS_ARGS, "-o", "a-file"],
+                  cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        1, "adsrc: error: -o a-file: not a directory (-o names the directory the files go to)\n")
 
 
 @pytest.mark.parametrize("argv", [
