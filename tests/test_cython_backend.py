@@ -167,6 +167,31 @@ def test_floats_floor_division_and_remainder_are_pythons():
     assert np.isnan(q).all() and np.isnan(r).all()
 
 
+def integer_quotients_and_powers(x, k):
+    n = len(x)
+    h = 1 / (n - 1)                 # Python's true division of ints: a float
+    s = 0.0
+    for i in range(1, n):
+        s += x[i] * x[i] * (i * h) + x[i] * i ** -2 + x[i] * float(i) ** -1 + (i / k) * x[i]
+    return s + x[0] * (1 / 3) + x[0] * k ** 2
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_quotients_and_negative_powers_of_integers_are_floats(backend):
+    """``1 / 3``, ``i / k`` and ``i ** -2`` of ints are floats in Python; the compiled code
+    once computed them in C integers (0), values and gradients alike.  Against the gradient
+    by hand and finite differences."""
+    x, k = np.linspace(0.5, 1.5, 6), 4
+    i = np.arange(1, 6)
+    value = (np.sum(x[1:] ** 2 * i / 5 + x[1:] / i ** 2 + x[1:] / i + i / k * x[1:])
+             + x[0] / 3 + x[0] * k ** 2)
+    gradient = np.concatenate([[1 / 3 + k ** 2], 2 * x[1:] * i / 5 + 1 / i ** 2 + 1 / i + i / k])
+    f = adsrc.differentiate(integer_quotients_and_powers, wrt="x", backend=backend)
+    assert f.primal(x.copy(), k) == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(f.adjoint(x.copy(), k)[0], gradient, rtol=1e-14)
+    adsrc.check_grads(integer_quotients_and_powers, [x, k], "x", backend=backend)
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

@@ -355,8 +355,9 @@ class TypeInference:
             return None
         if left.is_array or right.is_array:
             return self._elementwise(node, [left, right])
-        if isinstance(node.op, gast.Div):
-            return FLOAT
+        if isinstance(node.op, gast.Div) or (isinstance(node.op, gast.Pow)
+                                              and not _natural_constant(node.right)):
+            return FLOAT        # Python's 1 / 2 and 2 ** -1 are floats; so is 2 ** k, for a k < 0
         return FLOAT if FLOAT in (left, right) else INT
 
     def _matrix_product(self, node):
@@ -631,6 +632,11 @@ class _ExpressionTypes(TypeInference):
     def _fail(self, node, message):
         raise AssertionError(f"adsrc internal error: {message} (in generated "
                              f"'{gast.unparse(node).strip()}')")
+
+
+def _natural_constant(node):
+    """Whether ``node`` is a constant int >= 0 (an int to that power is an int)."""
+    return isinstance(node, gast.Constant) and type(node.value) is int and node.value >= 0
 
 
 def expression_type(node, env):

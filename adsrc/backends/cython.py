@@ -204,14 +204,22 @@ class _Expressions(gast.NodeTransformer):
     def visit_BinOp(self, node):
         """``//`` and ``%`` with Python's floor semantics (``cdivision`` gives C's): helpers for
         integers and for floats, told apart by the operands' types (read before the operands
-        are respelled)."""
+        are respelled).  ``/`` and ``**`` of integers with a float result (``1 / 3``,
+        ``i ** -2``, as typing says) in doubles: C would divide and raise integers."""
         floor_operation = isinstance(node.op, (gast.FloorDiv, gast.Mod))
-        if floor_operation:
+        kinds = set()
+        if floor_operation or isinstance(node.op, (gast.Div, gast.Pow)):
             kinds = {expression_type(operand, self.types) for operand in (node.left, node.right)}
-            if None in kinds:
+            if None in kinds and floor_operation:
                 raise AssertionError("adsrc internal error: no type for an operand of "
                                      f"'{unparse(node)}'")
+        # (an operand of no known type, such as a call of an elementary function, is a float)
+        in_doubles = not floor_operation and kinds == {INT} \
+            and expression_type(node, self.types) == FLOAT
         self.generic_visit(node)
+        if in_doubles:
+            node.left = gast.Call(gast.Name("__cast_double", gast.Load(), None, None),
+                                  [node.left], [])
         if floor_operation:
             helper = "_floordiv" if isinstance(node.op, gast.FloorDiv) else "_mod"
             if FLOAT in kinds:
@@ -228,7 +236,24 @@ def _extent(array, dimension):
 
 def _expression(node, types, bounds=None):
     text = unparse(_Expressions(types, bounds).visit(copy.deepcopy(node)))
-    return re.sub(r"__cast_(double|Py_ssize_t)\(", r"<\1>(", text)
+    return _casts(text)
+
+
+def _casts(text):
+    """``__cast_double(e)`` as ``(<double>(e))``: Cython's cast binds looser than ``**``
+    (``<double>(i) ** -2`` is ``<double>(i ** -2)``), so the cast is bracketed whole."""
+    out, start = [], 0
+    for match in re.finditer(r"__cast_(double|Py_ssize_t)\(", text):
+        if match.start() < start:
+            continue                            # inside a cast already rewritten
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        out += [text[start:match.start()], f"(<{match.group(1)}>(",
+                _casts(text[match.end():end - 1]), "))"]
+        start = end
+    return "".join(out + [text[start:]])
 
 
 # Vector mode's tangent scalars (``adsrc_directions`` of a function, k values each) are C memory
