@@ -1267,3 +1267,21 @@ def steps_along_residuals(x, b, iters):
         r = residual_of_its_length(x, b)
         x += 0.1 * r
     return np.dot(x, x)
+
+
+def zeroth_powers(x, p, y):
+    """x ** 0 and x ** p at p = 0 are 1 everywhere: their derivative is 0 at a zero base too
+    (0 * x ** -1 is NaN there)."""
+    for i in range(len(x)):
+        y[i] = x[i] ** 0 + x[i] ** p + 3.0 * x[i]
+
+
+def variable_step_ranges(x, y, a, b, s):
+    """range(a, b, s) with a step known only at run time, either sign (the reverse sweep runs
+    the same trips backwards)."""
+    k = 0
+    for i in range(a, b, s):
+        y[k] = x[i] * x[i] + y[k] * x[i]
+        k += 1
+    for i in range(a, b, s):
+        x[i] = x[i] * y[0]

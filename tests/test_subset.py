@@ -362,6 +362,12 @@ CASES = [
          lambda r, d: (0.3 * _u(r, 5), _u(r, 5), 3), ("x", "b")),
     Case("power_at_a_zero_base", K.power_of_array,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 2.5, np.zeros(3)), ("p",), ("y",)),
+    Case("variable_positive_step", K.variable_step_ranges,
+         lambda r, d: (_u(r, 7), _u(r, 7), 1, 7, 2), ("x", "y"), ("x", "y")),
+    Case("variable_negative_step", K.variable_step_ranges,
+         lambda r, d: (_u(r, 7), _u(r, 7), 6, -1, -3), ("x", "y"), ("x", "y")),
+    Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
+         lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]
 
 # elementary functions: one scalar kernel per spelling, return-only

@@ -149,6 +149,8 @@ class _Partials:
     def _power(self, node, base, exponent, m):
         if isinstance(exponent, gast.Constant):
             value = exponent.value
+            if value == 0:
+                return          # U ** 0 is 1 everywhere (0 * U ** -1 would be NaN at U = 0)
             if value == 1:
                 self.visit(base, m)
             elif value == 2:
@@ -157,7 +159,9 @@ class _Partials:
                 self.visit(base, _mul(m, quote_expr("C * U ** D", C=const(float(value)), U=base,
                                                     D=const(value - 1))))
             return
-        self.visit(base, _mul(m, quote_expr("E * U ** (E - 1)", U=base, E=exponent)))
+        # an exponent 0 at run time: U ** 0 is 1 everywhere, its derivative 0 (not 0 * inf)
+        self.visit(base, _mul(m, quote_expr("(0.0 if E == 0.0 else E * U ** (E - 1))", U=base,
+                                            E=exponent)))
         # at a zero base the power is 0 whatever the exponent near E > 0: so is its derivative
         # (U ** E * log(U) is 0 * -inf there, NaN in C and an error in Python)
         self.visit(exponent, _mul(m, quote_expr("(0.0 if U == 0.0 else U ** E * math.log(U))",

@@ -118,8 +118,11 @@ class ReverseMode:
     def _take_snapshots(self, loop, args):
         """Before ``loop`` (running over ``range(*args)``): copy each array if the loop visits
         at least half of it with a counter that never goes negative; otherwise its elements
-        are pushed one by one."""
+        are pushed one by one.  (Only loops of a literal step copy arrays: see
+        :class:`adsrc.analyses.snapshots.ArraySnapshots`.)"""
         out = []
+        if not self._snapshotted(loop):
+            return out
         start, stop = (const(0), args[0]) if len(args) == 1 else (args[0], args[1])
         step = literal_step(loop)
         # the counter runs from ``first`` towards ``last``; its lowest value is ``lowest``
