@@ -436,6 +436,34 @@ def global_statement(x):
     return x[0]
 
 
+def counter_bound_in_its_loop(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i]
+        i = i + 1  # <-
+        if i < len(x):
+            s += x[i]
+    return s
+
+
+def counter_reused_by_an_inner_loop(x):
+    s = 0.0
+    for i in range(3):
+        for i in range(len(x)):  # <-
+            s += x[i] * x[i]
+        s += x[i]
+    return s
+
+
+def counter_of_enumerate_incremented(x):
+    s = 0.0
+    for i, v in enumerate(x):
+        if v > 0.0:
+            i += 1  # <-
+        s += v * i
+    return s
+
+
 def range_of_floats(x):
     s = 0.0
     for i in range(0.0, 3.0):  # <-
@@ -593,6 +621,12 @@ UNSUPPORTED = [
     (print_call, None, "print", _x),
     (global_statement, None, "global", _x),
     (range_of_floats, "integer", "0.0", _x),
+    (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
+     _x),
+    (counter_reused_by_an_inner_loop, "'i' is the counter of an enclosing for loop",
+     "i in range(len(x))", _x),
+    (counter_of_enumerate_incremented, "'i' is the counter of an enclosing for loop", "i += 1",
+     _x),
 ]
 
 THIS_FILE = inspect.getsourcefile(_x)

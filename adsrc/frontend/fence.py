@@ -48,6 +48,7 @@ class Fence(gast.NodeTransformer):
         self.tuple_values = 0       # values of tuple assignments, held in temporaries
         self.local_names = set(source.params)
         self.generated_names = set()    # the names of early_returns' flag and result
+        self.counters = []          # the counters of the for loops around the statement
         for node in gast.walk(source.tree):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
                 self.local_names.add(node.id)
@@ -75,6 +76,11 @@ class Fence(gast.NodeTransformer):
     def _check_name(self, node, name):
         if name in self.generated_names:
             return
+        if name in self.counters:
+            self._fail(node, f"'{name}' is the counter of an enclosing for loop, bound again "
+                             "here: adsrc takes every trip's counter from the loop's range (its "
+                             "reverse sweep runs the range backwards), where Python would go on "
+                             "with the new value until the next trip; use another name")
         if name.endswith("_bar") or name.endswith("_dot"):
             self._fail(node, f"the name '{name}' is reserved: adsrc names adjoints '<name>_bar' "
                              "and tangents '<name>_dot'")
@@ -296,7 +302,9 @@ class Fence(gast.NodeTransformer):
                              "reversed(range(...)), a 1-D array ('for v in x'), zip of "
                              "1-D arrays ('for a, b in zip(x, y)') or enumerate of either "
                              "('for i, v in enumerate(x)')")
+        self.counters.append(stmt.target.id)
         stmt.body = self._statements(stmt.body, loop=True)
+        self.counters.pop()
         return stmt
 
     def _over_indices(self, stmt, counter, pairs):
