@@ -346,3 +346,22 @@ def solve_rebinding_an_argument(A, b, x):
     """x bound to a new array: the caller's x stays as it was, as in Python."""
     x = np.linalg.solve(A, b)
     return np.dot(x, x)
+
+
+# results overwriting an argument of the call
+
+def implicit_euler(M, u, steps):
+    """u[:] = solve(M, u): the solve reads u, then its result overwrites it, step by step."""
+    for step in range(steps):
+        u[:] = np.linalg.solve(M, u)
+    return np.sum(u * u)
+
+
+def product_in_place(data, indices, indptr, u):
+    n = len(u)
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    u[:] = A @ u
+    for i in range(n):
+        u[i] = u[i] * u[i]
+    u[:] = spsolve(data, indices, indptr, u)
+    return np.dot(u, u)

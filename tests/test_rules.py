@@ -149,6 +149,12 @@ CASES = {
         rk.krylov_correction, lambda: [*_csr(_poisson_1d(6)), np.linspace(1, 2, 6),
                                        np.linspace(0, 1, 6), np.zeros(6)],
         ("data", "b", "x0"), ("return",)),
+    "implicit_euler_in_place": (rk.implicit_euler,
+                                lambda: [_dense_args(4, seed=7)[0], np.linspace(1, 2, 4), 3],
+                                ("M", "u"), ("return", "u")),
+    "sparse_results_in_place": (rk.product_in_place,
+                                lambda: [*_csr(_poisson_1d(5)), np.linspace(1, 2, 5)],
+                                ("data", "u"), ("return", "u")),
     "refactorised_steps": (rk.refactorised_steps,
                            lambda: [*_csr(_poisson_1d(6) + sp.diags([0.4], [2], shape=(6, 6))),
                                     np.linspace(1, 2, 6), np.linspace(0.5, 1, 6), 3],
@@ -219,6 +225,11 @@ HVP_CASES = {
     "csc_krylov_values": (rk.csc_krylov, "data", CASES["csc_krylov"][1]),
     "factorised_values": (rk.factorised_steps, "data", CASES["factorised_steps"][1]),
     "newton_matrix": (rk.newton_dense, "A", CASES["newton_dense_solves"][1]),
+    # the result overwrites an argument: the tangent sweep saves the argument before the store
+    "implicit_euler_matrix": (rk.implicit_euler, "M", CASES["implicit_euler_in_place"][1]),
+    "implicit_euler_state": (rk.implicit_euler, "u", CASES["implicit_euler_in_place"][1]),
+    "sparse_in_place_values": (rk.product_in_place, "data", CASES["sparse_results_in_place"][1]),
+
     "cg_products_in_expressions": (rk.cg_natural, "data",
                                    CASES["cg_with_products_in_expressions"][1]),
 }

@@ -110,9 +110,10 @@ class BoundRule:
     def record_into_dot(self, tape, changing, out, out_dot, *args_and_dots):
         args, dots = self._args_and_dots(args_and_dots)
         value, value_dot = self._call_tangent(args, dots)
+        # saved before the stores: the result may overwrite an argument (u[:] = solve(A, u))
+        self._push_point(tape, changing, args, dots)
         self._store(out, value)
         self._store(out_dot, value_dot)
-        self._push_point(tape, changing, args, dots)
 
     def _push_point(self, tape, changing, args, dots):
         moving = [np.asarray(args[k]) for k in changing] \
