@@ -278,7 +278,7 @@ class TangentOfAdjoint(StructuredRewrite):
             return [copy.deepcopy(stmt)]
         if isinstance(target, gast.Name) and isinstance(value, gast.Call) \
                 and gast.unparse(value.func).strip() in _ALLOCATIONS:
-            return [copy.deepcopy(stmt)] + quote(f"D = np.zeros_like({root})", D=root + SUFFIX)
+            return [copy.deepcopy(stmt)] + quote("D = np.zeros_like(R)", D=root + SUFFIX, R=root)
         tangent = gast.Assign(targets=[dot(target, store=True)], value=self._tangent_of(value),
                               type_comment=None)
         return [tangent, copy.deepcopy(stmt)]

@@ -121,8 +121,7 @@ class TangentMode:
             return [copy.deepcopy(stmt)]
         if self.env[root].is_array and isinstance(target, gast.Name):
             # allocation of a local array: its values are constants
-            return [copy.deepcopy(stmt)] + quote(f"D = np.zeros_like({root})",
-                                                 D=root + SUFFIX)
+            return [copy.deepcopy(stmt)] + quote("D = np.zeros_like(R)", D=root + SUFFIX, R=root)
         uses_result = elementary.uses_result(value, self._is_active_leaf, self._fail)
         found = elementary.partials(value, self._is_active_leaf, self._fail,
                                     name(RESULT) if uses_result else None)

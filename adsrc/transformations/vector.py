@@ -295,15 +295,17 @@ class Vectorize(StructuredRewrite):
             return self._loop(stmt, hoist=False)
         if isinstance(target, gast.Name) and isinstance(value, gast.Call) \
                 and gast.unparse(value.func).strip() in _ALLOCATIONS:
-            return quote(f"T = np.zeros({self._size(target.id)} * {COUNT})", T=target.id)
+            return quote(f"T = np.zeros({self._size(target.id)} * {COUNT})", T=target.id,
+                         P=self.array_of(target.id))
         self._check_expression(stmt)
         return self._loop(stmt)
 
     def _size(self, variable):
-        """The number of elements of the array whose tangent is ``variable``, as source."""
-        primal = self.array_of(variable)
-        ndim = self.spec.env[primal].ndim
-        return " * ".join(f"{primal}.shape[{axis}]" for axis in range(ndim))
+        """The number of elements of the array whose tangent is ``variable``, as a template
+        whose placeholder ``P`` is that array (a template naming it could capture it: an
+        array named ``T``)."""
+        ndim = self.spec.env[self.array_of(variable)].ndim
+        return " * ".join(f"P.shape[{axis}]" for axis in range(ndim))
 
     def _expression_statement(self, stmt):
         value = stmt.value
