@@ -1285,3 +1285,13 @@ def variable_step_ranges(x, y, a, b, s):
         k += 1
     for i in range(a, b, s):
         x[i] = x[i] * y[0]
+
+
+def slices_with_bounds_known_at_run_time(x, y, k, m):
+    """Slice bounds as Python takes them: negative ones count from the end, ones past either
+    end are clipped, windows at the ends are shorter (x[i - 1:i + 2] at i = 0 is empty)."""
+    s = np.dot(x[:k], x[:k]) + np.sum(x[k:] * x[k:]) + np.sum(x[m::-1]) + np.sum(x[:m:-1])
+    for i in range(len(x)):
+        y[i] = np.sum(x[i - 1:i + 2]) * s
+    y[k:] += 2.0 * x[k:]
+    return s + np.sum(x[:100]) + np.sum(x[-100:]) + np.sum(x[-100:-3]) + np.sum(x[7::-2])

@@ -366,6 +366,12 @@ CASES = [
          lambda r, d: (_u(r, 7), _u(r, 7), 1, 7, 2), ("x", "y"), ("x", "y")),
     Case("variable_negative_step", K.variable_step_ranges,
          lambda r, d: (_u(r, 7), _u(r, 7), 6, -1, -3), ("x", "y"), ("x", "y")),
+    Case("slice_bounds_negative_at_run_time", K.slices_with_bounds_known_at_run_time,
+         lambda r, d: (_u(r, 5), np.zeros(5), -2, -7), ("x",), ("return", "y")),
+    Case("slice_bounds_past_the_end_at_run_time", K.slices_with_bounds_known_at_run_time,
+         lambda r, d: (_u(r, 5), np.zeros(5), 7, 9), ("x",), ("return", "y")),
+    Case("slice_bounds_inside_at_run_time", K.slices_with_bounds_known_at_run_time,
+         lambda r, d: (_u(r, 5), np.zeros(5), 2, -3), ("x",), ("return", "y")),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -44,6 +44,7 @@ class IndexBounds:
     def __init__(self, functions, types):
         self.types = types
         self.bounds = {}
+        self._not_negative = set()      # expressions (dumped) a condition shows >= 0 here
         params = {arg.id for function in functions for arg in function.args.args}
         self.bounds.update({name: UNBOUNDED for name in params if self._is_int(name)})
         definitions = [(name, value) for function in functions
@@ -105,6 +106,12 @@ class IndexBounds:
 
     def lower(self, node):
         """The least value the integer expression ``node`` can take (``UNBOUNDED`` if any)."""
+        if self._not_negative and gast.dump(node) in self._not_negative:
+            self._not_negative.discard(gast.dump(node))
+            try:
+                return max(self.lower(node), 0)
+            finally:
+                self._not_negative.add(gast.dump(node))
         literal = int_literal(node)
         if literal is not None:
             return literal
@@ -118,10 +125,26 @@ class IndexBounds:
         if isinstance(node, gast.BinOp):
             return self._binop(node)
         if isinstance(node, gast.IfExp):
-            return min(self.lower(node.body), self.lower(node.orelse))
+            return min(self.lower(node.body), self._lower_unless_negative(node.orelse,
+                                                                         node.test))
         if isinstance(node, gast.Call):
             return self._call(node)
         return UNBOUNDED
+
+    def _lower_unless_negative(self, node, test):
+        """The lower bound of ``node``, the branch of ``a if X < 0 else b`` taken when ``X``
+        is not negative (how lowering spells a slice bound known only at run time)."""
+        if not (isinstance(test, gast.Compare) and len(test.ops) == 1
+                and isinstance(test.ops[0], gast.Lt) and int_literal(test.comparators[0]) == 0):
+            return self.lower(node)
+        guarded = gast.dump(test.left)
+        if guarded in self._not_negative:
+            return self.lower(node)
+        self._not_negative.add(guarded)
+        try:
+            return self.lower(node)
+        finally:
+            self._not_negative.discard(guarded)
 
     def _binop(self, node):
         left, right = self.lower(node.left), self.lower(node.right)

@@ -399,7 +399,7 @@ class _Printer:
             return
         if tape_call(value, "saved"):
             block, index = (self.expr(arg) for arg in value.args)
-            self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + {index}]")
+            self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + {_bracketed(index)}]")
             return
         if tape_call(value, "block"):       # the array's name now refers to its copy
             block = self.expr(value.args[0])
@@ -459,7 +459,8 @@ class _Printer:
             if isinstance(iterable, gast.Subscript):        # reversed(range(...)[:trips])
                 limit = iterable.slice.upper
                 iterable = iterable.value
-        args = [self.expr(arg) for arg in iterable.args]
+        # bounds in brackets: they go into sums below ('a if c else b' binds looser than '-')
+        args = [_bracketed(self.expr(arg)) for arg in iterable.args]
         if len(args) == 1:
             start, stop, step = "0", args[0], "1"
         else:
@@ -488,6 +489,11 @@ class _Printer:
             self.emit(depth, f"for {position} in range({count}):")
         self.emit(depth + 1, f"{counter} = {start} + {position} * {step}")
         self.block(stmt.body, depth + 1, nogil_ok=False)
+
+
+def _bracketed(text):
+    """An expression's text, in brackets unless it is a name or a number."""
+    return text if re.fullmatch(r"-?[\w.\[\]]+", text.strip()) else f"({text})"
 
 
 def _declarations(printer_types, params, skip):

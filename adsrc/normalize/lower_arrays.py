@@ -16,9 +16,9 @@ is a derivative of a scalar statement, so the reverse transformation has one cas
 and the loops are what the compiled backend wants anyway.
 
 Slices must have a constant step (negative ones run down from the last element, ``x[::-1]``);
-run-time slice bounds must lie within the array
-(constant negative bounds count from the end, as in Python).  Operands of different extents are
-caught by an ``assert`` emitted before the loop.
+their bounds are taken as Python takes them, constant or known only at run time: a negative bound
+counts from the end, and one past either end is clipped (see :func:`_slice_bound`).  Operands of
+different extents are caught by an ``assert`` emitted before the loop.
 """
 
 import copy
@@ -138,6 +138,28 @@ class _Axis:
         if not (isinstance(self.start, gast.Constant) and self.start.value == 0):
             index = quote_expr("START + I", START=self.start, I=index)
         return index
+
+
+def _slice_bound(value, extent, default, below, above):
+    """A slice bound ``value`` as an index of an axis of ``extent`` elements, as Python takes
+    it: ``default`` when absent; a negative one counts from the end, then passes through
+    ``below`` (a template of ``B``, the bound, and ``N``, the extent); a non-negative one
+    through ``above``.  A constant takes its branch now; a bound known only at run time both,
+    by its sign.  (Where a count at or below zero already makes the loop empty, a template is
+    plain ``B``.)"""
+    if value is None:
+        return default
+    if isinstance(value, gast.UnaryOp) and isinstance(value.op, gast.USub) \
+            and isinstance(value.operand, gast.Constant):
+        value = const(-value.operand.value)
+    counted = quote_expr("N + B", N=extent, B=value)
+    if isinstance(value, gast.Constant):
+        if value.value < 0:
+            return quote_expr(below, B=counted, N=extent)
+        return value if above == "B" or value.value == 0 \
+            else quote_expr(above, B=value, N=extent)
+    return gast.IfExp(quote_expr("V < 0", V=value), quote_expr(below, B=counted, N=extent),
+                      quote_expr(above, B=value, N=extent))
 
 
 class LowerArrays:
@@ -611,28 +633,22 @@ class LowerArrays:
         return array, axes
 
     def _axis(self, array, dim, part):
+        """A slice's start, step and count, as Python takes them: a bound counts from the end
+        when negative and is clipped to the array (``x[-k:]``, ``x[:100]``, ``x[i - 1:i + 2]``
+        at ``i = 0``); a count at or below zero runs no trip.  Constant bounds that need
+        neither stay as they are (``x[1:-1]``: ``1``, ``N - 1``)."""
         step = 1 if part.step is None else int_literal(part.step)
         if not step:
             self._fail(part.step, "slices need a constant, non-zero step")
         extent = quote_expr("A.shape[D]", A=array, D=const(dim))
-
-        def bound(value, default):
-            if value is None:
-                return default
-            if isinstance(value, gast.UnaryOp) and isinstance(value.op, gast.USub) \
-                    and isinstance(value.operand, gast.Constant):
-                return quote_expr("N - K", N=extent, K=value.operand)
-            if isinstance(value, gast.Constant) and value.value < 0:
-                return quote_expr("N - K", N=extent, K=const(-value.value))
-            return value
-
         if step > 0:
-            start = bound(part.lower, const(0))
-            stop = bound(part.upper, extent)
+            start = _slice_bound(part.lower, extent, const(0), "max(B, 0)", "B")
+            stop = _slice_bound(part.upper, extent, extent, "B", "min(B, N)")
             low, high = start, stop
         else:       # down from the last element to before the first (-1, not from the end)
-            start = bound(part.lower, quote_expr("N - 1", N=extent))
-            stop = bound(part.upper, const(-1))
+            start = _slice_bound(part.lower, extent, quote_expr("N - 1", N=extent), "B",
+                                 "min(B, N - 1)")
+            stop = _slice_bound(part.upper, extent, const(-1), "max(B, -1)", "min(B, N - 1)")
             low, high = stop, start
         if isinstance(low, gast.Constant) and low.value == 0:
             span = high
