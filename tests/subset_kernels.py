@@ -1295,3 +1295,12 @@ def slices_with_bounds_known_at_run_time(x, y, k, m):
         y[i] = np.sum(x[i - 1:i + 2]) * s
     y[k:] += 2.0 * x[k:]
     return s + np.sum(x[:100]) + np.sum(x[-100:]) + np.sum(x[-100:-3]) + np.sum(x[7::-2])
+
+
+def numbers_taken_by_their_truth(x, y, m):
+    """'and'/'or' of numbers in conditions: Python takes them by their truth (``m``, not
+    differentiated, holds zeros: a differentiated zero would change its truth when moved)."""
+    for i in range(len(x)):
+        if m[i] and y[i] or not m[i - 1]:
+            y[i] = x[i] * y[i] + 1.0
+        y[i] += x[i] if m[i] or m[i - 1] and x[i] else 2.0 * x[i]

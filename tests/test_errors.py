@@ -464,6 +464,13 @@ def counter_of_enumerate_incremented(x):
     return s
 
 
+def or_of_numbers(x):
+    a = x[0] or x[1]  # <-
+    if x[0] or x[1] > 2.0:      # in a condition, numbers are taken by their truth
+        a = 2.0 * a
+    return a * 2.0
+
+
 def range_of_floats(x):
     s = 0.0
     for i in range(0.0, 3.0):  # <-
@@ -621,6 +628,7 @@ UNSUPPORTED = [
     (print_call, None, "print", _x),
     (global_statement, None, "global", _x),
     (range_of_floats, "integer", "0.0", _x),
+    (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
      _x),
     (counter_reused_by_an_inner_loop, "'i' is the counter of an enclosing for loop",

@@ -372,6 +372,9 @@ CASES = [
          lambda r, d: (_u(r, 5), np.zeros(5), 7, 9), ("x",), ("return", "y")),
     Case("slice_bounds_inside_at_run_time", K.slices_with_bounds_known_at_run_time,
          lambda r, d: (_u(r, 5), np.zeros(5), 2, -3), ("x",), ("return", "y")),
+    Case("numbers_taken_by_their_truth", K.numbers_taken_by_their_truth,
+         lambda r, d: (np.array([0.5, 0.7, 1.5, 2.0]), np.array([1.0, 2.0, 0.5, 3.0]),
+                       np.array([1.0, 0.0, 0.0, 2.0])), ("x", "y"), ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -260,10 +260,10 @@ class TypeInference:
             self._assign(stmt.target, INT, stmt)
             self._block(stmt.body)
         elif isinstance(stmt, gast.While):
-            self.expr(stmt.test)
+            self._condition(stmt.test)
             self._block(stmt.body)
         elif isinstance(stmt, gast.If):
-            self.expr(stmt.test)
+            self._condition(stmt.test)
             self._block(stmt.body)
             self._block(stmt.orelse)
         elif isinstance(stmt, gast.Expr):
@@ -400,9 +400,21 @@ class TypeInference:
         operand = self.expr(node.operand)
         return BOOL if isinstance(node.op, gast.Not) else operand
 
+    def _condition(self, test):
+        """The type of a condition; its 'and'/'or' may take numbers, by their truth."""
+        for node in _truth_operators(test):
+            node.adsrc_condition = True
+        return self.expr(test)
+
     def _BoolOp(self, node):
-        for value in node.values:
-            self.expr(value)
+        kinds = [self.expr(value) for value in node.values]
+        if not getattr(node, "adsrc_condition", False) \
+                and any(kind is not None and kind != BOOL for kind in kinds):
+            spelled = "and" if isinstance(node.op, gast.And) else "or"
+            self._fail(node, f"the value of '{spelled}' of numbers is one of its operands "
+                             f"in Python, not a truth value: adsrc takes '{spelled}' of "
+                             f"comparisons, or of numbers in the condition of an 'if', a "
+                             f"'while' or 'a if c else b' only; write it as 'a if c else b'")
         return BOOL
 
     def _Compare(self, node):
@@ -417,7 +429,7 @@ class TypeInference:
     def _IfExp(self, node):
         """``a if c else b``; from ``np.where(c, a, b)`` (marked element-wise by the frontend)
         an array when any of the three is."""
-        kinds = [self.expr(node.test), self.expr(node.body), self.expr(node.orelse)]
+        kinds = [self._condition(node.test), self.expr(node.body), self.expr(node.orelse)]
         if getattr(node, "adsrc_elementwise", False) \
                 and any(kind is not None and kind.is_array for kind in kinds):
             return self._elementwise(node, kinds)
@@ -632,6 +644,17 @@ class _ExpressionTypes(TypeInference):
     def _fail(self, node, message):
         raise AssertionError(f"adsrc internal error: {message} (in generated "
                              f"'{gast.unparse(node).strip()}')")
+
+
+def _truth_operators(test):
+    """The 'and'/'or' nodes of a condition whose operands are taken by their truth: the
+    condition's own, through 'not' and other 'and'/'or'."""
+    if isinstance(test, gast.BoolOp):
+        yield test
+        for value in test.values:
+            yield from _truth_operators(value)
+    elif isinstance(test, gast.UnaryOp) and isinstance(test.op, gast.Not):
+        yield from _truth_operators(test.operand)
 
 
 def _natural_constant(node):
