@@ -1304,3 +1304,9 @@ def numbers_taken_by_their_truth(x, y, m):
         if m[i] and y[i] or not m[i - 1]:
             y[i] = x[i] * y[i] + 1.0
         y[i] += x[i] if m[i] or m[i - 1] and x[i] else 2.0 * x[i]
+
+
+def abs_of_integers(x, y):
+    """abs of an int, as an index and as a factor."""
+    for i in range(len(x)):
+        y[i] = x[abs(i - 3)] * x[i] + abs(i - 2) * x[i]

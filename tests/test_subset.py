@@ -375,6 +375,8 @@ CASES = [
     Case("numbers_taken_by_their_truth", K.numbers_taken_by_their_truth,
          lambda r, d: (np.array([0.5, 0.7, 1.5, 2.0]), np.array([1.0, 2.0, 0.5, 3.0]),
                        np.array([1.0, 0.0, 0.0, 2.0])), ("x", "y"), ("y",)),
+    Case("abs_of_integers", K.abs_of_integers, lambda r, d: (_u(r, 6), np.zeros(6)), ("x",),
+         ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -78,6 +78,10 @@ cdef inline Py_ssize_t _range_count(Py_ssize_t start, Py_ssize_t stop,
         return (start - stop - step - 1) // (-step)
     return 0
 ''',
+    "_abs_int": '''
+cdef inline Py_ssize_t _abs_int(Py_ssize_t a) noexcept nogil:
+    return -a if a < 0 else a
+''',
     "_floordiv": '''
 cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     cdef Py_ssize_t q = a // b
@@ -181,6 +185,9 @@ class _Expressions(gast.NodeTransformer):
                 for index in indices]
 
     def visit_Call(self, node):
+        # abs of an int as an int (Cython's builtin abs of a C integer needs Python objects)
+        integer_abs = unparse(node.func) == "abs" and node.args \
+            and expression_type(node.args[0], self.types) == INT
         self.generic_visit(node)
         func = unparse(node.func)
         if func in _ELEMENTARY:
@@ -188,6 +195,8 @@ class _Expressions(gast.NodeTransformer):
         elif func == "len":
             return gast.Subscript(gast.Attribute(node.args[0], "shape", gast.Load()),
                                   gast.Constant(0, None), gast.Load())
+        elif integer_abs:
+            node.func = gast.Name("_abs_int", gast.Load(), None, None)
         elif func in ("float", "int"):
             node.func = gast.Name(f"__cast_{'double' if func == 'float' else 'Py_ssize_t'}",
                                   gast.Load(), None, None)
