@@ -1310,3 +1310,12 @@ def abs_of_integers(x, y):
     """abs of an int, as an index and as a factor."""
     for i in range(len(x)):
         y[i] = x[abs(i - 3)] * x[i] + abs(i - 2) * x[i]
+
+
+def returns_none(x, y):
+    """'return None' is 'return', early or last."""
+    for i in range(len(x)):
+        if x[i] > 5.0:
+            return None
+        y[i] = x[i] * x[i]
+    return None

@@ -464,6 +464,10 @@ def counter_of_enumerate_incremented(x):
     return s
 
 
+def norm_with_an_order(x):
+    return np.linalg.norm(x, 1)  # <-
+
+
 def or_of_numbers(x):
     a = x[0] or x[1]  # <-
     if x[0] or x[1] > 2.0:      # in a condition, numbers are taken by their truth
@@ -628,6 +632,8 @@ UNSUPPORTED = [
     (print_call, None, "print", _x),
     (global_statement, None, "global", _x),
     (range_of_floats, "integer", "0.0", _x),
+    (norm_with_an_order, "numpy.linalg.norm is called here with 2 argument(s); its "
+     "derivative rule takes 1 (x)", "np.linalg.norm", _x),
     (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
      _x),

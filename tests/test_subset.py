@@ -377,6 +377,8 @@ CASES = [
                        np.array([1.0, 0.0, 0.0, 2.0])), ("x", "y"), ("y",)),
     Case("abs_of_integers", K.abs_of_integers, lambda r, d: (_u(r, 6), np.zeros(6)), ("x",),
          ("y",)),
+    Case("return_none", K.returns_none,
+         lambda r, d: (np.array([1.0, 2.0, 6.0, 3.0]), np.zeros(4)), ("x",), ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

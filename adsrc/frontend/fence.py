@@ -57,6 +57,10 @@ class Fence(gast.NodeTransformer):
         tree = self.source.tree
         self._check_signature(tree)
         tree.body = tree.body[docstring_statements(tree.body):]
+        for node in gast.walk(tree):        # 'return None' is 'return'
+            if isinstance(node, gast.Return) and isinstance(node.value, gast.Constant) \
+                    and node.value.value is None:
+                node.value = None
         self.generated_names = early_returns.rewrite(tree, self.source.error)
         self.local_names |= self.generated_names
         body = tree.body
@@ -716,6 +720,13 @@ class Fence(gast.NodeTransformer):
             return call
         rule = library.lookup(self._called_object(call))
         if rule is not None:
+            named, rest = library.forward_parameters(rule)
+            if len(call.args) < len(named) or (rest is None and len(call.args) > len(named)):
+                self._fail(call, f"{library.spelled(rule.function)} is called here with "
+                                 f"{len(call.args)} argument(s); its derivative rule takes "
+                                 f"{len(named)}{' or more' if rest else ''} "
+                                 f"({', '.join(named)}), so adsrc cannot differentiate this "
+                                 f"call")
             call.func = _dotted(RULES, rule.name)
             return call
         target = self._user_function(call)
