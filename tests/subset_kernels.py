@@ -1319,3 +1319,9 @@ def returns_none(x, y):
             return None
         y[i] = x[i] * x[i]
     return None
+
+
+def comparisons_as_numbers(x, y):
+    """A comparison in arithmetic is 0 or 1: a switch with no derivative of its own."""
+    for i in range(len(x)):
+        y[i] = (x[i] > 1.0) * x[i] * x[i] + (x[i] <= 1.0) * 2.0 * x[i]

@@ -379,6 +379,8 @@ CASES = [
          ("y",)),
     Case("return_none", K.returns_none,
          lambda r, d: (np.array([1.0, 2.0, 6.0, 3.0]), np.zeros(4)), ("x",), ("y",)),
+    Case("comparisons_as_numbers", K.comparisons_as_numbers,
+         lambda r, d: (np.array([0.5, 1.5, 0.8, 3.0]), np.zeros(4)), ("x",), ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

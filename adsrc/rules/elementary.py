@@ -175,6 +175,9 @@ class _Partials:
         else:
             self.fail(node, "no derivative rule for a logical operator")
 
+    def _Compare(self, node, m):
+        """A comparison is 0 or 1 (``(x > 1.0) * x``): piecewise constant, no derivative."""
+
     def _IfExp(self, node, m):
         outer = self.guard
         self.guard = _both(outer, node.test)
