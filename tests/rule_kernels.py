@@ -365,3 +365,11 @@ def product_in_place(data, indices, indptr, u):
         u[i] = u[i] * u[i]
     u[:] = spsolve(data, indices, indptr, u)
     return np.dot(u, u)
+
+
+def qr_iteration(A, steps):
+    """Q, R = np.linalg.qr(A) inside a loop: the factors are allocated before it."""
+    for step in range(steps):
+        Q, R = np.linalg.qr(A)
+        A[:, :] = R @ Q
+    return np.sum(np.diag(A) * np.diag(A))

@@ -468,6 +468,10 @@ def norm_with_an_order(x):
     return np.linalg.norm(x, 1)  # <-
 
 
+def factor_of_a_split_call(u):
+    return np.sum(np.linalg.qr(u)[0])  # <-
+
+
 def or_of_numbers(x):
     a = x[0] or x[1]  # <-
     if x[0] or x[1] > 2.0:      # in a condition, numbers are taken by their truth
@@ -634,6 +638,8 @@ UNSUPPORTED = [
     (range_of_floats, "integer", "0.0", _x),
     (norm_with_an_order, "numpy.linalg.norm is called here with 2 argument(s); its "
      "derivative rule takes 1 (x)", "np.linalg.norm", _x),
+    (factor_of_a_split_call, "numpy.linalg.qr returns several arrays: assign them to as many "
+     "names", "np.linalg.qr", lambda: (np.eye(3),)),
     (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
      _x),

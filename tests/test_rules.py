@@ -155,6 +155,8 @@ CASES = {
     "sparse_results_in_place": (rk.product_in_place,
                                 lambda: [*_csr(_poisson_1d(5)), np.linspace(1, 2, 5)],
                                 ("data", "u"), ("return", "u")),
+    "qr_in_a_loop": (rk.qr_iteration,
+                     lambda: [_dense_args(4, seed=8)[0], 3], ("A",), ("return", "A")),
     "refactorised_steps": (rk.refactorised_steps,
                            lambda: [*_csr(_poisson_1d(6) + sp.diags([0.4], [2], shape=(6, 6))),
                                     np.linspace(1, 2, 6), np.linspace(0.5, 1, 6), 3],

@@ -736,6 +736,9 @@ class Fence(gast.NodeTransformer):
             return call
         called = self._called_object(call)
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
+        if library.split_of(called) is not None:
+            self._fail(call, f"{spelled} returns several arrays: assign them to as many names, "
+                             "as in 'Q, R = np.linalg.qr(A)', then use them")
         self._fail(call, f"no derivative rule for {spelled}, called here: adsrc supports "
                          "math/NumPy elementary functions, the reductions np.dot, np.sum, "
                          "np.mean, np.max and np.min, allocation functions, calls of other "

@@ -551,7 +551,7 @@ class LowerArrays:
             measured |= {id(node.value) for node in gast.walk(expression)
                          if isinstance(node, gast.Attribute) and node.attr == "shape"}
             for node in gast.walk(expression):
-                if isinstance(node, gast.Call) and _callee(node) != "len":
+                if isinstance(node, gast.Call) and _callee(node) not in ("len", "min", "max"):
                     return None
                 if not isinstance(node, gast.Name) or node.id == "len":
                     continue
@@ -581,10 +581,12 @@ class LowerArrays:
         after = "" if self.after_return is None else (
             f" (the statement at line {self.source.location(self.after_return)[1]} may "
             f"return early, and the rest of the kernel runs inside a branch)")
+        why = f"that '{', '.join(changing)}' changes there" if changing \
+            else "computed there, by a call"
         self._fail(stmt, f"the local array '{stmt.targets[0].id}' is first allocated inside a "
-                         f"loop or branch{after} with a shape that '{', '.join(changing)}' "
-                         f"changes there: adsrc allocates it once, before, so allocate it at "
-                         f"the top level with its largest shape and fill a slice of it")
+                         f"loop or branch{after} with a shape {why}: adsrc allocates it once, "
+                         f"before, so allocate it at the top level with its largest shape and "
+                         f"fill a slice of it")
 
     def _changing(self, shape):
         """The scalars a shape reads that the top-level statement being lowered assigns."""
