@@ -472,6 +472,11 @@ def factor_of_a_split_call(u):
     return np.sum(np.linalg.qr(u)[0])  # <-
 
 
+def rows_swapped_through_views(x, u):
+    u[0, :], u[1, :] = u[1, :], u[0, :]  # <-
+    return np.sum(u[0, :] * x[0])
+
+
 def or_of_numbers(x):
     a = x[0] or x[1]  # <-
     if x[0] or x[1] > 2.0:      # in a condition, numbers are taken by their truth
@@ -640,6 +645,8 @@ UNSUPPORTED = [
      "derivative rule takes 1 (x)", "np.linalg.norm", _x),
     (factor_of_a_split_call, "numpy.linalg.qr returns several arrays: assign them to as many "
      "names", "np.linalg.qr", lambda: (np.eye(3),)),
+    (rows_swapped_through_views, "the value 'u[1, :]' of this tuple assignment is a view of "
+     "the elements of 'u'", "u[0, :], u[1, :]", lambda: (*_x(2), np.ones((2, 2)))),
     (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
      _x),

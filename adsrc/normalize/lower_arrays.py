@@ -461,6 +461,14 @@ class LowerArrays:
         kernel; otherwise refused, saying where."""
         target = stmt.targets[0].id
         shown = self.user_names.get(target, target)
+        if getattr(stmt, "adsrc_tuple_value", False) and target not in self.user_names \
+                and viewed in self.written_in_place:
+            # a value of 'a[0], a[2] = a[2], a[0]', held by a temporary the user never named
+            self._fail(stmt, f"the value '{text}' of this tuple assignment is a view of the "
+                             f"elements of '{self.user_names.get(viewed, viewed)}' in NumPy, "
+                             "which Python reads only when it stores it, after the stores "
+                             "before it (a swap of rows through views does not swap); copy "
+                             f"it first: 'tmp = np.copy({text})'")
         for array in (target, viewed):
             if array in self.written_in_place:
                 line = self.source.location(self.written_in_place[array])[1]
