@@ -477,6 +477,14 @@ def rows_swapped_through_views(x, u):
     return np.sum(u[0, :] * x[0])
 
 
+def solve_of_several_right_hand_sides(u, v):
+    v[:, :] = np.linalg.solve(u, v)  # <-
+
+
+def norm_of_a_matrix(u):
+    return np.linalg.norm(u)  # <-
+
+
 def or_of_numbers(x):
     a = x[0] or x[1]  # <-
     if x[0] or x[1] > 2.0:      # in a condition, numbers are taken by their truth
@@ -647,6 +655,11 @@ UNSUPPORTED = [
      "names", "np.linalg.qr", lambda: (np.eye(3),)),
     (rows_swapped_through_views, "the value 'u[1, :]' of this tuple assignment is a view of "
      "the elements of 'u'", "u[0, :], u[1, :]", lambda: (*_x(2), np.ones((2, 2)))),
+    (solve_of_several_right_hand_sides, "numpy.linalg.solve: adsrc's derivative rule takes "
+     "argument 2 as float64[:], and it is float64[:,:] here", "v)",
+     lambda: (np.eye(2) * 2.0, np.ones((2, 2)))),
+    (norm_of_a_matrix, "numpy.linalg.norm: adsrc's derivative rule takes argument 1 as "
+     "float64[:], and it is float64[:,:] here", "u)", lambda: (np.eye(2),)),
     (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",
      _x),

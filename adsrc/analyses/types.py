@@ -400,6 +400,19 @@ class TypeInference:
         operand = self.expr(node.operand)
         return BOOL if isinstance(node.op, gast.Not) else operand
 
+    def _check_rule_arguments(self, node, declared, kinds):
+        """The arguments of a rule's call against the types its rule takes (``takes``)."""
+        for position, (wanted, kind) in enumerate(zip(declared.takes or (), kinds)):
+            if wanted is None or kind is None:
+                continue
+            wanted = parse_type(wanted)
+            if (wanted.is_array, wanted.ndim if wanted.is_array else 0) != \
+                    (kind.is_array, kind.ndim if kind.is_array else 0) \
+                    or wanted.is_float != kind.is_float:
+                self._fail(node.args[position],
+                           f"{library.spelled(declared.function)}: adsrc's derivative rule "
+                           f"takes argument {position + 1} as {wanted}, and it is {kind} here")
+
     def _condition(self, test):
         """The type of a condition; its 'and'/'or' may take numbers, by their truth."""
         for node in _truth_operators(test):
@@ -618,7 +631,9 @@ class TypeInference:
             self._expect_int(node.args[0])
             return array("float64", 2)
         if func.startswith(RULES + "."):
-            return library.by_name(func[len(RULES) + 1:]).returns
+            declared = library.by_name(func[len(RULES) + 1:])
+            self._check_rule_arguments(node, declared, args)
+            return declared.returns
         if func == "len":
             return INT
         if func == "float":

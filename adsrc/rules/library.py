@@ -48,11 +48,16 @@ _SPLITS = {}            # id(function) -> Split
 class Rule:
     """The derivative rule of one library function (see the module docstring)."""
 
-    def __init__(self, function, forward, returns, shape=None):
+    def __init__(self, function, forward, returns, shape=None, takes=None):
         from adsrc.analyses.types import parse_type   # types knows rules' result types
         self.function = function
         self.forward = forward
         self.returns = parse_type(returns)
+        # the types of the arguments, as strings (None: any), checked where a call is typed
+        self.takes = None if takes is None else tuple(takes)
+        for kind in self.takes or ():
+            if kind is not None:
+                parse_type(kind)
         if self.returns.is_array and self.returns.dtype != "float64":
             raise AdsrcError(f"rule for {spelled(function)}: returns must be 'float' or a "
                              f"float64 array type, got {returns!r}")
@@ -92,17 +97,19 @@ class Rule:
         return f"<adsrc rule for {spelled(self.function)}>"
 
 
-def rule(function, *, returns="float64[:]", shape=None):
+def rule(function, *, returns="float64[:]", shape=None, takes=None):
     """Declare the derivative of ``function``: decorates its forward part (see the module
     docstring).  ``returns`` is the type of its result: ``"float"``, ``"float64[:]"`` or
     ``"float64[:,:]"``; ``shape``, for an array result, its extents as expressions of the
     forward part's parameters (one string per dimension), so that the result may be bound to
-    a name or used in an expression."""
+    a name or used in an expression; ``takes``, optional, the types of the arguments, one per
+    argument (None: any), so that a call with others is refused at its line, before anything
+    runs."""
     if not callable(function):
         raise AdsrcError(f"adsrc.rule takes the function to differentiate, got {function!r}")
 
     def declare(forward):
-        declared = Rule(function, forward, returns, shape)
+        declared = Rule(function, forward, returns, shape, takes)
         register(declared)
         return declared
 

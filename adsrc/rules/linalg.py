@@ -34,7 +34,8 @@ def _lu_factors(A):
     return factors
 
 
-@rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",))
+@rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",),
+      takes=("float64[:,:]", "float64[:]"))
 def solve_forward(A, b):
     factors = _lu_factors(A)
     x = _linalg().lu_solve(factors, b)
@@ -66,7 +67,7 @@ def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
     return (-np.outer(lam, x), lam), (-np.outer(lam_dot, x) - np.outer(lam, x_dot), lam_dot)
 
 
-@rule(np.linalg.norm, returns="float")
+@rule(np.linalg.norm, returns="float", takes=("float64[:]",))
 def norm_forward(x):
     value = _norm_of_vector(x)
     return value, (x, value)
@@ -185,7 +186,7 @@ def _qr_tangent(A, A_dot):
 def _qr_factor_rule(factor, index, shape):
     """The rule of one factor of the QR factorisation (index 0: Q, 1: R) of the shape
     ``shape``."""
-    @rule(factor, returns="float64[:,:]", shape=shape)
+    @rule(factor, returns="float64[:,:]", shape=shape, takes=("float64[:,:]",))
     def forward(A):
         Q, R = _qr(A)
         return (Q, R)[index], (Q, R)
