@@ -408,7 +408,8 @@ class _Printer:
             return
         if tape_call(value, "saved"):
             block, index = (self.expr(arg) for arg in value.args)
-            self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + {_bracketed(index)}]")
+            self.emit(depth, f"{self.expr(target)} = _tp.blocks[{block} + "
+                             f"{_bracketed(value.args[1], index)}]")
             return
         if tape_call(value, "block"):       # the array's name now refers to its copy
             block = self.expr(value.args[0])
@@ -468,8 +469,10 @@ class _Printer:
             if isinstance(iterable, gast.Subscript):        # reversed(range(...)[:trips])
                 limit = iterable.slice.upper
                 iterable = iterable.value
-        # bounds in brackets: they go into sums below ('a if c else b' binds looser than '-')
-        args = [_bracketed(self.expr(arg)) for arg in iterable.args]
+        # the bounds go into sums below, the step into a product: in brackets where they
+        # would not bind
+        args = [_bracketed(arg, self.expr(arg), in_product=position == 2)
+                for position, arg in enumerate(iterable.args)]
         if len(args) == 1:
             start, stop, step = "0", args[0], "1"
         else:
@@ -500,9 +503,15 @@ class _Printer:
         self.block(stmt.body, depth + 1, nogil_ok=False)
 
 
-def _bracketed(text):
-    """An expression's text, in brackets unless it is a name or a number."""
-    return text if re.fullmatch(r"-?[\w.\[\]]+", text.strip()) else f"({text})"
+def _bracketed(node, text, in_product=False):
+    """The text of the expression ``node``, in brackets when it binds looser than a sum (``a
+    if c else b``), or, ``in_product``, than a product (``a + b``): so that ``- 1`` or ``*
+    step`` next to it applies to it whole."""
+    loose = (gast.IfExp, gast.BoolOp, gast.Compare, gast.Lambda, gast.NamedExpr)
+    if isinstance(node, loose) or (in_product and isinstance(node, gast.BinOp)
+                                   and isinstance(node.op, (gast.Add, gast.Sub))):
+        return f"({text})"
+    return text
 
 
 def _declarations(printer_types, params, skip):
