@@ -1325,3 +1325,16 @@ def comparisons_as_numbers(x, y):
     """A comparison in arithmetic is 0 or 1: a switch with no derivative of its own."""
     for i in range(len(x)):
         y[i] = (x[i] > 1.0) * x[i] * x[i] + (x[i] <= 1.0) * 2.0 * x[i]
+
+
+def branches_of_other_shapes(x, y, k):
+    """'a if c else b' of arrays with a scalar c: Python evaluates one branch, whose shape
+    alone must fit (the other's may differ)."""
+    y[:] = x[:k] * x[:k] if k < x.shape[0] else x[1:] + 2.0 * x[1:]
+    return np.sum(y * y)
+
+
+def array_or_scalar_branch(x, a, k):
+    """'a if c else b' of an array and a scalar: the scalar is broadcast, as NumPy does."""
+    x[:k] -= x[-k:] * x[-k:] if k > 2 else a * a
+    return np.dot(x, x)

@@ -446,6 +446,9 @@ class TypeInference:
         if getattr(node, "adsrc_elementwise", False) \
                 and any(kind is not None and kind.is_array for kind in kinds):
             return self._elementwise(node, kinds)
+        if sum(kind is not None and kind.is_array for kind in kinds[1:]) == 1 \
+                and None not in kinds[1:]:
+            return self._elementwise(node, kinds)      # an array or a scalar, broadcast
         return join(kinds[1], kinds[2])
 
     def _Attribute(self, node):

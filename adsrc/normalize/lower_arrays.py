@@ -786,7 +786,9 @@ class LowerArrays:
         if isinstance(value, gast.IfExp):
             outer, self.lowering.in_a_branch = self.lowering.in_a_branch, True
             try:
-                return self._elements_of_fields(value, sliced, counters, checks, before)
+                if getattr(value, "adsrc_elementwise", False):     # np.where: both sides
+                    return self._elements_of_fields(value, sliced, counters, checks, before)
+                return self._chosen_elements(value, sliced, counters, checks, before)
             finally:
                 self.lowering.in_a_branch = outer
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy",) \
@@ -795,6 +797,21 @@ class LowerArrays:
         if not self._is_array(value):
             return value        # a scalar the elements share: w[k], len(x), x.shape[0]
         return self._elements_of_fields(value, sliced, counters, checks, before)
+
+    def _chosen_elements(self, value, sliced, counters, checks, before):
+        """``a if c else b`` with a scalar ``c``: Python evaluates one branch, so each branch's
+        extents are checked only when it is the one chosen (the other may have any shape)."""
+        chosen = {}
+        for field in ("body", "orelse"):
+            chosen[field] = []
+            setattr(value, field, self._elements(getattr(value, field), sliced, counters,
+                                                 chosen[field], before))
+        value.test = self._elements(value.test, sliced, counters, checks, before)
+        if chosen["body"] or chosen["orelse"]:
+            checks.append(gast.If(test=copy.deepcopy(value.test),
+                                  body=chosen["body"] or [gast.Pass()],
+                                  orelse=chosen["orelse"]))
+        return value
 
     def _elements_of_fields(self, value, sliced, counters, checks, before):
         """An element-wise operation (a BinOp, a call of an element-wise function...) of the
