@@ -1338,3 +1338,13 @@ def array_or_scalar_branch(x, a, k):
     """'a if c else b' of an array and a scalar: the scalar is broadcast, as NumPy does."""
     x[:k] -= x[-k:] * x[-k:] if k > 2 else a * a
     return np.dot(x, x)
+
+
+def comparisons_and_powers_of_ints(x, y, k):
+    """Python's ints and bools: a comparison divided or raised to a negative power is a float,
+    abs/min/max take comparisons as 0 or 1, an int to a power never negative is an int (an
+    index), -(-e) is e."""
+    for i in range(len(x)):
+        y[i] = x[5 ** abs(k) % 3] * x[i] + x[2 ** len(x) % 5] + (i < k) / 3 \
+            + x[i] * ((i < k) ** -1 if i < k else 1.0)
+        y[i] += min(i < k, 3) * x[i] + abs(i != 2) * x[i] - (-(x[i] * x[i]))

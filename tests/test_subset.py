@@ -389,6 +389,10 @@ CASES = [
          ("x", "a"), ("return", "x")),
     Case("scalar_branch", K.array_or_scalar_branch, lambda r, d: (_u(r, 6), 0.7, 2),
          ("x", "a"), ("return", "x")),
+    Case("comparisons_and_powers_of_ints", K.comparisons_and_powers_of_ints,
+         lambda r, d: (_u(r, 5), np.zeros(5), -2), ("x",), ("y",)),
+    Case("comparisons_and_powers_of_ints_2", K.comparisons_and_powers_of_ints,
+         lambda r, d: (_u(r, 5), np.zeros(5), 3), ("x",), ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

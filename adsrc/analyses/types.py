@@ -356,7 +356,7 @@ class TypeInference:
         if left.is_array or right.is_array:
             return self._elementwise(node, [left, right])
         if isinstance(node.op, gast.Div) or (isinstance(node.op, gast.Pow)
-                                              and not _natural_constant(node.right)):
+                                              and not _never_negative(node.right)):
             return FLOAT        # Python's 1 / 2 and 2 ** -1 are floats; so is 2 ** k, for a k < 0
         return FLOAT if FLOAT in (left, right) else INT
 
@@ -675,9 +675,15 @@ def _truth_operators(test):
         yield from _truth_operators(test.operand)
 
 
-def _natural_constant(node):
-    """Whether ``node`` is a constant int >= 0 (an int to that power is an int)."""
-    return isinstance(node, gast.Constant) and type(node.value) is int and node.value >= 0
+def _never_negative(node):
+    """Whether the int ``node`` is never negative, by its spelling (an int to such a power is
+    an int): a constant >= 0, ``abs(...)``, ``len(...)``, an extent ``x.shape[d]``."""
+    if isinstance(node, gast.Constant):
+        return type(node.value) is int and node.value >= 0
+    if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
+        return node.func.id in ("abs", "len")
+    return isinstance(node, gast.Subscript) and isinstance(node.value, gast.Attribute) \
+        and node.value.attr == "shape"
 
 
 def expression_type(node, env):

@@ -21,7 +21,7 @@ import re
 import gast
 
 from adsrc.analyses.index_bounds import IndexBounds
-from adsrc.analyses.types import FLOAT, INT, OBJECT, expression_type
+from adsrc.analyses.types import BOOL, FLOAT, INT, OBJECT, expression_type
 from adsrc.backends.python import rules_import
 from adsrc.frontend.intrinsics import ELEMENTARY, ROUNDINGS
 from adsrc.frontend.quoting import COMMENT_MARK, is_comment, unparse
@@ -185,9 +185,13 @@ class _Expressions(gast.NodeTransformer):
                 for index in indices]
 
     def visit_Call(self, node):
-        # abs of an int as an int (Cython's builtin abs of a C integer needs Python objects)
+        # abs of an int as an int (Cython's builtin abs of a C integer needs Python objects);
+        # a comparison given to abs, min or max as an int (0 or 1), as Python's bool is one
         integer_abs = unparse(node.func) == "abs" and node.args \
-            and expression_type(node.args[0], self.types) == INT
+            and expression_type(node.args[0], self.types) in (INT, BOOL)
+        if unparse(node.func) in ("abs", "min", "max"):
+            node.args = [_as_int(arg) if expression_type(arg, self.types) == BOOL else arg
+                         for arg in node.args]
         self.generic_visit(node)
         func = unparse(node.func)
         if func in _ELEMENTARY:
@@ -210,6 +214,15 @@ class _Expressions(gast.NodeTransformer):
             node.args = [gast.Tuple(dims, gast.Load())]
         return node
 
+    def visit_UnaryOp(self, node):
+        """``-(-e)`` as ``e``: unparsed, it would read ``--e``, which Cython refuses as a
+        decrement."""
+        self.generic_visit(node)
+        if isinstance(node.op, gast.USub) and isinstance(node.operand, gast.UnaryOp) \
+                and isinstance(node.operand.op, gast.USub):
+            return node.operand.operand
+        return node
+
     def visit_BinOp(self, node):
         """``//`` and ``%`` with Python's floor semantics (``cdivision`` gives C's): helpers for
         integers and for floats, told apart by the operands' types (read before the operands
@@ -223,7 +236,7 @@ class _Expressions(gast.NodeTransformer):
                 raise AssertionError("adsrc internal error: no type for an operand of "
                                      f"'{unparse(node)}'")
         # (an operand of no known type, such as a call of an elementary function, is a float)
-        in_doubles = not floor_operation and kinds == {INT} \
+        in_doubles = not floor_operation and kinds and kinds <= {INT, BOOL} \
             and expression_type(node, self.types) == FLOAT
         self.generic_visit(node)
         if in_doubles:
@@ -236,6 +249,10 @@ class _Expressions(gast.NodeTransformer):
             return gast.Call(gast.Name(helper, gast.Load(), None, None),
                              [node.left, node.right], [])
         return node
+
+
+def _as_int(node):
+    return gast.Call(gast.Name("__cast_Py_ssize_t", gast.Load(), None, None), [node], [])
 
 
 def _extent(array, dimension):
