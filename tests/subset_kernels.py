@@ -1348,3 +1348,9 @@ def comparisons_and_powers_of_ints(x, y, k):
         y[i] = x[5 ** abs(k) % 3] * x[i] + x[2 ** len(x) % 5] + (i < k) / 3 \
             + x[i] * ((i < k) ** -1 if i < k else 1.0)
         y[i] += min(i < k, 3) * x[i] + abs(i != 2) * x[i] - (-(x[i] * x[i]))
+
+
+def empty_slices(x, z, i, j):
+    """Slices that are empty at run time fit each other, whatever their bounds, as in NumPy."""
+    z[i:1] = 2.0 * x[j:1]
+    z[1:] += x[:-1] * x[1:]

@@ -393,6 +393,8 @@ CASES = [
          lambda r, d: (_u(r, 5), np.zeros(5), -2), ("x",), ("y",)),
     Case("comparisons_and_powers_of_ints_2", K.comparisons_and_powers_of_ints,
          lambda r, d: (_u(r, 5), np.zeros(5), 3), ("x",), ("y",)),
+    Case("empty_slices", K.empty_slices, lambda r, d: (_u(r, 7), _u(r, 7), 3, 6), ("x", "z"),
+         ("z",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -140,6 +140,12 @@ class _Axis:
         return index
 
 
+def _is_extent(count):
+    """Whether a count is an array's extent ``a.shape[d]``, never negative."""
+    return isinstance(count, gast.Subscript) and isinstance(count.value, gast.Attribute) \
+        and count.value.attr == "shape"
+
+
 def _slice_bound(value, extent, default, below, above):
     """A slice bound ``value`` as an index of an axis of ``extent`` elements, as Python takes
     it: ``default`` when absent; a negative one counts from the end, then passes through
@@ -883,11 +889,14 @@ class LowerArrays:
 
     def _check_extent(self, operand, count, expected, checks):
         """An assert that an operand's extent is the statement's, unless they are spelled the
-        same."""
+        same.  A slice's count at or below zero is an empty axis (``x[3:1]``), which fits
+        any other empty one."""
         if gast.dump(count) != gast.dump(expected):
             message = const(f"{self._place(operand)}: operands of different shapes in an "
                             f"element-wise statement")
-            checks.append(gast.Assert(test=quote_expr("A == B", A=count, B=expected),
+            test = "A == B" if _is_extent(count) and _is_extent(expected) \
+                else "A == B or A <= 0 and B <= 0"
+            checks.append(gast.Assert(test=quote_expr(test, A=count, B=expected),
                                       msg=message))
 
     def _product_element(self, node, form, sliced, counters, checks, before):
