@@ -150,10 +150,14 @@ def test_with_boundscheck_an_index_outside_the_array_of_a_called_kernel_names_it
             run()
 
 
-def test_without_boundscheck_the_compiled_functions_are_not_wrapped():
-    """The unchecked build's functions are the module's own (no layer in the call)."""
+def test_the_compiled_functions_are_one_layer_around_the_modules_own():
+    """Every build's functions, checked or not, are the module's own under a single layer that
+    names the user's line in their errors (adsrc.backends.located_errors): one Python call
+    more per function, about 1% of a small kernel's adjoint call, measured by hand."""
     f = adsrc.differentiate(K.csr_gather, wrt=("data", "x"), outputs=("y",), backend="cython")
     f.primal(*_csr_args())
     compiled = f._compile(f._last_signature)
-    assert not any(hasattr(function, "__wrapped__")
-                   for function in (compiled.primal, compiled.forward, compiled.reverse))
+    for function in (compiled.primal, compiled.forward, compiled.reverse):
+        inner = function.__wrapped__
+        assert not hasattr(inner, "__wrapped__")
+        assert type(inner).__name__ == "cython_function_or_method"
