@@ -373,3 +373,14 @@ def qr_iteration(A, steps):
         Q, R = np.linalg.qr(A)
         A[:, :] = R @ Q
     return np.sum(np.diag(A) * np.diag(A))
+
+
+def heavy_ball(A, b, x0, iters):
+    """Names handed on (xp = x; x = xn), one of them bound to a solve's result."""
+    x = x0 * 1.0
+    xp = x0 * 1.0
+    for k in range(iters):
+        xn = np.linalg.solve(A, b + x - xp)
+        xp = x
+        x = xn
+    return np.dot(x, x) + np.dot(xp, b)

@@ -239,6 +239,7 @@ class Desugar:
             stmt.targets[0] = gast.copy_location(
                 gast.Subscript(name(target.id), full_slice(_rule_returns(call).ndim),
                                gast.Store()), target)
+            stmt.adsrc_fills_binding = True     # a binding, not a write in place (lowering)
             return
         whole = isinstance(target, gast.Subscript) and all(
             isinstance(part, gast.Slice) and part.lower is None and part.upper is None

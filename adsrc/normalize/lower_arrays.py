@@ -388,7 +388,9 @@ class LowerArrays:
         written = {}
         for stmt in walk_statements(tree.body):
             names = set()
-            if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Subscript):
+            if isinstance(stmt, gast.Assign) and isinstance(stmt.targets[0], gast.Subscript) \
+                    and not getattr(stmt, "adsrc_fills_binding", False):
+                # (y = solve(A, b), filled whole as y[:] = ... once allocated, binds y)
                 names.add(stmt.targets[0].value.id)
             call = user_call(stmt, self.effects.user_functions)
             if call is not None:
