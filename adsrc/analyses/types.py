@@ -324,7 +324,9 @@ class TypeInference:
     def _expect_int(self, node):
         kind = self.expr(node)
         if kind is not None and kind not in (INT, BOOL):
-            self._fail(node, f"expected an integer here, got {kind}")
+            why = (" (in Python, '/' of ints and an int to a power that may be negative, such as "
+                   "2 ** k, give floats: int(...) makes an int of one)") if kind == FLOAT else ""
+            self._fail(node, f"expected an integer here, got {kind}{why}")
 
     def expr(self, node):
         """Type of an expression (None while unknown)."""
