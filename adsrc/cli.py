@@ -118,7 +118,11 @@ def _load(target):
         raise _UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise _UserError(f"{path}: is a directory, not a Python file")
-    module_name = "adsrc_cli_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    # the module's own name, as 'import <file>' gives it: derivative rules it declares are named
+    # after it in the generated code, which finds them when the user imports the module so
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module_name = stem if stem.isidentifier() and stem not in sys.modules \
+        else "adsrc_cli_" + re.sub(r"\W", "_", stem)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None:
         raise _UserError(f"{path}: not a Python source file")

@@ -8,6 +8,7 @@ its own ``Tape``; both give the gradients ``adsrc.differentiate(...).adjoint`` g
 
 import importlib.util
 import inspect
+import json
 import os
 import re
 import shlex
@@ -156,6 +157,58 @@ def test_generated_python_module_gives_the_adjoint(tmp_path):
     np.testing.assert_allclose(data_bar, want_data, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(x_bar, want_x, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(b_bar, want_b, rtol=1e-12, atol=1e-14)
+
+
+_RULE_KERNEL = textwrap.dedent("""
+    import numpy as np
+    import adsrc
+
+    def twice(x):
+        return 2.0 * x
+
+    @adsrc.rule(twice, returns="float64[:]", shape=("x.shape[0]",))
+    def twice_forward(x):
+        return 2.0 * x, ()
+
+    @twice_forward.backward
+    def _(saved, y_bar):
+        return 2.0 * y_bar,
+
+    def doubled_squares(x: "float64[:]", y: "float64[:]"):
+        t = twice(x)
+        for i in range(len(x)):
+            y[i] = t[i] * x[i]
+""")
+
+_USE_RULE = textwrap.dedent("""
+    import json
+    import numpy as np
+    import kern                         # declares the rule the generated module calls
+    import doubled_squares_adjoint as m
+    from adsrc.runtime.tape import Tape
+
+    x, y, tape = np.array([0.5, 1.0, 1.5]), np.zeros(3), Tape()
+    m.doubled_squares__fwd(x, y, tape)
+    x_bar, y_bar = np.zeros(3), np.array([1.0, 2.0, 3.0])
+    m.doubled_squares__rev(x, y, x_bar, y_bar, tape)
+    print(json.dumps([list(y), list(x_bar)]))
+""")
+
+
+def test_generated_module_calling_a_users_rule_finds_it_when_its_module_is_imported(tmp_path):
+    """The generated code names a user's rule after the module as the command line loaded the
+    kernel file, 'kern' for kern.py: what 'import kern' registers."""
+    (tmp_path / "kern.py").write_text(_RULE_KERNEL)
+    assert _run(["generate", "kern.py:doubled_squares", "--wrt", "x", "--outputs", "y",
+                 "--backend", "python", "-o", "."], cwd=tmp_path).returncode == 0
+    (tmp_path / "use.py").write_text(_USE_RULE)
+    result = subprocess.run([sys.executable, "use.py"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    y, x_bar = (np.array(values) for values in json.loads(result.stdout))
+    x, seed = np.array([0.5, 1.0, 1.5]), np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(y, 2.0 * x * x, rtol=1e-15)
+    np.testing.assert_allclose(x_bar, 4.0 * x * seed, rtol=1e-15)      # d(2 x^2)/dx = 4 x
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +457,8 @@ def test_bad_target_in_the_kernel_file_is_a_diagnostic(tmp_path, capsys, text, n
     assert (int(match.group("line")), int(match.group("col"))) == (line, col), result.stderr
     for word in words:
         assert word in result.stderr, result.stderr
-    assert "adsrc_cli_kernels" not in sys.modules       # nothing left behind by main()
+    # nothing left behind by main(), under either of the names it loads a file as
+    assert "adsrc_cli_kernels" not in sys.modules and "kernels" not in sys.modules
 
 
 def test_unwritable_output_directory(tmp_path):

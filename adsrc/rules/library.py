@@ -156,7 +156,13 @@ def lookup(obj):
 def by_name(rule_name):
     """The rule a generated call names."""
     _load_builtin_rules()
-    return _BY_NAME[rule_name]
+    try:
+        return _BY_NAME[rule_name]
+    except KeyError:
+        raise AdsrcError(f"no derivative rule named {rule_name!r} is declared in this process: "
+                         "import the module that declares it with adsrc.rule first (a rule is "
+                         "named after its function's module and name, as the module was "
+                         "imported when the code was generated)") from None
 
 
 def _load_builtin_rules():
