@@ -1354,3 +1354,10 @@ def empty_slices(x, z, i, j):
     """Slices that are empty at run time fit each other, whatever their bounds, as in NumPy."""
     z[i:1] = 2.0 * x[j:1]
     z[1:] += x[:-1] * x[1:]
+
+
+def big_integer_constants(x, y, i):
+    """Int constants beyond 32 bits (10 ** 10, 2 ** 62), in code run without the GIL."""
+    for k in range(len(x)):
+        if i > 0:
+            y[k] = x[k] * ((10 ** 10 * i) // 3) / 1e9 + x[k] * (2 ** 62 * i // 2 ** 60)

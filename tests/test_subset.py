@@ -395,6 +395,8 @@ CASES = [
          lambda r, d: (_u(r, 5), np.zeros(5), 3), ("x",), ("y",)),
     Case("empty_slices", K.empty_slices, lambda r, d: (_u(r, 7), _u(r, 7), 3, 6), ("x", "z"),
          ("z",)),
+    Case("big_integer_constants", K.big_integer_constants,
+         lambda r, d: (_u(r, 3), np.zeros(3), 1), ("x",), ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

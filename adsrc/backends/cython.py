@@ -214,6 +214,14 @@ class _Expressions(gast.NodeTransformer):
             node.args = [gast.Tuple(dims, gast.Load())]
         return node
 
+    def visit_Constant(self, node):
+        """An int constant beyond 32 bits with C's suffix: Cython takes a plain one for a Python
+        object, which code without the GIL cannot use (``10 ** 10 * i``)."""
+        if type(node.value) is int and not -2 ** 31 <= node.value < 2 ** 31 \
+                and -2 ** 63 <= node.value < 2 ** 63:
+            return gast.Name(f"{node.value}LL", gast.Load(), None, None)
+        return node
+
     def visit_UnaryOp(self, node):
         """``-(-e)`` as ``e``: unparsed, it would read ``--e``, which Cython refuses as a
         decrement."""
@@ -238,6 +246,13 @@ class _Expressions(gast.NodeTransformer):
         # (an operand of no known type, such as a call of an elementary function, is a float)
         in_doubles = not floor_operation and kinds and kinds <= {INT, BOOL} \
             and expression_type(node, self.types) == FLOAT
+        if isinstance(node.op, gast.Pow) and all(
+                isinstance(operand, gast.Constant) and type(operand.value) is int
+                for operand in (node.left, node.right)) and 0 <= node.right.value < 64 \
+                and abs(node.left.value ** node.right.value) < 2 ** 63:
+            # 10 ** 10 as the int it is (then spelled as a C literal, visit_Constant)
+            return self.visit(gast.copy_location(
+                gast.Constant(node.left.value ** node.right.value, None), node))
         self.generic_visit(node)
         if in_doubles:
             node.left = gast.Call(gast.Name("__cast_double", gast.Load(), None, None),
