@@ -106,12 +106,13 @@ class IndexBounds:
 
     def lower(self, node):
         """The least value the integer expression ``node`` can take (``UNBOUNDED`` if any)."""
+        bound = self._least(node)
         if self._not_negative and gast.dump(node) in self._not_negative:
-            self._not_negative.discard(gast.dump(node))
-            try:
-                return max(self.lower(node), 0)
-            finally:
-                self._not_negative.add(gast.dump(node))
+            return max(bound, 0)
+        return bound
+
+    def _least(self, node):
+        """:meth:`lower`, before what the conditions around ``node`` show."""
         literal = int_literal(node)
         if literal is not None:
             return literal
