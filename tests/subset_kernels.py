@@ -1361,3 +1361,33 @@ def big_integer_constants(x, y, i):
     for k in range(len(x)):
         if i > 0:
             y[k] = x[k] * ((10 ** 10 * i) // 3) / 1e9 + x[k] * (2 ** 62 * i // 2 ** 60)
+
+
+def bound_only_in_loops(x, z, sweeps):
+    """Names bound only inside a loop, one of them in a branch, and the loop's counter, read
+    after it: Python raises UnboundLocalError when the loop runs no trip, and the generated code
+    checks that it ran one (tests/test_errors.py runs it with none)."""
+    for sweep in range(sweeps):
+        r = x * x - z
+        c = np.dot(r, x)
+        if sweep >= 0:
+            d = c * x[0]
+    z[:] = r * c + d * sweep
+
+
+def read_before_bound_in_a_trip(x, z):
+    """A name read under a condition before the statement binding it, which an earlier trip
+    ran: the check stands before the read, and passes."""
+    for i in range(len(x)):
+        if i > 0:
+            z[i] = previous * x[i]
+        previous = x[i] * x[i]
+
+
+def returns_from_a_loop_then_reads(x, n, tol):
+    """An early return from a loop, and a name the loop binds read after it."""
+    for it in range(n):
+        s = np.dot(x, x) * (it + 1)
+        if s < tol:
+            return s
+    return s * s

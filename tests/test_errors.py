@@ -14,6 +14,8 @@ import builtins
 import inspect
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1141,3 +1143,60 @@ def test_a_length_the_first_trip_reads_from_before_the_loop_is_refused():
             as info:
         adsrc.grad(length_also_bound_before_the_loop, wrt="x")(np.ones(4))
     assert f":{_marked_line(length_also_bound_before_the_loop)}:" in str(info.value)
+
+
+def residual_after_sweeps(x, b, sweeps):
+    for sweep in range(sweeps):
+        r = b - x * x
+        x[:] = x + 0.5 * r
+    return np.dot(r, r)  # <-
+
+
+def test_a_name_a_loop_that_ran_no_trip_leaves_unbound():
+    """Python raises UnboundLocalError at the return when sweeps is 0; the generated code,
+    where r would be an array of whatever memory held (a wrong value, a zero gradient), checks
+    that a statement binding r has run, in every mode, naming the line and the name.  (The
+    kernels of tests/subset_kernels.py that read such names after a loop that ran are
+    checked against finite differences there.)"""
+    x, b = np.array([1.0, 0.5, 2.0]), np.ones(3)
+    with pytest.raises(UnboundLocalError):
+        residual_after_sweeps(x.copy(), b, 0)
+    message = re.escape(f"test_errors.py:{_marked_line(residual_after_sweeps)}: 'r' is read "
+                        "before it is bound (Python raises UnboundLocalError here)")
+    f = adsrc.differentiate(residual_after_sweeps, wrt="x")
+    calls = [lambda: f.adjoint(x.copy(), b, 0, out_bar=1.0),
+             lambda: f.tangent(x.copy(), b, 0, x_dot=np.ones(3)),
+             lambda: f.tangent(x.copy(), b, 0, x_dot=np.eye(3)),
+             lambda: adsrc.hvp(residual_after_sweeps, wrt="x")(x, b, 0, x_dot=np.ones(3)),
+             lambda: adsrc.grad(residual_after_sweeps, wrt="x")(x.copy(), b, 0)]
+    for call in calls:
+        with pytest.raises(AssertionError, match=message):
+            call()
+    x_bar, = f.adjoint(x.copy(), b, 1, out_bar=1.0)     # one sweep: r = b - x*x, read as is
+    np.testing.assert_allclose(x_bar, 2.0 * (b - x * x) * -2.0 * x, rtol=1e-14)
+
+
+_SHAPES_UNDER_O = """
+import numpy as np
+import adsrc
+
+def sum_of_products(x, z, y):
+    t = x * y
+    z[0] = t[0] + t[1]
+
+f = adsrc.differentiate(sum_of_products, wrt="x", outputs="z")
+try:
+    f.adjoint(np.ones(3), np.zeros(3), np.ones(2), z_bar=np.ones(3))
+except AssertionError as error:
+    print(error)
+"""
+
+
+def test_checks_run_under_python_dash_o(tmp_path):
+    """``python -O`` strips assert statements; adsrc's checks run with the kernel are raised
+    from a plain condition, so they still stop it before it reads past an array's end."""
+    (tmp_path / "kern.py").write_text(_SHAPES_UNDER_O)
+    result = subprocess.run([sys.executable, "-O", "kern.py"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.stdout.strip() == ("kern.py:6: operands of different shapes in an "
+                                     "element-wise statement"), result.stderr

@@ -76,7 +76,9 @@ def loop_carried_split(x, y, n):
 
 
 def read_after_loop(x, y, n):
-    """The last ``t`` of the first loop is read after it."""
+    """The last ``t`` of the first loop is read after it (the one before it when the loop runs
+    no trip: bound on every path, so normalisation adds no check)."""
+    t = 0.0
     for i in range(n):
         t = x[i] * x[i]
         y[i] = math.sin(t)
@@ -87,6 +89,7 @@ def read_after_loop(x, y, n):
 
 
 def read_after_loop_split(x, y, n):
+    t = 0.0
     for i in range(n):
         t = x[i] * x[i]
         y[i] = math.sin(t)

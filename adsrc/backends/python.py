@@ -6,9 +6,12 @@ derivative rules (:mod:`adsrc.rules.library`), which it then imports from adsrc.
 """
 
 import ast
+import copy
 import re
 
-from adsrc.frontend.quoting import COMMENT_MARK, unparse
+import gast
+
+from adsrc.frontend.quoting import COMMENT_MARK, quote_expr, unparse
 from adsrc.rules.library import RULES
 
 # A comment marker prints as a string statement; as the first statement of a function body
@@ -30,9 +33,22 @@ def _comments(text):
 
 def module_source(header, functions):
     """Source text of a module with a docstring ``header`` and the given FunctionDefs."""
-    body = "\n\n\n".join(unparse(function) for function in functions)
+    body = "\n\n\n".join(unparse(_ExplicitChecks().visit(copy.deepcopy(function)))
+                         for function in functions)
     imports = "import math\n\nimport numpy as np\n" + rules_import(body)
     return _comments('"""' + header + '"""\n\n' + imports + "\n\n" + body + "\n")
+
+
+class _ExplicitChecks(gast.NodeTransformer):
+    """The checks run with the kernel (shapes, bindings) as ``if not test: raise
+    AssertionError(message)``: ``python -O`` strips ``assert`` statements, and the code after a
+    failed check would compute wrong numbers."""
+
+    def visit_Assert(self, stmt):
+        return gast.copy_location(gast.If(
+            test=gast.UnaryOp(op=gast.Not(), operand=stmt.test),
+            body=[gast.Raise(exc=quote_expr("AssertionError(M)", M=stmt.msg), cause=None)],
+            orelse=[]), stmt)
 
 
 def rules_import(body):

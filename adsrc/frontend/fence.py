@@ -13,7 +13,7 @@ import types
 import gast
 import numpy as np
 
-from adsrc.frontend import early_returns, intrinsics
+from adsrc.frontend import early_returns, intrinsics, unbound_reads
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
 from adsrc.frontend.source import docstring_statements
 from adsrc.frontend.sparse_matrices import SparseMatrices
@@ -67,6 +67,7 @@ class Fence(gast.NodeTransformer):
         if not body:
             body = [gast.Pass()]
         tree.body = self._statements(body, loop=False)
+        unbound_reads.guard(tree, self.source)
         return tree
 
     def _fail(self, node, message):

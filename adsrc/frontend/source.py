@@ -8,6 +8,7 @@ to resolve the global names the kernel refers to (``np``, ``math``, other kernel
 import ast
 import functools
 import inspect
+import os
 import textwrap
 import types
 
@@ -64,6 +65,13 @@ class KernelSource:
         line = getattr(node, "lineno", 1) or 1
         col = getattr(node, "col_offset", 0) or 0
         return self.filename, self.first_line + line - 1, col + self.indent
+
+    def place(self, node):
+        """``file:line`` of a node, for the messages of the checks run with the kernel: the
+        file's name without its directory, which generated files kept in a project must not
+        depend on."""
+        filename, line, _ = self.location(node)
+        return f"{os.path.basename(filename)}:{line}"
 
     def source_line(self, node):
         """The text of the line a node starts on, as the user wrote it."""

@@ -23,7 +23,6 @@ different extents are caught by an ``assert`` emitted before the loop.
 
 import copy
 import math
-import os
 
 import gast
 
@@ -530,20 +529,13 @@ class LowerArrays:
         """Asserts that a binding again gives ``array`` the shape it has: NumPy would bind
         the name to an array of another shape, which one array per name cannot hold."""
         extents = _shape_extents(shape, self.env[array].ndim)
-        message = const(f"{self._place(stmt)}: '{self.user_names.get(array, array)}' is bound "
-                        f"again to an array of another shape: adsrc fills one array per name "
-                        f"in place")
+        message = const(f"{self.source.place(stmt)}: '{self.user_names.get(array, array)}' is "
+                        f"bound again to an array of another shape: adsrc fills one array per "
+                        f"name in place")
         return [gast.Assert(test=quote_expr(f"A.shape[{dim}] == E", A=array, E=extent),
                             msg=message)
                 for dim, extent in enumerate(extents)
                 if gast.dump(extent) != gast.dump(quote_expr(f"A.shape[{dim}]", A=array))]
-
-    def _place(self, node):
-        """``file:line`` of a node, for the messages of the checks run with the kernel: the
-        file's name without its directory, which generated files kept in a project must not
-        depend on."""
-        filename, line, _ = self.source.location(node)
-        return f"{os.path.basename(filename)}:{line}"
 
     def _extents_before(self, shape):
         """A first binding inside a loop or branch is allocated before the top-level statement
@@ -894,7 +886,7 @@ class LowerArrays:
         same.  A slice's count at or below zero is an empty axis (``x[3:1]``), which fits
         any other empty one."""
         if gast.dump(count) != gast.dump(expected):
-            message = const(f"{self._place(operand)}: operands of different shapes in an "
+            message = const(f"{self.source.place(operand)}: operands of different shapes in an "
                             f"element-wise statement")
             test = "A == B" if _is_extent(count) and _is_extent(expected) \
                 else "A == B or A <= 0 and B <= 0"
@@ -966,7 +958,7 @@ class LowerArrays:
                      S=total, E=element)
         if extremum is not None:
             checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
-                f"{self._place(node)}: {func} of an empty array")))
+                f"{self.source.place(node)}: {func} of an empty array")))
         start = {None: 0.0, "max": -math.inf, "min": math.inf}[extremum]
         init = [gast.Assign(targets=[name(total, store=True)], value=const(start),
                             type_comment=None)]

@@ -1,0 +1,171 @@
+"""Reads of a local that may not be bound yet, checked when the generated code runs (the
+fence's last step).
+
+Python raises ``UnboundLocalError`` when a kernel reads a name that no statement has bound
+yet, as after a loop that ran no trip::
+
+    for it in range(sweeps):
+        r = b - A @ x
+        ...
+    return np.dot(r, r)             # sweeps == 0: r is unbound
+
+Generated code gives every local a value of its type before it runs (compiled scalars are C
+variables, local arrays are allocated where the name is first bound, even inside a loop), so
+the same read would take whatever memory held: a wrong value, and a zero or wrong derivative.
+A definite-assignment analysis finds the reads that some path reaches with the name unbound;
+for each such name, a flag set after each of its bindings, and an assert before each such read,
+make the generated code stop where Python would (``AssertionError``, as for adsrc's other
+checks run with the kernel, naming the user's line)::
+
+    _bound_r = 0
+    for it in range(sweeps):
+        r = b - A @ x
+        _bound_r = 1
+        ...
+    assert _bound_r == 1, "kern.py:5: 'r' is read before it is bound ..."
+    return np.dot(r, r)
+
+The analysis is conservative: a loop may run no trip, a branch may be either.  A read it
+cannot prove safe costs an integer comparison; a name is bound for good once bound (the subset
+has no ``del``), so one check before a statement covers every later evaluation of its
+condition.  Names starting with ``_`` are generated, bound on every path by construction.
+"""
+
+import gast
+
+from adsrc.frontend.quoting import const, located, name, quote, quote_expr
+
+_FLAG = "_bound_{}"
+
+
+def guard(tree, source):
+    """Add the flags and asserts to ``tree`` (a fenced kernel's FunctionDef), in place."""
+    params = {arg.id for arg in tree.args.args}
+    locals_ = {node.id for node in gast.walk(tree)
+               if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)
+               and not node.id.startswith("_") and node.id not in params}
+    if not locals_:
+        return
+    guards = _Guards(locals_, source)
+    tree.body, _ = guards.block(tree.body, frozenset())
+    if guards.flagged:
+        tree.body = located([gast.Assign(targets=[name(_FLAG.format(local), store=True)],
+                                         value=const(0), type_comment=None)
+                             for local in sorted(guards.flagged)], tree) + tree.body
+        # the flags' bindings go in now: the reads were found first, so which names need one
+        # was known only at the end of the walk
+        tree.body = _set_flags(tree.body, guards.flagged)
+
+
+class _Guards:
+    """The definite-assignment walk: which locals are bound on every path to each statement.
+
+    A state is the frozenset of locals bound on every path, or None after ``break`` or
+    ``continue`` (no path goes on; it is the unit of the meet)."""
+
+    def __init__(self, locals_, source):
+        self.locals = locals_
+        self.source = source
+        self.flagged = set()
+
+    def block(self, stmts, state):
+        out = []
+        for stmt in stmts:
+            out.extend(self._checks(_own_reads(stmt), state, stmt))
+            out.append(stmt)
+            state = self._statement(stmt, state)
+        return out, state
+
+    def _statement(self, stmt, state):
+        if state is None:       # after a break: not reached, bound as the break's path left it
+            return None
+        if isinstance(stmt, gast.If):
+            stmt.body, after_body = self.block(stmt.body, state)
+            stmt.orelse, after_else = self.block(stmt.orelse, state)
+            return _meet(after_body, after_else)
+        if isinstance(stmt, gast.For):
+            stmt.body, _ = self.block(stmt.body, state | _bound_by(stmt.target))
+            return state        # the loop may run no trip
+        if isinstance(stmt, gast.While):
+            stmt.body, _ = self.block(stmt.body, state)
+            return state
+        if isinstance(stmt, (gast.Break, gast.Continue)):
+            return None
+        if isinstance(stmt, gast.Assign):
+            return state | _bound_by(stmt.targets[0])
+        if isinstance(stmt, gast.AugAssign):
+            return state | _bound_by(stmt.target)
+        return state
+
+    def _checks(self, reads, state, stmt):
+        if state is None:
+            return []
+        unsafe = sorted(local for local in reads & self.locals if local not in state)
+        self.flagged.update(unsafe)
+        checks = [gast.Assert(test=quote_expr(f"{_FLAG.format(local)} == 1"),
+                              msg=const(f"{self.source.place(stmt)}: '{local}' is read before "
+                                        f"it is bound (Python raises UnboundLocalError here): "
+                                        f"no statement binding it has run, as after a loop "
+                                        f"that ran no trip"))
+                  for local in unsafe]
+        return located(checks, stmt)
+
+
+def _meet(first, second):
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return first & second
+
+
+def _bound_by(target):
+    """The names an assignment target binds (a subscript binds none: it writes an array)."""
+    if isinstance(target, gast.Name):
+        return frozenset([target.id])
+    if isinstance(target, gast.Tuple):
+        return frozenset().union(*(_bound_by(elt) for elt in target.elts))
+    return frozenset()
+
+
+def _own_reads(stmt):
+    """The names a statement reads before it binds any, not counting the statements nested in
+    it: a subscript target reads its array and its indices, ``a += 1`` reads ``a``."""
+    if isinstance(stmt, gast.For):
+        parts = [stmt.iter]
+    elif isinstance(stmt, (gast.If, gast.While)):
+        parts = [stmt.test]
+    elif isinstance(stmt, gast.Assign):
+        parts = [stmt.value] + [stmt.targets[0]] * (not isinstance(stmt.targets[0], gast.Name))
+    elif isinstance(stmt, gast.AugAssign):
+        parts = [stmt.value, stmt.target]
+    else:                       # Expr, Return, Break, Continue, Pass
+        parts = [getattr(stmt, "value", None)]
+    reads = {node.id for part in parts if part is not None for node in gast.walk(part)
+             if isinstance(node, gast.Name) and not isinstance(node.ctx, gast.Store)}
+    if isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, gast.Name):
+        reads.add(stmt.target.id)
+    return reads
+
+
+def _set_flags(stmts, flagged):
+    """``stmts`` with ``_bound_<name> = 1`` after each binding of a flagged name (first in the
+    body of a loop whose counter it is)."""
+    out = []
+    for stmt in stmts:
+        out.append(stmt)
+        if isinstance(stmt, gast.If):
+            stmt.body = _set_flags(stmt.body, flagged)
+            stmt.orelse = _set_flags(stmt.orelse, flagged)
+        elif isinstance(stmt, (gast.For, gast.While)):
+            stmt.body = _set_flags(stmt.body, flagged)
+            if isinstance(stmt, gast.For):
+                stmt.body = _flags_set(_bound_by(stmt.target) & flagged, stmt) + stmt.body
+        elif isinstance(stmt, gast.Assign):
+            out.extend(_flags_set(_bound_by(stmt.targets[0]) & flagged, stmt))
+    return out
+
+
+def _flags_set(names, origin):
+    return located([stmt for local in sorted(names)
+                    for stmt in quote(f"{_FLAG.format(local)} = 1")], origin)
