@@ -466,6 +466,24 @@ def counter_of_enumerate_incremented(x):
     return s
 
 
+def power_into_an_out_array(x, y):
+    return np.sum(np.power(x, 2.0, y)) + np.sum(y * x)  # <-
+
+
+def root_into_an_out_array(x, y):
+    y[0] = 2.0 * x[0]
+    z = np.sqrt(x, y)  # <-
+    return np.sum(z * x)
+
+
+def power_with_a_modulus(x, k):
+    return x[0] * pow(k, 2, 5)  # <-
+
+
+def logarithm_to_a_base(x):
+    return math.log(x[0], 2.0)  # <-
+
+
 def norm_with_an_order(x):
     return np.linalg.norm(x, 1)  # <-
 
@@ -651,6 +669,13 @@ UNSUPPORTED = [
     (print_call, None, "print", _x),
     (global_statement, None, "global", _x),
     (range_of_floats, "integer", "0.0", _x),
+    (power_into_an_out_array, "numpy.power is called with 3 arguments: it takes 2, then its "
+     "out array", "np.power", _xy),
+    (root_into_an_out_array, "numpy.sqrt is called with 2 arguments: it takes 1, then its out "
+     "array", "np.sqrt", _xy),
+    (power_with_a_modulus, "pow is called with 3 argument(s); adsrc differentiates it with 2",
+     "pow", lambda: (*_x(), 3)),
+    (logarithm_to_a_base, "write math.log(x) / math.log(b)", "math.log", _x),
     (norm_with_an_order, "numpy.linalg.norm is called here with 2 argument(s); its "
      "derivative rule takes 1 (x)", "np.linalg.norm", _x),
     (factor_of_a_split_call, "numpy.linalg.qr returns several arrays: assign them to as many "

@@ -616,6 +616,25 @@ class Fence(gast.NodeTransformer):
         obj = self._called_object(call)
         return intrinsics.canonical(obj) if obj is not None else None
 
+    def _check_count(self, call, resolved):
+        """Refuse arguments the canonical spelling would drop: a NumPy function's out array
+        (``np.power(x, 2.0, y)``, ``np.sqrt(x, y)``), ``pow``'s modulus, a second argument of
+        an elementary function (``math.log(x, 2.0)``, a base)."""
+        called = self._called_object(call)
+        spelled = library.spelled(called)
+        if isinstance(called, np.ufunc) and len(call.args) > called.nin:
+            self._fail(call, f"{spelled} is called with {len(call.args)} arguments: it takes "
+                             f"{called.nin}, then its out array, which adsrc does not "
+                             f"support; assign the result instead ('y[:] = ...')")
+        namespace, name = resolved
+        counts = {"pow": 2, "abs": 1, **{fn: 1 for fn in intrinsics.ELEMENTARY}}
+        if namespace in ("math", "builtin") and name in counts \
+                and len(call.args) != counts[name]:
+            self._fail(call, f"{spelled} is called with {len(call.args)} argument(s); adsrc "
+                             f"differentiates it with {counts[name]}"
+                             + (" (write math.log(x) / math.log(b) for a logarithm to the "
+                                "base b)" if name == "log" else ""))
+
     def _called_object(self, call):
         """The function a call names (``f``, ``np.linalg.solve``), or None when it is not a
         global name or an attribute chain through modules."""
@@ -704,6 +723,7 @@ class Fence(gast.NodeTransformer):
             call.args = [self._expression(arg) for arg in call.args]
         if resolved is not None:
             namespace, name = resolved
+            self._check_count(call, resolved)
             if name in ("range", "reversed", "zip", "enumerate"):
                 self._fail(call, f"'{name}' is supported only as the iterable of a for loop "
                                  "('for i in range(...)', 'for i in reversed(range(...))', "
