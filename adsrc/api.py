@@ -419,7 +419,8 @@ class Differentiable:
         the direction of a ``wrt`` argument (an array of its shape, or a float; zero when not
         given).  Returns one entry per output, in the order of ``outputs``: the tangent of a
         mutated array's final value (in the ``_dot`` array passed for it, which is overwritten,
-        or in a new array), or of the return value as a float.
+        or in a new array), or of the return value as a float.  The other directions are left
+        as they were passed.
 
         Vector mode: with stacks of k directions (``x_dot`` of shape ``(k,) + x.shape``, a
         length-k array for a float) it runs one sweep whose tangent work is k wide, and returns
@@ -440,11 +441,17 @@ class Differentiable:
         entry = compiled.entry
         _, directions = self._checked_with(compiled, args, dots, "_dot")
         values = dict(zip(self.params, args))
+        outputs = self._outputs_for(entry.key.signature)
+        # the generated code carries a written array's tangent in its direction's array, which
+        # ends as the tangent of the final value: the caller's, for an output only
+        directions = [np.array(direction, copy=True)
+                      if param in entry.written_arrays and param not in outputs else direction
+                      for param, direction in zip(entry.dot_params, directions)]
 
         returned = compiled.tangent(*args, *directions)
         tangents = dict(zip(entry.dot_params, directions))
         out = []
-        for output in self._outputs_for(entry.key.signature):
+        for output in outputs:
             if output == RETURN_OUTPUT:
                 out.append(float(returned[1]))
             else:

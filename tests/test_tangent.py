@@ -135,6 +135,33 @@ def test_tangents_are_returned_per_output_and_written_in_place():
     assert isinstance(fresh, np.ndarray) and np.any(fresh != 0.0)
 
 
+def relaxed_energy(x, b, sweeps):
+    for sweep in range(sweeps):
+        x[:] = x + 0.25 * (b - x * x)
+    return np.dot(x, x)
+
+
+def test_the_direction_of_a_written_array_that_is_not_an_output_is_kept():
+    """The kernel writes x, and returns the value that is its only output: x_dot is a
+    direction the caller may reuse, left as passed, in one-direction and vector mode alike
+    (the generated code carries x's tangent in an array, which ends as the tangent of x's
+    final value)."""
+    rng = np.random.default_rng(25)
+    x, b = rng.uniform(0.5, 1.0, 5), rng.uniform(0.5, 1.0, 5)
+    f = adsrc.differentiate(relaxed_energy, wrt="x")
+    x_dot = rng.standard_normal(5)
+    stack = np.stack([x_dot, 2.0 * x_dot])
+    kept, stack_kept = x_dot.copy(), stack.copy()
+    (one,) = f.tangent(x.copy(), b, 3, x_dot=x_dot)
+    (two,) = f.tangent(x.copy(), b, 3, x_dot=stack)
+    np.testing.assert_array_equal(x_dot, kept)
+    np.testing.assert_array_equal(stack, stack_kept)
+    h = 1e-6
+    fd = (relaxed_energy(x + h * x_dot, b, 3) - relaxed_energy(x - h * x_dot, b, 3)) / (2 * h)
+    assert one == pytest.approx(fd, rel=1e-7)
+    np.testing.assert_allclose(two, [one, 2.0 * one], rtol=1e-13)
+
+
 def test_inactive_values_get_no_tangent():
     m = 3
     indptr, indices, data = poisson2d_csr(m)
