@@ -279,6 +279,18 @@ class Differentiable:
         self._last_matrices = matrices
         return matrices
 
+    def check_distinct_before_copies(self, args):
+        """The check of a call that runs the kernel on copies of ``args`` (jacobian, hvp,
+        check_grads): copies would part two arrays that share memory where the kernel writes
+        one, and give the derivatives of another function than the call's."""
+        check_distinct(self.fn.__name__, {param: value for param, value in zip(self.params, args)
+                                          if isinstance(value, np.ndarray)},
+                       self._written_params())
+
+    def _written_params(self):
+        """The parameters the kernel writes, directly or through the kernels it calls."""
+        return {self.params[position] for position in self._program.written_params(self.fn)}
+
     def _outputs_of_call(self, args):
         """The outputs of a call with ``args``, in order."""
         matrices = self._matrices(args)

@@ -56,6 +56,7 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
     kernel = Differentiable(f, wrt, outputs, backend)
     params = kernel.params
     outs = sorted(kernel._outputs_of_call(args))
+    kernel.check_distinct_before_copies(args)     # the evaluations work on copies
     rng = np.random.default_rng(seed)
     h = step
 

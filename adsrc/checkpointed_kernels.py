@@ -161,6 +161,8 @@ class KernelWithCheckpointedLoop(Differentiable):
         self._loop_writes = self._written(program, self._step_fn)
         self._tail_writes = (set() if self._tail_fn is None
                              else self._written(program, self._tail_fn))
+        self._before_writes = (set() if self._before_fn is None
+                               else self._written(program, self._before_fn))
         self.adjoint = _Adjoint(self)
         self._by_signature = {}
         self._unmarked = None
@@ -169,6 +171,9 @@ class KernelWithCheckpointedLoop(Differentiable):
     def _written(program, fn):
         params = program.info(fn).source.params
         return {params[index] for index in program.written_params(fn)}
+
+    def _written_params(self):
+        return (self._before_writes | self._loop_writes | self._tail_writes) & set(self.params)
 
     # the parts ----------------------------------------------------------------------------------
 

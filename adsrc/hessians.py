@@ -23,7 +23,10 @@ from adsrc.vector_pipeline import VECTOR_HVP
 
 
 def _copies(args):
-    return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
+    """The arguments the runs work on (in C order, which compiled code takes whatever the
+    caller's order)."""
+    return [np.array(arg, copy=True, order="C") if isinstance(arg, np.ndarray) else arg
+            for arg in args]
 
 
 class _SecondOrder:
@@ -71,6 +74,7 @@ class _SecondOrder:
             v = matrices.directions(args, {self.wrt + "_dot": v})[self.wrt + "_data_dot"]
             both = second.gradient_and_hvp(matrices.arguments(args), v)
             return tuple(matrices.results(args, (value,))[0] for value in both)
+        self.kernel.check_distinct_before_copies(args)     # the runs work on copies
         if isinstance(self.kernel, KernelWithCheckpointedLoop):     # one direction at a time
             return self.kernel.gradient_and_hvp(_copies(args), self.wrt,
                                                 self._checked_direction(args, v))
@@ -115,7 +119,7 @@ class _SecondOrder:
         point = args[self.position]
         _check_real(self.kernel.fn.__name__, v)
         if isinstance(point, np.ndarray):
-            v = np.array(v, dtype=np.float64, copy=True)
+            v = np.array(v, dtype=np.float64, copy=True, order="C")
             if v.shape != point.shape:
                 raise ArgumentError(f"{self.kernel.fn.__name__}: the direction has shape "
                                     f"{v.shape}, but {self.wrt} has shape {point.shape}")
@@ -239,6 +243,7 @@ class HessianOperator(LinearOperator):
 
     def __init__(self, second, args):
         self._second = second
+        second.kernel.check_distinct_before_copies(args)     # the point is copied
         self._args = list(args)
         point = args[second.position]
         if is_sparse(point):
@@ -248,7 +253,7 @@ class HessianOperator(LinearOperator):
         if not isinstance(point, np.ndarray) or point.ndim == 0:
             raise ArgumentError(f"{second.kernel.fn.__name__}: hessian_operator needs an array "
                                 f"for '{second.wrt}' (for a float, use adsrc.hvp)")
-        self._args[second.position] = np.array(point, dtype=np.float64, copy=True)
+        self._args[second.position] = np.array(point, dtype=np.float64, copy=True, order="C")
         self._point_shape = point.shape
         super().__init__(dtype=np.float64, shape=(point.size, point.size))
 

@@ -17,7 +17,7 @@ import numpy as np
 from adsrc.api import Differentiable
 from adsrc.errors import AdsrcError
 from adsrc.pipeline import RETURN_OUTPUT
-from adsrc.runtime.arguments import check_distinct, signature_of
+from adsrc.runtime.arguments import signature_of
 
 MODES = ("auto", "forward", "reverse")
 
@@ -64,11 +64,7 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
                                                kernel.outputs, kernel.backend, mode)
             return of_arrays[matrices](*matrices.arguments(args))
         values = dict(zip(kernel.params, args))
-        # the runs work on copies, which would part arrays the kernel sees as one
-        written = {kernel.params[position]
-                   for position in kernel._program.written_params(kernel.fn)}
-        check_distinct(kernel.fn.__name__, {param: value for param, value in values.items()
-                                            if isinstance(value, np.ndarray)}, written)
+        kernel.check_distinct_before_copies(args)     # the runs work on copies
         outs = kernel._outputs_for(signature_of(kernel.fn.__name__, kernel.params, args))
         out_sizes = [1 if out == RETURN_OUTPUT else _size(values[out]) for out in outs]
         in_sizes = [_size(values[name]) for name in kernel.wrt]

@@ -184,6 +184,34 @@ def test_bad_requests_are_refused():
             hvp(x, x_dot=complex_direction)
 
 
+def cubes_into(x, r):
+    r[:] = x * x
+    return np.sum(r * x)
+
+
+def cubes_into_through_a_checkpointed_loop(x, r, n):
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        r[:] = x * x
+    return np.sum(r * x)
+
+
+@pytest.mark.parametrize("kernel,rest", [(cubes_into, ()),
+                                         (cubes_into_through_a_checkpointed_loop, (3,))])
+def test_arrays_the_kernel_sees_as_one_are_refused(kernel, rest):
+    """hvp, the Hessian operator and check_grads run the kernel on copies, which would part x
+    and r: the call computes sum x^4, the copies sum x^3.  Refused, as grad refuses them."""
+    x = np.array([1.0, 2.0, 3.0])
+    for call in (lambda: adsrc.hvp(kernel, wrt="x")(x, x, *rest, x_dot=np.ones(3)),
+                 lambda: adsrc.hessian_operator(kernel, x, x, *rest).matvec(np.ones(3)),
+                 lambda: adsrc.check_grads(kernel, (x, x, *rest), wrt="x")):
+        with pytest.raises(adsrc.ArgumentError, match="'x' and 'r' share memory"):
+            call()
+    np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+    v = np.array([1.0, 0.5, -1.0])
+    hv = adsrc.hvp(kernel, wrt="x")(x, np.zeros(3), *rest, x_dot=v)
+    np.testing.assert_allclose(hv, 6.0 * x * v, rtol=1e-14)     # the Hessian of sum x^3
+
+
 def test_the_operator_on_complex_vectors_takes_their_parts_apart():
     """H is real, so H (a + ib) = H a + i H b: against the Hessian by hand."""
     rng = np.random.default_rng(62)

@@ -8,8 +8,10 @@ were.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import adsrc
+import checkpointed_loop_kernels as C
 from corpus.hand_adjoints import CASES
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
@@ -111,3 +113,25 @@ def test_arrays_the_kernel_sees_as_one_are_refused():
     jac = adsrc.jacobian(scaled_into, wrt=("a", "x"), outputs="y")(2.0, np.arange(3.0), y)
     np.testing.assert_allclose(jac, np.column_stack([np.arange(3.0), 2.0 * np.eye(3)]),
                                rtol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_a_kernel_with_a_checkpointed_loop(mode):
+    """Its Jacobian (reverse mode: adjoints under the checkpoint schedule; forward mode:
+    tangents over the range) is the kernel's without the marker, whose Jacobian is checked
+    against finite differences above, and finite differences of its own."""
+    A = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(6, 6), format="csr")
+    x, b = np.linspace(0.1, 0.6, 6), np.linspace(1.0, 2.0, 6)
+    args = (A.indptr, A.indices, A.data, x, b, 5)
+    marked = adsrc.jacobian(C.gauss_seidel_binomial, wrt=("data", "b"), outputs="x",
+                            mode=mode)(*args)
+    plain = adsrc.jacobian(C.gauss_seidel_plain, wrt=("data", "b"), outputs="x",
+                           mode=mode)(*args)
+    np.testing.assert_allclose(marked, plain, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(x, np.linspace(0.1, 0.6, 6))    # left as it was
+    for column, e in enumerate(np.eye(6)):         # the columns of b
+        moved = [x.copy(), x.copy()]
+        C.gauss_seidel_plain(A.indptr, A.indices, A.data, moved[0], b + 1e-6 * e, 5)
+        C.gauss_seidel_plain(A.indptr, A.indices, A.data, moved[1], b - 1e-6 * e, 5)
+        np.testing.assert_allclose(marked[:, A.nnz + column], (moved[0] - moved[1]) / 2e-6,
+                                   rtol=1e-7, atol=1e-9)
