@@ -272,3 +272,19 @@ def test_operator_of_a_2d_point():
         hessian.update(np.ones((5, 4)))
     with pytest.raises(adsrc.ArgumentError, match="needs an array"):
         adsrc.hessian_operator(K.norm_cubed, 1.5)
+
+
+def cubes_and_rows(u, c):
+    return np.sum(u * u * u) * c + np.sum(u[0, :] * u[1, :])
+
+
+def test_a_fortran_ordered_point_and_direction():
+    """hvp and the operator work on C-ordered copies: compiled code takes C order, and the
+    caller's order is no concern of a call that leaves its arguments as they were."""
+    u = np.asfortranarray(np.arange(1.0, 7.0).reshape(2, 3))
+    v = np.asfortranarray(np.linspace(-1.0, 1.0, 6).reshape(2, 3))
+    want = 6.0 * 0.5 * u * v + v[::-1]           # diag(6 c u) v, and the rows' cross term
+    np.testing.assert_allclose(adsrc.hvp(cubes_and_rows, wrt="u")(u, 0.5, u_dot=v), want,
+                               rtol=1e-14)
+    operator = adsrc.hessian_operator(cubes_and_rows, u, 0.5)
+    np.testing.assert_allclose(operator.matvec(v.ravel()), want.ravel(), rtol=1e-14)
