@@ -832,6 +832,30 @@ def test_three_dimensional_array():
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("subclass", ["matrix", "masked"])
+def test_ndarray_subclasses_whose_operations_differ(subclass):
+    """np.matrix multiplies with '*' and a masked array skips what it masks, where adsrc's code
+    computes as for an ndarray: the kernel run by Python would give other numbers."""
+    args = _csr_args()
+    args[4] = np.asmatrix(args[4]) if subclass == "matrix" \
+        else np.ma.masked_array(args[4], mask=[0, 1, 0, 0])
+    message = _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+    assert "argument 'b'" in message and "subclass of NumPy's ndarray" in message
+
+
+def test_a_memory_mapped_array_is_an_array(tmp_path):
+    """np.memmap subclasses ndarray without changing what it computes."""
+    args = _csr_args()
+    mapped = np.memmap(tmp_path / "b.dat", dtype=np.float64, mode="w+", shape=(4,))
+    mapped[:] = args[4]
+    want = _relax().adjoint(*_copies(args), x_bar=np.ones(4))
+    args[4] = mapped
+    got = _relax().adjoint(*args, x_bar=np.ones(4))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 USUAL_VALUES = [np.zeros(3), np.zeros((2, 3)), np.zeros(3, dtype=np.int32),
                 np.zeros((2, 2), dtype=np.int64), 1.5, 2, True, np.float64(1.5),
                 np.int32(2), np.int64(2), np.bool_(True)]

@@ -112,6 +112,13 @@ def usual_types(values):
 
 def type_of_value(value, what):
     """Type of a run-time argument value; ``what`` names it in errors."""
+    if isinstance(value, np.ndarray) and not isinstance(value, np.memmap) \
+            and type(value) is not np.ndarray:
+        # np.matrix multiplies with '*', a masked array skips its masked values: the kernel
+        # run by Python would compute otherwise than adsrc's code, which follows ndarray's
+        raise ArgumentError(f"{what}: a {type(value).__name__}, a subclass of NumPy's ndarray "
+                            f"whose operators or indexing differ from an ndarray's, which "
+                            f"adsrc's code follows; pass np.asarray(value)")
     if isinstance(value, np.ndarray):
         found = _ARRAY_TYPES.get((value.dtype, value.ndim))
         if found is not None:
