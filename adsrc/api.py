@@ -502,6 +502,11 @@ class Differentiable:
         entry = compiled.entry
         # Every check comes before anything runs: a bad call leaves the user's arrays as they were.
         arrays, bar_arrays, out_bar = self._checked(compiled, args, dict(bars))
+        # the bar of an array the kernel writes seeds the reverse sweep with the adjoint of its
+        # final value, which is the caller's for an output only: another's starts at zero
+        for param, bar in zip(entry.bar_params, bar_arrays):
+            if param in entry.written_arrays and param not in entry.key.outputs:
+                bar[...] = 0.0
 
         tape = compiled.make_tape()
         value = compiled.forward(*args, tape)

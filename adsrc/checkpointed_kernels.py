@@ -312,9 +312,16 @@ class KernelWithCheckpointedLoop(Differentiable):
             written = [values[param] for param in self._arrays(self._tail_writes,
                                                                self._last_signature)]
 
+        # the bars that seed the adjoints of the final values of arrays the kernel writes and
+        # that are not outputs start at zero, as in Differentiable._run (once every check passed)
+        unseeded = [bars[param + "_bar"] for param in self._written_params() - set(outputs)
+                    if param + "_bar" in bars]
+
         def after_loop():
             """The adjoint of the kernel after the loop, on the arrays the loop left, which it
             leaves as they were (the loop's reverse sweep starts from them)."""
+            for bar in unseeded:
+                bar[...] = 0.0
             if tail is None:
                 return
             with _put_back(written):

@@ -778,6 +778,39 @@ def test_output_bar_of_overwritten_array_by_hand():
     np.testing.assert_allclose(y_bar, y0 - 2 * y * w, rtol=1e-14)
 
 
+def relaxed_energy(x, b, n):
+    for it in range(n):
+        x[:] = x + 0.25 * (b - x * x)
+    return np.dot(x, x)
+
+
+def relaxed_energy_checkpointed(x, b, n):
+    for it in adsrc.checkpointed(range(n), snapshots=2):
+        x[:] = x + 0.25 * (b - x * x)
+    return np.dot(x, x)
+
+
+@pytest.mark.parametrize("kernel", [relaxed_energy, relaxed_energy_checkpointed])
+def test_the_bar_of_a_written_array_that_is_not_an_output_seeds_nothing(kernel):
+    """x is written and wrt, the return value the only output: x_bar on return is the adjoint
+    of x's initial value, whatever it held on entry (values there seeded the adjoint of x's
+    final value before, which only an output's bar does)."""
+    x, b = np.linspace(0.5, 1.0, 4), np.linspace(1.0, 2.0, 4)
+    f = adsrc.differentiate(kernel, wrt=("x", "b"))
+    x_bar = np.full(4, 7.0)
+    got = f.adjoint(x.copy(), b, 5, x_bar=x_bar)
+    assert got[0] is x_bar
+    for position, (name, value) in enumerate((("x", x), ("b", b))):
+        for i in range(4):
+            moved = [x.copy(), x.copy()], [b.copy(), b.copy()]
+            moved[position][0][i] += 1e-6
+            moved[position][1][i] -= 1e-6
+            fd = (relaxed_energy(moved[0][0], moved[1][0], 5)
+                  - relaxed_energy(moved[0][1], moved[1][1], 5)) / 2e-6
+            assert got[position][i] == pytest.approx(fd, rel=1e-7), (name, i)
+    np.testing.assert_allclose(f.adjoint(x.copy(), b, 5)[1], got[1], rtol=1e-14)
+
+
 # ---------------------------------------------------------------------------
 # the default-outputs rule (docs/API.md)
 # ---------------------------------------------------------------------------
