@@ -888,6 +888,14 @@ def test_wrong_number_of_arguments(count):
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+def test_a_bar_of_none():
+    """x_bar=None is not x_bar left out (which, for an output, is refused too): it read as
+    zeros, and every gradient came back zero."""
+    message = _expect_argument_error(_relax(), _csr_args(), {"x_bar": None})
+    assert "x_bar=None" in message
+    _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(4), "b_bar": None})
+
+
 def test_bar_of_wrong_shape():
     _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(5)})
     _expect_argument_error(_relax(), _csr_args(), {"x_bar": np.ones(4), "data_bar": np.ones(9)})

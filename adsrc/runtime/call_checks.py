@@ -60,6 +60,10 @@ class CallChecks:
         """(the argument arrays by name, the companions in the compiled code's order; zeros
         for the ones not given), after checking every argument and companion; raises
         ArgumentError and changes nothing when one is wrong."""
+        for key, value in given.items():
+            if value is None:       # not "not given": an output's seed the caller meant to pass
+                raise ArgumentError(f"{self.kernel_name}: {key}=None; pass a float64 array "
+                                    f"(a float for a scalar argument)")
         if self._buffers_ok is not None:
             checked = self._checked_in_c(args, given)
             if checked is not None:
