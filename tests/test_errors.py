@@ -888,6 +888,26 @@ def test_wrong_number_of_arguments(count):
     _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
 
 
+def test_a_written_array_whose_elements_share_memory(backend):
+    """x viewed with a stride of 0 is one value under six names; adsrc's code takes the
+    elements of an array it writes to be distinct (the compiled backend refuses any array
+    that is not C-contiguous).  A view with gaps between its elements is fine."""
+    from numpy.lib.stride_tricks import as_strided
+    args = _csr_args()
+    args[3] = as_strided(np.zeros(1), shape=(4,), strides=(0,))
+    message = _expect_argument_error(_relax(), args, {"x_bar": np.ones(4)})
+    if backend == "python":
+        assert "elements of 'x' share memory" in message
+        args = _csr_args()
+        spaced = np.zeros(8)
+        spaced[::2] = args[3]
+        want = _relax().adjoint(*_copies(args), x_bar=np.ones(4))
+        args[3] = spaced[::2]
+        got = _relax().adjoint(*args, x_bar=np.ones(4))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-15)
+
+
 def test_a_bar_of_none():
     """x_bar=None is not x_bar left out (which, for an output, is refused too): it read as
     zeros, and every gradient came back zero."""

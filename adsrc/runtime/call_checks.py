@@ -115,6 +115,8 @@ class CallChecks:
                 check_contiguous(name, [param], [value])
             if written and not flags.writeable:
                 check_writeable(name, [param], [value], self.written)
+            if written:
+                check_not_overlapping_itself(name, param, value, flags)
             arrays[param] = value
             owners.add(_owner_id(value, flags))
         for key in given:
@@ -136,6 +138,8 @@ class CallChecks:
                 flags = companion.flags
                 if self.contiguous and not flags.c_contiguous:
                     check_contiguous(name, [key], [companion])
+                if key in self._written_names:
+                    check_not_overlapping_itself(name, key, companion, flags)
                 companions.append(companion)
                 given_arrays[key] = companion
                 owners.add(_owner_id(companion, flags))
@@ -143,6 +147,25 @@ class CallChecks:
             # memory that some arrays may share: ask NumPy about the pairs that matter
             check_distinct(name, {**arrays, **given_arrays}, self._written_names)
         return arrays, companions
+
+
+def check_not_overlapping_itself(kernel_name, label, array, flags):
+    """An array the kernel writes must hold each element in memory of its own (a view made
+    with ``as_strided``, a stride of 0, may not): adsrc's code takes its elements to be
+    distinct values.  A contiguous array cannot overlap itself; for the others the test is
+    that each axis, the one of smallest stride first, steps over the whole of the ones before
+    it, which refuses a few exotic layouts that do not overlap."""
+    if flags.c_contiguous or flags.f_contiguous:
+        return
+    span = array.itemsize
+    for stride, extent in sorted((abs(stride), extent)
+                                 for stride, extent in zip(array.strides, array.shape)
+                                 if extent > 1):
+        if stride < span:
+            raise ArgumentError(f"{kernel_name}: elements of '{label}' share memory (a view "
+                                f"with strides {array.strides}), but the kernel writes it and "
+                                f"adsrc takes its elements to be distinct; pass a copy")
+        span = stride * extent
 
 
 def _owner_id(array, flags):
