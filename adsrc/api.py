@@ -27,7 +27,7 @@ from adsrc.analyses.types import usual_types
 from adsrc.backends import located_errors
 from adsrc.compiling import cython_build
 from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
-from adsrc.directions import stack_size, vector_tangent
+from adsrc.directions import check_stacks, stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
 from adsrc.frontend.fence import check_plain_parameters
@@ -474,6 +474,9 @@ class Differentiable:
         """Vector mode's results, one direction per run, for kernels vector mode cannot do
         (calls of derivative rules): the first k - 1 runs work on copies, the last on the
         arguments themselves, so they end as the primal leaves them."""
+        outputs = check_stacks(self, self._compile(signature_of(self.fn.__name__, self.params,
+                                                                args), mode=TANGENT),
+                               args, dots)
         runs = []
         for direction in range(k):
             run_args = args if direction == k - 1 else [
@@ -481,7 +484,6 @@ class Differentiable:
                 for arg in args]
             runs.append(self.tangent(*run_args, **{key: np.array(stack[direction], copy=True)
                                                    for key, stack in dots.items()}))
-        outputs = self._outputs_for(signature_of(self.fn.__name__, self.params, args))
         out = []
         for position, output in enumerate(outputs):
             stack = np.stack([np.asarray(run[position], dtype=np.float64) for run in runs])

@@ -62,18 +62,24 @@ def unflatten(flat, shape, k):
     return np.moveaxis(flat.reshape(tuple(shape) + (k,)), -1, 0)
 
 
+def check_stacks(kernel, compiled, args, dots):
+    """The checks of a single-direction call of ``compiled`` (arguments, keys, dtypes,
+    shapes, contiguity, aliasing), on the first direction of every stack, then the stacks' own
+    aliasing, before anything runs; returns the call's outputs."""
+    firsts = {key: stack[0] for key, stack in dots.items()}
+    arrays, _ = kernel._checked_with(compiled, args, firsts, SUFFIX)
+    outputs = kernel._outputs_for(signature_of(kernel.fn.__name__, kernel.params, args))
+    written = set(compiled.entry.written_arrays) | {param + SUFFIX for param in outputs}
+    check_distinct(kernel.fn.__name__, {**arrays, **dots}, written)
+    return outputs
+
+
 def vector_tangent(kernel, compiled, args, dots, k):
     """``kernel.tangent(*args, **dots)`` for stacks of ``k`` directions, in one sweep of the
     vector tangent ``compiled``: one stack of k tangents per output, in ``outputs`` order."""
     name = kernel.fn.__name__
     entry = compiled.entry
-    # the checks of a single-direction call (arguments, keys, dtypes, shapes, contiguity,
-    # aliasing), on the first direction of every stack, then the stacks' own aliasing
-    firsts = {key: stack[0] for key, stack in dots.items()}
-    arrays, _ = kernel._checked_with(compiled, args, firsts, SUFFIX)
-    outputs = kernel._outputs_for(signature_of(name, kernel.params, args))
-    written = set(entry.written_arrays) | {param + SUFFIX for param in outputs}
-    check_distinct(name, {**arrays, **dots}, written)
+    outputs = check_stacks(kernel, compiled, args, dots)
     values = dict(zip(kernel.params, args))
     flat = [flatten(dots[param + SUFFIX]) if param + SUFFIX in dots
             else np.zeros(np.size(values[param]) * k) for param in entry.dot_params]

@@ -170,6 +170,33 @@ def test_a_stack_sharing_memory_with_a_written_argument_is_refused():
     np.testing.assert_array_equal(stack, before)
 
 
+def solve_into(A, b, u):
+    u[:] = np.linalg.solve(A, b)
+    return np.dot(u, u)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_stacks_of_a_kernel_run_one_direction_at_a_time_are_checked_first(backend):
+    """A kernel calling a derivative rule runs its k directions one at a time: the stacks get
+    the checks of a vector-mode call before the first run, which wrote u before (a read-only
+    stack for u, or one sharing memory with b, was found only then, or never)."""
+    f = adsrc.differentiate(solve_into, wrt=("b", "u"), outputs="u", backend=backend)
+    A = np.array([[3.0, 1.0], [0.5, 2.0]])
+    stack = np.array([[1.0, 2.0], [0.0, 1.0]])
+    read_only = stack.copy()
+    read_only.flags.writeable = False
+    for b, u_dot, message in ((np.ones(2), read_only, "u_dot must be writeable"),
+                              (stack[0], stack, "'b' and 'u_dot' share memory")):
+        u, before = np.zeros(2), (b.copy(), u_dot.copy())
+        with pytest.raises(adsrc.ArgumentError, match=message):
+            f.tangent(A, b, u, b_dot=np.eye(2), u_dot=u_dot)
+        np.testing.assert_array_equal(u, np.zeros(2))
+        np.testing.assert_array_equal(b, before[0])
+        np.testing.assert_array_equal(u_dot, before[1])
+    tangents, = f.tangent(A, np.ones(2), np.zeros(2), b_dot=np.eye(2))
+    np.testing.assert_allclose(tangents, np.linalg.inv(A).T, rtol=1e-14)     # du/db_j = A^-1 e_j
+
+
 @pytest.mark.parametrize("statement", [
     "_o = rule(x, x_dot)",              # a tangent passed to a call it does not know
     "y_dot = _o[1]",                    # a tangent set from an unknown value
