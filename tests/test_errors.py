@@ -908,6 +908,28 @@ def test_a_written_array_whose_elements_share_memory(backend):
             np.testing.assert_allclose(g, w, rtol=1e-15)
 
 
+def repeated_sum(x, y, sweeps):
+    for it in range(sweeps):  # <-
+        y[:] = y + x
+
+
+def halved_repeated_sum(x, y, sweeps):
+    for it in range(sweeps / 2):  # <-
+        y[:] = y + x
+
+
+@pytest.mark.parametrize("kernel,sweeps,why", [
+    (repeated_sum, 2.0, "the argument 'sweeps' is a float in this call; pass an int"),
+    (halved_repeated_sum, 4, "in Python, '/' of ints and an int to a power that may be "
+                             "negative, such as 2 ** k, give floats")])
+def test_a_float_where_an_int_is_needed_says_where_it_came_from(kernel, sweeps, why):
+    place = f"test_errors.py:{_marked_line(kernel)}:"
+    with pytest.raises(adsrc.ArgumentError, match=re.escape(place) + ".*" + re.escape(
+            "expected an integer here, got float" + (": " if sweeps == 2.0 else " (") + why)):
+        adsrc.differentiate(kernel, wrt="x", outputs="y").adjoint(
+            np.ones(3), np.zeros(3), sweeps, y_bar=np.ones(3))
+
+
 def test_a_bar_of_none():
     """x_bar=None is not x_bar left out (which, for an output, is refused too): it read as
     zeros, and every gradient came back zero."""

@@ -331,8 +331,16 @@ class TypeInference:
     def _expect_int(self, node):
         kind = self.expr(node)
         if kind is not None and kind not in (INT, BOOL):
-            why = (" (in Python, '/' of ints and an int to a power that may be negative, such as "
-                   "2 ** k, give floats: int(...) makes an int of one)") if kind == FLOAT else ""
+            why = ""
+            if kind == FLOAT and isinstance(node, gast.Name) and node.id in self.source.params:
+                why = f": the argument '{node.id}' is a float in this call; pass an int"
+            elif kind == FLOAT and any(isinstance(part, gast.BinOp)
+                                       and isinstance(part.op, (gast.Div, gast.Pow))
+                                       for part in gast.walk(node)):
+                why = (" (in Python, '/' of ints and an int to a power that may be negative, "
+                       "such as 2 ** k, give floats: int(...) makes an int of one)")
+            elif kind == FLOAT:
+                why = " (int(...) makes an int of one)"
             self._fail(node, f"expected an integer here, got {kind}{why}")
 
     def expr(self, node):
