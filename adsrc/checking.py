@@ -6,11 +6,13 @@ the truncation error is fourth order) against ``<J^T w, v>`` from adsrc's adjoin
 evaluation runs on copies of the arguments, so the caller's arrays are left as they were.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from adsrc.api import Differentiable
+from adsrc.errors import ArgumentError
 from adsrc.pipeline import RETURN_OUTPUT
 from adsrc.runtime.arguments import is_sparse
 
@@ -54,6 +56,11 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
                 backend=None):
     """Check the adjoint of ``f`` at ``args``; raises AssertionError with a report on mismatch."""
     kernel = Differentiable(f, wrt, outputs, backend)
+    if not (isinstance(directions, (int, np.integer)) and directions >= 1):
+        raise ArgumentError(f"check_grads: directions must be an int of at least 1 (the "
+                            f"number of directions checked), got {directions!r}")
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        raise ArgumentError(f"check_grads: step must be a positive float, got {step!r}")
     params = kernel.params
     outs = sorted(kernel._outputs_of_call(args))
     kernel.check_distinct_before_copies(args)     # the evaluations work on copies

@@ -71,3 +71,13 @@ def test_a_wrong_adjoint_fails(backend):
     args = [np.linspace(0.5, 1.5, 7), 100.0, np.zeros(7)]
     with pytest.raises(AssertionError, match="adjoint and finite differences disagree"):
         adsrc.check_grads(doubled_energy, args, wrt=("x", "scale"), backend=backend)
+
+
+@pytest.mark.parametrize("settings,message", [({"step": 0.0}, "step must be a positive"),
+                                              ({"step": float("nan")}, "step must be"),
+                                              ({"directions": 0}, "directions must be an int")])
+def test_settings_that_check_nothing_are_refused(settings, message):
+    """No direction passes vacuously, a zero step divides by zero."""
+    args = [np.linspace(0.5, 1.5, 7), 100.0, np.zeros(7)]
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        adsrc.check_grads(doubled_energy, args, wrt="x", **settings)
