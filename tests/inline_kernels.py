@@ -335,6 +335,20 @@ def first_square_below(x, lo):
     return 2.0 * x
 
 
+def copy_early_then_uncopied(x, hi):
+    y = np.zeros_like(x)
+    for i in range(len(x)):
+        y[i] = x[i] * x[i]
+        if y[i] > hi:
+            return np.copy(y)
+    y[0] = y[0] + 1.0
+    return y
+
+
+def calls_copy_early_then_uncopied(x):
+    return np.sum(copy_early_then_uncopied(x, 0.5))
+
+
 def calls_first_square_below(x):
     u = first_square_below(x, 0.5)
     return np.sum(u)

@@ -188,11 +188,16 @@ def test_values_a_helper_computes_into_its_locals_take_the_callers_names():
      k.one_value_into_two, "u, v = doubled(x)"),
     (k.calls_two_or_three, (np.ones(3),), "this 'return' gives 3 values, an earlier one 2 "
      "values", k.two_or_three, "return x[0], x[1], x[2]"),
-    (k.calls_squares_until_uncopied, (np.ones(3),), "'squares_until_uncopied' returns its "
-     "array 'y' from inside a loop or branch, and the array is written in place",
+    (k.calls_squares_until_uncopied, (np.ones(3),), "'squares_until_uncopied' returns from "
+     "inside a loop or branch, and one of its returns gives its array 'y', which is written "
+     "in place",
      k.calls_squares_until_uncopied, "u, t = squares_until_uncopied(x, 0.5)"),
-    (k.calls_first_square_below, (np.ones(3),), "'first_square_below' returns its array 'y' "
-     "from inside a loop or branch", k.calls_first_square_below, "first_square_below(x, 0.5)"),
+    (k.calls_first_square_below, (np.ones(3),), "'first_square_below' returns from inside a "
+     "loop or branch, and one of its returns gives its array 'y'", k.calls_first_square_below,
+     "first_square_below(x, 0.5)"),
+    # the return that needs the copy is the last one, not the one inside the loop
+    (k.calls_copy_early_then_uncopied, (np.ones(3),), "so return a copy at each 'return y'",
+     k.calls_copy_early_then_uncopied, "copy_early_then_uncopied(x, 0.5)"),
     (k.calls_twice, (np.ones(3),), "'twice' returns one array as two of its values",
      k.calls_twice, "u, w = twice(x)"),
 ])

@@ -409,10 +409,11 @@ class LowerArrays:
         for array, shown in zip((target.id, value.id), spelled):
             if array in self.written_in_place and hasattr(stmt, "adsrc_returned_early"):
                 function, returned = stmt.adsrc_returned_early
-                self._fail(stmt, f"'{function}' returns its array '{returned}' from inside "
-                                 "a loop or branch, and the array is written in place: adsrc "
-                                 "gives each name an array of its own, so return a copy there "
-                                 f"('return np.copy({returned})')")
+                self._fail(stmt, f"'{function}' returns from inside a loop or branch, and "
+                                 f"one of its returns gives its array '{returned}', which is "
+                                 "written in place: adsrc stores each returned value in a "
+                                 "name of its own, with an array of its own, so return a copy "
+                                 f"at each 'return {returned}' ('return np.copy({returned})')")
             if array in self.written_in_place:
                 line = self.source.location(self.written_in_place[array])[1]
                 self._fail(stmt, "'{0} = {1}' makes two names for one array, and '{2}' is "
