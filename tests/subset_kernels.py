@@ -1391,3 +1391,9 @@ def returns_from_a_loop_then_reads(x, n, tol):
         if s < tol:
             return s
     return s * s
+
+
+def extrema_of_three_or_more(x, y):
+    """Python's min and max of more than two values, the first of equal values taken."""
+    for i in range(1, len(x) - 1):
+        y[i] = max(x[i - 1], x[i] * 2.0, x[i + 1]) + min(x[i], 0.5, x[i - 1] * x[i + 1], 3.0)

@@ -405,6 +405,9 @@ CASES = [
          lambda r, d: (_u(r, 4), 3, 0.5), ("x",)),
     Case("returns_from_a_loop_then_reads_early", K.returns_from_a_loop_then_reads,
          lambda r, d: (_u(r, 4), 3, 20.0), ("x",)),
+    Case("extrema_of_three_or_more", K.extrema_of_three_or_more,
+         lambda r, d: (np.array([0.3, 0.9, 0.1, 0.7, 0.2, 0.8, 0.45]), np.zeros(7)), ("x",),
+         ("y",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -738,6 +738,14 @@ class Fence(gast.NodeTransformer):
             spelled = intrinsics.spelled(namespace, name)
             head, _, tail = spelled.rpartition(".")
             call.func = _dotted(head, tail) if head else gast.Name(tail, gast.Load(), None, None)
+            if name in ("min", "max") and len(call.args) > 2:
+                # max(a, b, c) as max(max(a, b), c): the first of equal values, as in Python
+                folded = call.args[0]
+                for arg in call.args[1:]:
+                    folded = gast.copy_location(gast.Call(func=gast.Name(name, gast.Load(),
+                                                                         None, None),
+                                                          args=[folded, arg], keywords=[]), call)
+                return folded
             return call
         rule = library.lookup(self._called_object(call))
         if rule is not None:
