@@ -69,6 +69,8 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
         out_sizes = [1 if out == RETURN_OUTPUT else _size(values[out]) for out in outs]
         in_sizes = [_size(values[name]) for name in kernel.wrt]
         jac = np.zeros((sum(out_sizes), sum(in_sizes)))
+        if jac.size == 0:
+            return jac          # no input value, or no output value: nothing to run
         forward = mode == "forward" or (mode == "auto" and sum(in_sizes) <= sum(out_sizes))
         if forward:
             # J times the identity: one vector-mode sweep with every unit direction at once

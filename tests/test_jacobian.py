@@ -135,3 +135,16 @@ def test_a_kernel_with_a_checkpointed_loop(mode):
         C.gauss_seidel_plain(A.indptr, A.indices, A.data, moved[1], b - 1e-6 * e, 5)
         np.testing.assert_allclose(marked[:, A.nnz + column], (moved[0] - moved[1]) / 2e-6,
                                    rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_no_input_values_give_an_empty_jacobian(mode):
+    """An empty wrt array: a Jacobian with no columns, as NumPy shapes it (a vector-mode
+    sweep with no direction was refused before)."""
+    A = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(3, 3), format="csr")
+    jac = adsrc.jacobian(C.gauss_seidel_plain, wrt="b", outputs="x", mode=mode)(
+        np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1)
+    assert jac.shape == (0, 0)
+    jac = adsrc.jacobian(C.gauss_seidel_plain, wrt="b", outputs="x", mode=mode)(
+        A.indptr, A.indices, A.data, np.zeros(3), np.ones(3), 1)
+    assert jac.shape == (3, 3) and np.all(np.diag(jac) == 1.0 / 2.5)
