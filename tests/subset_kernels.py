@@ -1397,3 +1397,33 @@ def extrema_of_three_or_more(x, y):
     """Python's min and max of more than two values, the first of equal values taken."""
     for i in range(1, len(x) - 1):
         y[i] = max(x[i - 1], x[i] * 2.0, x[i + 1]) + min(x[i], 0.5, x[i - 1] * x[i + 1], 3.0)
+
+
+def argument_bound_then_written_in_a_loop(A, x, y):
+    """Arguments bound to new arrays in a loop's body, and x written in place after its
+    binding there: the caller's x is never the array written, in Python as here."""
+    s = 0.0
+    for k in range(3):
+        x = A @ y
+        x[0] = x[0] * 2.0
+        y = x / np.sqrt(np.dot(x, x))
+        s += x[0]
+    return s
+
+
+def read_after_a_first_trip_decides(x, b, n, tol):
+    """Names read only where 'and', 'or' or a conditional expression has decided that a trip
+    bound them (a do-while's test, a stop test before the update): not checked, as Python
+    runs them."""
+    k = 0
+    while k == 0 or err > tol:
+        r = b - x * x * x
+        x[:] = x + 0.2 * r
+        err = np.dot(r, r)
+        k += 1
+    for it in range(n):
+        if it > 0 and change < tol:
+            break
+        change = np.dot(x, x) * 1e-3 / (it + 1)
+        x[:] = x * (1.0 - change)
+    return np.dot(x, x) + (change if n > 0 else 0.0)

@@ -1299,3 +1299,19 @@ def test_checks_run_under_python_dash_o(tmp_path):
                             cwd=tmp_path, timeout=120)
     assert result.stdout.strip() == ("kern.py:6: operands of different shapes in an "
                                      "element-wise statement"), result.stderr
+
+
+def underscore_after_sweeps(x, sweeps):
+    for sweep in range(sweeps):
+        _ = x * 2.0
+    return np.dot(_, x)  # <-
+
+
+def test_the_name_underscore_is_checked_too():
+    """'_' is a user's name (generated names start with '_' and go on)."""
+    f = adsrc.differentiate(underscore_after_sweeps, wrt="x")
+    place = f"test_errors.py:{_marked_line(underscore_after_sweeps)}: "
+    with pytest.raises(AssertionError, match=re.escape(place + "'_' is read before it is bound")):
+        f.adjoint(np.ones(3), 0, out_bar=1.0)
+    x_bar, = f.adjoint(np.array([1.0, 2.0, 3.0]), 2, out_bar=1.0)
+    np.testing.assert_allclose(x_bar, [4.0, 8.0, 12.0], rtol=1e-15)     # d(2 x.x) = 4 x

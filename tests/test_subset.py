@@ -408,6 +408,12 @@ CASES = [
     Case("extrema_of_three_or_more", K.extrema_of_three_or_more,
          lambda r, d: (np.array([0.3, 0.9, 0.1, 0.7, 0.2, 0.8, 0.45]), np.zeros(7)), ("x",),
          ("y",)),
+    Case("argument_bound_then_written_in_a_loop", K.argument_bound_then_written_in_a_loop,
+         lambda r, d: (np.eye(3) + 0.1, _u(r, 3), _u(r, 3)), ("A", "y")),
+    Case("read_after_a_first_trip_decides", K.read_after_a_first_trip_decides,
+         lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 4, 1e-3), ("x", "b")),
+    Case("read_after_a_first_trip_decides_no_trip", K.read_after_a_first_trip_decides,
+         lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 0, 1e-3), ("x", "b")),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

@@ -28,7 +28,10 @@ checks run with the kernel, naming the user's line)::
 The analysis is conservative: a loop may run no trip, a branch may be either.  A read it
 cannot prove safe costs an integer comparison; a name is bound for good once bound (the subset
 has no ``del``), so one check before a statement covers every later evaluation of its
-condition.  Names starting with ``_`` are generated, bound on every path by construction.
+condition.  Names starting with ``_`` (but ``_`` itself) are generated, bound on every path by
+construction.  A read Python makes only for some values, in the right operand of ``and``/``or``
+or a branch of ``a if c else b`` (``while k == 0 or err > tol``), is not checked: a check
+before the statement would stop kernels Python runs.
 """
 
 import gast
@@ -43,41 +46,55 @@ def guard(tree, source):
     params = {arg.id for arg in tree.args.args}
     locals_ = {node.id for node in gast.walk(tree)
                if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)
-               and not node.id.startswith("_") and node.id not in params}
+               and not (node.id.startswith("_") and node.id != "_") and node.id not in params}
     if not locals_:
         return
-    guards = _Guards(locals_, source)
-    tree.body, _ = guards.block(tree.body, frozenset())
-    if guards.flagged:
+    flagged = set()
+
+    def checks(stmt, bound):
+        unsafe = sorted(local for local in _own_reads(stmt) & locals_ if local not in bound)
+        flagged.update(unsafe)
+        return located([gast.Assert(test=quote_expr(f"{_FLAG.format(local)} == 1"),
+                                    msg=const(f"{source.place(stmt)}: '{local}' is read before "
+                                              f"it is bound (Python raises UnboundLocalError "
+                                              f"here): no statement binding it has run, as "
+                                              f"after a loop that ran no trip"))
+                        for local in unsafe], stmt)
+
+    tree.body, _ = BoundNames(checks).block(tree.body, frozenset())
+    if flagged:
         tree.body = located([gast.Assign(targets=[name(_FLAG.format(local), store=True)],
                                          value=const(0), type_comment=None)
-                             for local in sorted(guards.flagged)], tree) + tree.body
+                             for local in sorted(flagged)], tree) + tree.body
         # the flags' bindings go in now: the reads were found first, so which names need one
         # was known only at the end of the walk
-        tree.body = _set_flags(tree.body, guards.flagged)
+        tree.body = _set_flags(tree.body, flagged)
 
 
-class _Guards:
-    """The definite-assignment walk: which locals are bound on every path to each statement.
+class BoundNames:
+    """The definite-assignment walk: which names are bound on every path to each statement.
 
-    A state is the frozenset of locals bound on every path, or None after ``break`` or
-    ``continue`` (no path goes on; it is the unit of the meet)."""
+    ``before(stmt, bound)`` is called for each statement some path reaches, with the names
+    bound on every path to it; it returns statements to put before it.  A state is a frozenset
+    of names, or None after ``break`` or ``continue`` (no path goes on; the unit of the
+    meet)."""
 
-    def __init__(self, locals_, source):
-        self.locals = locals_
-        self.source = source
-        self.flagged = set()
+    def __init__(self, before):
+        self.before = before
 
     def block(self, stmts, state):
+        """``(stmts with what before() gave, the state after them)``; nested bodies are
+        rebuilt in place."""
         out = []
         for stmt in stmts:
-            out.extend(self._checks(_own_reads(stmt), state, stmt))
+            if state is not None:
+                out.extend(self.before(stmt, state))
             out.append(stmt)
             state = self._statement(stmt, state)
         return out, state
 
     def _statement(self, stmt, state):
-        if state is None:       # after a break: not reached, bound as the break's path left it
+        if state is None:       # after a break: not reached
             return None
         if isinstance(stmt, gast.If):
             stmt.body, after_body = self.block(stmt.body, state)
@@ -96,19 +113,6 @@ class _Guards:
         if isinstance(stmt, gast.AugAssign):
             return state | _bound_by(stmt.target)
         return state
-
-    def _checks(self, reads, state, stmt):
-        if state is None:
-            return []
-        unsafe = sorted(local for local in reads & self.locals if local not in state)
-        self.flagged.update(unsafe)
-        checks = [gast.Assert(test=quote_expr(f"{_FLAG.format(local)} == 1"),
-                              msg=const(f"{self.source.place(stmt)}: '{local}' is read before "
-                                        f"it is bound (Python raises UnboundLocalError here): "
-                                        f"no statement binding it has run, as after a loop "
-                                        f"that ran no trip"))
-                  for local in unsafe]
-        return located(checks, stmt)
 
 
 def _meet(first, second):
@@ -129,8 +133,12 @@ def _bound_by(target):
 
 
 def _own_reads(stmt):
-    """The names a statement reads before it binds any, not counting the statements nested in
-    it: a subscript target reads its array and its indices, ``a += 1`` reads ``a``."""
+    """The names a statement reads, whatever its values, before it binds any, not counting the
+    statements nested in it: a subscript target reads its array and its indices, ``a += 1``
+    reads ``a``.  The right operands of ``and``/``or`` and the branches of ``a if c else b``
+    are left out: Python evaluates them only for some values (``while k == 0 or err > tol``
+    reads ``err`` only after the first trip), and a check before the statement would stop
+    a kernel that Python runs; such a read is not checked."""
     if isinstance(stmt, gast.For):
         parts = [stmt.iter]
     elif isinstance(stmt, (gast.If, gast.While)):
@@ -141,11 +149,26 @@ def _own_reads(stmt):
         parts = [stmt.value, stmt.target]
     else:                       # Expr, Return, Break, Continue, Pass
         parts = [getattr(stmt, "value", None)]
-    reads = {node.id for part in parts if part is not None for node in gast.walk(part)
+    reads = {node.id for part in parts if part is not None for node in _evaluated(part)
              if isinstance(node, gast.Name) and not isinstance(node.ctx, gast.Store)}
     if isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, gast.Name):
         reads.add(stmt.target.id)
     return reads
+
+
+def _evaluated(node):
+    """The nodes of an expression that Python evaluates whatever the values: ``gast.walk``
+    but for the right operands of ``and``/``or`` and the branches of a conditional
+    expression."""
+    yield node
+    if isinstance(node, gast.BoolOp):
+        children = node.values[:1]
+    elif isinstance(node, gast.IfExp):
+        children = [node.test]
+    else:
+        children = gast.iter_child_nodes(node)
+    for child in children:
+        yield from _evaluated(child)
 
 
 def _set_flags(stmts, flagged):

@@ -9,8 +9,9 @@ to ``v`` for messages): the caller's array is read once and never written, as in
 
 That is exact only if no write into the argument in place (``v[i] = ...``, ``v += ...``, a user
 call writing it) can come before the binding: Python would write the caller's array there, the
-copy would not.  A write in a top-level statement after one that binds the name writes the new
-array in both; any other write is refused.  So is an argument handed to another name by a tuple
+copy would not.  A write that every path reaches after a binding of the name writes the new
+array in both (the walk of :class:`adsrc.frontend.unbound_reads.BoundNames`); any other write is
+refused.  So is an argument handed to another name by a tuple
 assignment, ``x, y = y, x``: local arrays are swapped by copying values (see
 :mod:`adsrc.analyses.types`), but afterwards ``y`` would be the caller's array.
 """
@@ -19,7 +20,17 @@ import gast
 
 from adsrc.analyses.effects import walk_statements
 from adsrc.frontend.quoting import located, quote
+from adsrc.frontend.unbound_reads import BoundNames
 from adsrc.naming import variant
+
+
+def _own_nodes(stmt):
+    """The nodes of a statement but those of the statements nested in it."""
+    if isinstance(stmt, (gast.If, gast.While)):
+        return gast.walk(stmt.test)
+    if isinstance(stmt, gast.For):
+        return gast.walk(stmt.iter)
+    return gast.walk(stmt)
 
 
 def _binds(stmt, param):
@@ -71,18 +82,24 @@ class ReboundArguments:
                           f"y[:] = tmp'), or swap local arrays (a copy of {param} and another)")
 
     def _check_writes(self, body, param, binding):
-        """Refuse a write into ``param`` in place that may run before a binding of the name."""
-        first = next((k for k, stmt in enumerate(body) if _binds(stmt, param)), len(body))
-        for stmt in body[:first + 1]:
-            for node in gast.walk(stmt):
-                if self._writes(node, param):
-                    line = self.source.location(binding)[1]
-                    raise self.source.error(
-                        node, f"'{param}' is an argument that the kernel binds to a new array "
-                              f"(line {line}) and writes in place here, where the caller's "
-                              f"array may still be the one it names: write '{param}[:] = ...' "
-                              f"to update the caller's array, or copy it first "
-                              f"('{param}_new = {param}.copy()') and work on the copy")
+        """Refuse a write into ``param`` in place that some path reaches before a binding of
+        the name; after one on every path, the write is into the new array, in Python as in
+        the copy (``x = A @ y; x[0] = 0.0`` in a loop's body)."""
+        def check(stmt, bound):
+            if param not in bound:
+                for node in _own_nodes(stmt):
+                    if self._writes(node, param):
+                        line = self.source.location(binding)[1]
+                        raise self.source.error(
+                            node, f"'{param}' is an argument that the kernel binds to a new "
+                                  f"array (line {line}) and writes in place here, where the "
+                                  f"caller's array may still be the one it names: write "
+                                  f"'{param}[:] = ...' to update the caller's array, or copy "
+                                  f"it first ('{param}_new = {param}.copy()') and work on the "
+                                  f"copy")
+            return []
+
+        BoundNames(check).block(body, frozenset())
 
     def _writes(self, node, param):
         if isinstance(node, (gast.Assign, gast.AugAssign)):
