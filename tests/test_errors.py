@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.sparse as sp
 from scipy.linalg import expm
 
 import adsrc
@@ -484,6 +485,17 @@ def logarithm_to_a_base(x):
     return math.log(x[0], 2.0)  # <-
 
 
+def matrix_defined_in_a_branch(data, indices, indptr, x, c):
+    if c > 0:
+        A = sp.csr_matrix((data, indices, indptr), shape=(3, 3))
+    return np.dot(x, A @ x)  # <-
+
+
+def _tridiagonal():
+    matrix = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(3, 3), format="csr")
+    return matrix.data.copy(), matrix.indices, matrix.indptr, np.ones(3), 0
+
+
 def norm_with_an_order(x):
     return np.linalg.norm(x, 1)  # <-
 
@@ -669,6 +681,8 @@ UNSUPPORTED = [
     (print_call, None, "print", _x),
     (global_statement, None, "global", _x),
     (range_of_floats, "integer", "0.0", _x),
+    (matrix_defined_in_a_branch, "'A' is read here, where a path comes before its "
+     "definition", "return", _tridiagonal),
     (power_into_an_out_array, "numpy.power is called with 3 arguments: it takes 2, then its "
      "out array", "np.power", _xy),
     (root_into_an_out_array, "numpy.sqrt is called with 2 arguments: it takes 1, then its out "

@@ -7,6 +7,7 @@ user functions are called, and raises :class:`~adsrc.errors.UnsupportedError` fo
 Nothing downstream has to handle a construct the fence let through by accident.
 """
 
+import copy
 import numbers
 import types
 
@@ -66,9 +67,20 @@ class Fence(gast.NodeTransformer):
         body = tree.body
         if not body:
             body = [gast.Pass()]
+        written = copy.deepcopy(body)
         tree.body = self._statements(body, loop=False)
+        dropped = set(self.matrices.matrices) | set(self.matrices.factorisations)
+        if dropped:
+            unbound_reads.refuse_reads_before_bindings(written, dropped, self._defined_later)
         unbound_reads.guard(tree, self.source)
         return tree
+
+    def _defined_later(self, stmt, matrix):
+        return self.source.error(stmt, f"'{matrix}' is read here, where a path comes before "
+                                       f"its definition (in a branch, or in a loop that may "
+                                       f"run no trip), and Python would raise "
+                                       f"UnboundLocalError: adsrc reads the matrix's arrays in "
+                                       f"its place, so define it on every path before its use")
 
     def _fail(self, node, message):
         raise self.source.error(node, message)

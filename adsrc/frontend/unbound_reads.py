@@ -71,6 +71,20 @@ def guard(tree, source):
         tree.body = _set_flags(tree.body, flagged)
 
 
+def refuse_reads_before_bindings(body, names, fail):
+    """Raise ``fail(stmt, name)`` at the first statement of ``body`` that reads one of
+    ``names`` where some path reaches it before a binding of the name.  For the names whose
+    bindings the fence drops (a SciPy matrix, whose uses it spells with the matrix's arrays),
+    which no flag can follow: checked on the kernel as written."""
+    def check(stmt, bound):
+        unsafe = sorted((_own_reads(stmt) & names) - bound)
+        if unsafe:
+            raise fail(stmt, unsafe[0])
+        return []
+
+    BoundNames(check).block(body, frozenset())
+
+
 class BoundNames:
     """The definite-assignment walk: which names are bound on every path to each statement.
 
