@@ -67,11 +67,12 @@ class Fence(gast.NodeTransformer):
         body = tree.body
         if not body:
             body = [gast.Pass()]
-        written = copy.deepcopy(body)
+        as_written = copy.deepcopy(body)
         tree.body = self._statements(body, loop=False)
         dropped = set(self.matrices.matrices) | set(self.matrices.factorisations)
         if dropped:
-            unbound_reads.refuse_reads_before_bindings(written, dropped, self._defined_later)
+            unbound_reads.refuse_reads_before_bindings(as_written, dropped,
+                                                       self._defined_later)
         unbound_reads.guard(tree, self.source)
         return tree
 
