@@ -1427,3 +1427,16 @@ def read_after_a_first_trip_decides(x, b, n, tol):
         change = np.dot(x, x) * 1e-3 / (it + 1)
         x[:] = x * (1.0 - change)
     return np.dot(x, x) + (change if n > 0 else 0.0)
+
+
+def allocated_ahead_from_a_name_a_loop_binds(x, n):
+    """A local array first bound in a branch is allocated ahead of it, from an extent only a
+    loop binds: read there only when the loop ran (else that array is never used)."""
+    s = x[0] * x[0]
+    for i in range(n):
+        kk = i + 1
+    if n > 0:
+        w = np.zeros(kk)
+        w[0] = x[1]
+        s += np.sum(w * w)
+    return s

@@ -414,6 +414,10 @@ CASES = [
          lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 4, 1e-3), ("x", "b")),
     Case("read_after_a_first_trip_decides_no_trip", K.read_after_a_first_trip_decides,
          lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 0, 1e-3), ("x", "b")),
+    Case("allocated_ahead_from_a_name_a_loop_binds",
+         K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
+    Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",
+         K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 0), ("x",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

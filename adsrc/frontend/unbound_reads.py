@@ -71,6 +71,25 @@ def guard(tree, source):
         tree.body = _set_flags(tree.body, flagged)
 
 
+def flags_in(tree):
+    """The names of the flags ``guard`` gave ``tree``."""
+    return {node.id for node in gast.walk(tree)
+            if isinstance(node, gast.Name) and node.id.startswith(_FLAG.format(""))}
+
+
+def only_when_bound(extent, flags):
+    """``extent`` (an allocation's extent, computed ahead of the statement binding the array)
+    as ``(extent if _bound_n == 1 else 0)`` when it reads names ``n`` with a flag among
+    ``flags``: where the flag is 0, the statement is not reached bound (its own check stops
+    it), and the extent would read a name no statement has bound."""
+    tests = sorted({_FLAG.format(node.id) for node in gast.walk(extent)
+                    if isinstance(node, gast.Name) and _FLAG.format(node.id) in flags})
+    if not tests:
+        return extent
+    bound = " and ".join(f"{flag} == 1" for flag in tests)
+    return quote_expr(f"(E if {bound} else 0)", E=extent)
+
+
 def refuse_reads_before_bindings(body, names, fail):
     """Raise ``fail(stmt, name)`` at the first statement of ``body`` that reads one of
     ``names`` where some path reaches it before a binding of the name.  For the names whose

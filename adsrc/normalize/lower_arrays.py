@@ -31,6 +31,7 @@ from adsrc.frontend.intrinsics import (CONSTANT_ARRAYS, CUMULATIVE_CALLS, READ_B
                                        REDUCTION_CALLS, along_axis, matrix_vector)
 from adsrc.frontend.quoting import (const, full_slice, int_literal, located, name, new_axis,
                                     quote, quote_expr, substitute)
+from adsrc.frontend.unbound_reads import flags_in, only_when_bound
 
 ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
 #: a running reduction's start and how its running value ``S`` takes the next element ``E``
@@ -185,11 +186,13 @@ class LowerArrays:
         self.stores = {}            # name -> how many times the kernel binds it
         self.written_in_place = {}  # array -> a statement writing its elements
         self.lowering = None        # the element-wise statement or reduction being lowered
+        self.flags = set()          # the flags of names that may be read unbound
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
     def run(self, tree):
+        self.flags = flags_in(tree)
         self.user_names = getattr(tree, "adsrc_user_names", {})
         self.tuple_values = {stmt.targets[0].id for stmt in walk_statements(tree.body)
                              if getattr(stmt, "adsrc_tuple_value", False)}
@@ -378,8 +381,21 @@ class LowerArrays:
         extents = self._extents_before(shape)
         if extents is None:
             self._refuse_changing_shape(stmt, shape)
-        self.hoisted += self._located([substitute(part, extents) for part in allocation], stmt)
+        self.hoisted += self._located([self._bound_extents(substitute(part, extents))
+                                       for part in allocation], stmt)
         return self._filled(fill)
+
+    def _bound_extents(self, allocation):
+        """An allocation moved ahead of its statement, its extents read only where the names
+        they read are bound (:func:`adsrc.frontend.unbound_reads.only_when_bound`)."""
+        call = allocation.value
+        if _callee(call) in ("np.empty", "np.zeros") and call.args:
+            shape = call.args[0]
+            if isinstance(shape, gast.Tuple):
+                shape.elts = [only_when_bound(extent, self.flags) for extent in shape.elts]
+            elif not isinstance(shape, gast.Attribute):
+                call.args[0] = only_when_bound(shape, self.flags)
+        return allocation
 
     def _written_in_place(self, tree):
         """{array: a statement writing its elements}, through a subscript (``x[i] = ...``,
