@@ -1440,3 +1440,21 @@ def allocated_ahead_from_a_name_a_loop_binds(x, n):
         w[0] = x[1]
         s += np.sum(w * w)
     return s
+
+
+def allocated_ahead_from_the_branch(x, c):
+    """A local array first bound in a branch, its extent computed there: allocated ahead of
+    the branch, where that extent may be negative (then the branch is not taken)."""
+    s = x[0] * x[0]
+    if c > 0:
+        m = len(x) + c
+        w = np.zeros(m)
+        w[0] = x[1]
+        s += np.sum(w * w)
+    return s
+
+
+def bound_to_an_empty_slice(x, i):
+    """A local bound to a slice that is empty at run time (its count below zero)."""
+    t = x[i:1] * 2.0
+    return np.sum(t * x[i:1]) + x[0] * x[1]

@@ -1329,3 +1329,23 @@ def test_the_name_underscore_is_checked_too():
         f.adjoint(np.ones(3), 0, out_bar=1.0)
     x_bar, = f.adjoint(np.array([1.0, 2.0, 3.0]), 2, out_bar=1.0)
     np.testing.assert_allclose(x_bar, [4.0, 8.0, 12.0], rtol=1e-15)     # d(2 x.x) = 4 x
+
+
+def negative_extent_in_a_branch(x, c):
+    s = x[0]
+    if c > 0:
+        m = len(x) - c
+        w = np.zeros(m)  # <-
+        s += np.sum(w)
+    return s
+
+
+def test_a_negative_extent_where_the_statement_runs():
+    """The array is allocated ahead of the branch (with no element for a negative extent,
+    where Python may not take the branch); where the statement runs, NumPy's refusal."""
+    f = adsrc.differentiate(negative_extent_in_a_branch, wrt="x")
+    place = f"test_errors.py:{_marked_line(negative_extent_in_a_branch)}: "
+    with pytest.raises(AssertionError, match=re.escape(place + "negative dimensions")):
+        f.adjoint(np.ones(3), 10, out_bar=1.0)
+    x_bar, = f.adjoint(np.ones(3), 1, out_bar=1.0)
+    np.testing.assert_array_equal(x_bar, [1.0, 0.0, 0.0])

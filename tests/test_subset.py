@@ -418,6 +418,13 @@ CASES = [
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 0), ("x",)),
+    Case("allocated_ahead_from_the_branch", K.allocated_ahead_from_the_branch,
+         lambda r, d: (_u(r, 3), 2), ("x",)),
+    Case("allocated_ahead_from_the_branch_not_taken", K.allocated_ahead_from_the_branch,
+         lambda r, d: (_u(r, 3), -10), ("x",)),
+    Case("bound_to_an_empty_slice", K.bound_to_an_empty_slice, lambda r, d: (_u(r, 4), 3),
+         ("x",)),
+    Case("bound_to_a_slice", K.bound_to_an_empty_slice, lambda r, d: (_u(r, 4), 0), ("x",)),
     Case("zeroth_powers_at_a_zero_base", K.zeroth_powers,
          lambda r, d: (np.array([0.0, 0.5, 1.5]), 0.0, np.zeros(3)), ("x",), ("y",)),
 ]

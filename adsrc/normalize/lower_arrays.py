@@ -146,6 +146,27 @@ def _is_extent(count):
         and count.value.attr == "shape"
 
 
+def _never_negative(extent):
+    """Whether an allocation's extent is spelled never negative: a constant of at least 0,
+    an array's extent, ``len(a)``, ``max(e, 0)``."""
+    if isinstance(extent, gast.Constant):
+        return extent.value >= 0
+    if _callee(extent) == "max":
+        return any(isinstance(arg, gast.Constant) and arg.value == 0 for arg in extent.args)
+    return _is_extent(extent) or _callee(extent) == "len"
+
+
+def _map_extents(shape, change):
+    """A shape argument (``(n, m)``, ``n``) with ``change`` applied to its extents; ``b.shape``
+    as it is."""
+    if isinstance(shape, gast.Tuple):
+        return gast.copy_location(gast.Tuple(elts=[change(extent) for extent in shape.elts],
+                                             ctx=gast.Load()), shape)
+    if isinstance(shape, gast.Attribute):
+        return shape
+    return change(shape)
+
+
 def _slice_bound(value, extent, default, below, above):
     """A slice bound ``value`` as an index of an axis of ``extent`` elements, as Python takes
     it: ``default`` when absent; a negative one counts from the end, then passes through
@@ -381,21 +402,33 @@ class LowerArrays:
         extents = self._extents_before(shape)
         if extents is None:
             self._refuse_changing_shape(stmt, shape)
-        self.hoisted += self._located([self._bound_extents(substitute(part, extents))
+        self.hoisted += self._located([self._ahead(substitute(part, extents))
                                        for part in allocation], stmt)
-        return self._filled(fill)
+        return self._not_negative(stmt, shape) + self._filled(fill)
 
-    def _bound_extents(self, allocation):
-        """An allocation moved ahead of its statement, its extents read only where the names
-        they read are bound (:func:`adsrc.frontend.unbound_reads.only_when_bound`)."""
+    def _ahead(self, allocation):
+        """An allocation moved ahead of its statement, which some paths do not reach: its
+        extents are read only where the names they read are bound
+        (:func:`adsrc.frontend.unbound_reads.only_when_bound`), and a negative one gives no
+        element (NumPy would refuse it, where Python may never reach the statement;
+        :meth:`_not_negative` checks it where it does)."""
         call = allocation.value
         if _callee(call) in ("np.empty", "np.zeros") and call.args:
-            shape = call.args[0]
-            if isinstance(shape, gast.Tuple):
-                shape.elts = [only_when_bound(extent, self.flags) for extent in shape.elts]
-            elif not isinstance(shape, gast.Attribute):
-                call.args[0] = only_when_bound(shape, self.flags)
+            call.args[0] = _map_extents(call.args[0], lambda extent: extent
+                                        if _never_negative(extent) else quote_expr(
+                                            "max(E, 0)", E=only_when_bound(extent, self.flags)))
         return allocation
+
+    def _not_negative(self, stmt, shape):
+        """At the statement of the kernel's own np.zeros/np.empty made ahead of it, NumPy's
+        refusal of a negative extent, as an assert (the allocation ahead gave no element)."""
+        if _callee(stmt.value) not in ("np.zeros", "np.empty") \
+                or isinstance(shape, gast.Attribute):
+            return []
+        extents = shape.elts if isinstance(shape, gast.Tuple) else [shape]
+        message = const(f"{self.source.place(stmt)}: negative dimensions are not allowed")
+        return self._located([gast.Assert(test=quote_expr("E >= 0", E=extent), msg=message)
+                              for extent in extents if not _never_negative(extent)], stmt)
 
     def _written_in_place(self, tree):
         """{array: a statement writing its elements}, through a subscript (``x[i] = ...``,
@@ -527,6 +560,9 @@ class LowerArrays:
         if shape is None:
             self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
                              f"assign '{target.id}[:] = ...'")
+        # a slice's count at or below zero is an empty axis ('t = x[i:1]' with i past 1)
+        shape = _map_extents(shape, lambda extent: extent if _never_negative(extent)
+                             else quote_expr("max(E, 0)", E=extent))
         return (quote("T = np.empty(S)", T=target.id, S=shape),
                 self._whole(quote("T[:] = V", T=target.id, V=value)[0], stmt), shape)
 
