@@ -1430,15 +1430,17 @@ def read_after_a_first_trip_decides(x, b, n, tol):
 
 
 def allocated_ahead_from_a_name_a_loop_binds(x, n):
-    """A local array first bound in a branch is allocated ahead of it, from an extent only a
-    loop binds: read there only when the loop ran (else that array is never used)."""
+    """Local arrays first bound in a branch are allocated ahead of it, from extents only a
+    loop binds (np.zeros(kk), a slice's count): read there only when the loop ran (else those
+    arrays are never used)."""
     s = x[0] * x[0]
     for i in range(n):
         kk = i + 1
     if n > 0:
         w = np.zeros(kk)
         w[0] = x[1]
-        s += np.sum(w * w)
+        v = x[0:kk] * 2.0
+        s += np.sum(w * w) + np.sum(v * v)
     return s
 
 

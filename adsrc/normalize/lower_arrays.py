@@ -156,6 +156,11 @@ def _never_negative(extent):
     return _is_extent(extent) or _callee(extent) == "len"
 
 
+def _at_least_zero(extent):
+    """``max(extent, 0)``, unless it is spelled never negative."""
+    return extent if _never_negative(extent) else quote_expr("max(E, 0)", E=extent)
+
+
 def _map_extents(shape, change):
     """A shape argument (``(n, m)``, ``n``) with ``change`` applied to its extents; ``b.shape``
     as it is."""
@@ -414,9 +419,8 @@ class LowerArrays:
         :meth:`_not_negative` checks it where it does)."""
         call = allocation.value
         if _callee(call) in ("np.empty", "np.zeros") and call.args:
-            call.args[0] = _map_extents(call.args[0], lambda extent: extent
-                                        if _never_negative(extent) else quote_expr(
-                                            "max(E, 0)", E=only_when_bound(extent, self.flags)))
+            call.args[0] = _map_extents(call.args[0], lambda extent: only_when_bound(
+                _at_least_zero(extent), self.flags))
         return allocation
 
     def _not_negative(self, stmt, shape):
@@ -561,8 +565,7 @@ class LowerArrays:
             self._fail(stmt, f"allocate '{target.id}' with np.zeros/np.empty first, then "
                              f"assign '{target.id}[:] = ...'")
         # a slice's count at or below zero is an empty axis ('t = x[i:1]' with i past 1)
-        shape = _map_extents(shape, lambda extent: extent if _never_negative(extent)
-                             else quote_expr("max(E, 0)", E=extent))
+        shape = _map_extents(shape, _at_least_zero)
         return (quote("T = np.empty(S)", T=target.id, S=shape),
                 self._whole(quote("T[:] = V", T=target.id, V=value)[0], stmt), shape)
 
