@@ -55,7 +55,7 @@ def kernel(x, y, c):
 
 # one differentiation and adjoint call, counting the fence's runs and the Cython builds
 _PROCESS = textwrap.dedent("""
-    import json, sys
+    import importlib, json, sys
     import numpy as np
     import adsrc
     from adsrc.compiling import cython_build, source_key
@@ -82,6 +82,8 @@ _PROCESS = textwrap.dedent("""
     source_key._generator_tag = lambda: "adsrc under test"
     build, cython_build._build = cython_build._build, counted_build
     sys.path.insert(0, sys.argv[1])
+    for name in sys.argv[3:]:          # modules the user's program imported before
+        importlib.import_module(name)
     from cache_kernel import kernel
     c = json.loads(sys.argv[2])
     x, y = np.array([1.0, 2.0, 3.0]), np.zeros(3)
@@ -92,7 +94,7 @@ _PROCESS = textwrap.dedent("""
     module = modules[0] if modules else None
     scipy = any(name.split(".")[0] == "scipy" for name in sys.modules)
     print(json.dumps({"x_bar": x_bar.tolist(), "y": y.tolist(), "module": module, "scipy": scipy,
-                      **counts}))
+                      "sparse_linalg": "scipy.sparse.linalg" in sys.modules, **counts}))
 """)
 
 
@@ -104,20 +106,21 @@ def _write(directory, scale=2.0, callee_body=None, kernel_text=KERNEL):
     (directory / "cache_kernel.py").write_text(kernel_text.format(callee="cache_callee"))
 
 
-def _process(directory, c, cflags=None):
-    """One new process (with ``$ADSRC_CFLAGS`` set to ``cflags``, else the session's flags),
-    finished."""
+def _process(directory, c, cflags=None, imported=()):
+    """One new process (with ``$ADSRC_CFLAGS`` set to ``cflags``, else the session's flags,
+    and the modules ``imported`` imported before the kernel), finished."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")      # an edited file is read again
     env[ENVIRONMENT_VARIABLE] = cache_dir()
     if cflags is not None:
         env[FLAGS_VARIABLE] = cflags
-    return subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c)],
+    return subprocess.run([sys.executable, "-c", _PROCESS, str(directory), json.dumps(c),
+                           *imported],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def _run(directory, c, cflags=None):
+def _run(directory, c, cflags=None, imported=()):
     """One new process: its derivatives, its module file and its fence and build counts."""
-    result = _process(directory, c, cflags)
+    result = _process(directory, c, cflags, imported)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -150,6 +153,18 @@ def test_a_new_process_loads_by_the_source_key_without_the_pipeline(tmp_path):
     # a kernel that calls no SciPy function never imports SciPy (which takes about as long to
     # import as adsrc): not when it is built, not when it is found by its key
     assert not first["scipy"] and not again["scipy"]
+
+
+def test_a_program_using_scipy_sparse_loads_no_more_of_scipy_for_a_kernel_calling_a_helper(
+        tmp_path):
+    """The fence asks whether each called global is one of SciPy's sparse functions it
+    rewrites; with ``scipy.sparse`` imported by the user's program it must not import
+    ``scipy.sparse.linalg`` to answer (about 0.1 s, twice a cache hit's whole cost)."""
+    _write(tmp_path)
+    for _ in range(2):          # built, then found by its key
+        run = _run(tmp_path, 0.5, imported=["scipy.sparse"])
+        _check(run, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
+        assert not run["sparse_linalg"]
 
 
 CHECKPOINTED_KERNEL = """

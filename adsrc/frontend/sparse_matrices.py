@@ -52,30 +52,35 @@ _USES = ("A @ x, A.T @ x, spsolve(A, b), cg/gmres(A, b, rtol=...), splu(A), fact
          "and A.tocsr()/.tocsc()/.tocoo()")
 
 
-@functools.lru_cache(maxsize=None)
-def _spellings():
-    """{id(function): (kind, name)} of SciPy's functions the fence rewrites: a "constructor"
-    (name: the layout of its arrays), a "krylov" solve ("cg", "gmres"), a "factorisation"
-    ("splu", "factorized") and "spsolve"."""
-    import scipy.sparse.linalg
+_KINDS_IN_LINALG = (("krylov", ("cg", "gmres")), ("factorisation", ("splu", "factorized")),
+                    ("spsolve", ("spsolve",)))
 
-    sparse = scipy.sparse
-    table = {id(getattr(sparse, f"{layout}_{kind}")): ("constructor", layout)
-             for layout in ("csr", "csc", "coo") for kind in ("matrix", "array")
-             if hasattr(sparse, f"{layout}_{kind}")}
-    for kind, names in (("krylov", ("cg", "gmres")), ("factorisation", ("splu", "factorized")),
-                        ("spsolve", ("spsolve",))):
-        table.update({id(getattr(sparse.linalg, name)): (kind, name) for name in names})
-    return table
+
+@functools.lru_cache(maxsize=None)
+def _spellings(module_name):
+    """{id(function): (kind, name)} of the SciPy functions in ``module_name`` that the fence
+    rewrites: in ``scipy.sparse`` a "constructor" (name: the layout of its arrays); in
+    ``scipy.sparse.linalg`` a "krylov" solve ("cg", "gmres"), a "factorisation" ("splu",
+    "factorized") and "spsolve"."""
+    module = sys.modules[module_name]
+    if module_name == "scipy.sparse":
+        return {id(getattr(module, f"{layout}_{kind}")): ("constructor", layout)
+                for layout in ("csr", "csc", "coo") for kind in ("matrix", "array")
+                if hasattr(module, f"{layout}_{kind}")}
+    return {id(getattr(module, name)): (kind, name)
+            for kind, names in _KINDS_IN_LINALG for name in names}
 
 
 def _spelled(value, kind):
     """The name of the SciPy function ``value`` is if it is one of ``kind`` (see
     :func:`_spellings`), else None.  SciPy is not imported for it: while no module has imported
-    ``scipy.sparse``, no value can be one of its functions."""
-    if "scipy.sparse" not in sys.modules:
+    the module holding ``kind``'s functions, no value can be one of them (importing
+    ``scipy.sparse.linalg`` would add about 0.1 s to a cache hit of a kernel calling a helper,
+    in a process that imported only ``scipy.sparse``)."""
+    module_name = "scipy.sparse" if kind == "constructor" else "scipy.sparse.linalg"
+    if module_name not in sys.modules:
         return None
-    found = _spellings().get(id(value))
+    found = _spellings(module_name).get(id(value))
     return found[1] if found is not None and found[0] == kind else None
 
 
