@@ -23,7 +23,6 @@ import warnings
 
 import numpy as np
 
-from adsrc.analyses.types import usual_types
 from adsrc.backends import located_errors
 from adsrc.compiling import cython_build
 from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
@@ -34,7 +33,8 @@ from adsrc.frontend.fence import check_plain_parameters
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_by_position, check_contiguous, check_distinct,
-                                     check_out_bar, check_writeable, signature_of)
+                                     check_out_bar, check_writeable, signature_of,
+                                     usual_signature)
 from adsrc.runtime.call_checks import CallChecks
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
@@ -257,7 +257,7 @@ class Differentiable:
         shown to SciPy; only other arguments are looked at for matrices, then typed or
         refused."""
         if len(args) == len(self.params):
-            signature = usual_types(args)
+            signature = usual_signature(self.fn.__name__, self.params, args)
             if signature is not None:
                 self._last_matrices = None
                 return signature, None

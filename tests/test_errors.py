@@ -944,6 +944,30 @@ def test_a_float_where_an_int_is_needed_says_where_it_came_from(kernel, sweeps, 
             np.ones(3), np.zeros(3), sweeps, y_bar=np.ones(3))
 
 
+@pytest.mark.parametrize("sweeps", [2**62 + 1, 2**63, np.uint64(2**64 - 1), -2**63],
+                         ids=["2**62+1", "2**63", "uint64", "-2**63"])
+def test_an_int_beyond_62_bits_is_refused_naming_the_argument(backend, sweeps):
+    """The compiled code holds an int argument in a C integer: Cython raised its own
+    OverflowError, naming no argument, for 2**63; -2**63 ran the reverse sweep's loop from
+    sweeps - 1, which wraps round (no end in sight); and the Python backend took what the
+    compiled one refuses.  Both refuse beyond ±2**62, in every kind of call, before anything
+    runs."""
+    f = adsrc.differentiate(repeated_sum, wrt="x", outputs="y")
+    x, y = np.ones(3), np.zeros(3)
+    calls = [lambda: f.adjoint(x, y, sweeps, y_bar=np.ones(3)),
+             lambda: f.tangent(x, y, sweeps, x_dot=np.ones(3)),
+             lambda: f.primal(x, y, sweeps)]
+    for call in calls:
+        with pytest.raises(adsrc.ArgumentError, match=re.escape(
+                f"repeated_sum: argument 'sweeps' is {int(sweeps)}, beyond the ints")):
+            call()
+        assert not y.any()
+    # the least int taken runs the loop no trip, forwards and backwards
+    (x_bar,) = f.adjoint(x, y, -2**62, y_bar=np.ones(3))
+    np.testing.assert_array_equal(x_bar, np.zeros(3))
+    assert not y.any()
+
+
 def test_a_bar_of_none():
     """x_bar=None is not x_bar left out (which, for an output, is refused too): it read as
     zeros, and every gradient came back zero."""

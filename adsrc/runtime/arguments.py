@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from adsrc.analyses.types import type_of_value, usual_types
+from adsrc.analyses.types import INT, type_of_value, usual_types
 from adsrc.errors import ArgumentError
 
 
@@ -28,11 +28,38 @@ def signature_of(kernel_name, params, args):
     if len(args) != len(params):
         raise ArgumentError(f"{kernel_name}() takes {len(params)} arguments "
                             f"({', '.join(params)}), {len(args)} given")
-    usual = usual_types(args)
-    if usual is not None:
-        return usual
-    return tuple(type_of_value(value, f"{kernel_name}: argument '{param}'")
-                 for param, value in zip(params, args))
+    types = usual_signature(kernel_name, params, args)
+    if types is None:
+        types = tuple(type_of_value(value, f"{kernel_name}: argument '{param}'")
+                      for param, value in zip(params, args))
+        _check_int_range(kernel_name, params, args, types)
+    return types
+
+
+def usual_signature(kernel_name, params, args):
+    """The signature of a call whose arguments are all the usual ones (NumPy arrays of a dtype
+    and ndim kernels take, floats, ints), found the cheap way every call starts; None when one
+    is not (:func:`signature_of` then types or refuses it)."""
+    types = usual_types(args)
+    if types is not None:
+        _check_int_range(kernel_name, params, args, types)
+    return types
+
+
+def _check_int_range(kernel_name, params, args, types):
+    """The compiled code holds an int argument in a C integer of 64 bits (Cython raised its own
+    OverflowError, naming no argument), and runs a loop over ``range(n)`` backwards from
+    ``n - 1``, which wraps round for n = -2**63 (2**63 - 1 trips).  Ints are taken within
+    ±2**62, where such bounds are exact.  The Python backend is held to the same range, so
+    that a kernel does not take an argument on one backend only."""
+    for param, value, kind in zip(params, args, types):
+        if kind is INT and not -_INT_LIMIT <= value <= _INT_LIMIT:
+            raise ArgumentError(f"{kernel_name}: argument '{param}' is {value}, beyond the "
+                                f"ints adsrc's code takes (±2**62: it computes in 64-bit "
+                                f"integers, with room for loop bounds)")
+
+
+_INT_LIMIT = 2**62
 
 
 def check_bar(kernel_name, param, primal, adjoint, suffix="_bar"):
