@@ -566,8 +566,12 @@ class Differentiable:
             else:
                 companions = entry.dot_params
                 allowed = [param + suffix for param in self.wrt]
+                # an output's direction ends as its tangent; a direction of another array
+                # the kernel writes is copied before the run (tangent()), and the others
+                # are only read: the compiled code takes them as const
                 written_companions = [param for param in companions
-                                      if param in entry.written_arrays]
+                                      if param in entry.written_arrays
+                                      and param in entry.key.outputs]
                 what, hint = "direction", ""
             checks = compiled.checks[suffix] = CallChecks(
                 self.fn.__name__, self.params, entry.key.signature, entry.written_arrays,

@@ -27,14 +27,15 @@ class _VectorCythonModule(CythonModule):
     """The Cython printer, for functions whose returned tangents are out-parameters: only the
     primal half of what the scalar function returned goes through ``_scalar_out``."""
 
-    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None):
+    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None,
+                  read_only=frozenset()):
         return super()._function(spec, function, renames, written, bounds, tape,
-                                 primal_half(scalar_returns))
+                                 primal_half(scalar_returns), read_only)
 
-    def _wrappers_for(self, spec, functions, written):
+    def _wrappers_for(self, spec, functions, written, read_only=frozenset()):
         return super()._wrappers_for(
             spec, [(function, tape, primal_half(scalar)) for function, tape, scalar in functions],
-            written)
+            written, read_only)
 
 
 def module_source(generator, entry, backend, header, mode, tape_module=None):

@@ -162,6 +162,47 @@ def test_the_direction_of_a_written_array_that_is_not_an_output_is_kept():
     np.testing.assert_allclose(two, [one, 2.0 * one], rtol=1e-13)
 
 
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_read_only_directions_are_taken_where_the_call_does_not_write_them(backend):
+    """A direction left as passed (of an array the kernel does not write, or of a written
+    array that is not an output) may be read-only: both backends refused it ('must be
+    writeable'), the compiled tangent taking every direction as a writeable memoryview.  The
+    direction of an output, which ends as its tangent, must be writeable."""
+    rng = np.random.default_rng(26)
+    x, b = rng.uniform(0.5, 1.0, 5), rng.uniform(0.5, 1.0, 5)
+    x_dot, b_dot = rng.standard_normal(5), rng.standard_normal(5)
+    frozen = {}
+    for name, value in (("x_dot", x_dot), ("b_dot", b_dot)):
+        frozen[name] = value.copy()
+        frozen[name].flags.writeable = False
+    f = adsrc.differentiate(relaxed_energy, wrt=("x", "b"), backend=backend)
+    (tangent,) = f.tangent(x.copy(), b, 3, **frozen)
+    (writeable,) = f.tangent(x.copy(), b, 3, x_dot=x_dot, b_dot=b_dot)
+    assert tangent == writeable
+    h = 1e-6
+    fd = (relaxed_energy(x + h * x_dot, b + h * b_dot, 3)
+          - relaxed_energy(x - h * x_dot, b - h * b_dot, 3)) / (2 * h)
+    assert tangent == pytest.approx(fd, rel=1e-7)
+    np.testing.assert_array_equal(frozen["x_dot"], x_dot)
+    # the adjoint's pairing: <grad, v> is the tangent (a second method)
+    x_bar, b_bar = f.adjoint(x.copy(), b, 3)
+    assert tangent == pytest.approx(x_bar @ x_dot + b_bar @ b_dot, rel=1e-12)
+
+    m = 3
+    indptr, indices, data = poisson2d_csr(m)
+    g = adsrc.differentiate(K.gauss_seidel, wrt=("x", "b"), outputs=("x",), backend=backend)
+    b_frozen = np.ones(m * m)
+    b_frozen.flags.writeable = False
+    (x_tangent,) = g.tangent(indptr, indices, data, np.zeros(m * m), np.ones(m * m), 2,
+                             b_dot=b_frozen)
+    assert np.any(x_tangent != 0.0)
+    x, x_frozen = np.zeros(m * m), np.ones(m * m)
+    x_frozen.flags.writeable = False
+    with pytest.raises(adsrc.ArgumentError, match="x_dot must be writeable"):
+        g.tangent(indptr, indices, data, x, np.ones(m * m), 2, x_dot=x_frozen)
+    np.testing.assert_array_equal(x, np.zeros(m * m))
+
+
 def test_inactive_values_get_no_tangent():
     m = 3
     indptr, indices, data = poisson2d_csr(m)

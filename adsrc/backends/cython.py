@@ -648,12 +648,17 @@ class CythonModule:
                     and node.func.id.endswith("__tan"):
                 renames[node.func.id] = self.cdef_name(node.func.id)
         written = spec.effects.written_anywhere(spec.tree.body)
+        # the direction of an array the kernel does not write is only read: a const
+        # memoryview takes a read-only array (the caller's direction, left as passed)
+        read_only = {param + "_dot" for param in spec.dot_params
+                     if spec.env[param].is_array and param not in written}
         pair = ["value", "tangent"] if spec.returns else None
         self.parts.append(self._function(spec, tangent, renames, written,
                                          _index_bounds(spec, (tangent,)), tape=False,
-                                         scalar_returns=pair))
+                                         scalar_returns=pair, read_only=read_only))
         if entry:
-            self.parts.append(self._wrappers_for(spec, [(tangent, False, pair)], written))
+            self.parts.append(self._wrappers_for(spec, [(tangent, False, pair)], written,
+                                                 read_only))
 
     def add_second_order(self, spec, forward, reverse, entry):
         """The tangents of a specialisation's forward and reverse sweeps (for Hessian-vector
@@ -677,10 +682,12 @@ class CythonModule:
             self.parts.append(self._wrappers_for(
                 spec, [(forward, True, value), (reverse, True, scalars)], written))
 
-    def _signature(self, spec, function, written, tape, scalar_returns, wrapper=False):
+    def _signature(self, spec, function, written, tape, scalar_returns, wrapper=False,
+                   read_only=frozenset()):
         """Types of the function's variables, and its C parameters (of its ``def`` wrapper:
         memoryviews for the tangent scalars, which the ``cdef`` function takes as pointers,
-        renamed ``<name>_given`` when it writes a copy)."""
+        renamed ``<name>_given`` when it writes a copy).  Arrays are const when they are
+        parameters of the kernel it does not write, or named in ``read_only``."""
         types = _types_for(spec, function)
         directions, assigned = _directions(function), _assigned_names(function)
         params = []
@@ -691,7 +698,8 @@ class CythonModule:
             if arg.id in directions and not wrapper:
                 params.append(f"double* {arg.id}{'_given' if arg.id in assigned else ''}")
                 continue
-            const = kind.is_array and arg.id in spec.params and arg.id not in written
+            const = kind.is_array and (arg.id in spec.params and arg.id not in written
+                                       or arg.id in read_only)
             params.append(f"{_c_type(kind, const)} {arg.id}")
         if scalar_returns:
             params.append("double* _scalar_out")
@@ -699,8 +707,10 @@ class CythonModule:
             params.append(f"Tape {TAPE}")
         return types, params
 
-    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None):
-        types, params = self._signature(spec, function, written, tape, scalar_returns)
+    def _function(self, spec, function, renames, written, bounds, tape, scalar_returns=None,
+                  read_only=frozenset()):
+        types, params = self._signature(spec, function, written, tape, scalar_returns,
+                                        read_only=read_only)
         returns_value = spec.returns and function.name.endswith(("__fwd", "__primal"))
         ctype = "double" if returns_value and spec.env[spec.RETURN].is_float else \
             "Py_ssize_t" if returns_value else "int"
@@ -736,12 +746,13 @@ class CythonModule:
         return self._wrappers_for(spec, [(primal, False, None), (forward, True, None),
                                          (reverse, True, spec.scalar_bar_params)], written)
 
-    def _wrappers_for(self, spec, functions, written):
+    def _wrappers_for(self, spec, functions, written, read_only=frozenset()):
         """Python-callable ``def`` wrappers of cdef functions: (function, takes a tape,
         names of the scalars it returns through ``_scalar_out`` or None)."""
         out = []
         for function, tape, scalar in functions:
-            _, params = self._signature(spec, function, written, tape, None, wrapper=True)
+            _, params = self._signature(spec, function, written, tape, None, wrapper=True,
+                                        read_only=read_only)
             args = [f"&{arg.id}[0]" if arg.id in _directions(function) else arg.id
                     for arg in function.args.args if arg.id != TAPE]
             call_args = args + (["_scalar_out"] if scalar else []) + ([TAPE] if tape else [])

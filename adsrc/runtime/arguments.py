@@ -62,16 +62,17 @@ def _check_int_range(kernel_name, params, args, types):
 _INT_LIMIT = 2**62
 
 
-def check_bar(kernel_name, param, primal, adjoint, suffix="_bar"):
+def check_bar(kernel_name, param, primal, adjoint, suffix="_bar", written=True):
     """An adjoint (``_bar``) or tangent (``_dot``) array must be a float64 array of its
-    primal's shape."""
+    primal's shape, and writeable if the call ``written`` writes it."""
     if not isinstance(adjoint, np.ndarray) or adjoint.dtype != np.float64:
         raise ArgumentError(f"{kernel_name}: {param}{suffix} must be a float64 NumPy array")
     if adjoint.shape != primal.shape:
         raise ArgumentError(f"{kernel_name}: {param}{suffix} has shape {adjoint.shape}, but "
                             f"{param} has shape {primal.shape}")
-    if not adjoint.flags.writeable:
-        raise ArgumentError(f"{kernel_name}: {param}{suffix} must be writeable")
+    if written and not adjoint.flags.writeable:
+        raise ArgumentError(f"{kernel_name}: {param}{suffix} must be writeable (the call "
+                            f"writes it)")
 
 
 def check_float(kernel_name, label, value, meaning):

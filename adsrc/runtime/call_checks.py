@@ -25,7 +25,7 @@ class CallChecks:
     ``signature`` is the specialisation's argument types; ``written`` the parameters it writes;
     ``companions`` the parameters that take a companion, in the order the compiled code takes
     them; ``allowed`` the companion keys a call may pass; ``written_companions`` the parameters
-    whose companions the compiled code writes; ``what`` names a companion in errors (``hint``
+    whose companions the call writes in place (so they must be writeable); ``what`` names a companion in errors (``hint``
     is added to the error for an unknown key); ``contiguous``: the compiled backend's typed
     memoryviews take C-contiguous arrays only.  ``buffers_ok``: the compiled check of a call's
     arrays (for the compiled backend).
@@ -94,7 +94,7 @@ class CallChecks:
                     return None     # the pass in Python raises the error it meets first
                 continue
             arrays.append(companion)
-            writable.append(True)
+            writable.append(key in self._written_names)
             written.append(key in self._written_names)
             shaped_like.append(self._array_index[position])
             companions.append(companion)
@@ -134,7 +134,8 @@ class CallChecks:
             elif companion is None:
                 companions.append(np.zeros_like(args[position]))
             else:
-                check_bar(name, param, args[position], companion, suffix=self.suffix)
+                check_bar(name, param, args[position], companion, suffix=self.suffix,
+                          written=key in self._written_names)
                 flags = companion.flags
                 if self.contiguous and not flags.c_contiguous:
                     check_contiguous(name, [key], [companion])
