@@ -139,3 +139,19 @@ def two_copies_one_read_in_place(x, y, c):
     for i in range(x.shape[0]):
         x[i] = x[i] * c + t
         y[i] = 2.0 * x[i]
+
+
+def sum_of_squares(x):
+    s = 0.0
+    for j in range(len(x)):
+        s += x[j] * x[j]
+    return s
+
+
+def scaled_by_a_callee_reading_x(x, d):
+    """Each x[i] is overwritten by a value a called kernel computes from the whole of x, then
+    partly overwritten: the reverse of each iteration calls that kernel's reverse sweep,
+    which reads x as it was then, so x's old elements are restored one by one (the copy was
+    read in place, the callee reading x as it is at the end: wrong gradients)."""
+    for i in range(len(x)):
+        x[i] = d[i] * sum_of_squares(x)

@@ -75,6 +75,10 @@ CASES = {
     # one loop, two copies: x's written back, then y's (pushed last) taken in place
     "two_copies_in_place": (K.two_copies_one_read_in_place, lambda: (_x(), _x(1), 0.7),
                             ("x", "y", "c"), ("x", "y"), 2, 2 * N),
+    # x copied, and restored element by element: a called kernel's reverse reads x; the
+    # value the call returns is pushed per iteration, and the last one kept
+    "callee_reads_x": (K.scaled_by_a_callee_reading_x, lambda: (_x(), 0.1 * _x(1)),
+                       ("x", "d"), ("x",), 1, 2 * N + 1),
 }
 
 
@@ -136,7 +140,8 @@ def test_the_choice_is_in_the_generated_code(case, choice, copy):
     ("callee_copy", set(), {"x", "dst"}),   # a called kernel restores its caller's array
     ("overwrite_part", {"x"}, set()),   # the entry's own parameter: in place when copied
     ("scratch_read_back", set(), {"t"}),    # t[i] = t[i] * t[i] * c + x[i] needs old t[i]
-    ("two_copies_in_place", {"y"}, {"x"})])
+    ("two_copies_in_place", {"y"}, {"x"}),
+    ("callee_reads_x", set(), {"x"})])     # sum_of_squares__rev(x, ...) reads x's elements
 def test_the_reverse_sweep_reads_a_copy_in_place(case, rebound, restored):
     """After the reverse loop of an array's copy, the array's name refers to the copy
     (``t = _tape.block(_saved0)``) where the reverse loop reads none of its elements and the

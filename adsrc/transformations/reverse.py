@@ -454,9 +454,7 @@ class ReverseMode:
         Jacobi's ``xold[:] = x`` then costs the reverse sweep no copy back."""
         if array in self.spec.params and self.spec.key.restore:
             return False
-        return not any(isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name)
-                       and node.value.id == array and isinstance(node.ctx, gast.Load)
-                       for stmt in body for node in gast.walk(stmt))
+        return not any(_reads_elements(stmt, array) for stmt in body)
 
     def _loop_body(self, loop):
         """The reverse of one iteration: the recomputation slice, then the adjoint statements."""
@@ -466,6 +464,24 @@ class ReverseMode:
             body = [comment("recompute " + ", ".join(sorted(names)))] \
                 + _slice(loop.body, names) + body
         return body
+
+
+def _reads_elements(stmt, array):
+    """Whether ``stmt`` may read elements of ``array``: any use of its name but as the array
+    written by an element store (``array[i] = ...``), its length (``len(array)``) or its shape
+    (``array.shape``).  A call taking the array (a called kernel's reverse sweep, ``xsum__rev(x,
+    ...)``) reads its elements as much as ``array[j]`` does."""
+    harmless = set()
+    for node in gast.walk(stmt):
+        if isinstance(node, gast.Subscript) and isinstance(node.ctx, gast.Store):
+            harmless.add(id(node.value))
+        elif isinstance(node, gast.Attribute) and node.attr == "shape":
+            harmless.add(id(node.value))
+        elif isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
+                and node.func.id == "len":
+            harmless.update(id(arg) for arg in node.args)
+    return any(isinstance(node, gast.Name) and node.id == array and id(node) not in harmless
+               for node in gast.walk(stmt))
 
 
 def _without_restores(stmts, saved):
