@@ -289,7 +289,9 @@ class Differentiable:
 
     def _written_params(self):
         """The parameters the kernel writes, directly or through the kernels it calls."""
-        return {self.params[position] for position in self._program.written_params(self.fn)}
+        with self._lock:        # threads share self._program (see _compile)
+            written = self._program.written_params(self.fn)
+        return {self.params[position] for position in written}
 
     def _outputs_of_call(self, args):
         """The outputs of a call with ``args``, in order."""
@@ -317,8 +319,18 @@ class Differentiable:
     # generation ---------------------------------------------------------------------------------
 
     def _outputs_for(self, signature):
-        info = self._program.info(self.fn)
-        return_type = self._program.return_type(self.fn, signature)
+        """The outputs of a call of types ``signature``: ``outputs``, else the return value,
+        else the float arrays the kernel writes."""
+        with self._lock:
+            # threads share self._program, whose inference of a return type takes a call of
+            # the key it is inferring for a recursive one: a second thread asking meanwhile
+            # (a tangent call while another thread's first adjoint call generates code) was
+            # told 'a float', and the first thread could swap in a fresh Program midway
+            return self._outputs_with(self._program, signature)
+
+    def _outputs_with(self, program, signature):
+        info = program.info(self.fn)
+        return_type = program.return_type(self.fn, signature)
         returns = return_type is not None
         if returns and not return_type.is_float and (
                 self.outputs is None or RETURN_OUTPUT in self.outputs):
@@ -337,7 +349,7 @@ class Differentiable:
             return self.outputs
         if returns:
             return (RETURN_OUTPUT,)
-        written = self._program.written_params(self.fn)
+        written = program.written_params(self.fn)
         mutated = tuple(info.source.params[i] for i in sorted(written)
                         if signature[i].is_array and signature[i].is_float)
         if not mutated:
