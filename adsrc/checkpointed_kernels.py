@@ -232,44 +232,52 @@ class KernelWithCheckpointedLoop(Differentiable):
         return max(int(value), 0)       # range(n) of a negative n runs no step
 
     def _parts(self, args, mode=ADJOINT):
-        """``(loop, tail, bar names)`` for the types of ``args`` (:meth:`_inner_args`): the step
-        kernel as a :class:`Checkpointed`, the kernel after the loop (None if nothing follows
-        it), and the parameters both take bars for.  The step's module of ``mode`` is loaded,
-        or its types checked before it is built, on the first call for those types."""
+        """``(signature, loop, tail, bar names)`` for the types of ``args``
+        (:meth:`_inner_args`): their signature (the call's own: ``_last_signature`` may be
+        another thread's), the step kernel as a :class:`Checkpointed`, the kernel after the
+        loop (None if nothing follows it), and the parameters both take bars for.  The step's
+        module of ``mode`` is loaded, or its types checked before it is built, on the first
+        call for those types."""
         signature = signature_of(self.fn.__name__, self._inner_params, args)
         self._last_signature = signature
-        if signature not in self._by_signature:
-            state = self._arrays(self._loop_writes, signature, True)
-            if not state:
-                raise self._source.error(self._split.marker, "the checkpointed loop writes no "
-                                                             "float array (passed to the kernel "
-                                                             "or allocated before the loop): it "
-                                                             "has no state to differentiate")
-            outputs = self._outputs_for(signature)
-            # the adjoints of the allocated arrays pass between the two kernels and the loop's
-            # steps (and to the array a copy is made of), so both take bars for them all
-            bar_names = self._arrays(set(self.wrt) | set(outputs) | set(state)
-                                     | set(self._split.arrays), signature, True)
-            wrt = tuple(dict.fromkeys(self.wrt + tuple(bar_names)))
-            step = Differentiable(self._step_fn, wrt, state, self.backend)
-            # the step's module from the cache, or its analysis, before it is generated and
-            # built: a refused form costs no build
-            step._compile(signature_of(step.fn.__name__, step.params, self._step_args(args)),
-                          mode=mode, check=lambda entry: outline.check_types(
-                              self._source, self._split, entry.array_names,
-                              self._arrays(self._loop_writes, signature)))
-            loop = Checkpointed(step, *self._options, counter=self._split.counter)
-            tail = (None if self._tail_fn is None
-                    else Differentiable(self._tail_fn, wrt, outputs, self.backend))
-            self._by_signature[signature] = loop, tail, bar_names
-        return self._by_signature[signature]
+        with self._lock:
+            if signature not in self._by_signature:
+                self._by_signature[signature] = self._made_parts(args, signature, mode)
+        return (signature, *self._by_signature[signature])
+
+    def _made_parts(self, args, signature, mode):
+        """The parts :meth:`_parts` returns but the signature, made on the first call for
+        ``signature``."""
+        state = self._arrays(self._loop_writes, signature, True)
+        if not state:
+            raise self._source.error(self._split.marker, "the checkpointed loop writes no "
+                                                         "float array (passed to the kernel "
+                                                         "or allocated before the loop): it "
+                                                         "has no state to differentiate")
+        outputs = self._outputs_for(signature)
+        # the adjoints of the allocated arrays pass between the two kernels and the loop's
+        # steps (and to the array a copy is made of), so both take bars for them all
+        bar_names = self._arrays(set(self.wrt) | set(outputs) | set(state)
+                                 | set(self._split.arrays), signature, True)
+        wrt = tuple(dict.fromkeys(self.wrt + tuple(bar_names)))
+        step = Differentiable(self._step_fn, wrt, state, self.backend)
+        # the step's module from the cache, or its analysis, before it is generated and
+        # built: a refused form costs no build
+        step._compile(signature_of(step.fn.__name__, step.params, self._step_args(args)),
+                      mode=mode, check=lambda entry: outline.check_types(
+                          self._source, self._split, entry.array_names,
+                          self._arrays(self._loop_writes, signature)))
+        loop = Checkpointed(step, *self._options, counter=self._split.counter)
+        tail = (None if self._tail_fn is None
+                else Differentiable(self._tail_fn, wrt, outputs, self.backend))
+        return loop, tail, bar_names
 
     # running ------------------------------------------------------------------------------------
 
     def primal(self, *args):
         """The kernel run by the compiled step and the compiled kernel after the loop."""
         inner = self._inner_args(args)
-        loop, tail, _ = self._parts(inner)
+        _, loop, tail, _ = self._parts(inner)
         steps, until, max_steps = self._trip(inner)
         loop(*self._step_args(inner), steps=steps, until=until, max_steps=max_steps)
         return None if tail is None else tail.primal(*inner)
@@ -301,16 +309,15 @@ class KernelWithCheckpointedLoop(Differentiable):
     def _run(self, args, bars):
         """``(value, results, CheckpointStats)`` of an adjoint call."""
         args = self._inner_args(args)
-        loop, tail, bar_names = self._parts(args)
-        outputs = self._outputs_for(self._last_signature)
+        signature, loop, tail, bar_names = self._parts(args)
+        outputs = self._outputs_for(signature)
         bars = self._bars(args, dict(bars), bar_names, outputs)
         step_bars = {key: value for key, value in bars.items() if key != "out_bar"}
         after = {}
         if tail is not None:        # every check before anything runs
-            tail._checked(tail._compile(self._last_signature), args, dict(bars))
+            tail._checked(tail._compile(signature), args, dict(bars))
             values = dict(zip(self._inner_params, args))
-            written = [values[param] for param in self._arrays(self._tail_writes,
-                                                               self._last_signature)]
+            written = [values[param] for param in self._arrays(self._tail_writes, signature)]
 
         # the bars that seed the adjoints of the final values of arrays the kernel writes and
         # that are not outputs start at zero, as in Differentiable._run (once every check passed)
@@ -357,8 +364,8 @@ class KernelWithCheckpointedLoop(Differentiable):
         the loop seeds the adjoints of the state and their tangents, which the loop's reverse
         sweep takes back to the arguments."""
         args = self._inner_args(args)
-        loop, tail, bar_names = self._parts(args, HVP)     # refuses a kernel that returns nothing
-        signature = self._last_signature
+        # the HVP mode's parts refuse a kernel that returns nothing
+        signature, loop, tail, bar_names = self._parts(args, HVP)
         values = dict(zip(self._inner_params, args))
         dots = {param: (v if param == wrt else np.zeros_like(value)
                         if isinstance(value, np.ndarray) else 0.0)
@@ -436,9 +443,8 @@ class KernelWithCheckpointedLoop(Differentiable):
             raise AdsrcError(f"{self.fn.__name__}.source(): the generated code depends on the "
                              "argument types; call .adjoint(...) first or pass args=(...)")
         inner = None if args is None else self._inner_args(args)
-        if inner is not None:
-            self._parts(inner)
-        loop, tail, _ = self._by_signature[self._last_signature]
+        signature = self._last_signature if inner is None else self._parts(inner)[0]
+        loop, tail, _ = self._by_signature[signature]
         step_args = None if inner is None else self._step_args(inner)
         parts = [loop.step.source(ADJOINT, step_args, backend)]
         if tail is not None:

@@ -85,3 +85,23 @@ def heavy_ball_budget(u, c, beta, nsteps):
     for it in adsrc.checkpointed(range(nsteps), max_tape_bytes=3000):
         heavy_ball_step(u, v, s, u0, old, beta, it)
     return heavy_ball_loss(u, v, s, u0, beta)
+
+
+def gauss_seidel_energy(indptr, indices, data, x, b, sweeps):
+    """Gauss-Seidel sweeps under a checkpointed loop, then an energy: a kernel with index
+    arrays, whose int32 and int64 calls are two specialisations (tests/test_threads.py)."""
+    n = len(b)
+    for it in adsrc.checkpointed(range(sweeps), snapshots=1):
+        for i in range(n):
+            diag = 1.0
+            acc = b[i]
+            for k in range(indptr[i], indptr[i + 1]):
+                if indices[k] == i:
+                    diag = data[k]
+                else:
+                    acc -= data[k] * x[indices[k]]
+            x[i] = acc / diag
+    s = 0.0
+    for i in range(n):
+        s += x[i] * x[i] * x[i]
+    return s

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import adsrc
+import checkpointed_hessian_kernels as H
 from adsrc import pipeline
 from corpus import kernels as K
 from corpus.problems import poisson2d_csr
@@ -77,3 +78,55 @@ def test_a_tangent_call_while_another_thread_generates_code(monkeypatch, tmp_pat
     K.gauss_seidel(indptr, indices, data + h * direction, plus, b, 2)
     K.gauss_seidel(indptr, indices, data - h * direction, minus, b, 2)
     np.testing.assert_allclose(want, (plus - minus) / (2 * h), rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_checkpointed_calls_of_two_signatures_at_once(monkeypatch, backend):
+    """A kernel with a checkpointed loop keeps its parts per signature, and the last call's
+    signature: H v with int32 indices read the int64 signature another thread's call had
+    just set, and ran the parts made for it (the compiled code refused the int32 arrays:
+    'Buffer dtype mismatch')."""
+    from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop
+
+    indptr, indices, data, x, b = _problem()
+    wide = (indptr.astype(np.int64), indices.astype(np.int64))
+    v = np.cos(np.arange(9.0))
+    hvp = adsrc.hvp(H.gauss_seidel_energy, wrt="x", backend=backend)
+
+    def h_v(index_arrays):
+        return hvp(*index_arrays, data, x.copy(), b, 2, x_dot=v)
+
+    want = {32: h_v((indptr, indices)), 64: h_v(wide)}
+    np.testing.assert_allclose(want[32], want[64], rtol=1e-14)
+    parted, other_done = threading.Event(), threading.Event()
+    held = threading.current_thread()
+    parts = KernelWithCheckpointedLoop._parts
+
+    def held_after_parts(self, *args, **kwargs):
+        found = parts(self, *args, **kwargs)
+        if threading.current_thread() is held and not parted.is_set():
+            parted.set()
+            other_done.wait(timeout=30)             # the other thread's call, meanwhile
+        return found
+
+    monkeypatch.setattr(KernelWithCheckpointedLoop, "_parts", held_after_parts)
+    got = []
+
+    def other():
+        parted.wait(timeout=30)
+        got.append(h_v(wide))
+        other_done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    mine = h_v((indptr, indices))
+    thread.join(timeout=60)
+    assert parted.is_set() and other_done.is_set()
+    np.testing.assert_array_equal(mine, want[32])
+    np.testing.assert_array_equal(got[0], want[64])
+    # H v against central finite differences of the gradient
+    grad = adsrc.grad(H.gauss_seidel_energy, wrt="x", backend=backend)
+    step = 1e-5
+    fd = (grad(indptr, indices, data, x + step * v, b, 2)
+          - grad(indptr, indices, data, x - step * v, b, 2)) / (2 * step)
+    np.testing.assert_allclose(mine, fd, rtol=1e-6, atol=1e-9)
