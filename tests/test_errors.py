@@ -1373,3 +1373,49 @@ def test_a_negative_extent_where_the_statement_runs():
         f.adjoint(np.ones(3), 10, out_bar=1.0)
     x_bar, = f.adjoint(np.ones(3), 1, out_bar=1.0)
     np.testing.assert_array_equal(x_bar, [1.0, 0.0, 0.0])
+
+
+_EDITED = '''
+def cubes(x, n):
+    s = 0.0
+    for i in range(n):
+        s += 5.0 * x[i] * x[i] * x[i]
+    return s
+
+
+def squares(x, n):
+    s = 0.0
+    for i in range(n):
+        s += x[i] * x[i]
+    return s
+'''
+
+
+@pytest.mark.parametrize("edit", ["lines_added_above", "body_changed"])
+def test_a_kernel_whose_file_changed_after_import_is_refused(tmp_path, monkeypatch, edit):
+    """adsrc reads a kernel's source from its file, at the lines the function had when its
+    module was imported: a file edited since (and not reloaded) gave the derivative of the
+    code now there: of 'cubes' for 'squares' when lines were added above it, of the new body
+    when it was changed, while Python runs the old one."""
+    import importlib
+    path = tmp_path / "edited_kernels.py"
+    path.write_text(_EDITED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("edited_kernels")
+    if edit == "lines_added_above":
+        path.write_text("# a note\n" * 7 + _EDITED)
+        words = "line 9 now defines 'cubes'"
+    else:
+        path.write_text(_EDITED.replace("s += x[i] * x[i]", "s += 3.0 * x[i] * x[i]"))
+        words = "the file has changed since its module was imported"
+    with pytest.raises(adsrc.AdsrcError, match=re.escape(words)):
+        adsrc.grad(module.squares, wrt="x")
+    # reloaded, the kernel is the file's again: its gradient against the closed form and
+    # finite differences
+    module = importlib.reload(module)
+    x = np.linspace(0.1, 1.0, 5)
+    scale = 1.0 if edit == "lines_added_above" else 3.0
+    np.testing.assert_allclose(adsrc.grad(module.squares, wrt="x")(x.copy(), 5),
+                               2.0 * scale * x, rtol=1e-14)
+    adsrc.check_grads(module.squares, (x.copy(), 5), wrt="x")
+    sys.modules.pop("edited_kernels", None)

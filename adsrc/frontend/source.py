@@ -5,9 +5,11 @@ what is needed to report errors against the user's file (file name, first line, 
 to resolve the global names the kernel refers to (``np``, ``math``, other kernels).
 """
 
+import __future__
 import ast
 import functools
 import inspect
+import operator
 import os
 import textwrap
 import types
@@ -48,6 +50,7 @@ class KernelSource:
         if len(defs) != 1:
             raise AdsrcError(f"{self.name}: expected one function definition in its source")
         self._definition = defs[0]
+        _check_is_the_running_code(fn, self._definition, dedented, self.filename, first_line)
         self.params = [arg.arg for arg in self._definition.args.args]
 
     @functools.cached_property
@@ -97,6 +100,40 @@ class KernelSource:
     def resolve(self, name):
         """The global object a free name of the kernel refers to, or None."""
         return resolve_global(self.globals, name)
+
+
+_FUTURE_FLAGS = functools.reduce(operator.or_, (getattr(__future__, name).compiler_flag
+                                                 for name in __future__.all_feature_names))
+
+
+def _check_is_the_running_code(fn, definition, text, filename, first_line):
+    """The source read from the kernel's file must be the function Python runs: a file edited
+    after its module was imported (and not reloaded) is read as it is now, at the lines the
+    function had then, so adsrc would differentiate the code there, maybe another function.
+    The name is checked, and for a function of a module's top level (whose code does not
+    depend on an enclosing scope) the code compiled from the text read."""
+    running = inspect.unwrap(fn).__code__
+    place = f"{os.path.basename(filename)}:{first_line}"
+    stale = (f"the source of {fn.__qualname__} read from {place} is not the code Python runs: "
+             f"the file has changed since its module was imported; reload the module "
+             f"(importlib.reload) or restart Python")
+    if definition.name != running.co_name:
+        raise AdsrcError(stale + f" (line {first_line} now defines '{definition.name}')")
+    if running.co_freevars or "." in fn.__qualname__:
+        return
+    compiled = compile(text, filename, "exec", flags=running.co_flags & _FUTURE_FLAGS,
+                       dont_inherit=True)
+    read = next((const for const in compiled.co_consts if isinstance(const, types.CodeType)
+                 and const.co_name == running.co_name), None)
+    if read is None or _fingerprint(read) != _fingerprint(running):
+        raise AdsrcError(stale)
+
+
+def _fingerprint(code):
+    """What two compilations of the same function's text share (not their line numbers)."""
+    consts = tuple(_fingerprint(const) if isinstance(const, types.CodeType) else
+                   (type(const), repr(const)) for const in code.co_consts)
+    return code.co_code, code.co_names, code.co_varnames, consts
 
 
 def docstring_statements(body):
