@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -220,11 +221,16 @@ def test_a_change_misses_the_source_key_and_builds_the_new_code(tmp_path, change
     assert again["fence"] == 0 and again["builds"] == 0
 
 
-def test_a_corrupt_module_file_is_rebuilt(tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_module_file_is_rebuilt(tmp_path, damage):
+    """A file that is no shared library fails to import; one cut short killed the process
+    that loaded it (SIGBUS), and every later one, until the cache was cleared by hand."""
     _write(tmp_path)
     first = _run(tmp_path, 0.5)
+    with open(first["module"], "rb") as handle:
+        whole = handle.read()
     with open(first["module"], "wb") as handle:
-        handle.write(b"not a shared library")
+        handle.write(b"not a shared library" if damage == "garbage" else whole[:len(whole) // 2])
     rebuilt = _run(tmp_path, 0.5)
     _check(rebuilt, 2.0 * X**2 + 0.5 * X, 4.0 * X + 0.5)
     assert rebuilt["builds"] == 1 and rebuilt["module"] == first["module"]
@@ -465,3 +471,21 @@ def test_a_signature_pickled_in_one_process_is_found_in_another():
                               env={**os.environ, "PYTHONHASHSEED": seed},
                               capture_output=True, text=True, check=True)
         assert done.stdout.strip() == "found"
+
+
+def test_a_cache_directory_that_is_a_file_is_named_in_the_error(tmp_path, monkeypatch):
+    """$ADSRC_CACHE_DIR naming a file: a FileExistsError from os.makedirs, which did not say
+    the setting was the trouble."""
+    _write(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from cache_kernel import kernel
+    monkeypatch.setitem(sys.modules, "cache_kernel", sys.modules["cache_kernel"])  # undone after
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, str(not_a_directory))
+    y = np.zeros(3)
+    with pytest.raises(adsrc.AdsrcError, match=re.escape(
+            f"adsrc cannot use {not_a_directory} ($ADSRC_CACHE_DIR) as its cache")):
+        adsrc.differentiate(kernel, wrt="x", outputs="y", backend="cython").adjoint(
+            X.copy(), y, 0.5, y_bar=np.ones(3))
+    np.testing.assert_array_equal(y, np.zeros(3))

@@ -17,11 +17,14 @@ import functools
 import hashlib
 import os
 import platform
+import struct
 import sys
 import sysconfig
 
 import Cython
 import platformdirs
+
+from adsrc.errors import AdsrcError
 
 try:
     import fcntl
@@ -33,8 +36,17 @@ LOCKS = "locks"             # the cache's subdirectory of lock files, one per mo
 
 
 def cache_dir():
-    path = os.environ.get(ENVIRONMENT_VARIABLE) or platformdirs.user_cache_dir("adsrc")
-    os.makedirs(path, exist_ok=True)
+    """The cache directory, made if missing; AdsrcError naming where it came from if it
+    cannot be (a file of that name, no permission)."""
+    given = os.environ.get(ENVIRONMENT_VARIABLE)
+    path = given or platformdirs.user_cache_dir("adsrc")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        where = f"${ENVIRONMENT_VARIABLE}" if given else "the user cache directory"
+        raise AdsrcError(f"adsrc cannot use {path} ({where}) as its cache of compiled "
+                         f"modules: {exc.strerror or exc}; set ${ENVIRONMENT_VARIABLE} to a "
+                         f"directory it can write") from None
     return path
 
 
@@ -68,6 +80,28 @@ def extension_suffix():
 def publish(temporary, final):
     """Move a finished file into place atomically (the last writer wins, both are complete)."""
     os.replace(temporary, final)
+
+
+def truncated(path):
+    """Whether the shared library at ``path`` is an ELF file cut short (a copy or a disk that
+    failed midway).  Loading one kills the process (SIGBUS: the loader maps pages past the end
+    of the file) where other damage raises ImportError.  The section header table comes last
+    in the files the linker writes, so a file cut anywhere ends before that table's end.
+    Other formats (Mach-O, PE) are left to the import."""
+    with open(path, "rb") as handle:
+        header = handle.read(64)
+    if header[:4] != b"\x7fELF":
+        return False
+    if len(header) < 64 or header[4] not in (1, 2) or header[5] not in (1, 2):
+        return True
+    order = "<" if header[5] == 1 else ">"
+    if header[4] == 2:          # 64-bit
+        (table,), (size, count) = (struct.unpack_from(order + "Q", header, 0x28),
+                                   struct.unpack_from(order + "HH", header, 0x3A))
+    else:
+        (table,), (size, count) = (struct.unpack_from(order + "I", header, 0x20),
+                                   struct.unpack_from(order + "HH", header, 0x2E))
+    return table + size * count > os.path.getsize(path)
 
 
 @contextlib.contextmanager

@@ -253,7 +253,7 @@ def _imported(name, path):
     """The module built at ``path``, imported; None when there is no file or it cannot be
     imported (truncated or corrupt): the caller then builds it again, and the build's atomic
     rename replaces the bad file."""
-    if not os.path.exists(path):
+    if not os.path.exists(path) or cache.truncated(path):
         return None
     try:
         return _import(name, path)
