@@ -111,7 +111,10 @@ def _check_is_the_running_code(fn, definition, text, filename, first_line):
     after its module was imported (and not reloaded) is read as it is now, at the lines the
     function had then, so adsrc would differentiate the code there, maybe another function.
     The name is checked, and for a function of a module's top level (whose code does not
-    depend on an enclosing scope) the code compiled from the text read."""
+    depend on an enclosing scope) what the code compiled from the text read names: its global
+    names and attributes, local variables and constants.  Not its bytecode, which depends on
+    the module around the function (``math.sqrt`` compiles otherwise where ``math`` is bound by
+    an import), so an edit that only changes an operator goes unnoticed."""
     running = inspect.unwrap(fn).__code__
     place = f"{os.path.basename(filename)}:{first_line}"
     stale = (f"the source of {fn.__qualname__} read from {place} is not the code Python runs: "
@@ -130,10 +133,10 @@ def _check_is_the_running_code(fn, definition, text, filename, first_line):
 
 
 def _fingerprint(code):
-    """What two compilations of the same function's text share (not their line numbers)."""
+    """What compilations of the same function's text share wherever it stands in a module."""
     consts = tuple(_fingerprint(const) if isinstance(const, types.CodeType) else
                    (type(const), repr(const)) for const in code.co_consts)
-    return code.co_code, code.co_names, code.co_varnames, consts
+    return code.co_names, code.co_varnames, consts
 
 
 def docstring_statements(body):
