@@ -311,7 +311,7 @@ class TrainableCycle:
         b_all[:self.size] = _real_vector(b, self.size, "b")
         if x0 is not None:
             x[:self.size] = _real_vector(x0, self.size, "x0")
-        return (weights.astype(np.float64, copy=True), x, b_all, np.zeros(total),
+        return (weights.astype(np.float64, order="C", copy=True), x, b_all, np.zeros(total),
                 *self._constants, cycles)
 
     def residual_norm(self, weights, b, x0=None, cycles=1):

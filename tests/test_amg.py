@@ -107,6 +107,21 @@ def test_cycle_and_gradient(backend, kind, smoother, cycle_type):
         assert directional == pytest.approx(float(np.sum(grad * v)), rel=1e-11)
 
 
+def test_weights_in_fortran_order(backend):
+    """Weights built as two rows, then transposed: the cycle copies its arguments anyway, but
+    kept their memory order, and the compiled kernel refused them, naming its own argument
+    ('cycle_residual_norm: 'weights' is not C-contiguous')."""
+    cycle = adsrc.amg.TrainableCycle(_hierarchy("rs"), smoother="jacobi")
+    weights, b, x0 = _problem(cycle)
+    transposed = np.asfortranarray(weights)
+    assert not transposed.flags.c_contiguous
+    value, grad = cycle.value_and_grad(weights, b, x0, cycles=CYCLES)
+    assert cycle.value_and_grad(transposed, b, x0, cycles=CYCLES)[0] == value
+    np.testing.assert_array_equal(cycle.value_and_grad(transposed, b, x0, cycles=CYCLES)[1],
+                                  grad)
+    assert cycle.residual_norm(transposed, b, x0, cycles=CYCLES) == value
+
+
 def _pyamg_asymptotic_factor(ml, cycle, weights, cycles=20):
     """The residual reduction per cycle of PyAMG's own solver with the weights' smoothers on
     A x = 0, one cycle per ``ml.solve``, rescaling in between (a power iteration), as the
