@@ -128,6 +128,10 @@ def _load(target):
         raise _UserError(f"{path}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    # the file's directory first on the path while it runs, as 'python FILE.py' has it: the
+    # kernels' own modules beside it ('from helpers import row_dot') import as they do there
+    directory = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -136,6 +140,8 @@ def _load(target):
     except (Exception, SystemExit) as exc:      # the user's module-level code failed
         del sys.modules[module_name]
         raise _raised_while_loading(exc, path) from None
+    finally:
+        sys.path.remove(directory)
     fn = getattr(module, name, None)
     if isinstance(fn, Differentiable) or inspect.isfunction(fn):
         return fn

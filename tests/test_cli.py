@@ -159,6 +159,49 @@ def test_generated_python_module_gives_the_adjoint(tmp_path):
     np.testing.assert_allclose(b_bar, want_b, rtol=1e-12, atol=1e-14)
 
 
+_SIBLING = textwrap.dedent("""
+    def row_sum(x, i):
+        return x[i] + 2.0 * x[(i + 1) % len(x)]
+""")
+
+_CALLING_A_SIBLING = textwrap.dedent("""
+    from sibling_helpers import row_sum
+
+
+    def smoothed(x: "float64[:]", y: "float64[:]"):
+        for i in range(len(x)):
+            y[i] = row_sum(x, i) * x[i]
+""")
+
+
+def test_a_kernel_importing_a_module_beside_it(tmp_path):
+    """The command runs the kernel's file as 'python FILE.py' would, its directory first on
+    the path: 'from sibling_helpers import row_sum' failed (ModuleNotFoundError) unless the
+    command ran in that directory.  Run from elsewhere; the generated module's adjoint against
+    the closed form."""
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "sibling_helpers.py").write_text(_SIBLING)
+    (kernels / "calling.py").write_text(_CALLING_A_SIBLING)
+    out = tmp_path / "out"
+    result = _run(["generate", str(kernels / "calling.py") + ":smoothed", "--wrt", "x",
+                   "--outputs", "y", "--backend", "python", "-o", str(out)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    module = _load(out / "smoothed_adjoint.py", "smoothed_adjoint_cli_test")
+    x, y, tape = np.array([0.5, -1.0, 2.0]), np.zeros(3), Tape()
+    module.smoothed__fwd(x, y, tape)
+    seed = np.array([1.0, 2.0, 3.0])
+    x_bar = np.zeros(3)
+    module.smoothed__rev(x, y, x_bar, seed.copy(), tape)
+    # y_i = (x_i + 2 x_{i+1}) x_i: dy_i/dx_i = 2 x_i + 2 x_{i+1}, dy_i/dx_{i+1} = 2 x_i
+    want = np.zeros(3)
+    for i in range(3):
+        j = (i + 1) % 3
+        want[i] += seed[i] * (2.0 * x[i] + 2.0 * x[j])
+        want[j] += seed[i] * 2.0 * x[i]
+    np.testing.assert_allclose(x_bar, want, rtol=1e-15)
+
+
 _RULE_KERNEL = textwrap.dedent("""
     import numpy as np
     import adsrc
