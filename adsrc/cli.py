@@ -217,7 +217,8 @@ def main(argv=None):
         return 1
     try:
         fn = _load(args.target)
-        types = args.types.split(";") if args.types else None
+        # a ';' after the last type, as after the last statement of a line, ends the list
+        types = args.types.strip().removesuffix(";").split(";") if args.types else None
         filename, source = generate(fn, _names(args.wrt), _names(args.outputs), types,
                                     args.backend, command)
     except AdsrcError as exc:
