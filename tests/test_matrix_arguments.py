@@ -2,6 +2,8 @@
 a matrix's stored values against finite differences, against the same kernel taking the arrays,
 and against the tangent (dot-product test); the closed form of a compliance gradient; errors."""
 
+import inspect
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -176,3 +178,35 @@ def test_the_jacobian_of_a_kernel_with_a_matrix_argument(kind):
         jac = adsrc.jacobian(mk.products, wrt=("A", "x"), outputs=("y",), mode=mode)(*args)
         np.testing.assert_allclose(jac, np.column_stack(columns), rtol=1e-6, atol=1e-8)
     assert np.all(args[2] == 0.0)           # the arguments are left as they were
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_matrix_with_more_columns_than_its_vector_is_refused(backend):
+    """A 5 x 6 matrix times a vector of 5 (SciPy: 'dimension mismatch'): adsrc shaped the matrix
+    by the vector and SciPy's product, which trusts the column indices, read and wrote past
+    the end of its vectors; the compiled backend then died of a heap corruption.  The column
+    index outside the matrix is refused, and nothing of the user's changed."""
+    wide = sp.random(5, 6, density=0.6, format="csr", random_state=0)
+    assert wide.indices.max() == 5
+    x, y, z = np.ones(5), np.zeros(5), np.zeros(5)
+    kernel = adsrc.differentiate(mk.products, wrt=("A", "x"), outputs=("y",), backend=backend)
+    with pytest.raises(ValueError, match=r"column index of the sparse matrix \(from 0 to 5\) "
+                                         r"is outside its 5 columns"):
+        kernel.adjoint(wide, x, y, z, y_bar=np.ones(5))
+    with pytest.raises(ValueError, match="outside its 5 columns"):
+        adsrc.grad(mk.compliance, wrt="K", backend=backend)(wide, x, y)
+    assert np.all(x == 1.0) and not y.any() and not z.any()
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_an_error_in_a_kernel_taking_a_matrix_names_the_users_file(backend):
+    """The kernel that takes a matrix argument's arrays is derived from the user's: an error
+    its rule calls raise was located in '<adsrc: compliance, derived from ...>'."""
+    square = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(5, 5), format="csr")
+    with pytest.raises(adsrc.AdsrcError) as info:
+        adsrc.grad(mk.compliance, wrt="K", backend=backend)(square, np.ones(5), np.zeros(6))
+    line = inspect.getsourcelines(mk.compliance)[1] + 2
+    assert str(info.value).startswith(f"{inspect.getsourcefile(mk.compliance)}:{line}: "), \
+        str(info.value)
+    assert "returned an array of shape (5,), stored into an array of shape (6,)" in \
+        str(info.value)

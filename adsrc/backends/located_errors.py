@@ -67,5 +67,14 @@ def _user_place(exc, module, source, kernel):
     line, statement = quoted
     function = frames[-1].name.rsplit(".", 1)[-1]
     if function.rsplit("__", 1)[0] == kernel.__name__:
-        return f"{inspect.getsourcefile(kernel)}:{line}", statement
+        return f"{_user_file(kernel)}:{line}", statement
     return f"line {line} of a kernel that {kernel.__name__} calls", statement
+
+
+def _user_file(kernel):
+    """The file of the user's kernel ``kernel`` is, or is derived from (a kernel adsrc derives,
+    such as the one taking a sparse matrix argument's arrays, has a code file name of its own,
+    ``<adsrc: ..., derived from ...>``, whose lines are the user's file's)."""
+    while getattr(kernel, "__adsrc_parent__", None) is not None:
+        kernel = kernel.__adsrc_parent__
+    return inspect.getsourcefile(kernel)

@@ -53,9 +53,20 @@ def _row_of_entry(indptr):
     return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
-_CSR = _Layout("CSR", lambda indices, indptr: (_row_of_entry(indptr), indices),
-               lambda data, indices, indptr, shape: _scipy_sparse().csr_matrix(
-                   (data, indices, indptr), shape=shape), "second.shape[0] - 1")
+def _csr_matrix(data, indices, indptr, shape):
+    """SciPy's CSR matrix of the arrays, of ``shape``.  A column index outside it is refused
+    (ValueError, as SciPy refuses an index pointer of the wrong length): SciPy does not check
+    the indices, and its products then read and write past the end of their vectors, a heap
+    corruption (a 5 x 6 matrix argument times a vector of 5)."""
+    if len(indices) and not 0 <= indices.min() <= indices.max() < shape[1]:
+        raise ValueError(f"a column index of the sparse matrix (from {indices.min()} to "
+                         f"{indices.max()}) is outside its {shape[1]} columns (the length of the "
+                         f"vector it multiplies or solves for)")
+    return _scipy_sparse().csr_matrix((data, indices, indptr), shape=shape)
+
+
+_CSR = _Layout("CSR", lambda indices, indptr: (_row_of_entry(indptr), indices), _csr_matrix,
+               "second.shape[0] - 1")
 _COO = _Layout("COO", lambda row, col: (row, col),
                lambda data, row, col, shape: _scipy_sparse().csr_matrix(
                    (data, (row, col)), shape=shape), "b.shape[0]")
