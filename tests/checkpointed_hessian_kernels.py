@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 import adsrc
+from checkpointed_loop_kernels import gauss_seidel_plain
 
 
 def heavy_ball_step(u, v, s, u0, old, beta, it):
@@ -90,18 +91,9 @@ def heavy_ball_budget(u, c, beta, nsteps):
 def gauss_seidel_energy(indptr, indices, data, x, b, sweeps):
     """Gauss-Seidel sweeps under a checkpointed loop, then an energy: a kernel with index
     arrays, whose int32 and int64 calls are two specialisations (tests/test_threads.py)."""
-    n = len(b)
     for it in adsrc.checkpointed(range(sweeps), snapshots=1):
-        for i in range(n):
-            diag = 1.0
-            acc = b[i]
-            for k in range(indptr[i], indptr[i + 1]):
-                if indices[k] == i:
-                    diag = data[k]
-                else:
-                    acc -= data[k] * x[indices[k]]
-            x[i] = acc / diag
+        gauss_seidel_plain(indptr, indices, data, x, b, 1)
     s = 0.0
-    for i in range(n):
+    for i in range(len(b)):
         s += x[i] * x[i] * x[i]
     return s
