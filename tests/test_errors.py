@@ -1393,7 +1393,20 @@ def squares(x, n):
 '''
 
 
-@pytest.mark.parametrize("edit", ["lines_added_above", "body_changed"])
+_X = np.linspace(0.1, 1.0, 5)
+# edit -> (the file after it, words of the refusal, the gradient of 'squares' after a reload)
+_EDITS = {
+    "lines_added_above": ("# a note\n" * 7 + _EDITED, "line 11 now defines 'cubes'", 2.0 * _X),
+    "constant_added": (_EDITED.replace("s += x[i] * x[i]", "s += 3.0 * x[i] * x[i]"),
+                       "the file has changed since its module was imported", 6.0 * _X),
+    # no new name or constant: an operand swapped for a local the kernel has
+    "operand_swapped": (_EDITED.replace("s += x[i] * x[i]", "s += x[i] * i"),
+                        "the file has changed since its module was imported",
+                        np.arange(5.0)),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
 def test_a_kernel_whose_file_changed_after_import_is_refused(tmp_path, monkeypatch, edit):
     """adsrc reads a kernel's source from its file, at the lines the function had when its
     module was imported: a file edited since (and not reloaded) gave the derivative of the
@@ -1405,20 +1418,16 @@ def test_a_kernel_whose_file_changed_after_import_is_refused(tmp_path, monkeypat
     path.write_text(_EDITED)
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("edited_kernels")
-    if edit == "lines_added_above":
-        path.write_text("# a note\n" * 7 + _EDITED)
-        words = "line 11 now defines 'cubes'"
-    else:
-        path.write_text(_EDITED.replace("s += x[i] * x[i]", "s += 3.0 * x[i] * x[i]"))
-        words = "the file has changed since its module was imported"
-    with pytest.raises(adsrc.AdsrcError, match=re.escape(words)):
-        adsrc.grad(module.squares, wrt="x")
-    # reloaded, the kernel is the file's again: its gradient against the closed form and
-    # finite differences
-    module = importlib.reload(module)
-    x = np.linspace(0.1, 1.0, 5)
-    scale = 1.0 if edit == "lines_added_above" else 3.0
-    np.testing.assert_allclose(adsrc.grad(module.squares, wrt="x")(x.copy(), 5),
-                               2.0 * scale * x, rtol=1e-14)
-    adsrc.check_grads(module.squares, (x.copy(), 5), wrt="x")
-    sys.modules.pop("edited_kernels", None)
+    try:
+        text, words, gradient = _EDITS[edit]
+        path.write_text(text)
+        with pytest.raises(adsrc.AdsrcError, match=re.escape(words)):
+            adsrc.grad(module.squares, wrt="x")
+        # reloaded, the kernel is the file's again: its gradient against the closed form and
+        # finite differences
+        module = importlib.reload(module)
+        np.testing.assert_allclose(adsrc.grad(module.squares, wrt="x")(_X.copy(), 5), gradient,
+                                   rtol=1e-14)
+        adsrc.check_grads(module.squares, (_X.copy(), 5), wrt="x")
+    finally:
+        del sys.modules["edited_kernels"]       # the next test's file is another one

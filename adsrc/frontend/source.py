@@ -7,6 +7,7 @@ to resolve the global names the kernel refers to (``np``, ``math``, other kernel
 
 import __future__
 import ast
+import dis
 import functools
 import inspect
 import operator
@@ -111,10 +112,8 @@ def _check_is_the_running_code(fn, definition, text, filename, first_line):
     after its module was imported (and not reloaded) is read as it is now, at the lines the
     function had then, so adsrc would differentiate the code there, maybe another function.
     The name is checked, and for a function of a module's top level (whose code does not
-    depend on an enclosing scope) what the code compiled from the text read names: its global
-    names and attributes, local variables and constants.  Not its bytecode, which depends on
-    the module around the function (``math.sqrt`` compiles otherwise where ``math`` is bound by
-    an import), so an edit that only changes an operator goes unnoticed."""
+    depend on an enclosing scope) the code compiled from the text read, by what of it does not
+    depend on the module around the function (:func:`_fingerprint`)."""
     running = inspect.unwrap(fn).__code__
     place = f"{os.path.basename(filename)}:{first_line}"
     stale = (f"the source of {fn.__qualname__} read from {place} is not the code Python runs: "
@@ -132,11 +131,25 @@ def _check_is_the_running_code(fn, definition, text, filename, first_line):
         raise AdsrcError(stale)
 
 
+# instructions whose choice and argument depend on the function's text alone: not how a
+# global's attribute is loaded (CPython compiles ``math.sqrt(...)`` otherwise where ``math``
+# is bound by an import in the module), nor jump offsets (which that changes)
+_TEXTUAL = ("LOAD_FAST", "STORE_FAST", "DELETE_FAST", "LOAD_CONST", "BINARY_OP", "COMPARE_OP",
+            "BINARY_SUBSCR", "STORE_SUBSCR", "UNARY_")
+
+
 def _fingerprint(code):
-    """What compilations of the same function's text share wherever it stands in a module."""
+    """What compilations of the same function's text share wherever it stands in a module:
+    the names it uses, its locals and constants, and the order of its local variables' reads
+    and writes, constants, operators and subscripts (an edit swapping ``b[i]`` for ``x[i]``
+    changes no name)."""
     consts = tuple(_fingerprint(const) if isinstance(const, types.CodeType) else
                    (type(const), repr(const)) for const in code.co_consts)
-    return code.co_names, code.co_varnames, consts
+    steps = tuple((instruction.opname, repr(instruction.argval))
+                  for instruction in dis.get_instructions(code)
+                  if instruction.opname.startswith(_TEXTUAL)
+                  and not isinstance(instruction.argval, types.CodeType))
+    return code.co_names, code.co_varnames, consts, steps
 
 
 def docstring_statements(body):
