@@ -968,6 +968,22 @@ def test_an_int_beyond_62_bits_is_refused_naming_the_argument(backend, sweeps):
     assert not y.any()
 
 
+def test_a_numpy_bool_where_an_int_is_needed_is_refused(backend):
+    """np.bool_ is typed as an int, but Cython's conversion to a C integer refuses it (a raw
+    TypeError from the compiled backend, where the Python one ran): refused on both, naming
+    the argument.  A Python bool is an int, and taken."""
+    f = adsrc.differentiate(repeated_sum, wrt="x", outputs="y")
+    x, y = np.ones(3), np.zeros(3)
+    for call in (lambda: f.adjoint(x, y, np.bool_(True), y_bar=np.ones(3)),
+                 lambda: f.primal(x, y, np.bool_(True))):
+        with pytest.raises(adsrc.ArgumentError, match="argument 'sweeps' is a NumPy bool"):
+            call()
+        assert not y.any()
+    (x_bar,) = f.adjoint(x, y, True, y_bar=np.ones(3))
+    np.testing.assert_array_equal(y, np.ones(3))            # one sweep: y = y + x
+    np.testing.assert_array_equal(x_bar, np.ones(3))
+
+
 def test_a_bar_of_none():
     """x_bar=None is not x_bar left out (which, for an output, is refused too): it read as
     zeros, and every gradient came back zero."""

@@ -32,7 +32,7 @@ def signature_of(kernel_name, params, args):
     if types is None:
         types = tuple(type_of_value(value, f"{kernel_name}: argument '{param}'")
                       for param, value in zip(params, args))
-        _check_int_range(kernel_name, params, args, types)
+        _check_ints(kernel_name, params, args, types)
     return types
 
 
@@ -42,18 +42,25 @@ def usual_signature(kernel_name, params, args):
     is not (:func:`signature_of` then types or refuses it)."""
     types = usual_types(args)
     if types is not None:
-        _check_int_range(kernel_name, params, args, types)
+        _check_ints(kernel_name, params, args, types)
     return types
 
 
-def _check_int_range(kernel_name, params, args, types):
+def _check_ints(kernel_name, params, args, types):
     """The compiled code holds an int argument in a C integer of 64 bits (Cython raised its own
     OverflowError, naming no argument), and runs a loop over ``range(n)`` backwards from
     ``n - 1``, which wraps round for n = -2**63 (2**63 - 1 trips).  Ints are taken within
-    ±2**62, where such bounds are exact.  The Python backend is held to the same range, so
-    that a kernel does not take an argument on one backend only."""
+    ±2**62, where such bounds are exact.  A NumPy bool is refused: Cython's conversion to an
+    integer refuses it (a raw TypeError), and so does ``range()`` in Python.  The Python
+    backend is held to the same rules, so that a kernel does not take an argument on one
+    backend only."""
     for param, value, kind in zip(params, args, types):
-        if kind is INT and not -_INT_LIMIT <= value <= _INT_LIMIT:
+        if kind is not INT:
+            continue
+        if isinstance(value, np.bool_):
+            raise ArgumentError(f"{kernel_name}: argument '{param}' is a NumPy bool, which "
+                                f"adsrc's code cannot take as an integer; pass bool(value)")
+        if not -_INT_LIMIT <= value <= _INT_LIMIT:
             raise ArgumentError(f"{kernel_name}: argument '{param}' is {value}, beyond the "
                                 f"ints adsrc's code takes (±2**62: it computes in 64-bit "
                                 f"integers, with room for loop bounds)")
