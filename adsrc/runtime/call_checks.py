@@ -25,9 +25,9 @@ class CallChecks:
     ``signature`` is the specialisation's argument types; ``written`` the parameters it writes;
     ``companions`` the parameters that take a companion, in the order the compiled code takes
     them; ``allowed`` the companion keys a call may pass; ``written_companions`` the parameters
-    whose companions the call writes in place (so they must be writeable); ``what`` names a companion in errors (``hint``
-    is added to the error for an unknown key); ``contiguous``: the compiled backend's typed
-    memoryviews take C-contiguous arrays only.  ``buffers_ok``: the compiled check of a call's
+    whose companions the call writes in place (so they must be writeable); ``what`` names a
+    companion in errors (``hint`` is added to the error for an unknown key); ``contiguous``:
+    the compiled backend's typed memoryviews take C-contiguous arrays only.  ``buffers_ok``: the compiled check of a call's
     arrays (for the compiled backend).
     """
 

@@ -468,13 +468,15 @@ class ReverseMode:
 
 def _reads_elements(stmt, array):
     """Whether ``stmt`` may read elements of ``array``: any use of its name but as the array
-    written by an element store (``array[i] = ...``), its length (``len(array)``) or its shape
-    (``array.shape``).  A call taking the array (a called kernel's reverse sweep, ``xsum__rev(x,
-    ...)``) reads its elements as much as ``array[j]`` does."""
+    written by an element assignment (``array[i] = ...``; not ``array[i] += ...``, which reads
+    it), its length (``len(array)``) or its shape (``array.shape``).  A call taking the array
+    (a called kernel's reverse sweep, ``xsum__rev(x, ...)``) reads its elements as much as
+    ``array[j]`` does."""
     harmless = set()
     for node in gast.walk(stmt):
-        if isinstance(node, gast.Subscript) and isinstance(node.ctx, gast.Store):
-            harmless.add(id(node.value))
+        if isinstance(node, gast.Assign):
+            harmless.update(id(target.value) for target in node.targets
+                            if isinstance(target, gast.Subscript))
         elif isinstance(node, gast.Attribute) and node.attr == "shape":
             harmless.add(id(node.value))
         elif isinstance(node, gast.Call) and isinstance(node.func, gast.Name) \
