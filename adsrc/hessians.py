@@ -17,16 +17,9 @@ from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop
 from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
-from adsrc.runtime.arguments import check_float, is_sparse, signature_of
+from adsrc.runtime.arguments import check_float, is_sparse, signature_of, working_copies
 from adsrc.transformations.vector import VectorModeUnsupported
 from adsrc.vector_pipeline import VECTOR_HVP
-
-
-def _copies(args):
-    """The arguments the runs work on (in C order, which compiled code takes whatever the
-    caller's order)."""
-    return [np.array(arg, copy=True, order="C") if isinstance(arg, np.ndarray) else arg
-            for arg in args]
 
 
 class _SecondOrder:
@@ -76,14 +69,14 @@ class _SecondOrder:
             return tuple(matrices.results(args, (value,))[0] for value in both)
         self.kernel.check_distinct_before_copies(args)     # the runs work on copies
         if isinstance(self.kernel, KernelWithCheckpointedLoop):     # one direction at a time
-            return self.kernel.gradient_and_hvp(_copies(args), self.wrt,
+            return self.kernel.gradient_and_hvp(working_copies(args), self.wrt,
                                                 self._checked_direction(args, v))
         compiled = self.kernel._compile(signature_of(name, self.kernel.params, args),
                                         mode=VECTOR_HVP if vector else HVP)
         entry = compiled.entry
         if not vector:                  # stacks: checked by hvps()
             v = self._checked_direction(args, v)
-        work = _copies(args)
+        work = working_copies(args)
         values = dict(zip(self.kernel.params, work))
         if vector:
             def zero(value):

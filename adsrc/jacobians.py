@@ -17,13 +17,9 @@ import numpy as np
 from adsrc.api import Differentiable
 from adsrc.errors import AdsrcError
 from adsrc.pipeline import RETURN_OUTPUT
-from adsrc.runtime.arguments import signature_of
+from adsrc.runtime.arguments import signature_of, working_copies
 
 MODES = ("auto", "forward", "reverse")
-
-
-def _copies(args):
-    return [np.array(arg, copy=True) if isinstance(arg, np.ndarray) else arg for arg in args]
 
 
 def _size(value):
@@ -34,7 +30,7 @@ def _unit(value, index):
     """The ``index``-th unit direction in the space of ``value`` (an array or a scalar)."""
     if not isinstance(value, np.ndarray):
         return 1.0
-    unit = np.zeros_like(value, dtype=np.float64)
+    unit = np.zeros(value.shape)        # C order, whatever the value's
     unit.flat[index] = 1.0
     return unit
 
@@ -80,18 +76,18 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
                 stack.reshape(total, size)[column:column + size] = np.eye(size)
                 stacks[name + "_dot"] = stack
                 column += size
-            tangents = kernel.tangent(*_copies(args), **stacks)
+            tangents = kernel.tangent(*working_copies(args), **stacks)
             return np.concatenate([np.reshape(t, (total, -1)) for t in tangents], axis=1).T
         row = 0
         for out, size in zip(outs, out_sizes):
             for index in range(size):
-                seeds = {other + "_bar": np.zeros_like(values[other])
+                seeds = {other + "_bar": np.zeros(np.shape(values[other]))
                          for other in outs if other != RETURN_OUTPUT}
                 if RETURN_OUTPUT in outs:
                     seeds["out_bar"] = 1.0 if out == RETURN_OUTPUT else 0.0
                 if out != RETURN_OUTPUT:
                     seeds[out + "_bar"] = _unit(values[out], index)
-                grads = kernel.adjoint(*_copies(args), **seeds)
+                grads = kernel.adjoint(*working_copies(args), **seeds)
                 jac[row, :] = np.concatenate([_flat(g) for g in grads])
                 row += 1
         return jac

@@ -148,3 +148,26 @@ def test_no_input_values_give_an_empty_jacobian(mode):
     jac = adsrc.jacobian(C.gauss_seidel_plain, wrt="b", outputs="x", mode=mode)(
         A.indptr, A.indices, A.data, np.zeros(3), np.ones(3), 1)
     assert jac.shape == (3, 3) and np.all(np.diag(jac) == 1.0 / 2.5)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_fortran_ordered_arrays_are_taken_as_their_values(mode):
+    """The runs work on copies in C order, the order compiled code takes (the compiled
+    backend refused a Fortran-ordered 2-D argument: 'not C-contiguous'); the Jacobian is the
+    one of the same values in C order, and finite differences', and the arrays are left as
+    they were."""
+    case = _case("jacobi2d")
+    args = case.make_args(np.random.default_rng(33), np.int32)
+    fortran = [np.asfortranarray(a) if isinstance(a, np.ndarray) and a.ndim == 2 else a
+               for a in args]
+    assert not fortran[0].flags.c_contiguous and not fortran[1].flags.c_contiguous
+    before = _copies(fortran)
+    got = adsrc.jacobian(case.kernel, wrt=case.wrt, outputs=case.outputs, mode=mode)(*fortran)
+    want = adsrc.jacobian(case.kernel, wrt=case.wrt, outputs=case.outputs, mode=mode)(*args)
+    np.testing.assert_array_equal(got, want)
+    scale = np.max(np.abs(want))
+    np.testing.assert_allclose(got, _finite_difference_jacobian(case, args), rtol=1e-5,
+                               atol=1e-7 * scale)
+    for now, then in zip(fortran, before):
+        np.testing.assert_array_equal(now, then)
+        assert not isinstance(now, np.ndarray) or now.flags.f_contiguous == then.flags.f_contiguous

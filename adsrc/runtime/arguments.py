@@ -150,6 +150,14 @@ def memory_owner(array):
     return array if array.base is None and array.flags.owndata else None
 
 
+def working_copies(args):
+    """Copies of the array arguments, for derivative drivers that run a kernel several times
+    on the caller's values (``adsrc.jacobian``, ``adsrc.hvp``): in C order, which compiled code
+    takes whatever the caller's order."""
+    return [np.array(arg, copy=True, order="C") if isinstance(arg, np.ndarray) else arg
+            for arg in args]
+
+
 def check_contiguous(kernel_name, params, args):
     """The compiled backend takes C-contiguous arrays (typed ``[::1]`` memoryviews): arguments
     and adjoints (``params`` may name ``x_bar``) alike."""
