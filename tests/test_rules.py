@@ -510,6 +510,27 @@ def data_written_while_factorised(data, indices, indptr, f, u):
     u[:] = lu.solve(f)
 
 
+def scaled_first(values):
+    values[0] = 2.0 * values[0]
+    return values[0]
+
+
+def data_written_by_a_call_while_factorised(data, indices, indptr, f, u):
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    lu = scipy.sparse.linalg.splu(A)
+    first = scaled_first(data)
+    u[:] = first * lu.solve(f)
+
+
+def data_written_by_a_call_in_a_loop_while_converted(data, indices, indptr, f, u):
+    n = len(f)
+    B = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n)).tocsr()
+    for i in range(2):
+        u[i] = scaled_first(data[1:])
+    u[:] = u + B @ f
+
+
 def factorised_in_a_branch(data, indices, indptr, f, u, flag):
     n = len(f)
     A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
@@ -531,6 +552,10 @@ def krylov_from_a_guess(data, indices, indptr, f, u):
 @pytest.mark.parametrize("kernel, message, where", [
     (data_written_while_factorised,
      r"'data' is written while 'lu' \(line \d+\) still uses a copy", "data[0] = 2.0"),
+    (data_written_by_a_call_while_factorised,
+     r"'data' is written while 'lu' \(line \d+\) still uses a copy", "scaled_first(data)"),
+    (data_written_by_a_call_in_a_loop_while_converted,
+     r"'data' is written while 'B' \(line \d+\) still uses a copy", "scaled_first(data[1:])"),
     (factorised_in_a_branch,
      r"'lu' is a copy made at line \d+ .* use it only after it, in the same block",
      "u[:] = lu.solve(f)"),
@@ -546,6 +571,23 @@ def test_scipy_spelling_that_would_differ_from_scipy_is_refused_at_its_line(kern
         adsrc.differentiate(kernel, wrt="data", outputs="u").adjoint(*args, u_bar=np.ones(4))
     assert error.value.filename.endswith("test_rules.py") and where in error.value.source_line
     assert args[0][0] == _csr(sp.csc_matrix(_poisson_1d(4)))[0][0]      # nothing ran
+
+
+def read_while_factorised(data, indices, indptr, f, u):
+    n = len(f)
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))
+    lu = scipy.sparse.linalg.splu(A)
+    scale = np.dot(data, data)
+    u[:] = scale * lu.solve(f)
+
+
+def test_a_call_that_only_reads_the_arrays_of_a_factorised_matrix_is_taken():
+    """Only a call of a user kernel may write its arguments: a library call reading the
+    values between the factorisation and its use is no change of them.  Its gradient against
+    finite differences and the dot-product test."""
+    args = [*_csr(sp.csc_matrix(_poisson_1d(4))), np.linspace(1.0, 2.0, 4), np.zeros(4)]
+    adsrc.check_grads(read_while_factorised, args, ("data", "f"), ("u",), rtol=1e-7)
+    _dot_product_test(read_while_factorised, args, ("data", "f"), ("u",))
 
 
 def test_one_factorisation_serves_every_solve_with_the_same_matrix(monkeypatch):

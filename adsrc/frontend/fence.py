@@ -44,7 +44,7 @@ class Fence(gast.NodeTransformer):
     def __init__(self, source):
         self.source = source
         self.callees = {}
-        self.matrices = SparseMatrices(source, self._called_object)
+        self.matrices = SparseMatrices(source, self._called_object, self._calls_a_kernel)
         self.element_loops = 0      # loops over an array's elements, rewritten over indices
         self.tuple_values = 0       # values of tuple assignments, held in temporaries
         self.local_names = set(source.params)
@@ -674,6 +674,13 @@ class Fence(gast.NodeTransformer):
                 or target.__module__.split(".")[0] in _LIBRARIES:
             return None
         return target
+
+    def _calls_a_kernel(self, call):
+        """Whether ``call`` calls a user kernel, which may write its arguments (a call of a
+        local, the solve a factorisation made, is none)."""
+        if isinstance(call.func, gast.Name) and call.func.id in self.local_names:
+            return False
+        return self._user_function(call) is not None
 
     def _called_by_name(self, call, target):
         """``call`` of the user function ``target``, by a name (:class:`Fence`)."""

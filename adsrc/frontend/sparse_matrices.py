@@ -123,9 +123,10 @@ class _Matrix:
 class SparseMatrices:
     """The sparse matrices and factorisations a kernel defines, by name."""
 
-    def __init__(self, source, called_object):
+    def __init__(self, source, called_object, calls_a_kernel):
         self.source = source
         self.called_object = called_object      # call node -> the function it calls, or None
+        self.calls_a_kernel = calls_a_kernel    # call node -> whether it calls a user kernel
         self.matrices = {}                      # name -> _Matrix
         self.factorisations = {}                # name -> (_Matrix, "splu" or "factorized")
 
@@ -222,7 +223,7 @@ class SparseMatrices:
         last = max(using, default=-1)
         for between in later[:last + 1]:
             for node in gast.walk(between):
-                written = _written_array(node, matrix.arrays)
+                written = _written_array(node, matrix.arrays, self.calls_a_kernel)
                 if written is not None:
                     self._fail(node, f"'{written}' is written while '{name}' (line "
                                      f"{line}) still uses a copy of it: SciPy's copy "
@@ -334,22 +335,30 @@ def _block_of(tree, stmt):
     raise AssertionError("a statement of the kernel outside its tree")
 
 
-def _written_array(node, arrays):
-    """The name among ``arrays`` that ``node`` (a statement) may write, or None: an assignment
-    to it or to its elements, or a call that passes it (a kernel may write its arguments)."""
+def _written_array(node, arrays, calls_a_kernel):
+    """The name among ``arrays`` that ``node`` (a statement or an expression) may write, or
+    None: an assignment to it or to its elements, or a call of a user kernel that passes it or
+    a part of it (a kernel may write its arguments), wherever the call is (``t = bump(data)``
+    as well as ``bump(data)``)."""
     if isinstance(node, (gast.Assign, gast.AugAssign, gast.For)):
         targets = node.targets if isinstance(node, gast.Assign) else [node.target]
         for target in targets:
             for part in (target.elts if isinstance(target, gast.Tuple) else [target]):
-                while isinstance(part, gast.Subscript):
-                    part = part.value
-                if isinstance(part, gast.Name) and part.id in arrays:
-                    return part.id
-    if isinstance(node, gast.Expr) and isinstance(node.value, gast.Call):
-        for arg in node.value.args:
-            if isinstance(arg, gast.Name) and arg.id in arrays:
-                return arg.id
+                if _array_named(part) in arrays:
+                    return _array_named(part)
+    if isinstance(node, gast.Call) and calls_a_kernel(node):
+        for arg in node.args + [keyword.value for keyword in node.keywords]:
+            if _array_named(arg) in arrays:
+                return _array_named(arg)
     return None
+
+
+def _array_named(node):
+    """The name of the array ``node`` is, or is a part of (``x``, ``x[i]``, ``x[1:]``), else
+    None."""
+    while isinstance(node, gast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, gast.Name) else None
 
 
 def _load(name):
