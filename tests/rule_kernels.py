@@ -375,6 +375,22 @@ def qr_iteration(A, steps):
     return np.sum(np.diag(A) * np.diag(A))
 
 
+def qr_rebinding_its_argument(A, B):
+    """A, R = np.linalg.qr(A): R is the factor of the A passed, as Python calls, then binds."""
+    A, R = np.linalg.qr(A)
+    return np.sum(A * B) + np.sum(np.sin(R))
+
+
+def subspace_iteration(M, Q, steps):
+    """Q, R = np.linalg.qr(Q) in a loop, then Q = M @ Q: the last R's diagonal estimates the
+    magnitudes of M's leading eigenvalues."""
+    R = np.zeros((Q.shape[1], Q.shape[1]))
+    for step in range(steps):
+        Q, R = np.linalg.qr(Q)
+        Q = M @ Q
+    return np.sum(np.abs(np.diag(R))) + np.sum(R * R)
+
+
 def heavy_ball(A, b, x0, iters):
     """Names handed on (xp = x; x = xn), one of them bound to a solve's result."""
     x = x0 * 1.0

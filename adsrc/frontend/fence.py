@@ -193,9 +193,17 @@ class Fence(gast.NodeTransformer):
                              f"{len(found.parts)} arrays: assign them to as many names")
         if len(call.args) != 1 or not isinstance(call.args[0], gast.Name):
             self._fail(call, f"{library.spelled(found.function)} takes one array, by name")
+        names = [elt.id for elt in target.elts]
+        if len(set(names)) != len(names):
+            self._fail(stmt, f"{library.spelled(found.function)} returns "
+                             f"{len(found.parts)} arrays: assign them to distinct names")
+        # Python calls once, then binds: a part bound to the argument's own name
+        # ('A, R = np.linalg.qr(A)') goes last, so that every part factors the array passed
+        bound = sorted(zip(target.elts, found.parts),
+                       key=lambda part: part[0].id == call.args[0].id)
         argument = self._expression(call.args[0])
         parts = []
-        for elt, function in zip(target.elts, found.parts):
+        for elt, function in bound:
             self._check_name(elt, elt.id)
             template = f"T = {RULES}.{library.lookup(function).name}(A)"
             parts += located(quote(template, T=elt.id, A=argument), stmt)
