@@ -51,6 +51,16 @@ class _SecondOrder:
                                                          self.kernel.backend)
         return matrices, self._of_arrays[matrices]
 
+    def check_distinct_before_copies(self, args):
+        """The kernel's check of a call run on copies, on the kernel taking the arrays of the
+        call's sparse matrices when it has some (the kernel as written names them)."""
+        with_matrices = self._with_matrices(args)
+        if with_matrices is None:
+            self.kernel.check_distinct_before_copies(args)
+        else:
+            matrices, second = with_matrices
+            second.kernel.check_distinct_before_copies(matrices.arguments(args))
+
     def gradient_and_hvp(self, args, v, k=None):
         """``(gradient, H v)`` at ``args`` (not modified), for the direction ``v``.
 
@@ -236,7 +246,7 @@ class HessianOperator(LinearOperator):
 
     def __init__(self, second, args):
         self._second = second
-        second.kernel.check_distinct_before_copies(args)     # the point is copied
+        second.check_distinct_before_copies(args)     # the point is copied
         self._args = list(args)
         point = args[second.position]
         if is_sparse(point):

@@ -124,6 +124,24 @@ def test_hessian_vector_products_with_a_matrix_argument(kind):
 
 
 @pytest.mark.parametrize("kind", ["csr", "csc", "coo"])
+def test_the_hessian_operator_of_a_kernel_solving_with_a_matrix_argument(kind):
+    """The compliance f . K^-1 f has the Hessian K^-1 + K^-T in f (K unsymmetric here): the
+    operator's products against it and against hvp (the operator refused the call before:
+    its aliasing check read the kernel as written, whose spsolve names the matrix)."""
+    K = MAKERS[kind](sp.diags([-1.0, 2.5, -0.5], [-1, 0, 1], shape=(6, 6)))
+    f, v = np.linspace(1.0, 2.0, 6), np.random.default_rng(4).standard_normal(6)
+    inverse = np.linalg.inv(K.toarray())
+    hessian = adsrc.hessian_operator(mk.compliance, K, f, np.zeros(6), wrt="f")
+    np.testing.assert_allclose(hessian.matvec(v), (inverse + inverse.T) @ v, rtol=1e-12)
+    np.testing.assert_allclose(hessian.matvec(v), adsrc.hvp(mk.compliance, wrt="f")(
+        K, f, np.zeros(6), f_dot=v), rtol=1e-13)
+    np.testing.assert_allclose(hessian.gradient, (inverse + inverse.T) @ f, rtol=1e-12)
+    u = np.zeros(6)
+    with pytest.raises(adsrc.ArgumentError, match="share memory"):
+        adsrc.hessian_operator(mk.compliance, K, u, u, wrt="f")
+
+
+@pytest.mark.parametrize("kind", ["csr", "csc", "coo"])
 def test_hessian_vector_products_with_respect_to_a_matrix(kind):
     """The compliance f . K^-1 f: its gradient with respect to K's stored values is
     -l_i u_j (u = K^-1 f, l = K^-T f), and H V is -(dl_i u_j + l_i du_j) with du = -K^-1 V u
