@@ -22,8 +22,10 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 from scipy.linalg import expm
+from scipy.sparse.linalg import spsolve
 
 import adsrc
+import adsrc.sparse
 
 pytestmark = pytest.mark.usefixtures("backend")   # every test on both backends
 
@@ -513,6 +515,15 @@ def solve_of_several_right_hand_sides(u, v):
     v[:, :] = np.linalg.solve(u, v)  # <-
 
 
+def sparse_solve_of_several_right_hand_sides(data, indices, indptr, v):
+    A = sp.csr_matrix((data, indices, indptr), shape=(2, 2))
+    v[:, :] = spsolve(A, v)  # <-
+
+
+def sparse_product_of_a_matrix(data, indices, indptr, v):
+    v[:, :] = adsrc.sparse.matvec(data, indices, indptr, v)  # <-
+
+
 def norm_of_a_matrix(u):
     return np.linalg.norm(u)  # <-
 
@@ -697,9 +708,19 @@ UNSUPPORTED = [
     (rows_swapped_through_views, "the value 'u[1, :]' of this tuple assignment is a view of "
      "the elements of 'u'", "u[0, :], u[1, :]", lambda: (*_x(2), np.ones((2, 2)))),
     (solve_of_several_right_hand_sides, "numpy.linalg.solve: adsrc's derivative rule takes "
-     "argument 2 as float64[:], and it is float64[:,:] here", "v)",
+     "'v' as float64[:], and it is float64[:,:] here", "v)",
      lambda: (np.eye(2) * 2.0, np.ones((2, 2)))),
-    (norm_of_a_matrix, "numpy.linalg.norm: adsrc's derivative rule takes argument 1 as "
+    # the sparse rules solve and multiply one vector; their backward parts failed after the
+    # forward sweep had run and written v
+    (sparse_solve_of_several_right_hand_sides, "adsrc.rules.sparse.spsolve: adsrc's derivative "
+     "rule takes 'v' as float64[:], and it is float64[:,:] here", "v)", lambda: (
+         np.array([2.0, 3.0]), np.array([0, 1], np.int32), np.array([0, 1, 2], np.int32),
+         np.ones((2, 2)))),
+    (sparse_product_of_a_matrix, "adsrc.rules.sparse.matvec: adsrc's derivative rule takes "
+     "'v' as float64[:], and it is float64[:,:] here", "v)", lambda: (
+         np.array([2.0, 3.0]), np.array([0, 1], np.int32), np.array([0, 1, 2], np.int32),
+         np.ones((2, 2)))),
+    (norm_of_a_matrix, "numpy.linalg.norm: adsrc's derivative rule takes 'u' as "
      "float64[:], and it is float64[:,:] here", "u)", lambda: (np.eye(2),)),
     (or_of_numbers, "the value of 'or' of numbers is one of its operands", "x[0] or x[1]", _x),
     (counter_bound_in_its_loop, "'i' is the counter of an enclosing for loop", "i = i + 1",

@@ -426,9 +426,10 @@ class TypeInference:
             if (wanted.is_array, wanted.ndim if wanted.is_array else 0) != \
                     (kind.is_array, kind.ndim if kind.is_array else 0) \
                     or wanted.is_float != kind.is_float:
+                argument = gast.unparse(node.args[position]).strip()
                 self._fail(node.args[position],
                            f"{library.spelled(declared.function)}: adsrc's derivative rule "
-                           f"takes argument {position + 1} as {wanted}, and it is {kind} here")
+                           f"takes '{argument}' as {wanted}, and it is {kind} here")
 
     def _condition(self, test):
         """The type of a condition; its 'and'/'or' may take numbers, by their truth."""

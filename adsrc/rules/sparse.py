@@ -72,6 +72,12 @@ _COO = _Layout("COO", lambda row, col: (row, col),
                    (data, (row, col)), shape=shape), "b.shape[0]")
 
 
+# the types the rules take: a matrix's values and a vector (a product's or a solve's), any
+# index arrays and sizes; a 2-D right-hand side (SciPy solves one column at a time) is refused
+# at its line, before anything runs
+_VALUES_AND_VECTOR = ("float64[:]", None, None, "float64[:]")
+
+
 def _halves(args_and_dots):
     """A tangent part's arguments, split into the arguments and their tangents."""
     half = len(args_and_dots) // 2
@@ -114,7 +120,7 @@ def _product_rule(function, layout, transposed, shape, length):
         return (entries(y_bar, x, first, second), None, None,
                 operator(data, first, second, x, size).T @ y_bar, *[None] * len(size))
 
-    @rule(function, returns="float64[:]", shape=(length,))
+    @rule(function, returns="float64[:]", shape=(length,), takes=_VALUES_AND_VECTOR)
     def forward(data, first, second, x, *size):
         return function(data, first, second, x, *size), (data, first, second, x, size)
 
@@ -306,7 +312,8 @@ def _solve_rule(function, method, layout, trans):
         rhs = b_dot - product(data_dot, first, second, u, trans)
         return method.solve(prepared, rhs, trans, method.label)
 
-    @rule(function, returns="float64[:]", shape=(layout.solution_length,))
+    @rule(function, returns="float64[:]", shape=(layout.solution_length,),
+          takes=_VALUES_AND_VECTOR)
     def forward(data, first, second, b, *options):
         prepared, u = _solve(method, layout, trans, data, first, second, b, *options)
         return u, (prepared, u, first, second, len(options))
