@@ -29,7 +29,7 @@ from adsrc.compiling.source_key import SourceKey, unchanged, watched_globals
 from adsrc.directions import check_stacks, stack_size, vector_tangent
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.frontend.derived import kernel_source
-from adsrc.frontend.fence import check_plain_parameters
+from adsrc.frontend.fence import check_entry_parameters
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_by_position, check_contiguous, check_distinct,
@@ -222,7 +222,7 @@ class Differentiable:
             fn = fn.fn
         # a function adsrc cannot read is refused first, and clearly; so are parameters a
         # kernel cannot take, before any call is counted against them
-        check_plain_parameters(kernel_source(fn))
+        check_entry_parameters(kernel_source(fn))
         self.fn = fn
         functools.update_wrapper(self, fn)
         self.__wrapped_kernel__ = fn

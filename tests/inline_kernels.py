@@ -392,3 +392,15 @@ def through_their_module(indptr, indices, data, x, b, omega):
     solvers.spmv(indptr, indices, data, x, y)
     spmv = np.dot(y, y)
     return spmv + np.dot(x, b)
+
+
+def squared_into(v, out):
+    """A helper may name a parameter 'out'; only a kernel adsrc differentiates may not (its
+    return value's adjoint is out_bar=)."""
+    for i in range(len(v)):
+        out[i] = 2.0 * v[i] * v[i]
+
+
+def into_a_helpers_out(x, y):
+    squared_into(x, y)
+    return np.sum(y * x)

@@ -383,6 +383,10 @@ def reserved_bar_argument(x, y_bar):  # <-
     return x[0] * y_bar
 
 
+def parameter_named_out(x, out):  # <-
+    out[0] = x[0]
+
+
 def star_args(x, *rest):  # <-
     return x[0]
 
@@ -681,6 +685,8 @@ UNSUPPORTED = [
     (reserved_bar_local, "x_bar", "x_bar", _x),
     (reserved_underscore_local, "_tmp", "_tmp", _x),
     (reserved_bar_argument, "y_bar", "y_bar", lambda: (*_x(), 1.0)),
+    # out_bar= is the return value's adjoint: the array 'out' could not be given its own
+    (parameter_named_out, "the parameter name 'out' is reserved", "out)", _xy),
     (star_args, None, "def", lambda: (*_x(), 1.0)),
     (default_argument, None, "def", lambda: (*_x(), 1.0)),
     (keyword_only_argument, None, "def", lambda: (*_x(), 1.0)),

@@ -51,6 +51,7 @@ def _cases():
         "rotations": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), None),
         "rotations_xy": (k.rotations, (x, y, 0.8, 0.6), ("x", "y", "c", "s"), ("x", "y")),
         "through_several": (k.through_several, (x, b, 0.7), ("x", "b", "a"), None),
+        "into_a_helpers_out": (k.into_a_helpers_out, (x, y), ("x",), None),
         # several values returned early (x's first two squares add up to more than 0.5) or at
         # the end; an array among them (x[2] ** 2 is below 0.2; no square is below -1)
         "moments_returned_early": (k.calls_moments_up_to, (x, 0.5), ("x",), None),

@@ -849,6 +849,18 @@ def check_plain_parameters(source):
                                         "arguments)")
 
 
+def check_entry_parameters(source):
+    """A kernel made differentiable takes plain positional arguments, none of them named
+    ``out``: ``out_bar=`` and ``out_dot`` are its return value's adjoint and tangent, so an
+    array ``out`` could have neither (kernels it calls may name a parameter ``out``)."""
+    check_plain_parameters(source)
+    for arg in source.tree.args.args:
+        if arg.id == "out":
+            raise source.error(arg, "the parameter name 'out' is reserved in a kernel adsrc "
+                                    "differentiates: out_bar= is the adjoint of its return "
+                                    "value; rename the parameter (to 'y', say)")
+
+
 def _flatten(results):
     """Statements from results that are statements or lists of them (a split assignment)."""
     out = []
