@@ -67,6 +67,22 @@ def repeated_recurrence(x, y, c, sweeps):
 
 def periodic_recurrence(x, c):
     """Reads x[i - 1] from i = 0: x[-1] is the last element, which the loop writes later
-    (Python's wrap-around; the compiled code does not wrap, so Python backend only)."""
+    (the compiled code wraps a negative index round as Python does)."""
     for i in range(x.shape[0]):
         x[i] = x[i - 1] * x[i - 1] * c + 0.25
+
+
+def guarded_by_arithmetic(x, a):
+    """x[j] under 'if j < i' with j = i - 1, not an element of an index array: j is -1 on the
+    first trip, and x[-1] is the last element, which a later trip overwrites."""
+    for i in range(x.shape[0]):
+        j = i - 1
+        if j < i:
+            x[i] = 0.5 * x[i] + a[i] * x[j] * x[j]
+
+
+def counter_down_to_minus_one(x, a):
+    """Reads x[i + 1], behind a descending counter, but the counter ends at -1: the last trip
+    writes x[-1], the last element, which the first trip read."""
+    for i in range(x.shape[0] - 2, -2, -1):
+        x[i] = 0.5 * x[i] + a[i] * x[i + 1] * x[i + 1]

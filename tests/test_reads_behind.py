@@ -59,21 +59,15 @@ SAVING = {
     "guarded_wrong_way": (K.guarded_wrong_way, _csr_args, ("data", "x"), ("x",)),
     "guard_then_moved": (K.guard_then_moved, _csr_args, ("data", "x"), ("x",)),
     "periodic": (K.periodic_recurrence, lambda: (_x(), 0.7), ("x", "c"), ("x",)),
+    # negative indices, which wrap round to elements written later (or earlier)
+    "guarded_by_arithmetic": (K.guarded_by_arithmetic, lambda: (_x(), _x(1)), ("x", "a"),
+                              ("x",)),
+    "counter_down_to_minus_one": (K.counter_down_to_minus_one, lambda: (_x(), _x(1)),
+                                  ("x", "a"), ("x",)),
     "repeated": (K.repeated_recurrence, lambda: (_x(), 0.2 * _x(1), 0.3, 3), ("x", "y", "c"),
                  ("x",)),
 }
 ALL = {**BEHIND, **SAVING}
-
-
-# x[-1] wraps around in Python only; compiled code does not check or wrap indices
-PYTHON_ONLY = {"periodic"}
-
-
-@pytest.fixture(autouse=True)
-def _skip_python_only(request, backend):
-    name = request.node.callspec.params.get("name") if hasattr(request.node, "callspec") else None
-    if backend == "cython" and name in PYTHON_ONLY:
-        pytest.skip("negative indices wrap around only in Python")
 
 
 def _copies(args):

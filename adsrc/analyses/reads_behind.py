@@ -16,11 +16,13 @@ A store ``A[c] = ...`` in the ``for`` loop ``L`` whose counter is ``c`` is liste
 * every element of ``A`` whose value the reverse sweep reads inside ``L`` (the partials of
   :mod:`adsrc.analyses.needs`) is *behind* ``c``: ``A[c - k]`` in an ascending loop or
   ``A[c + k]`` in a descending one (``k`` a positive literal), or ``A[e]`` inside ``if e < c:``
-  (ascending) or ``if e > c:`` (descending) with ``e`` not written inside that ``if``.  The
-  index must not be negative (in Python it would wrap around to an element written later):
-  the loop's literal bounds show it for ``A[c - k]``, ``A[c + k]`` and ``e > c``; for
-  ``e < c`` an index read from an array (``j = indices[k]``) is taken to be a valid one, as
-  the compiled code takes it (it neither checks nor wraps indices);
+  (ascending) or ``if e > c:`` (descending) with ``e`` not written inside that ``if``.  No
+  index may be negative, the store's ``c`` included (in Python, and in the compiled code,
+  which wraps a negative index as Python does, ``A[-1]`` is the last element, written later
+  or earlier): the loop's literal bounds must show ``c >= 0``, and so ``A[c - k]``,
+  ``A[c + k]`` and ``e > c`` in range; for ``e < c``, ``e`` must be read from an integer
+  array (``j = indices[k]``), whose elements are taken to be valid indices, as the compiled
+  code takes them (``j = i - 1`` is -1 on the first trip: the last element);
 * no user call or library call inside ``L`` reads ``A`` (their reverse reads whole arguments),
   and no recomputation slice of ``L`` or of a loop inside it reads ``A``.
 
@@ -80,8 +82,10 @@ class ReadsBehind:
         if any(array in self.slice_reads.get(id(stmt), ())
                for stmt in [loop] + inner if isinstance(stmt, (gast.For, gast.While))):
             return False
-        ascending = literal_step(loop) > 0
         lowest = _lowest(loop)
+        if lowest is None or lowest < 0:     # the store A[c] may wrap round to A[c + len(A)]
+            return False
+        ascending = literal_step(loop) > 0
         return all(self._behind(index, guards, counter, ascending, lowest)
                    for index, guards in self._element_reads(loop.body, array, []))
 
@@ -100,12 +104,12 @@ class ReadsBehind:
 
     def _behind(self, index, guards, counter, ascending, lowest):
         """Whether ``index`` names an element the loop wrote before (or never writes), and
-        is not negative; ``lowest`` bounds the counter from below, or is None."""
+        is not negative; ``lowest`` (at least 0) bounds the counter from below."""
         offset = _offset_from(index, counter)
         if offset is not None:
-            return (offset < 0 if ascending else offset > 0) and lowest is not None \
-                and lowest + offset >= 0
-        if not isinstance(index, gast.Name) or not ascending and (lowest is None or lowest < -1):
+            return (offset < 0 if ascending else offset > 0) and lowest + offset >= 0
+        if not isinstance(index, gast.Name) or ascending and not self._read_from_an_index_array(
+                index.id):
             return False
         for guard in guards:
             if guard is not None and _orders(guard.test, index.id, counter, ascending) \
@@ -113,6 +117,17 @@ class ReadsBehind:
                                 for stmt in walk_statements(guard.body)):
                 return True
         return False
+
+    def _read_from_an_index_array(self, name):
+        """Whether every binding of the local ``name`` is an element of an integer array
+        (``j = indices[k]``), taken to be a valid index."""
+        bindings = [stmt for stmt in walk_statements(self.tree.body)
+                    if name in self.effects.writes(stmt)]
+        return bool(bindings) and name not in {arg.id for arg in self.tree.args.args} and all(
+            isinstance(stmt, gast.Assign) and isinstance(stmt.value, gast.Subscript)
+            and isinstance(stmt.value.value, gast.Name)
+            and self.env[stmt.value.value.id].is_array
+            and not self.env[stmt.value.value.id].is_float for stmt in bindings)
 
 
 def _direct_stores(stmts):
