@@ -25,7 +25,11 @@ class CheckReport:
 
     @property
     def max_error(self):
-        return max((error for _, _, error in self.directions), default=0.0)
+        """The largest relative error; NaN if any is (a NaN adjoint or finite difference
+        confirms nothing)."""
+        errors = [error for _, _, error in self.directions]
+        return math.nan if any(math.isnan(error) for error in errors) else max(errors,
+                                                                               default=0.0)
 
     def __str__(self):
         rows = [f"  direction {k}: finite differences {fd:.15g}, adjoint {ad:.15g}, "
@@ -61,6 +65,8 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
                             f"number of directions checked), got {directions!r}")
     if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
         raise ArgumentError(f"check_grads: step must be a positive float, got {step!r}")
+    if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol >= 0):
+        raise ArgumentError(f"check_grads: rtol must be a float of at least 0, got {rtol!r}")
     params = kernel.params
     outs = sorted(kernel._outputs_of_call(args))
     kernel.check_distinct_before_copies(args)     # the evaluations work on copies
@@ -102,7 +108,7 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
         magnitude = abs(projected({}, weights, 0.0))
         error = abs(fd - ad) / max(abs(fd), abs(ad), 1e-10 * max(1.0, magnitude))
         report.directions.append((fd, ad, error))
-    if report.max_error > rtol:
+    if not report.max_error <= rtol:
         raise AssertionError(f"check_grads({kernel.fn.__name__}): adjoint and finite differences "
                              f"disagree (rtol {rtol:g}):\n{report}")
     return report

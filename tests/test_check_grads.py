@@ -73,11 +73,28 @@ def test_a_wrong_adjoint_fails(backend):
         adsrc.check_grads(doubled_energy, args, wrt=("x", "scale"), backend=backend)
 
 
+def scaled_sum(x, c):
+    return c * x[0] + x[1]
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_nan_fails(backend):
+    """NaN agrees with nothing: a NaN gradient (here with NaN finite differences) passed, as
+    its relative error NaN is not above rtol."""
+    with pytest.raises(AssertionError, match="relative error nan"):
+        adsrc.check_grads(scaled_sum, [np.ones(2), float("nan")], wrt="x", backend=backend)
+    report = adsrc.check_grads(scaled_sum, [np.ones(2), 2.0], wrt="x", backend=backend)
+    assert report.max_error < 1e-9
+
+
 @pytest.mark.parametrize("settings,message", [({"step": 0.0}, "step must be a positive"),
                                               ({"step": float("nan")}, "step must be"),
-                                              ({"directions": 0}, "directions must be an int")])
+                                              ({"directions": 0}, "directions must be an int"),
+                                              ({"rtol": float("nan")}, "rtol must be"),
+                                              ({"rtol": -1e-7}, "rtol must be")])
 def test_settings_that_check_nothing_are_refused(settings, message):
-    """No direction passes vacuously, a zero step divides by zero."""
+    """No direction passes vacuously, a zero step divides by zero, a NaN rtol passes
+    anything."""
     args = [np.linspace(0.5, 1.5, 7), 100.0, np.zeros(7)]
     with pytest.raises(adsrc.ArgumentError, match=message):
         adsrc.check_grads(doubled_energy, args, wrt="x", **settings)
