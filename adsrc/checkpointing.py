@@ -26,6 +26,7 @@ tangent of its adjoint, and a checkpoint holds the tangents of the state beside 
 """
 
 import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -86,16 +87,23 @@ def step_returns_stop(*args):
 
 def _ends_after(until, args, returned):
     """Whether the loop ends after a step that returned ``returned``."""
-    return bool(returned) if until is step_returns_stop else until(*args)
+    if until is step_returns_stop:
+        return bool(returned)
+    verdict = until(*args)
+    if np.size(verdict) != 1:
+        raise ArgumentError(f"until= must return a truth value, got {type(verdict).__name__} "
+                            f"of {np.size(verdict)} values (the loop stopped after a step)")
+    return bool(verdict)
 
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_trip(name, steps, until, max_steps):
-    """``(steps, until, max_steps)`` of a call, checked: exactly one of ``steps=`` (a known number
-    of steps) and ``until=`` (a stopping test), and ``max_steps=`` with ``until=`` only.
+def _check_trip(name, args, steps, until, max_steps):
+    """``(steps, until, max_steps)`` of a call with ``args``, checked: exactly one of ``steps=``
+    (a known number of steps) and ``until=`` (a stopping test, which must take the arguments),
+    and ``max_steps=`` with ``until=`` only.
 
     ``max_steps`` is required with ``until``: a tolerance that is never met would otherwise run
     forever, and ``max_tape_bytes=`` can be checked before the loop runs only against its longest
@@ -118,6 +126,13 @@ def _check_trip(name, steps, until, max_steps):
     if not callable(until):
         raise ArgumentError(f"{name}: until= must be a callable predicate of the step's "
                             f"arguments, got {type(until).__name__}")
+    try:
+        inspect.signature(until).bind(*args)
+    except TypeError as error:
+        raise ArgumentError(f"{name}: until= is called with the step's {len(args)} arguments "
+                            f"after each step, and cannot take them ({error})") from None
+    except ValueError:      # no signature to read (some builtins): its first call will tell
+        pass
     if max_steps is None:
         raise ArgumentError(f"{name}: until= needs max_steps=, the most steps to run if the "
                             "predicate never holds")
@@ -192,7 +207,8 @@ class Checkpointed:
         """The primal: the step kernel, compiled by the step's backend, run ``steps`` times, or
         until ``until(*args)`` is true after a step, or ``max_steps`` times.  Returns what the
         last step returns (None for no steps)."""
-        steps, until, max_steps = _check_trip(self.step.fn.__name__, steps, until, max_steps)
+        steps, until, max_steps = _check_trip(self.step.fn.__name__, args, steps, until,
+                                               max_steps)
         compiled = self.step._checked_primal(args)
         value = None
         for n in range(max_steps if until is not None else steps):
@@ -306,7 +322,7 @@ class Checkpointed:
         bars of the state); the working state is then that after the last step, and must be so
         again when it returns."""
         step = self.step
-        steps, until, max_steps = _check_trip(step.fn.__name__, steps, until, max_steps)
+        steps, until, max_steps = _check_trip(step.fn.__name__, args, steps, until, max_steps)
         signature, compiled = self._step_compiled(args)
         entry = compiled.entry
         # every check comes before anything runs: a bad call leaves the user's arrays as they were
@@ -331,7 +347,7 @@ class Checkpointed:
         the step writes beside the arrays.  Returns ``(scalar adjoints, their tangents,
         stats)``, the first two by parameter."""
         step = self.step
-        steps, until, max_steps = _check_trip(step.fn.__name__, steps, until, max_steps)
+        steps, until, max_steps = _check_trip(step.fn.__name__, args, steps, until, max_steps)
         signature, compiled = self._step_compiled(args, HVP)
         arrays, bar_arrays, _ = step._checked(compiled, args,
                                               {param + "_bar": bar for param, bar in bars.items()})

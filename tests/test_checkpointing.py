@@ -643,6 +643,15 @@ def test_until_honours_max_tape_bytes(backend):
     np.testing.assert_array_equal(x_bar, np.ones(n))
 
 
+def test_a_predicate_giving_no_truth_value_is_named(backend):
+    """An array of several truths (NumPy would raise its own 'ambiguous' ValueError)."""
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    args, _ = _gs_problem()
+    with pytest.raises(adsrc.ArgumentError, match="until= must return a truth value, got "
+                                                  "ndarray of 3 values"):
+        checkpointed(step, snapshots=2)(*args, until=lambda *args: np.ones(3) > 0, max_steps=5)
+
+
 def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
     step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     loop = checkpointed(step, schedule="binomial", snapshots=3)
@@ -656,7 +665,9 @@ def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
                           (dict(until=3, max_steps=5), "callable"),
                           (dict(until=never, max_steps=0), "max_steps must be an int >= 1"),
                           (dict(until=never, max_steps=2.5), "max_steps must be an int >= 1"),
-                          (dict(until=never, max_steps=True), "max_steps must be an int >= 1")):
+                          (dict(until=never, max_steps=True), "max_steps must be an int >= 1"),
+                          (dict(until=lambda x: False, max_steps=5),
+                           "until= is called with the step's 6 arguments")):
         with pytest.raises(adsrc.ArgumentError, match=message):
             loop.adjoint(*args, x_bar=x_bar, **trip)
         with pytest.raises(adsrc.ArgumentError, match=message):
