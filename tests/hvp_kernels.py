@@ -77,3 +77,19 @@ def periodic_pairs(x, L):
             d = (x[j] - x[i] + 0.5 * L) % L - 0.5 * L
             e += math.cos(d) * d * d + 0.1 * (x[i] // 0.7) * x[j]
     return e
+
+
+def row_shifted_products(A, B):
+    """A[i, j - 1] at j = 0 is A[i, -1], the last element of row i (not of row i - 1)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            B[i, j] = A[i, j - 1] * A[i, j]
+
+
+def row_periodic_energy(A):
+    """A periodic energy along the rows of A, through negative indices of the second axis."""
+    e = 0.0
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            e += A[i, j - 1] * A[i, j] ** 2 + 0.5 * A[i, -1] * A[i, j]
+    return e

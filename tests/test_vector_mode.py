@@ -364,3 +364,34 @@ def test_bad_hvp_stacks_are_refused():
     with pytest.raises(adsrc.ArgumentError, match="shape"):
         adsrc.hvp(HK.norm_cubed, wrt="x", backend="python")(x, np.ones((2, 4)))
     np.testing.assert_array_equal(x, np.ones(5))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_indices_of_a_second_axis_count_from_the_end_of_their_row(backend):
+    """A[i, j - 1] at j = 0 is A[i, -1]: the stacked tangents and H V took A[i - 1, -1] (the
+    flat tangent's index was wrapped, not the axis's), where single directions were right.
+    Against single directions of the Python backend and finite differences."""
+    rng = np.random.default_rng(54)
+    A, V = rng.uniform(0.5, 1.5, (3, 4)), rng.standard_normal((3, 3, 4))
+    f = adsrc.differentiate(HK.row_shifted_products, wrt="A", outputs=("B",), backend=backend)
+    stacked = f.tangent(A.copy(), np.zeros((3, 4)), A_dot=V.copy())[0]
+    single = adsrc.differentiate(HK.row_shifted_products, wrt="A", outputs=("B",),
+                                 backend="python")
+
+    def outputs(h, v):
+        B = np.zeros((3, 4))
+        HK.row_shifted_products(A + h * v, B)
+        return B
+
+    for got, v in zip(stacked, V):
+        want = single.tangent(A.copy(), np.zeros((3, 4)), A_dot=v.copy())[0]
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+        np.testing.assert_allclose(got, (outputs(1e-6, v) - outputs(-1e-6, v)) / 2e-6,
+                                   rtol=1e-7)
+    hvps = adsrc.hvp(HK.row_periodic_energy, wrt="A", backend=backend)(A, V)
+    one = adsrc.hvp(HK.row_periodic_energy, wrt="A", backend="python")
+    grad = adsrc.grad(HK.row_periodic_energy, wrt="A", backend="python")
+    for got, v in zip(hvps, V):
+        np.testing.assert_allclose(got, one(A, v), rtol=1e-13)
+        fd = (np.asarray(grad(A + 1e-5 * v)) - np.asarray(grad(A - 1e-5 * v))) / 2e-5
+        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8)

@@ -37,7 +37,7 @@ import gast
 
 from adsrc.analyses.types import FLOAT, INT, array
 from adsrc.errors import AdsrcError
-from adsrc.frontend.quoting import is_comment, name, quote, quote_expr, unparse
+from adsrc.frontend.quoting import int_literal, is_comment, name, quote, quote_expr, unparse
 from adsrc.transformations.reverse import TAPE, tape_call
 from adsrc.transformations.structured import StructuredRewrite
 from adsrc.transformations.tangent import SUFFIX
@@ -50,6 +50,15 @@ VECTOR = array("float64", 1)
 _TAPE_POSITION = re.compile(r"^_saved\d+" + SUFFIX + "$")     # an int, not a tangent
 _GENERATED = ("__tan", "__fwd_dot", "__rev_dot")
 _ALLOCATIONS = ("np.zeros", "np.empty", "np.zeros_like", "np.empty_like")
+
+
+def _wrapped(index, array, axis):
+    """``index`` along ``axis`` of ``array``, a negative one counted from the end (a literal
+    that is not negative as it is)."""
+    literal = int_literal(index)
+    if literal is not None and literal >= 0:
+        return copy.deepcopy(index)
+    return quote_expr(f"(I + A.shape[{axis}] if I < 0 else I)", I=copy.deepcopy(index), A=array)
 
 
 class VectorModeUnsupported(AdsrcError):
@@ -154,10 +163,13 @@ class Vectorize(StructuredRewrite):
         variable = node.value.id
         primal = self.array_of(variable)
         indices = node.slice.elts if isinstance(node.slice, gast.Tuple) else [node.slice]
+        # a negative index counts from the end of its own axis: past the first axis it is
+        # wrapped before flattening (a[i, -1] is a[i, m - 1], where the flat a_dot[i * m - 1]
+        # would be a[i - 1, m - 1]); the flat index wraps a negative first index as it should
         flat = copy.deepcopy(indices[0])
         for axis, index in enumerate(indices[1:], start=1):
             flat = quote_expr(f"F * A.shape[{axis}] + I", F=flat, A=primal,
-                              I=copy.deepcopy(index))
+                              I=_wrapped(index, primal, axis))
         return gast.Subscript(name(variable), quote_expr(f"F * {COUNT} + {DIRECTION}", F=flat),
                               ctx)
 
