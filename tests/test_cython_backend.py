@@ -192,6 +192,29 @@ def test_quotients_and_negative_powers_of_integers_are_floats(backend):
     adsrc.check_grads(integer_quotients_and_powers, [x, k], "x", backend=backend)
 
 
+def cells_of(x, y, m):
+    for i in range(len(y)):
+        y[i] = x[i % m] * x[(i + 1) // m]
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_an_integer_division_by_zero_raises_naming_the_line(backend):
+    """As in Python: C's integer division by zero stopped the process (SIGFPE)."""
+    f = adsrc.differentiate(cells_of, wrt="x", outputs=("y",), backend=backend)
+    x, y = np.linspace(0.5, 1.5, 4), np.ones(4)
+    for call in (lambda: f.adjoint(x, y, 0, y_bar=np.ones(4)),
+                 lambda: f.tangent(x, y, 0, x_dot=np.ones(4))):
+        with pytest.raises(ZeroDivisionError) as raised:
+            call()
+        assert re.fullmatch(r"adsrc: raised by \S*test_cython_backend.py:\d+, in "
+                            r"'y\[i\] = x\[i % m\] \* x\[\(i \+ 1\) // m\]'",
+                            raised.value.__notes__[-1])
+    np.testing.assert_array_equal(y, np.ones(4))
+    assert f.primal(x, y, 2) is None
+    np.testing.assert_allclose(y, [x[0] * x[0], x[1] * x[1], x[0] * x[1], x[1] * x[2]],
+                               rtol=1e-15)
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

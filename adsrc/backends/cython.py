@@ -83,15 +83,26 @@ cdef inline Py_ssize_t _abs_int(Py_ssize_t a) noexcept nogil:
     return -a if a < 0 else a
 ''',
     "_floordiv": '''
-cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef Py_ssize_t q = a // b
+cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) except? -1 nogil:
+    """a // b of ints as Python computes it; ZeroDivisionError for b = 0 (C's division by
+    zero stops the process)."""
+    cdef Py_ssize_t q
+    if b == 0:
+        with gil:
+            raise ZeroDivisionError("integer division or modulo by zero")
+    q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
     return q
 ''',
     "_mod": '''
-cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef Py_ssize_t r = a % b
+cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) except? -1 nogil:
+    """a % b of ints as Python computes it; ZeroDivisionError for b = 0."""
+    cdef Py_ssize_t r
+    if b == 0:
+        with gil:
+            raise ZeroDivisionError("integer division or modulo by zero")
+    r = a % b
     if r != 0 and ((r < 0) != (b < 0)):
         r += b
     return r

@@ -59,13 +59,14 @@ def _user_place(exc, module, source, kernel):
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
               if frame.filename == f"<adsrc:{module}>"
               or os.path.basename(frame.filename) == f"{module}.pyx"]
-    if not frames:
+    lines = quoted_lines(source)
+    # the innermost frame at a user's line: a C helper's (an integer division by zero in
+    # _floordiv) quotes none
+    frame = next((frame for frame in reversed(frames) if frame.lineno in lines), None)
+    if frame is None:
         return None
-    quoted = quoted_lines(source).get(frames[-1].lineno)
-    if quoted is None:
-        return None
-    line, statement = quoted
-    function = frames[-1].name.rsplit(".", 1)[-1]
+    line, statement = lines[frame.lineno]
+    function = frame.name.rsplit(".", 1)[-1]
     if function.rsplit("__", 1)[0] == kernel.__name__:
         return f"{_user_file(kernel)}:{line}", statement
     return f"line {line} of a kernel that {kernel.__name__} calls", statement
