@@ -218,7 +218,8 @@ class Differentiable:
         return super().__new__(cls)
 
     def __init__(self, fn, wrt, outputs=None, backend=None):
-        if isinstance(fn, Differentiable):
+        if isinstance(fn, Differentiable):      # grad(f), hvp(f)...: f's backend by default
+            backend = fn.backend if backend is None else backend
             fn = fn.fn
         # a function adsrc cannot read is refused first, and clearly; so are parameters a
         # kernel cannot take, before any call is counted against them

@@ -277,6 +277,26 @@ def test_frame_scalars_from_index_arrays_count_the_same():
     _close(grads["cython"][0], grads["python"][0], "x_bar")
 
 
+def root_sum(x):
+    return np.sqrt(x[0]) + x[1]
+
+
+def test_the_drivers_run_a_differentiated_kernel_on_its_backend():
+    """grad, jacobian, hvp... of an adsrc.differentiate object use its backend unless told
+    otherwise (they took the default backend): the Python backend raises where compiled code
+    gives NaN, sqrt of a negative number."""
+    f = adsrc.differentiate(root_sum, wrt="x", backend="python")
+    x = np.array([-1.0, 2.0])
+    for run in (lambda: adsrc.grad(f, wrt="x")(x), lambda: adsrc.value_and_grad(f, wrt="x")(x),
+                lambda: adsrc.jacobian(f, wrt="x")(x),
+                lambda: adsrc.hvp(f, wrt="x")(x, np.ones(2)),
+                lambda: adsrc.hessian_operator(f, x, wrt="x").matvec(np.ones(2))):
+        with pytest.raises(ValueError, match="math domain error"):
+            run()
+    assert np.isnan(adsrc.grad(f, wrt="x", backend="cython")(x)[0])
+    assert np.isnan(adsrc.grad(root_sum, wrt="x", backend="cython")(x)[0])
+
+
 def test_grad_and_check_grads_take_a_backend():
     case = CASES_BY_NAME["residual_loss"]
     args = case.make_args(np.random.default_rng(103), np.int32)
