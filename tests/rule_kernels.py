@@ -1,7 +1,9 @@
 """Kernels that call library functions with derivative rules (tests/test_rules.py), and a user
 rule declared with ``adsrc.rule``."""
 
+import collections
 import math
+import types
 
 import numpy as np
 import scipy.sparse
@@ -400,3 +402,50 @@ def heavy_ball(A, b, x0, iters):
         xp = x
         x = xn
     return np.dot(x, x) + np.dot(xp, b)
+
+
+# what a forward part saves: a named tuple (kept one), another object (refused if it holds an
+# array the kernel overwrites later: adsrc cannot copy it)
+
+SavedSquare = collections.namedtuple("SavedSquare", "x")
+
+
+def squared(x):
+    return x * x
+
+
+@adsrc.rule(squared, returns="float64[:]", shape=("x.shape[0]",))
+def squared_forward(x):
+    return x * x, SavedSquare(x)
+
+
+@squared_forward.backward
+def _squared_backward(saved, y_bar):
+    return 2.0 * saved.x * y_bar,
+
+
+def squared_then_scaled(x):
+    """d/dx sum(x^2 * 3x) = 9 x^2: the backward part must see x as it was at the call."""
+    y = squared(x)
+    x *= 3.0
+    return np.sum(y * x)
+
+
+def squared_in_a_namespace(x):
+    return x * x
+
+
+@adsrc.rule(squared_in_a_namespace, returns="float64[:]", shape=("x.shape[0]",))
+def squared_in_a_namespace_forward(x):
+    return x * x, types.SimpleNamespace(x=x)
+
+
+@squared_in_a_namespace_forward.backward
+def _squared_in_a_namespace_backward(saved, y_bar):
+    return 2.0 * saved.x * y_bar,
+
+
+def namespace_then_scaled(x):
+    y = squared_in_a_namespace(x)
+    x *= 3.0
+    return np.sum(y * x)

@@ -6,6 +6,9 @@ mutation safety, and errors."""
 import importlib.util
 import pathlib
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -639,6 +642,52 @@ def test_one_factorisation_serves_every_solve_with_the_same_matrix(monkeypatch):
     refactorised = CASES["refactorised_steps"][1]()
     adsrc.value_and_grad(rk.refactorised_steps, wrt="data")(*refactorised)
     assert len(factorisations) == 2 + 3     # the values change at every step
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_what_a_forward_part_saves_is_kept_from_later_writes(backend):
+    """A named tuple stays one (the backward part read 'saved.x' of the plain tuple it was
+    rebuilt as, AttributeError), with x as the call saw it: 9 x^2, and finite differences.
+    Another object holding x is refused: adsrc cannot copy it, and the gradient came out
+    with x as the kernel left it (3 times too large a part)."""
+    x = np.array([0.7, 1.1, 0.9, 1.3])
+    got = adsrc.grad(rk.squared_then_scaled, wrt="x", backend=backend)(x.copy())
+    np.testing.assert_allclose(got, 9.0 * x * x, rtol=1e-14)
+    adsrc.check_grads(rk.squared_then_scaled, [x.copy()], "x", backend=backend)
+    with pytest.raises(adsrc.AdsrcError, match="saved a SimpleNamespace holding an array the "
+                                               "kernel may overwrite"):
+        adsrc.grad(rk.namespace_then_scaled, wrt="x", backend=backend)(x.copy())
+
+
+def test_a_rule_for_a_function_adsrc_differentiates_itself_is_refused():
+    with pytest.raises(adsrc.AdsrcError, match="numpy.exp is differentiated by adsrc itself"):
+        adsrc.rule(np.exp, returns="float64[:]")(lambda x: (np.exp(x), x))
+
+
+def test_a_users_rule_declared_before_the_built_in_ones_load_wins():
+    """The built-in rules load on first use, and loaded after a user's rule for the same
+    function (np.linalg.norm, here ten times the gradient) they replaced it: in a new
+    process, declared first thing, the user's rule is the one used."""
+    script = textwrap.dedent('''
+        import numpy as np
+        import adsrc
+        from tests import rule_kernels_norm as kernels
+
+        @adsrc.rule(np.linalg.norm, returns="float")
+        def norm_forward(x):
+            return np.linalg.norm(x), x
+
+        @norm_forward.backward
+        def _(x, s_bar):
+            return 10.0 * s_bar * x / np.linalg.norm(x),
+
+        print([float(v) for v in adsrc.grad(kernels.norm_of, wrt="x", backend="python")(
+            np.array([3.0, 4.0]))])
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).parent.parent, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [float(v) for v in done.stdout.strip()[1:-1].split(",")] == [6.0, 8.0]
 
 
 def test_a_missing_rule_is_named():

@@ -110,10 +110,26 @@ def rule(function, *, returns="float64[:]", shape=None, takes=None):
 
     def declare(forward):
         declared = Rule(function, forward, returns, shape, takes)
+        if not forward.__module__.startswith(__package__ + "."):
+            _refuse_differentiated_natively(function)
+            # the built-in rules load on first use: loaded now, a user's rule for the same
+            # function comes after them and wins, as a later rule does
+            _load_builtin_rules()
         register(declared)
         return declared
 
     return declare
+
+
+def _refuse_differentiated_natively(function):
+    """A rule for a function adsrc differentiates itself (np.exp, np.sum) would never be
+    used: the fence spells such calls before it looks rules up."""
+    from adsrc.frontend.intrinsics import canonical
+
+    if canonical(function) is not None:
+        raise AdsrcError(f"adsrc.rule: {spelled(function)} is differentiated by adsrc itself "
+                         f"(see the README's list of supported functions); a rule for it would "
+                         f"not be used")
 
 
 def register(declared):

@@ -206,7 +206,9 @@ def _is_float(arg):
 
 def _detach(saved, changing):
     """``saved`` with every array sharing memory with a ``changing`` array replaced by a copy
-    (inside tuples, lists and dicts, and the arrays of SciPy sparse matrices)."""
+    (inside tuples, named ones too, lists and dicts, and the arrays of SciPy sparse matrices).
+    Another object holding such an array among its attributes is refused: adsrc cannot copy
+    it, and the backward part would read the array as the kernel left it."""
     if not changing:
         return saved
     if isinstance(saved, np.ndarray):
@@ -220,11 +222,18 @@ def _detach(saved, changing):
             return saved.copy()
         return saved
     if isinstance(saved, tuple):
-        return tuple(_detach(item, changing) for item in saved)
+        items = [_detach(item, changing) for item in saved]
+        return saved._make(items) if hasattr(saved, "_fields") else tuple(items)
     if isinstance(saved, list):
         return [_detach(item, changing) for item in saved]
     if isinstance(saved, dict):
         return {key: _detach(item, changing) for key, item in saved.items()}
+    attributes = getattr(saved, "__dict__", None)
+    if isinstance(attributes, dict) and any(
+            _detach(value, changing) is not value for value in attributes.values()):
+        raise AdsrcError(f"the forward part of a rule saved a {type(saved).__name__} holding an "
+                         f"array the kernel may overwrite before its reverse sweep: save it in "
+                         f"a tuple, list or dict, where adsrc copies it")
     return saved
 
 
