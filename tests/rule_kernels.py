@@ -414,14 +414,24 @@ def squared(x):
     return x * x
 
 
-@adsrc.rule(squared, returns="float64[:]", shape=("x.shape[0]",))
-def squared_forward(x):
-    return x * x, SavedSquare(x)
+def squared_in_a_namespace(x):
+    return x * x
 
 
-@squared_forward.backward
-def _squared_backward(saved, y_bar):
-    return 2.0 * saved.x * y_bar,
+def _declare_squaring(function, save):
+    """The rule of ``function`` (x * x) whose forward part saves ``save(x)``, an object with
+    the attribute ``x``."""
+    @adsrc.rule(function, returns="float64[:]", shape=("x.shape[0]",))
+    def forward(x):
+        return x * x, save(x)
+
+    @forward.backward
+    def _backward(saved, y_bar):
+        return 2.0 * saved.x * y_bar,
+
+
+_declare_squaring(squared, SavedSquare)
+_declare_squaring(squared_in_a_namespace, lambda x: types.SimpleNamespace(x=x))
 
 
 def squared_then_scaled(x):
@@ -429,20 +439,6 @@ def squared_then_scaled(x):
     y = squared(x)
     x *= 3.0
     return np.sum(y * x)
-
-
-def squared_in_a_namespace(x):
-    return x * x
-
-
-@adsrc.rule(squared_in_a_namespace, returns="float64[:]", shape=("x.shape[0]",))
-def squared_in_a_namespace_forward(x):
-    return x * x, types.SimpleNamespace(x=x)
-
-
-@squared_in_a_namespace_forward.backward
-def _squared_in_a_namespace_backward(saved, y_bar):
-    return 2.0 * saved.x * y_bar,
 
 
 def namespace_then_scaled(x):
