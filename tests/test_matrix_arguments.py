@@ -203,16 +203,22 @@ def test_a_matrix_with_more_columns_than_its_vector_is_refused(backend):
     """A 5 x 6 matrix times a vector of 5 (SciPy: 'dimension mismatch'): adsrc shaped the matrix
     by the vector and SciPy's product, which trusts the column indices, read and wrote past
     the end of its vectors; the compiled backend then died of a heap corruption.  The column
-    index outside the matrix is refused, and nothing of the user's changed."""
+    index outside the matrix is refused (SciPy's own 'dimension mismatch' where the matrix
+    says it has 6 columns), and nothing of the user's changed."""
     wide = sp.random(5, 6, density=0.6, format="csr", random_state=0)
     assert wide.indices.max() == 5
+    mislabelled = sp.csr_matrix((wide.data, wide.indices, wide.indptr), shape=(5, 5))
     x, y, z = np.ones(5), np.zeros(5), np.zeros(5)
     kernel = adsrc.differentiate(mk.products, wrt=("A", "x"), outputs=("y",), backend=backend)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        kernel.adjoint(wide, x, y, z, y_bar=np.ones(5))
     with pytest.raises(ValueError, match=r"column index of the sparse matrix \(from 0 to 5\) "
                                          r"is outside its 5 columns"):
-        kernel.adjoint(wide, x, y, z, y_bar=np.ones(5))
-    with pytest.raises(ValueError, match="outside its 5 columns"):
+        kernel.adjoint(mislabelled, x, y, z, y_bar=np.ones(5))
+    with pytest.raises(AssertionError, match="a solve needs a square matrix"):
         adsrc.grad(mk.compliance, wrt="K", backend=backend)(wide, x, y)
+    with pytest.raises(ValueError, match="outside its 5 columns"):
+        adsrc.grad(mk.compliance, wrt="K", backend=backend)(mislabelled, x, y)
     assert np.all(x == 1.0) and not y.any() and not z.any()
 
 

@@ -584,6 +584,56 @@ def test_scipy_spelling_that_would_differ_from_scipy_is_refused_at_its_line(kern
     assert args[0][0] == _csr(sp.csc_matrix(_poisson_1d(4)))[0][0]      # nothing ran
 
 
+def product_with_more_columns_declared(data, indices, indptr, x, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(u), len(x) + 1))
+    u[:] = A @ x
+
+
+def csc_product_with_more_rows_declared(data, indices, indptr, x, u):
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(len(u) + 1, len(x)))
+    u[:] = A.T @ x
+
+
+def coo_product_with_more_columns_declared(data, indices, indptr, x, u):
+    A = scipy.sparse.coo_matrix((data, (indices, indices)), shape=(len(u), len(x) + 1))
+    u[:] = A @ x
+
+
+def solve_of_a_matrix_declared_rectangular(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(f), len(f) + 1))
+    u[:] = scipy.sparse.linalg.spsolve(A, f)
+
+
+def factorisation_of_a_matrix_declared_rectangular(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(f), len(f) + 1))
+    lu = scipy.sparse.linalg.splu(A)
+    u[:] = lu.solve(f)
+
+
+def coo_solve_of_a_larger_matrix(data, indices, indptr, f, u):
+    n = len(f) + 1
+    A = scipy.sparse.coo_matrix((data, (indices, indices)), shape=(n, n))
+    u[:] = scipy.sparse.linalg.spsolve(A, f)
+
+
+@pytest.mark.parametrize("kernel", [
+    product_with_more_columns_declared, csc_product_with_more_rows_declared,
+    coo_product_with_more_columns_declared, solve_of_a_matrix_declared_rectangular,
+    factorisation_of_a_matrix_declared_rectangular, coo_solve_of_a_larger_matrix])
+def test_a_declared_shape_that_scipy_refuses_is_refused(kernel):
+    """The rewritten uses take sizes from the arrays: a shape SciPy refuses gave a product or
+    a solve of the size the arrays imply (a 4 x 5 matrix times 4 values), on both backends."""
+    def arguments():
+        return [*_csr(_poisson_1d(4)), np.ones(4), np.zeros(4)]
+
+    with pytest.raises(ValueError):             # SciPy's refusal, the reference
+        kernel(*arguments())
+    args = arguments()
+    with pytest.raises((AssertionError, ValueError)):
+        adsrc.differentiate(kernel, wrt="data", outputs="u").adjoint(*args, u_bar=np.ones(4))
+    assert np.array_equal(args[4], np.zeros(4))
+
+
 def read_while_factorised(data, indices, indptr, f, u):
     n = len(f)
     A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(n, n))

@@ -109,7 +109,17 @@ class Fence(gast.NodeTransformer):
     # statements ---------------------------------------------------------------------------------
 
     def _statements(self, stmts, loop):
-        return _flatten(self._statement(stmt, loop) for stmt in stmts)
+        return _flatten(self._checked_statement(stmt, loop) for stmt in stmts)
+
+    def _checked_statement(self, stmt, loop):
+        """``stmt`` fenced, after the asserts of shapes that its sparse matrices need
+        (:attr:`SparseMatrices.checks`); the statements of a nested block take their own."""
+        outer, self.matrices.checks = self.matrices.checks, []
+        fenced = self._statement(stmt, loop)
+        checks, self.matrices.checks = self.matrices.checks, outer
+        for check in checks:
+            check.test = self._expression(check.test)
+        return checks + _flatten([fenced])
 
     def _statement(self, stmt, loop):
         if isinstance(stmt, gast.Assign):

@@ -24,6 +24,11 @@ uses must follow them in the same block, and no statement from the definition to
 may write one of the arrays; otherwise the kernel is refused.  The factorisation itself is not
 lost: the solve reuses the latest factorisation of the same matrix (:mod:`adsrc.rules.sparse`).
 
+The rewritten uses take sizes from the arrays (the rows from the index pointer, a solve's size
+from its right-hand side), so the declared ``shape`` is asserted where SciPy checks it, before
+the statement that needs it (:attr:`SparseMatrices.checks`): a shape SciPy refuses is an error,
+not a product or solve of the size the arrays imply.
+
 ``cg``/``gmres`` start from zero, stop at the relative residual ``rtol`` (SciPy's default 1e-5
 when not given) and raise an error when they do not reach it, so ``info`` is always 0 in a
 kernel that goes on.  Any other use of a matrix or a factorisation is refused, as is a second
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 import gast
 
 from adsrc.frontend.intrinsics import matrix_vector
+from adsrc.frontend.quoting import const, located, quote_expr, unparse
 from adsrc.rules import library
 from adsrc.rules import sparse as rules
 from adsrc.rules.library import RULES
@@ -107,17 +113,19 @@ class _Matrix:
         if self.layout == "coo" and transposed:
             first, second = second, first
         arrays = [_load(self.arrays[0]), _load(first), _load(second)]
-        rows = copy.deepcopy(self.shape[1 if transposed else 0])     # of the product's result
         if operation != "product":
             csr, csr_transposed, coo = _SOLVERS[operation]
             function = coo if self.layout == "coo" else \
                 (csr_transposed if transposed != (self.layout == "csc") else csr)
             return _rule_call(function, arrays + args, node)
+        # the lengths of the product's result and of its vector, as declared
+        result, operand = (copy.deepcopy(self.shape[axis])
+                           for axis in ((1, 0) if transposed else (0, 1)))
         if self.layout == "coo":
-            return _rule_call(rules.coo_matvec, arrays + args + [rows], node)
+            return _rule_call(rules.coo_matvec, arrays + args + [result, operand], node)
         if transposed != (self.layout == "csc"):     # A.T @ x of CSR, A @ x of CSC
-            return _rule_call(rules.rmatvec, arrays + args + [rows], node)
-        return _rule_call(rules.matvec, arrays + args, node)
+            return _rule_call(rules.rmatvec, arrays + args + [result], node)
+        return _rule_call(rules.csr_matvec, arrays + args + [operand], node)
 
 
 class SparseMatrices:
@@ -129,6 +137,9 @@ class SparseMatrices:
         self.calls_a_kernel = calls_a_kernel    # call node -> whether it calls a user kernel
         self.matrices = {}                      # name -> _Matrix
         self.factorisations = {}                # name -> (_Matrix, "splu" or "factorized")
+        # asserts to run before the statement being fenced: the rewritten uses take sizes from
+        # the arrays, so the declared shape is checked against them where SciPy checks it
+        self.checks = []
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
@@ -136,7 +147,8 @@ class SparseMatrices:
     # definitions -----------------------------------------------------------------------------------
 
     def defines(self, stmt):
-        """Whether ``stmt`` defines a matrix or a factorisation (then recorded, to be dropped)."""
+        """Whether ``stmt`` defines a matrix or a factorisation (then recorded, to be dropped;
+        the shape checks it needs are added to :attr:`checks`)."""
         value, target = stmt.value, stmt.targets[0]
         matrix = self._matrix(value)
         kind = None
@@ -146,6 +158,7 @@ class SparseMatrices:
                 if len(value.args) != 1 or value.keywords:
                     self._fail(value, f"write '{kind}(A)' with a sparse matrix A of the kernel")
                 matrix = self._operand(value.args[0], value)
+                self._check_square(matrix, value)
         if matrix is None:
             return False
         if not isinstance(target, gast.Name):
@@ -160,6 +173,8 @@ class SparseMatrices:
             self.matrices[target.id] = matrix
         if kind is not None or _is_conversion(value):
             self._refuse_changes_while_used(stmt, target.id, matrix)
+        else:
+            self._check_index_pointer(matrix, stmt)
         return True
 
     def _matrix(self, node):
@@ -201,6 +216,53 @@ class SparseMatrices:
             self._fail(call, "the matrix must be a sparse matrix built in the kernel (by name, "
                              "or a constructor call)")
         return matrix
+
+    def _check(self, node, test, message):
+        """An assert of ``test`` (an expression) before the statement being fenced."""
+        self.checks += located([gast.Assert(
+            test=test, msg=const(f"{self.source.place(node)}: {message} (SciPy raises "
+                                 "ValueError here)"))], node)
+
+    def _check_index_pointer(self, matrix, stmt):
+        """The index pointer of CSR or CSC arrays must have the length the declared shape
+        needs, as SciPy checks when it builds the matrix: the rewritten uses take the rows from
+        the index pointer.  (SciPy checks COO indices against the declared shape in every
+        rewritten use.)"""
+        if matrix.layout != "coo":
+            extent = matrix.shape[0 if matrix.layout == "csr" else 1]
+            indptr = matrix.arrays[2]
+            self._check(stmt, quote_expr("P.shape[0] == E + 1", P=_load(indptr),
+                                         E=copy.deepcopy(extent)),
+                        f"the index pointer '{indptr}' of a {matrix.layout.upper()} matrix of "
+                        f"shape=({unparse(matrix.shape[0])}, {unparse(matrix.shape[1])}) must "
+                        f"have {unparse(extent)} + 1 entries")
+
+    def _solved(self, matrix, call, rhs):
+        """``matrix``, which ``call`` solves with for the right-hand side ``rhs``, checked
+        square and of ``rhs``'s size."""
+        self._check_square(matrix, call)
+        self._check_right_hand_side(matrix, call, rhs)
+        return matrix
+
+    def _check_square(self, matrix, call):
+        """The rewritten solves and factorisations take the size from the right-hand side: a
+        matrix declared ``(n, m)`` with n != m, which SciPy refuses to solve with, would be
+        solved as a square one."""
+        rows, columns = matrix.shape
+        if gast.dump(rows) != gast.dump(columns):
+            self._check(call, quote_expr("N == M", N=copy.deepcopy(rows),
+                                         M=copy.deepcopy(columns)),
+                        "a solve needs a square matrix")
+
+    def _check_right_hand_side(self, matrix, call, rhs):
+        """SciPy checks the right-hand side of a solve against the index pointer of CSR and CSC
+        arrays (checked against the declared shape), but nothing checks it against a COO
+        matrix's declared size: checked here when it is a name."""
+        if matrix.layout == "coo" and isinstance(rhs, gast.Name):
+            self._check(call, quote_expr("B.shape[0] == N", B=_load(rhs.id),
+                                         N=copy.deepcopy(matrix.shape[0])),
+                        f"the right-hand side '{rhs.id}' of a solve must have as many "
+                        "entries as the matrix has rows")
 
     def _refuse_changes_while_used(self, stmt, name, matrix):
         """A copy (a factorisation, a conversion) must be used after it in its own block, with
@@ -265,7 +327,8 @@ class SparseMatrices:
             return None
         if len(call.args) != 2 or call.keywords:
             self._fail(call, "write 'spsolve(A, b)' with A a sparse matrix of the kernel")
-        return self._operand(call.args[0], call).call("direct", False, [call.args[1]], call)
+        matrix = self._solved(self._operand(call.args[0], call), call, call.args[1])
+        return matrix.call("direct", False, [call.args[1]], call)
 
     def _factorised_solve(self, call):
         func = call.func
@@ -287,6 +350,7 @@ class SparseMatrices:
         else:
             return None
         matrix = self.factorisations[name][0]
+        self._check_right_hand_side(matrix, call, call.args[0])
         return matrix.call("direct", transposed, [call.args[0]], call)
 
     def krylov(self, call):
@@ -305,7 +369,8 @@ class SparseMatrices:
             self._fail(call, f"write '{method}(A, b, rtol=...)': adsrc's {method} starts from "
                              "zero and stops at the relative residual rtol (atol=0); other "
                              "options are not supported")
-        return self._operand(call.args[0], call).call(method, False, [call.args[1], rtol], call)
+        matrix = self._solved(self._operand(call.args[0], call), call, call.args[1])
+        return matrix.call(method, False, [call.args[1], rtol], call)
 
     def krylov_solution(self, subscript):
         """``cg(A, b, rtol=...)[0]`` as the call of the function that returns the solution,

@@ -97,9 +97,16 @@ def rmatvec(data, indices, indptr, x, columns):
     return _CSR.matrix(data, indices, indptr, (len(x), columns)).T @ x
 
 
-def coo_matvec(data, row, col, x, rows):
-    """``A @ x`` for the ``rows x len(x)`` COO matrix ``A = (data, (row, col))``."""
-    return _COO.matrix(data, row, col, (rows, len(x))) @ x
+def csr_matvec(data, indices, indptr, x, columns):
+    """``A @ x`` for the CSR matrix ``A = (data, indices, indptr)`` declared with ``columns``
+    columns: a kernel's ``A @ x`` of a ``csr_matrix(..., shape=(n, m))``, where SciPy refuses an
+    ``x`` whose length is not m (:func:`matvec` takes its columns from ``x``)."""
+    return _CSR.matrix(data, indices, indptr, (len(indptr) - 1, columns)) @ x
+
+
+def coo_matvec(data, row, col, x, rows, columns):
+    """``A @ x`` for the ``rows x columns`` COO matrix ``A = (data, (row, col))``."""
+    return _COO.matrix(data, row, col, (rows, columns)) @ x
 
 
 def _product_rule(function, layout, transposed, shape, length):
@@ -152,7 +159,10 @@ _product_rule(matvec, _CSR, False, lambda indices, indptr, x: (len(indptr) - 1, 
               "second.shape[0] - 1")
 _product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns: (len(x), columns),
               "size[0]")
-_product_rule(coo_matvec, _COO, False, lambda row, col, x, rows: (rows, len(x)), "size[0]")
+_product_rule(csr_matvec, _CSR, False, lambda indices, indptr, x, columns:
+              (len(indptr) - 1, columns), "second.shape[0] - 1")
+_product_rule(coo_matvec, _COO, False, lambda row, col, x, rows, columns: (rows, columns),
+              "size[0]")
 
 
 # solves --------------------------------------------------------------------------------------------
