@@ -9,6 +9,22 @@ adjoint and tangent names made from it cannot collide either.
 
 import itertools
 
+from adsrc.frontend.intrinsics import ELEMENTARY
+
+#: The names a generated module binds at its top for its code, and the words Cython reserves:
+#: a kernel's parameter or local of one of these names would shadow them in the generated code
+#: (``np = x[i]`` before ``np.empty(...)``), or not compile.  The Python backend's modules import
+#: NumPy and ``math``; the Cython backend's cimport the C library's functions and types and the
+#: tape (``adsrc.backends.cython.PRELUDE``, ``adsrc.runtime.compiled_tape.NAMES``) and declare
+#: indices ``Py_ssize_t``; Cython takes ``complex`` for its C type.
+TAKEN_BY_GENERATED_CODE = frozenset((
+    "np", "math", *ELEMENTARY, "fabs", "floor", "ceil", "fmod", "copysign", "int32_t", "int64_t",
+    "malloc", "realloc", "calloc", "free", "memcpy", "Py_ssize_t",
+    "Tape", "TapeData", "push_float", "pop_float", "push_int", "pop_int", "push_block",
+    "drop_block",
+    "include", "ctypedef", "cdef", "cpdef", "cimport", "DEF", "IF", "ELIF", "ELSE", "NULL",
+    "sizeof", "complex"))
+
 
 class Namer:
     def __init__(self):

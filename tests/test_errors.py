@@ -383,6 +383,21 @@ def reserved_bar_argument(x, y_bar):  # <-
     return x[0] * y_bar
 
 
+def local_named_as_a_c_function(x):
+    exp = x[0] * 2.0  # <-
+    return math.exp(exp)
+
+
+def local_named_as_a_cython_word(x):
+    DEF = x[0] * 2.0  # <-
+    return DEF
+
+
+def parameter_named_np(x, np):  # <-
+    t = np * x
+    return t[0]
+
+
 def parameter_named_out(x, out):  # <-
     out[0] = x[0]
 
@@ -685,6 +700,12 @@ UNSUPPORTED = [
     (reserved_bar_local, "x_bar", "x_bar", _x),
     (reserved_underscore_local, "_tmp", "_tmp", _x),
     (reserved_bar_argument, "y_bar", "y_bar", lambda: (*_x(), 1.0)),
+    # the generated code's own names: the Cython build failed (a C exp called on a double,
+    # 'Empty declarator'), or np.empty(...) ran on the user's array
+    (local_named_as_a_c_function, "the name 'exp' is taken by the code adsrc generates",
+     "exp =", _x),
+    (local_named_as_a_cython_word, "the name 'DEF' is taken", "DEF =", _x),
+    (parameter_named_np, "the name 'np' is taken", "np)", _xy),
     # out_bar= is the return value's adjoint: the array 'out' could not be given its own
     (parameter_named_out, "the parameter name 'out' is reserved", "out)", _xy),
     (star_args, None, "def", lambda: (*_x(), 1.0)),

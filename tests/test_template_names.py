@@ -77,3 +77,20 @@ def test_hessian_vector_products_match_differences_of_the_gradient():
     h = 1e-5
     differences = (gradient_at(h) - gradient_at(-h)) / (2 * h)
     np.testing.assert_allclose(product, differences, rtol=1e-6, atol=1e-8)
+
+
+def test_the_names_generated_modules_bind_are_taken_from_kernels():
+    """Every name a generated module imports is refused as a kernel's name (see
+    adsrc.naming.TAKEN_BY_GENERATED_CODE): the lists are written apart from the modules."""
+    from adsrc.backends import cython, python
+    from adsrc.naming import TAKEN_BY_GENERATED_CODE
+    from adsrc.runtime import compiled_tape
+
+    imported = set(compiled_tape.NAMES)
+    for line in cython.PRELUDE.splitlines() + python.module_source("", []).splitlines():
+        words = line.replace(",", " ").split()
+        if "import" in words or "cimport" in words:
+            after = words.index("import" if "import" in words else "cimport") + 1
+            imported.update(words[-1:] if "as" in words else words[after:])
+    assert {"np", "math", "exp", "memcpy", "Tape"} <= imported
+    assert imported <= TAKEN_BY_GENERATED_CODE

@@ -18,7 +18,7 @@ from adsrc.frontend import early_returns, intrinsics, unbound_reads
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
 from adsrc.frontend.source import docstring_statements
 from adsrc.frontend.sparse_matrices import SparseMatrices
-from adsrc.naming import free
+from adsrc.naming import TAKEN_BY_GENERATED_CODE, free
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -102,6 +102,10 @@ class Fence(gast.NodeTransformer):
         if name.endswith("_bar") or name.endswith("_dot"):
             self._fail(node, f"the name '{name}' is reserved: adsrc names adjoints '<name>_bar' "
                              "and tangents '<name>_dot'")
+        if name in TAKEN_BY_GENERATED_CODE:
+            self._fail(node, f"the name '{name}' is taken by the code adsrc generates (NumPy, "
+                             "the C library, the tape, or a word Cython reserves): use another "
+                             "name")
         if name.startswith("_") and name != "_":
             self._fail(node, f"the name '{name}': names starting with '_' are reserved for "
                              "generated code")
