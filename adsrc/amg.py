@@ -295,10 +295,18 @@ class TrainableCycle:
 
     def arguments(self, weights, b, x0=None, cycles=1):
         """The arguments of :func:`cycle_residual_norm` for this hierarchy: fresh arrays, so
-        the kernel may overwrite them.  Use them with any adsrc function, e.g.
+        the kernel (or the caller) may overwrite them.  Use them with any adsrc function, e.g.
         ``adsrc.jacobian(adsrc.amg.cycle_residual_norm, wrt="weights", outputs="return")``."""
+        weights, x, b, r, *constants, cycles = self._arguments(weights, b, x0, cycles)
+        return (weights, x, b, r, *(constant.copy() if isinstance(constant, np.ndarray)
+                                    else constant for constant in constants), cycles)
+
+    def _arguments(self, weights, b, x0=None, cycles=1):
+        """:meth:`arguments` with the hierarchy's own arrays (which the cycle only reads) in
+        place of copies, for this object's calls."""
         weights = np.asarray(weights)
-        if weights.shape != self.weight_shape or not np.isrealobj(weights):
+        if weights.shape != self.weight_shape or not (
+                np.isrealobj(weights) and np.issubdtype(weights.dtype, np.number)):
             raise ArgumentError(f"adsrc.amg: weights must be real of shape {self.weight_shape} "
                                 f"(pre and post weight per level but the coarsest), got "
                                 f"{weights.dtype} of shape {weights.shape}")
@@ -316,14 +324,14 @@ class TrainableCycle:
 
     def residual_norm(self, weights, b, x0=None, cycles=1):
         """``||b - A x_k||`` after ``cycles`` cycles from ``x0`` (default zero)."""
-        args = self.arguments(weights, b, x0, cycles)
+        args = self._arguments(weights, b, x0, cycles)
         return float(_derivatives(self.backend)[1].primal(*args))
 
     def value_and_grad(self, weights, b, x0=None, cycles=1):
         """``(||b - A x_k||, its gradient with respect to the weights)``, the gradient of
         :attr:`weight_shape`, by adsrc's adjoint of the whole cycle.  (At a zero residual the
         norm has no gradient: the result is then nan.)"""
-        return _derivatives(self.backend)[0](*self.arguments(weights, b, x0, cycles))
+        return _derivatives(self.backend)[0](*self._arguments(weights, b, x0, cycles))
 
     def convergence_factor(self, weights, cycles=20, seed=0):
         """The asymptotic convergence factor: the residual reduction per cycle on A x = 0 from
@@ -337,7 +345,7 @@ class TrainableCycle:
         x /= self.residual_norm(weights, zero, x, cycles=0)
         logs = []
         for _ in range(cycles):
-            args = self.arguments(weights, zero, x, cycles=1)
+            args = self._arguments(weights, zero, x, cycles=1)
             reduction = kernel.primal(*args)
             logs.append(math.log(reduction))
             x = args[1][:self.size] / reduction     # args[1]: the kernel's x, now x_1
@@ -354,7 +362,7 @@ class TrainableCycle:
         a BSR level is refused; convert it first (``level.A = level.A.tocsr()``)."""
         from pyamg.relaxation.smoothing import change_smoothers
 
-        weights = self.arguments(weights, np.zeros(self.size))[0]
+        weights = self._arguments(weights, np.zeros(self.size))[0]
         levels = getattr(hierarchy, "levels", ())
         if len(levels) != self.levels:
             raise ArgumentError(f"adsrc.amg: the hierarchy has {len(levels)} levels, these "

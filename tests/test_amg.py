@@ -177,7 +177,8 @@ def _assert_same(before, after):
 
 @pytest.mark.parametrize("bad", [
     {"weights": np.ones(3)}, {"weights": np.ones((4, 2))}, {"weights": np.ones((3, 2), complex)},
-    {"weights": np.full((3, 2), np.nan)}, {"b": np.ones(255)}, {"x0": np.ones((256, 1))},
+    {"weights": np.full((3, 2), np.nan)}, {"weights": np.ones((3, 2), bool)},
+    {"b": np.ones(255)}, {"x0": np.ones((256, 1))},
     {"cycles": -1}, {"cycles": 2.0}], ids=lambda bad: f"{next(iter(bad))}")
 def test_bad_arguments_are_refused_before_anything_runs(bad):
     ml = _hierarchy("rs")
@@ -238,3 +239,16 @@ def test_the_hierarchy_is_copied_not_modified(backend):
         cycle.apply_to(ml, 1.2 * cycle.initial_weights())
     with pytest.raises(adsrc.ArgumentError, match="levels"):
         cycle.apply_to(_hierarchy("rs"), cycle.initial_weights())
+
+
+def test_arguments_are_fresh_arrays(backend):
+    """Changing the arrays arguments() returned (the kernel may write them) leaves the cycle as
+    it was: the matrices' arrays were the object's own, and doubling A's values there changed
+    its later residual norms."""
+    cycle = adsrc.amg.TrainableCycle(_hierarchy("rs"), backend=backend)
+    weights, b = cycle.initial_weights(), np.ones(cycle.size)
+    before = cycle.residual_norm(weights, b, cycles=2)
+    for array in cycle.arguments(weights, b, cycles=2):
+        if isinstance(array, np.ndarray):
+            array *= 2
+    assert cycle.residual_norm(weights, b, cycles=2) == before
