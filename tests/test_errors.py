@@ -398,6 +398,12 @@ def parameter_named_np(x, np):  # <-
     return t[0]
 
 
+def nested_function_in_a_kernel_returning_nothing(x, y):
+    def twice(v):  # <-
+        return 2.0 * v
+    y[0] = twice(x[0])
+
+
 def parameter_named_out(x, out):  # <-
     out[0] = x[0]
 
@@ -706,6 +712,9 @@ UNSUPPORTED = [
      "exp =", _x),
     (local_named_as_a_cython_word, "the name 'DEF' is taken", "DEF =", _x),
     (parameter_named_np, "the name 'np' is taken", "np)", _xy),
+    # its return was taken for an early return of the kernel, refused at the wrong line
+    (nested_function_in_a_kernel_returning_nothing, "the function 'twice' is defined inside "
+     "the kernel", "def twice", _xy),
     # out_bar= is the return value's adjoint: the array 'out' could not be given its own
     (parameter_named_out, "the parameter name 'out' is reserved", "out)", _xy),
     (star_args, None, "def", lambda: (*_x(), 1.0)),

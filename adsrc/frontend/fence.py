@@ -62,6 +62,7 @@ class Fence(gast.NodeTransformer):
             if isinstance(node, gast.Return) and isinstance(node.value, gast.Constant) \
                     and node.value.value is None:
                 node.value = None
+        self._refuse_nested_functions(tree)
         self.generated_names = early_returns.rewrite(tree, self.source.error)
         self.local_names |= self.generated_names
         body = tree.body
@@ -75,6 +76,15 @@ class Fence(gast.NodeTransformer):
                                                        self._defined_later)
         unbound_reads.guard(tree, self.source)
         return tree
+
+    def _refuse_nested_functions(self, tree):
+        """Before early returns are rewritten: a nested function's ``return`` is not the
+        kernel's, and would be taken for one."""
+        for node in gast.walk(tree):
+            if node is not tree and isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
+                self._fail(node, f"the function '{node.name}' is defined inside the kernel: "
+                                 "define it at module level (adsrc inlines the calls of "
+                                 "module-level functions)")
 
     def _defined_later(self, stmt, matrix):
         return self.source.error(stmt, f"'{matrix}' is read here, where a path comes before "
