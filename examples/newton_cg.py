@@ -58,14 +58,16 @@ def main(n=4000):
               f"energy {result.fun:.10f}, {seconds:.2f} s")
         assert np.linalg.norm(gradient) < 1e-6, "did not converge"
 
-    # the same minimiser by L-BFGS with adsrc gradients, for comparison
+    # the same problem by L-BFGS with adsrc gradients, for comparison: without second-order
+    # information it needs thousands of iterations here (the Hessian's condition number grows
+    # as n^2), so it is given a budget and its distance from Newton's minimiser is reported
     start = time.perf_counter()
     lbfgs = opt.minimize(fun, u0, jac=True, method="L-BFGS-B",
-                         options={"maxiter": 20000, "gtol": 1e-9, "ftol": 1e-15})
-    print(f"L-BFGS-B      n = {n}: {lbfgs.nit} iterations, |grad| = "
+                         options={"maxiter": 2000, "gtol": 1e-9, "ftol": 1e-15})
+    outcome = "converged" if lbfgs.success else f"not converged ({lbfgs.message})"
+    print(f"L-BFGS-B      n = {n}: {lbfgs.nit} iterations, {outcome}, |grad| = "
           f"{np.linalg.norm(fun(lbfgs.x)[1]):.2e}, {time.perf_counter() - start:.2f} s; "
-          f"max |u_newton - u_lbfgs| = {np.max(np.abs(result.x - lbfgs.x)):.1e}")
-
+          f"max |u_lbfgs - u_newton| = {np.max(np.abs(result.x - lbfgs.x)):.1e}")
 
 if __name__ == "__main__":
     main()
