@@ -215,6 +215,24 @@ def test_an_integer_division_by_zero_raises_naming_the_line(backend):
                                rtol=1e-15)
 
 
+def scaled_then_shifted(A):
+    A[:, :] = A * 2.0
+    A[1:, :] = A[:-1, :] * A[-1:, :]
+    return np.sum(A * A)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_failed_check_names_its_own_line_in_every_mode(backend):
+    """The extent check of the second statement (A[-1:, :] is not stretched along rows) failed
+    in tangent mode with a note naming the statement before it: the tangent code quoted the
+    user's line above differentiated statements only, not above the checks."""
+    f = adsrc.differentiate(scaled_then_shifted, wrt="A", backend=backend)
+    for call in (lambda A: f.adjoint(A), lambda A: f.tangent(A, A_dot=np.ones((3, 4)))):
+        with pytest.raises(AssertionError, match="operands of different shapes") as raised:
+            call(np.ones((3, 4)))
+        assert raised.value.__notes__[-1].endswith(r"in 'A[1:, :] = A[:-1, :] * A[-1:, :]'")
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

@@ -18,7 +18,7 @@ import gast
 
 from adsrc.analyses.effects import rule_call, target_root, user_call
 from adsrc.analyses.needs import RESULT
-from adsrc.frontend.quoting import comment, const, name, quote
+from adsrc.frontend.quoting import const, name, quote, with_quoted_lines
 from adsrc.rules import elementary
 from adsrc.transformations import rule_calls
 
@@ -86,15 +86,14 @@ class TangentMode:
         raise self.source.error(node, message)
 
     def statements(self, stmts):
-        out = []
-        for stmt in stmts:
-            out.extend(self._statement(stmt))
-        return out
+        """The tangent code of ``stmts``, each statement's after a comment quoting its line
+        (every statement's: a failed check of an inactive one is traced to its line too)."""
+        return with_quoted_lines((self.source.quoted_line(stmt), self._statement(stmt))
+                                 for stmt in stmts)
 
     def _statement(self, stmt):
         if rule_call(stmt) is not None:
-            return [comment(self.source.quoted_line(stmt))] \
-                + rule_calls.tangent(self.spec, stmt, self.spec.namer, SUFFIX)
+            return rule_calls.tangent(self.spec, stmt, self.spec.namer, SUFFIX)
         if isinstance(stmt, (gast.Assign, gast.Expr)) \
                 and user_call(stmt, self.spec.user_functions) is not None:
             return self._call(stmt)
@@ -127,13 +126,12 @@ class TangentMode:
                                     name(RESULT) if uses_result else None)
         set_tangent = gast.Assign(targets=[dot(target, store=True)], value=tangent_of(found),
                                   type_comment=None)
-        out = [comment(self.source.quoted_line(stmt))]
         if uses_result:
             # the partials read the new value: compute it first, store it last
-            return out + quote(f"{RESULT} = V", V=copy.deepcopy(value)) + [set_tangent] \
+            return quote(f"{RESULT} = V", V=copy.deepcopy(value)) + [set_tangent] \
                 + quote(f"T = {RESULT}", T=copy.deepcopy(target))
         # the partials read the old values: the tangent goes first
-        return out + [set_tangent, copy.deepcopy(stmt)]
+        return [set_tangent, copy.deepcopy(stmt)]
 
     def _call(self, stmt):
         call = user_call(stmt, self.spec.user_functions)
@@ -142,13 +140,12 @@ class TangentMode:
         dots = [name(call.args[callee.params.index(param)].id + SUFFIX)
                 for param in callee.dot_params]
         tan_call = gast.Call(func=name(callee.tan_name), args=args + dots, keywords=[])
-        out = [comment(self.source.quoted_line(stmt))]
         if isinstance(stmt, gast.Expr):
-            return out + [gast.Expr(value=tan_call)]
+            return [gast.Expr(value=tan_call)]
         target = stmt.targets[0].id
         tangent = target + SUFFIX if target in self.active else self.spec.namer.fresh("unused")
         pair = gast.Tuple([name(target, store=True), name(tangent, store=True)], gast.Store())
-        return out + [gast.Assign(targets=[pair], value=tan_call, type_comment=None)]
+        return [gast.Assign(targets=[pair], value=tan_call, type_comment=None)]
 
 
 def build_tangent(spec):
