@@ -772,8 +772,42 @@ def halved_energy(x, y):
 
 def test_hessian_vector_products_need_the_tangent_of_the_backward_part():
     with pytest.raises(adsrc.UnsupportedError,
-                       match=r"rule of \S*test_rules\.halved need the tangent of its backward"):
+                       match=r"rule of \S*test_rules\.halved need its backward_tangent part"):
         adsrc.hvp(halved_energy, wrt="x")(np.ones(5), np.ones(5), np.zeros(5))
+
+
+def thirded(x):
+    return x / 3.0
+
+
+@adsrc.rule(thirded, returns="float64[:]")
+def thirded_forward(x):          # a rule without tangent
+    return thirded(x), ()
+
+
+@thirded_forward.backward
+def _thirded_backward(saved, y_bar):
+    return y_bar / 3.0,
+
+
+def thirded_in_place(x, y):
+    y[:] = 2.0 * y
+    y[:] = thirded(x)
+    return np.dot(y, y)
+
+
+def test_forward_modes_need_the_tangent_part_before_anything_runs():
+    """The missing part was found when the rule's tangent was called, after the code before
+    it had written y."""
+    x, y = np.ones(5), np.ones(5)
+    with pytest.raises(adsrc.UnsupportedError,
+                       match=r"forward mode through the derivative rule of \S*thirded needs its "
+                             r"tangent part"):
+        adsrc.jvp(thirded_in_place, wrt="x")(x, y, x_dot=np.ones(5))
+    with pytest.raises(adsrc.UnsupportedError, match=r"need its tangent part"):
+        adsrc.hvp(thirded_in_place, wrt="x")(x, y, x_dot=np.ones(5))
+    assert np.all(y == 1.0)
+    adsrc.check_grads(thirded_in_place, [x, y], "x")       # reverse mode needs no tangent
 
 
 def wrong_shape(x):

@@ -23,6 +23,7 @@ import gast
 
 from adsrc.analyses.effects import rule_call
 from adsrc.frontend.quoting import const, name, quote
+from adsrc.rules import library
 from adsrc.rules.library import RULES
 
 
@@ -126,6 +127,12 @@ def tangent(spec, stmt, namer, suffix):
     root = out or stmt.targets[0].id
     if root not in spec.active:
         return primal(stmt)
+    rule = library.by_name(call.func.attr)
+    if rule.tangent_function is None:       # found before anything runs, not half-way
+        raise spec.source.error(stmt, f"forward mode through the derivative rule of "
+                                      f"{library.spelled(rule.function)} needs its tangent "
+                                      "part, which the rule does not give (declare it with "
+                                      "@<forward>.tangent)")
     dots = []
     for arg in call.args:
         active = isinstance(arg, gast.Name) and arg.id in spec.active

@@ -316,13 +316,15 @@ def build_second_order(spec, forward, reverse):
     """``__fwd_dot`` and ``__rev_dot`` of a specialisation, from its ``__fwd`` and ``__rev``."""
     for stmt in walk_statements(spec.tree.body):
         call = rule_call(stmt)
-        if call is not None and library.by_name(call.func.attr).backward_tangent_function \
-                is None:
-            spelled = library.spelled(library.by_name(call.func.attr).function)
-            raise spec.source.error(stmt, f"Hessian-vector products through the derivative "
-                                          f"rule of {spelled} need the tangent of its backward "
-                                          "part, which the rule does not give (declare it "
-                                          "with @<forward>.backward_tangent)")
+        rule = None if call is None else library.by_name(call.func.attr)
+        for part, function in (() if rule is None else (
+                ("tangent", rule.tangent_function),
+                ("backward_tangent", rule.backward_tangent_function))):
+            if function is None:
+                raise spec.source.error(stmt, f"Hessian-vector products through the derivative "
+                                              f"rule of {library.spelled(rule.function)} need "
+                                              f"its {part} part, which the rule does not give "
+                                              f"(declare it with @<forward>.{part})")
     mode = TangentOfAdjoint(spec)
     tangent_params = set(spec.dot_params)
     fwd = mode.function(forward, tangent_params)
