@@ -33,8 +33,8 @@ from adsrc.frontend.fence import check_entry_parameters
 from adsrc.matrix_arguments import MatrixKernel, layouts
 from adsrc.pipeline import ADJOINT, HVP, RETURN_OUTPUT, TANGENT, Program, specialise_entry
 from adsrc.runtime.arguments import (check_by_position, check_contiguous, check_distinct,
-                                     check_out_bar, check_writeable, signature_of,
-                                     usual_signature)
+                                     check_no_keywords, check_out_bar, check_writeable,
+                                     signature_of, usual_signature)
 from adsrc.runtime.call_checks import CallChecks
 from adsrc.runtime.tape import Tape, TapeStats
 from adsrc.transformations.second_order import dot_name
@@ -243,10 +243,11 @@ class Differentiable:
     def __call__(self, *args):
         return self.fn(*args)
 
-    def primal(self, *args):
+    def primal(self, *args, **keywords):
         """The kernel compiled by this object's backend (the original function for "python").
 
         Returns what the kernel returns (None for a kernel without a return value)."""
+        check_no_keywords(self.fn.__name__, self.params, keywords)
         signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
             return matrices.inner.primal(*matrices.arguments(args))
@@ -610,10 +611,7 @@ def value_and_grad(f, wrt, backend=None):
     single = isinstance(wrt, (str, int))
 
     def value_and_gradient(*args, **keywords):
-        check_by_position(kernel.fn.__name__, kernel.params, keywords)
-        if keywords:
-            raise ArgumentError(f"{kernel.fn.__name__}: unexpected keyword arguments "
-                                f"{', '.join(sorted(keywords))}")
+        check_no_keywords(kernel.fn.__name__, kernel.params, keywords)
         value, results, _ = kernel._run(args, {})
         return float(value), (results[0] if single else results)
 

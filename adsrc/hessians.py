@@ -17,7 +17,8 @@ from adsrc.checkpointed_kernels import KernelWithCheckpointedLoop
 from adsrc.directions import unflatten
 from adsrc.errors import AdsrcError, ArgumentError
 from adsrc.pipeline import HVP, RETURN_OUTPUT
-from adsrc.runtime.arguments import check_float, is_sparse, signature_of, working_copies
+from adsrc.runtime.arguments import (check_by_position, check_float, check_no_keywords,
+                                     is_sparse, signature_of, working_copies)
 from adsrc.transformations.vector import VectorModeUnsupported
 from adsrc.vector_pipeline import VECTOR_HVP
 
@@ -204,6 +205,7 @@ def hvp(f, wrt, backend=None):
     def hessian_vector_product(*args, **direction):
         args = list(args)
         unknown = sorted(set(direction) - {keyword})
+        check_by_position(name, second.kernel.params, unknown)
         if unknown:
             raise ArgumentError(f"{name}: hvp takes the direction as {keyword}=, not "
                                 f"{', '.join(key + '=' for key in unknown)}")
@@ -294,10 +296,10 @@ class HessianOperator(LinearOperator):
         return self        # a Hessian is symmetric
 
 
-def hessian_operator(f, *args, wrt=None, backend=None):
+def hessian_operator(f, *args, wrt=None, backend=None, **keywords):
     """The Hessian of ``f`` (returning a scalar) with respect to ``wrt`` (default: the first
     argument; an array of any shape, whose values the operator takes flat, in C order) at
     ``args``, as a :class:`HessianOperator`."""
-    if wrt is None:
-        wrt = 0
-    return HessianOperator(_SecondOrder(f, wrt, backend), args)
+    second = _SecondOrder(f, 0 if wrt is None else wrt, backend)
+    check_no_keywords(second.kernel.fn.__name__, second.kernel.params, keywords)
+    return HessianOperator(second, args)

@@ -17,7 +17,7 @@ import numpy as np
 from adsrc.api import Differentiable
 from adsrc.errors import AdsrcError
 from adsrc.pipeline import RETURN_OUTPUT
-from adsrc.runtime.arguments import signature_of, working_copies
+from adsrc.runtime.arguments import check_no_keywords, signature_of, working_copies
 
 MODES = ("auto", "forward", "reverse")
 
@@ -52,7 +52,8 @@ def jacobian(f, wrt, outputs=None, backend=None, mode="auto"):
     kernel = Differentiable(f, wrt, outputs, backend)
     of_arrays = {}      # MatrixKernel of a call's matrices -> the derived kernel's Jacobian
 
-    def dense_jacobian(*args):
+    def dense_jacobian(*args, **keywords):
+        check_no_keywords(kernel.fn.__name__, kernel.params, keywords)
         matrices = kernel._matrices(args)
         if matrices is not None:        # a matrix's columns are its stored values, in order
             if matrices not in of_arrays:     # one MatrixKernel per layout, kept by kernel

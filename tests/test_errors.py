@@ -1326,6 +1326,18 @@ def test_an_argument_given_by_keyword_is_named():
         adsrc.grad(dot2, wrt="y")(x=np.ones(3), y=np.ones(3))
     with pytest.raises(adsrc.ArgumentError, match="unexpected keyword arguments z"):
         adsrc.value_and_grad(dot2, wrt="y")(np.ones(3), np.ones(3), z=1.0)
+    # these took no keyword at all: Python's TypeError, or the kernel's keyword taken for
+    # hvp's direction
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        f.primal(*by_position, b=b)
+    with pytest.raises(adsrc.ArgumentError, match=message):
+        adsrc.jacobian(f, wrt="data")(*by_position, b=b)
+    with pytest.raises(adsrc.ArgumentError, match="unexpected keyword arguments x_bar"):
+        adsrc.jacobian(f, wrt="data")(*args, x_bar=np.ones(4))
+    with pytest.raises(adsrc.ArgumentError, match="pass the argument 'y' by position"):
+        adsrc.hessian_operator(dot2, np.ones(3), y=np.ones(3), wrt="x")
+    with pytest.raises(adsrc.ArgumentError, match="pass the argument 'x' by position"):
+        adsrc.hvp(dot2, wrt="y")(y=np.ones(3), x=np.ones(3), y_dot=np.ones(3))
     _assert_unchanged(before, args)
 
 

@@ -98,6 +98,14 @@ def check_out_bar(kernel_name, value):
     return check_float(kernel_name, "out_bar", value, "the adjoint of the return value")
 
 
+def check_no_keywords(kernel_name, params, keywords):
+    """A call that takes the kernel's arguments only (by position) and no keyword."""
+    check_by_position(kernel_name, params, keywords)
+    if keywords:
+        raise ArgumentError(f"{kernel_name}: unexpected keyword arguments "
+                            f"{', '.join(sorted(keywords))}")
+
+
 def check_by_position(kernel_name, params, keywords):
     """Kernels take their arguments by position: a keyword naming one (``b=b``) is refused as
     that, rather than counted as a missing argument or an unknown adjoint or direction."""
