@@ -212,7 +212,7 @@ class Specialization:
         typer.run()
         LowerArrays(self.source, typer, self.namer,
                     Effects(self.user_functions, program.written_params)).run(self.tree)
-        StructureJumps().run(self.tree)
+        StructureJumps(self.namer).run(self.tree)
         SplitWebs(self.params, self.user_functions, infer).run(self.tree)
         self.typer = infer()
         self.env = self.typer.run()

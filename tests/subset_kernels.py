@@ -705,6 +705,23 @@ def index_array_rewritten(x, perm, y):
             perm[i] = (perm[i] + 1) % n
 
 
+def nested_continues(x, w, y):
+    """continue under two nested ifs, twice in one body, once beside an else: the rest of the
+    body runs under a flag (adsrc.normalize.control), not copied once per path."""
+    for i in range(len(x)):
+        if x[i] > 0.0:
+            if w[0] * x[i] < 0.9:
+                y[i] = y[i] * w[1]
+                continue
+        y[i] = y[i] * x[i] + w[0]
+        if x[i] < 0.9:
+            if w[1] * x[i] > -0.6:
+                continue
+        else:
+            y[i] = w[1] * y[i]
+        y[i] = y[i] * y[i]
+
+
 def loop_continue(x, y):
     """continue as the last statement of an if branch."""
     for i in range(len(x)):

@@ -260,6 +260,10 @@ CASES = [
          ("y",), uses_indices=True),
     Case("loop_continue", K.loop_continue, lambda r, d: (_mixed_sign(r, 6), _u(r, 6)),
          ("x", "y"), ("y",)),
+    # x alternates in sign, |x| in [0.3, 1.3]: every path of both blocks is taken
+    Case("nested_continues", K.nested_continues,
+         lambda r, d: (_mixed_sign(r, 8), np.array([0.9, 1.1]), _u(r, 8)), ("x", "w", "y"),
+         ("y",)),
     # s: 0.3, 0.56, 1.184, 2.276 > 2: breaks after i = 3
     Case("while_break", K.while_break,
          lambda r, d: (np.array([0.3, 0.2, 0.4, 0.5, 0.1, 0.3]), 2.0), ("x", "limit")),
@@ -891,6 +895,31 @@ def test_source_has_bars_and_line_comments(case):
     own = [int(n) for n, _ in comments]
     assert any(first <= n < first + len(inspect.getsourcelines(case.kernel)[0]) for n in own)
     assert f.source("adjoint", args=args) == text
+
+
+def _continues_kernel(blocks, path):
+    """A kernel of ``blocks`` 'if a: if b: continue' blocks in one loop body, from its file."""
+    lines = ["def nested(x, w):", "    s = 0.0", "    for i in range(len(x)):"]
+    for j in range(blocks):
+        lines += [f"        if x[i] > {0.1 * j}:", f"            if w[{j}] * x[i] < 0.5:",
+                  "                continue", f"        s += w[{j}] * x[i] * x[i]"]
+    return _import_source("\n".join(lines + ["    return s", ""]), path / f"nested{blocks}.py",
+                          f"nested{blocks}").nested
+
+
+def test_nested_continues_make_code_linear_in_their_number(tmp_path):
+    """The rest of a loop body was copied once per path through an 'if' that does not jump:
+    twice per nested 'if a: if b: continue', 2^k copies for k of them (14 took 197 s to
+    generate).  Now a flag guards it: the code grows by a block's worth per block."""
+    sizes = {}
+    rng = np.random.default_rng(5)
+    for blocks in (4, 8):
+        kernel = _continues_kernel(blocks, tmp_path)
+        x, w = rng.uniform(0.0, 1.5, 12), rng.uniform(0.3, 1.0, blocks)
+        adsrc.check_grads(kernel, [x, w], ("x", "w"), backend="python")
+        f = adsrc.differentiate(kernel, wrt=("x", "w"), backend="python")
+        sizes[blocks] = len(f.source("adjoint", args=(x, w)).splitlines())
+    assert sizes[8] < 2.5 * sizes[4]
 
 
 def _import_source(text, path, modname):

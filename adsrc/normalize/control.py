@@ -12,11 +12,29 @@ The reverse sweep mirrors the structure of the forward code, so a loop body must
 
 A ``break`` stays, as the last statement of its branch; the loop then counts its trips so that the
 reverse sweep knows how many iterations to undo.
+
+Moving the rest into both branches copies it once per path through the ``if`` that does not
+jump, which doubles the code with every nested ``if a: if b: continue`` of a loop body.  Where
+more than one path goes on and the ``if`` only continues, a flag says whether the rest runs
+instead (an ``int`` local, generated):
+
+    for i in range(n):              for i in range(n):
+        if a(i):                        _more0 = 1
+            if b(i):        ->          if a(i):
+                continue                    if b(i):
+        c(i)                                    _more0 = 0
+                                        if _more0 == 1:
+                                            c(i)
+
+A ``break`` cannot be flagged so: nothing may follow it on its trip, since the reverse sweep of the
+loop's last trip undoes the statements of its body that the trip ran, from the branches taken.
 """
 
 import copy
 
 import gast
+
+from adsrc.frontend.quoting import located, quote, quote_expr
 
 
 def _exits(stmt):
@@ -28,22 +46,58 @@ def _exits(stmt):
     return False
 
 
-def _structure(stmts):
+def _breaks(stmt):
+    """Whether ``stmt`` contains a break of the enclosing loop."""
+    if isinstance(stmt, gast.Break):
+        return True
+    return isinstance(stmt, gast.If) and any(_breaks(sub) for sub in stmt.body + stmt.orelse)
+
+
+def _paths_on(stmts):
+    """How many paths through ``stmts`` reach their end without a jump: the number of copies
+    structuring makes of the statements after them."""
+    paths = 1
+    for stmt in stmts:
+        if isinstance(stmt, (gast.Break, gast.Continue)):
+            return 0
+        if isinstance(stmt, gast.If) and _exits(stmt):
+            paths *= _paths_on(stmt.body) + _paths_on(stmt.orelse)
+    return paths
+
+
+def _structure(stmts, namer, on_continue=()):
+    """``stmts``, the rest of a loop body, without jumps but a final ``break``; a ``continue``
+    becomes ``on_continue`` (the statements that clear a flag, or none)."""
     out = []
     for position, stmt in enumerate(stmts):
         if isinstance(stmt, gast.Break):
             out.append(stmt)
             return out
         if isinstance(stmt, gast.Continue):
-            return out or [gast.Pass()]
+            return out + copy.deepcopy(list(on_continue)) or [gast.Pass()]
         if isinstance(stmt, gast.If) and _exits(stmt):
             rest = stmts[position + 1:]
-            stmt.body = _structure(stmt.body + copy.deepcopy(rest)) or [gast.Pass()]
-            stmt.orelse = _structure(stmt.orelse + copy.deepcopy(rest))
+            if rest and not _breaks(stmt) and _paths_on(stmt.body) + _paths_on(stmt.orelse) > 1:
+                return out + _flagged(stmt, rest, namer, on_continue)
+            stmt.body = _structure(stmt.body + copy.deepcopy(rest), namer,
+                                   on_continue) or [gast.Pass()]
+            stmt.orelse = _structure(stmt.orelse + copy.deepcopy(rest), namer, on_continue)
             out.append(stmt)
             return out
         out.append(stmt)
     return out
+
+
+def _flagged(stmt, rest, namer, on_continue):
+    """``stmt`` (an ``if`` that continues on some paths) and ``rest`` after it, guarded by a
+    flag that its continues clear (see the module docstring)."""
+    flag = namer.fresh("more")
+    clear = quote(f"{flag} = 0")
+    stmt.body = _structure(stmt.body, namer, clear) or [gast.Pass()]
+    stmt.orelse = _structure(stmt.orelse, namer, clear)
+    guarded = gast.If(test=quote_expr(f"{flag} == 1"),
+                      body=_structure(rest, namer, on_continue) or [gast.Pass()], orelse=[])
+    return located(quote(f"{flag} = 1"), stmt) + [stmt, located([guarded], stmt)[0]]
 
 
 def contains_break(stmts):
@@ -57,12 +111,15 @@ def contains_break(stmts):
 
 
 class StructureJumps(gast.NodeVisitor):
+    def __init__(self, namer):
+        self.namer = namer          # for the flags
+
     def run(self, tree):
         self.visit(tree)
         return tree
 
     def visit_For(self, node):
         self.generic_visit(node)
-        node.body = _structure(node.body) or [gast.Pass()]
+        node.body = _structure(node.body, self.namer) or [gast.Pass()]
 
     visit_While = visit_For
