@@ -233,6 +233,37 @@ def test_a_failed_check_names_its_own_line_in_every_mode(backend):
         assert raised.value.__notes__[-1].endswith(r"in 'A[1:, :] = A[:-1, :] * A[-1:, :]'")
 
 
+def python_extrema(x):
+    return max(x[0], x[1]) + 2.0 * min(x[0], x[1]) + max(x[2], x[0])
+
+
+def numpy_extrema(x, y):
+    y[:] = np.maximum(x[:3], x[3:]) + 2.0 * np.minimum(x[:3], x[3:]) + np.max(x) * np.min(x)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_nan_is_taken_or_passed_over_as_python_and_numpy_do(backend):
+    """Python's max(a, b) is a unless b > a, so a NaN b is passed over, and its derivative
+    went to the NaN b (the test was a >= b); NumPy's maximum, max and their min are NaN when
+    an element is, where adsrc gave the extremum of the others.  Values against Python and
+    NumPy, derivatives against finite differences."""
+    nan = float("nan")
+    x = np.array([1.5, nan, 0.5])
+    value, gradient = adsrc.value_and_grad(python_extrema, wrt="x", backend=backend)(x.copy())
+    assert value == python_extrema(x) == 1.5 + 3.0 + 1.5
+    steps = [(python_extrema(x + h) - python_extrema(x - h)) / 2e-6
+             for h in np.eye(3)[[0, 2]] * 1e-6]
+    np.testing.assert_allclose(gradient[[0, 2]], steps, rtol=1e-8)
+    assert gradient[1] == 0.0
+    f = adsrc.differentiate(numpy_extrema, wrt="x", outputs="y", backend=backend)
+    for x in (np.array([1.0, nan, 0.0, nan, 1.0, 0.0]), np.array([1.0, 2.0, 0.5, 0.7, 1.5, 0.4])):
+        y, expected = np.zeros(3), np.zeros(3)
+        numpy_extrema(x, expected)
+        f.primal(x.copy(), y)
+        np.testing.assert_array_equal(y, expected)
+    adsrc.check_grads(numpy_extrema, [x, np.zeros(3)], "x", "y", backend=backend)
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

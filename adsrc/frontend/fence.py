@@ -414,9 +414,11 @@ class Fence(gast.NodeTransformer):
         element by element, and only the chosen element's reads are differentiated, as in
         NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.square(a)``
         as ``a ** 2``; ``np.sign(a)`` as a choice between 1.0, -1.0 and ``a * 0.0`` (0 and, as
-        in NumPy, NaN for NaN; its derivative is 0); ``np.remainder(a, b)`` (``np.mod``) as
-        ``a % b`` and ``np.floor_divide(a, b)`` as ``a // b``, which NumPy computes as Python
-        does; np.diag, np.roll, np.diff and np.outer as they are, for typing and lowering."""
+        in NumPy, NaN for NaN; its derivative is 0); ``np.maximum(a, b)`` as ``max(a, b) if b
+        == b else b`` (a NaN kept, as in NumPy; ``np.minimum`` with min); ``np.remainder(a,
+        b)`` (``np.mod``) as ``a % b`` and ``np.floor_divide(a, b)`` as ``a // b``, which NumPy
+        computes as Python does; np.diag, np.roll, np.diff and np.outer as they are, for typing
+        and lowering."""
         arity = intrinsics.SPELLED_OTHERWISE[name]
         if len(call.args) != arity:
             self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
@@ -435,6 +437,13 @@ class Fence(gast.NodeTransformer):
             clipped = gast.Call(gast.Name("min", gast.Load(), None, None),
                                 [gast.copy_location(lower_bounded, call), high], [])
             return gast.copy_location(clipped, call)
+        if name in ("maximum", "minimum"):
+            # Python's max(a, b) is a when b is NaN; NumPy's is NaN when either is
+            choice = quote_expr(f"{name[:3]}(A, B) if B == B else B", A=call.args[0],
+                                B=call.args[1])
+            located([choice], call)
+            _mark_elementwise(choice)
+            return choice
         if name == "sign":
             choice = quote_expr("1.0 if A > 0.0 else (-1.0 if A < 0.0 else A * 0.0)",
                                 A=call.args[0])

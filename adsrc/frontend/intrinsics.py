@@ -31,11 +31,13 @@ REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
 #: the reductions that also run along an axis of a 2-D array, ``np.sum(u, 1)``.
 AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
-#: and max, np.square as ``** 2``, np.sign with comparisons, np.remainder, alias np.mod, as
+#: and max, np.maximum and np.minimum as max and min keeping a NaN, np.square as ``** 2``,
+#: np.sign with comparisons, np.remainder, alias np.mod, as
 #: ``%`` and np.floor_divide as ``//``) or that lowering reads element by element (np.diag,
 #: np.roll, np.diff, np.outer), canonical ``np.<name>``, and their numbers of arguments.
 SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "remainder": 2,
-                     "floor_divide": 2, "diag": 1, "roll": 2, "diff": 1, "outer": 2}
+                     "floor_divide": 2, "maximum": 2, "minimum": 2, "diag": 1, "roll": 2,
+                     "diff": 1, "outer": 2}
 #: arrays of constants (a fill value may be any scalar), canonical ``np.<name>``: lowering
 #: reads them element by element too.
 CONSTANT_ARRAYS = ("ones", "ones_like", "full", "full_like", "eye")
@@ -51,10 +53,8 @@ def _table():
         table[id(getattr(np, _NUMPY_NAMES.get(name, name)))] = ("math", name)
     for obj in (builtins.abs, np.abs, np.absolute, math.fabs):
         table[id(obj)] = ("builtin", "abs")
-    for obj in (builtins.min, np.minimum):
-        table[id(obj)] = ("builtin", "min")
-    for obj in (builtins.max, np.maximum):
-        table[id(obj)] = ("builtin", "max")
+    table[id(builtins.min)] = ("builtin", "min")
+    table[id(builtins.max)] = ("builtin", "max")
     for obj in (np.power, math.pow, builtins.pow):
         table[id(obj)] = ("builtin", "pow")
     for name in ALLOCATIONS + CONSTANT_ARRAYS + REDUCTIONS + tuple(SPELLED_OTHERWISE) \

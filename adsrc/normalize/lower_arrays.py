@@ -1006,12 +1006,13 @@ class LowerArrays:
     def _accumulation(self, node, func, total, element, count, checks):
         """``(init, step, finish)`` statements reducing ``element`` into ``total`` over
         ``count`` elements: ``s = 0.0; s = s + e`` (np.mean: then ``s = s / count``), or
-        ``s = -inf; s = max(s, e)`` (np.min: inf and min) after an assert, added to
-        ``checks``, that there is an element (NumPy raises on none; -inf would be a wrong
-        number)."""
+        ``s = -inf; s = max(s, e) if e == e else e`` (np.min: inf and min) after an assert,
+        added to ``checks``, that there is an element (NumPy raises on none; -inf would be a
+        wrong number).  A NaN element makes the extremum NaN, as in NumPy (Python's max passes
+        over a NaN after the first element, and keeps one that comes first)."""
         extremum = {"np.max": "max", "np.min": "min"}.get(func)
-        step = quote("S = S + E" if extremum is None else f"S = {extremum}(S, E)",
-                     S=total, E=element)
+        step = quote("S = S + E" if extremum is None
+                     else f"S = {extremum}(S, E) if E == E else E", S=total, E=element)
         if extremum is not None:
             checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
                 f"{self.source.place(node)}: {func} of an empty array")))
@@ -1024,8 +1025,8 @@ class LowerArrays:
     def _reduction(self, stmt, func):
         """``s = np.sum(e)`` / ``s = np.dot(a, b)`` as ``s = 0.0`` and an accumulation loop;
         ``np.mean`` the same, then divided by the count; ``np.max`` (``np.min``) as ``s =
-        -inf`` and ``s = max(s, e)`` over the elements, after an assert that there is one
-        (NumPy raises on an empty array, where -inf would be a wrong number).
+        -inf`` and ``s = max(s, e) if e == e else e`` over the elements, after an assert that
+        there is one (NumPy raises on an empty array, where -inf would be a wrong number).
 
         The result goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``)
         when the target is an element, or a name the summand reads (``a = np.sum(a * x)`` must

@@ -192,10 +192,12 @@ class _Partials:
         if func in ("min", "max"):
             if len(args) != 2:
                 self.fail(node, f"{func}() is differentiated for two arguments")
+            # the argument taken, as Python takes it: b when it is below (above) a, else a,
+            # also when one is NaN (a comparison with NaN is false)
             a, b = args
-            test = quote_expr("A <= B" if func == "min" else "A >= B", A=a, B=b)
-            self.visit(a, _select(test, m, const(0.0)))
-            self.visit(b, _select(test, const(0.0), m))
+            takes_b = quote_expr("B < A" if func == "min" else "B > A", A=a, B=b)
+            self.visit(a, _select(takes_b, const(0.0), m))
+            self.visit(b, _select(takes_b, m, const(0.0)))
             return
         if func == "pow":
             self._power(node, args[0], args[1], m)
