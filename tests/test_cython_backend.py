@@ -233,6 +233,26 @@ def test_a_failed_check_names_its_own_line_in_every_mode(backend):
         assert raised.value.__notes__[-1].endswith(r"in 'A[1:, :] = A[:-1, :] * A[-1:, :]'")
 
 
+def truncated_times(x):
+    k = int(x[0])
+    return k * x[1] + x[0]
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_int_of_a_float_no_integer_holds_raises(backend):
+    """C's conversion of a NaN, an infinity or a float past 2**63 is undefined: compiled code
+    gave -2**63, a value, and an index far outside any array."""
+    grad = adsrc.value_and_grad(truncated_times, wrt="x", backend=backend)
+    with pytest.raises(ValueError, match="NaN"):
+        grad(np.array([float("nan"), 2.0]))
+    with pytest.raises(OverflowError):
+        grad(np.array([float("inf"), 2.0]))
+    assert grad(np.array([-3.7, 2.0]))[0] == truncated_times(np.array([-3.7, 2.0])) == -9.7
+    if backend == "cython":
+        with pytest.raises(OverflowError, match="64 bits"):
+            grad(np.array([1e19, 2.0]))
+
+
 def python_extrema(x):
     return max(x[0], x[1]) + 2.0 * min(x[0], x[1]) + max(x[2], x[0])
 

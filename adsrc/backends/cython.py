@@ -95,6 +95,19 @@ cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) except? -1 nogil:
         q -= 1
     return q
 ''',
+    "_to_int": '''
+cdef inline Py_ssize_t _to_int(double x) except? -1 nogil:
+    """int(x) of a float, as Python computes it where a C integer holds it: ValueError for NaN
+    and OverflowError outside the 64-bit range, where C's conversion is undefined (it gave
+    -2**63, an index far outside any array)."""
+    if x != x:
+        with gil:
+            raise ValueError("cannot convert float NaN to integer")
+    if not -9223372036854775808.0 <= x < 9223372036854775808.0:
+        with gil:
+            raise OverflowError(f"int({x}): compiled code holds integers in 64 bits")
+    return <Py_ssize_t>x
+''',
     "_mod": '''
 cdef inline Py_ssize_t _mod(Py_ssize_t a, Py_ssize_t b) except? -1 nogil:
     """a % b of ints as Python computes it; ZeroDivisionError for b = 0."""
@@ -212,6 +225,8 @@ class _Expressions(gast.NodeTransformer):
                                   gast.Constant(0, None), gast.Load())
         elif integer_abs:
             node.func = gast.Name("_abs_int", gast.Load(), None, None)
+        elif func == "int" and expression_type(node.args[0], self.types) == FLOAT:
+            node.func = gast.Name("_to_int", gast.Load(), None, None)
         elif func in ("float", "int"):
             node.func = gast.Name(f"__cast_{'double' if func == 'float' else 'Py_ssize_t'}",
                                   gast.Load(), None, None)
