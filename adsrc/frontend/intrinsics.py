@@ -32,9 +32,9 @@ REDUCTION_CALLS = tuple("np." + name for name in REDUCTIONS)
 AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: functions the frontend spells with others (np.where as ``a if c else b``, np.clip as min
 #: and max, np.maximum and np.minimum as max and min keeping a NaN, np.square as ``** 2``,
-#: np.sign with comparisons, np.remainder, alias np.mod, as
-#: ``%`` and np.floor_divide as ``//``) or that lowering reads element by element (np.diag,
-#: np.roll, np.diff, np.outer), canonical ``np.<name>``, and their numbers of arguments.
+#: np.sign with comparisons, np.remainder, alias np.mod, as ``%`` and np.floor_divide as
+#: ``//``) or that lowering reads element by element (np.diag, np.roll, np.diff, np.outer),
+#: canonical ``np.<name>``, and their numbers of arguments.
 SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "remainder": 2,
                      "floor_divide": 2, "maximum": 2, "minimum": 2, "diag": 1, "roll": 2,
                      "diff": 1, "outer": 2}

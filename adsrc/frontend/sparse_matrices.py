@@ -231,8 +231,7 @@ class SparseMatrices:
         if matrix.layout != "coo":
             extent = matrix.shape[0 if matrix.layout == "csr" else 1]
             indptr = matrix.arrays[2]
-            self._check(stmt, quote_expr("P.shape[0] == E + 1", P=_load(indptr),
-                                         E=copy.deepcopy(extent)),
+            self._check(stmt, quote_expr("P.shape[0] == E + 1", P=_load(indptr), E=extent),
                         f"the index pointer '{indptr}' of a {matrix.layout.upper()} matrix of "
                         f"shape=({unparse(matrix.shape[0])}, {unparse(matrix.shape[1])}) must "
                         f"have {unparse(extent)} + 1 entries")
@@ -250,8 +249,7 @@ class SparseMatrices:
         solved as a square one."""
         rows, columns = matrix.shape
         if gast.dump(rows) != gast.dump(columns):
-            self._check(call, quote_expr("N == M", N=copy.deepcopy(rows),
-                                         M=copy.deepcopy(columns)),
+            self._check(call, quote_expr("N == M", N=rows, M=columns),
                         "a solve needs a square matrix")
 
     def _check_right_hand_side(self, matrix, call, rhs):
@@ -259,8 +257,7 @@ class SparseMatrices:
         arrays (checked against the declared shape), but nothing checks it against a COO
         matrix's declared size: checked here when it is a name."""
         if matrix.layout == "coo" and isinstance(rhs, gast.Name):
-            self._check(call, quote_expr("B.shape[0] == N", B=_load(rhs.id),
-                                         N=copy.deepcopy(matrix.shape[0])),
+            self._check(call, quote_expr("B.shape[0] == N", B=_load(rhs.id), N=matrix.shape[0]),
                         f"the right-hand side '{rhs.id}' of a solve must have as many "
                         "entries as the matrix has rows")
 
