@@ -93,3 +93,20 @@ def row_periodic_energy(A):
         for j in range(A.shape[1]):
             e += A[i, j - 1] * A[i, j] ** 2 + 0.5 * A[i, -1] * A[i, j]
     return e
+
+
+def smoothed_in_place(u, h):
+    """Scales u in place, nonlinearly; returns a value its caller below drops."""
+    for i in range(u.shape[0]):
+        u[i] = u[i] * h + 0.1 * u[i] * u[i]
+    return u[0]
+
+
+def value_dropped(u, h):
+    """Calls a kernel returning a float as a statement: compiled tangents of it did not
+    build, the caller passing no array for the value and its tangent."""
+    smoothed_in_place(u, h)
+    e = 0.0
+    for i in range(u.shape[0]):
+        e += u[i] * u[i] * u[i]
+    return e

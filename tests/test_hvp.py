@@ -60,6 +60,7 @@ PROBLEMS = {
     # calls of a function returning an int: H v's sweeps seed and carry its adjoint as a float
     "int_returning_calls": (subset_kernels.weighted_by_row_lengths, "x",
                             lambda rng: (np.array([0, 1, 3, 6]), rng.uniform(0.5, 1.5, 3))),
+    "value_dropped": (K.value_dropped, "u", lambda rng: (rng.uniform(0.5, 1.5, 5), 0.7)),
 }
 
 
@@ -288,3 +289,23 @@ def test_a_fortran_ordered_point_and_direction():
                                rtol=1e-14)
     operator = adsrc.hessian_operator(cubes_and_rows, u, 0.5)
     np.testing.assert_allclose(operator.matvec(v.ravel()), want.ravel(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_dropped_value_of_a_called_kernel_in_forward_modes(backend):
+    """jvp, forward jacobian and hvp of a kernel calling one whose float value it drops: the
+    compiled tangent did not build ('Call with wrong number of arguments').  The dot-product
+    test against the gradient, which finite differences check."""
+    rng = np.random.default_rng(7)
+    u, v = rng.uniform(0.5, 1.5, 5), rng.standard_normal(5)
+    adsrc.check_grads(K.value_dropped, [u, 0.7], "u", backend=backend)
+    gradient = adsrc.grad(K.value_dropped, wrt="u", backend=backend)(u.copy(), 0.7)
+    (tangent,) = adsrc.jvp(K.value_dropped, wrt="u", backend=backend)(u.copy(), 0.7, u_dot=v)
+    assert tangent == pytest.approx(gradient @ v, rel=1e-13)
+    jac = adsrc.jacobian(K.value_dropped, wrt="u", backend=backend, mode="forward")(u.copy(), 0.7)
+    np.testing.assert_allclose(jac[0], gradient, rtol=1e-13)
+    hv = adsrc.hvp(K.value_dropped, wrt="u", backend=backend)(u.copy(), 0.7, u_dot=v)
+    step = 1e-5
+    fd = (adsrc.grad(K.value_dropped, wrt="u", backend=backend)(u + step * v, 0.7)
+          - adsrc.grad(K.value_dropped, wrt="u", backend=backend)(u - step * v, 0.7)) / (2 * step)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6)

@@ -171,6 +171,13 @@ class TangentOfAdjoint(StructuredRewrite):
             values = [copy.deepcopy(v) for v in value.args[0].elts]
             return quote(f"{TAPE}.push_frame(F)", F=gast.Tuple(self._frame(values), gast.Load()))
         if _call_name(value) in self.callees:
+            callee = self.callees[_call_name(value)]
+            if _call_name(value) == callee.fwd_name and callee.returns:
+                # its value and tangent, dropped, are received all the same: compiled code
+                # returns them through an array that the caller passes
+                dropped = [name(self.spec.namer.fresh("unused"), store=True) for _ in range(2)]
+                return [gast.Assign(targets=[gast.Tuple(dropped, gast.Store())],
+                                    value=self._callee_call(value), type_comment=None)]
             return [gast.Expr(value=self._callee_call(value))]
         if _rules_call(value, "keep") and self.carries(value.args[1].id):
             return [copy.deepcopy(stmt)] + quote(f"{RULES}.keep({TAPE}, D)",

@@ -140,10 +140,16 @@ class TangentMode:
         dots = [name(call.args[callee.params.index(param)].id + SUFFIX)
                 for param in callee.dot_params]
         tan_call = gast.Call(func=name(callee.tan_name), args=args + dots, keywords=[])
-        if isinstance(stmt, gast.Expr):
+        if isinstance(stmt, gast.Expr) and not callee.returns:
             return [gast.Expr(value=tan_call)]
-        target = stmt.targets[0].id
-        tangent = target + SUFFIX if target in self.active else self.spec.namer.fresh("unused")
+        if isinstance(stmt, gast.Expr):
+            # a value dropped is received all the same: compiled code returns the value and
+            # its tangent through an array that the caller passes
+            target, tangent = self.spec.namer.fresh("unused"), self.spec.namer.fresh("unused")
+        else:
+            target = stmt.targets[0].id
+            tangent = target + SUFFIX if target in self.active \
+                else self.spec.namer.fresh("unused")
         pair = gast.Tuple([name(target, store=True), name(tangent, store=True)], gast.Store())
         return [gast.Assign(targets=[pair], value=tan_call, type_comment=None)]
 
