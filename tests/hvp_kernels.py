@@ -110,3 +110,9 @@ def value_dropped(u, h):
     for i in range(u.shape[0]):
         e += u[i] * u[i] * u[i]
     return e
+
+
+def rotated_energy(x):
+    """A Givens rotation's cosine and sine from math.hypot, applied to a pair."""
+    r = math.hypot(x[0], x[1])
+    return x[0] / r * x[2] + x[1] / r * x[3] + r ** 3

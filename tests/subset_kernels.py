@@ -529,11 +529,12 @@ def mean_max_min(x, u, y):
 
 def rolled_and_elementary(u, c, y):
     """A periodic heat step with np.roll (shifts of 1, -1 and 2, the target read through them),
-    np.square, and the elementary functions sinh, cosh, arctan, log1p, expm1."""
+    np.square, and the elementary functions sinh, cosh, arctan, log1p, expm1, hypot."""
     for s in range(2):
         u[:] = u + c * (np.roll(u, 1) - 2.0 * u + np.roll(u, -1)) + 0.01 * np.roll(u, s + 1)
     y[:] = np.square(u) + np.sinh(u) * np.cosh(y) + np.arctan(u * y)
     y += np.log1p(u * u) - np.expm1(-0.5 * y) + math.atan(c) * math.log1p(c)
+    y += np.hypot(u, y) * math.hypot(c, 1.0)
 
 
 def momentum_names(A, b, x, lr, iters):

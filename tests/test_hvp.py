@@ -61,6 +61,7 @@ PROBLEMS = {
     "int_returning_calls": (subset_kernels.weighted_by_row_lengths, "x",
                             lambda rng: (np.array([0, 1, 3, 6]), rng.uniform(0.5, 1.5, 3))),
     "value_dropped": (K.value_dropped, "u", lambda rng: (rng.uniform(0.5, 1.5, 5), 0.7)),
+    "rotated_energy": (K.rotated_energy, "x", lambda rng: (rng.uniform(0.5, 1.5, 4),)),
 }
 
 

@@ -681,7 +681,8 @@ class Fence(gast.NodeTransformer):
                              f"{called.nin}, then its out array, which adsrc does not "
                              f"support; assign the result instead ('y[:] = ...')")
         namespace, name = resolved
-        counts = {"pow": 2, "abs": 1, **{fn: 1 for fn in intrinsics.ELEMENTARY}}
+        counts = {"pow": 2, "abs": 1, **{fn: intrinsics.ELEMENTARY_ARITY.get(fn, 1)
+                                         for fn in intrinsics.ELEMENTARY}}
         if namespace in ("math", "builtin") and name in counts \
                 and len(call.args) != counts[name]:
             self._fail(call, f"{spelled} is called with {len(call.args)} argument(s); adsrc "

@@ -13,7 +13,9 @@ import numpy as np
 
 #: scalar elementary functions, canonical spelling ``math.<name>`` (the C library's names too).
 ELEMENTARY = ("sqrt", "exp", "log", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "log1p",
-              "expm1")
+              "expm1", "hypot")
+#: how many arguments those take where it is not one.
+ELEMENTARY_ARITY = {"hypot": 2}
 #: NumPy's names of those, where they differ.
 _NUMPY_NAMES = {"atan": "arctan"}
 #: NumPy's float roundings to an integer value, canonical ``np.<name>``: piecewise constant;

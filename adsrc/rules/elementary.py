@@ -205,6 +205,12 @@ class _Partials:
         if func == "float":
             self.visit(args[0], m)
             return
+        if func == "math.hypot":
+            # a / hypot(a, b) and b / hypot(a, b); at (0, 0) NaN, as sqrt(a*a + b*b) gives
+            for arg in args:
+                self.visit(arg, _mul(m, quote_expr("A / math.hypot(U, V)", A=arg, U=args[0],
+                                                   V=args[1])))
+            return
         if len(args) != 1:
             self.fail(node, f"{func} takes one argument")
         u = args[0]
