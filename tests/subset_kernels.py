@@ -723,6 +723,19 @@ def nested_continues(x, w, y):
         y[i] = y[i] * y[i]
 
 
+def continue_past_two_rests(x, y):
+    """continue three ifs deep, with statements after the inner and after the outer if: both
+    rests run under flags, and the continue must clear both (it cleared only the inner one, and
+    the outer rest ran on trips that continued)."""
+    for i in range(len(x)):
+        if x[i] > 1.0:
+            if x[i] > 2.0:
+                if i % 2 == 0:
+                    continue
+            y[i] = y[i] * x[i] * x[i]
+        y[i] = y[i] + 3.0 * x[i]
+
+
 def loop_continue(x, y):
     """continue as the last statement of an if branch."""
     for i in range(len(x)):

@@ -264,6 +264,10 @@ CASES = [
     Case("nested_continues", K.nested_continues,
          lambda r, d: (_mixed_sign(r, 8), np.array([0.9, 1.1]), _u(r, 8)), ("x", "w", "y"),
          ("y",)),
+    # x cycles through 2.5, 1.5, 0.5: every path, with the continue on even i with x > 2
+    Case("continue_past_two_rests", K.continue_past_two_rests,
+         lambda r, d: (np.tile([2.5, 1.5, 0.5], 3) + 0.1 * _u(r, 9), _u(r, 9)), ("x", "y"),
+         ("y",)),
     # s: 0.3, 0.56, 1.184, 2.276 > 2: breaks after i = 3
     Case("while_break", K.while_break,
          lambda r, d: (np.array([0.3, 0.2, 0.4, 0.5, 0.1, 0.3]), 2.0), ("x", "limit")),

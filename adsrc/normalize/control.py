@@ -92,7 +92,7 @@ def _flagged(stmt, rest, namer, on_continue):
     """``stmt`` (an ``if`` that continues on some paths) and ``rest`` after it, guarded by a
     flag that its continues clear (see the module docstring)."""
     flag = namer.fresh("more")
-    clear = quote(f"{flag} = 0")
+    clear = quote(f"{flag} = 0") + list(on_continue)    # a continue skips every enclosing rest
     stmt.body = _structure(stmt.body, namer, clear) or [gast.Pass()]
     stmt.orelse = _structure(stmt.orelse, namer, clear)
     guarded = gast.If(test=quote_expr(f"{flag} == 1"),
