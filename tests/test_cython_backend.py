@@ -8,6 +8,7 @@ session's compiled modules go to the private cache set up in conftest.py.
 
 import array
 import inspect
+import math
 import os
 import re
 import shutil
@@ -238,16 +239,50 @@ def truncated_times(x):
     return k * x[1] + x[0]
 
 
+def floored_times(x):
+    k = math.floor(x[0])
+    return k * x[1] + x[0]
+
+
+def ceiled_times(x):
+    return math.ceil(x[0]) * x[1] + x[0]
+
+
+def int_of_np_floor_times(x):
+    return int(np.floor(x[0])) * x[1] + x[0]
+
+
+def int_of_floor_division_times(x):
+    return int(x[0] // 1.0) * x[1] + x[0]
+
+
+def _raised_by(kernel, x):
+    try:
+        kernel(x)
+    except (ValueError, OverflowError) as error:
+        return type(error)
+    raise AssertionError(f"{kernel.__name__}({x}) raised nothing")
+
+
 @pytest.mark.parametrize("backend", ["python", "cython"])
-def test_int_of_a_float_no_integer_holds_raises(backend):
+@pytest.mark.parametrize("kernel", [truncated_times, floored_times, ceiled_times,
+                                    int_of_np_floor_times, int_of_floor_division_times])
+def test_int_of_a_float_no_integer_holds_raises(kernel, backend):
     """C's conversion of a NaN, an infinity or a float past 2**63 is undefined: compiled code
-    gave -2**63, a value, and an index far outside any array."""
-    grad = adsrc.value_and_grad(truncated_times, wrt="x", backend=backend)
-    with pytest.raises(ValueError, match="NaN"):
-        grad(np.array([float("nan"), 2.0]))
-    with pytest.raises(OverflowError):
-        grad(np.array([float("inf"), 2.0]))
-    assert grad(np.array([-3.7, 2.0]))[0] == truncated_times(np.array([-3.7, 2.0])) == -9.7
+    gave -2**63, a value, and an index far outside any array.  It raises what Python raises
+    (a NaN's ValueError, an infinity's OverflowError), also where the float is rounded first
+    (math.floor and math.ceil are spelled int(np.floor(x)), which compiled code converted
+    unchecked)."""
+    grad = adsrc.value_and_grad(kernel, wrt="x", backend=backend)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = np.array([bad, 2.0])
+        with pytest.raises(_raised_by(kernel, x.copy())):
+            grad(x)
+    for good in (-3.75, 3.25, 5.0):        # k * 2.0 + good is exact
+        x = np.array([good, 2.0])
+        value, gradient = grad(x.copy())
+        assert value == kernel(x)
+        np.testing.assert_array_equal(gradient, [1.0, (kernel(x) - good) / x[1]])
     if backend == "cython":
         with pytest.raises(OverflowError, match="64 bits"):
             grad(np.array([1e19, 2.0]))

@@ -210,9 +210,12 @@ class _Expressions(gast.NodeTransformer):
 
     def visit_Call(self, node):
         # abs of an int as an int (Cython's builtin abs of a C integer needs Python objects);
-        # a comparison given to abs, min or max as an int (0 or 1), as Python's bool is one
+        # a comparison given to abs, min or max as an int (0 or 1), as Python's bool is one.
+        # Typed before the arguments are respelled (np.floor as floor), which loses their types
         integer_abs = unparse(node.func) == "abs" and node.args \
             and expression_type(node.args[0], self.types) in (INT, BOOL)
+        int_of_float = unparse(node.func) == "int" and node.args \
+            and expression_type(node.args[0], self.types) == FLOAT
         if unparse(node.func) in ("abs", "min", "max"):
             node.args = [_as_int(arg) if expression_type(arg, self.types) == BOOL else arg
                          for arg in node.args]
@@ -225,7 +228,7 @@ class _Expressions(gast.NodeTransformer):
                                   gast.Constant(0, None), gast.Load())
         elif integer_abs:
             node.func = gast.Name("_abs_int", gast.Load(), None, None)
-        elif func == "int" and expression_type(node.args[0], self.types) == FLOAT:
+        elif int_of_float:
             node.func = gast.Name("_to_int", gast.Load(), None, None)
         elif func in ("float", "int"):
             node.func = gast.Name(f"__cast_{'double' if func == 'float' else 'Py_ssize_t'}",
