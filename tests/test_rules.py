@@ -616,10 +616,18 @@ def coo_solve_of_a_larger_matrix(data, indices, indptr, f, u):
     u[:] = scipy.sparse.linalg.spsolve(A, f)
 
 
+def shape_bound_again_to_what_scipy_refuses(data, indices, indptr, x, u):
+    m = len(x) + 1
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(u), m))
+    m = len(x)                  # A keeps its len(x) + 1 columns: A @ x is refused
+    u[:] = A @ x
+
+
 @pytest.mark.parametrize("kernel", [
     product_with_more_columns_declared, csc_product_with_more_rows_declared,
     coo_product_with_more_columns_declared, solve_of_a_matrix_declared_rectangular,
-    factorisation_of_a_matrix_declared_rectangular, coo_solve_of_a_larger_matrix])
+    factorisation_of_a_matrix_declared_rectangular, coo_solve_of_a_larger_matrix,
+    shape_bound_again_to_what_scipy_refuses])
 def test_a_declared_shape_that_scipy_refuses_is_refused(kernel):
     """The rewritten uses take sizes from the arrays: a shape SciPy refuses gave a product or
     a solve of the size the arrays imply (a 4 x 5 matrix times 4 values), on both backends."""
@@ -632,6 +640,40 @@ def test_a_declared_shape_that_scipy_refuses_is_refused(kernel):
     with pytest.raises((AssertionError, ValueError)):
         adsrc.differentiate(kernel, wrt="data", outputs="u").adjoint(*args, u_bar=np.ones(4))
     assert np.array_equal(args[4], np.zeros(4))
+
+
+def shape_bound_again_after_the_matrix(data, indices, indptr, x, u):
+    n = len(u)
+    m = len(x)
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, m))
+    K = scipy.sparse.coo_matrix((data, (indices, indices)), shape=(m, m))
+    m = m - 1                   # SciPy read the shapes above: A and K keep their sizes
+    n = 1
+    u[:] = A @ x
+    u[:] = u + A.T @ x + K @ x + n * x
+    u[:] = scipy.sparse.linalg.spsolve(A, u)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_shape_is_read_where_the_matrix_is_built(backend):
+    """SciPy reads a matrix's shape once, where it builds it; the rewritten uses read the
+    shape's expressions where they run, so binding its names again in between changed the
+    matrix: a valid kernel raised, and one SciPy refuses computed (the refusal above).  The
+    values against SciPy's, the gradient against finite differences and the dot-product
+    test."""
+    def arguments():
+        return [*_csr(_poisson_1d(4)), np.linspace(1.0, 2.0, 4), np.zeros(4)]
+
+    expected = arguments()
+    shape_bound_again_after_the_matrix(*expected)
+    f = adsrc.differentiate(shape_bound_again_after_the_matrix, wrt=("data", "x"),
+                            outputs="u", backend=backend)
+    args = arguments()
+    f.primal(*args)
+    np.testing.assert_allclose(args[4], expected[4], rtol=1e-13)
+    adsrc.check_grads(shape_bound_again_after_the_matrix, arguments(), ("data", "x"), ("u",),
+                      backend=backend)
+    _dot_product_test(shape_bound_again_after_the_matrix, arguments(), ("data", "x"), ("u",))
 
 
 def read_while_factorised(data, indices, indptr, f, u):

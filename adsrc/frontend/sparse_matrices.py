@@ -27,7 +27,10 @@ lost: the solve reuses the latest factorisation of the same matrix (:mod:`adsrc.
 The rewritten uses take sizes from the arrays (the rows from the index pointer, a solve's size
 from its right-hand side), so the declared ``shape`` is asserted where SciPy checks it, before
 the statement that needs it (:attr:`SparseMatrices.checks`): a shape SciPy refuses is an error,
-not a product or solve of the size the arrays imply.
+not a product or solve of the size the arrays imply.  SciPy reads the shape once, where the
+matrix is built; a shape expression reading a name the kernel binds is therefore held in a
+generated name there (``_shape0 = n``), which its uses read, so that binding ``n`` again later
+does not change the matrix.
 
 ``cg``/``gmres`` start from zero, stop at the relative residual ``rtol`` (SciPy's default 1e-5
 when not given) and raise an error when they do not reach it, so ``info`` is always 0 in a
@@ -140,15 +143,20 @@ class SparseMatrices:
         # asserts to run before the statement being fenced: the rewritten uses take sizes from
         # the arrays, so the declared shape is checked against them where SciPy checks it
         self.checks = []
+        self.bound_names = {node.id for node in gast.walk(source.tree)
+                            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store)}
+        self.held_shapes = []           # the generated names holding shapes (see the docstring)
 
     def _fail(self, node, message):
         raise self.source.error(node, message)
 
     # definitions -----------------------------------------------------------------------------------
 
-    def defines(self, stmt):
-        """Whether ``stmt`` defines a matrix or a factorisation (then recorded, to be dropped;
-        the shape checks it needs are added to :attr:`checks`)."""
+    def definition(self, stmt):
+        """The statements replacing ``stmt`` if it defines a matrix or a factorisation (then
+        recorded): the bindings of its shape to generated names (see the module docstring),
+        often none; None for any other statement.  The shape checks it needs are added to
+        :attr:`checks`."""
         value, target = stmt.value, stmt.targets[0]
         matrix = self._matrix(value)
         kind = None
@@ -160,7 +168,7 @@ class SparseMatrices:
                 matrix = self._operand(value.args[0], value)
                 self._check_square(matrix, value)
         if matrix is None:
-            return False
+            return None
         if not isinstance(target, gast.Name):
             self._fail(stmt, "name a sparse matrix or factorisation by a plain name")
         if target.id in self.matrices or target.id in self.factorisations:
@@ -169,13 +177,34 @@ class SparseMatrices:
                              "as in SciPy)")
         if kind is not None:
             self.factorisations[target.id] = (matrix, kind)
-        else:
+        elif _is_conversion(value):
             self.matrices[target.id] = matrix
-        if kind is not None or _is_conversion(value):
-            self._refuse_changes_while_used(stmt, target.id, matrix)
         else:
             self._check_index_pointer(matrix, stmt)
-        return True
+            matrix, bindings = self._held(matrix, stmt)
+            self.matrices[target.id] = matrix
+            return bindings
+        self._refuse_changes_while_used(stmt, target.id, matrix)
+        return []
+
+    def _held(self, matrix, stmt):
+        """``matrix`` with each shape expression that reads a name the kernel binds replaced by
+        a generated name, and the assignments binding those names, to run where it is built."""
+        shape, bindings, held_as = [], [], {}
+        for extent in matrix.shape:
+            if not any(isinstance(node, gast.Name) and node.id in self.bound_names
+                       for node in gast.walk(extent)):
+                shape.append(extent)
+                continue
+            spelling = gast.dump(extent)
+            if spelling not in held_as:       # shape=(n, n): one name, so it stays square
+                held_as[spelling] = f"_shape{len(self.held_shapes)}"
+                self.held_shapes.append(held_as[spelling])
+                bindings += located([gast.Assign(
+                    [gast.Name(held_as[spelling], gast.Store(), None, None)],
+                    copy.deepcopy(extent), None)], stmt)
+            shape.append(_load(held_as[spelling]))
+        return _Matrix(matrix.arrays, tuple(shape), matrix.layout), bindings
 
     def _matrix(self, node):
         """The matrix an expression builds (a constructor call, a conversion of a matrix) or
