@@ -16,14 +16,22 @@ from adsrc.frontend.intrinsics import ELEMENTARY
 #: (``np = x[i]`` before ``np.empty(...)``), or not compile.  The Python backend's modules import
 #: NumPy and ``math``; the Cython backend's cimport the C library's functions and types and the
 #: tape (``adsrc.backends.cython.PRELUDE``, ``adsrc.runtime.compiled_tape.NAMES``) and declare
-#: indices ``Py_ssize_t``; Cython takes ``complex`` for its C type.
+#: indices ``Py_ssize_t``; Cython takes ``complex`` for its C type.  The generated functions call
+#: the builtins of :data:`BUILTINS_OF_GENERATED_CODE` where the kernel need not (a whole-array
+#: statement is a ``for`` over ``range``, ``np.maximum`` is spelled with ``max``).
+BUILTINS_OF_GENERATED_CODE = ("range", "reversed", "len", "abs", "max", "min", "pow", "int",
+                              "float", "AssertionError")
 TAKEN_BY_GENERATED_CODE = frozenset((
     "np", "math", *ELEMENTARY, "fabs", "floor", "ceil", "fmod", "copysign", "int32_t", "int64_t",
     "malloc", "realloc", "calloc", "free", "memcpy", "Py_ssize_t",
     "Tape", "TapeData", "push_float", "pop_float", "push_int", "pop_int", "push_block",
     "drop_block",
     "include", "ctypedef", "cdef", "cpdef", "cimport", "DEF", "IF", "ELIF", "ELSE", "NULL",
-    "sizeof", "complex"))
+    "sizeof", "complex", *BUILTINS_OF_GENERATED_CODE))
+
+#: Generated functions of a called kernel are named ``<kernel>__fwd``, ``<kernel>__rev``,
+#: ``<kernel>__tan_c``...: a kernel's name holding this could be one of them.
+GENERATED_FUNCTION_SEPARATOR = "__"
 
 
 class Namer:

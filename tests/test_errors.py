@@ -398,6 +398,19 @@ def parameter_named_np(x, np):  # <-
     return t[0]
 
 
+def local_named_as_a_builtin_of_the_generated_code(x, y):
+    range = 2.0  # <-
+    y[:] = range * x        # a loop over range(...) in the generated code
+    return y[0]
+
+
+def local_named_as_a_called_kernel_function(x, y):
+    helper__fwd = 2.0  # <-
+    y[:] = x
+    user_axpy(y, x, helper__fwd)
+    return y[0]
+
+
 def nested_function_in_a_kernel_returning_nothing(x, y):
     def twice(v):  # <-
         return 2.0 * v
@@ -712,6 +725,10 @@ UNSUPPORTED = [
      "exp =", _x),
     (local_named_as_a_cython_word, "the name 'DEF' is taken", "DEF =", _x),
     (parameter_named_np, "the name 'np' is taken", "np)", _xy),
+    (local_named_as_a_builtin_of_the_generated_code, "the name 'range' is taken by the code "
+     "adsrc generates", "range =", _xy),
+    (local_named_as_a_called_kernel_function, "names holding '__' are reserved",
+     "helper__fwd =", _xy),
     # its return was taken for an early return of the kernel, refused at the wrong line
     (nested_function_in_a_kernel_returning_nothing, "the function 'twice' is defined inside "
      "the kernel", "def twice", _xy),

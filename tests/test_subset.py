@@ -13,9 +13,12 @@ Also: the state adjoint() leaves equals the primal's, the semantics of the bars
 default-outputs rule, f.source("adjoint") and the generated module run by hand.
 """
 
+import builtins
 import importlib.util
 import inspect
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 
 import numpy as np
@@ -977,3 +980,41 @@ def test_generated_module_runs_by_hand(case, tmp_path):
         assert len(scalars) == len(scalar_names)
         assert sorted(float(v) for v in scalars) == pytest.approx(
             sorted(float(want[n]) for n in scalar_names), rel=1e-13)
+
+
+
+def _builtins_read(text):
+    """The builtins generated code (Python or Cython) reads: its names outside comments and
+    strings that are not attributes (np.sum) nor Python's constants."""
+    read, after_dot = set(), False
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.NAME and not after_dot and hasattr(builtins, token.string):
+            read.add(token.string)
+        after_dot = token.type == tokenize.OP and token.string == "."
+    return read - {"True", "False", "None"}
+
+
+# kernels whose generated code reads the builtins the kernels do not call
+BUILTIN_CASES = [c for c in CASES if c.name in (
+    "array_1d", "scalars_float_int", "mean_max_min", "iterate_zipped", "functions_elementwise",
+    "floors_and_remainders", "reversed_range", "numpy_methods", "mean_square", "write_2d",
+    "residual_whole", "module_constants", "periodic_stencil")]
+
+
+def test_every_builtin_the_generated_code_calls_is_refused_as_a_kernels_name(backend):
+    """A kernel's local named as a builtin that the generated code calls, where the kernel need
+    not (``range`` for a whole-array statement's loop, ``max`` for np.maximum), broke the
+    generated code; such names are refused (adsrc.naming.BUILTINS_OF_GENERATED_CODE).  The
+    list is written apart from the code generators: the builtins the generated adjoint and
+    tangent of kernels using them read must be in it."""
+    from adsrc.naming import TAKEN_BY_GENERATED_CODE
+    read = set()
+    for case in BUILTIN_CASES:
+        f = _diff(case)
+        for kind in ("adjoint", "tangent"):
+            read |= _builtins_read(f.source(kind, backend=backend, args=_args(case, np.int64)))
+    assert {"range", "max", "min", "abs", "AssertionError"} <= read
+    # the errors compiled helpers raise (_to_int...): module-level functions, which a kernel's
+    # local does not reach
+    helpers_raise = {"ValueError", "OverflowError", "ZeroDivisionError", "MemoryError"}
+    assert read <= TAKEN_BY_GENERATED_CODE | helpers_raise

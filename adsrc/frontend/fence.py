@@ -18,7 +18,7 @@ from adsrc.frontend import early_returns, intrinsics, unbound_reads
 from adsrc.frontend.quoting import int_literal, located, new_axis, quote, quote_expr
 from adsrc.frontend.source import docstring_statements
 from adsrc.frontend.sparse_matrices import SparseMatrices
-from adsrc.naming import TAKEN_BY_GENERATED_CODE, free
+from adsrc.naming import GENERATED_FUNCTION_SEPARATOR, TAKEN_BY_GENERATED_CODE, free
 from adsrc.rules import library
 from adsrc.rules.library import RULES
 
@@ -114,11 +114,16 @@ class Fence(gast.NodeTransformer):
                              "and tangents '<name>_dot'")
         if name in TAKEN_BY_GENERATED_CODE:
             self._fail(node, f"the name '{name}' is taken by the code adsrc generates (NumPy, "
-                             "the C library, the tape, or a word Cython reserves): use another "
-                             "name")
+                             "the C library, the tape, a builtin it calls, or a word Cython "
+                             "reserves): use another name")
         if name.startswith("_") and name != "_":
             self._fail(node, f"the name '{name}': names starting with '_' are reserved for "
                              "generated code")
+        if GENERATED_FUNCTION_SEPARATOR in name:
+            self._fail(node, f"the name '{name}': names holding "
+                             f"'{GENERATED_FUNCTION_SEPARATOR}' are reserved for generated code "
+                             f"(a called kernel's generated functions are '<kernel>__fwd', "
+                             f"'<kernel>__rev'...)")
 
     # statements ---------------------------------------------------------------------------------
 
