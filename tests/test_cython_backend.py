@@ -319,6 +319,23 @@ def test_a_nan_is_taken_or_passed_over_as_python_and_numpy_do(backend):
     adsrc.check_grads(numpy_extrema, [x, np.zeros(3)], "x", "y", backend=backend)
 
 
+def absolute_values(x):
+    return abs(x[0]) + np.sum(np.abs(x[1:]))
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_the_derivative_of_abs_at_a_nan_is_a_nan(backend):
+    """It was -1 (the sign test 'x >= 0' fails for a NaN), a number where the value is NaN;
+    JAX and PyTorch give NaN.  Elsewhere the sign, against finite differences."""
+    x = np.array([float("nan"), 1.5, -2.0])
+    value, gradient = adsrc.value_and_grad(absolute_values, wrt="x", backend=backend)(x.copy())
+    assert np.isnan(value) and np.isnan(gradient[0])
+    np.testing.assert_array_equal(gradient[1:], [1.0, -1.0])
+    f = adsrc.differentiate(absolute_values, wrt="x", backend=backend)
+    assert np.isnan(f.tangent(x.copy(), x_dot=np.array([1.0, 0.0, 0.0]))[0])
+    adsrc.check_grads(absolute_values, [np.array([0.5, 1.5, -2.0])], "x", backend=backend)
+
+
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_peak_bytes_agree(case):
     """``peak_bytes`` too: both tapes hold the same values at their peak."""

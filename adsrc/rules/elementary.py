@@ -227,7 +227,7 @@ class _Partials:
             "math.atan": "1.0 / (1.0 + U * U)",
             "math.log1p": "1.0 / (1.0 + U)",
             "math.expm1": "math.exp(U)",
-            "abs": "(1.0 if U >= 0.0 else -1.0)",
+            "abs": "(1.0 if U >= 0.0 else -1.0 if U < 0.0 else U)",     # NaN at a NaN
         }
         if func not in rules:
             self.fail(node, f"no derivative rule for {func}()")
