@@ -79,9 +79,15 @@ def _structure(stmts, namer, on_continue=()):
             rest = stmts[position + 1:]
             if rest and not _breaks(stmt) and _paths_on(stmt.body) + _paths_on(stmt.orelse) > 1:
                 return out + _flagged(stmt, rest, namer, on_continue)
-            stmt.body = _structure(stmt.body + copy.deepcopy(rest), namer,
-                                   on_continue) or [gast.Pass()]
-            stmt.orelse = _structure(stmt.orelse + copy.deepcopy(rest), namer, on_continue)
+            # the rest goes only to the branches with a path that does not jump (after a
+            # jump, structuring would drop it): one of them takes the statements themselves
+            going_on = [field for field in ("body", "orelse")
+                        if _paths_on(getattr(stmt, field)) > 0]
+            for copies, field in enumerate(going_on):
+                moved = copy.deepcopy(rest) if copies else rest
+                setattr(stmt, field, getattr(stmt, field) + moved)
+            stmt.body = _structure(stmt.body, namer, on_continue) or [gast.Pass()]
+            stmt.orelse = _structure(stmt.orelse, namer, on_continue)
             out.append(stmt)
             return out
         out.append(stmt)
