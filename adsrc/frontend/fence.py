@@ -145,11 +145,11 @@ class Fence(gast.NodeTransformer):
             if len(stmt.targets) != 1:
                 self._fail(stmt, "chained assignment 'a = b = ...' is not supported")
             target = stmt.targets[0]
-            held_shape = self.matrices.definition(stmt)
-            if held_shape is not None:  # a name for three arrays: its uses are rewritten
+            shape_bindings = self.matrices.definition(stmt)
+            if shape_bindings is not None:  # a name for three arrays: its uses are rewritten
                 self.generated_names.update(self.matrices.held_shapes)
                 self.local_names.update(self.matrices.held_shapes)
-                return [self._statement(binding, loop) for binding in held_shape]
+                return [self._statement(binding, loop) for binding in shape_bindings]
             if isinstance(target, gast.Tuple):
                 krylov = self.matrices.krylov(stmt.value)
                 if krylov is not None:
