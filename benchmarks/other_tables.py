@@ -14,7 +14,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "<!-- tables of the other benchmark scripts, copied by benchmarks/other_tables.py -->"
-SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md", "DENSE.md")
+SOURCES = ("CHECKPOINTING.md", "HVP.md", "RULES.md", "LAYOUT.md", "OVERHEAD.md", "DENSE.md",
+           "GENERATION.md")
 FLAGS_PATTERN = "FLAGS_*.md"        # flags.py: one file per flag set weighed
 PROVENANCE = ("Command:", "Date:", "Written by", "Quiet machine")
 

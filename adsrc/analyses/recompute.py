@@ -183,8 +183,8 @@ class Recomputation:
         """What ``stmt`` reads before any statement nested in it runs: a loop's range or test,
         a branch's condition, a simple statement's own reads.  Kept per statement: it is asked
         once per candidate name and loop around the statement, which for a long loop body of
-        many locals walked the same expressions hundreds of thousands of times (half of a
-        466-line kernel's generation time)."""
+        many locals walked the same expressions hundreds of thousands of times
+        (``benchmarks/GENERATION.md``)."""
         found = self._entry_reads.get(id(stmt))
         if found is None:
             if isinstance(stmt, gast.For):
