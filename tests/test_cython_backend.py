@@ -321,6 +321,37 @@ def test_a_nan_is_taken_or_passed_over_as_python_and_numpy_do(backend):
     adsrc.check_grads(numpy_extrema, [x, np.zeros(3)], "x", "y", backend=backend)
 
 
+def extrema_of_arrays(x, B, w):
+    return np.max(x) + 2.0 * np.min(x) + np.dot(np.max(B, axis=0), w)
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_the_extremum_of_equal_infinities_is_the_first_of_them(backend):
+    """np.max of elements that are all -inf (np.min: +inf) compared each with its start, -inf,
+    so none was taken and the gradient was 0.  The first element is taken, as NumPy's argmax
+    and argmin point to, and as in a tie of finite elements; the hand gradient built from
+    argmax and argmin is the reference, and finite differences away from ties."""
+    def by_hand(x, B):
+        gx, gB = np.zeros_like(x), np.zeros_like(B)
+        gx[np.argmax(x)] += 1.0
+        gx[np.argmin(x)] += 2.0
+        gB[np.argmax(B, axis=0), [0, 1]] = [1.0, 3.0]
+        return gx, gB
+
+    inf, w = math.inf, np.array([1.0, 3.0])
+    grad = adsrc.grad(extrema_of_arrays, wrt=("x", "B"), backend=backend)
+    for x, B in ((np.full(3, -inf), np.full((3, 2), -inf)),
+                 (np.array([inf, inf, 1.0]), np.array([[-inf, 2.0], [-inf, 2.0], [-inf, 1.0]])),
+                 (np.array([1.0, -inf, -inf]), np.array([[2.0, -inf], [2.0, -inf], [1.0, 5.0]]))):
+        with np.errstate(invalid="ignore"):       # the value inf - inf of the second
+            gradients = grad(x.copy(), B.copy(), w)
+        for got, want in zip(gradients, by_hand(x, B)):
+            np.testing.assert_array_equal(got, want)
+    adsrc.check_grads(extrema_of_arrays, [np.array([0.3, -1.0, 2.0]),
+                                          np.array([[1.0, 4.0], [2.0, -1.0], [0.5, 3.0]]), w],
+                      ("x", "B"), backend=backend)
+
+
 def absolute_values(x):
     return abs(x[0]) + np.sum(np.abs(x[1:]))
 

@@ -997,22 +997,32 @@ class LowerArrays:
             element = element_at(inner, inside)
         finally:
             self.lowering.loops.pop()
-        init, step, finish = self._accumulation(node, func, total, element, count, checks)
+        init, step, finish = self._accumulation(node, func, total, element, count, checks,
+                                                [inner])
         loop = gast.For(target=name(inner, store=True), iter=quote_expr("range(N)", N=count),
                         body=inside + step, orelse=[], type_comment=None)
         before.extend(init + [loop] + finish)
         return name(total)
 
-    def _accumulation(self, node, func, total, element, count, checks):
+    def _accumulation(self, node, func, total, element, count, checks, counters):
         """``(init, step, finish)`` statements reducing ``element`` into ``total`` over
-        ``count`` elements: ``s = 0.0; s = s + e`` (np.mean: then ``s = s / count``), or
-        ``s = -inf; s = max(s, e) if e == e else e`` (np.min: inf and min) after an assert,
-        added to ``checks``, that there is an element (NumPy raises on none; -inf would be a
-        wrong number).  A NaN element makes the extremum NaN, as in NumPy (Python's max passes
-        over a NaN after the first element, and keeps one that comes first)."""
+        ``count`` elements, indexed by the loop ``counters``: ``s = 0.0; s = s + e`` (np.mean:
+        then ``s = s / count``), or ``s = -inf; s = max(s, e) if e == e and i > 0 else e``
+        (np.min: inf and min) after an assert, added to ``checks``, that there is an element
+        (NumPy raises on none; -inf would be a wrong number).
+
+        The first element is taken as it is, not compared with the start: the extremum of
+        elements that are all -inf is the first of them, derivative and all, as in a tie
+        (compared with -inf it was the start, a constant, and the gradient 0).  A NaN element
+        makes the extremum NaN, as in NumPy (Python's max passes over a NaN after the first
+        element, and keeps one that comes first)."""
         extremum = {"np.max": "max", "np.min": "min"}.get(func)
-        step = quote("S = S + E" if extremum is None
-                     else f"S = {extremum}(S, E) if E == E else E", S=total, E=element)
+        if extremum is None:
+            step = quote("S = S + E", S=total, E=element)
+        else:
+            later = quote_expr(" or ".join(f"{counter} > 0" for counter in counters))
+            step = quote(f"S = {extremum}(S, E) if E == E and LATER else E", S=total,
+                         E=element, LATER=later)
         if extremum is not None:
             checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
                 f"{self.source.place(node)}: {func} of an empty array")))
@@ -1058,7 +1068,8 @@ class LowerArrays:
         count = sliced[0].count
         for axis in sliced[1:]:
             count = quote_expr("A * B", A=count, B=axis.count)
-        init, step, finish = self._accumulation(stmt, func, total, element, count, checks)
+        init, step, finish = self._accumulation(stmt, func, total, element, count, checks,
+                                                counters)
         body = before + step
         for counter, axis in reversed(list(zip(counters, sliced))):
             body = [gast.For(target=name(counter, store=True),
