@@ -1444,8 +1444,8 @@ def argument_bound_then_written_in_a_loop(A, x, y):
 
 def read_after_a_first_trip_decides(x, b, n, tol):
     """Names read only where 'and', 'or' or a conditional expression has decided that a trip
-    bound them (a do-while's test, a stop test before the update): not checked, as Python
-    runs them."""
+    bound them (a do-while's test, a stop test before the update): checked as Python
+    evaluates them, so the checks pass where Python runs, in every mode."""
     k = 0
     while k == 0 or err > tol:
         r = b - x * x * x

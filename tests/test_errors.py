@@ -531,6 +531,13 @@ def matrix_defined_in_a_branch(data, indices, indptr, x, c):
     return np.dot(x, A @ x)  # <-
 
 
+def matrix_read_for_some_values(data, indices, indptr, x, c):
+    if c > 0:
+        A = sp.csr_matrix((data, indices, indptr), shape=(3, 3))
+    y = x if c == 0 else A @ x  # <-
+    return np.dot(x, y)
+
+
 def _tridiagonal():
     matrix = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(3, 3), format="csr")
     return matrix.data.copy(), matrix.indices, matrix.indptr, np.ones(3), 0
@@ -747,6 +754,10 @@ UNSUPPORTED = [
     (range_of_floats, "integer", "0.0", _x),
     (matrix_defined_in_a_branch, "'A' is read here, where a path comes before its "
      "definition", "return", _tridiagonal),
+    # read only when c != 0, where Python raises; the fence reads its arrays (no flag follows
+    # a matrix), so adsrc ran it
+    (matrix_read_for_some_values, "'A' is read here, where a path comes before its "
+     "definition", "y = x", _tridiagonal),
     (power_into_an_out_array, "numpy.power is called with 3 arguments: it takes 2, then its "
      "out array", "np.power", _xy),
     (root_into_an_out_array, "numpy.sqrt is called with 2 arguments: it takes 1, then its out "
@@ -1413,6 +1424,57 @@ def test_a_name_a_loop_that_ran_no_trip_leaves_unbound():
             call()
     x_bar, = f.adjoint(x.copy(), b, 1, out_bar=1.0)     # one sweep: r = b - x*x, read as is
     np.testing.assert_allclose(x_bar, 2.0 * (b - x * x) * -2.0 * x, rtol=1e-14)
+
+
+def halve_until_small(x, tol, n):
+    k = 0
+    while k == 0 or err > tol:  # <-
+        if k >= n:
+            break
+        x[0] = 0.5 * x[0]
+        k += 1
+        if x[0] > 1.0:
+            continue
+        err = x[0]
+    return x[0] * 2.0
+
+
+def positive_square_taken(x, c):
+    if c > 1:
+        s = x[0] * x[0]
+    t = s if c > 0 else 1.0  # <-
+    if c > 2 and s > 4.0:
+        t = t + s
+    return x[1] * t
+
+
+def test_a_name_read_for_some_values_only_is_checked_where_python_reads_it(backend):
+    """A read in the right operand of 'or'/'and' or in a branch of 'a if c else b' is made
+    only for some values, so no check before the statement can stand for it (that check
+    would stop kernels Python runs); it went unchecked and the compiled code read a variable
+    no statement had bound (0.0: a value and a gradient where Python raises).  The check
+    follows Python's evaluation: it raises exactly where Python raises, at every evaluation of
+    a while test (after a 'continue' too), and the values and gradients are Python's and
+    finite differences' elsewhere."""
+    def raises(kernel, *args):
+        with pytest.raises(UnboundLocalError):
+            kernel(*args)
+        message = f"test_errors.py:{_marked_line(kernel)}: '.*' is read before it is bound"
+        with pytest.raises(AssertionError, match=message):
+            adsrc.value_and_grad(kernel, wrt="x")(*args)
+
+    # 8 halves to 4, above 1: the loop continues without binding err and reads it
+    raises(halve_until_small, np.array([8.0]), 1e-3, 5)
+    value, gradient = adsrc.value_and_grad(halve_until_small, wrt="x")(np.array([0.5]), 1e-3, 5)
+    assert (value, gradient[0]) == (2.0 * 0.5 / 32, 2.0 / 32)     # five halvings, then k == n
+    adsrc.check_grads(halve_until_small, [np.array([0.5]), 1e-3, 5], "x")
+    raises(positive_square_taken, np.array([3.0, 2.0]), 1)
+    for c, want in ((0, [0.0, 1.0]), (2, [2.0 * 3.0 * 2.0, 9.0]), (3, [24.0, 18.0])):
+        x = np.array([3.0, 2.0])
+        value, gradient = adsrc.value_and_grad(positive_square_taken, wrt="x")(x, c)
+        assert value == positive_square_taken(x, c)
+        np.testing.assert_array_equal(gradient, want)
+        adsrc.check_grads(positive_square_taken, [x, c], "x")
 
 
 _SHAPES_UNDER_O = """

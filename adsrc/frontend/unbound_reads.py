@@ -29,10 +29,23 @@ The analysis is conservative: a loop may run no trip, a branch may be either.  A
 cannot prove safe costs an integer comparison; a name is bound for good once bound (the subset
 has no ``del``), so one check before a statement covers every later evaluation of its
 condition.  Names starting with ``_`` (but ``_`` itself) are generated, bound on every path by
-construction.  A read Python makes only for some values, in the right operand of ``and``/``or``
-or a branch of ``a if c else b`` (``while k == 0 or err > tol``), is not checked: a check
-before the statement would stop kernels Python runs.
+construction.
+
+A read Python makes only for some values, in the right operand of ``and``/``or`` or a branch of
+``a if c else b``, cannot be checked that way: a check before the statement would stop kernels
+Python runs.  Its check follows Python's evaluation instead, reading the operands that decide
+whether the read is made (:func:`_checked_where_read`)::
+
+    assert k == 0 or _bound_err == 1, "..."
+    while k == 0 or err > tol:
+        ...                         # binds err on some trips
+        assert k == 0 or _bound_err == 1, "..."
+
+A ``while`` test is evaluated again after each trip, so its check goes before the loop, at the
+end of the body and before each ``continue``.
 """
+
+import copy
 
 import gast
 
@@ -51,15 +64,28 @@ def guard(tree, source):
         return
     flagged = set()
 
+    def check(stmt, test, names):
+        return gast.Assert(test=test, msg=const(
+            f"{source.place(stmt)}: {' or '.join(repr(local) for local in names)} is read "
+            f"before it is bound (Python raises UnboundLocalError here): no statement binding "
+            f"it has run, as after a loop that ran no trip"))
+
     def checks(stmt, bound):
         unsafe = sorted(local for local in _own_reads(stmt) & locals_ if local not in bound)
         flagged.update(unsafe)
-        return located([gast.Assert(test=quote_expr(f"{_FLAG.format(local)} == 1"),
-                                    msg=const(f"{source.place(stmt)}: '{local}' is read before "
-                                              f"it is bound (Python raises UnboundLocalError "
-                                              f"here): no statement binding it has run, as "
-                                              f"after a loop that ran no trip"))
-                        for local in unsafe], stmt)
+        out = [check(stmt, quote_expr(f"{_FLAG.format(local)} == 1"), [local])
+               for local in unsafe]
+        maybe = sorted((_all_reads(stmt) & locals_) - bound - set(unsafe))
+        test = _conjunction([_checked_where_read(part, set(maybe)) for part in _parts(stmt)])
+        if test is not None:
+            flagged.update(maybe)
+            out.append(check(stmt, test, maybe))
+            if isinstance(stmt, gast.While):
+                again = lambda: located([check(stmt, copy.deepcopy(test), maybe)], stmt)
+                stmt.body = _before_continues(stmt.body, again)
+                if not isinstance(stmt.body[-1], (gast.Break, gast.Continue)):
+                    stmt.body.extend(again())
+        return located(out, stmt)
 
     tree.body, _ = BoundNames(checks).block(tree.body, frozenset())
     if flagged:
@@ -94,9 +120,11 @@ def refuse_reads_before_bindings(body, names, fail):
     """Raise ``fail(stmt, name)`` at the first statement of ``body`` that reads one of
     ``names`` where some path reaches it before a binding of the name.  For the names whose
     bindings the fence drops (a SciPy matrix, whose uses it spells with the matrix's arrays),
-    which no flag can follow: checked on the kernel as written."""
+    which no flag can follow: checked on the kernel as written, and for a read that Python
+    makes only for some values too (``y = x if k == 0 else A @ x``), which no check can follow
+    either."""
     def check(stmt, bound):
-        unsafe = sorted((_own_reads(stmt) & names) - bound)
+        unsafe = sorted((_all_reads(stmt) & names) - bound)
         if unsafe:
             raise fail(stmt, unsafe[0])
         return []
@@ -165,25 +193,38 @@ def _bound_by(target):
     return frozenset()
 
 
+def _parts(stmt):
+    """The expressions a statement evaluates, not counting the statements nested in it: a
+    subscript target reads its array and its indices."""
+    if isinstance(stmt, gast.For):
+        return [stmt.iter]
+    if isinstance(stmt, (gast.If, gast.While)):
+        return [stmt.test]
+    if isinstance(stmt, gast.Assign):
+        return [stmt.value] + [stmt.targets[0]] * (not isinstance(stmt.targets[0], gast.Name))
+    if isinstance(stmt, gast.AugAssign):
+        return [stmt.value, stmt.target]
+    value = getattr(stmt, "value", None)     # Expr, Return; Break, Continue, Pass have none
+    return [] if value is None else [value]
+
+
+def _read(node):
+    return isinstance(node, gast.Name) and not isinstance(node.ctx, gast.Store)
+
+
+def _all_reads(stmt):
+    """The names a statement may read, for some values or for all."""
+    return {node.id for part in _parts(stmt) for node in gast.walk(part) if _read(node)}
+
+
 def _own_reads(stmt):
     """The names a statement reads, whatever its values, before it binds any, not counting the
     statements nested in it: a subscript target reads its array and its indices, ``a += 1``
     reads ``a``.  The right operands of ``and``/``or`` and the branches of ``a if c else b``
     are left out: Python evaluates them only for some values (``while k == 0 or err > tol``
     reads ``err`` only after the first trip), and a check before the statement would stop
-    a kernel that Python runs; such a read is not checked."""
-    if isinstance(stmt, gast.For):
-        parts = [stmt.iter]
-    elif isinstance(stmt, (gast.If, gast.While)):
-        parts = [stmt.test]
-    elif isinstance(stmt, gast.Assign):
-        parts = [stmt.value] + [stmt.targets[0]] * (not isinstance(stmt.targets[0], gast.Name))
-    elif isinstance(stmt, gast.AugAssign):
-        parts = [stmt.value, stmt.target]
-    else:                       # Expr, Return, Break, Continue, Pass
-        parts = [getattr(stmt, "value", None)]
-    reads = {node.id for part in parts if part is not None for node in _evaluated(part)
-             if isinstance(node, gast.Name) and not isinstance(node.ctx, gast.Store)}
+    a kernel that Python runs: :func:`_checked_where_read` checks them."""
+    reads = {node.id for part in _parts(stmt) for node in _evaluated(part) if _read(node)}
     if isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, gast.Name):
         reads.add(stmt.target.id)
     return reads
@@ -202,6 +243,54 @@ def _evaluated(node):
         children = gast.iter_child_nodes(node)
     for child in children:
         yield from _evaluated(child)
+
+
+def _checked_where_read(node, names):
+    """An expression true when every read of ``names`` that evaluating ``node`` makes is of a
+    bound name, evaluated as Python evaluates ``node``: the left operands of ``and``/``or``
+    and the test of ``a if c else b`` decide which reads are made (``k == 0 or _bound_err ==
+    1`` for ``k == 0 or err > tol``).  None when ``node`` reads none of ``names``.  The operands
+    it reads are read where Python reads them, after their own checks."""
+    if _read(node):
+        return quote_expr(f"{_FLAG.format(node.id)} == 1") if node.id in names else None
+    if isinstance(node, gast.BoolOp):
+        rest = None         # the check of the operands after the one at hand
+        for operand in reversed(node.values):
+            if rest is not None:        # made only when the operand does not decide
+                decides = copy.deepcopy(operand)
+                if isinstance(node.op, gast.And):
+                    decides = gast.UnaryOp(gast.Not(), decides)
+                rest = gast.BoolOp(gast.Or(), [decides, rest])
+            rest = _conjunction([_checked_where_read(operand, names), rest])
+        return rest
+    if isinstance(node, gast.IfExp):
+        body, orelse = (_checked_where_read(branch, names) for branch in (node.body, node.orelse))
+        chosen = None if body is None and orelse is None else gast.IfExp(
+            copy.deepcopy(node.test), body or const(True), orelse or const(True))
+        return _conjunction([_checked_where_read(node.test, names), chosen])
+    return _conjunction([_checked_where_read(child, names)
+                         for child in gast.iter_child_nodes(node)])
+
+
+def _conjunction(tests):
+    tests = [test for test in tests if test is not None]
+    if len(tests) > 1:
+        return gast.BoolOp(gast.And(), tests)
+    return tests[0] if tests else None
+
+
+def _before_continues(stmts, make):
+    """``stmts`` with the statements ``make()`` gives before each ``continue`` of the loop
+    whose body they are (not of a nested loop)."""
+    out = []
+    for stmt in stmts:
+        if isinstance(stmt, gast.Continue):
+            out.extend(make())
+        elif isinstance(stmt, gast.If):
+            stmt.body = _before_continues(stmt.body, make)
+            stmt.orelse = _before_continues(stmt.orelse, make)
+        out.append(stmt)
+    return out
 
 
 def _set_flags(stmts, flagged):
