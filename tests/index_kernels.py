@@ -39,6 +39,18 @@ def calls_csr_gather(indptr, indices, data, x, y):
     y[0] = 2.0 * y[0]
 
 
+def csr_gather_after_a_continue(indptr, indices, data, x, y):
+    """The gather after an 'if' that continues on some trips: it runs under a flag."""
+    for i in range(len(indptr) - 1):
+        if x[i] > 0.0:
+            if x[i] > 100.0:
+                continue
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        y[i] = acc * acc
+
+
 def periodic_shift(x, y):
     """x[i - 1] over range(n): x[-1] at i = 0."""
     n = len(x)

@@ -150,6 +150,21 @@ def test_with_boundscheck_an_index_outside_the_array_of_a_called_kernel_names_it
             run()
 
 
+def test_with_boundscheck_an_index_outside_the_array_after_a_continue_names_its_line(
+        monkeypatch):
+    """Structuring a continue puts the statements after its 'if' under a flag's 'if'; that
+    'if' was placed at the continuing one's line with every statement it guards, so the error
+    named the line of 'if x[i] > 0.0:' and quoted it."""
+    monkeypatch.setenv(BOUNDSCHECK_VARIABLE, "1")
+    kernel = K.csr_gather_after_a_continue
+    checked = adsrc.differentiate(kernel, wrt=("data", "x"), outputs=("y",), backend="cython")
+    where = re.escape(f"{inspect.getsourcefile(kernel)}:{_line_of(kernel)}: an index outside "
+                      f"its array in '{GATHER}'")
+    for run in _calls(checked, 3):
+        with pytest.raises(IndexError, match=where):
+            run()
+
+
 def test_the_compiled_functions_are_one_layer_around_the_modules_own():
     """Every build's functions, checked or not, are the module's own under a single layer that
     names the user's line in their errors (adsrc.backends.located_errors): one Python call

@@ -74,7 +74,7 @@ def _structure(stmts, namer, on_continue=()):
             out.append(stmt)
             return out
         if isinstance(stmt, gast.Continue):
-            return out + copy.deepcopy(list(on_continue)) or [gast.Pass()]
+            return out + located(copy.deepcopy(list(on_continue)), stmt) or [gast.Pass()]
         if isinstance(stmt, gast.If) and _exits(stmt):
             rest = stmts[position + 1:]
             if rest and not _breaks(stmt) and _paths_on(stmt.body) + _paths_on(stmt.orelse) > 1:
@@ -101,9 +101,12 @@ def _flagged(stmt, rest, namer, on_continue):
     clear = quote(f"{flag} = 0") + list(on_continue)    # a continue skips every enclosing rest
     stmt.body = _structure(stmt.body, namer, clear) or [gast.Pass()]
     stmt.orelse = _structure(stmt.orelse, namer, clear)
-    guarded = gast.If(test=quote_expr(f"{flag} == 1"),
+    guarded = gast.If(test=located([quote_expr(f"{flag} == 1")], stmt)[0],
                       body=_structure(rest, namer, on_continue) or [gast.Pass()], orelse=[])
-    return located(quote(f"{flag} = 1"), stmt) + [stmt, located([guarded], stmt)[0]]
+    # the guard at the if, the statements it guards where they were written: an error in one
+    # names its own line
+    gast.copy_location(guarded, stmt)
+    return located(quote(f"{flag} = 1"), stmt) + [stmt, guarded]
 
 
 def contains_break(stmts):
