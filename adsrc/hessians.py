@@ -301,5 +301,9 @@ def hessian_operator(f, *args, wrt=None, backend=None, **keywords):
     argument; an array of any shape, whose values the operator takes flat, in C order) at
     ``args``, as a :class:`HessianOperator`."""
     second = _SecondOrder(f, 0 if wrt is None else wrt, backend)
-    check_no_keywords(second.kernel.fn.__name__, second.kernel.params, keywords)
+    name, params = second.kernel.fn.__name__, second.kernel.params
+    check_no_keywords(name, params, keywords)
+    if len(args) != len(params):    # before the point is looked for among them
+        raise ArgumentError(f"{name}: hessian_operator takes the kernel's {len(params)} "
+                            f"arguments ({', '.join(params)}) after it, {len(args)} given")
     return HessianOperator(second, args)

@@ -274,6 +274,11 @@ def test_operator_of_a_2d_point():
         hessian.update(np.ones((5, 4)))
     with pytest.raises(adsrc.ArgumentError, match="needs an array"):
         adsrc.hessian_operator(K.norm_cubed, 1.5)
+    # none (an IndexError), or a count that failed only at the first product
+    for wrong in ((), (u,), (u, c, c)):
+        with pytest.raises(adsrc.ArgumentError, match=rf"grid_energy: hessian_operator takes "
+                           rf"the kernel's 2 arguments \(u, c\) after it, {len(wrong)} given"):
+            adsrc.hessian_operator(K.grid_energy, *wrong, wrt="u")
 
 
 def cubes_and_rows(u, c):
