@@ -321,6 +321,28 @@ def test_a_nan_is_taken_or_passed_over_as_python_and_numpy_do(backend):
     adsrc.check_grads(numpy_extrema, [x, np.zeros(3)], "x", "y", backend=backend)
 
 
+def powers(x, p):
+    return x[0] ** p[0] + np.power(x[1], p[1]) * 2.0
+
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_a_power_of_a_negative_base_has_no_derivative_in_its_exponent(backend):
+    """(-2.0) ** 2.0 is 4.0, its derivative in the base -4.0; in the exponent, where the power
+    has no real value on either side of 2.0, NaN (C's log of a negative number, and JAX's).
+    The Python backend raised ValueError (math.log's domain error) for a kernel Python runs.
+    The derivatives in the base against finite differences; elsewhere both against them."""
+    x, p = np.array([-2.0, -1.5]), np.array([2.0, 3.0])
+    f = adsrc.differentiate(powers, wrt=("x", "p"), backend=backend)
+    value, (x_bar, p_bar) = adsrc.value_and_grad(powers, wrt=("x", "p"), backend=backend)(x, p)
+    assert value == powers(x, p) == 4.0 - 6.75
+    np.testing.assert_allclose(x_bar, [2.0 * -2.0, 2.0 * 3.0 * 2.25], rtol=1e-15)
+    assert np.isnan(p_bar).all()
+    assert np.isnan(f.tangent(x, p, p_dot=np.array([1.0, 0.0]))[0])
+    adsrc.check_grads(powers, [x, p], "x", backend=backend)
+    adsrc.check_grads(powers, [np.array([2.0, 1.5]), np.array([0.7, 3.0])], ("x", "p"),
+                      backend=backend)
+
+
 def extrema_of_arrays(x, B, w):
     return np.max(x) + 2.0 * np.min(x) + np.dot(np.max(B, axis=0), w)
 

@@ -20,6 +20,7 @@ recording ``acc``.
 """
 
 import copy
+import math
 from typing import NamedTuple
 
 import gast
@@ -163,9 +164,12 @@ class _Partials:
         self.visit(base, _mul(m, quote_expr("(0.0 if E == 0.0 else E * U ** (E - 1))", U=base,
                                             E=exponent)))
         # at a zero base the power is 0 whatever the exponent near E > 0: so is its derivative
-        # (U ** E * log(U) is 0 * -inf there, NaN in C and an error in Python)
-        self.visit(exponent, _mul(m, quote_expr("(0.0 if U == 0.0 else U ** E * math.log(U))",
-                                                U=base, E=exponent)))
+        # (U ** E * log(U) is 0 * -inf there, NaN in C and an error in Python).  At a negative
+        # base the power has no real value for the exponents around E: NaN, as C's log gives
+        # (Python's math.log raised, where the power itself had a value, (-2.0) ** 2.0)
+        self.visit(exponent, _mul(m, quote_expr(
+            "(0.0 if U == 0.0 else U ** E * math.log(U) if U > 0.0 else NAN)", U=base,
+            E=exponent, NAN=const(math.nan))))
 
     def _UnaryOp(self, node, m):
         if isinstance(node.op, gast.USub):
