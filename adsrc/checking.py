@@ -67,10 +67,14 @@ def check_grads(f, args, wrt, outputs=None, *, directions=3, rtol=1e-7, step=1e-
         raise ArgumentError(f"check_grads: step must be a positive float, got {step!r}")
     if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol >= 0):
         raise ArgumentError(f"check_grads: rtol must be a float of at least 0, got {rtol!r}")
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise ArgumentError(f"check_grads: seed must be what numpy.random.default_rng takes (an "
+                            f"int of at least 0), got {seed!r}: {error}") from None
     params = kernel.params
     outs = sorted(kernel._outputs_of_call(args))
     kernel.check_distinct_before_copies(args)     # the evaluations work on copies
-    rng = np.random.default_rng(seed)
     h = step
 
     def outputs_at(direction, t):

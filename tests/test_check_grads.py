@@ -91,10 +91,12 @@ def test_a_nan_fails(backend):
                                               ({"step": float("nan")}, "step must be"),
                                               ({"directions": 0}, "directions must be an int"),
                                               ({"rtol": float("nan")}, "rtol must be"),
-                                              ({"rtol": -1e-7}, "rtol must be")])
+                                              ({"rtol": -1e-7}, "rtol must be"),
+                                              ({"seed": "a"}, "seed must be"),
+                                              ({"seed": -1}, "seed must be")])
 def test_settings_that_check_nothing_are_refused(settings, message):
     """No direction passes vacuously, a zero step divides by zero, a NaN rtol passes
-    anything."""
+    anything; a seed NumPy cannot take failed with NumPy's TypeError or ValueError."""
     args = [np.linspace(0.5, 1.5, 7), 100.0, np.zeros(7)]
     with pytest.raises(adsrc.ArgumentError, match=message):
         adsrc.check_grads(doubled_energy, args, wrt="x", **settings)
