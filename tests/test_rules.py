@@ -469,6 +469,26 @@ def test_a_rule_error_at_run_time_names_the_users_line():
                                 raised.value.__notes__[-1])
 
 
+def solved_and_factored(A, b):
+    x = np.linalg.solve(A, b)
+    Q, R = np.linalg.qr(A)
+    return np.sum(x * x) + np.sum(Q * Q) + np.sum(R)
+
+
+def test_a_nan_in_a_dense_solve_or_qr_gives_nan_as_numpy_does(backend):
+    """NumPy's solve and qr of a matrix holding a NaN give NaN; the rules' SciPy solves checked
+    their operands for finite values and raised ValueError for a kernel NumPy runs.  The value,
+    the gradient, a tangent and hvp are NaN; with finite values the rules are checked against
+    finite differences in the cases above."""
+    A, b = np.array([[2.0, 1.0], [0.5, np.nan]]), np.ones(2)
+    assert np.isnan(solved_and_factored(A, b))
+    value, (A_bar, b_bar) = adsrc.value_and_grad(solved_and_factored, wrt=("A", "b"))(A, b)
+    assert np.isnan(value) and np.isnan(A_bar).all() and np.isnan(b_bar).all()
+    f = adsrc.differentiate(solved_and_factored, wrt=("A", "b"))
+    assert np.isnan(f.tangent(A, b, A_dot=np.ones((2, 2)), b_dot=np.ones(2))[0])
+    assert np.isnan(adsrc.hvp(solved_and_factored, wrt="b")(A, b, b_dot=np.ones(2))).all()
+
+
 def test_an_array_result_fills_a_whole_array_or_a_name():
     A, b, _ = _dense_args(4)
     with pytest.raises(adsrc.UnsupportedError, match=r"test_rules.py:\d+:\d+: error: "

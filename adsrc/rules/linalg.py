@@ -34,36 +34,43 @@ def _lu_factors(A):
     return factors
 
 
+def _lu_solve(factors, rhs, trans=0):
+    """SciPy's ``lu_solve`` without its check of finite values: a NaN or an infinity in ``A`` or
+    the right-hand side gives NaN, as ``np.linalg.solve`` gives, where the check raised
+    ValueError for a kernel NumPy runs."""
+    return _linalg().lu_solve(factors, rhs, trans=trans, check_finite=False)
+
+
 @rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",),
       takes=("float64[:,:]", "float64[:]"))
 def solve_forward(A, b):
     factors = _lu_factors(A)
-    x = _linalg().lu_solve(factors, b)
+    x = _lu_solve(factors, b)
     return x, (factors, x)
 
 
 @solve_forward.backward
 def _solve_backward(saved, x_bar):
     factors, x = saved
-    lam = _linalg().lu_solve(factors, x_bar, trans=1)
+    lam = _lu_solve(factors, x_bar, trans=1)
     return -np.outer(lam, x), lam
 
 
 @solve_forward.tangent
 def _solve_tangent(A, b, A_dot, b_dot):
     factors = _lu_factors(A)
-    x = _linalg().lu_solve(factors, b)
-    return x, _linalg().lu_solve(factors, b_dot - A_dot @ x)
+    x = _lu_solve(factors, b)
+    return x, _lu_solve(factors, b_dot - A_dot @ x)
 
 
 @solve_forward.backward_tangent
 def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
     (A, b), (A_dot, b_dot) = args, dots
     factors = _lu_factors(A)
-    x = _linalg().lu_solve(factors, b)
-    x_dot = _linalg().lu_solve(factors, b_dot - A_dot @ x)
-    lam = _linalg().lu_solve(factors, x_bar, trans=1)
-    lam_dot = _linalg().lu_solve(factors, x_bar_dot - A_dot.T @ lam, trans=1)
+    x = _lu_solve(factors, b)
+    x_dot = _lu_solve(factors, b_dot - A_dot @ x)
+    lam = _lu_solve(factors, x_bar, trans=1)
+    lam_dot = _lu_solve(factors, x_bar_dot - A_dot.T @ lam, trans=1)
     return (-np.outer(lam, x), lam), (-np.outer(lam_dot, x) - np.outer(lam, x_dot), lam_dot)
 
 
@@ -171,12 +178,13 @@ def _qr_copied(Q, R, Q_bar, R_bar):
 
 def _times_inverse_transpose(B, R):
     """B R^-T, by one triangular solve with the upper triangular R."""
-    return _linalg().solve_triangular(R, B.T, lower=False).T
+    return _linalg().solve_triangular(R, B.T, lower=False, check_finite=False).T
 
 
 def _qr_tangent(A, A_dot):
     Q, R = _qr(A)
-    A_dot_R_inv = _linalg().solve_triangular(R, A_dot.T, trans=1, lower=False).T
+    A_dot_R_inv = _linalg().solve_triangular(R, A_dot.T, trans=1, lower=False,
+                                             check_finite=False).T
     X = Q.T @ A_dot_R_inv
     lower = np.tril(X, -1)
     upper_part = X - (lower - lower.T)
