@@ -1460,6 +1460,25 @@ def read_after_a_first_trip_decides(x, b, n, tol):
     return np.dot(x, x) + (change if n > 0 else 0.0)
 
 
+def _shrunk(x):
+    for i in range(len(x)):
+        x[i] = 0.5 * x[i]
+    return np.sum(x * x)
+
+
+def read_after_a_called_test_decides(x, tol):
+    """A read after a call in 'or': the call, which writes x, decides whether err is read.  A
+    check of that read would call it again (it named the kernel, which is inlined, and failed
+    with NameError); the read stays unchecked, and the call runs once per test."""
+    k = 0
+    while _shrunk(x) > 1.0 or err > tol:
+        k += 1
+        err = x[0] * x[0]
+        if k > 3:
+            break
+    return np.sum(x * x) * 2.0
+
+
 def allocated_ahead_from_a_name_a_loop_binds(x, n):
     """Local arrays first bound in a branch are allocated ahead of it, from extents only a
     loop binds (np.zeros(kk), a slice's count): read there only when the loop ran (else those

@@ -425,6 +425,8 @@ CASES = [
          lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 4, 1e-3), ("x", "b")),
     Case("read_after_a_first_trip_decides_no_trip", K.read_after_a_first_trip_decides,
          lambda r, d: (np.ones(3), np.array([1.0, 2.0, 0.5]), 0, 1e-3), ("x", "b")),
+    Case("read_after_a_called_test_decides", K.read_after_a_called_test_decides,
+         lambda r, d: (np.array([4.0, 3.0]) + _u(r, 2), 1e-3), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds",
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",

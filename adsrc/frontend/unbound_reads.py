@@ -42,7 +42,9 @@ whether the read is made (:func:`_checked_where_read`)::
         assert k == 0 or _bound_err == 1, "..."
 
 A ``while`` test is evaluated again after each trip, so its check goes before the loop, at the
-end of the body and before each ``continue``.
+end of the body and before each ``continue``.  An operand that decides such a read and calls a
+function is not evaluated a second time (a called kernel may write arrays): that read stays
+unchecked.
 """
 
 import copy
@@ -76,7 +78,11 @@ def guard(tree, source):
         out = [check(stmt, quote_expr(f"{_FLAG.format(local)} == 1"), [local])
                for local in unsafe]
         maybe = sorted((_all_reads(stmt) & locals_) - bound - set(unsafe))
-        test = _conjunction([_checked_where_read(part, set(maybe)) for part in _parts(stmt)])
+        try:
+            test = _conjunction([_checked_where_read(part, set(maybe))
+                                 for part in _parts(stmt)])
+        except _CallsAFunction:
+            test = None
         if test is not None:
             flagged.update(maybe)
             out.append(check(stmt, test, maybe))
@@ -245,6 +251,19 @@ def _evaluated(node):
         yield from _evaluated(child)
 
 
+class _CallsAFunction(Exception):
+    """An operand that decides a read calls a function: the check would call it again, and
+    a kernel called in a test may write arrays (``while shrink(x) > 1.0 or err > tol``).  Such
+    a read stays unchecked, as before any check followed and/or."""
+
+
+def _deciding(operand):
+    """A copy of ``operand`` for a check to evaluate again; :class:`_CallsAFunction`."""
+    if any(isinstance(node, gast.Call) for node in gast.walk(operand)):
+        raise _CallsAFunction()
+    return copy.deepcopy(operand)
+
+
 def _checked_where_read(node, names):
     """An expression true when every read of ``names`` that evaluating ``node`` makes is of a
     bound name, evaluated as Python evaluates ``node``: the left operands of ``and``/``or``
@@ -257,7 +276,7 @@ def _checked_where_read(node, names):
         rest = None         # the check of the operands after the one at hand
         for operand in reversed(node.values):
             if rest is not None:        # made only when the operand does not decide
-                decides = copy.deepcopy(operand)
+                decides = _deciding(operand)
                 if isinstance(node.op, gast.And):
                     decides = gast.UnaryOp(gast.Not(), decides)
                 rest = gast.BoolOp(gast.Or(), [decides, rest])
@@ -266,7 +285,7 @@ def _checked_where_read(node, names):
     if isinstance(node, gast.IfExp):
         body, orelse = (_checked_where_read(branch, names) for branch in (node.body, node.orelse))
         chosen = None if body is None and orelse is None else gast.IfExp(
-            copy.deepcopy(node.test), body or const(True), orelse or const(True))
+            _deciding(node.test), body or const(True), orelse or const(True))
         return _conjunction([_checked_where_read(node.test, names), chosen])
     return _conjunction([_checked_where_read(child, names)
                          for child in gast.iter_child_nodes(node)])
