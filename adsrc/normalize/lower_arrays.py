@@ -140,6 +140,12 @@ class _Axis:
         return index
 
 
+def _reads_element_of(node, array):
+    """Whether ``node`` is a subscript of the array named as ``array`` is."""
+    return isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name) \
+        and node.value.id == array.id
+
+
 def _is_extent(count):
     """Whether a count is an array's extent ``a.shape[d]``, never negative."""
     return isinstance(count, gast.Subscript) and isinstance(count.value, gast.Attribute) \
@@ -743,27 +749,31 @@ class LowerArrays:
         self.lowering = _Lowering(stmt, counters)
         element_value = self._elements(stmt.value, sliced, counters, checks, before)
         index = self._index(axes, counters)
-        copies = self._read_old_values(stmt, array, index, [element_value] + before)
+        ranges = [quote_expr("range(N)", N=axis.count) for axis in sliced]
+        copies = self._read_old_values(stmt, array, index, [element_value] + before,
+                                       [index] + ranges)
         body = before + [gast.Assign(targets=[gast.Subscript(array, index, gast.Store())],
                                      value=element_value, type_comment=None)]
-        for counter, axis in reversed(list(zip(counters, sliced))):
-            body = [gast.For(target=name(counter, store=True),
-                             iter=quote_expr("range(N)", N=axis.count), body=body, orelse=[],
-                             type_comment=None)]
+        for counter, iterator in reversed(list(zip(counters, ranges))):
+            body = [gast.For(target=name(counter, store=True), iter=iterator, body=body,
+                             orelse=[], type_comment=None)]
         return self._located(checks + copies + body, stmt)
 
-    def _read_old_values(self, stmt, array, index, computing):
+    def _read_old_values(self, stmt, array, index, computing, placing):
         """NumPy evaluates the right-hand side before storing; an element loop stores as it
         goes.  The two agree when every read of the target array reads the element being
         written (read just before it is stored).  Reads of other elements (``x[1:-1] +=
         x[:-2] + x[2:]``) are sent to a copy of the array's old values, taken just before the
-        loop, as NumPy's temporary holds them.  Returns the statements taking the copy (none
-        when no read needs it).  ``computing``: the element's value and the statements
-        computing its products."""
+        loop, as NumPy's temporary holds them; so is every read of it in ``placing``, the
+        target's index and the loops' ranges, which NumPy evaluates once, before storing
+        (``x[int(x[0]):] = 0.7`` starts where the old ``x[0]`` says, all along).  Returns the
+        statements taking the copy (none when no read needs it).  ``computing``: the element's
+        value and the statements computing its products."""
         written = gast.dump(index)
-        elsewhere = [node for tree in computing for node in gast.walk(tree)
-                     if isinstance(node, gast.Subscript) and isinstance(node.value, gast.Name)
-                     and node.value.id == array.id and gast.dump(node.slice) != written]
+        reads = [node for tree in computing for node in gast.walk(tree)
+                 if _reads_element_of(node, array) and gast.dump(node.slice) != written]
+        elsewhere = reads + [node for tree in placing for node in gast.walk(tree)
+                             if _reads_element_of(node, array)]
         if not elsewhere:
             return []
         if array.id not in self.old_values:
