@@ -1479,6 +1479,26 @@ def read_after_a_called_test_decides(x, tol):
     return np.sum(x * x) * 2.0
 
 
+def bound_read_from_the_target(x, A):
+    """Slice bounds and a row index that read the array the statement writes: NumPy evaluates
+    them once, before storing; an element loop read them again after its first stores
+    (x[3] = 2.5 starts at 2, then at 1 once x[3] is 1.95), and the compiled code wrote past
+    the array's end."""
+    x[int(x[3]):] = x[int(x[3]):] * 0.5 + 0.7
+    A[int(A[0, 0])] = A[1] * A[0, 1] + 5.0
+
+
+def _first(v):
+    return int(v[0])
+
+
+def bound_from_a_called_kernel(x, y):
+    """A called kernel in the index of what is assigned: it was left in the generated code as
+    written (NameError, and a Cython build that failed)."""
+    x[_first(y):] = 3.0 * x[_first(y):] * y[1]
+    x[_first(y) - 1] = x[0] * y[2]
+
+
 def allocated_ahead_from_a_name_a_loop_binds(x, n):
     """Local arrays first bound in a branch are allocated ahead of it, from extents only a
     loop binds (np.zeros(kk), a slice's count): read there only when the loop ran (else those

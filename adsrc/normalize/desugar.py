@@ -13,6 +13,8 @@
   (``t = g(...)`` becomes ``_t0 = g(...); t = _t0``): the analyses see a call only as a
   statement or as the whole right-hand side of an assignment to a name, and the target never
   needs recording before the call (see ``_call_result``);
+* so are those in the index of an element or slice assigned to (``x[first(y):] = ...``), after
+  those of the value, as Python evaluates them;
 * the calls in ``range(...)`` bounds and in an ``if`` or ``while`` condition are computed before
   the statement, and for a ``while`` again at the end of the body (and before each
   ``continue``), so the condition sees the values of the current trip:
@@ -90,6 +92,9 @@ class Desugar:
             stmt.value = self._hoist_nested(stmt.value, before, top=True)
             if self._is_user_call(stmt.value):
                 stmt.value = self._call_result(stmt.value, before)
+            target = stmt.targets[0]
+            if isinstance(target, gast.Subscript):      # evaluated after the value, as here
+                target.slice = self._hoist_nested(target.slice, before, top=False)
             if is_rule_call(stmt.value):
                 self._rule_target(stmt, before)
             return before + [stmt]
