@@ -1499,6 +1499,29 @@ def bound_from_a_called_kernel(x, y):
     x[_first(y) - 1] = x[0] * y[2]
 
 
+def _inside(i, n):
+    return i < n - 1
+
+
+def _is_big(x, i):
+    if x[i] > 1.3:
+        return True
+    return x[i] * x[i] > 1.2
+
+
+def bools_of_called_kernels(x):
+    """Called kernels returning a bool: the Cython build failed, the seed of their return (0.0)
+    going to an integer."""
+    s = 0.0
+    for i in range(len(x)):
+        if _inside(i, len(x)):
+            if _is_big(x, i):
+                s += x[i] * x[i + 1]
+            else:
+                s -= x[i] * 0.5
+    return s
+
+
 def allocated_ahead_from_a_name_a_loop_binds(x, n):
     """Local arrays first bound in a branch are allocated ahead of it, from extents only a
     loop binds (np.zeros(kk), a slice's count): read there only when the loop ran (else those

@@ -433,6 +433,8 @@ CASES = [
          ("x", "A"), ("x", "A")),
     Case("bound_from_a_called_kernel", K.bound_from_a_called_kernel,
          lambda r, d: (_u(r, 6), np.array([2.5, 0.7, 1.3])), ("x", "y"), ("x",)),
+    Case("bools_of_called_kernels", K.bools_of_called_kernels, lambda r, d: (_u(r, 8),),
+         ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds",
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",

@@ -599,13 +599,14 @@ def _assigned_names(function):
 def _type_of(spec, variable):
     """The type of a kernel variable, of a generated temporary, or of the adjoint (``_bar``)
     or tangent (``_dot``) of either, which has the type of what it differentiates; but an
-    adjoint is a float, even of an integer scalar (the seed ``_ret_bar`` of a called function
-    returning an int; the tangents of the ints the tape saves stay ints, pushed as ints)."""
+    adjoint is a float, even of an integer or bool scalar (the seed ``_ret_bar`` of a called
+    function returning one, which its caller passes as 0.0; the tangents of the ints the tape
+    saves stay ints, pushed as ints)."""
     if variable in spec.env:
         return spec.env[variable]
     if variable.endswith("_bar"):
         kind = _type_of(spec, variable[:-4])
-        return FLOAT if kind is not None and not kind.is_array and kind.kind == "int" else kind
+        return FLOAT if kind is not None and kind.kind in ("int", "bool") else kind
     if variable.endswith("_dot"):
         return _type_of(spec, variable[:-4])
     if _DOUBLE_TEMPS.match(variable) or variable == SEED:
