@@ -1522,6 +1522,20 @@ def bools_of_called_kernels(x):
     return s
 
 
+def _next_element(x, k):
+    k += 1
+    return x[k]
+
+
+def scalar_parameter_augmented_in_a_callee(x):
+    """A called kernel's 'k += 1' rebinds its own k: it was taken for a write of the caller's
+    k, and the statement reading k beside the call refused."""
+    s = 0.0
+    for k in range(len(x) - 1):
+        s += _next_element(x, k) * x[k]
+    return s
+
+
 def allocated_ahead_from_a_name_a_loop_binds(x, n):
     """Local arrays first bound in a branch are allocated ahead of it, from extents only a
     loop binds (np.zeros(kk), a slice's count): read there only when the loop ran (else those

@@ -435,6 +435,8 @@ CASES = [
          lambda r, d: (_u(r, 6), np.array([2.5, 0.7, 1.3])), ("x", "y"), ("x",)),
     Case("bools_of_called_kernels", K.bools_of_called_kernels, lambda r, d: (_u(r, 8),),
          ("x",)),
+    Case("scalar_parameter_augmented_in_a_callee", K.scalar_parameter_augmented_in_a_callee,
+         lambda r, d: (_u(r, 5),), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds",
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",

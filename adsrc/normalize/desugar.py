@@ -283,8 +283,10 @@ class Desugar:
         return located([allocation], call)[0]
 
     def _check_evaluation_order(self, call):
+        kinds = [self.env.get(arg.id) if isinstance(arg, gast.Name) else None
+                 for arg in call.args]
         check_evaluation_order(self.source, call, self._current,
-                               self.written_params(self.user_functions[call.func.id]))
+                               self.written_params(self.user_functions[call.func.id]), kinds)
 
     def _user_argument(self, arg, before):
         arg = self._hoist_nested(arg, before, top=False)
@@ -318,12 +320,15 @@ class Desugar:
                                              f"variable first, inside an 'if'")
 
 
-def check_evaluation_order(source, call, statement, written_positions):
+def check_evaluation_order(source, call, statement, written_positions, kinds):
     """A call moved before its statement must not write an array the rest of the
     statement reads: Python would read it before the call, or after, by position.
-    ``written_positions``: the positions of the arguments the called function writes."""
-    written = {arg.id for position, arg in enumerate(call.args)
-               if position in written_positions and isinstance(arg, gast.Name)}
+    ``written_positions``: the positions of the arguments the called function writes;
+    ``kinds``: the arguments' types (None where unknown).  A scalar argument is never written:
+    the called function's ``k += 1`` rebinds its own ``k``."""
+    written = {arg.id for position, (arg, kind) in enumerate(zip(call.args, kinds))
+               if position in written_positions and isinstance(arg, gast.Name)
+               and (kind is None or kind.is_array)}
     inside = {id(node) for node in gast.walk(call)}
     read = {node.id for node in gast.walk(statement)
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)

@@ -217,7 +217,8 @@ class InlineCalls:
         if id(node) not in self._calls:
             return node
         callee = self.user_functions[node.func.id]
-        check_evaluation_order(self.source, node, stmt, self.program.written_params(callee))
+        check_evaluation_order(self.source, node, stmt, self.program.written_params(callee),
+                               self._calls[id(node)].arguments)
         body, (value,), _ = self._body(node)
         before.extend(body)
         return value
