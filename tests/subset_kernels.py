@@ -1567,3 +1567,15 @@ def bound_to_an_empty_slice(x, i):
     """A local bound to a slice that is empty at run time (its count below zero)."""
     t = x[i:1] * 2.0
     return np.sum(t * x[i:1]) + x[0] * x[1]
+
+
+def stored_names_read_at_their_store(x, y):
+    """A name stored into elements by a tuple assignment is read at its store, as NumPy reads
+    the array: a copy of its values taken before any store gave 'a' the old 'b' (a wrong
+    array, no error), and an argument there was refused."""
+    a = x * 1.0
+    b = y * 1.0
+    b[:], a[:] = a * 2.0, b
+    y[:], x[:] = x * b, y
+    a, y[:] = y * 0.5, a
+    x[:] = x + a * y

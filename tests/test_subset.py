@@ -437,6 +437,8 @@ CASES = [
          ("x",)),
     Case("scalar_parameter_augmented_in_a_callee", K.scalar_parameter_augmented_in_a_callee,
          lambda r, d: (_u(r, 5),), ("x",)),
+    Case("stored_names_read_at_their_store", K.stored_names_read_at_their_store,
+         lambda r, d: (_u(r, 4), _u(r, 4)), ("x", "y"), ("x", "y")),
     Case("allocated_ahead_from_a_name_a_loop_binds",
          K.allocated_ahead_from_a_name_a_loop_binds, lambda r, d: (_u(r, 3), 2), ("x",)),
     Case("allocated_ahead_from_a_name_a_loop_binds_no_trip",

@@ -276,7 +276,12 @@ class Fence(gast.NodeTransformer):
         one assignment per target, in order: Python evaluates every value before it stores any.
         The temporaries' assignments are marked, so that type inference, which alone knows
         which names are arrays, gives a temporary holding a local array a copy of its values
-        (a swap of local arrays copies values)."""
+        (a swap of local arrays copies values).
+
+        But a name stored into elements (``y[:], x[:] = 2.0 * x, y``) is read at its store: the
+        value Python evaluated first is the array, and the store copies what it holds then,
+        after the stores before it (x takes the new y).  Unless a target before it rebinds the
+        name: the value is then the array the name held first."""
         values = stmt.value.elts
         if len(values) != len(target.elts) or any(
                 isinstance(node, (gast.Starred, gast.Tuple, gast.List))
@@ -285,8 +290,13 @@ class Fence(gast.NodeTransformer):
                              "an element ('a, b = b, a + b'; no nesting and no '*')")
         temporaries, stores = [], []
         rebound = frozenset(elt.id for elt in target.elts if isinstance(elt, gast.Name))
-        for elt, value in zip(target.elts, values):
+        for position, (elt, value) in enumerate(zip(target.elts, values)):
             self._target(elt)
+            if isinstance(elt, gast.Subscript) and isinstance(value, gast.Name) and all(
+                    not (isinstance(before, gast.Name) and before.id == value.id)
+                    for before in target.elts[:position]):
+                stores.append(gast.Assign([elt], self._expression(value), None))
+                continue
             held = f"_value{self.tuple_values}"
             self.tuple_values += 1
             self.local_names.add(held)

@@ -70,16 +70,17 @@ class ReboundArguments:
     def _check_not_swapped(self, body, param):
         """Refuse ``x, y = y, x`` with an argument ``x``: afterwards ``y`` holds the caller's
         array and writes into it reach the caller, which a copy of the values (how local arrays
-        are swapped) would not."""
+        are swapped) would not.  (A name stored into elements is read at its store, not held:
+        :meth:`adsrc.frontend.fence.Fence._tuple_assignment`.)"""
         for stmt in walk_statements(body):
             if getattr(stmt, "adsrc_tuple_value", False) and isinstance(stmt.value, gast.Name) \
                     and stmt.value.id == param:
                 raise self.source.error(
                     stmt, f"a tuple assignment of the argument '{param}' to another name "
-                          f"('x, y = y, x'): afterwards that name holds the caller's array, "
-                          f"which adsrc, filling one array per name in place, cannot follow; "
-                          f"copy values instead ('tmp[:] = {param}; {param}[:] = y; "
-                          f"y[:] = tmp'), or swap local arrays (a copy of {param} and another)")
+                          f"(as in 'x, y = y, x'): afterwards that name holds the caller's "
+                          f"array, which adsrc, filling one array per name in place, cannot "
+                          f"follow; swap values instead ('t = x.copy(); x[:] = y; y[:] = t'), "
+                          f"or swap local arrays (copies of the arguments)")
 
     def _check_writes(self, body, param, binding):
         """Refuse a write into ``param`` in place that some path reaches before a binding of
