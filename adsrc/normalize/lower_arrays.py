@@ -1033,7 +1033,6 @@ class LowerArrays:
             later = quote_expr(" or ".join(f"{counter} > 0" for counter in counters))
             step = quote(f"S = {extremum}(S, E) if E == E and LATER else E", S=total,
                          E=element, LATER=later)
-        if extremum is not None:
             checks.append(gast.Assert(test=quote_expr("N > 0", N=count), msg=const(
                 f"{self.source.place(node)}: {func} of an empty array")))
         start = {None: 0.0, "max": -math.inf, "min": math.inf}[extremum]
