@@ -662,6 +662,43 @@ def test_a_declared_shape_that_scipy_refuses_is_refused(kernel):
     assert np.array_equal(args[4], np.zeros(4))
 
 
+def solve_of_a_longer_right_hand_side(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(u), len(u)))
+    v = scipy.sparse.linalg.spsolve(A, f)
+    u[:] = v[:len(u)]
+
+
+def factorised_solve_of_a_longer_right_hand_side(data, indices, indptr, f, u):
+    A = scipy.sparse.csc_matrix((data, indices, indptr), shape=(len(u), len(u)))
+    lu = scipy.sparse.linalg.splu(A)
+    v = lu.solve(f)
+    u[:] = v[:len(u)]
+
+
+def transposed_product_of_a_longer_vector(data, indices, indptr, f, u):
+    A = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(u), len(u)))
+    v = A.T @ f
+    u[:] = v[:len(u)]
+
+
+@pytest.mark.parametrize("kernel, message", [
+    (solve_of_a_longer_right_hand_side, "the right-hand side 'f' of a solve must have as many "
+     "entries as the matrix has rows"),
+    (factorised_solve_of_a_longer_right_hand_side, "the right-hand side 'f' of a solve must "
+     "have as many entries as the matrix has rows"),
+    (transposed_product_of_a_longer_vector, "dimension mismatch")])
+def test_a_vector_of_the_wrong_length_is_named(kernel, message, backend):
+    """A solve's right-hand side or a transposed product's vector one entry too long: SciPy
+    refuses them; adsrc took the matrix's size from the vector and failed on the index pointer
+    ('index pointer size 6 should be 5'), a cause the kernel does not show."""
+    args = [*_csr(_poisson_1d(4)), np.ones(5), np.zeros(4)]
+    with pytest.raises(ValueError):             # SciPy's refusal, the reference
+        kernel(*[np.copy(arg) for arg in args])
+    with pytest.raises((AssertionError, ValueError), match=message):
+        adsrc.differentiate(kernel, wrt="data", outputs="u").adjoint(*args, u_bar=np.ones(4))
+    assert np.array_equal(args[4], np.zeros(4))
+
+
 def shape_bound_again_after_the_matrix(data, indices, indptr, x, u):
     n = len(u)
     m = len(x)

@@ -282,10 +282,11 @@ class SparseMatrices:
                         "a solve needs a square matrix")
 
     def _check_right_hand_side(self, matrix, call, rhs):
-        """SciPy checks the right-hand side of a solve against the index pointer of CSR and CSC
-        arrays (checked against the declared shape), but nothing checks it against a COO
-        matrix's declared size: checked here when it is a name."""
-        if matrix.layout == "coo" and isinstance(rhs, gast.Name):
+        """The right-hand side of a solve must have as many entries as the matrix has rows, as
+        SciPy checks: the rewritten solve takes its size from the right-hand side, and failed on
+        the index pointer of CSR and CSC arrays instead ('index pointer size 6 should be 7'),
+        or, with a COO matrix, solved a matrix of the wrong size.  Checked when it is a name."""
+        if isinstance(rhs, gast.Name):
             self._check(call, quote_expr("B.shape[0] == N", B=_load(rhs.id), N=matrix.shape[0]),
                         f"the right-hand side '{rhs.id}' of a solve must have as many "
                         "entries as the matrix has rows")

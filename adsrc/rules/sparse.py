@@ -93,8 +93,9 @@ def matvec(data, indices, indptr, x):
 
 def rmatvec(data, indices, indptr, x, columns):
     """``A.T @ x`` for the CSR matrix ``A = (data, indices, indptr)`` with ``columns``
-    columns (``len(x)`` rows)."""
-    return _CSR.matrix(data, indices, indptr, (len(x), columns)).T @ x
+    columns: SciPy refuses an ``x`` whose length is not its rows (its shape taken from ``x``
+    failed on the index pointer instead)."""
+    return _CSR.matrix(data, indices, indptr, (len(indptr) - 1, columns)).T @ x
 
 
 def csr_matvec(data, indices, indptr, x, columns):
@@ -157,8 +158,8 @@ def _product_rule(function, layout, transposed, shape, length):
 
 _product_rule(matvec, _CSR, False, lambda indices, indptr, x: (len(indptr) - 1, len(x)),
               "second.shape[0] - 1")
-_product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns: (len(x), columns),
-              "size[0]")
+_product_rule(rmatvec, _CSR, True, lambda indices, indptr, x, columns:
+              (len(indptr) - 1, columns), "size[0]")
 _product_rule(csr_matvec, _CSR, False, lambda indices, indptr, x, columns:
               (len(indptr) - 1, columns), "second.shape[0] - 1")
 _product_rule(coo_matvec, _COO, False, lambda row, col, x, rows, columns: (rows, columns),
