@@ -11,6 +11,7 @@ each error must point at carries a trailing ``# <-`` marker.
 """
 
 import builtins
+import functools
 import inspect
 import math
 import re
@@ -1326,6 +1327,30 @@ def test_a_non_function_is_named_before_its_wrt_is_looked_at(fn):
     """Not 'wrt names x, which is not an argument (arguments: obj)'."""
     with pytest.raises(adsrc.AdsrcError, match="plain Python functions defined with 'def'"):
         adsrc.differentiate(fn, wrt="x")
+
+
+def _tripled(fn):
+    @functools.wraps(fn)
+    def wrapper(x):
+        return 3.0 * fn(x)
+    return wrapper
+
+
+@_tripled
+def squares_tripled_by_a_decorator(x):
+    return np.sum(x * x)
+
+
+def test_a_wrapper_made_by_a_decorator_is_refused():
+    """inspect reads the source of the function a functools.wraps wrapper wraps: adsrc
+    differentiated sum(x * x) where Python runs 3 * sum(x * x), a third of the value and the
+    gradient, without an error."""
+    x = np.array([1.0, 2.0])
+    assert squares_tripled_by_a_decorator(x) == 15.0
+    with pytest.raises(adsrc.AdsrcError, match="squares_tripled_by_a_decorator wraps another "
+                                               "function"):
+        adsrc.value_and_grad(squares_tripled_by_a_decorator, wrt="x")(x)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
 
 
 @pytest.mark.parametrize("wrt, message", [

@@ -27,6 +27,11 @@ class KernelSource:
         if not isinstance(fn, types.FunctionType) or fn.__name__ == "<lambda>":
             raise AdsrcError(f"adsrc differentiates plain Python functions defined with 'def' "
                              f"in a .py file, got {fn!r}")
+        if hasattr(fn, "__wrapped__"):      # inspect reads the source of what it wraps
+            raise AdsrcError(f"{fn.__qualname__} wraps another function (a decorator's "
+                             f"functools.wraps): adsrc would read the source of the function "
+                             f"it wraps, not what the wrapper does; differentiate the function "
+                             f"itself, without the decorator")
         try:
             lines, first_line = inspect.getsourcelines(fn)
         except (OSError, TypeError) as exc:
