@@ -121,9 +121,8 @@ class _SecondOrder:
     def _checked_direction(self, args, v):
         """``v``, one direction: a float64 copy of the point's shape, or a float."""
         point = args[self.position]
-        _check_real(self.kernel.fn.__name__, v)
         if isinstance(point, np.ndarray):
-            v = np.array(v, dtype=np.float64, copy=True, order="C")
+            v = np.ascontiguousarray(_floats(self.kernel.fn.__name__, v, "the direction"))
             if v.shape != point.shape:
                 raise ArgumentError(f"{self.kernel.fn.__name__}: the direction has shape "
                                     f"{v.shape}, but {self.wrt} has shape {point.shape}")
@@ -154,11 +153,7 @@ class _SecondOrder:
             matrices, second = with_matrices
             return second.hvps(matrices.arguments(args), vs)
         shape = np.shape(args[self.position])
-        _check_real(name, vs)
-        try:
-            vs = np.asarray(vs, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ArgumentError(f"{name}: the directions must be floats ({error})") from None
+        vs = _floats(name, vs, "the directions")
         if vs.ndim != len(shape) + 1 or vs.shape[1:] != shape:
             raise ArgumentError(f"{name}: a stack of directions has shape (k,) + {shape}, got "
                                 f"{vs.shape}")
@@ -227,11 +222,17 @@ def hvp(f, wrt, backend=None):
     return hessian_vector_product
 
 
-def _check_real(kernel_name, directions):
-    """A complex direction would lose its imaginary part to a float64 conversion."""
-    if np.iscomplexobj(directions):
-        raise ArgumentError(f"{kernel_name}: the direction must be real, got complex values "
-                            "(H is real: take the real and imaginary parts apart)")
+def _floats(kernel_name, values, what):
+    """A float64 copy of ``values`` (a direction, or a point); ArgumentError for complex
+    values, which a float64 conversion would drop the imaginary part of (H is real), and for
+    what is not numbers, where it raised NumPy's own error."""
+    if np.iscomplexobj(values):
+        raise ArgumentError(f"{kernel_name}: {what} must be real, got complex values (H is "
+                            "real: take the real and imaginary parts apart)")
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ArgumentError(f"{kernel_name}: {what} must be floats ({error})") from None
 
 
 class HessianOperator(LinearOperator):
@@ -265,7 +266,7 @@ class HessianOperator(LinearOperator):
     def update(self, x):
         """Move the point to ``x``, in the point's shape or flat (a copy is kept)."""
         current = self._args[self._second.position]
-        x = np.asarray(x, dtype=np.float64)
+        x = _floats(self._second.kernel.fn.__name__, x, "the point")
         if x.shape != current.shape and x.shape != (current.size,):
             raise ArgumentError(f"update: x has shape {x.shape}, expected {current.shape} "
                                 f"(or {current.size} values, flat)")
@@ -281,7 +282,8 @@ class HessianOperator(LinearOperator):
     def _matvec(self, v):
         if np.iscomplexobj(v):          # H is real: its real and imaginary parts, apart
             return self._matvec(np.real(v)) + 1j * self._matvec(np.imag(v))
-        v = np.ascontiguousarray(np.reshape(v, self._point_shape), dtype=np.float64)
+        v = np.ascontiguousarray(np.reshape(_floats(self._second.kernel.fn.__name__, v,
+                                                    "the vector"), self._point_shape))
         return np.ravel(self._second.gradient_and_hvp(self._args, v)[1])
 
     def _matmat(self, vs):

@@ -182,8 +182,11 @@ def test_bad_requests_are_refused():
     with pytest.raises(adsrc.ArgumentError, match="1 argument and the direction as x_dot="):
         hvp(x)
     for complex_direction in (1j * np.ones(5), 1j * np.ones((2, 5))):
-        with pytest.raises(adsrc.ArgumentError, match="the direction must be real"):
+        with pytest.raises(adsrc.ArgumentError, match="the directions? must be real"):
             hvp(x, x_dot=complex_direction)
+    for not_numbers in ("abcd", {}, ["a"] * 5):     # NumPy's ValueError or TypeError
+        with pytest.raises(adsrc.ArgumentError, match="the direction must be floats"):
+            hvp(x, x_dot=not_numbers)
 
 
 def cubes_into(x, r):
@@ -272,6 +275,12 @@ def test_operator_of_a_2d_point():
     np.testing.assert_allclose(hessian.matvec(v.ravel()), hv, rtol=1e-13)
     with pytest.raises(adsrc.ArgumentError, match="expected"):
         hessian.update(np.ones((5, 4)))
+    # NumPy's ValueError; a complex point lost its imaginary part with a warning only
+    with pytest.raises(adsrc.ArgumentError, match="the point must be floats"):
+        hessian.update("abcd")
+    with pytest.raises(adsrc.ArgumentError, match="the point must be real"):
+        hessian.update((1.0 + 2.0j) * u)
+    np.testing.assert_allclose(hessian.matvec(v.ravel()), hv, rtol=1e-13)   # still at u
     with pytest.raises(adsrc.ArgumentError, match="needs an array"):
         adsrc.hessian_operator(K.norm_cubed, 1.5)
     # none (an IndexError), or a count that failed only at the first product
