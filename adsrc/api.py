@@ -454,8 +454,9 @@ class Differentiable:
         check_by_position(self.fn.__name__, self.params, dots)
         signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
-            return matrices.inner.tangent(*matrices.arguments(args),
-                                          **matrices.directions(args, dots))
+            inner_dots = matrices.companions(args, dots, "_dot")
+            with matrices.in_user_terms():
+                return matrices.inner.tangent(*matrices.arguments(args), **inner_dots)
         k = stack_size(self.fn.__name__, self.params, args, dots)
         if k is not None:
             try:
@@ -512,8 +513,10 @@ class Differentiable:
     def _run(self, args, bars):
         signature, matrices = self._signature_or_matrices(args)
         if matrices is not None:
-            value, results, stats = matrices.inner._run(matrices.arguments(args), bars)
-            return value, matrices.results(args, results), stats
+            inner_bars = matrices.companions(args, bars, "_bar")
+            with matrices.in_user_terms():
+                value, results, stats = matrices.inner._run(matrices.arguments(args), inner_bars)
+            return value, matrices.results(args, results, bars), stats
         compiled = self._compile(signature)
         entry = compiled.entry
         # Every check comes before anything runs: a bad call leaves the user's arrays as they were.

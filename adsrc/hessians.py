@@ -75,7 +75,7 @@ class _SecondOrder:
             matrices, second = with_matrices
             if self.wrt not in matrices.layouts:
                 return second.gradient_and_hvp(matrices.arguments(args), v, k)
-            v = matrices.directions(args, {self.wrt + "_dot": v})[self.wrt + "_data_dot"]
+            v = matrices.companions(args, {self.wrt + "_dot": v}, "_dot")[self.wrt + "_data_dot"]
             both = second.gradient_and_hvp(matrices.arguments(args), v)
             return tuple(matrices.results(args, (value,))[0] for value in both)
         self.kernel.check_distinct_before_copies(args)     # the runs work on copies

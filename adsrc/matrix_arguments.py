@@ -14,6 +14,9 @@ gradient is a matrix of the same class and pattern whose values are the adjoints
 write it.
 """
 
+import contextlib
+import re
+
 import gast
 import numpy as np
 
@@ -49,7 +52,8 @@ class MatrixKernel:
     """A differentiable kernel, specialised to take the arrays of its matrix arguments.
 
     ``inner`` is the :class:`~adsrc.api.Differentiable` of the derived kernel; ``arguments``,
-    ``directions`` and ``results`` translate between the user's calls and its calls."""
+    ``companions``, ``results`` and ``in_user_terms`` translate between the user's calls and
+    its calls."""
 
     def __init__(self, kernel, matrix_layouts):
         from adsrc.api import Differentiable      # api builds on this module
@@ -78,7 +82,7 @@ class MatrixKernel:
             if layout is None:
                 params.append(arg)
                 continue
-            names = _arrays_of(arg.id, layout) + [f"{arg.id}_rows", f"{arg.id}_columns"]
+            names = self._derived_names(arg.id)
             clash = taken.intersection(names)
             if clash:
                 raise UnsupportedError(
@@ -121,29 +125,66 @@ class MatrixKernel:
                     *value.shape]
         return out
 
-    def directions(self, args, dots):
-        """The derived kernel's ``_dot=`` keywords: a matrix's direction is a matrix with its
-        pattern, given by its values."""
-        out = dict(dots)
+    def companions(self, args, given, suffix):
+        """The derived kernel's ``<name><suffix>`` keywords: ``_bar`` adjoints or ``_dot``
+        directions.  A matrix's companion is a matrix with its format and pattern, passed on
+        as its values: an adjoint's values array itself, so that the reverse sweep adds into
+        the caller's matrix, as it adds into a caller's array.  The derived kernel's names of
+        a matrix's arrays (``A_data_bar=``) are not the caller's: they are refused."""
+        name = self.kernel.fn.__name__
+        what = "adjoint" if suffix == "_bar" else "direction"
+        out = dict(given)
         values = dict(zip(self.kernel.params, args))
         for param, layout in self.layouts.items():
-            direction = out.pop(f"{param}_dot", None)
-            if direction is None:
+            for key in out:
+                if key.endswith(suffix) and key[:-len(suffix)] in self._derived_names(param):
+                    raise ArgumentError(f"{name}: unexpected {what} '{key}'; the {what} of the "
+                                        f"sparse matrix '{param}' is {param}{suffix}=, a "
+                                        "matrix with its format and pattern")
+            if param + suffix not in out:
                 continue
+            companion = out.pop(param + suffix)
             matrix = values[param]
-            if not (is_sparse(direction) and direction.format == layout
-                    and direction.shape == matrix.shape and all(
-                        np.array_equal(getattr(direction, part), getattr(matrix, part))
+            if not (is_sparse(companion) and companion.format == layout
+                    and companion.shape == matrix.shape and all(
+                        np.array_equal(getattr(companion, part), getattr(matrix, part))
                         for part in _PATTERN[layout])):
-                raise ArgumentError(f"{self.kernel.fn.__name__}: {param}_dot must be a sparse "
-                                    f"matrix with the format and pattern of {param}")
-            out[f"{param}_data_dot"] = np.asarray(direction.data, dtype=np.float64)
+                raise ArgumentError(f"{name}: {param}{suffix} must be a sparse matrix with the "
+                                    f"format and pattern of {param}")
+            if suffix == "_bar":
+                if companion.dtype != np.float64:
+                    raise ArgumentError(f"{name}: {param}_bar must hold float64 values (the "
+                                        f"adjoint is added into them), got {companion.dtype}")
+                out[f"{param}_data_bar"] = companion.data
+            else:
+                out[f"{param}_data_dot"] = np.asarray(companion.data, dtype=np.float64)
         return out
 
-    def results(self, args, results):
-        """The user's gradients: a matrix of the same class and pattern for a matrix."""
+    def _derived_names(self, param):
+        return _arrays_of(param, self.layouts[param]) + [f"{param}_rows", f"{param}_columns"]
+
+    @contextlib.contextmanager
+    def in_user_terms(self):
+        """Errors of the derived kernel's calls, in the caller's names: the companion of
+        ``A_data`` is the caller's ``A_bar=`` (or ``A_dot=``), and ``A_data`` is ``A``."""
+        try:
+            yield
+        except ArgumentError as error:
+            text = str(error)
+            for param in self.layouts:
+                text = re.sub(rf"\b{param}_data_(bar|dot)\b", rf"{param}_\1", text)
+                text = re.sub(rf"\b{param}_data\b", param, text)
+            error.args = (text,)
+            raise
+
+    def results(self, args, results, given=None):
+        """The user's gradients: for a matrix, the matrix passed as its ``_bar=`` (its values
+        hold the gradient now), or a new one of the same class and pattern."""
+        given = given or {}
         values = dict(zip(self.kernel.params, args))
-        return tuple(self._like(values[param], result) if param in self.layouts else result
+        return tuple((given[param + "_bar"] if param + "_bar" in given
+                      else self._like(values[param], result)) if param in self.layouts
+                     else result
                      for param, result in zip(self.kernel.wrt, results))
 
     @staticmethod

@@ -92,6 +92,53 @@ def test_matrix_arguments_that_adsrc_cannot_take_are_refused_before_anything_run
     assert np.all(args[2] == 0.0) and np.all(args[3] == 0.0)
 
 
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_a_matrix_adjoint_passed_in_has_the_gradient_added_into_it(kind):
+    """``A_bar=`` given a matrix of A's pattern: the call adds the gradient into its values and
+    returns it, as it does for an array's ``x_bar=``; against the kernel taking the CSR arrays
+    given the same start, and against the gradient of a call without A_bar=."""
+    A = _matrix(kind)
+    start = A.copy()
+    start.data = np.random.default_rng(5).standard_normal(A.nnz)
+    A_bar = start.copy()
+    kernel = adsrc.differentiate(mk.products, wrt=("A", "x"), outputs="return")
+    returned, _ = kernel.adjoint(*_products_args(A), A_bar=A_bar)
+    assert returned is A_bar
+    (fresh, _) = kernel.adjoint(*_products_args(A))
+    np.testing.assert_allclose(A_bar.data, start.data + fresh.data, rtol=1e-13)
+    csr, csr_start = sp.csr_matrix(A), sp.csr_matrix(start)
+    data_bar = csr_start.data.copy()
+    adsrc.differentiate(mk.products_of_arrays, wrt=("data", "x"), outputs="return").adjoint(
+        csr.data.copy(), csr.indices, csr.indptr, *_products_args(A)[1:], data_bar=data_bar)
+    np.testing.assert_allclose(sp.csr_matrix(A_bar).toarray(),
+                               sp.csr_matrix((data_bar, csr.indices, csr.indptr),
+                                             shape=csr.shape).toarray(), rtol=1e-13)
+
+
+def test_a_matrix_argument_is_named_as_the_caller_wrote_it():
+    """The kernel adsrc derives takes A's arrays (A_data, ...): its names were the ones the
+    errors used and the keywords it accepted (A_data_bar=), while A_bar=<matrix> was refused."""
+    A = _matrix("csr")
+    kernel = adsrc.differentiate(mk.products, wrt=("A", "x"), outputs="return")
+    for call, key in ((kernel.adjoint, "A_data_bar"), (kernel.tangent, "A_data_dot"),
+                      (kernel.adjoint, "A_rows_bar")):
+        with pytest.raises(adsrc.ArgumentError, match=rf"unexpected \w+ '{key}'; the \w+ of the "
+                                                      r"sparse matrix 'A' is A_(bar|dot)="):
+            call(*_products_args(A), **{key: np.zeros(A.nnz)})
+    with pytest.raises(adsrc.ArgumentError, match="unexpected direction 'A_dott'; this call "
+                                                  "takes A_dot, x_dot$"):
+        kernel.tangent(*_products_args(A), A_dott=A.copy())
+    for wrong in (None, np.zeros(A.nnz), _matrix("csc")):
+        with pytest.raises(adsrc.ArgumentError, match="A_bar must be a sparse matrix with the "
+                                                      "format and pattern of A"):
+            kernel.adjoint(*_products_args(A), A_bar=wrong)
+    with pytest.raises(adsrc.ArgumentError, match="A_bar must hold float64 values"):
+        kernel.adjoint(*_products_args(A), A_bar=A.astype(np.float32))
+    with pytest.raises(adsrc.ArgumentError, match="'A' and 'A_bar' share memory"):
+        kernel.adjoint(*_products_args(A), A_bar=A)
+    assert np.array_equal(A.data, _matrix("csr").data)
+
+
 def _fourth_order(function, h):
     """The derivative of ``function`` at 0 by fourth-order central differences of step h."""
     return (-function(2 * h) + 8 * function(h) - 8 * function(-h) + function(-2 * h)) / (12 * h)
