@@ -92,7 +92,7 @@ def _ends_after(until, args, returned):
     verdict = until(*args)
     if np.size(verdict) != 1:
         raise ArgumentError(f"until= must return a truth value, got {type(verdict).__name__} "
-                            f"of {np.size(verdict)} values (the loop stopped after a step)")
+                            f"of {np.size(verdict)} values (asked after a step)")
     return bool(verdict)
 
 
@@ -371,13 +371,27 @@ class Checkpointed:
                                                  state_bytes, online)
         stopped = {}
         returned = [None]          # what the last step run returned
+        # a copy of the state as the caller gave it, while the loop runs forward: if the
+        # caller's predicate fails (raises, or answers with an array), the state is put back, so
+        # that a failed call leaves the caller's arrays as they were (the reverse sweeps, which
+        # write the bars, begin only once the loop has stopped)
+        given = [array.copy() for array in state] \
+            if online and until is not step_returns_stop else []
 
         def stop(n):
             """After step ``n`` of an online schedule: whether the loop ends there."""
-            if _ends_after(until, args, returned[0]):
+            try:
+                ends = _ends_after(until, args, returned[0])
+            except BaseException:
+                for array, value in zip(state, given):
+                    array[...] = value
+                raise
+            if ends:
                 stopped.update(steps=n, by="until")
             elif n == max_steps:
                 stopped.update(steps=n, by="max_steps")
+            if stopped:
+                given.clear()
             return bool(stopped)
 
         actions = (online_actions(schedule, snapshots, stop) if online

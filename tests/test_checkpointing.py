@@ -652,6 +652,39 @@ def test_a_predicate_giving_no_truth_value_is_named(backend):
         checkpointed(step, snapshots=2)(*args, until=lambda *args: np.ones(3) > 0, max_steps=5)
 
 
+@pytest.mark.parametrize("schedule", ["binomial", "periodic", "store_all"])
+def test_a_predicate_that_fails_after_steps_ran_leaves_the_arguments_as_given(schedule,
+                                                                            backend):
+    """The predicate is the caller's code, first asked after a step: one that raises, or
+    answers with an array, after the third step left x as three sweeps had made it."""
+    step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
+    loop = checkpointed(step, schedule=schedule,
+                        **({} if schedule == "store_all" else {"snapshots": 2}))
+    args, n = _gs_problem()
+    before, x_bar = copies(args), np.ones(n)
+    asked = _counting(lambda *args: False)
+
+    def third_fails(*args):
+        asked(*args)
+        if asked.calls == 3:
+            raise ZeroDivisionError("the caller's predicate")
+        return False
+
+    def third_is_an_array(*args):
+        asked(*args)
+        return np.ones(3) > 0 if asked.calls == 3 else False
+
+    for until, error in ((third_fails, ZeroDivisionError),
+                         (third_is_an_array, adsrc.ArgumentError)):
+        asked.calls = 0
+        with pytest.raises(error):
+            loop.adjoint(*args, until=until, max_steps=10, x_bar=x_bar)
+        assert asked.calls == 3
+        for got, want in zip(args, before):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(x_bar, np.ones(n))
+
+
 def test_bad_trip_arguments_raise_argument_errors_and_change_nothing(backend):
     step = differentiated(K.gauss_seidel, ("data", "b", "x"), ("x",), backend)
     loop = checkpointed(step, schedule="binomial", snapshots=3)
