@@ -469,6 +469,31 @@ def test_a_rule_error_at_run_time_names_the_users_line():
                                 raised.value.__notes__[-1])
 
 
+def test_a_dense_solve_of_the_wrong_shapes_is_refused_as_numpy_refuses_it(backend):
+    """NumPy refuses a matrix that is not square and a right-hand side of another length; the
+    rule factored a 5 x 6 matrix and said 'Singular matrix', and passed SciPy's 'Shapes of lu
+    (5, 5) and b (6,) are incompatible'.  Each call names the user's line, in the adjoint, the
+    tangent and the Hessian-vector product, and changes nothing."""
+    square = np.eye(5) * 3.0 + 0.1
+    for A, b, error, message in (
+            (np.ones((5, 6)), np.ones(5), np.linalg.LinAlgError, "matrix must be square, got 5 x 6"),
+            (square, np.ones(6), ValueError, "right-hand side has 6 entries, but the matrix "
+                                             "is 5 x 5")):
+        with pytest.raises(error):
+            np.linalg.solve(A, b)
+        y = np.zeros(5)
+        g = adsrc.differentiate(solved_into, wrt=("A", "b"), outputs="y", backend=backend)
+        for run in (lambda: g.adjoint(A, b, y, y_bar=np.ones(5)),
+                    lambda: g.tangent(A, b, y, b_dot=np.ones_like(b)),
+                    lambda: adsrc.hvp(rk.dense_solve_energy, wrt="b", backend=backend)(
+                        A, b, y, b_dot=np.ones_like(b))):
+            with pytest.raises(error, match=f"np.linalg.solve: the {message}") as raised:
+                run()
+            if hasattr(raised.value, "add_note"):
+                assert "np.linalg.solve(A, b)" in raised.value.__notes__[-1]
+        assert not y.any()
+
+
 def solved_and_factored(A, b):
     x = np.linalg.solve(A, b)
     Q, R = np.linalg.qr(A)

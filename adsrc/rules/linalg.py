@@ -22,10 +22,18 @@ def _linalg():
     return scipy.linalg
 
 
-def _lu_factors(A):
-    """The LU factors of ``A``; NumPy's ``LinAlgError`` for an exactly singular ``A``, as
-    ``np.linalg.solve`` raises, where SciPy's ``lu_factor`` only warns (and the solves would
-    give NaN)."""
+def _lu_factors(A, b):
+    """The LU factors of ``A`` for ``np.linalg.solve(A, b)``, with NumPy's errors: for a
+    matrix that is not square (SciPy factors it, and the error was 'Singular matrix'), a ``b``
+    of another length (SciPy's 'Shapes of lu (5, 5) and b (6,) are incompatible'), and an
+    exactly singular ``A`` (SciPy's ``lu_factor`` only warns, and the solves would give
+    NaN)."""
+    if A.shape[0] != A.shape[1]:
+        raise np.linalg.LinAlgError(f"np.linalg.solve: the matrix must be square, got "
+                                    f"{A.shape[0]} x {A.shape[1]}")
+    if b.shape[0] != A.shape[0]:
+        raise ValueError(f"np.linalg.solve: the right-hand side has {b.shape[0]} entries, but "
+                         f"the matrix is {A.shape[0]} x {A.shape[1]}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _linalg().LinAlgWarning)
         factors = _linalg().lu_factor(A, check_finite=False)
@@ -44,7 +52,7 @@ def _lu_solve(factors, rhs, trans=0):
 @rule(np.linalg.solve, returns="float64[:]", shape=("A.shape[0]",),
       takes=("float64[:,:]", "float64[:]"))
 def solve_forward(A, b):
-    factors = _lu_factors(A)
+    factors = _lu_factors(A, b)
     x = _lu_solve(factors, b)
     return x, (factors, x)
 
@@ -58,7 +66,7 @@ def _solve_backward(saved, x_bar):
 
 @solve_forward.tangent
 def _solve_tangent(A, b, A_dot, b_dot):
-    factors = _lu_factors(A)
+    factors = _lu_factors(A, b)
     x = _lu_solve(factors, b)
     return x, _lu_solve(factors, b_dot - A_dot @ x)
 
@@ -66,7 +74,7 @@ def _solve_tangent(A, b, A_dot, b_dot):
 @solve_forward.backward_tangent
 def _solve_backward_tangent(args, dots, x_bar, x_bar_dot):
     (A, b), (A_dot, b_dot) = args, dots
-    factors = _lu_factors(A)
+    factors = _lu_factors(A, b)
     x = _lu_solve(factors, b)
     x_dot = _lu_solve(factors, b_dot - A_dot @ x)
     lam = _lu_solve(factors, x_bar, trans=1)
