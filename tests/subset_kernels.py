@@ -1579,3 +1579,41 @@ def stored_names_read_at_their_store(x, y):
     y[:], x[:] = x * b, y
     a, y[:] = y * 0.5, a
     x[:] = x + a * y
+
+
+def continues_side_by_side(x, w, y):
+    """Eight ifs that continue, some nested (the flag's case), some plain: the stretches
+    between them run under guards side by side.  The rest of the body was moved into the
+    branches of each, nesting the body one level deeper per if."""
+    s = 0.0
+    for i in range(len(x)):
+        t = w * x[i]
+        if x[i] > 1.45:
+            continue
+        s += t * x[i]
+        if x[i] < 0.6:
+            if s > 1.0:
+                y[i] = s
+                continue
+        t = t * t
+        if t > 2.0:
+            continue
+        s += 0.5 * t
+        if s > 3.0:
+            if x[i] > 1.0:
+                continue
+            s = s * 0.5
+        y[i] = s * x[i]
+        if y[i] > 1.2:
+            continue
+        s -= 0.1 * t
+        if x[i] < 0.55:
+            continue
+        s += np.sin(t)
+        if s < 0.0:
+            continue
+        y[i] += s
+        if x[i] > 1.3:
+            continue
+        s = s * 0.9 + t
+    return s

@@ -416,6 +416,8 @@ CASES = [
          lambda r, d: (_u(r, 4), 3, 0.5), ("x",)),
     Case("returns_from_a_loop_then_reads_early", K.returns_from_a_loop_then_reads,
          lambda r, d: (_u(r, 4), 3, 20.0), ("x",)),
+    Case("continues_side_by_side", K.continues_side_by_side,
+         lambda r, d: (_u(r, 12), 1.1, np.zeros(12)), ("x", "w")),
     Case("extrema_of_three_or_more", K.extrema_of_three_or_more,
          lambda r, d: (np.array([0.3, 0.9, 0.1, 0.7, 0.2, 0.8, 0.45]), np.zeros(7)), ("x",),
          ("y",)),
@@ -1032,3 +1034,15 @@ def test_every_builtin_the_generated_code_calls_is_refused_as_a_kernels_name(bac
     # local does not reach
     helpers_raise = {"ValueError", "OverflowError", "ZeroDivisionError", "MemoryError"}
     assert read <= TAKEN_BY_GENERATED_CODE | helpers_raise
+
+
+def test_ifs_that_continue_leave_the_loop_body_shallow(backend):
+    """Eight ifs that continue in one loop body: the generated code nests no deeper than one
+    guard and the deepest if of the kernel (the function, the loop, a guard, two ifs: 5
+    levels on the Python backend; a level more on Cython's, whose loops sit in a
+    'with nogil:' block).  Moving the rest of the body into the branches of each nested it 10 and 11
+    levels deep, and the code of k such ifs grew as k squared."""
+    f = adsrc.differentiate(K.continues_side_by_side, wrt=("x", "w"), backend=backend)
+    source = f.source("adjoint", args=(np.ones(4), 1.0, np.zeros(4)))
+    depth = max(len(line) - len(line.lstrip()) for line in source.splitlines() if line.strip())
+    assert depth <= 4 * (6 if backend == "cython" else 5), source

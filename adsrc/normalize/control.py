@@ -14,17 +14,25 @@ A ``break`` stays, as the last statement of its branch; the loop then counts its
 reverse sweep knows how many iterations to undo.
 
 Moving the rest into both branches copies it once per path through the ``if`` that does not
-jump, which doubles the code with every nested ``if a: if b: continue`` of a loop body.  Where
-more than one path goes on and the ``if`` only continues, a flag says whether the rest runs
-instead (an ``int`` local, generated):
+jump, which doubles the code with every nested ``if a: if b: continue`` of a loop body, and
+nests the body one level deeper with every ``if`` that jumps, so that the code of a body of k
+of them grows as k squared.  Where more than one path goes on, or more jumps follow, and the
+``if`` only continues, a flag says whether the rest runs instead (an ``int`` local, generated):
 
     for i in range(n):              for i in range(n):
         if a(i):                        _more0 = 1
             if b(i):        ->          if a(i):
                 continue                    if b(i):
         c(i)                                    _more0 = 0
+        if d(i):                        if _more0 == 1:
+            continue                        c(i)
+        e(i)                                if d(i):
+                                                _more0 = 0
                                         if _more0 == 1:
-                                            c(i)
+                                            e(i)
+
+One flag serves the rest of the body: each stretch up to the next ``if`` that continues gets a
+guard of its own, side by side, so the body nests no deeper with more of them.
 
 A ``break`` cannot be flagged so: nothing may follow it on its trip, since the reverse sweep of the
 loop's last trip undoes the statements of its body that the trip ran, from the branches taken.
@@ -65,9 +73,10 @@ def _paths_on(stmts):
     return paths
 
 
-def _structure(stmts, namer, on_continue=()):
+def _structure(stmts, namer, on_continue=(), flag=None):
     """``stmts``, the rest of a loop body, without jumps but a final ``break``; a ``continue``
-    becomes ``on_continue`` (the statements that clear a flag, or none)."""
+    becomes ``on_continue`` (the statements that clear the flag, or none).  ``flag``: the flag
+    that says whether the rest of the trip runs, once one has been set."""
     out = []
     for position, stmt in enumerate(stmts):
         if isinstance(stmt, gast.Break):
@@ -77,8 +86,10 @@ def _structure(stmts, namer, on_continue=()):
             return out + located(copy.deepcopy(list(on_continue)), stmt) or [gast.Pass()]
         if isinstance(stmt, gast.If) and _exits(stmt):
             rest = stmts[position + 1:]
-            if rest and not _breaks(stmt) and _paths_on(stmt.body) + _paths_on(stmt.orelse) > 1:
-                return out + _flagged(stmt, rest, namer, on_continue)
+            if rest and not _breaks(stmt) and (
+                    flag is not None or any(_exits(after) for after in rest)
+                    or _paths_on(stmt.body) + _paths_on(stmt.orelse) > 1):
+                return out + _flagged(stmt, rest, namer, on_continue, flag)
             # the rest goes only to the branches with a path that does not jump (after a
             # jump, structuring would drop it): one of them takes the statements themselves
             going_on = [field for field in ("body", "orelse")
@@ -86,27 +97,55 @@ def _structure(stmts, namer, on_continue=()):
             for copies, field in enumerate(going_on):
                 moved = copy.deepcopy(rest) if copies else rest
                 setattr(stmt, field, getattr(stmt, field) + moved)
-            stmt.body = _structure(stmt.body, namer, on_continue) or [gast.Pass()]
-            stmt.orelse = _structure(stmt.orelse, namer, on_continue)
+            stmt.body = _structure(stmt.body, namer, on_continue, flag) or [gast.Pass()]
+            stmt.orelse = _structure(stmt.orelse, namer, on_continue, flag)
             out.append(stmt)
             return out
         out.append(stmt)
     return out
 
 
-def _flagged(stmt, rest, namer, on_continue):
-    """``stmt`` (an ``if`` that continues on some paths) and ``rest`` after it, guarded by a
-    flag that its continues clear (see the module docstring)."""
-    flag = namer.fresh("more")
-    clear = quote(f"{flag} = 0") + list(on_continue)    # a continue skips every enclosing rest
-    stmt.body = _structure(stmt.body, namer, clear) or [gast.Pass()]
-    stmt.orelse = _structure(stmt.orelse, namer, clear)
-    guarded = gast.If(test=located([quote_expr(f"{flag} == 1")], stmt)[0],
-                      body=_structure(rest, namer, on_continue) or [gast.Pass()], orelse=[])
-    # the guard at the if, the statements it guards where they were written: an error in one
-    # names its own line
-    gast.copy_location(guarded, stmt)
-    return located(quote(f"{flag} = 1"), stmt) + [stmt, guarded]
+def _flagged(stmt, rest, namer, on_continue, flag):
+    """``stmt`` (an ``if`` that continues on some paths) and ``rest`` after it, in stretches
+    guarded by a flag that its continues clear (see the module docstring): the flag of the
+    body, set here if it has none yet."""
+    start = []
+    if flag is None:
+        flag = namer.fresh("more")
+        on_continue = quote(f"{flag} = 0") + list(on_continue)
+        start = located(quote(f"{flag} = 1"), stmt)
+    stmt.body = _structure(stmt.body, namer, on_continue, flag) or [gast.Pass()]
+    stmt.orelse = _structure(stmt.orelse, namer, on_continue, flag)
+    out = start + [stmt]
+    after = stmt
+    for stretch in _stretches(rest):
+        guarded = gast.If(test=located([quote_expr(f"{flag} == 1")], after)[0],
+                          body=_structure(stretch, namer, on_continue, flag) or [gast.Pass()],
+                          orelse=[])
+        # the guard at the if it follows, the statements it guards where they were written:
+        # an error in one names its own line
+        gast.copy_location(guarded, after)
+        out.append(guarded)
+        after = stretch[-1]
+    return out
+
+
+def _stretches(stmts):
+    """``stmts`` cut after each ``if`` that continues: the statements each guard of the flag
+    takes.  An ``if`` that breaks takes all the rest into its branches (nothing may follow a
+    break on its trip), and nothing after a bare jump runs."""
+    out, current = [], []
+    for position, stmt in enumerate(stmts):
+        current.append(stmt)
+        if isinstance(stmt, (gast.Break, gast.Continue)):
+            break
+        if isinstance(stmt, gast.If) and _exits(stmt):
+            if _breaks(stmt):
+                current += stmts[position + 1:]
+                break
+            out.append(current)
+            current = []
+    return out + [current] if current else out
 
 
 def contains_break(stmts):
