@@ -1581,6 +1581,21 @@ def stored_names_read_at_their_store(x, y):
     x[:] = x + a * y
 
 
+def class_tests_guard_a_loop(x, w, flags, y):
+    """np.isnan, np.isinf, np.isfinite and math's: comparisons, with no derivative to take
+    (they were refused as calls with no derivative rule).  ``flags`` holds infinities and a
+    NaN, which decide the elements summed, and a large w stops the loop."""
+    s = 0.0
+    for i in range(len(x)):
+        if math.isnan(flags[i]) or np.isinf(flags[i]):
+            continue
+        if not (np.isfinite(x[i] * w * 1e307) and math.isfinite(flags[i])) or math.isinf(s):
+            break
+        s += w * x[i] * x[i] + np.isnan(flags[i] - flags[i])
+        y[i] = s
+    return s
+
+
 def continues_side_by_side(x, w, y):
     """Eight ifs that continue, some nested (the flag's case), some plain: the stretches
     between them run under guards side by side.  The rest of the body was moved into the

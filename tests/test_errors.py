@@ -356,6 +356,11 @@ def attribute_method(x):
     return s
 
 
+def array_method_writing(x):
+    x.fill(0.0)  # <-
+    return np.sum(x)
+
+
 def integer_local_array(x):
     t = np.zeros(len(x), dtype=np.int64)  # <-
     return x[0]
@@ -719,7 +724,10 @@ UNSUPPORTED = [
      "a, s = p, 5.0", _x),
     (row_through_a_tuple, "'a = u[0, :]' makes 'a' a view of the elements of 'u'",
      "a, b = u[0], u[1]", lambda: (*_x(2), np.ones((2, 2)))),
-    (attribute_method, "no derivative rule for x.argmax", "x.argmax", _x),
+    (attribute_method, "the method 'argmax' of an array is not supported in a kernel",
+     "x.argmax", _x),
+    (array_method_writing, "write what it does with stores and NumPy's functions, as "
+                           "'r[:] = 0.0' for 'r.fill(0.0)'", "x.fill", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),
     (attribute_transpose, "only '.shape'", "(u + u).T",

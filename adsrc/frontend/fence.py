@@ -431,12 +431,13 @@ class Fence(gast.NodeTransformer):
         """``np.where(c, a, b)`` as ``a if c else b`` marked element-wise (lowering reads it
         element by element, and only the chosen element's reads are differentiated, as in
         NumPy's result); ``np.clip(a, lo, hi)`` as ``min(max(a, lo), hi)``; ``np.square(a)``
-        as ``a ** 2``; ``np.sign(a)`` as a choice between 1.0, -1.0 and ``a * 0.0`` (0 and, as
-        in NumPy, NaN for NaN; its derivative is 0); ``np.maximum(a, b)`` as ``max(a, b) if b
-        == b else b`` (a NaN kept, as in NumPy; ``np.minimum`` with min); ``np.remainder(a,
-        b)`` (``np.mod``) as ``a % b`` and ``np.floor_divide(a, b)`` as ``a // b``, which NumPy
-        computes as Python does; np.diag, np.roll, np.diff and np.outer as they are, for typing
-        and lowering."""
+        as ``a ** 2``; ``np.isnan(a)``, ``np.isinf(a)`` and ``np.isfinite(a)`` (and
+        ``math``'s) as comparisons of ``a`` and ``abs(a)``; ``np.sign(a)`` as a choice between
+        1.0, -1.0 and ``a * 0.0`` (0 and, as in NumPy, NaN for NaN; its derivative is 0);
+        ``np.maximum(a, b)`` as ``max(a, b) if b == b else b`` (a NaN kept, as in NumPy;
+        ``np.minimum`` with min); ``np.remainder(a, b)`` (``np.mod``) as ``a % b`` and
+        ``np.floor_divide(a, b)`` as ``a // b``, which NumPy computes as Python does; np.diag,
+        np.roll, np.diff and np.outer as they are, for typing and lowering."""
         arity = intrinsics.SPELLED_OTHERWISE[name]
         if len(call.args) != arity:
             self._fail(call, f"np.{name} takes {arity} argument{'s' if arity > 1 else ''} here")
@@ -462,6 +463,11 @@ class Fence(gast.NodeTransformer):
             located([choice], call)
             _mark_elementwise(choice)
             return choice
+        if name in intrinsics.CLASS_TESTS:
+            # NaN is the one value unequal to itself, and no comparison with it holds
+            test = {"isnan": "A != A", "isinf": "abs(A) == 1e309",
+                    "isfinite": "abs(A) < 1e309"}[name]
+            return located([quote_expr(test, A=call.args[0])], call)[0]
         if name == "sign":
             choice = quote_expr("1.0 if A > 0.0 else (-1.0 if A < 0.0 else A * 0.0)",
                                 A=call.args[0])
@@ -843,6 +849,11 @@ class Fence(gast.NodeTransformer):
             call = self._called_by_name(call, target)
             self.callees[call.func.id] = target
             return call
+        if self._is_method(func) and func.attr not in _METHODS:
+            self._fail(call, f"the method '{func.attr}' of an array is not supported in a "
+                             f"kernel (adsrc takes {', '.join(sorted(_METHODS))}); write what "
+                             "it does with stores and NumPy's functions, as 'r[:] = 0.0' for "
+                             "'r.fill(0.0)'")
         called = self._called_object(call)
         spelled = library.spelled(called) if callable(called) else gast.unparse(func).strip()
         if library.split_of(called) is not None:

@@ -39,7 +39,10 @@ AXIS_REDUCTIONS = ("sum", "mean", "max", "min")
 #: canonical ``np.<name>``, and their numbers of arguments.
 SPELLED_OTHERWISE = {"where": 3, "clip": 3, "square": 1, "sign": 1, "remainder": 2,
                      "floor_divide": 2, "maximum": 2, "minimum": 2, "diag": 1, "roll": 2,
-                     "diff": 1, "outer": 2}
+                     "diff": 1, "outer": 2, "isnan": 1, "isinf": 1, "isfinite": 1}
+#: the tests of a float's class, canonical ``np.<name>`` (``math.<name>`` too), spelled with
+#: comparisons: a truth value, with no derivative to take.
+CLASS_TESTS = ("isnan", "isinf", "isfinite")
 #: arrays of constants (a fill value may be any scalar), canonical ``np.<name>``: lowering
 #: reads them element by element too.
 CONSTANT_ARRAYS = ("ones", "ones_like", "full", "full_like", "eye")
@@ -64,6 +67,8 @@ def _table():
         table[id(getattr(np, name))] = ("np", name)
     for name in ROUNDINGS:
         table[id(getattr(math, name))] = ("math", name)
+    for name in CLASS_TESTS:
+        table[id(getattr(math, name))] = ("np", name)
     for name in ("len", "range", "float", "int", "reversed", "zip", "enumerate"):
         table[id(getattr(builtins, name))] = ("builtin", name)
     return table
