@@ -10,6 +10,7 @@ becomes a ``__fwd``/``__rev`` pair in one generated module.
 """
 
 import copy
+import itertools
 from dataclasses import dataclass
 
 import gast
@@ -176,7 +177,7 @@ class Specialization:
 
     RETURN = RETURN
 
-    def __init__(self, generator, key, index):
+    def __init__(self, generator, key, stem):
         self.generator = generator
         self.key = key
         program = generator.program
@@ -184,11 +185,10 @@ class Specialization:
         self.source = info.source
         self.params = list(info.source.params)
         self.user_functions = dict(info.callees)     # and the functions inlined bodies call
-        suffix = "" if index == 0 else f"_{index}"
-        self.fwd_name = f"{key.fn.__name__}{suffix}__fwd"
-        self.rev_name = f"{key.fn.__name__}{suffix}__rev"
-        self.primal_name = f"{key.fn.__name__}{suffix}__primal"
-        self.tan_name = f"{key.fn.__name__}{suffix}__tan"
+        self.fwd_name = f"{stem}__fwd"
+        self.rev_name = f"{stem}__rev"
+        self.primal_name = f"{stem}__primal"
+        self.tan_name = f"{stem}__tan"
         self._callees = {}
         self._normalise(program, info)
         self._analyse(program)
@@ -291,15 +291,24 @@ class Generator:
     def __init__(self, program):
         self.program = program
         self.specs = {}
-        self._per_function = {}
+        self._stems = set()
 
     def specialise(self, key):
         if key not in self.specs:
-            index = self._per_function.get(key.fn.__name__, 0)
-            self._per_function[key.fn.__name__] = index + 1
             self.specs[key] = None          # placeholder while analysing (recursion)
-            self.specs[key] = Specialization(self, key, index)
+            self.specs[key] = Specialization(self, key, self._stem(key.fn.__name__))
         return self.specs[key]
+
+    def _stem(self, name):
+        """The stem of a new specialisation's functions (``<stem>__fwd`` ...): the kernel's
+        name, or ``<name>_1``, ``<name>_2`` ... for its other specialisations and for functions
+        of the same name from other modules, never one taken already: a user's function named
+        ``relax_1`` made two definitions of ``relax_1__fwd``, and the second one served both
+        calls (a wrong gradient on the Python backend, a failed build on Cython's)."""
+        stem = name if name not in self._stems else next(
+            f"{name}_{k}" for k in itertools.count(1) if f"{name}_{k}" not in self._stems)
+        self._stems.add(stem)
+        return stem
 
     def _build_all(self, build):
         """``(spec, *build(spec))`` for every specialisation, callees found on the way too."""

@@ -1632,3 +1632,24 @@ def continues_side_by_side(x, w, y):
             continue
         s = s * 0.9 + t
     return s
+
+
+def scaled_by(x, w):
+    for i in range(len(x)):
+        x[i] = x[i] * w[i]
+
+
+def scaled_by_1(x, w):
+    """A kernel named as adsrc named the second specialisation of scaled_by."""
+    for i in range(len(x)):
+        x[i] = x[i] + w[i] * w[i]
+
+
+def specialisations_named_apart(x, y, c):
+    """scaled_by called with y active and with c constant: two specialisations.  The second
+    was named scaled_by_1, as the kernel scaled_by_1 is, and one definition served the calls
+    of both: a wrong gradient on the Python backend, a failed build on Cython's."""
+    scaled_by(x, y)
+    scaled_by(x, c)
+    scaled_by_1(x, y)
+    return np.dot(x, x)
