@@ -1653,3 +1653,15 @@ def specialisations_named_apart(x, y, c):
     scaled_by(x, c)
     scaled_by_1(x, y)
     return np.dot(x, x)
+
+
+def transposed_elements(A, y):
+    """Elements and rows of A.T: A.T[i, j] is A[j, i].  They reached the generated code as
+    written, read but never differentiated (a derivative of 0 through them, no error)."""
+    s = 0.0
+    for i in range(A.shape[0]):
+        y[i] = 2.0 * A.T[i, 0] + A[i, 1]
+        for j in range(A.shape[1]):
+            s += A.T[j, i] * A[i, j] * A.T[i, j]
+    y[:] = y + A.T[1, :] * A.T[:, 2]
+    return s

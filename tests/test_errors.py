@@ -351,6 +351,11 @@ def row_through_a_tuple(x, u):
     return np.sum(u * u) + x[0]
 
 
+def column_of_a_transpose(A, x):
+    for i in range(len(x)):
+        x[i] = np.dot(A.T[i], x)  # <-
+
+
 def attribute_method(x):
     s = x.argmax()  # <-
     return s
@@ -724,6 +729,8 @@ UNSUPPORTED = [
      "a, s = p, 5.0", _x),
     (row_through_a_tuple, "'a = u[0, :]' makes 'a' a view of the elements of 'u'",
      "a, b = u[0], u[1]", lambda: (*_x(2), np.ones((2, 2)))),
+    (column_of_a_transpose, "a subscript of '.T' takes two indices, one of them not a "
+                            "slice", "A.T[i]", lambda: (np.ones((2, 2)), np.ones(2))),
     (attribute_method, "the method 'argmax' of an array is not supported in a kernel",
      "x.argmax", _x),
     (array_method_writing, "write what it does with stores and NumPy's functions, as "

@@ -426,6 +426,8 @@ CASES = [
          lambda r, d: (_u(r, 12), 1.1, np.zeros(12)), ("x", "w")),
     Case("specialisations_named_apart", K.specialisations_named_apart,
          lambda r, d: (_u(r, 4), _u(r, 4), _u(r, 4)), ("x", "y")),
+    Case("transposed_elements", K.transposed_elements,
+         lambda r, d: (r.uniform(-1.0, 1.0, (4, 4)), np.zeros(4)), ("A",)),
     Case("extrema_of_three_or_more", K.extrema_of_three_or_more,
          lambda r, d: (np.array([0.3, 0.9, 0.1, 0.7, 0.2, 0.8, 0.45]), np.zeros(7)), ("x",),
          ("y",)),

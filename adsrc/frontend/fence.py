@@ -651,6 +651,9 @@ class Fence(gast.NodeTransformer):
             if solution is not None:
                 solution.args = [self._expression(arg) for arg in solution.args]
                 return solution
+            if isinstance(node.value, gast.Attribute) and node.value.attr == "T" \
+                    and isinstance(node.value.value, gast.Name):
+                node = self._transposed_subscript(node)
             node.value = self._expression(node.value)
             node.slice = self._index(node.slice)
             if not isinstance(node.value, (gast.Name, gast.Attribute)) \
@@ -673,6 +676,21 @@ class Fence(gast.NodeTransformer):
         if isinstance(node, gast.Call):
             return self._call(node)
         self._fail(node, f"the expression '{type(node).__name__}' is not supported by adsrc")
+
+    def _transposed_subscript(self, node):
+        """``A.T[i, j]`` as ``A[j, i]``, and ``A.T[i, :]`` as ``A[:, i]``: adsrc differentiates
+        the subscripts of names.  A subscript of ``A.T`` reached the generated code as it was
+        written, read there but never differentiated: a derivative of 0, and no error."""
+        index = node.slice
+        if isinstance(index, gast.Tuple) and len(index.elts) == 2 \
+                and not any(self._is_new_axis(elt) for elt in index.elts) \
+                and not all(isinstance(elt, gast.Slice) for elt in index.elts):
+            swapped = gast.Tuple(index.elts[::-1], gast.Load())
+            return gast.copy_location(gast.Subscript(node.value.value, swapped, node.ctx), node)
+        self._fail(node, "a subscript of '.T' takes two indices, one of them not a slice "
+                         "('A.T[i, j]' is 'A[j, i]', 'A.T[i, :]' is 'A[:, i]'); write 'x[i]' "
+                         "for a 1-D array, 'A[:, i]' for a column and 'A.T' for the whole "
+                         "transpose")
 
     def _name(self, node):
         if self.matrices.uses(node.id):
