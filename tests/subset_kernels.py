@@ -1665,3 +1665,18 @@ def transposed_elements(A, y):
             s += A.T[j, i] * A[i, j] * A.T[i, j]
     y[:] = y + A.T[1, :] * A.T[:, 2]
     return s
+
+
+def slices_filled_with_a_reduction(x, A, y, B):
+    """A slice assigned a reduction alone: the value fills it.  The store of the total was
+    left a whole-slice store, which the reverse sweep read as a scalar's (the Python backend
+    raised ValueError inside the generated code, Cython's build failed)."""
+    y[:] = np.sum(x * x)
+    y[1:3] = x.max()
+    y[:] = np.dot(y, x) + y
+    y[2:] = np.sum(y * x)
+    B[:, :] = np.mean(A * A)
+    for i in range(A.shape[0]):
+        B[i, :] = np.dot(A[i], x) + B[i, :]
+    for j in range(A.shape[1]):
+        B[:, j] = np.min(A[:, j] * B[:, j])

@@ -1048,7 +1048,7 @@ class LowerArrays:
         there is one (NumPy raises on an empty array, where -inf would be a wrong number).
 
         The result goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``)
-        when the target is an element, or a name the summand reads (``a = np.sum(a * x)`` must
+        when the target is an element or a slice (which it fills), or a name the summand reads (``a = np.sum(a * x)`` must
         read the old ``a`` all along)."""
         target = stmt.targets[0]
         args = stmt.value.args
@@ -1074,6 +1074,9 @@ class LowerArrays:
         else:
             total = self.namer.fresh("s")
             store = [gast.Assign(targets=[target], value=name(total), type_comment=None)]
+            if isinstance(target, gast.Subscript) and self._has_slice(target):
+                # y[:] = np.sum(x) fills y: the store is element-wise too
+                store = self._elementwise(located(store, stmt)[0])
         count = sliced[0].count
         for axis in sliced[1:]:
             count = quote_expr("A * B", A=count, B=axis.count)
