@@ -1048,8 +1048,8 @@ class LowerArrays:
         there is one (NumPy raises on an empty array, where -inf would be a wrong number).
 
         The result goes to a fresh temporary first (``_s0 = 0.0``, the loop, ``x[i] = _s0``)
-        when the target is an element or a slice (which it fills), or a name the summand reads (``a = np.sum(a * x)`` must
-        read the old ``a`` all along)."""
+        when the target is an element or a slice (which it fills), or a name the summand reads
+        (``a = np.sum(a * x)`` must read the old ``a`` all along)."""
         target = stmt.targets[0]
         args = stmt.value.args
         if func == "np.dot":
