@@ -240,8 +240,10 @@ class Differentiable:
         self._matrix_kernels = {}       # layouts of sparse matrix arguments -> MatrixKernel
         self._last_matrices = None      # the MatrixKernel of the last call, if it had matrices
 
-    def __call__(self, *args):
-        return self.fn(*args)
+    def __call__(self, *args, **keywords):
+        """The original function, as it is: keywords too (the derivatives take arguments by
+        position only)."""
+        return self.fn(*args, **keywords)
 
     def primal(self, *args, **keywords):
         """The kernel compiled by this object's backend (the original function for "python").

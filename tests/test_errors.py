@@ -1407,6 +1407,9 @@ def test_an_argument_given_by_keyword_is_named():
     with pytest.raises(adsrc.ArgumentError, match="pass the argument 'x' by position"):
         adsrc.hvp(dot2, wrt="y")(y=np.ones(3), x=np.ones(3), y_dot=np.ones(3))
     _assert_unchanged(before, args)
+    # the call of the kernel itself is the original function, keywords and all
+    x, y = np.ones(3), np.full(3, 2.0)
+    assert adsrc.differentiate(dot2, wrt="y")(y=y, x=x) == dot2(x, y)
 
 
 @pytest.mark.parametrize("kernel", [star_args, default_argument, keyword_only_argument])
