@@ -338,8 +338,11 @@ class Differentiable:
         returns = return_type is not None
         if returns and not return_type.is_float and (
                 self.outputs is None or RETURN_OUTPUT in self.outputs):
+            hint = "" if self.outputs is not None else (
+                " (without outputs=, the return value is the output: name the arrays to "
+                "differentiate, as outputs=('x',))")
             raise AdsrcError(f"{self.fn.__name__}: the return value is {return_type}, not a "
-                             "float: there is no derivative to take of it")
+                             f"float: there is no derivative to take of it{hint}")
         if self.outputs is not None:
             if RETURN_OUTPUT in self.outputs and not returns:
                 raise AdsrcError(f"{self.fn.__name__}: outputs names 'return', but the kernel "

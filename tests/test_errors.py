@@ -1379,6 +1379,29 @@ def test_wrt_that_is_no_list_of_distinct_arguments(wrt, message):
         adsrc.differentiate(csr_relax, wrt=wrt)
 
 
+def relaxed_count(x, b):
+    """A solver returning its iteration count, as many do."""
+    k = 0
+    for i in range(len(x)):
+        x[i] = 0.5 * (x[i] + b[i])
+        k += 1
+    return k
+
+
+def test_an_int_return_value_is_no_output_and_says_what_to_name():
+    x, b = np.zeros(3), np.ones(3)
+    with pytest.raises(adsrc.AdsrcError, match=r"the return value is int, not a float: there "
+                                               r"is no derivative to take of it \(without "
+                                               r"outputs=, the return value is the output"):
+        adsrc.differentiate(relaxed_count, wrt="b").adjoint(x, b, x_bar=np.ones(3))
+    with pytest.raises(adsrc.AdsrcError, match=r"take of it$"):
+        adsrc.differentiate(relaxed_count, wrt="b", outputs="return").adjoint(x, b)
+    assert not x.any()
+    (b_bar,) = adsrc.differentiate(relaxed_count, wrt="b", outputs=("x",)).adjoint(
+        x, b, x_bar=np.ones(3))
+    np.testing.assert_array_equal(b_bar, 0.5 * np.ones(3))
+
+
 def test_an_argument_given_by_keyword_is_named():
     """Not 'takes 6 arguments, 5 given', nor Python's 'unexpected keyword argument'."""
     args = _csr_args()
