@@ -1680,3 +1680,13 @@ def slices_filled_with_a_reduction(x, A, y, B):
         B[i, :] = np.dot(A[i], x) + B[i, :]
     for j in range(A.shape[1]):
         B[:, j] = np.min(A[:, j] * B[:, j])
+
+
+def copies_as_operands(A, B, y):
+    """np.copy of an array expression as an operand of an element-wise statement: its
+    elements are those of what it copies (it was refused, though np.copy is supported)."""
+    B[:, :] = np.copy(A)
+    B[:, :] = np.copy(B.T) * 2.0 + B
+    y[1:] = np.copy(y[:-1]) * y[1:]
+    y[:] = np.copy(y * B[0, :3]) + A[:, 1].copy()
+    return np.sum(B * B) + np.sum(y)

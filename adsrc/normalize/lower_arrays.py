@@ -857,6 +857,10 @@ class LowerArrays:
                 return self._chosen_elements(value, sliced, counters, checks, before)
             finally:
                 self.lowering.in_a_branch = outer
+        if _callee(value) == "np.copy" and len(value.args) == 1:
+            # a copy's elements are those of the array copied: the statement reads its
+            # right-hand side before any store, as NumPy does, copied or not
+            return self._elements(value.args[0], sliced, counters, checks, before)
         if isinstance(value, gast.Call) and _callee(value) in ALLOCATIONS + ("np.copy",) \
                 + REDUCTION_CALLS:
             self._fail(value, "this call is not supported inside an element-wise expression")
