@@ -33,6 +33,12 @@ def stack_size(kernel_name, params, args, dots):
             if not isinstance(direction, np.ndarray):
                 raise ArgumentError(f"{kernel_name}: {key} must be a NumPy array (a stack of "
                                     "directions)")
+            shape = np.shape(values[param])
+            if direction.shape[1:] != shape:
+                # named here: the checks of the first direction would name its shape only
+                raise ArgumentError(f"{kernel_name}: {key} has shape {direction.shape}, but a "
+                                    f"stack of k directions of '{param}' has shape (k,) + "
+                                    f"{shape}")
             sizes[key] = direction.shape[0]
         else:
             single.append(key)

@@ -351,6 +351,11 @@ def row_through_a_tuple(x, u):
     return np.sum(u * u) + x[0]
 
 
+def shape_of_a_transpose(A, x):
+    for i in range(A.T.shape[0]):  # <-
+        x[i] = A[0, i]
+
+
 def column_of_a_transpose(A, x):
     for i in range(len(x)):
         x[i] = np.dot(A.T[i], x)  # <-
@@ -729,6 +734,8 @@ UNSUPPORTED = [
      "a, s = p, 5.0", _x),
     (row_through_a_tuple, "'a = u[0, :]' makes 'a' a view of the elements of 'u'",
      "a, b = u[0], u[1]", lambda: (*_x(2), np.ones((2, 2)))),
+    (shape_of_a_transpose, "'.shape' is read of a name only, not of 'A.T' ('A.T.shape[0]' "
+                           "is 'A.shape[1]')", "A.T.shape", lambda: (np.ones((2, 2)), np.ones(2))),
     (column_of_a_transpose, "a subscript of '.T' takes two indices, one of them not a "
                             "slice", "A.T[i]", lambda: (np.ones((2, 2)), np.ones(2))),
     (attribute_method, "the method 'argmax' of an array is not supported in a kernel",
@@ -737,7 +744,7 @@ UNSUPPORTED = [
                            "'r[:] = 0.0' for 'r.fill(0.0)'", "x.fill", _x),
     (integer_local_array, "local arrays are float64", "np.int64", _x),
     (allocation_order, "keyword arguments", "np.zeros", _x),
-    (attribute_transpose, "only '.shape'", "(u + u).T",
+    (attribute_transpose, "'.T' is read of a name only, not of 'u + u'", "(u + u).T",
      lambda: (np.ones((2, 2)), np.ones((2, 2)))),
     (reserved_bar_local, "x_bar", "x_bar", _x),
     (reserved_underscore_local, "_tmp", "_tmp", _x),

@@ -140,7 +140,8 @@ def test_vector_source_is_readable_and_inactive_values_get_no_tangent():
 @pytest.mark.parametrize("dots, message", [
     ({"b_dot": np.ones((2, 9)), "x_dot": np.ones((3, 9))}, "same number"),   # mismatched k
     ({"b_dot": np.ones((2, 9)), "x_dot": np.ones(9)}, "stacks"),              # mixed
-    ({"b_dot": np.ones((2, 8))}, "shape"),
+    ({"b_dot": np.ones((2, 8))}, r"b_dot has shape \(2, 8\), but a stack of k directions "
+                                 r"of 'b' has shape \(k,\) \+ \(9,\)"),
     ({"b_dot": np.ones((2, 9), dtype=np.float32)}, "float64"),
     ({"b_dot": np.ones((0, 9))}, "at least one"),
     ({"data_dot": np.ones((2, 33))}, "data_dot"),                             # not in wrt

@@ -670,6 +670,11 @@ class Fence(gast.NodeTransformer):
             constant = _inlined(self._module_attribute(node), node)      # np.pi, config.N
             if constant is not None:
                 return constant
+            if node.attr in ("shape", "size", "T"):
+                transposed = isinstance(node.value, gast.Attribute) and node.value.attr == "T"
+                self._fail(node, f"'.{node.attr}' is read of a name only, not of "
+                                 f"'{gast.unparse(node.value).strip()}'" +
+                           (" ('A.T.shape[0]' is 'A.shape[1]')" if transposed else ""))
             self._fail(node, f"the attribute '.{node.attr}' is not supported (only '.shape', "
                              "'.size', '.T' of a name, and numeric constants of modules such "
                              "as np.pi)")
