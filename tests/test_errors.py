@@ -351,6 +351,16 @@ def row_through_a_tuple(x, u):
     return np.sum(u * u) + x[0]
 
 
+def scaled_first_column(M, s):
+    for i in range(M.shape[0]):
+        M[i, 0] = M[i, 0] * s
+
+
+def transpose_written_by_a_callee(u, s):
+    scaled_first_column(u.T, s)  # <-
+    return u[0, 0]
+
+
 def shape_of_a_transpose(A, x):
     for i in range(A.T.shape[0]):  # <-
         x[i] = A[0, i]
@@ -734,6 +744,9 @@ UNSUPPORTED = [
      "a, s = p, 5.0", _x),
     (row_through_a_tuple, "'a = u[0, :]' makes 'a' a view of the elements of 'u'",
      "a, b = u[0], u[1]", lambda: (*_x(2), np.ones((2, 2)))),
+    (transpose_written_by_a_callee, "the argument 'u.T' is a view of the elements of 'u' in "
+                                    "NumPy, and the call writes it in place", "u.T",
+     lambda: (np.ones((2, 2)), 0.5)),
     (shape_of_a_transpose, "'.shape' is read of a name only, not of 'A.T' ('A.T.shape[0]' "
                            "is 'A.shape[1]')", "A.T.shape", lambda: (np.ones((2, 2)), np.ones(2))),
     (column_of_a_transpose, "a subscript of '.T' takes two indices, one of them not a "

@@ -541,6 +541,17 @@ class LowerArrays:
                 line = self.source.location(self.written_in_place[array])[1]
                 relation = ("a second name for the array" if text == viewed
                             else "a view of the elements")
+                owner = self.user_names.get(viewed, viewed)
+                if shown.startswith("_"):
+                    # a temporary adsrc made of a call's argument: the user wrote no name
+                    written = ("the call writes it" if array == target
+                               else f"'{self.user_names.get(array, array)}' is written")
+                    self._fail(stmt, f"the argument '{text}' is {relation} of '{owner}' in "
+                                     f"NumPy, and {written} in place (line {line}): adsrc "
+                                     "gives the argument an array of its own, which agrees "
+                                     "with NumPy only for arrays never written in place; "
+                                     f"pass 'np.copy({text})', or pass '{owner}' and index it "
+                                     "in the called kernel")
                 self._fail(stmt, f"'{shown} = {text}' makes '{shown}' {relation} of "
                                  f"'{self.user_names.get(viewed, viewed)}' in NumPy, and "
                                  f"'{self.user_names.get(array, array)}' is written in place "
