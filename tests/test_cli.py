@@ -469,6 +469,13 @@ def test_bad_type_string_through_main(tmp_path, capsys):
     err = capsys.readouterr().err
     _user_error(code, err, out)
     assert "integer" in err
+    assert "SciPy matrix" not in err
+    code = main(["generate", f"{SOLVERS}:gauss_seidel", "--wrt", "b", "--types",
+                 "csr_matrix;int32[:];float64[:];float64[:];float64[:];int", "-o", str(out)])
+    err = capsys.readouterr().err
+    _user_error(code, err, out)
+    assert "offline generation takes its arrays: write the kernel on its data, indices and " \
+           "indptr" in err
 
 
 @pytest.mark.parametrize("how", ["subprocess", "main"])

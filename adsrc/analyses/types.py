@@ -164,8 +164,11 @@ def parse_type(text):
         dtype, dims = text[:-1].split("[", 1)
         if dtype in ("float64", "int32", "int64") and dims in (":", ":,:"):
             return array(dtype, dims.count(":"))
+    sparse = any(word in text.lower() for word in ("csr", "csc", "coo", "matrix", "sparse"))
+    hint = ("; a SciPy matrix argument is taken in a process only, offline generation takes "
+            "its arrays: write the kernel on its data, indices and indptr" if sparse else "")
     raise ArgumentError(f"cannot read the type {text!r}: write int, float, float64[:], "
-                        f"int32[:], int64[:] or a 2-D form such as float64[:,:]")
+                        f"int32[:], int64[:] or a 2-D form such as float64[:,:]{hint}")
 
 
 def join(a, b):
