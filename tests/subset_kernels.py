@@ -1690,3 +1690,20 @@ def copies_as_operands(A, B, y):
     y[1:] = np.copy(y[:-1]) * y[1:]
     y[:] = np.copy(y * B[0, :3]) + A[:, 1].copy()
     return np.sum(B * B) + np.sum(y)
+
+
+def halved_and_shifted(x, k):
+    x[k] = x[k] * 0.5 + 0.1
+    return x[k]
+
+
+def class_test_of_a_call(x, y):
+    """A class test of a called kernel's value runs the call once, as Python does: a spelling
+    that read its argument twice would run the call twice."""
+    s = 0.0
+    for i in range(len(x)):
+        if math.isnan(halved_and_shifted(x, i)):
+            break
+        if np.isfinite(halved_and_shifted(y, i)):
+            s += x[i] * y[i]
+    return s

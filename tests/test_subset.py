@@ -419,6 +419,8 @@ CASES = [
     Case("class_tests_guard_a_loop", K.class_tests_guard_a_loop,
          lambda r, d: (_u(r, 7), 0.8, np.array([1.0, np.inf, np.nan, -np.inf, 2.0, 0.5, 3.0]),
                        np.zeros(7)), ("x", "w")),
+    Case("class_test_of_a_call", K.class_test_of_a_call,
+         lambda r, d: (_u(r, 4), _u(r, 4)), ("x", "y")),
     Case("class_tests_stop_a_loop", K.class_tests_guard_a_loop,
          lambda r, d: (np.array([0.5, 0.7, 30.0, 0.2]), 9.0, np.ones(4), np.zeros(4)),
          ("x", "w")),

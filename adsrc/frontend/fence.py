@@ -464,8 +464,8 @@ class Fence(gast.NodeTransformer):
             _mark_elementwise(choice)
             return choice
         if name in intrinsics.CLASS_TESTS:
-            # NaN is the one value unequal to itself, and no comparison with it holds
-            test = {"isnan": "A != A", "isinf": "abs(A) == 1e309",
+            # no comparison with a NaN holds; the value is read once, as the call reads it
+            test = {"isnan": "not abs(A) <= 1e309", "isinf": "abs(A) == 1e309",
                     "isfinite": "abs(A) < 1e309"}[name]
             return located([quote_expr(test, A=call.args[0])], call)[0]
         if name == "sign":
