@@ -367,9 +367,23 @@ class Generator:
         source = self.source(entry, backend, mode=mode, tape_module=tape_module)
         if backend == "python":
             first = entry.tan_name if mode == TANGENT else entry.fwd_name
-            return source, python_backend.load(source, first)
+            try:
+                return source, python_backend.load(source, first)
+            except SyntaxError as error:
+                if error.msg not in _PARSER_LIMITS:
+                    raise
+                raise entry.source.error(entry.source.tree, (
+                    f"the generated Python nests its statements deeper than Python's parser "
+                    f"takes ({error.msg}): each 'if' that breaks holds the rest of its loop's "
+                    "body; use the Cython backend, or move part of the loop body into a called "
+                    "kernel")) from None
         lines = line_map(source, entry.source.filename)
         return source, vars(cython_build.load(source, entry.source.name, lines))
+
+
+#: what Python's parser says of code nested deeper than it takes (100 levels of indentation,
+#: 20 blocks of loops)
+_PARSER_LIMITS = ("too many levels of indentation", "too many statically nested blocks")
 
 
 def primal_function(spec):

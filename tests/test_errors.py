@@ -12,6 +12,7 @@ each error must point at carries a trailing ``# <-`` marker.
 
 import builtins
 import functools
+import importlib.util
 import inspect
 import math
 import re
@@ -1681,3 +1682,24 @@ def test_a_kernel_whose_file_changed_after_import_is_refused(tmp_path, monkeypat
         adsrc.check_grads(module.squares, (_X.copy(), 5), wrt="x")
     finally:
         del sys.modules["edited_kernels"]       # the next test's file is another one
+
+
+def test_a_loop_body_nested_deeper_than_pythons_parser_is_refused_naming_the_kernel(tmp_path):
+    """50 ifs that break, each followed by a nested if that continues: each if that breaks
+    holds the rest of the body, so the generated Python nests past Python's 100 levels of
+    indentation, and loading it raised IndentationError from inside adsrc."""
+    lines = ["def deep(x, w):", "    s = 0.1 * w", "    for i in range(len(x)):"]
+    for k in range(50):
+        lines += ["        s = s * 0.99 + 0.01 * x[i] * w", f"        if s > {50 + k}.0:",
+                  "            break", f"        if x[i] > {2 + k}.0:", "            if i > 100:",
+                  "                continue"]
+    path = tmp_path / "deep_kernel.py"
+    path.write_text("\n".join(lines + ["    return s"]) + "\n")
+    spec = importlib.util.spec_from_file_location("deep_kernel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = np.array([0.25, 0.45, 0.65])
+    with pytest.raises(adsrc.UnsupportedError, match=r"deep_kernel.py:1:1: error: the generated "
+                                                     r"Python nests its statements deeper than "
+                                                     r"Python's parser takes"):
+        adsrc.grad(module.deep, wrt="w", backend="python")(x, 0.8)
