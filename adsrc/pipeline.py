@@ -10,7 +10,6 @@ becomes a ``__fwd``/``__rev`` pair in one generated module.
 """
 
 import copy
-import itertools
 from dataclasses import dataclass
 
 import gast
@@ -33,7 +32,7 @@ from adsrc.frontend.derived import kernel_source
 from adsrc.frontend.fence import Fence
 from adsrc.frontend.quoting import with_quoted_lines
 from adsrc.frontend.source import KernelSource
-from adsrc.naming import Namer
+from adsrc.naming import Namer, free
 from adsrc.normalize.control import StructureJumps
 from adsrc.normalize.desugar import RETURN, Desugar
 from adsrc.normalize.inline_calls import InlineCalls
@@ -301,12 +300,11 @@ class Generator:
 
     def _stem(self, name):
         """The stem of a new specialisation's functions (``<stem>__fwd`` ...): the kernel's
-        name, or ``<name>_1``, ``<name>_2`` ... for its other specialisations and for functions
+        name, or ``<name>_2``, ``<name>_3`` ... for its other specialisations and for functions
         of the same name from other modules, never one taken already: a user's function named
         ``relax_1`` made two definitions of ``relax_1__fwd``, and the second one served both
         calls (a wrong gradient on the Python backend, a failed build on Cython's)."""
-        stem = name if name not in self._stems else next(
-            f"{name}_{k}" for k in itertools.count(1) if f"{name}_{k}" not in self._stems)
+        stem = free(name, self._stems)
         self._stems.add(stem)
         return stem
 

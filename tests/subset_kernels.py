@@ -1645,13 +1645,22 @@ def scaled_by_1(x, w):
         x[i] = x[i] + w[i] * w[i]
 
 
+def scaled_by_2(x, w):
+    """A kernel named as adsrc names the second specialisation of scaled_by now."""
+    for i in range(len(x)):
+        x[i] = x[i] - 0.5 * w[i] * x[i]
+
+
 def specialisations_named_apart(x, y, c):
     """scaled_by called with y active and with c constant: two specialisations.  The second
     was named scaled_by_1, as the kernel scaled_by_1 is, and one definition served the calls
-    of both: a wrong gradient on the Python backend, a failed build on Cython's."""
+    of both: a wrong gradient on the Python backend, a failed build on Cython's.  Whichever
+    name a specialisation takes, a kernel of the user's may have it already."""
     scaled_by(x, y)
+    scaled_by_2(x, c)
     scaled_by(x, c)
     scaled_by_1(x, y)
+    scaled_by_2(x, y)
     return np.dot(x, x)
 
 
